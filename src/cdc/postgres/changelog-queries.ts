@@ -1,0 +1,53 @@
+/**
+ * The change-log reader's SQL (PostgreSQL 13+ and PGlite: pg_current_snapshot,
+ * pg_visible_in_snapshot on xid8). $done may be NULL: then nothing is done yet.
+ */
+
+export const CURRENT_SNAPSHOT_SQL = `SELECT pg_current_snapshot()::text AS snapshot`;
+
+/** Changes of the range (done, upto]: transactions committed at `upto` but not at `done`. */
+const IN_RANGE = `
+      ($1::text IS NULL OR (c.xid >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(c.xid, $1::pg_snapshot)))
+  AND pg_visible_in_snapshot(c.xid, $2::pg_snapshot)
+  AND c.table_name = ANY($3::text[])`;
+
+/**
+ * Lowest and highest id of the range, found once per range through the xid
+ * index so that pages can walk the id index between them.
+ */
+export const RANGE_BOUNDS_SQL = `
+SELECT min(c.id)::text AS low, max(c.id)::text AS high
+  FROM cdc_sync.changes c
+ WHERE ${IN_RANGE}`;
+
+export const READ_PAGE_SQL = `
+SELECT c.id::text AS id, c.table_name, c.op, c.row_data, c.old_data, c.origin, c.captured_at
+  FROM cdc_sync.changes c
+ WHERE c.id > $4::bigint AND c.id <= $5::bigint AND ${IN_RANGE}
+ ORDER BY c.id
+ LIMIT $6`;
+
+/** Approximate backlog: ids are a sequence, so gaps from rollbacks make it an upper bound. */
+export const PENDING_SQL = `SELECT coalesce(max(id), 0)::text AS high FROM cdc_sync.changes`;
+
+export const TABLE_INFO_SQL = `
+SELECT to_regclass($1) IS NOT NULL AS exists,
+       to_regclass('cdc_sync.changes') IS NOT NULL AS changelog,
+       EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = 'cdc_sync_capture') AS captured,
+       coalesce((SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute
+                  WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped), '{}') AS columns,
+       coalesce((SELECT array_agg(a.attname::text ORDER BY k.ord)
+                   FROM pg_index i
+                   CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                  WHERE i.indrelid = to_regclass($1) AND i.indisprimary), '{}') AS primary_key`;
+
+export interface ChangeRow {
+  id: string;
+  table_name: string;
+  op: string;
+  row_data: string | null;
+  old_data: string | null;
+  origin: string | null;
+  captured_at: Date;
+}

@@ -1,0 +1,221 @@
+import { Observable, Subject, concatMap, defer, startWith } from 'rxjs';
+import type { ChangeEvent, Op, RejectedChange, Row, SourceChunk } from '../../core/change-event.js';
+import { ConfigError, PermanentError } from '../../core/errors.js';
+import { parseJson } from '../../core/json.js';
+import type { TableConfig } from '../../core/mapping.js';
+import { createPool, type Pool } from '../../sinks/postgres/connection.js';
+import { classifyPgError, isConnectionError } from '../../sinks/postgres/errors.js';
+import { qualifiedText } from '../../sinks/postgres/identifiers.js';
+import type { StreamContext } from '../../streams/context.js';
+import { retryTransient, type RetryPolicy } from '../../streams/retry.js';
+import type { Source } from '../source.js';
+import { ChangeLogPosition } from './changelog-position.js';
+import {
+  CURRENT_SNAPSHOT_SQL,
+  PENDING_SQL,
+  RANGE_BOUNDS_SQL,
+  READ_PAGE_SQL,
+  TABLE_INFO_SQL,
+  type ChangeRow,
+} from './changelog-queries.js';
+import { idleWait } from '../idle-wait.js';
+
+export interface ChangeLogSourceOptions {
+  url: string;
+  tables: TableConfig[];
+  readLimit: number;
+  pollIntervalMs: number;
+  idleIntervalMs: number;
+  retry: RetryPolicy;
+}
+
+const OPS: Record<string, Op> = { I: 'insert', U: 'update', D: 'delete' };
+
+/**
+ * Reads `cdc_sync.changes`, which the capture triggers fill, in commit-safe
+ * ranges (see ChangeLogPosition) and pages of `readLimit` changes. Reads only
+ * when the stream asks, so a backlog of any size costs one page of memory.
+ */
+export class ChangeLogSource implements Source {
+  private pool: Pool | undefined;
+  private context!: StreamContext;
+  private readonly wakeUp = new Subject<void>();
+  /** Qualified table name (as the trigger writes it) → configured source name and key columns. */
+  private readonly tables = new Map<string, { source: string; key: string[] }>();
+  private cursor = ChangeLogPosition.start;
+  private high = -1n;
+  private lastPendingCheck = 0;
+
+  constructor(private readonly options: ChangeLogSourceOptions) {}
+
+  async open(context: StreamContext): Promise<void> {
+    this.context = context;
+    this.pool ??= createPool(this.options.url, { log: context.log });
+    for (const [i, table] of this.options.tables.entries()) {
+      const qualified = qualifiedText(table.source);
+      const info = await this.query<{ exists: boolean; changelog: boolean; captured: boolean; columns: string[]; primary_key: string[] }>(
+        TABLE_INFO_SQL,
+        [qualified],
+      );
+      const row = info[0]!;
+      const path = `tables[${i}]`;
+      if (!row.exists) throw new ConfigError(`${path}.source: table ${table.source} does not exist in the source database`);
+      if (!row.changelog || !row.captured) {
+        throw new ConfigError(`${path}.source: ${table.source} has no cdc-sync capture trigger; apply the output of \`cdc-sync init-sql\``);
+      }
+      for (const [j, column] of (table.key ?? []).entries()) {
+        if (!row.columns.includes(column)) throw new ConfigError(`${path}.key[${j}]: column ${column} does not exist in ${table.source}`);
+      }
+      for (const column of Object.keys(table.columns ?? {})) {
+        if (!row.columns.includes(column)) throw new ConfigError(`${path}.columns.${column}: column does not exist in ${table.source}`);
+      }
+      const key = table.key ?? row.primary_key;
+      if (key.length === 0) throw new ConfigError(`${path}.key: ${table.source} has no primary key; name the key columns`);
+      this.tables.set(qualified, { source: table.source, key });
+    }
+    context.setConnected('source', true);
+  }
+
+  chunks(from: string | null, demand: Observable<void>): Observable<SourceChunk> {
+    this.cursor = ChangeLogPosition.parse(from);
+    return demand.pipe(
+      startWith(undefined),
+      concatMap(() => defer(() => this.nextChunk())),
+    );
+  }
+
+  wake(): void {
+    this.wakeUp.next();
+  }
+
+  async close(): Promise<void> {
+    const pool = this.pool;
+    this.pool = undefined;
+    await pool?.end();
+  }
+
+  /** Reads until there is something to hand over; waits (adaptively) while the log is empty. */
+  private async nextChunk(): Promise<SourceChunk> {
+    let delay = this.options.pollIntervalMs;
+    for (;;) {
+      const chunk = await this.readPage();
+      if (chunk) return chunk;
+      delay = Math.min(Math.max(delay * 2, 50), this.options.idleIntervalMs);
+      await idleWait(delay, this.wakeUp, this.context.stopping);
+      if (this.context.stopping.aborted) return new Promise<never>(() => {});
+    }
+  }
+
+  private async readPage(): Promise<SourceChunk | null> {
+    const tables = [...this.tables.keys()];
+    if (this.cursor.upto === null) {
+      const [snapshot] = await this.query<{ snapshot: string }>(CURRENT_SNAPSHOT_SQL, []);
+      this.cursor = this.cursor.withRange(snapshot!.snapshot);
+      const [bounds] = await this.query<{ low: string | null; high: string | null }>(RANGE_BOUNDS_SQL, [this.cursor.done, this.cursor.upto, tables]);
+      if (!bounds?.low) {
+        this.cursor = this.cursor.completed();
+        await this.reportPending(true);
+        return null;
+      }
+      this.cursor = this.cursor.advancedTo(BigInt(bounds.low) - 1n);
+      this.high = BigInt(bounds.high!);
+    }
+    const rows = await this.query<ChangeRow>(READ_PAGE_SQL, [
+      this.cursor.done,
+      this.cursor.upto,
+      tables,
+      this.cursor.after.toString(),
+      this.high.toString(),
+      this.options.readLimit,
+    ]);
+    const caughtUp = rows.length < this.options.readLimit;
+    this.cursor = caughtUp ? this.cursor.completed() : this.cursor.advancedTo(BigInt(rows.at(-1)!.id));
+    await this.reportPending(caughtUp);
+    if (rows.length === 0) return null;
+    const events: ChangeEvent[] = [];
+    const rejected: RejectedChange[] = [];
+    const position = this.cursor.toString();
+    for (const row of rows) {
+      const result = this.toEvent(row, position);
+      if ('error' in result) rejected.push(result);
+      else events.push(result);
+    }
+    for (const e of events) this.context.metrics.captured.inc({ stream: this.context.stream, direction: this.context.direction, table: e.table, op: e.op });
+    return { events, rejected, position, caughtUp };
+  }
+
+  private toEvent(row: ChangeRow, position: string): ChangeEvent | RejectedChange {
+    const table = this.tables.get(row.table_name)!;
+    const op = OPS[row.op];
+    try {
+      const after = row.row_data === null ? null : asRow(parseJson(row.row_data));
+      const before = row.old_data === null ? null : asRow(parseJson(row.old_data));
+      const image = after ?? before;
+      if (!op || !image) throw new Error(`change ${row.id} has no ${op ? 'row image' : 'known operation'}`);
+      const key: Row = {};
+      for (const k of table.key) key[k] = image[k] ?? null;
+      return {
+        table: table.source,
+        op,
+        key,
+        row: op === 'delete' ? null : after,
+        before,
+        // Inside a page the chunk position covers every event; a per-event
+        // position would be a change id, which alone is no safe checkpoint.
+        position,
+        commitTime: row.captured_at,
+        ...(row.origin ? { origin: row.origin } : {}),
+      };
+    } catch (error) {
+      return {
+        table: table.source,
+        key: null,
+        payload: row.row_data ?? row.old_data ?? '',
+        error: new PermanentError(`malformed change ${row.id}: ${(error as Error).message}`, {
+          reason: 'malformed',
+          context: { stream: this.context.stream, table: table.source, position: row.id },
+        }),
+        position,
+      };
+    }
+  }
+
+  private async reportPending(caughtUp: boolean): Promise<void> {
+    const now = Date.now();
+    if (!caughtUp && now - this.lastPendingCheck < 1000) return;
+    this.lastPendingCheck = now;
+    const [row] = await this.query<{ high: string }>(PENDING_SQL, []);
+    const pending = caughtUp && this.cursor.upto === null ? 0 : Math.max(0, Number(BigInt(row!.high) - this.cursor.after));
+    this.context.metrics.pending.set({ stream: this.context.stream, direction: this.context.direction }, pending);
+    if (pending === 0) this.context.metrics.lag.set({ stream: this.context.stream, direction: this.context.direction }, 0);
+  }
+
+  private async query<T>(sql: string, params: unknown[]): Promise<T[]> {
+    const pool = this.pool;
+    if (!pool) throw new ConfigError('change-log source used before open()');
+    return retryTransient(
+      async () => {
+        try {
+          const result = await pool.query(sql, params);
+          this.context.setConnected('source', true);
+          return result.rows as T[];
+        } catch (error) {
+          const classified = classifyPgError(error, { stream: this.context.stream });
+          if (isConnectionError(classified)) this.context.setConnected('source', false);
+          throw classified;
+        }
+      },
+      this.options.retry,
+      {
+        signal: this.context.stopping,
+        onRetry: () => this.context.metrics.retries.inc({ stream: this.context.stream, direction: this.context.direction }),
+      },
+    );
+  }
+}
+
+function asRow(value: unknown): Row {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) throw new Error('row image is not a JSON object');
+  return value as Row;
+}
+

@@ -1,0 +1,24 @@
+import type { Observable } from 'rxjs';
+import type { SourceChunk } from '../core/change-event.js';
+import type { StreamContext } from '../streams/context.js';
+
+/**
+ * A capture method. One instance serves one stream.
+ *
+ * Checkpoint rules a source must keep:
+ * - `chunks(from)` starts strictly after `from` (null: from the beginning) and
+ *   emits every change after it, in source order, at least once.
+ * - A chunk's `position` may be stored as soon as every event of that chunk is
+ *   applied, so a source transaction that must not be split stays in one chunk.
+ * - Pull-based sources read only when `demand` asks (one chunk per demand): the
+ *   backlog never lives in memory. Push sources keep a bounded buffer and fall
+ *   back to a catch-up read from their last checkpoint when it overflows.
+ */
+export interface Source {
+  /** Connects and checks that every configured table can be captured; throws ConfigError if not. */
+  open(context: StreamContext): Promise<void>;
+  chunks(from: string | null, demand: Observable<void>): Observable<SourceChunk>;
+  /** Read now instead of at the next poll (queue-notify, trigger). */
+  wake(): void;
+  close(): Promise<void>;
+}

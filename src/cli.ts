@@ -1,0 +1,68 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { Registry } from 'prom-client';
+import { loadConfigFile } from './config/load.js';
+import { ConfigError, errorMessage } from './core/errors.js';
+import { EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, runCommand } from './commands/run.js';
+import { initSql } from './commands/init-sql.js';
+import { createLogger } from './log.js';
+import { createMetrics } from './metrics/metrics.js';
+import { buildStreams } from './streams/build.js';
+
+const DEFAULT_CONFIG = process.env.CDC_SYNC_CONFIG ?? 'cdc-sync.yaml';
+
+function program(): Command {
+  const cli = new Command('cdc-sync')
+    .description('Change-data-capture sync between SQL Server / SQLite and PostgreSQL / Supabase')
+    .exitOverride()
+    .configureOutput({ outputError: (text, write) => write(text) });
+
+  cli
+    .command('run', { isDefault: true })
+    .description('run the configured streams until stopped (SIGINT/SIGTERM)')
+    .option('-c, --config <path>', 'configuration file', DEFAULT_CONFIG)
+    .action(async (options: { config: string }) => {
+      process.exitCode = await runCommand(options);
+    });
+
+  cli
+    .command('validate')
+    .description('check a configuration file without running it')
+    .option('-c, --config <path>', 'configuration file', DEFAULT_CONFIG)
+    .action((options: { config: string }) => {
+      const config = loadConfigFile(options.config);
+      buildStreams(config, createMetrics(new Registry()), createLogger('silent' as 'info'));
+      process.stdout.write(`${options.config}: valid (${config.streams.map((s) => s.name).join(', ')})\n`);
+    });
+
+  cli
+    .command('init-sql')
+    .description('print the database set-up (triggers, change tables) for the configured tables')
+    .option('-c, --config <path>', 'configuration file', DEFAULT_CONFIG)
+    .action((options: { config: string }) => {
+      process.stdout.write(initSql(loadConfigFile(options.config)));
+    });
+
+  return cli;
+}
+
+async function main(argv: string[]): Promise<number> {
+  try {
+    await program().parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT_OK;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      return error.exitCode === 0 ? EXIT_OK : EXIT_CONFIG;
+    }
+    if (error instanceof ConfigError) {
+      process.stderr.write(`cdc-sync: ${error.message}\n`);
+      return EXIT_CONFIG;
+    }
+    process.stderr.write(`cdc-sync: ${errorMessage(error)}\n`);
+    return EXIT_FAILURE;
+  }
+}
+
+const code = await main(process.argv);
+// Exit explicitly: a stopped run may leave idle sockets or timers behind.
+process.exit(code);

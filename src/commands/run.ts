@@ -1,0 +1,64 @@
+import { Registry } from 'prom-client';
+import { loadConfigFile } from '../config/load.js';
+import { ConfigError, errorMessage } from '../core/errors.js';
+import { createLogger } from '../log.js';
+import { createMetrics } from '../metrics/metrics.js';
+import { createHttpServer } from '../server/http.js';
+import { buildStreams } from '../streams/build.js';
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_CONFIG = 2;
+
+/**
+ * Runs every configured stream and the HTTP server until SIGINT/SIGTERM.
+ * The first signal stops reading and lets each stream finish and checkpoint
+ * its batch in flight (up to `shutdown.timeoutMs`); a second signal exits at once.
+ */
+export async function runCommand(options: { config: string }): Promise<number> {
+  const config = loadConfigFile(options.config);
+  const log = createLogger(config.log.level);
+  const metrics = createMetrics(new Registry(), { defaultMetrics: true });
+  const streams = buildStreams(config, metrics, log);
+  const server = createHttpServer({ registry: metrics.registry, streams: () => streams.map((s) => s.status()) });
+  await server.listen({ port: config.http.port, host: config.http.host });
+  const address = server.server.address();
+  log.info({ port: typeof address === 'object' ? address?.port : address, streams: streams.map((s) => s.name) }, 'cdc-sync running');
+
+  let stopping = false;
+  const stopAll = (reason: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ reason }, 'stopping: finishing batches in flight');
+    for (const stream of streams) stream.stop();
+    setTimeout(() => {
+      log.error({ timeoutMs: config.shutdown.timeoutMs }, 'streams did not stop in time; exiting');
+      process.exit(EXIT_FAILURE);
+    }, config.shutdown.timeoutMs).unref();
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(EXIT_FAILURE);
+    }
+    stopAll(signal);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  let exitCode = EXIT_OK;
+  await Promise.all(
+    streams.map((stream) =>
+      stream.run().catch((error: unknown) => {
+        exitCode = error instanceof ConfigError ? EXIT_CONFIG : EXIT_FAILURE;
+        log.fatal({ err: errorMessage(error) }, 'stream cannot run');
+        stopAll('stream failed');
+      }),
+    ),
+  );
+  await server.close();
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  log.info({ exitCode }, 'stopped');
+  return exitCode;
+}

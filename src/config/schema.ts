@@ -1,0 +1,101 @@
+import { z } from 'zod';
+
+/**
+ * The configuration contract of DESIGN.md. Keys may be added; none renamed
+ * without a migration note. Objects are strict so a typo is an error that
+ * names its key path instead of a setting silently ignored.
+ */
+export const SOURCE_TYPES = [
+  'mssql-cdc',
+  'mssql-queue',
+  'supabase-realtime',
+  'postgres-wal',
+  'postgres-changelog',
+  'sqlite-changelog',
+] as const;
+export const SINK_TYPES = ['supabase', 'postgres', 'mssql', 'sqlite'] as const;
+
+const identifierList = z.array(z.string().min(1)).min(1);
+
+export const tableSchema = z.strictObject({
+  source: z.string().min(1),
+  target: z.string().min(1),
+  key: identifierList.optional(),
+  columns: z.record(z.string().min(1), z.string().min(1)).optional(),
+  exclude: z.array(z.string().min(1)).optional(),
+  conflict: z.enum(['source-wins', 'newer-wins']).default('source-wins'),
+  updatedAt: z.string().min(1).optional(),
+});
+
+export const sourceSchema = z.strictObject({
+  type: z.enum(SOURCE_TYPES),
+  url: z.string().min(1),
+  /** Rows per read; defaults to the stream's batch.maxSize. */
+  readLimit: z.number().int().positive().optional(),
+  /** Poll delay right after a read that found work / when idle (adaptive in between). */
+  pollIntervalMs: z.number().int().nonnegative().default(0),
+  idleIntervalMs: z.number().int().positive().default(1000),
+});
+
+export const sinkSchema = z.strictObject({
+  type: z.enum(SINK_TYPES),
+  url: z.string().min(1),
+  key: z.string().min(1).optional(),
+});
+
+export const streamSchema = z.strictObject({
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'letters, digits, "_", "." and "-", at most 63 characters'),
+  direction: z.enum(['forward', 'reverse']).default('forward'),
+  source: sourceSchema,
+  sink: sinkSchema,
+  tables: z.array(tableSchema).min(1),
+  batch: z
+    .strictObject({
+      maxSize: z.number().int().positive().max(100_000).default(500),
+      maxWaitMs: z.number().int().nonnegative().default(100),
+    })
+    .prefault({}),
+  retry: z
+    .strictObject({
+      attempts: z.number().int().positive().default(10),
+      minDelayMs: z.number().int().positive().default(200),
+      maxDelayMs: z.number().int().positive().default(30_000),
+    })
+    .prefault({}),
+});
+
+export const configSchema = z
+  .strictObject({
+    streams: z.array(streamSchema).min(1),
+    checkpoints: z
+      .strictObject({
+        /** auto: in the sink's own transaction where the sink can, else a file. */
+        store: z.enum(['auto', 'file', 'postgres', 'mssql', 'sqlite']).default('auto'),
+        path: z.string().min(1).default('./data/checkpoints.json'),
+      })
+      .prefault({}),
+    http: z
+      .strictObject({
+        port: z.number().int().min(0).max(65535).default(9464),
+        host: z.string().min(1).default('0.0.0.0'),
+        token: z.string().optional(),
+      })
+      .prefault({}),
+    log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info') }).prefault({}),
+    shutdown: z.strictObject({ timeoutMs: z.number().int().positive().default(30_000) }).prefault({}),
+  })
+  .superRefine((config, ctx) => {
+    const seen = new Set<string>();
+    config.streams.forEach((stream, i) => {
+      if (seen.has(stream.name)) {
+        ctx.addIssue({ code: 'custom', path: ['streams', i, 'name'], message: `duplicate stream name "${stream.name}"` });
+      }
+      seen.add(stream.name);
+    });
+  });
+
+export type Config = z.output<typeof configSchema>;
+export type StreamConfig = Config['streams'][number];
+export type TableSettings = StreamConfig['tables'][number];

@@ -1,0 +1,80 @@
+/**
+ * The one record every source produces and every sink consumes.
+ * Values are plain data (see `values.ts`): no driver types beyond Date and Uint8Array.
+ */
+export type Op = 'insert' | 'update' | 'delete';
+
+export type Value =
+  | null
+  | boolean
+  | number
+  | string
+  | bigint
+  | Date
+  | Uint8Array
+  | Value[]
+  | { [key: string]: Value };
+
+export type Row = Record<string, Value>;
+
+export interface ChangeEvent {
+  /** Source table, as configured (`schema.table`). */
+  table: string;
+  op: Op;
+  /** Primary-key columns of the source row. */
+  key: Row;
+  /** After-image; null for a delete. */
+  row: Row | null;
+  /** Before-image when the source has one (updates, deletes). */
+  before?: Row | null;
+  /**
+   * Opaque, totally ordered checkpoint value of the source. Storing it means
+   * "everything up to and including this change is applied".
+   */
+  position: string;
+  commitTime: Date;
+  /** Who wrote the change, when the source can tell (echo suppression). */
+  origin?: string;
+}
+
+/**
+ * A change the source could read but not understand (malformed JSON, unknown
+ * operation). It goes to the dead letter with its raw payload; the stream goes on.
+ */
+export interface RejectedChange {
+  table: string;
+  key: Row | null;
+  payload: string;
+  error: Error;
+  position: string;
+}
+
+/**
+ * What a source emits: the changes of one read, in source order, and the
+ * position to store once all of them are applied. A chunk is never split
+ * across two checkpoints, so a source keeps a transaction inside one chunk
+ * when it must not be split.
+ */
+export interface SourceChunk {
+  events: ChangeEvent[];
+  rejected: RejectedChange[];
+  /** Checkpoint after this chunk (the last event's position or further). */
+  position: string;
+  /**
+   * True when the source had nothing more ready after this chunk: the batcher
+   * writes now instead of waiting for more.
+   */
+  caughtUp: boolean;
+}
+
+export function keyString(key: Row): string {
+  return JSON.stringify(Object.keys(key).sort().map((k) => [k, stringifyKeyValue(key[k] ?? null)]));
+}
+
+function stringifyKeyValue(v: Value): string {
+  if (v instanceof Date) return v.toISOString();
+  if (v instanceof Uint8Array) return Buffer.from(v).toString('hex');
+  if (typeof v === 'bigint') return v.toString();
+  if (typeof v === 'string') return v;
+  return JSON.stringify(v);
+}

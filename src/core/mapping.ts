@@ -1,0 +1,144 @@
+import type { ChangeEvent, Row, Value } from './change-event.js';
+import { ConfigError } from './errors.js';
+import { columnMatchKey, type QualifiedName } from './names.js';
+import { convertValue, type LogicalType } from './values.js';
+
+/** What the sink found out about a target table (introspection). */
+export interface TargetColumn {
+  name: string;
+  type: LogicalType;
+  /** Generated or identity-always columns: never written. */
+  generated: boolean;
+}
+
+export interface TargetTable {
+  name: QualifiedName;
+  columns: TargetColumn[];
+  primaryKey: string[];
+  /** Column sets with a unique constraint or index (ON CONFLICT targets). */
+  uniqueKeys: string[][];
+}
+
+/** One `tables:` entry of the configuration. */
+export interface TableConfig {
+  source: string;
+  target: string;
+  key?: string[] | undefined;
+  columns?: Record<string, string> | undefined;
+  exclude?: string[] | undefined;
+  conflict?: 'source-wins' | 'newer-wins' | undefined;
+  updatedAt?: string | undefined;
+}
+
+export type Warn = (message: string, context: Record<string, string>) => void;
+
+/**
+ * Maps source rows onto one target table: names (explicit renames, then
+ * PascalCase ↔ snake_case by `columnMatchKey`), exclusions, and value types
+ * taken from the target. A source column the target lacks or generates is
+ * skipped with one warning, so a new column on the source does not stop the
+ * stream.
+ */
+export class TableMapping {
+  readonly source: string;
+  readonly target: TargetTable;
+  readonly targetKey: string[];
+  readonly conflict: 'source-wins' | 'newer-wins';
+  readonly targetUpdatedAt: string | undefined;
+  private readonly byName = new Map<string, TargetColumn>();
+  private readonly byMatchKey = new Map<string, TargetColumn>();
+  private readonly resolved = new Map<string, TargetColumn | null>();
+  private readonly explicit: Record<string, string>;
+  private readonly excluded: Set<string>;
+
+  constructor(
+    config: TableConfig,
+    target: TargetTable,
+    private readonly path: string,
+    private readonly warn: Warn,
+  ) {
+    this.source = config.source;
+    this.target = target;
+    this.conflict = config.conflict ?? 'source-wins';
+    this.explicit = config.columns ?? {};
+    this.excluded = new Set((config.exclude ?? []).map(columnMatchKey));
+    for (const column of target.columns) {
+      this.byName.set(column.name, column);
+      if (!this.byMatchKey.has(columnMatchKey(column.name))) this.byMatchKey.set(columnMatchKey(column.name), column);
+    }
+    for (const [from, to] of Object.entries(this.explicit)) {
+      if (!this.byName.has(to)) {
+        throw new ConfigError(`${path}.columns.${from}: target column "${to}" does not exist in ${config.target}`);
+      }
+    }
+    this.targetKey = config.key ? config.key.map((k, i) => this.requireColumn(k, `${path}.key[${i}]`, config.target)) : target.primaryKey;
+    if (this.targetKey.length === 0) {
+      throw new ConfigError(`${path}.key: ${config.target} has no primary key; name the key columns`);
+    }
+    const keySet = [...this.targetKey].sort().join(',');
+    if (!target.uniqueKeys.some((u) => [...u].sort().join(',') === keySet)) {
+      throw new ConfigError(
+        `${path}.key: ${config.target} has no primary key or unique constraint on (${this.targetKey.join(', ')}); upserts need one`,
+      );
+    }
+    this.targetUpdatedAt = config.updatedAt ? this.requireColumn(config.updatedAt, `${path}.updatedAt`, config.target) : undefined;
+    if (this.conflict === 'newer-wins' && !this.targetUpdatedAt) {
+      throw new ConfigError(`${path}.updatedAt: conflict newer-wins needs an updatedAt column`);
+    }
+  }
+
+  /** Target column for a source column, or null when it is excluded or the target lacks it. */
+  columnFor(sourceColumn: string): TargetColumn | null {
+    const cached = this.resolved.get(sourceColumn);
+    if (cached !== undefined) return cached;
+    const column = this.resolve(sourceColumn);
+    this.resolved.set(sourceColumn, column);
+    return column;
+  }
+
+  mapRow(row: Row): Row {
+    const out: Row = {};
+    for (const [name, value] of Object.entries(row)) {
+      const column = this.columnFor(name);
+      if (column) out[column.name] = convertValue(value as Value, column.type);
+    }
+    return out;
+  }
+
+  /** The event in target names and types; key columns always present. */
+  mapEvent(event: ChangeEvent): ChangeEvent {
+    const key = this.mapRow(event.key);
+    for (const k of this.targetKey) {
+      if (!(k in key)) throw new ConfigError(`${this.path}: change on ${this.source} has no value for key column ${k}`);
+    }
+    return {
+      ...event,
+      key,
+      row: event.row ? { ...this.mapRow(event.row), ...key } : null,
+      before: event.before ? this.mapRow(event.before) : event.before,
+    };
+  }
+
+  private resolve(sourceColumn: string): TargetColumn | null {
+    const match = columnMatchKey(sourceColumn);
+    if (this.excluded.has(match)) return null;
+    const explicitName = this.explicit[sourceColumn];
+    const column = explicitName ? this.byName.get(explicitName) : (this.byName.get(sourceColumn) ?? this.byMatchKey.get(match));
+    if (!column) {
+      this.warn('source column has no target column; skipped', { path: this.path, column: sourceColumn });
+      return null;
+    }
+    if (column.generated) {
+      this.warn('target column is generated; skipped', { path: this.path, column: column.name });
+      return null;
+    }
+    return column;
+  }
+
+  private requireColumn(sourceColumn: string, path: string, targetName: string): string {
+    const name = this.explicit[sourceColumn] ?? sourceColumn;
+    const column = this.byName.get(name) ?? this.byMatchKey.get(columnMatchKey(name));
+    if (!column) throw new ConfigError(`${path}: column "${sourceColumn}" has no match in ${targetName}`);
+    return column.name;
+  }
+}

@@ -1,0 +1,15 @@
+import { ConfigError } from '../core/errors.js';
+import type { StreamConfig } from '../config/schema.js';
+import { PostgresSink } from './postgres/postgres-sink.js';
+import type { Sink } from './sink.js';
+
+/** The target a stream's `sink.type` names. */
+export function createSink(config: StreamConfig, path: string): Sink {
+  const { sink } = config;
+  switch (sink.type) {
+    case 'postgres':
+      return new PostgresSink(sink.url);
+    default:
+      throw new ConfigError(`${path}.sink.type: "${sink.type}" is not available in this version of cdc-sync`);
+  }
+}

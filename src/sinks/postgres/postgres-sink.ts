@@ -1,0 +1,178 @@
+import type { ChangeEvent } from '../../core/change-event.js';
+import { ConfigError } from '../../core/errors.js';
+import { toJsonText } from '../../core/json.js';
+import type { TableConfig, TableMapping, TargetTable } from '../../core/mapping.js';
+import { parseQualifiedName } from '../../core/names.js';
+import type { StreamContext } from '../../streams/context.js';
+import type { ApplyResult, Sink, SinkBatch } from '../sink.js';
+import { createPool, type Pool, type PoolClient } from './connection.js';
+import { classifyPgError, isConnectionError } from './errors.js';
+import { introspectTable } from './introspect.js';
+import {
+  INSERT_DEAD_LETTERS_SQL,
+  READ_CHECKPOINT_SQL,
+  SAVE_CHECKPOINT_SQL,
+  SCHEMA_SQL,
+  SETUP_LOCK_SQL,
+  deleteSql,
+  upsertSql,
+} from './queries.js';
+
+interface TargetInfo {
+  table: TargetTable;
+  key: string[];
+  newerWinsBy: string | undefined;
+}
+
+/**
+ * Applies batches to PostgreSQL: per table one set-based statement for the
+ * deletes and one per column set for the upserts, then the dead letters and
+ * the checkpoint, all in one transaction. A crash before COMMIT loses the
+ * whole batch and its checkpoint together, so the batch is simply read again.
+ */
+export class PostgresSink implements Sink {
+  readonly storesCheckpoints = true;
+  readonly storesDeadLetters = true;
+  private pool: Pool | undefined;
+  private context: StreamContext | undefined;
+  private readonly targets = new Map<string, TargetInfo>();
+
+  constructor(private readonly url: string) {}
+
+  async open(context: StreamContext, tables: TableConfig[]): Promise<TargetTable[]> {
+    this.context = context;
+    this.pool ??= createPool(this.url, { origin: context.stream, log: context.log });
+    try {
+      await this.inTransaction(async (client) => {
+        await client.query(SETUP_LOCK_SQL);
+        await client.query(SCHEMA_SQL);
+      });
+      const found: TargetTable[] = [];
+      for (const [i, config] of tables.entries()) {
+        const table = await introspectTable(this.pool, parseQualifiedName(config.target));
+        if (!table) throw new ConfigError(`tables[${i}].target: table ${config.target} does not exist in the sink database`);
+        found.push(table);
+      }
+      context.setConnected('sink', true);
+      return found;
+    } catch (error) {
+      throw this.fail(error);
+    }
+  }
+
+  bind(mappings: TableMapping[]): void {
+    for (const m of mappings) {
+      this.targets.set(m.source, { table: m.target, key: m.targetKey, newerWinsBy: m.conflict === 'newer-wins' ? m.targetUpdatedAt : undefined });
+    }
+  }
+
+  async readCheckpoint(stream: string): Promise<string | null> {
+    try {
+      const result = await this.requirePool().query<{ position: string }>(READ_CHECKPOINT_SQL, [stream]);
+      return result.rows[0]?.position ?? null;
+    } catch (error) {
+      throw this.fail(error);
+    }
+  }
+
+  async apply(batch: SinkBatch): Promise<ApplyResult> {
+    let written = 0;
+    let table: string | undefined;
+    try {
+      await this.inTransaction(async (client) => {
+        for (const group of groupStatements(batch.changes)) {
+          table = group.table;
+          const target = this.target(group.table);
+          const sql =
+            group.op === 'delete'
+              ? deleteSql(target.table.name, target.key)
+              : upsertSql({ table: target.table.name, columns: group.columns, key: target.key, newerWinsBy: target.newerWinsBy });
+          const rows = group.events.map((e) => (group.op === 'delete' ? e.key : e.row));
+          const result = await client.query(sql, [toJsonText(rows)]);
+          written += result.rowCount ?? 0;
+        }
+        table = undefined;
+        if (batch.deadLetters.length > 0) await client.query(INSERT_DEAD_LETTERS_SQL, [toJsonText(batch.deadLetters)]);
+        if (batch.checkpoint) await client.query(SAVE_CHECKPOINT_SQL, [batch.checkpoint.stream, batch.checkpoint.position]);
+      });
+    } catch (error) {
+      throw this.fail(error, table);
+    }
+    this.context?.setConnected('sink', true);
+    return { written };
+  }
+
+  async close(): Promise<void> {
+    const pool = this.pool;
+    this.pool = undefined;
+    await pool?.end();
+  }
+
+  private target(source: string): TargetInfo {
+    const target = this.targets.get(source);
+    if (!target) throw new ConfigError(`no target described for source table ${source}`);
+    return target;
+  }
+
+  private requirePool(): Pool {
+    if (!this.pool) throw new ConfigError('PostgreSQL sink used before open()');
+    return this.pool;
+  }
+
+  private async inTransaction(work: (client: PoolClient) => Promise<void>): Promise<void> {
+    const client = await this.requirePool().connect();
+    let broken = false;
+    try {
+      await client.query('BEGIN');
+      await work(client);
+      await client.query('COMMIT');
+    } catch (error) {
+      broken = await client.query('ROLLBACK').then(
+        () => false,
+        () => true,
+      );
+      throw error;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  private fail(error: unknown, table?: string) {
+    const classified = classifyPgError(error, { stream: this.context?.stream, table });
+    if (isConnectionError(classified)) this.context?.setConnected('sink', false);
+    return classified;
+  }
+}
+
+interface StatementGroup {
+  table: string;
+  op: 'delete' | 'upsert';
+  columns: string[];
+  events: ChangeEvent[];
+}
+
+/**
+ * Consecutive changes of one table and kind, with the same columns, share a
+ * statement. Rows with different column sets are split so that a column one
+ * row lacks is never written as NULL.
+ */
+function groupStatements(changes: ChangeEvent[]): StatementGroup[] {
+  const groups: StatementGroup[] = [];
+  let current: StatementGroup | undefined;
+  const byShape = new Map<string, StatementGroup>();
+  for (const event of changes) {
+    const op = event.op === 'delete' ? 'delete' : 'upsert';
+    const columns = (op === 'delete' ? Object.keys(event.key) : Object.keys(event.row ?? {})).sort();
+    const shape = `${event.table}\u0000${op}\u0000${columns.join('\u0001')}`;
+    if (!current || current.table !== event.table || current.op !== op) byShape.clear();
+    let group = byShape.get(shape);
+    if (!group) {
+      group = { table: event.table, op, columns, events: [] };
+      byShape.set(shape, group);
+      groups.push(group);
+    }
+    group.events.push(event);
+    current = group;
+  }
+  return groups;
+}

@@ -1,0 +1,54 @@
+import type { ChangeEvent, Row } from '../core/change-event.js';
+import type { TableConfig, TableMapping, TargetTable } from '../core/mapping.js';
+import type { StreamContext } from '../streams/context.js';
+
+/** A change that could not be applied, kept with its error for `retry-failed`. */
+export interface DeadLetter {
+  stream: string;
+  table: string;
+  key: Row | null;
+  /** The change as JSON text (or the raw payload the source could not parse). */
+  payload: string;
+  error: string;
+  reason: string;
+  position: string;
+}
+
+export interface SinkBatch {
+  /**
+   * Changes in target names and types, at most one per key, in apply order:
+   * deletes children-first, then upserts parents-first.
+   */
+  changes: ChangeEvent[];
+  /** Written in the same transaction when the sink `storesDeadLetters`. */
+  deadLetters: DeadLetter[];
+  /** Written in the same transaction when the sink `storesCheckpoints`; absent for partial applies. */
+  checkpoint?: { stream: string; position: string };
+}
+
+export interface ApplyResult {
+  /** Rows actually written (inserted, changed or deleted); unchanged rows are not written. */
+  written: number;
+}
+
+/**
+ * A target. Rules a sink must keep:
+ * - `apply` is atomic where the target allows it: all changes, dead letters and
+ *   the checkpoint of one batch commit together or not at all.
+ * - `apply` is idempotent: applying the same batch twice leaves the same state.
+ * - An update whose values equal the stored row writes nothing, so it makes no
+ *   new change on the other side (echoes die after one hop).
+ * - Errors are CdcSyncErrors: transient ones are retried by the stream,
+ *   permanent ones make the stream split the batch to isolate the bad change.
+ */
+export interface Sink {
+  readonly storesCheckpoints: boolean;
+  readonly storesDeadLetters: boolean;
+  /** Connects and introspects the configured target tables (same order). */
+  open(context: StreamContext, tables: TableConfig[]): Promise<TargetTable[]>;
+  /** The resolved mappings: `apply` gets changes whose `table` is a mapping's `source`. */
+  bind(mappings: TableMapping[]): void;
+  readCheckpoint(stream: string): Promise<string | null>;
+  apply(batch: SinkBatch): Promise<ApplyResult>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,33 @@
+import { createSource } from '../cdc/index.js';
+import type { CheckpointStore } from '../checkpoints/checkpoint-store.js';
+import { FileCheckpointStore } from '../checkpoints/file-checkpoint-store.js';
+import type { Config } from '../config/schema.js';
+import { ConfigError } from '../core/errors.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { createSink } from '../sinks/index.js';
+import { Stream } from './stream.js';
+
+/**
+ * Streams for a configuration, without connecting to anything: `validate`
+ * uses this to find every problem a configuration can show before start.
+ */
+export function buildStreams(config: Config, metrics: Metrics, log: Logger): Stream[] {
+  let fileStore: FileCheckpointStore | undefined;
+  return config.streams.map((stream, i) => {
+    const path = `streams[${i}]`;
+    const source = createSource(stream, path);
+    const sink = createSink(stream, path);
+    let checkpoints: CheckpointStore | null = null;
+    const store = config.checkpoints.store;
+    if (store === 'file' || (store === 'auto' && !sink.storesCheckpoints)) {
+      fileStore ??= new FileCheckpointStore(config.checkpoints.path);
+      checkpoints = fileStore;
+    } else if (store !== 'auto' && store !== stream.sink.type) {
+      throw new ConfigError(
+        `checkpoints.store: "${store}" keeps checkpoints in the sink's transaction, but ${path}.sink.type is "${stream.sink.type}"; use "file" or "auto"`,
+      );
+    }
+    return new Stream({ config: stream, path, source, sink, checkpoints, metrics, log });
+  });
+}

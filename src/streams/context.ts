@@ -1,0 +1,14 @@
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics/metrics.js';
+
+/** What a stream hands to its source and sink: who they work for, where to log and count. */
+export interface StreamContext {
+  stream: string;
+  direction: string;
+  log: Logger;
+  metrics: Metrics;
+  /** Sources and sinks report their connection; the gauge is 1 only when both are up. */
+  setConnected(part: 'source' | 'sink', up: boolean): void;
+  /** Stop asking: the stream is shutting down (long waits should end early). */
+  readonly stopping: AbortSignal;
+}

@@ -1,0 +1,290 @@
+import { Subject, concatMap, from, fromEvent, takeUntil } from 'rxjs';
+import type { ChangeEvent, RejectedChange } from '../core/change-event.js';
+import { keyString } from '../core/change-event.js';
+import { ConfigError, errorMessage, failureReason, isTransient } from '../core/errors.js';
+import { TableMapping } from '../core/mapping.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { initStreamSeries } from '../metrics/metrics.js';
+import type { Source } from '../cdc/source.js';
+import type { CheckpointStore } from '../checkpoints/checkpoint-store.js';
+import type { StreamConfig } from '../config/schema.js';
+import type { DeadLetter, Sink } from '../sinks/sink.js';
+import { applyBatch, deadLetterFor, type FailedChange } from './apply-batch.js';
+import type { StreamContext } from './context.js';
+import { batchChunks, type Batch } from './operators/batch-chunks.js';
+import { coalesce } from './operators/coalesce.js';
+import { dropNoops } from './operators/drop-noops.js';
+import { retryTransient } from './retry.js';
+
+export type StreamState = 'starting' | 'running' | 'retrying' | 'stalled' | 'failed' | 'stopped';
+
+export interface StreamStatus {
+  name: string;
+  direction: string;
+  source: string;
+  sink: string;
+  state: StreamState;
+  connected: boolean;
+  position: string | null;
+  applied: number;
+  failed: number;
+  lastError: string | null;
+  lastAppliedAt: string | null;
+}
+
+export interface StreamParts {
+  config: StreamConfig;
+  /** Key path of the stream in the configuration, for error messages (`streams[0]`). */
+  path: string;
+  source: Source;
+  sink: Sink;
+  /** A separate store, or null when the sink keeps checkpoints in its own transaction. */
+  checkpoints: CheckpointStore | null;
+  metrics: Metrics;
+  log: Logger;
+}
+
+/**
+ * One configured direction: source → map → drop no-ops → order per key →
+ * batch → sink (retry, isolate bad changes) → checkpoint. Runs until stopped;
+ * after an unexpected failure it reopens source and sink and resumes from the
+ * last checkpoint. Only a configuration error ends it.
+ */
+export class Stream {
+  readonly name: string;
+  private readonly abort = new AbortController();
+  private readonly labels: { stream: string; direction: string };
+  private readonly context: StreamContext;
+  private readonly connectedParts = { source: false, sink: false };
+  private mappings = new Map<string, TableMapping>();
+  private tableOrder: string[] = [];
+  private state: StreamState = 'starting';
+  private position: string | null = null;
+  private applied = 0;
+  private failed = 0;
+  private lastError: string | null = null;
+  private lastAppliedAt: Date | null = null;
+
+  constructor(private readonly parts: StreamParts) {
+    const { config, metrics } = parts;
+    this.name = config.name;
+    this.labels = { stream: config.name, direction: config.direction };
+    const log = parts.log.child({ stream: config.name });
+    this.context = {
+      stream: config.name,
+      direction: config.direction,
+      log,
+      metrics,
+      stopping: this.abort.signal,
+      setConnected: (part, up) => {
+        this.connectedParts[part] = up;
+        metrics.connected.set(this.labels, this.connectedParts.source && this.connectedParts.sink ? 1 : 0);
+      },
+    };
+    initStreamSeries(metrics, config.name, config.direction, config.tables.map((t) => t.source));
+  }
+
+  get log(): Logger {
+    return this.context.log;
+  }
+
+  /** Runs until `stop()`. Rejects only with a ConfigError: the configuration does not fit the databases. */
+  async run(): Promise<void> {
+    let failures = 0;
+    try {
+      while (!this.abort.signal.aborted) {
+        try {
+          await this.open();
+          await this.pump();
+          failures = 0;
+        } catch (error) {
+          if (this.abort.signal.aborted) break;
+          if (error instanceof ConfigError) throw this.configError(error);
+          failures += 1;
+          this.state = 'failed';
+          this.lastError = errorMessage(error);
+          this.log.error({ err: this.lastError, failures }, 'stream failed; reopening from the last checkpoint');
+          await sleep(Math.min(this.parts.config.retry.maxDelayMs, this.parts.config.retry.minDelayMs * 2 ** failures), this.abort.signal);
+        }
+      }
+    } finally {
+      await Promise.allSettled([this.parts.source.close(), this.parts.sink.close()]);
+      this.context.setConnected('source', false);
+      this.context.setConnected('sink', false);
+      if (this.state !== 'failed' || this.abort.signal.aborted) this.state = 'stopped';
+    }
+  }
+
+  /** Stop reading; the batch in flight is finished and its checkpoint saved. */
+  stop(): void {
+    this.abort.abort();
+  }
+
+  /** Read now (queue-notify, trigger). */
+  wake(): void {
+    this.parts.source.wake();
+  }
+
+  status(): StreamStatus {
+    return {
+      name: this.name,
+      direction: this.parts.config.direction,
+      source: this.parts.config.source.type,
+      sink: this.parts.config.sink.type,
+      state: this.state,
+      connected: this.connectedParts.source && this.connectedParts.sink,
+      position: this.position,
+      applied: this.applied,
+      failed: this.failed,
+      lastError: this.lastError,
+      lastAppliedAt: this.lastAppliedAt?.toISOString() ?? null,
+    };
+  }
+
+  private async open(): Promise<void> {
+    const { config, sink, source } = this.parts;
+    const hooks = this.retryHooks();
+    const targets = await retryTransient(() => sink.open(this.context, config.tables), config.retry, hooks);
+    const warned = new Set<string>();
+    const warn = (message: string, context: Record<string, string>) => {
+      const id = `${message}${JSON.stringify(context)}`;
+      if (!warned.has(id)) this.log.warn(context, message);
+      warned.add(id);
+    };
+    const mappings = config.tables.map((t, i) => new TableMapping(t, targets[i]!, `tables[${i}]`, warn));
+    this.mappings = new Map(mappings.map((m) => [m.source, m]));
+    this.tableOrder = mappings.map((m) => m.source);
+    sink.bind(mappings);
+    await retryTransient(() => source.open(this.context), config.retry, hooks);
+    this.position = await retryTransient(
+      () => (this.parts.checkpoints ? this.parts.checkpoints.load(this.name) : sink.readCheckpoint(this.name)),
+      config.retry,
+      hooks,
+    );
+    this.state = 'running';
+    this.log.info({ position: this.position }, 'stream started');
+  }
+
+  private pump(): Promise<void> {
+    const { config, source } = this.parts;
+    const demand = new Subject<void>();
+    return new Promise<void>((resolve, reject) => {
+      source
+        .chunks(this.position, demand)
+        .pipe(
+          takeUntil(fromEvent(this.abort.signal, 'abort')),
+          batchChunks({ maxSize: config.batch.maxSize, maxWaitMs: config.batch.maxWaitMs, onAbsorbed: () => demand.next() }),
+          concatMap((batch) => from(this.process(batch))),
+        )
+        .subscribe({ next: () => demand.next(), error: reject, complete: resolve });
+    });
+  }
+
+  private async process(batch: Batch): Promise<void> {
+    const { config, sink, metrics } = this.parts;
+    const started = performance.now();
+    const mapped: ChangeEvent[] = [];
+    const failures: FailedChange[] = [];
+    for (const event of batch.events) {
+      try {
+        mapped.push(this.mappings.get(event.table)!.mapEvent(event));
+      } catch (error) {
+        failures.push({ event, error: error as Error, reason: failureReason(error) });
+      }
+    }
+    const { kept, noops } = dropNoops(mapped);
+    for (const e of noops) metrics.suppressed.inc({ ...this.labels, table: e.table, reason: 'no-op' });
+    const deadLetters: DeadLetter[] = [
+      ...batch.rejected.map((r) => this.rejectedLetter(r)),
+      ...failures.map((f) => deadLetterFor(this.name, f)),
+    ];
+    const checkpoint = this.parts.checkpoints ? undefined : { stream: this.name, position: batch.position };
+    const outcome = await applyBatch(
+      sink,
+      { changes: coalesce(kept, this.tableOrder), deadLetters, ...(checkpoint ? { checkpoint } : {}) },
+      this.name,
+      config.retry,
+      this.retryHooks(),
+    );
+    if (this.parts.checkpoints) {
+      const store = this.parts.checkpoints;
+      await retryTransient(() => store.save(this.name, batch.position), config.retry, this.retryHooks());
+    }
+    failures.push(...outcome.failed);
+    this.count(kept, failures, batch.rejected);
+    metrics.batchDuration.observe(this.labels, (performance.now() - started) / 1000);
+    const last = batch.events.at(-1);
+    if (last) metrics.lag.set(this.labels, Math.max(0, (Date.now() - last.commitTime.getTime()) / 1000));
+    this.lastAppliedAt = new Date();
+    metrics.lastApplied.set(this.labels, this.lastAppliedAt.getTime() / 1000);
+    this.position = batch.position;
+    this.state = 'running';
+  }
+
+  private count(kept: ChangeEvent[], failures: FailedChange[], rejected: RejectedChange[]): void {
+    const { metrics } = this.parts;
+    const failedKeys = new Set(failures.map((f) => `${f.event.table}\u0000${keyString(f.event.key)}`));
+    for (const e of kept) {
+      if (failedKeys.has(`${e.table}\u0000${keyString(e.key)}`)) continue;
+      metrics.applied.inc({ ...this.labels, table: e.table, op: e.op });
+      this.applied += 1;
+    }
+    for (const f of failures) {
+      metrics.failed.inc({ ...this.labels, table: f.event.table, reason: f.reason });
+      this.log.warn({ table: f.event.table, position: f.event.position, reason: f.reason, err: errorMessage(f.error) }, 'change dead-lettered');
+    }
+    for (const r of rejected) {
+      metrics.failed.inc({ ...this.labels, table: r.table, reason: failureReason(r.error) });
+      this.log.warn({ table: r.table, position: r.position, err: errorMessage(r.error) }, 'unreadable change dead-lettered');
+    }
+    this.failed += failures.length + rejected.length;
+    if (failures.length + rejected.length > 0) this.lastError = errorMessage((failures[0]?.error ?? rejected[0]?.error)!);
+  }
+
+  private rejectedLetter(r: RejectedChange): DeadLetter {
+    return {
+      stream: this.name,
+      table: r.table,
+      key: r.key,
+      payload: r.payload,
+      error: errorMessage(r.error),
+      reason: failureReason(r.error),
+      position: r.position,
+    };
+  }
+
+  private retryHooks() {
+    return {
+      signal: this.abort.signal,
+      onRetry: (error: Error, attempt: number) => {
+        this.parts.metrics.retries.inc(this.labels);
+        this.lastError = errorMessage(error);
+        if (this.state === 'running' || this.state === 'starting') this.state = 'retrying';
+        this.log.warn({ err: this.lastError, attempt, transient: isTransient(error) }, 'transient error; retrying');
+      },
+      onStalled: (error: Error) => {
+        this.state = 'stalled';
+        this.log.error({ err: errorMessage(error) }, 'still failing after the configured attempts; retrying until it recovers');
+      },
+    };
+  }
+
+  private configError(error: ConfigError): ConfigError {
+    this.state = 'failed';
+    this.lastError = error.message;
+    return error.message.startsWith('tables[') ? new ConfigError(`${this.parts.path}.${error.message}`, { cause: error }) : error;
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done);
+  });
+}
