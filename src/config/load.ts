@@ -55,8 +55,7 @@ function substitute(node: unknown, path: PropertyKey[], env: Environment, proble
       problems.push(`${formatPath(path)}: environment variable ${name} is not set`);
       return '';
     });
-    // A whole-value number stays a number, so `port: ${PORT}` validates as one.
-    return value !== node && /^-?\d+(\.\d+)?$/.test(value) && node.trim().startsWith('${') ? Number(value) : value;
+    return value;
   }
   if (Array.isArray(node)) return node.map((item, i) => substitute(item, [...path, i], env, problems));
   if (node && typeof node === 'object') {

@@ -15,6 +15,15 @@ export const SOURCE_TYPES = [
 ] as const;
 export const SINK_TYPES = ['supabase', 'postgres', 'mssql', 'sqlite'] as const;
 
+/**
+ * A whole number, also when it came from \${VAR} substitution as text
+ * (`port: \${PORT}`). Only number settings convert: a token or stream name of
+ * digits stays text.
+ */
+function integer(limits: (n: z.ZodNumber) => z.ZodNumber = (n) => n) {
+  return z.preprocess((v) => (typeof v === 'string' && /^\s*-?\d+\s*$/.test(v) ? Number(v) : v), limits(z.number().int()));
+}
+
 const identifierList = z.array(z.string().min(1)).min(1);
 
 export const tableSchema = z.strictObject({
@@ -31,10 +40,10 @@ export const sourceSchema = z.strictObject({
   type: z.enum(SOURCE_TYPES),
   url: z.string().min(1),
   /** Rows per read; defaults to the stream's batch.maxSize. */
-  readLimit: z.number().int().positive().optional(),
+  readLimit: integer((n) => n.positive()).optional(),
   /** Poll delay right after a read that found work / when idle (adaptive in between). */
-  pollIntervalMs: z.number().int().nonnegative().default(0),
-  idleIntervalMs: z.number().int().positive().default(1000),
+  pollIntervalMs: integer((n) => n.nonnegative()).default(0),
+  idleIntervalMs: integer((n) => n.positive()).default(1000),
 });
 
 export const sinkSchema = z.strictObject({
@@ -53,15 +62,15 @@ export const streamSchema = z.strictObject({
   tables: z.array(tableSchema).min(1),
   batch: z
     .strictObject({
-      maxSize: z.number().int().positive().max(100_000).default(500),
-      maxWaitMs: z.number().int().nonnegative().default(100),
+      maxSize: integer((n) => n.positive().max(100_000)).default(500),
+      maxWaitMs: integer((n) => n.nonnegative()).default(100),
     })
     .prefault({}),
   retry: z
     .strictObject({
-      attempts: z.number().int().positive().default(10),
-      minDelayMs: z.number().int().positive().default(200),
-      maxDelayMs: z.number().int().positive().default(30_000),
+      attempts: integer((n) => n.positive()).default(10),
+      minDelayMs: integer((n) => n.positive()).default(200),
+      maxDelayMs: integer((n) => n.positive()).default(30_000),
     })
     .prefault({}),
 });
@@ -78,13 +87,13 @@ export const configSchema = z
       .prefault({}),
     http: z
       .strictObject({
-        port: z.number().int().min(0).max(65535).default(9464),
+        port: integer((n) => n.min(0).max(65535)).default(9464),
         host: z.string().min(1).default('0.0.0.0'),
         token: z.string().optional(),
       })
       .prefault({}),
     log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info') }).prefault({}),
-    shutdown: z.strictObject({ timeoutMs: z.number().int().positive().default(30_000) }).prefault({}),
+    shutdown: z.strictObject({ timeoutMs: integer((n) => n.positive()).default(30_000) }).prefault({}),
   })
   .superRefine((config, ctx) => {
     const seen = new Set<string>();

@@ -60,7 +60,7 @@ export class TableMapping {
     this.source = config.source;
     this.target = target;
     this.conflict = config.conflict ?? 'source-wins';
-    this.explicit = config.columns ?? {};
+    this.explicit = Object.assign(Object.create(null) as Record<string, string>, config.columns);
     this.excluded = new Set((config.exclude ?? []).map(columnMatchKey));
     for (const column of target.columns) {
       this.byName.set(column.name, column);

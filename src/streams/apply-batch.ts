@@ -46,7 +46,7 @@ export async function applyBatch(
       outcome.applied.push(...part);
       outcome.written += written;
     } catch (error) {
-      if (isTransient(error)) throw error;
+      if (isTransient(error) || !(error instanceof PermanentError)) throw error;
       if (part.length === 1) {
         outcome.failed.push({ event: part[0]!, error: error as Error, reason: failureReason(error) });
         return;

@@ -224,11 +224,20 @@ export class Stream {
 
   private count(kept: ChangeEvent[], failures: FailedChange[], rejected: RejectedChange[]): void {
     const { metrics } = this.parts;
-    const failedKeys = new Set(failures.map((f) => `${f.event.table}\u0000${keyString(f.event.key)}`));
+    // Per-change work here is per-change cost of the whole stream: key strings
+    // only when something failed, and one counter increment per table and op.
+    const failedKeys = failures.length > 0 ? new Set(failures.map((f) => `${f.event.table}\u0000${keyString(f.event.key)}`)) : null;
+    const appliedBy = new Map<string, { table: string; op: string; count: number }>();
     for (const e of kept) {
-      if (failedKeys.has(`${e.table}\u0000${keyString(e.key)}`)) continue;
-      metrics.applied.inc({ ...this.labels, table: e.table, op: e.op });
-      this.applied += 1;
+      if (failedKeys?.has(`${e.table}\u0000${keyString(e.key)}`)) continue;
+      const id = `${e.table}\u0000${e.op}`;
+      const entry = appliedBy.get(id);
+      if (entry) entry.count += 1;
+      else appliedBy.set(id, { table: e.table, op: e.op, count: 1 });
+    }
+    for (const { table, op, count } of appliedBy.values()) {
+      metrics.applied.inc({ ...this.labels, table, op }, count);
+      this.applied += count;
     }
     for (const f of failures) {
       metrics.failed.inc({ ...this.labels, table: f.event.table, reason: f.reason });

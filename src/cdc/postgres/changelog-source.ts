@@ -5,7 +5,7 @@ import { parseJson } from '../../core/json.js';
 import type { TableConfig } from '../../core/mapping.js';
 import { createPool, type Pool } from '../../sinks/postgres/connection.js';
 import { classifyPgError, isConnectionError } from '../../sinks/postgres/errors.js';
-import { qualifiedText } from '../../sinks/postgres/identifiers.js';
+import { qualifiedText, qualify, quoteTable } from '../../sinks/postgres/identifiers.js';
 import type { StreamContext } from '../../streams/context.js';
 import { retryTransient, type RetryPolicy } from '../../streams/retry.js';
 import type { Source } from '../source.js';
@@ -43,7 +43,8 @@ export class ChangeLogSource implements Source {
   /** Qualified table name (as the trigger writes it) → configured source name and key columns. */
   private readonly tables = new Map<string, { source: string; key: string[] }>();
   private cursor = ChangeLogPosition.start;
-  private high = -1n;
+  /** Highest change id of the current range; undefined until looked up. */
+  private high: bigint | undefined;
   private lastPendingCheck = 0;
 
   constructor(private readonly options: ChangeLogSourceOptions) {}
@@ -55,7 +56,7 @@ export class ChangeLogSource implements Source {
       const qualified = qualifiedText(table.source);
       const info = await this.query<{ exists: boolean; changelog: boolean; captured: boolean; columns: string[]; primary_key: string[] }>(
         TABLE_INFO_SQL,
-        [qualified],
+        [quoteTable(qualify(table.source))],
       );
       const row = info[0]!;
       const path = `tables[${i}]`;
@@ -78,6 +79,7 @@ export class ChangeLogSource implements Source {
 
   chunks(from: string | null, demand: Observable<void>): Observable<SourceChunk> {
     this.cursor = ChangeLogPosition.parse(from);
+    this.high = undefined;
     return demand.pipe(
       startWith(undefined),
       concatMap(() => defer(() => this.nextChunk())),
@@ -111,13 +113,17 @@ export class ChangeLogSource implements Source {
     if (this.cursor.upto === null) {
       const [snapshot] = await this.query<{ snapshot: string }>(CURRENT_SNAPSHOT_SQL, []);
       this.cursor = this.cursor.withRange(snapshot!.snapshot);
+      this.high = undefined;
+    }
+    if (this.high === undefined) {
+      // New range, or a restart inside one: find where its changes lie.
       const [bounds] = await this.query<{ low: string | null; high: string | null }>(RANGE_BOUNDS_SQL, [this.cursor.done, this.cursor.upto, tables]);
-      if (!bounds?.low) {
+      if (!bounds?.low || BigInt(bounds.high!) <= this.cursor.after) {
         this.cursor = this.cursor.completed();
         await this.reportPending(true);
         return null;
       }
-      this.cursor = this.cursor.advancedTo(BigInt(bounds.low) - 1n);
+      if (this.cursor.after < BigInt(bounds.low)) this.cursor = this.cursor.advancedTo(BigInt(bounds.low) - 1n);
       this.high = BigInt(bounds.high!);
     }
     const rows = await this.query<ChangeRow>(READ_PAGE_SQL, [
@@ -130,6 +136,7 @@ export class ChangeLogSource implements Source {
     ]);
     const caughtUp = rows.length < this.options.readLimit;
     this.cursor = caughtUp ? this.cursor.completed() : this.cursor.advancedTo(BigInt(rows.at(-1)!.id));
+    if (caughtUp) this.high = undefined;
     await this.reportPending(caughtUp);
     if (rows.length === 0) return null;
     const events: ChangeEvent[] = [];
@@ -140,8 +147,22 @@ export class ChangeLogSource implements Source {
       if ('error' in result) rejected.push(result);
       else events.push(result);
     }
-    for (const e of events) this.context.metrics.captured.inc({ stream: this.context.stream, direction: this.context.direction, table: e.table, op: e.op });
+    this.countCaptured(events);
     return { events, rejected, position, caughtUp };
+  }
+
+  /** One counter increment per table and op of the page, not one per change. */
+  private countCaptured(events: ChangeEvent[]): void {
+    const counts = new Map<string, { table: string; op: Op; count: number }>();
+    for (const e of events) {
+      const id = `${e.table}\u0000${e.op}`;
+      const entry = counts.get(id);
+      if (entry) entry.count += 1;
+      else counts.set(id, { table: e.table, op: e.op, count: 1 });
+    }
+    for (const { table, op, count } of counts.values()) {
+      this.context.metrics.captured.inc({ stream: this.context.stream, direction: this.context.direction, table, op }, count);
+    }
   }
 
   private toEvent(row: ChangeRow, position: string): ChangeEvent | RejectedChange {

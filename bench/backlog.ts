@@ -1,0 +1,113 @@
+import pg from 'pg';
+import { changelogSetupSql } from '../src/cdc/postgres/changelog-setup.js';
+
+export const ITEMS_TABLE_SQL = `
+CREATE TABLE public.items (
+  id         bigint PRIMARY KEY,
+  name       text NOT NULL,
+  price      numeric(12,2),
+  qty        int,
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  payload    text
+)`;
+
+/** Source: the table plus the change-log set-up exactly as `cdc-sync init-sql` prints it. */
+export async function prepareSource(url: string): Promise<void> {
+  await withClient(url, async (client) => {
+    await client.query(ITEMS_TABLE_SQL);
+    await client.query(changelogSetupSql(['public.items']));
+  });
+}
+
+/** Target: the same table, no triggers. */
+export async function prepareTarget(url: string): Promise<void> {
+  await withClient(url, (client) => client.query(ITEMS_TABLE_SQL).then(() => undefined));
+}
+
+export interface BacklogMix {
+  inserts: number;
+  updates: number;
+  deletes: number;
+}
+
+/** Changes per round: each round is three set-based statements (insert, update, delete), each its own transaction. */
+const ROUND = 10_000;
+
+/**
+ * Writes `total` changes to src.items with set-based statements, so that the
+ * capture trigger fills cdc_sync.changes: per round of 10,000 changes 80 %
+ * inserts of new ids, 15 % updates and 5 % deletes of rows that round
+ * inserted. Every update changes a value and every delete hits an existing
+ * row, so each statement row is exactly one captured change.
+ */
+export async function makeBacklog(url: string, total: number, onProgress?: (done: number) => void): Promise<BacklogMix> {
+  const mix: BacklogMix = { inserts: 0, updates: 0, deletes: 0 };
+  await withClient(url, async (client) => {
+    let nextId = 1;
+    for (let done = 0; done < total; ) {
+      const size = Math.min(ROUND, total - done);
+      const updates = Math.floor(size * 0.15);
+      const deletes = Math.floor(size * 0.05);
+      const inserts = size - updates - deletes;
+      const base = nextId - 1;
+      await client.query(
+        `INSERT INTO public.items (id, name, price, qty, updated_at, payload)
+         SELECT i, 'item ' || i, (i % 100000) / 100.0, (i % 1000)::int,
+                timestamptz '2024-01-01 00:00:00+00' + i * interval '1 second',
+                md5(i::text) || md5((i * 7)::text)
+           FROM generate_series($1::bigint, $2::bigint) AS i`,
+        [base + 1, base + inserts],
+      );
+      if (updates > 0) {
+        const stride = Math.floor(inserts / updates);
+        await client.query(
+          `UPDATE public.items AS t
+              SET qty = t.qty + 1, price = t.price + 1, name = t.name || ' (changed)', updated_at = now()
+             FROM generate_series(0, $2::int - 1) AS g
+            WHERE t.id = $1::bigint + 2 + g * $3::int`,
+          [base, updates, stride],
+        );
+      }
+      if (deletes > 0) {
+        const stride = Math.floor(inserts / deletes);
+        await client.query(
+          `DELETE FROM public.items AS t
+            USING generate_series(0, $2::int - 1) AS g
+            WHERE t.id = $1::bigint + 4 + g * $3::int`,
+          [base, deletes, stride],
+        );
+      }
+      mix.inserts += inserts;
+      mix.updates += updates;
+      mix.deletes += deletes;
+      nextId += inserts;
+      done += size;
+      onProgress?.(done);
+    }
+    const [row] = (await client.query<{ n: string }>('SELECT count(*)::text AS n FROM cdc_sync.changes')).rows;
+    if (Number(row!.n) !== total) throw new Error(`backlog has ${row!.n} changes, expected ${total}`);
+    await client.query('VACUUM ANALYZE cdc_sync.changes');
+    await client.query('VACUUM ANALYZE public.items');
+  });
+  return mix;
+}
+
+/** Row count and a hash of the whole table, in id order. */
+export async function tableDigest(url: string): Promise<{ rows: number; md5: string }> {
+  return withClient(url, async (client) => {
+    const { rows } = await client.query<{ n: string; md5: string | null }>(
+      `SELECT count(*)::text AS n, md5(string_agg(t::text, ',' ORDER BY id)) AS md5 FROM public.items t`,
+    );
+    return { rows: Number(rows[0]!.n), md5: rows[0]!.md5 ?? '' };
+  });
+}
+
+export async function withClient<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url, options: '-c TimeZone=UTC' });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}

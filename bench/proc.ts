@@ -1,0 +1,142 @@
+import { readFileSync, readdirSync } from 'node:fs';
+
+/** Linux /proc readings: peak resident set and CPU time of processes. */
+
+const CLOCK_TICKS = 100; // USER_HZ on Linux
+
+/** VmHWM (peak resident set) and VmRSS of a live process, in bytes. */
+export function memory(pid: number): { peak: number; current: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = (field: string) => {
+    const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
+    if (!match) throw new Error(`/proc/${pid}/status has no ${field}`);
+    return Number(match[1]) * 1024;
+  };
+  return { peak: kib('VmHWM'), current: kib('VmRSS') };
+}
+
+interface Stat {
+  pid: number;
+  ppid: number;
+  /** utime + stime, seconds. */
+  cpu: number;
+}
+
+function stat(pid: number): Stat | null {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  // The command name (field 2) may contain spaces; everything after the last ')' is fixed.
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return { pid, ppid: Number(fields[1]), cpu: (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS };
+}
+
+/** CPU seconds used so far by one process (its own threads, not its children). */
+export function cpuSeconds(pid: number): number {
+  return stat(pid)?.cpu ?? 0;
+}
+
+/** CPU seconds per live child of `parent` (PostgreSQL backends and workers of a postmaster). */
+export function childrenCpu(parent: number): Map<number, number> {
+  const result = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const s = stat(Number(entry));
+    if (s && s.ppid === parent) result.set(s.pid, s.cpu);
+  }
+  return result;
+}
+
+/** The postmaster's pid, from postmaster.pid in the data directory. */
+export function postmasterPid(dataDir: string): number {
+  return Number(readFileSync(`${dataDir}/postmaster.pid`, 'utf8').split('\n')[0]);
+}
+
+/** CPU used by children of `parent` between two `childrenCpu` readings (new children count from 0). */
+export function cpuBetween(before: Map<number, number>, after: Map<number, number>): number {
+  let total = 0;
+  for (const [pid, cpu] of after) total += cpu - (before.get(pid) ?? 0);
+  return total;
+}
+
+export interface ProcessCpu {
+  comm: string;
+  ppid: number;
+  cpu: number;
+}
+
+/** Every process's command name, parent and CPU seconds. */
+export function allProcesses(): Map<number, ProcessCpu> {
+  const result = new Map<number, ProcessCpu>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const comm = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')'));
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    result.set(Number(entry), { comm, ppid: Number(fields[1]), cpu: (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS });
+  }
+  return result;
+}
+
+/**
+ * Watches the CPU every other process uses while the benchmark runs, to say
+ * whether the numbers were taken on a busy machine. Processes of `ours`
+ * (and their descendants) are not counted.
+ */
+export class NeighbourWatch {
+  private readonly first = new Map<number, number>();
+  private readonly last = new Map<number, ProcessCpu>();
+  private readonly ours = new Set<number>();
+  private readonly timer: NodeJS.Timeout;
+  private readonly started = Date.now();
+
+  constructor(intervalMs = 2000) {
+    this.ours.add(process.pid);
+    for (const [pid, p] of allProcesses()) this.first.set(pid, p.cpu);
+    this.timer = setInterval(() => this.sample(), intervalMs);
+    this.timer.unref();
+  }
+
+  /** A process of the benchmark (postmaster, cdc-sync): it and its children are not neighbours. */
+  own(pid: number): void {
+    this.ours.add(pid);
+  }
+
+  private sample(): void {
+    for (const [pid, p] of allProcesses()) {
+      if (!this.first.has(pid)) this.first.set(pid, 0);
+      this.last.set(pid, p);
+    }
+  }
+
+  /** Command names that used more than `minShare` of one CPU on average, busiest first. */
+  stop(minShare = 0.1): string[] {
+    clearInterval(this.timer);
+    this.sample();
+    const isOurs = (pid: number): boolean => {
+      for (let p = pid, depth = 0; p > 1 && depth < 20; depth += 1) {
+        if (this.ours.has(p)) return true;
+        p = this.last.get(p)?.ppid ?? 0;
+      }
+      return false;
+    };
+    const seconds = (Date.now() - this.started) / 1000;
+    const byName = new Map<string, number>();
+    for (const [pid, p] of this.last) {
+      if (isOurs(pid)) continue;
+      byName.set(p.comm, (byName.get(p.comm) ?? 0) + p.cpu - (this.first.get(pid) ?? 0));
+    }
+    return [...byName.entries()]
+      .filter(([, cpu]) => cpu / seconds >= minShare)
+      .sort((a, b) => b[1] - a[1])
+      .map(([name, cpu]) => `${name} (${((cpu / seconds) * 100).toFixed(0)} % of a CPU)`);
+  }
+}

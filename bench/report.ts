@@ -1,0 +1,193 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import type { BacklogMix } from './backlog.js';
+import type { DrainResult } from './drain.js';
+import type { NaiveResult } from './naive.js';
+import type { Quantile } from './prometheus.js';
+
+export interface Machine {
+  cpus: number;
+  cpuModel: string;
+  memoryBytes: number;
+  kernel: string;
+  node: string;
+  postgres: string;
+}
+
+export function machine(postgresVersion: string): Machine {
+  return {
+    cpus: os.availableParallelism(),
+    cpuModel: os.cpus()[0]?.model.trim() ?? 'unknown',
+    memoryBytes: os.totalmem(),
+    kernel: `${os.type()} ${os.release()}`,
+    node: process.version,
+    postgres: postgresVersion,
+  };
+}
+
+export interface Report {
+  date: Date;
+  machine: Machine;
+  changes: number;
+  mix: BacklogMix;
+  backlogSeconds: number;
+  main: DrainResult;
+  sweep: DrainResult[];
+  naive: NaiveResult;
+  loadBefore: number[];
+  loadAfter: number[];
+  /** Other busy processes seen while the benchmark ran (name and CPU share). */
+  neighbours: string[];
+  /** The batch size `npm run bench` uses when BENCH_BATCH_SIZE is not set. */
+  defaultBatchSize: number;
+}
+
+export const TARGETS = { changesPerSecond: 20_000, ratio: 10, peakRssMb: 200 };
+
+const mb = (bytes: number) => bytes / (1024 * 1024);
+const int = (n: number) => Math.round(n).toLocaleString('en-US');
+const ms = (seconds: number) => `${(seconds * 1000).toFixed(1)} ms`;
+
+function quantileText(q: Quantile | null): string {
+  if (!q) return 'n/a';
+  const upper = Number.isFinite(q.upper) ? `${q.upper * 1000} ms` : '+Inf';
+  return `≈ ${ms(q.estimate)} (bucket ${q.lower * 1000}–${upper})`;
+}
+
+export function ratio(report: Report): number {
+  return report.main.changesPerSecond / report.naive.changesPerSecond;
+}
+
+export function checks(report: Report) {
+  return [
+    { name: 'throughput', target: `≥ ${int(TARGETS.changesPerSecond)} changes/s`, actual: `${int(report.main.changesPerSecond)} changes/s`, pass: report.main.changesPerSecond >= TARGETS.changesPerSecond },
+    { name: 'vs. naive loop', target: `≥ ${TARGETS.ratio}×`, actual: `${ratio(report).toFixed(1)}×`, pass: ratio(report) >= TARGETS.ratio },
+    { name: 'peak RSS', target: `< ${TARGETS.peakRssMb} MB`, actual: `${mb(report.main.peakRssBytes).toFixed(1)} MB`, pass: mb(report.main.peakRssBytes) < TARGETS.peakRssMb },
+  ];
+}
+
+/** The console summary. */
+export function consoleTable(report: Report): string {
+  const r = report.main;
+  const rows: Array<[string, string]> = [
+    ['changes drained', int(r.changes)],
+    ['batch.maxSize', String(r.batchSize)],
+    ['drain time (incl. start-up)', `${r.seconds.toFixed(2)} s (start-up ${r.startupSeconds.toFixed(2)} s)`],
+    ['throughput', `${int(r.changesPerSecond)} changes/s`],
+    ['batches', `${int(r.batches)} (mean ${ms(r.meanBatchSeconds)})`],
+    ['batch latency p50', quantileText(r.p50)],
+    ['batch latency p99', quantileText(r.p99)],
+    ['peak RSS (VmHWM)', `${mb(r.peakRssBytes).toFixed(1)} MB`],
+    ['CPU cdc-sync / PostgreSQL', `${r.childCpuSeconds.toFixed(1)} s / ${r.postgresCpuSeconds.toFixed(1)} s`],
+    ['exit after SIGINT', `code ${r.exitCode}`],
+    ['naive loop', `${int(report.naive.changesPerSecond)} changes/s (${int(report.naive.changes)} changes in ${report.naive.seconds.toFixed(1)} s)`],
+    ['ratio', `${ratio(report).toFixed(1)}×`],
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  const lines = rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`);
+  lines.push('');
+  for (const c of checks(report)) lines.push(`  ${c.pass ? 'PASS' : 'FAIL'}  ${c.name.padEnd(16)} ${c.actual.padEnd(18)} target ${c.target}`);
+  if (report.sweep.length > 1) {
+    lines.push('', '  batch.maxSize sweep:');
+    for (const s of report.sweep) {
+      lines.push(`    ${String(s.batchSize).padStart(6)}  ${int(s.changesPerSecond).padStart(8)} changes/s  p50 ${quantileText(s.p50)}  p99 ${quantileText(s.p99)}  RSS ${mb(s.peakRssBytes).toFixed(1)} MB`);
+    }
+  }
+  return lines.join('\n');
+}
+
+export const SECTION = '## Change-log → PostgreSQL backlog drain';
+
+export function markdownSection(report: Report): string {
+  const r = report.main;
+  const m = report.machine;
+  const sweepRows = report.sweep.length > 1
+    ? [
+        '',
+        `batch.maxSize sweep on the same backlog (${int(report.changes)} changes, target emptied between runs):`,
+        '',
+        '| batch.maxSize | changes/s | p50 batch | p99 batch | mean batch | peak RSS |',
+        '|---:|---:|---:|---:|---:|---:|',
+        ...report.sweep.map(
+          (s) =>
+            `| ${s.batchSize} | ${int(s.changesPerSecond)} | ${s.p50 ? ms(s.p50.estimate) : 'n/a'} | ${s.p99 ? ms(s.p99.estimate) : 'n/a'} | ${ms(s.meanBatchSeconds)} | ${mb(s.peakRssBytes).toFixed(1)} MB |`,
+        ),
+      ]
+    : [];
+  const load = (l: number[]) => l.map((x) => x.toFixed(2)).join(' / ');
+  return [
+    SECTION,
+    '',
+    `Recorded ${report.date.toISOString().replace(/\.\d+Z$/, 'Z')} by \`npm run bench\` (bench/run.ts).`,
+    '',
+    '**Machine**: ' +
+      `${m.cpus} CPUs (${m.cpuModel}), ${(m.memoryBytes / 1024 ** 3).toFixed(1)} GiB memory, ${m.kernel}, ` +
+      `Node.js ${m.node}, ${m.postgres}.`,
+    '',
+    '**Workload**: a backlog of ' +
+      `${int(report.changes)} changes in \`cdc_sync.changes\` of a private PostgreSQL cluster, made by set-based writes to ` +
+      `\`src.public.items\` (id bigint, name text, price numeric(12,2), qty int, updated_at timestamptz, payload text of 64 chars) ` +
+      `through the change-log trigger: ${int(report.mix.inserts)} inserts, ${int(report.mix.updates)} updates, ${int(report.mix.deletes)} deletes ` +
+      `(${((report.mix.inserts / report.changes) * 100).toFixed(0)} / ${((report.mix.updates / report.changes) * 100).toFixed(0)} / ${((report.mix.deletes / report.changes) * 100).toFixed(0)} %), ` +
+      `in statements of 8,000 / 1,500 / 500 rows, each its own transaction. Making the backlog took ${report.backlogSeconds.toFixed(1)} s (not part of the result). ` +
+      '`cdc-sync run` (the built CLI, a child process) then drains it: source `postgres-changelog` on `src`, sink `postgres` on `dst` ' +
+      `(same table, no triggers), \`batch: { maxSize: ${r.batchSize}, maxWaitMs: 100 }\`, checkpoints in the sink's transaction. ` +
+      'The run ends when `cdc_sync_events_applied_total` reaches the backlog size; `dst.items` is then checked to equal `src.items` ' +
+      '(row count and md5 of all rows in id order), and the process is stopped with SIGINT and must exit 0.',
+    '',
+    '| Result | Value |',
+    '|---|---:|',
+    `| throughput (backlog ÷ drain time, start-up included) | **${int(r.changesPerSecond)} changes/s** |`,
+    `| drain time | ${r.seconds.toFixed(2)} s (of which start-up ${r.startupSeconds.toFixed(2)} s) |`,
+    `| batches | ${int(r.batches)} |`,
+    `| batch latency p50 | ${quantileText(r.p50)} |`,
+    `| batch latency p99 | ${quantileText(r.p99)} |`,
+    `| batch latency mean (exact: histogram sum ÷ count) | ${ms(r.meanBatchSeconds)} |`,
+    `| peak RSS of the cdc-sync process (VmHWM) | ${mb(r.peakRssBytes).toFixed(1)} MB |`,
+    `| CPU time: cdc-sync / PostgreSQL backends | ${r.childCpuSeconds.toFixed(1)} s / ${r.postgresCpuSeconds.toFixed(1)} s |`,
+    `| exit code after SIGINT | ${r.exitCode} |`,
+    `| naive loop (one upsert/delete per change and round trip) | ${int(report.naive.changesPerSecond)} changes/s (first ${int(report.naive.changes)} changes, ${report.naive.seconds.toFixed(1)} s) |`,
+    `| ratio cdc-sync ÷ naive | **${ratio(report).toFixed(1)}×** |`,
+    ...sweepRows,
+    '',
+    '| Target | Required | Measured | |',
+    '|---|---|---|---|',
+    ...checks(report).map((c) => `| ${c.name} | ${c.target} | ${c.actual} | ${c.pass ? 'pass' : '**FAIL**'} |`),
+    '',
+    'Notes:',
+    '',
+    '- Batch latency is `cdc_sync_batch_duration_seconds` (mapping, no-op filter, coalescing and the sink transaction of one batch) ' +
+      'read from the process\'s `/metrics`. p50/p99 are **approximated from the histogram buckets** by linear interpolation inside the bucket ' +
+      '(as PromQL `histogram_quantile` does); the bucket is given, only the mean is exact.',
+    '- The naive baseline reads the same change rows in order (pages of 1,000) and writes each with its own autocommit ' +
+      '`INSERT … ON CONFLICT (id) DO UPDATE` or `DELETE`, one round trip per change, with node `pg`, into an empty copy of the table; ' +
+      'it is measured over the first changes of the backlog (up to 20,000 or 20 s). It does not mark rows as synced, so the older scripts are slower still.',
+    '- The cluster is the throw-away test cluster (test/support/postgres-cluster.ts): `fsync=off`, `synchronous_commit=off`, ' +
+      '`full_page_writes=off`, `shared_buffers=128MB`. Commits are therefore cheap, which favours the naive loop (a commit per change) far more than cdc-sync (a commit per batch).',
+    `- Everything (PostgreSQL, cdc-sync, the benchmark) shares the ${m.cpus} CPUs. Load average (1/5/15 min) before: ${load(report.loadBefore)}, after: ${load(report.loadAfter)}.` +
+      (report.neighbours.length > 0
+        ? ` Other busy processes during the run: ${report.neighbours.join(', ')}. Another engineer runs the test suite on this machine, so numbers may be lower than on an idle one.`
+        : ' No other busy processes were seen during the run; another engineer runs the test suite on this machine at times, so other runs may be lower.'),
+    '',
+    'Reproduce: `npm run bench` (builds, then runs `node --expose-gc dist/bench/run.js`; needs the PostgreSQL server binaries, ' +
+      'e.g. Debian `postgresql`). Environment: `BENCH_CHANGES` (backlog size, default 1000000), `BENCH_BATCH_SIZE` (default ' +
+      `${report.defaultBatchSize}), \`BENCH_BATCH_SIZES=500,1000,2000,5000\` (also drain with each size and record a sweep), \`BENCH_NAIVE_CHANGES\` / \`BENCH_NAIVE_SECONDS\` ` +
+      '(naive sample, default 20000 / 20), `BENCH_CPU_PROF=dir` (write a V8 CPU profile of cdc-sync there), `BENCH_WRITE=0` (do not touch BENCHMARKS.md).',
+    '',
+  ].join('\n');
+}
+
+/** Replaces this benchmark's section of BENCHMARKS.md (or appends it), keeping every other section. */
+export function writeSection(file: string, section: string): void {
+  const header = '# Benchmarks\n\nRecorded results of `npm run bench`. Each benchmark owns one `##` section; a run replaces only its own.\n';
+  const text = existsSync(file) ? readFileSync(file, 'utf8') : header;
+  const start = text.indexOf(`${SECTION}\n`);
+  let next: string;
+  if (start < 0) {
+    next = `${text.trimEnd()}\n\n${section}`;
+  } else {
+    const after = text.indexOf('\n## ', start + SECTION.length);
+    next = `${text.slice(0, start)}${section}${after < 0 ? '' : `\n${text.slice(after + 1)}`}`;
+  }
+  writeFileSync(file, `${next.trimEnd()}\n`);
+}

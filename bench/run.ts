@@ -1,0 +1,174 @@
+/**
+ * `npm run bench`: drains a backlog of change-log changes into PostgreSQL with
+ * the real `cdc-sync run`, compares it with the row-by-row loop of the older
+ * scripts and records the result in BENCHMARKS.md (report.ts says what is
+ * measured and how). Exit code 0 when every target is met, 1 when one is
+ * missed, 2 when the benchmark itself failed.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startPostgresCluster, type PostgresCluster } from '../test/support/postgres-cluster.js';
+import { makeBacklog, prepareSource, prepareTarget, tableDigest, withClient } from './backlog.js';
+import { drain, type DrainResult } from './drain.js';
+import { naiveLoop } from './naive.js';
+import { NeighbourWatch, postmasterPid } from './proc.js';
+import { checks, consoleTable, machine, markdownSection, writeSection, type Report } from './report.js';
+
+/** The batch size the benchmark reports by default (the best of a 500/1000/2000/5000 sweep on the reference machine). */
+export const DEFAULT_BATCH_SIZE = 2000;
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+function envInt(name: string, fallback: number): number {
+  const text = process.env[name];
+  if (text === undefined || text.trim() === '') return fallback;
+  const value = Number(text.replace(/_/g, ''));
+  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer, not ${JSON.stringify(text)}`);
+  return value;
+}
+
+function say(text: string): void {
+  process.stdout.write(`${text}\n`);
+}
+
+async function main(): Promise<number> {
+  const changes = envInt('BENCH_CHANGES', 1_000_000);
+  const batchSize = envInt('BENCH_BATCH_SIZE', DEFAULT_BATCH_SIZE);
+  const sweepSizes = (process.env.BENCH_BATCH_SIZES ?? '')
+    .split(',')
+    .filter((s) => s.trim() !== '')
+    .map((s) => {
+      const n = Number(s.trim());
+      if (!Number.isInteger(n) || n <= 0) throw new Error(`BENCH_BATCH_SIZES: ${JSON.stringify(s)} is not a positive integer`);
+      return n;
+    });
+  const sizes = [...new Set([...sweepSizes, batchSize])];
+  const naiveChanges = envInt('BENCH_NAIVE_CHANGES', 20_000);
+  const naiveSeconds = envInt('BENCH_NAIVE_SECONDS', 20);
+  const cpuProfileDir = process.env.BENCH_CPU_PROF || undefined;
+  const write = process.env.BENCH_WRITE !== '0';
+
+  const workDir = mkdtempSync(join(os.tmpdir(), 'cdc-sync-bench-'));
+  let cluster: PostgresCluster | undefined;
+  const stop = async () => {
+    const c = cluster;
+    cluster = undefined;
+    await c?.stop();
+    rmSync(workDir, { recursive: true, force: true });
+  };
+  // Ctrl-C of the benchmark still removes the cluster (the child cdc-sync gets the signal too).
+  const onSignal = (signal: NodeJS.Signals) => {
+    say(`\n${signal}: stopping the cluster`);
+    void stop().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  try {
+    const loadBefore = os.loadavg();
+    const neighbours = new NeighbourWatch();
+    say(`cdc-sync benchmark: change-log → PostgreSQL, ${changes.toLocaleString('en-US')} changes, batch.maxSize ${sizes.join(', ')}`);
+    say('starting a private PostgreSQL cluster…');
+    cluster = await startPostgresCluster();
+    neighbours.own(postmasterPid(cluster.dataDir));
+    const postgresVersion = await withClient(cluster.url('postgres'), async (client) => {
+      for (const db of ['src', 'dst', 'naive']) await client.query(`CREATE DATABASE ${db}`);
+      const { rows } = await client.query<{ version: string }>('SELECT version()');
+      return rows[0]!.version.replace(/ on .*/, '').replace(/ \(.*/, '');
+    });
+    const src = cluster.url('src');
+    const dst = cluster.url('dst');
+    await prepareSource(src);
+    await prepareTarget(dst);
+    await prepareTarget(cluster.url('naive'));
+
+    say(`making the backlog (${changes.toLocaleString('en-US')} changes)…`);
+    const backlogStarted = performance.now();
+    let lastReport = 0;
+    const mix = await makeBacklog(src, changes, (done) => {
+      if (done - lastReport >= 100_000 || done === changes) {
+        lastReport = done;
+        process.stdout.write(`  ${done.toLocaleString('en-US')} changes\r`);
+      }
+    });
+    const backlogSeconds = (performance.now() - backlogStarted) / 1000;
+    say(`\nbacklog ready in ${backlogSeconds.toFixed(1)} s: ${mix.inserts} inserts, ${mix.updates} updates, ${mix.deletes} deletes`);
+    const expected = await tableDigest(src);
+
+    const postmaster = postmasterPid(cluster.dataDir);
+    const results: DrainResult[] = [];
+    for (const [i, size] of sizes.entries()) {
+      if (i > 0) {
+        // Same backlog again: empty the target and forget the checkpoint.
+        await withClient(dst, async (client) => {
+          await client.query('TRUNCATE public.items, cdc_sync.dead_letters');
+          await client.query('DELETE FROM cdc_sync.checkpoints');
+          await client.query('VACUUM ANALYZE public.items');
+        });
+      }
+      say(`draining with cdc-sync run (batch.maxSize ${size})…`);
+      let lastLine = 0;
+      const result = await drain({
+        sourceUrl: src,
+        sinkUrl: dst,
+        changes,
+        batchSize: size,
+        workDir,
+        postmaster,
+        cpuProfileDir: cpuProfileDir ? join(cpuProfileDir, `batch-${size}`) : undefined,
+        onProgress: (applied, elapsed) => {
+          if (elapsed - lastLine >= 5 || applied >= changes) {
+            lastLine = elapsed;
+            process.stdout.write(`  ${applied.toLocaleString('en-US')} applied after ${elapsed.toFixed(1)} s\r`);
+          }
+        },
+      });
+      process.stdout.write('\n');
+      const actual = await tableDigest(dst);
+      if (actual.rows !== expected.rows || actual.md5 !== expected.md5) {
+        throw new Error(`dst.items differs from src.items: ${actual.rows} rows md5 ${actual.md5}, expected ${expected.rows} rows md5 ${expected.md5}`);
+      }
+      say(`  ${Math.round(result.changesPerSecond).toLocaleString('en-US')} changes/s; dst equals src (${actual.rows} rows, md5 ${actual.md5})`);
+      results.push(result);
+    }
+
+    say(`naive loop (one statement per change, up to ${naiveChanges} changes or ${naiveSeconds} s)…`);
+    const naive = await naiveLoop({ sourceUrl: src, sinkUrl: cluster.url('naive'), maxChanges: naiveChanges, maxSeconds: naiveSeconds });
+    say(`  ${Math.round(naive.changesPerSecond).toLocaleString('en-US')} changes/s`);
+
+    const report: Report = {
+      date: new Date(),
+      machine: machine(postgresVersion),
+      changes,
+      mix,
+      backlogSeconds,
+      main: results.find((r) => r.batchSize === batchSize)!,
+      sweep: results.slice().sort((a, b) => a.batchSize - b.batchSize),
+      naive,
+      loadBefore,
+      loadAfter: os.loadavg(),
+      neighbours: neighbours.stop(),
+      defaultBatchSize: DEFAULT_BATCH_SIZE,
+    };
+    say('');
+    say(consoleTable(report));
+    if (write) {
+      const file = join(ROOT, 'BENCHMARKS.md');
+      writeSection(file, markdownSection(report));
+      say(`\nwrote ${file}`);
+    }
+    return checks(report).every((c) => c.pass) ? 0 : 1;
+  } finally {
+    await stop();
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(`benchmark failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exit(2);
+  },
+);

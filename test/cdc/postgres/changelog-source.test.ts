@@ -1,0 +1,156 @@
+import pg from 'pg';
+import { Subject, firstValueFrom, take, toArray, tap } from 'rxjs';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { changelogSetupSql } from '../../../src/cdc/postgres/changelog-setup.js';
+import { ChangeLogSource } from '../../../src/cdc/postgres/changelog-source.js';
+import type { SourceChunk } from '../../../src/core/change-event.js';
+import { ConfigError } from '../../../src/core/errors.js';
+import type { TableConfig } from '../../../src/core/mapping.js';
+import { createTestDatabase, type TestDatabase } from '../../support/test-database.js';
+import { testContext } from '../../support/stream-context.js';
+
+let db: TestDatabase;
+const sources: ChangeLogSource[] = [];
+const contexts: ReturnType<typeof testContext>[] = [];
+const TABLES: TableConfig[] = [{ source: 'items', target: 'items' }];
+
+beforeAll(async () => {
+  db = await createTestDatabase('changelog');
+  await db.query(`CREATE TABLE items (id bigint PRIMARY KEY, name text, amount numeric(40,10), note text)`);
+  await db.query(`CREATE TABLE uncaptured (id int PRIMARY KEY)`);
+  await db.query(changelogSetupSql(['public.items']));
+});
+
+afterAll(async () => {
+  await db.drop();
+});
+
+beforeEach(async () => {
+  await db.query('TRUNCATE items, cdc_sync.changes');
+});
+
+afterEach(async () => {
+  for (const c of contexts.splice(0)) c.controller.abort();
+  await Promise.all(sources.splice(0).map((s) => s.close()));
+});
+
+async function openSource(readLimit = 100, tables = TABLES): Promise<ChangeLogSource> {
+  const source = new ChangeLogSource({
+    url: db.url,
+    tables,
+    readLimit,
+    pollIntervalMs: 10,
+    idleIntervalMs: 20,
+    retry: { attempts: 3, minDelayMs: 10, maxDelayMs: 50 },
+  });
+  const context = testContext();
+  sources.push(source);
+  contexts.push(context);
+  await source.open(context);
+  return source;
+}
+
+/** Pulls `n` chunks, asking for the next one after each, as the stream does after a commit. */
+function pull(source: ChangeLogSource, from: string | null, n: number): Promise<SourceChunk[]> {
+  const demand = new Subject<void>();
+  return firstValueFrom(
+    source.chunks(from, demand).pipe(
+      take(n),
+      tap(() => setTimeout(() => demand.next(), 0)),
+      toArray(),
+    ),
+  );
+}
+
+describe('ChangeLogSource', () => {
+  it('emits inserts, updates and deletes in order with keys, images and exact numbers', async () => {
+    await db.query(`INSERT INTO items VALUES (1, 'a', 12345678901234567890.0123456789, 'n')`);
+    await db.query(`UPDATE items SET name = 'b' WHERE id = 1`);
+    await db.query(`DELETE FROM items WHERE id = 1`);
+    const [chunk] = await pull(await openSource(), null, 1);
+    expect(chunk!.caughtUp).toBe(true);
+    expect(chunk!.events.map((e) => [e.op, e.key, e.row?.name ?? null, e.before?.name ?? null])).toEqual([
+      ['insert', { id: 1 }, 'a', null],
+      ['update', { id: 1 }, 'b', 'a'],
+      ['delete', { id: 1 }, null, 'b'],
+    ]);
+    expect(chunk!.events[0]!.row!.amount).toBe('12345678901234567890.0123456789');
+    expect(chunk!.events[0]!.table).toBe('items');
+  });
+
+  it('pages a backlog by readLimit and resumes from a stored position without repeating or skipping', async () => {
+    await db.query(`INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, 5) g`);
+    const chunks = await pull(await openSource(2), null, 2);
+    expect(chunks.map((c) => c.events.map((e) => e.key.id))).toEqual([[1, 2], [3, 4]]);
+    expect(chunks.map((c) => c.caughtUp)).toEqual([false, false]);
+    // A restart from the second chunk's position continues with id 5 only.
+    const [rest] = await pull(await openSource(2), chunks[1]!.position, 1);
+    expect(rest!.events.map((e) => e.key.id)).toEqual([5]);
+    expect(rest!.caughtUp).toBe(true);
+  });
+
+  it('does not skip a change whose transaction commits after a later-numbered one was read', async () => {
+    const slow = new pg.Client({ connectionString: db.url });
+    await slow.connect();
+    try {
+      await slow.query('BEGIN');
+      await slow.query(`INSERT INTO items VALUES (1, 'slow')`); // takes the lower change id
+      await db.query(`INSERT INTO items VALUES (2, 'fast')`); // commits first
+      const source = await openSource();
+      const demand = new Subject<void>();
+      const seen: number[] = [];
+      const done = new Promise<void>((resolve) => {
+        const sub = source.chunks(null, demand).subscribe((chunk) => {
+          seen.push(...chunk.events.map((e) => e.key.id as number));
+          if (seen.length === 1) {
+            void slow.query('COMMIT').then(() => demand.next());
+          } else {
+            sub.unsubscribe();
+            resolve();
+          }
+        });
+      });
+      await done;
+      expect(seen).toEqual([2, 1]);
+    } finally {
+      await slow.end();
+    }
+  });
+
+  it('hands malformed change rows over as rejected, with the raw payload, and goes on', async () => {
+    await db.query(`INSERT INTO items VALUES (1, 'ok')`);
+    await db.query(`INSERT INTO cdc_sync.changes (table_name, op, row_data) VALUES ('public.items', 'I', '{"id": 2, "name": ')`);
+    await db.query(`INSERT INTO items VALUES (3, 'ok')`);
+    const [chunk] = await pull(await openSource(), null, 1);
+    expect(chunk!.events.map((e) => e.key.id)).toEqual([1, 3]);
+    expect(chunk!.rejected).toHaveLength(1);
+    expect(chunk!.rejected[0]!.payload).toBe('{"id": 2, "name": ');
+    expect(chunk!.rejected[0]!.error.message).toMatch(/malformed change/);
+    expect((chunk!.rejected[0]!.error as ConfigError).reason).toBe('malformed');
+  });
+
+  it('does not capture rows written by cdc-sync itself (cdc_sync.origin set)', async () => {
+    const own = new pg.Client({ connectionString: db.url, options: '-c cdc_sync.origin=other-stream' });
+    await own.connect();
+    await own.query(`INSERT INTO items VALUES (10, 'echo')`);
+    await own.end();
+    await db.query(`UPDATE items SET name = 'echo' WHERE id = 10`); // no real change: not captured either
+    await db.query(`INSERT INTO items VALUES (11, 'user')`);
+    const [chunk] = await pull(await openSource(), null, 1);
+    expect(chunk!.events.map((e) => e.key.id)).toEqual([11]);
+  });
+
+  it('refuses tables that do not exist, have no capture trigger, or lack a configured column', async () => {
+    const cases: [TableConfig, RegExp][] = [
+      [{ source: 'public.nope', target: 'x' }, /tables\[0\]\.source: table public\.nope does not exist/],
+      [{ source: 'uncaptured', target: 'x' }, /no cdc-sync capture trigger.*init-sql/],
+      [{ source: 'items', target: 'x', key: ['missing'] }, /tables\[0\]\.key\[0\]: column missing does not exist/],
+      [{ source: 'items', target: 'x', columns: { Nope: 'nope' } }, /tables\[0\]\.columns\.Nope: column does not exist/],
+    ];
+    for (const [table, message] of cases) {
+      const error = await openSource(10, [table]).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as Error).message).toMatch(message);
+    }
+  });
+});

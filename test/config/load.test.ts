@@ -1,0 +1,170 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfigFile, parseConfig, type Environment } from '../../src/config/load.js';
+import { ConfigError } from '../../src/core/errors.js';
+
+/** A minimal valid configuration; `extra` lines go into the first stream. */
+function yaml(options: { name?: string; url?: string; extra?: string; tail?: string } = {}): string {
+  return [
+    'streams:',
+    `  - name: ${options.name ?? 'clinic-to-cloud'}`,
+    '    source:',
+    '      type: postgres-changelog',
+    `      url: ${options.url ?? 'postgres://localhost/clinic'}`,
+    '    sink:',
+    '      type: postgres',
+    '      url: postgres://localhost/cloud',
+    '    tables:',
+    '      - source: dbo.tblPatients',
+    '        target: public.patients',
+    ...(options.extra ? [options.extra] : []),
+    ...(options.tail ? [options.tail] : []),
+    '',
+  ].join('\n');
+}
+
+function configError(text: string, env: Environment = {}): ConfigError {
+  try {
+    parseConfig(text, env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return error as ConfigError;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('parseConfig', () => {
+  it('fills in the defaults', () => {
+    const config = parseConfig(yaml(), {});
+    const stream = config.streams[0]!;
+    expect(stream.batch).toEqual({ maxSize: 500, maxWaitMs: 100 });
+    expect(stream.retry).toEqual({ attempts: 10, minDelayMs: 200, maxDelayMs: 30_000 });
+    expect(stream.direction).toBe('forward');
+    expect(stream.tables[0]!.conflict).toBe('source-wins');
+    expect(config.http.port).toBe(9464);
+    expect(config.checkpoints.store).toBe('auto');
+    expect(config.checkpoints.path).toBe('./data/checkpoints.json');
+  });
+
+  it('keeps values given in the file', () => {
+    const config = parseConfig(yaml({ extra: '    batch: { maxSize: 50 }\n    retry: { attempts: 3 }', tail: 'http: { port: 8080 }\ncheckpoints: { store: file, path: /tmp/c.json }' }), {});
+    expect(config.streams[0]!.batch).toEqual({ maxSize: 50, maxWaitMs: 100 });
+    expect(config.streams[0]!.retry).toEqual({ attempts: 3, minDelayMs: 200, maxDelayMs: 30_000 });
+    expect(config.http.port).toBe(8080);
+    expect(config.checkpoints).toEqual({ store: 'file', path: '/tmp/c.json' });
+  });
+
+  it('replaces ${VAR} from the environment', () => {
+    const config = parseConfig(yaml({ url: 'postgres://${DB_USER}@${DB_HOST}/clinic' }), { DB_USER: 'sync', DB_HOST: 'db.local' });
+    expect(config.streams[0]!.source.url).toBe('postgres://sync@db.local/clinic');
+  });
+
+  it('uses the default of ${VAR:-default} when the variable is unset or empty', () => {
+    const text = yaml({ url: '${SOURCE_URL:-postgres://fallback/db}' });
+    expect(parseConfig(text, {}).streams[0]!.source.url).toBe('postgres://fallback/db');
+    expect(parseConfig(text, { SOURCE_URL: '' }).streams[0]!.source.url).toBe('postgres://fallback/db');
+    expect(parseConfig(text, { SOURCE_URL: 'postgres://set/db' }).streams[0]!.source.url).toBe('postgres://set/db');
+  });
+
+  it('turns a whole-value ${VAR} holding a number into a number', () => {
+    const config = parseConfig(yaml({ tail: 'http:\n  port: ${PORT}' }), { PORT: '9000' });
+    expect(config.http.port).toBe(9000);
+  });
+
+  it('names the key path of a missing variable', () => {
+    const error = configError(yaml({ url: '${MSSQL_URL}' }));
+    expect(error.message).toContain('streams[0].source.url');
+    expect(error.message).toContain('MSSQL_URL');
+  });
+
+  it('lists every missing variable', () => {
+    const error = configError(yaml({ url: '${A}', tail: 'http:\n  token: ${B}' }));
+    expect(error.message).toContain('streams[0].source.url: environment variable A');
+    expect(error.message).toContain('http.token: environment variable B');
+  });
+
+  it('names the path of an unknown key', () => {
+    const inStream = configError(yaml({ extra: '    sourse: oops' }));
+    expect(inStream.message).toContain('streams[0]');
+    expect(inStream.message).toContain('sourse');
+    const inTable = configError(yaml({ extra: '        colums: { A: a }' }));
+    expect(inTable.message).toContain('streams[0].tables[0]');
+    expect(inTable.message).toContain('colums');
+    const topLevel = configError(yaml({ tail: 'bogus: 1' }));
+    expect(topLevel.message).toContain('bogus');
+  });
+
+  it('rejects duplicate stream names, naming the second one', () => {
+    const second = yaml({ name: 'dup' }).replace('streams:\n', '');
+    const error = configError(yaml({ name: 'dup' }) + second);
+    expect(error.message).toContain('streams[1].name');
+    expect(error.message).toContain('duplicate stream name "dup"');
+  });
+
+  it('names the key path of a value of the wrong type or out of range', () => {
+    expect(configError(yaml({ extra: '    batch: { maxSize: 0 }' })).message).toContain('streams[0].batch.maxSize');
+    expect(configError(yaml({ tail: 'http: { port: 70000 }' })).message).toContain('http.port');
+    expect(configError(yaml({ extra: '        conflict: newest' })).message).toContain('streams[0].tables[0].conflict');
+  });
+
+  it('names a missing required key', () => {
+    const text = yaml().replace('      url: postgres://localhost/cloud\n', '');
+    expect(configError(text).message).toContain('streams[0].sink.url');
+  });
+
+  it('rejects text that is not YAML', () => {
+    expect(configError('streams: [\n').message).toMatch(/not valid YAML/);
+  });
+
+  describe('SYNC_BATCH_SIZE (older scripts)', () => {
+    it('sets batch.maxSize when the file does not', () => {
+      expect(parseConfig(yaml(), { SYNC_BATCH_SIZE: '50' }).streams[0]!.batch).toEqual({ maxSize: 50, maxWaitMs: 100 });
+      expect(parseConfig(yaml({ extra: '    batch: { maxWaitMs: 20 }' }), { SYNC_BATCH_SIZE: '50' }).streams[0]!.batch).toEqual({
+        maxSize: 50,
+        maxWaitMs: 20,
+      });
+    });
+
+    it('loses to batch.maxSize in the file', () => {
+      expect(parseConfig(yaml({ extra: '    batch: { maxSize: 7 }' }), { SYNC_BATCH_SIZE: '50' }).streams[0]!.batch.maxSize).toBe(7);
+    });
+
+    it('is ignored when it is not an integer', () => {
+      expect(parseConfig(yaml(), { SYNC_BATCH_SIZE: 'lots' }).streams[0]!.batch.maxSize).toBe(500);
+    });
+  });
+});
+
+describe('loadConfigFile', () => {
+  it('reads a file and names it in errors', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cdc-sync-config-'));
+    try {
+      const good = join(dir, 'good.yaml');
+      await writeFile(good, yaml({ url: '${URL}' }));
+      expect(loadConfigFile(good, { URL: 'postgres://x/y' }).streams[0]!.source.url).toBe('postgres://x/y');
+      const bad = join(dir, 'bad.yaml');
+      await writeFile(bad, yaml({ extra: '    extra: 1' }));
+      expect(() => loadConfigFile(bad, {})).toThrow(new RegExp(`${bad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: streams\\[0\\]`));
+      expect(() => loadConfigFile(join(dir, 'missing.yaml'), {})).toThrow(ConfigError);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+  it('keeps a numeric ${VAR} as text where the schema wants text, and as a number where it wants one', () => {
+    const text = `streams:
+  - name: \${STREAM_NAME}
+    source: { type: postgres-changelog, url: postgres://a/b }
+    sink: { type: postgres, url: postgres://c/d }
+    tables: [{ source: dbo.t, target: public.t }]
+http:
+  port: \${PORT}
+  token: \${CDC_SYNC_API_TOKEN}
+`;
+    const config = parseConfig(text, { CDC_SYNC_API_TOKEN: '0123456789', STREAM_NAME: '2024', PORT: '9100' });
+    expect(config.http.token).toBe('0123456789');
+    expect(config.streams[0]!.name).toBe('2024');
+    expect(config.http.port).toBe(9100);
+  });
+});

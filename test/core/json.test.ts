@@ -1,0 +1,66 @@
+import { describe, expect, it } from 'vitest';
+import { parseJson, toJsonText } from '../../src/core/json.js';
+
+describe('parseJson', () => {
+  it('keeps a decimal with more digits than a double holds exact, as its text', () => {
+    expect(parseJson('{"amount":12345678901234567890.123456789}')).toEqual({ amount: '12345678901234567890.123456789' });
+  });
+
+  it('keeps an integer above 2^53 exact, as its text', () => {
+    expect(parseJson('{"id":9007199254740993}')).toEqual({ id: '9007199254740993' });
+    expect(parseJson('[-9223372036854775808]')).toEqual(['-9223372036854775808']);
+  });
+
+  it('keeps small numbers as numbers, also next to big ones', () => {
+    expect(parseJson('{"a":1,"b":2.5,"c":-3e2,"big":9007199254740993}')).toEqual({ a: 1, b: 2.5, c: -300, big: '9007199254740993' });
+    expect(parseJson('{"a":1,"b":0.1}')).toEqual({ a: 1, b: 0.1 });
+  });
+
+  it('keeps 17 significant digits split by the decimal point exact', () => {
+    // No run of 16 digits, yet a double would round it to 12345678.12345679.
+    expect(parseJson('{"v":12345678.123456789}')).toEqual({ v: '12345678.123456789' });
+    expect(parseJson('[1234567890.12345678]')).toEqual(['1234567890.12345678']);
+  });
+
+  it('keeps a long number that a double holds exactly as a number', () => {
+    expect(parseJson('[123456.1234567891]')).toEqual([123456.1234567891]);
+  });
+
+  it('leaves strings with long digit runs alone', () => {
+    expect(parseJson('{"phone":"12345678901234567890","n":7}')).toEqual({ phone: '12345678901234567890', n: 7 });
+  });
+
+  it('parses literals, arrays and nesting', () => {
+    expect(parseJson('[true,false,null,"x",{"a":[]}]')).toEqual([true, false, null, 'x', { a: [] }]);
+  });
+
+  it('throws on malformed JSON, on both paths', () => {
+    expect(() => parseJson('{"a":')).toThrow();
+    expect(() => parseJson('{"a":12345678901234567890')).toThrow();
+  });
+});
+
+describe('toJsonText', () => {
+  it('writes a Buffer as PostgreSQL \\x-hex text', () => {
+    expect(toJsonText({ data: Buffer.from([0x00, 0xab, 0xff]) })).toBe('{"data":"\\\\x00abff"}');
+    expect(JSON.parse(toJsonText({ data: Buffer.from([0x00, 0xab, 0xff]) }))).toEqual({ data: '\\x00abff' });
+  });
+
+  it('writes a Uint8Array as \\x-hex text too', () => {
+    expect(JSON.parse(toJsonText([new Uint8Array([1, 2])]))).toEqual(['\\x0102']);
+  });
+
+  it('writes a bigint as its digits in a string', () => {
+    expect(toJsonText({ id: 9007199254740993n })).toBe('{"id":"9007199254740993"}');
+  });
+
+  it('writes dates as ISO text and other values as JSON', () => {
+    expect(toJsonText({ at: new Date('2024-01-02T03:04:05Z'), n: 1, s: 'x', z: null })).toBe(
+      '{"at":"2024-01-02T03:04:05.000Z","n":1,"s":"x","z":null}',
+    );
+  });
+
+  it('writes nested binary and bigint values', () => {
+    expect(JSON.parse(toJsonText({ row: { key: [5n], blob: Buffer.from('hi') } }))).toEqual({ row: { key: ['5'], blob: '\\x6869' } });
+  });
+});

@@ -1,0 +1,209 @@
+import { describe, expect, it } from 'vitest';
+import type { ChangeEvent } from '../../src/core/change-event.js';
+import { ConfigError } from '../../src/core/errors.js';
+import { TableMapping, type TableConfig, type TargetColumn, type TargetTable } from '../../src/core/mapping.js';
+import type { LogicalType } from '../../src/core/values.js';
+
+const column = (name: string, type: LogicalType, generated = false): TargetColumn => ({ name, type, generated });
+
+function patients(overrides: Partial<TargetTable> = {}): TargetTable {
+  return {
+    name: { schema: 'public', name: 'patients' },
+    columns: [
+      column('person_id', 'integer'),
+      column('first_name', 'text'),
+      column('aligner_batch_id', 'integer'),
+      column('is_active', 'boolean'),
+      column('born_on', 'date'),
+      column('updated_at', 'timestamptz'),
+      column('photo', 'binary'),
+      column('full_name', 'text', true),
+      column('email', 'text'),
+      column('remarks', 'text'),
+    ],
+    primaryKey: ['person_id'],
+    uniqueKeys: [['person_id']],
+    ...overrides,
+  };
+}
+
+const base: TableConfig = { source: 'dbo.tblPatients', target: 'public.patients' };
+
+function mapping(config: Partial<TableConfig> = {}, target = patients()) {
+  const warnings: Array<{ message: string; context: Record<string, string> }> = [];
+  const m = new TableMapping({ ...base, ...config }, target, 'tables[0]', (message, context) => warnings.push({ message, context }));
+  return { m, warnings };
+}
+
+function configError(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return error as ConfigError;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+const commitTime = new Date('2024-01-01T00:00:00Z');
+
+describe('TableMapping', () => {
+  it('maps PascalCase source columns to snake_case target columns', () => {
+    const { m, warnings } = mapping();
+    expect(m.mapRow({ PersonID: 1, FirstName: 'Ann', AlignerBatchID: 7 })).toEqual({ person_id: 1, first_name: 'Ann', aligner_batch_id: 7 });
+    expect(m.columnFor('AlignerBatchID')?.name).toBe('aligner_batch_id');
+    expect(warnings).toEqual([]);
+  });
+
+  it('uses the primary key of the target when the configuration names none', () => {
+    expect(mapping().m.targetKey).toEqual(['person_id']);
+  });
+
+  it('renames columns given in `columns`', () => {
+    const { m } = mapping({ columns: { Notes: 'remarks', FirstName: 'email' } });
+    expect(m.mapRow({ Notes: 'hello', FirstName: 'a@b.c' })).toEqual({ remarks: 'hello', email: 'a@b.c' });
+  });
+
+  it('leaves out `exclude` columns, whatever their spelling', () => {
+    const { m, warnings } = mapping({ exclude: ['RowVer', 'email'] });
+    expect(m.mapRow({ PersonID: 1, RowVer: Buffer.from([1]), Email: 'x@y.z' })).toEqual({ person_id: 1 });
+    expect(m.columnFor('Email')).toBeNull();
+    // Excluded on purpose: no warning.
+    expect(warnings).toEqual([]);
+  });
+
+  it('skips a source column the target lacks, with one warning however many rows', () => {
+    const { m, warnings } = mapping();
+    for (let i = 0; i < 50; i++) {
+      expect(m.mapRow({ PersonID: i, NewColumn: 'x' })).toEqual({ person_id: i });
+    }
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]!.context).toEqual({ path: 'tables[0]', column: 'NewColumn' });
+    expect(warnings[0]!.message).toMatch(/no target column/);
+  });
+
+  it('skips a generated target column, with one warning', () => {
+    const { m, warnings } = mapping();
+    expect(m.mapRow({ PersonID: 1, FullName: 'Ann Lee' })).toEqual({ person_id: 1 });
+    expect(m.mapRow({ PersonID: 2, FullName: 'Bob Lee' })).toEqual({ person_id: 2 });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]!.message).toMatch(/generated/);
+    expect(warnings[0]!.context.column).toBe('full_name');
+  });
+
+  it('maps source columns whose names are Object.prototype members', () => {
+    const target = patients({ columns: [column('person_id', 'integer'), column('constructor', 'text')] });
+    const { m, warnings } = mapping({}, target);
+    expect(m.mapRow({ PersonID: 1, constructor: 'x' })).toEqual({ person_id: 1, constructor: 'x' });
+    expect(warnings).toEqual([]);
+    expect(configError(() => mapping({ key: ['toString'] }, target)).message).toContain('tables[0].key[0]');
+  });
+
+  describe('configuration errors name the key path', () => {
+    it('an explicit column missing in the target', () => {
+      const error = configError(() => mapping({ columns: { Notes: 'no_such_column' } }));
+      expect(error.message).toContain('tables[0].columns.Notes');
+      expect(error.message).toContain('no_such_column');
+      expect(error.message).toContain('public.patients');
+    });
+
+    it('a key column missing in the target', () => {
+      const error = configError(() => mapping({ key: ['PersonID', 'Nope'] }));
+      expect(error.message).toContain('tables[0].key[1]');
+      expect(error.message).toContain('Nope');
+    });
+
+    it('a key without a unique constraint', () => {
+      const error = configError(() => mapping({ key: ['Email'] }));
+      expect(error.message).toContain('tables[0].key');
+      expect(error.message).toMatch(/unique/);
+    });
+
+    it('a target without a primary key when no key is configured', () => {
+      const error = configError(() => mapping({}, patients({ primaryKey: [], uniqueKeys: [] })));
+      expect(error.message).toContain('tables[0].key');
+    });
+
+    it('newer-wins without updatedAt', () => {
+      const error = configError(() => mapping({ conflict: 'newer-wins' }));
+      expect(error.message).toContain('tables[0].updatedAt');
+      expect(error.message).toContain('newer-wins');
+    });
+
+    it('an updatedAt column missing in the target', () => {
+      const error = configError(() => mapping({ conflict: 'newer-wins', updatedAt: 'ModifiedAt' }));
+      expect(error.message).toContain('tables[0].updatedAt');
+    });
+  });
+
+  it('accepts a configured key that has a unique constraint, in any column order', () => {
+    const target = patients({ uniqueKeys: [['person_id'], ['email', 'first_name']] });
+    const { m } = mapping({ key: ['FirstName', 'Email'] }, target);
+    expect(m.targetKey).toEqual(['first_name', 'email']);
+  });
+
+  it('resolves newer-wins updatedAt to its target column', () => {
+    const { m } = mapping({ conflict: 'newer-wins', updatedAt: 'UpdatedAt' });
+    expect(m.conflict).toBe('newer-wins');
+    expect(m.targetUpdatedAt).toBe('updated_at');
+  });
+
+  describe('mapEvent', () => {
+    it('converts values by target type and keeps the key columns in the row', () => {
+      const { m } = mapping();
+      const event: ChangeEvent = {
+        table: 'dbo.tblPatients',
+        op: 'update',
+        key: { PersonID: 42n },
+        row: {
+          FirstName: 'Ann',
+          IsActive: 1,
+          BornOn: new Date('1990-05-17T00:00:00Z'),
+          UpdatedAt: new Date('2024-01-02T03:04:05.678Z'),
+          Photo: '\\x0102',
+          AlignerBatchID: 9007199254740993n,
+        },
+        before: { IsActive: 0, FirstName: 'Ann' },
+        position: '0/16B3748',
+        commitTime,
+        origin: 'clinic',
+      };
+      const mapped = m.mapEvent(event);
+      expect(mapped.key).toEqual({ person_id: 42 });
+      expect(mapped.row).toEqual({
+        person_id: 42,
+        first_name: 'Ann',
+        is_active: true,
+        born_on: '1990-05-17',
+        updated_at: '2024-01-02T03:04:05.678Z',
+        photo: Buffer.from([1, 2]),
+        aligner_batch_id: '9007199254740993',
+      });
+      expect(mapped.before).toEqual({ is_active: false, first_name: 'Ann' });
+      expect(mapped).toMatchObject({ table: 'dbo.tblPatients', op: 'update', position: '0/16B3748', commitTime, origin: 'clinic' });
+    });
+
+    it('keeps a delete without a row', () => {
+      const { m } = mapping();
+      const mapped = m.mapEvent({ table: 'dbo.tblPatients', op: 'delete', key: { PersonID: 5 }, row: null, position: '1', commitTime });
+      expect(mapped.key).toEqual({ person_id: 5 });
+      expect(mapped.row).toBeNull();
+    });
+
+    it('fails with the path when the key has no value for a key column', () => {
+      const { m } = mapping();
+      const error = configError(() =>
+        m.mapEvent({ table: 'dbo.tblPatients', op: 'insert', key: { FirstName: 'x' }, row: { FirstName: 'x' }, position: '1', commitTime }),
+      );
+      expect(error.message).toContain('tables[0]');
+      expect(error.message).toContain('person_id');
+    });
+
+    it('lets a bad value fail as invalid data', () => {
+      const { m } = mapping();
+      expect(() =>
+        m.mapEvent({ table: 'dbo.tblPatients', op: 'insert', key: { PersonID: 1 }, row: { IsActive: 'maybe' }, position: '1', commitTime }),
+      ).toThrow(expect.objectContaining({ reason: 'invalid-data' }));
+    });
+  });
+});

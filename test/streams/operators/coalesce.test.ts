@@ -1,0 +1,141 @@
+import { describe, expect, it } from 'vitest';
+import type { ChangeEvent, Op, Row } from '../../../src/core/change-event.js';
+import { coalesce } from '../../../src/streams/operators/coalesce.js';
+
+const commitTime = new Date('2024-01-01T00:00:00Z');
+let position = 0;
+
+function change(table: string, op: Op, key: Row, row: Row | null = op === 'delete' ? null : { ...key }): ChangeEvent {
+  position += 1;
+  return { table, op, key, row, position: String(position), commitTime };
+}
+
+/** Tables parents first: orders reference customers, lines reference orders. */
+const ORDER = ['customers', 'orders', 'lines'];
+
+const brief = (events: ChangeEvent[]) => events.map((e) => `${e.op} ${e.table} ${JSON.stringify(e.key)}`);
+
+describe('coalesce', () => {
+  it('keeps the last change of a key: insert then update becomes one insert with the last row', () => {
+    const insert = change('customers', 'insert', { id: 1 }, { id: 1, name: 'Ann' });
+    const update = change('customers', 'update', { id: 1 }, { id: 1, name: 'Anne' });
+    const result = coalesce([insert, update], ORDER);
+    expect(result).toHaveLength(1);
+    expect(result[0]!.row).toEqual({ id: 1, name: 'Anne' });
+    expect(result[0]!.op).not.toBe('delete');
+    expect(result[0]).toBe(update);
+  });
+
+  it('update then delete becomes the delete', () => {
+    const update = change('customers', 'update', { id: 1 }, { id: 1, name: 'B' });
+    const del = change('customers', 'delete', { id: 1 });
+    expect(coalesce([update, del], ORDER)).toEqual([del]);
+  });
+
+  it('delete then insert becomes the insert (the row exists afterwards)', () => {
+    const del = change('customers', 'delete', { id: 1 });
+    const insert = change('customers', 'insert', { id: 1 }, { id: 1, name: 'again' });
+    const result = coalesce([del, insert], ORDER);
+    expect(result).toEqual([insert]);
+    expect(result[0]!.op).toBe('insert');
+  });
+
+  it('keeps one change per key and different keys apart', () => {
+    const events = [
+      change('customers', 'insert', { id: 1 }),
+      change('customers', 'insert', { id: 2 }),
+      change('customers', 'update', { id: 1 }, { id: 1, name: 'x' }),
+      change('customers', 'update', { id: 2 }, { id: 2, name: 'y' }),
+      change('customers', 'update', { id: 1 }, { id: 1, name: 'z' }),
+    ];
+    const result = coalesce(events, ORDER);
+    expect(result.map((e) => e.row)).toEqual([
+      { id: 2, name: 'y' },
+      { id: 1, name: 'z' },
+    ]);
+  });
+
+  it('does not merge equal keys of different tables', () => {
+    const a = change('customers', 'insert', { id: 1 });
+    const b = change('orders', 'insert', { id: 1 });
+    expect(coalesce([a, b], ORDER)).toEqual([a, b]);
+  });
+
+  it('puts deletes first, children before parents (reverse table order)', () => {
+    const events = [
+      change('customers', 'delete', { id: 1 }),
+      change('orders', 'delete', { id: 10 }),
+      change('lines', 'delete', { id: 100 }),
+      change('customers', 'insert', { id: 2 }),
+    ];
+    expect(brief(coalesce(events, ORDER))).toEqual([
+      'delete lines {"id":100}',
+      'delete orders {"id":10}',
+      'delete customers {"id":1}',
+      'insert customers {"id":2}',
+    ]);
+  });
+
+  it('puts upserts after deletes, parents first (table order)', () => {
+    const events = [
+      change('lines', 'insert', { id: 100 }),
+      change('orders', 'update', { id: 10 }),
+      change('customers', 'delete', { id: 3 }),
+      change('customers', 'insert', { id: 1 }),
+      change('lines', 'delete', { id: 101 }),
+    ];
+    expect(brief(coalesce(events, ORDER))).toEqual([
+      'delete lines {"id":101}',
+      'delete customers {"id":3}',
+      'insert customers {"id":1}',
+      'update orders {"id":10}',
+      'insert lines {"id":100}',
+    ]);
+  });
+
+  it('keeps source order (of the newest change) inside one table', () => {
+    const events = [
+      change('orders', 'insert', { id: 1 }),
+      change('orders', 'insert', { id: 2 }),
+      change('orders', 'insert', { id: 3 }),
+      change('orders', 'update', { id: 1 }),
+    ];
+    expect(coalesce(events, ORDER).map((e) => e.key.id)).toEqual([2, 3, 1]);
+  });
+
+  it('places tables missing from the order after the known ones', () => {
+    const events = [change('audit', 'insert', { id: 1 }), change('customers', 'insert', { id: 1 })];
+    expect(coalesce(events, ORDER).map((e) => e.table)).toEqual(['customers', 'audit']);
+  });
+
+  it('treats composite keys as one key only when every column matches', () => {
+    const events = [
+      change('lines', 'insert', { order_id: 1, line_no: 1 }, { order_id: 1, line_no: 1, qty: 1 }),
+      change('lines', 'insert', { order_id: 1, line_no: 2 }, { order_id: 1, line_no: 2, qty: 1 }),
+      change('lines', 'insert', { order_id: 2, line_no: 1 }, { order_id: 2, line_no: 1, qty: 1 }),
+      change('lines', 'update', { order_id: 1, line_no: 2 }, { order_id: 1, line_no: 2, qty: 5 }),
+    ];
+    const result = coalesce(events, ORDER);
+    expect(result.map((e) => e.row)).toEqual([
+      { order_id: 1, line_no: 1, qty: 1 },
+      { order_id: 2, line_no: 1, qty: 1 },
+      { order_id: 1, line_no: 2, qty: 5 },
+    ]);
+  });
+
+  it('treats keys as equal regardless of key-column order', () => {
+    const insert = change('lines', 'insert', { order_id: 7, line_no: 3 }, { order_id: 7, line_no: 3, qty: 1 });
+    const del = change('lines', 'delete', { line_no: 3, order_id: 7 });
+    expect(coalesce([insert, del], ORDER)).toEqual([del]);
+  });
+
+  it('treats a Date key and the same instant as equal keys', () => {
+    const a = change('orders', 'insert', { at: new Date('2024-05-01T10:00:00Z') });
+    const b = change('orders', 'update', { at: new Date('2024-05-01T10:00:00.000Z') });
+    expect(coalesce([a, b], ORDER)).toEqual([b]);
+  });
+
+  it('returns nothing for no changes', () => {
+    expect(coalesce([], ORDER)).toEqual([]);
+  });
+});

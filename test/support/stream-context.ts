@@ -1,0 +1,22 @@
+import { Registry } from 'prom-client';
+import { pino } from 'pino';
+import { createMetrics, type Metrics } from '../../src/metrics/metrics.js';
+import type { StreamContext } from '../../src/streams/context.js';
+
+/** A StreamContext for driving a source or sink directly, with a fresh registry. */
+export function testContext(stream = 'test'): StreamContext & { metrics: Metrics; controller: AbortController; connected: Record<string, boolean> } {
+  const controller = new AbortController();
+  const connected: Record<string, boolean> = {};
+  return {
+    stream,
+    direction: 'forward',
+    log: pino({ level: 'silent' }),
+    metrics: createMetrics(new Registry()),
+    stopping: controller.signal,
+    controller,
+    connected,
+    setConnected(part, up) {
+      connected[part] = up;
+    },
+  };
+}
