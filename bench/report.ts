@@ -34,10 +34,10 @@ export interface Report {
   main: DrainResult;
   sweep: DrainResult[];
   naive: NaiveResult;
+  /** 1/5/15-minute load average when the benchmark started (counts any earlier work). */
   loadBefore: number[];
-  loadAfter: number[];
-  /** Other busy processes seen while the benchmark ran (name and CPU share). */
-  neighbours: string[];
+  /** Other processes that were busy (name and CPU share) during the reported drain and during the naive loop. */
+  neighbours: { drain: string[]; naive: string[] };
   /** The batch size `npm run bench` uses when BENCH_BATCH_SIZE is not set. */
   defaultBatchSize: number;
 }
@@ -82,6 +82,8 @@ export function consoleTable(report: Report): string {
     ['exit after SIGINT', `code ${r.exitCode}`],
     ['naive loop', `${int(report.naive.changesPerSecond)} changes/s (${int(report.naive.changes)} changes in ${report.naive.seconds.toFixed(1)} s)`],
     ['ratio', `${ratio(report).toFixed(1)}×`],
+    ['busy neighbours (drain)', busy(report.neighbours.drain)],
+    ['busy neighbours (naive)', busy(report.neighbours.naive)],
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
   const lines = rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`);
@@ -94,6 +96,10 @@ export function consoleTable(report: Report): string {
     }
   }
   return lines.join('\n');
+}
+
+function busy(list: string[]): string {
+  return list.length === 0 ? 'none' : list.join(', ');
 }
 
 export const SECTION = '## Change-log → PostgreSQL backlog drain';
@@ -161,13 +167,12 @@ export function markdownSection(report: Report): string {
       '(as PromQL `histogram_quantile` does); the bucket is given, only the mean is exact.',
     '- The naive baseline reads the same change rows in order (pages of 1,000) and writes each with its own autocommit ' +
       '`INSERT … ON CONFLICT (id) DO UPDATE` or `DELETE`, one round trip per change, with node `pg`, into an empty copy of the table; ' +
-      'it is measured over the first changes of the backlog (up to 20,000 or 20 s). It does not mark rows as synced, so the older scripts are slower still.',
+      'it runs before the drain, on a quiet server, over the first changes of the backlog (up to 20,000 or 20 s; the same 80/15/5 mix). It does not mark rows as synced, so the older scripts are slower still.',
     '- The cluster is the throw-away test cluster (test/support/postgres-cluster.ts): `fsync=off`, `synchronous_commit=off`, ' +
       '`full_page_writes=off`, `shared_buffers=128MB`. Commits are therefore cheap, which favours the naive loop (a commit per change) far more than cdc-sync (a commit per batch).',
-    `- Everything (PostgreSQL, cdc-sync, the benchmark) shares the ${m.cpus} CPUs. Load average (1/5/15 min) before: ${load(report.loadBefore)}, after: ${load(report.loadAfter)}.` +
-      (report.neighbours.length > 0
-        ? ` Other busy processes during the run: ${report.neighbours.join(', ')}. Another engineer runs the test suite on this machine, so numbers may be lower than on an idle one.`
-        : ' No other busy processes were seen during the run; another engineer runs the test suite on this machine at times, so other runs may be lower.'),
+    `- Everything (PostgreSQL, cdc-sync, the benchmark) shares the ${m.cpus} CPUs, and another engineer runs the test suite on this machine ` +
+      `(its own PostgreSQL cluster and cdc-sync processes), so numbers may be lower than on an idle machine. Load average (1/5/15 min) at the start: ${load(report.loadBefore)}. ` +
+      `Other processes using ≥ 10 % of a CPU during the reported drain: ${busy(report.neighbours.drain)}; during the naive loop: ${busy(report.neighbours.naive)}.`,
     '',
     'Reproduce: `npm run bench` (builds, then runs `node --expose-gc dist/bench/run.js`; needs the PostgreSQL server binaries, ' +
       'e.g. Debian `postgresql`). Environment: `BENCH_CHANGES` (backlog size, default 1000000), `BENCH_BATCH_SIZE` (default ' +

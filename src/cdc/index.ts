@@ -1,5 +1,6 @@
 import { ConfigError } from '../core/errors.js';
 import type { StreamConfig } from '../config/schema.js';
+import { MssqlCdcSource } from './mssql/cdc-source.js';
 import { ChangeLogSource } from './postgres/changelog-source.js';
 import type { Source } from './source.js';
 
@@ -14,6 +15,17 @@ export function createSource(config: StreamConfig, path: string): Source {
         readLimit: source.readLimit ?? config.batch.maxSize,
         pollIntervalMs: source.pollIntervalMs,
         idleIntervalMs: source.idleIntervalMs,
+        retry: config.retry,
+      });
+    case 'mssql-cdc':
+      return new MssqlCdcSource({
+        url: source.url,
+        tables: config.tables,
+        readLimit: source.readLimit ?? config.batch.maxSize,
+        pollIntervalMs: source.pollIntervalMs,
+        idleIntervalMs: source.idleIntervalMs,
+        heartbeatMs: source.heartbeatMs,
+        snapshot: source.snapshot,
         retry: config.retry,
       });
     default:

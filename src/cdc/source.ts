@@ -18,6 +18,12 @@ export interface Source {
   /** Connects and checks that every configured table can be captured; throws ConfigError if not. */
   open(context: StreamContext): Promise<void>;
   chunks(from: string | null, demand: Observable<void>): Observable<SourceChunk>;
+  /**
+   * The position that makes the next run copy `tables` again (all when empty)
+   * and stream them from the copy on; for `cdc-sync snapshot`. Sources that
+   * cannot snapshot leave it out.
+   */
+  requestSnapshot?(position: string | null, tables: string[]): string | null;
   /** Read now instead of at the next poll (queue-notify, trigger). */
   wake(): void;
   close(): Promise<void>;

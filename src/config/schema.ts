@@ -44,6 +44,10 @@ export const sourceSchema = z.strictObject({
   /** Poll delay right after a read that found work / when idle (adaptive in between). */
   pollIntervalMs: integer((n) => n.nonnegative()).default(0),
   idleIntervalMs: integer((n) => n.positive()).default(1000),
+  /** A stream without checkpoint first copies its tables (mssql sources). */
+  snapshot: z.enum(['initial', 'never']).default('initial'),
+  /** Save the position at least this often on an idle source (mssql-cdc: ahead of the cleanup job). */
+  heartbeatMs: integer((n) => n.positive()).default(60_000),
 });
 
 export const sinkSchema = z.strictObject({

@@ -48,6 +48,18 @@ export function createMetrics(registry = new Registry(), options: { defaultMetri
       labelNames: STREAM,
       registers,
     }),
+    sourceGap: new Gauge({
+      name: `${PREFIX}source_gap`,
+      help: '1 while a table is stopped because the source no longer holds changes it needs (re-snapshot it).',
+      labelNames: ['stream', 'direction', 'table'] as const,
+      registers,
+    }),
+    retentionHeadroom: new Gauge({
+      name: `${PREFIX}source_retention_headroom_seconds`,
+      help: 'Time left before the source cleanup job removes changes the checkpoint still needs.',
+      labelNames: STREAM,
+      registers,
+    }),
     connected: new Gauge({ name: `${PREFIX}connected`, help: '1 while source and sink are both connected.', labelNames: STREAM, registers }),
   };
 }
@@ -64,6 +76,7 @@ export function initStreamSeries(metrics: Metrics, stream: string, direction: st
     }
     for (const reason of FAILURE_REASONS) metrics.failed.inc({ ...s, table, reason }, 0);
     for (const reason of SUPPRESS_REASONS) metrics.suppressed.inc({ ...s, table, reason }, 0);
+    metrics.sourceGap.set({ ...s, table }, 0);
   }
   metrics.retries.inc(s, 0);
   metrics.batchDuration.zero(s);

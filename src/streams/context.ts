@@ -9,6 +9,8 @@ export interface StreamContext {
   metrics: Metrics;
   /** Sources and sinks report their connection; the gauge is 1 only when both are up. */
   setConnected(part: 'source' | 'sink', up: boolean): void;
+  /** A problem the operator must act on (shown as the stream's last error in status and /readyz). */
+  reportProblem(message: string): void;
   /** Stop asking: the stream is shutting down (long waits should end early). */
   readonly stopping: AbortSignal;
 }

@@ -77,6 +77,10 @@ export class Stream {
       log,
       metrics,
       stopping: this.abort.signal,
+      reportProblem: (message) => {
+        this.lastError = message;
+        log.error({ err: message }, 'stream problem');
+      },
       setConnected: (part, up) => {
         this.connectedParts[part] = up;
         metrics.connected.set(this.labels, this.connectedParts.source && this.connectedParts.sink ? 1 : 0);

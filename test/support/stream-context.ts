@@ -4,7 +4,7 @@ import { createMetrics, type Metrics } from '../../src/metrics/metrics.js';
 import type { StreamContext } from '../../src/streams/context.js';
 
 /** A StreamContext for driving a source or sink directly, with a fresh registry. */
-export function testContext(stream = 'test'): StreamContext & { metrics: Metrics; controller: AbortController; connected: Record<string, boolean> } {
+export function testContext(stream = 'test'): StreamContext & { metrics: Metrics; controller: AbortController; connected: Record<string, boolean>; problems: string[] } {
   const controller = new AbortController();
   const connected: Record<string, boolean> = {};
   return {
@@ -15,6 +15,10 @@ export function testContext(stream = 'test'): StreamContext & { metrics: Metrics
     stopping: controller.signal,
     controller,
     connected,
+    problems: [] as string[],
+    reportProblem(message) {
+      this.problems.push(message);
+    },
     setConnected(part, up) {
       connected[part] = up;
     },

@@ -1,0 +1,356 @@
+import { Observable, Subject, concatMap, defer, startWith } from 'rxjs';
+import type { Row, SourceChunk } from '../../core/change-event.js';
+import { ConfigError } from '../../core/errors.js';
+import type { TableConfig } from '../../core/mapping.js';
+import type { StreamContext } from '../../streams/context.js';
+import { retryTransient, type RetryPolicy } from '../../streams/retry.js';
+import { idleWait } from '../idle-wait.js';
+import type { Source } from '../source.js';
+import { cutRows, compareRows, toEvents, type CdcRow } from './cdc-changes.js';
+import { CdcPosition } from './cdc-position.js';
+import {
+  CAPTURE_INSTANCES,
+  CAPTURED_COLUMNS,
+  COMMIT_TIMES,
+  DATABASE_STATE,
+  MAX_LSN,
+  MIN_LSN,
+  PENDING_TRANSACTIONS,
+  TABLE_EXISTS,
+  columnList,
+  readChanges,
+} from './cdc-queries.js';
+import { loadMssqlDriver, type MssqlClient } from './client.js';
+import { isMssqlConnectionError } from './errors.js';
+import { Lsn } from './lsn.js';
+import { TableSnapshot } from './snapshot.js';
+import { splitTable } from './snapshot-queries.js';
+import { CdcSyncError } from '../../core/errors.js';
+
+export interface MssqlCdcSourceOptions {
+  url: string;
+  tables: TableConfig[];
+  readLimit: number;
+  pollIntervalMs: number;
+  idleIntervalMs: number;
+  /** Save the position on an idle database this often, so cleanup never overtakes it. */
+  heartbeatMs: number;
+  snapshot: 'initial' | 'never';
+  retry: RetryPolicy;
+}
+
+interface Instance {
+  name: string;
+  start: Lsn;
+  read: ReturnType<typeof readChanges>;
+}
+
+interface CapturedTable {
+  /** schema.table as configured */
+  source: string;
+  key: string[];
+  instances: Instance[];
+  snapshot: TableSnapshot;
+}
+
+/**
+ * Reads SQL Server's change data capture: for each configured table the
+ * capture instance(s) of cdc.change_tables, read with
+ * cdc.fn_cdc_get_all_changes_<instance> in LSN ranges that end at what the
+ * capture job has published (sys.fn_cdc_get_max_lsn), merged in commit order.
+ * A stream without a checkpoint first snapshots every table (keyset pages)
+ * and then reads changes from the LSN recorded before the copy.
+ */
+export class MssqlCdcSource implements Source {
+  private client: MssqlClient | undefined;
+  private context!: StreamContext;
+  private readonly wakeUp = new Subject<void>();
+  private tables: CapturedTable[] = [];
+  private position!: CdcPosition;
+  private lastEmit = 0;
+  private lastPendingCheck = 0;
+  private retentionMinutes: number | null = null;
+
+  constructor(private readonly options: MssqlCdcSourceOptions) {}
+
+  async open(context: StreamContext): Promise<void> {
+    this.context = context;
+    this.client ??= await (await loadMssqlDriver())(this.options.url, { applicationName: 'cdc-sync' });
+    const [state] = await this.query(() => this.client!.query<{ cdc_enabled: boolean; capture_jobs: number; retention_minutes?: number | null }>(DATABASE_STATE));
+    if (!state?.cdc_enabled) {
+      throw new ConfigError('source.url: change data capture is not enabled for this database; run EXEC sys.sp_cdc_enable_db (see `cdc-sync init-sql`)');
+    }
+    if (!state.capture_jobs) context.log.warn('no CDC capture job exists for this database: changes will not be published');
+    this.retentionMinutes = state.retention_minutes ?? null;
+    this.tables = [];
+    for (const [i, table] of this.options.tables.entries()) this.tables.push(await this.describe(table, `tables[${i}]`));
+    const [max] = await this.query(() => this.client!.query<{ lsn: Buffer | null }>(MAX_LSN));
+    if (!max?.lsn) context.log.warn('no change has ever been published by CDC: is SQL Server Agent running?');
+    context.setConnected('source', true);
+  }
+
+  chunks(from: string | null, demand: Observable<void>): Observable<SourceChunk> {
+    return demand.pipe(
+      startWith(undefined),
+      concatMap(() => defer(() => this.nextChunk(from))),
+    );
+  }
+
+  wake(): void {
+    this.wakeUp.next();
+  }
+
+  /** Position that makes the next run re-copy `tables` (all when empty), then stream them from the copy's LSN. */
+  requestSnapshot(position: string | null, tables: string[]): string | null {
+    if (position === null) return null; // a stream without checkpoint snapshots everything anyway
+    let next = CdcPosition.parse(position);
+    for (const table of tables.length > 0 ? tables : this.options.tables.map((t) => t.source)) {
+      if (!this.options.tables.some((t) => t.source === table)) throw new ConfigError(`--table: ${table} is not a table of this stream`);
+      next = next.withTable(table, { snapshot: { lsn: null, key: null } });
+    }
+    return next.toString();
+  }
+
+  async close(): Promise<void> {
+    const client = this.client;
+    this.client = undefined;
+    await client?.close();
+  }
+
+  private async describe(table: TableConfig, path: string): Promise<CapturedTable> {
+    const client = this.client!;
+    const [schema, name] = splitTable(table.source);
+    const params = { schema: { type: 'nvarchar' as const, value: schema }, table: { type: 'nvarchar' as const, value: name } };
+    const [exists] = await this.query(() => client.query<{ primary_key: string | null }>(TABLE_EXISTS, params));
+    if (!exists) throw new ConfigError(`${path}.source: table ${table.source} does not exist in the source database`);
+    const key = table.key ?? (JSON.parse(exists.primary_key ?? '[]') as { name: string }[]).map((c) => c.name);
+    if (key.length === 0) throw new ConfigError(`${path}.key: ${table.source} has no primary key; name the key columns`);
+    const found = await this.query(() => client.query<{ capture_instance: string; object_id: number; start_lsn: Buffer }>(CAPTURE_INSTANCES, params));
+    if (found.length === 0) {
+      throw new ConfigError(`${path}.source: change data capture is not enabled for ${table.source}; run sys.sp_cdc_enable_table (see \`cdc-sync init-sql\`)`);
+    }
+    const instances: Instance[] = [];
+    for (const instance of found) {
+      const columns = await this.query(() =>
+        client.query<{ column_name: string; column_type: string }>(CAPTURED_COLUMNS, { object_id: { type: 'int', value: instance.object_id } }),
+      );
+      for (const [j, k] of key.entries()) {
+        if (!columns.some((c) => c.column_name === k)) throw new ConfigError(`${path}.key[${j}]: column ${k} is not captured for ${table.source}`);
+      }
+      for (const column of Object.keys(table.columns ?? {})) {
+        if (instance === found.at(-1) && !columns.some((c) => c.column_name === column)) {
+          throw new ConfigError(`${path}.columns.${column}: column does not exist in ${table.source} (or is not captured)`);
+        }
+      }
+      instances.push({ name: instance.capture_instance, start: Lsn.fromBuffer(instance.start_lsn), read: readChanges(instance.capture_instance, columnList(columns)) });
+    }
+    return { source: table.source, key, instances, snapshot: new TableSnapshot(client, table.source, key) };
+  }
+
+  private async nextChunk(from: string | null): Promise<SourceChunk> {
+    this.position ??= await this.initialPosition(from);
+    let delay = this.options.pollIntervalMs;
+    for (;;) {
+      const snapshotting = this.tables.find((t) => this.position.tables[t.source]?.snapshot);
+      const chunk = snapshotting ? await this.snapshotChunk(snapshotting) : await this.changesChunk();
+      if (chunk) return this.emit(chunk);
+      if (Date.now() - this.lastEmit >= this.options.heartbeatMs) {
+        // An idle database still moves the checkpoint, so the cleanup job never removes what it points at.
+        return this.emit({ events: [], rejected: [], position: this.position.toString(), caughtUp: true });
+      }
+      delay = Math.min(Math.max(delay * 2, 50), this.options.idleIntervalMs);
+      await idleWait(delay, this.wakeUp, this.context.stopping);
+      if (this.context.stopping.aborted) return new Promise<never>(() => {});
+    }
+  }
+
+  private emit(chunk: SourceChunk): SourceChunk {
+    this.lastEmit = Date.now();
+    for (const e of chunk.events) {
+      this.context.metrics.captured.inc({ stream: this.context.stream, direction: this.context.direction, table: e.table, op: e.op });
+    }
+    return chunk;
+  }
+
+  private async initialPosition(from: string | null): Promise<CdcPosition> {
+    this.lastEmit = Date.now();
+    if (from !== null) return CdcPosition.parse(from);
+    const max = (await this.maxLsn()) ?? Lsn.zero;
+    const tables: Record<string, { after?: string; snapshot?: { lsn: string; key: null } }> = {};
+    for (const table of this.tables) {
+      const lsn = (await this.startLsn(table, max)).toString();
+      tables[table.source] = this.options.snapshot === 'initial' ? { snapshot: { lsn, key: null } } : { after: lsn };
+    }
+    return new CdcPosition(max, null, tables);
+  }
+
+  /**
+   * Where a table's changes start for a copy made now: the published max LSN,
+   * or just before its capture instance's first LSN when the instance is
+   * newer than anything published yet (a freshly enabled table).
+   */
+  private async startLsn(table: CapturedTable, max: Lsn): Promise<Lsn> {
+    const oldest = table.instances[0]!;
+    const [row] = await this.query(() => this.client!.query<{ lsn: Buffer | null }>(MIN_LSN, { instance: { type: 'nvarchar', value: oldest.name } }));
+    const min = row?.lsn ? Lsn.fromBuffer(row.lsn) : Lsn.zero;
+    return Lsn.max(max, min.predecessor());
+  }
+
+  private async snapshotChunk(table: CapturedTable): Promise<SourceChunk> {
+    const progress = this.position.tables[table.source]!.snapshot!;
+    const lsn = progress.lsn ?? (await this.startLsn(table, (await this.maxLsn()) ?? Lsn.zero)).toString();
+    if (!progress.lsn) this.context.log.info({ table: table.source, lsn }, 'snapshot started');
+    const limit = this.options.readLimit;
+    const page = await this.query(() => table.snapshot.next(progress.key, limit));
+    const done = page.rows.length < limit;
+    this.position = this.position.withTable(table.source, done ? { after: lsn } : { snapshot: { lsn, key: page.last } });
+    if (done) this.context.log.info({ table: table.source }, 'snapshot finished; streaming changes');
+    const position = this.position.toString();
+    return { events: table.snapshot.toEvents(page.rows, position, table.source, new Date()), rejected: [], position, caughtUp: false };
+  }
+
+  private async changesChunk(): Promise<SourceChunk | null> {
+    const max = await this.maxLsn();
+    await this.reportPending(max);
+    if (!max) return null;
+    const rows: CdcRow[] = [];
+    let limit: { lsn: Lsn; seqval: Lsn } | null = null;
+    let gapped = false;
+    for (const table of this.tables) {
+      const progress = this.position.tables[table.source];
+      if (progress?.gap || progress?.snapshot) continue;
+      const resume = this.position.resumeFor(table.source);
+      if (resume.lsn.compare(max) >= 0) continue;
+      const result = await this.readTable(table, resume, max);
+      if (result === 'gap') {
+        gapped = true;
+        continue;
+      }
+      rows.push(...result.rows);
+      if (result.limit && (!limit || result.limit.lsn.compare(limit.lsn) < 0 || (result.limit.lsn.equals(limit.lsn) && result.limit.seqval.compare(limit.seqval) < 0))) {
+        limit = result.limit;
+      }
+    }
+    rows.sort(compareRows);
+    const cut = cutRows(rows, limit, max);
+    const moved = cut.lsn.compare(this.position.lsn) !== 0 || cut.seqval?.toString() !== this.position.seqval?.toString();
+    this.position = this.position.with({ lsn: cut.lsn, seqval: cut.seqval });
+    if (cut.rows.length === 0 && !gapped) {
+      if (moved) this.context.metrics.lag.set({ stream: this.context.stream, direction: this.context.direction }, 0);
+      return null;
+    }
+    const times = await this.commitTimes(cut.rows);
+    const position = this.position.toString();
+    const byName = new Map(this.tables.map((t) => [t.source, t]));
+    const events = toEvents(
+      cut.rows,
+      (table, row) => Object.fromEntries(byName.get(table)!.key.map((k) => [k, row[k] ?? null])) as Row,
+      (table) => table,
+      (lsn) => times.get(lsn.toString()) ?? new Date(),
+      position,
+    );
+    return { events, rejected: [], position, caughtUp: limit === null };
+  }
+
+  /** Changes of one table after `resume`, across its capture instances (old one up to the new one's start). */
+  private async readTable(table: CapturedTable, resume: { lsn: Lsn; seqval: Lsn }, max: Lsn): Promise<{ rows: CdcRow[]; limit: { lsn: Lsn; seqval: Lsn } | null } | 'gap'> {
+    const rows: CdcRow[] = [];
+    let limit: { lsn: Lsn; seqval: Lsn } | null = null;
+    const readLimit = Math.max(this.options.readLimit, 4);
+    let readAny = false;
+    for (const [i, instance] of table.instances.entries()) {
+      const next = table.instances[i + 1];
+      if (next && next.start.compare(resume.lsn) <= 0) continue; // this instance's range is behind us
+      const [minRow] = await this.query(() => this.client!.query<{ lsn: Buffer | null }>(MIN_LSN, { instance: { type: 'nvarchar', value: instance.name } }));
+      const min = minRow?.lsn ? Lsn.fromBuffer(minRow.lsn) : Lsn.zero;
+      // The first instance still to read must hold every change after `resume`:
+      // if its minimum moved past it, the cleanup job removed some of them.
+      if (!readAny && min.predecessor().compare(resume.lsn) > 0) {
+        this.reportGap(table, resume.lsn, min);
+        return 'gap';
+      }
+      readAny = true;
+      const fromLsn = Lsn.max(min, resume.lsn);
+      const found = await this.query(() =>
+        this.client!.query<Row & { start_lsn: Buffer; seqval: Buffer; operation: number }>(instance.read, {
+          limit: { type: 'int', value: readLimit },
+          from_lsn: { type: 'binary10', value: fromLsn.toBuffer() },
+          to_lsn: { type: 'binary10', value: max.toBuffer() },
+          after_lsn: { type: 'binary10', value: resume.lsn.toBuffer() },
+          after_seqval: { type: 'binary10', value: resume.seqval.toBuffer() },
+        }),
+      );
+      for (const r of found) {
+        const { start_lsn, seqval, operation, ...row } = r;
+        const lsn = Lsn.fromBuffer(start_lsn);
+        if (next && lsn.compare(next.start) >= 0) continue; // the newer instance has these
+        rows.push({ table: table.source, lsn, seqval: Lsn.fromBuffer(seqval), operation, row: row as Row });
+      }
+      if (found.length === readLimit) {
+        const last = found.at(-1)!;
+        limit = { lsn: Lsn.fromBuffer(last.start_lsn), seqval: Lsn.fromBuffer(last.seqval) };
+        break; // later instances start later still
+      }
+    }
+    return { rows, limit };
+  }
+
+  private reportGap(table: CapturedTable, checkpoint: Lsn, min: Lsn): void {
+    const message =
+      `changes of ${table.source} between LSN ${checkpoint} and ${min} were removed by the CDC cleanup job; ` +
+      `the table is stopped. Re-copy it: cdc-sync snapshot --stream ${this.context.stream} --table ${table.source}`;
+    this.position = this.position.withTable(table.source, { ...this.position.tables[table.source], gap: message });
+    this.context.metrics.sourceGap.set({ stream: this.context.stream, direction: this.context.direction, table: table.source }, 1);
+    this.context.reportProblem(message);
+  }
+
+  private async maxLsn(): Promise<Lsn | null> {
+    const [row] = await this.query(() => this.client!.query<{ lsn: Buffer | null }>(MAX_LSN));
+    return row?.lsn ? Lsn.fromBuffer(row.lsn) : null;
+  }
+
+  private async commitTimes(rows: CdcRow[]): Promise<Map<string, Date>> {
+    if (rows.length === 0) return new Map();
+    const found = await this.query(() =>
+      this.client!.query<{ start_lsn: Buffer; tran_end_time: Date }>(COMMIT_TIMES, {
+        from_lsn: { type: 'binary10', value: rows[0]!.lsn.toBuffer() },
+        to_lsn: { type: 'binary10', value: rows.at(-1)!.lsn.toBuffer() },
+      }),
+    );
+    return new Map(found.map((r) => [Lsn.fromBuffer(r.start_lsn).toString(), r.tran_end_time]));
+  }
+
+  private async reportPending(max: Lsn | null): Promise<void> {
+    if (Date.now() - this.lastPendingCheck < 5000) return;
+    this.lastPendingCheck = Date.now();
+    const labels = { stream: this.context.stream, direction: this.context.direction };
+    const [row] = await this.query(() =>
+      this.client!.query<{ pending: number; checkpoint_time: Date | null }>(PENDING_TRANSACTIONS, {
+        after_lsn: { type: 'binary10', value: this.position.lsn.toBuffer() },
+      }),
+    );
+    this.context.metrics.pending.set(labels, max ? (row?.pending ?? 0) : 0);
+    if (this.retentionMinutes !== null && row?.checkpoint_time) {
+      const age = (Date.now() - row.checkpoint_time.getTime()) / 1000;
+      this.context.metrics.retentionHeadroom.set(labels, this.retentionMinutes * 60 - age);
+    }
+  }
+
+  private query<T>(run: () => Promise<T>): Promise<T> {
+    return retryTransient(
+      async () => {
+        try {
+          const result = await run();
+          this.context.setConnected('source', true);
+          return result;
+        } catch (error) {
+          if (error instanceof CdcSyncError && isMssqlConnectionError(error)) this.context.setConnected('source', false);
+          throw error;
+        }
+      },
+      this.options.retry,
+      { signal: this.context.stopping, onRetry: () => this.context.metrics.retries.inc({ stream: this.context.stream, direction: this.context.direction }) },
+    );
+  }
+}
+

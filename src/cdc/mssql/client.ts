@@ -1,0 +1,130 @@
+import sql from 'mssql';
+import { classifyMssqlError } from './errors.js';
+
+/**
+ * The one place cdc-sync touches the `mssql` driver. Statements are named so
+ * that tests can stand in for SQL Server at this boundary (answering each
+ * named statement with rows shaped exactly as the driver returns them)
+ * without parsing T-SQL.
+ */
+export interface Query {
+  /** Stable name, e.g. `cdc.read-changes`. */
+  name: string;
+  sql: string;
+  /** Facts a stand-in needs that live in the SQL text (capture instance, table). */
+  meta?: Record<string, string>;
+}
+
+export type ParamType = 'binary10' | 'int' | 'bigint' | 'nvarchar' | 'nvarchar-max' | 'datetime2' | 'bit';
+
+export interface Param {
+  type: ParamType;
+  value: unknown;
+}
+
+export type Params = Record<string, Param>;
+
+export interface MssqlExecutor {
+  query<T>(query: Query, params?: Params): Promise<T[]>;
+}
+
+export interface MssqlClient extends MssqlExecutor {
+  /** Runs `work` in one transaction; commits when it resolves, rolls back when it throws. */
+  transaction<T>(work: (tx: MssqlExecutor) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+export type MssqlConnect = (url: string, options: { applicationName: string }) => Promise<MssqlClient>;
+
+const TYPES: Record<ParamType, () => sql.ISqlTypeFactoryWithNoParams | sql.ISqlType> = {
+  binary10: () => sql.VarBinary(10),
+  int: () => sql.Int,
+  bigint: () => sql.BigInt,
+  nvarchar: () => sql.NVarChar(4000),
+  'nvarchar-max': () => sql.NVarChar(sql.MAX),
+  datetime2: () => sql.DateTime2(7),
+  bit: () => sql.Bit,
+};
+
+/**
+ * `mssql://user:password@host:1433/database?encrypt=false&trustServerCertificate=true`
+ * or an ADO.NET connection string (`Server=…;Database=…;User Id=…;Password=…`).
+ */
+export function connectionConfig(url: string, applicationName: string): sql.config | string {
+  if (!/^(mssql|sqlserver):\/\//i.test(url)) return url;
+  const u = new URL(url.replace(/^sqlserver:/i, 'mssql:'));
+  const flag = (name: string, fallback: boolean) => {
+    const v = u.searchParams.get(name);
+    return v === null ? fallback : /^(1|true|yes)$/i.test(v);
+  };
+  return {
+    server: u.hostname,
+    port: u.port ? Number(u.port) : 1433,
+    database: decodeURIComponent(u.pathname.replace(/^\//, '')) || undefined,
+    user: decodeURIComponent(u.username),
+    password: decodeURIComponent(u.password),
+    pool: { max: 4, min: 0, idleTimeoutMillis: 30_000 },
+    connectionTimeout: 15_000,
+    requestTimeout: 60_000,
+    options: {
+      encrypt: flag('encrypt', true),
+      trustServerCertificate: flag('trustServerCertificate', false),
+      appName: applicationName,
+      // datetime2 values are wall-clock times without zone: read them as UTC so nothing shifts.
+      useUTC: true,
+    },
+  };
+}
+
+export const connectMssql: MssqlConnect = async (url, options) => {
+  const pool = new sql.ConnectionPool(connectionConfig(url, options.applicationName) as sql.config);
+  // Errors of idle connections surface on the next query; keep the process alive.
+  pool.on('error', () => undefined);
+  try {
+    await pool.connect();
+  } catch (error) {
+    throw classifyMssqlError(error);
+  }
+  const run = async <T>(request: sql.Request, query: Query, params: Params = {}): Promise<T[]> => {
+    for (const [name, param] of Object.entries(params)) request.input(name, TYPES[param.type](), param.value);
+    try {
+      const result = await request.query(query.sql);
+      return (result.recordset ?? []) as T[];
+    } catch (error) {
+      throw classifyMssqlError(error);
+    }
+  };
+  return {
+    query: (query, params) => run(pool.request(), query, params),
+    async transaction(work) {
+      const tx = new sql.Transaction(pool);
+      try {
+        await tx.begin();
+      } catch (error) {
+        throw classifyMssqlError(error);
+      }
+      try {
+        const result = await work({ query: (query, params) => run(new sql.Request(tx), query, params) });
+        await tx.commit();
+        return result;
+      } catch (error) {
+        await tx.rollback().catch(() => undefined);
+        throw classifyMssqlError(error);
+      }
+    },
+    close: () => pool.close(),
+  };
+};
+
+/**
+ * The driver in use. Tests (and only tests) may point `CDC_SYNC_MSSQL_DRIVER`
+ * at a module exporting `connect: MssqlConnect`, to run the real CLI against
+ * a stand-in for SQL Server, which cannot run on every machine.
+ */
+export async function loadMssqlDriver(): Promise<MssqlConnect> {
+  const override = process.env.CDC_SYNC_MSSQL_DRIVER;
+  if (!override) return connectMssql;
+  const module = (await import(override)) as { connect?: MssqlConnect };
+  if (typeof module.connect !== 'function') throw new Error(`${override} does not export connect()`);
+  return module.connect;
+}

@@ -1,0 +1,72 @@
+import type { Query } from './client.js';
+import { quote } from './cdc-queries.js';
+
+/** T-SQL of the initial snapshot: a keyset walk over the table's key, compared by SQL Server itself. */
+
+export const SNAPSHOT_MAX_LSN: Query = { name: 'snapshot.max-lsn', sql: `SELECT sys.fn_cdc_get_max_lsn() AS lsn` };
+
+export const TABLE_COLUMNS: Query = {
+  name: 'snapshot.columns',
+  sql: `SELECT c.name AS column_name, t.name AS column_type, c.max_length, c.precision, c.scale
+  FROM sys.columns c JOIN sys.types t ON t.user_type_id = c.user_type_id
+ WHERE c.object_id = OBJECT_ID(@table)
+ ORDER BY c.column_id`,
+};
+
+export interface KeyColumn {
+  name: string;
+  /** Declared type, e.g. `nvarchar(50)`, `decimal(18,2)`, `int`. */
+  type: string;
+}
+
+/** `nvarchar(50)` from sys.columns (max_length is in bytes; -1 means max). */
+export interface TableColumn {
+  column_name: string;
+  column_type: string;
+  max_length: number;
+  precision: number;
+  scale: number;
+}
+
+export function declaredType(row: TableColumn): string {
+  const t = row.column_type.toLowerCase();
+  if (['varchar', 'char', 'varbinary', 'binary'].includes(t)) return `${t}(${row.max_length === -1 ? 'max' : row.max_length})`;
+  if (['nvarchar', 'nchar'].includes(t)) return `${t}(${row.max_length === -1 ? 'max' : row.max_length / 2})`;
+  if (['decimal', 'numeric'].includes(t)) return `${t}(${row.precision},${row.scale})`;
+  if (['datetime2', 'datetimeoffset', 'time'].includes(t)) return `${t}(${row.scale})`;
+  return t;
+}
+
+/**
+ * The next @limit rows after the key in @after (a JSON array of the last
+ * key's values, or NULL for the first page). Each value is cast to its
+ * column's declared type so the comparison uses the column's collation and
+ * index, exactly as ORDER BY sorts: no row skipped whatever the collation.
+ */
+export function readPage(table: string, columns: string, key: KeyColumn[]): Query {
+  const value = (k: KeyColumn, i: number) =>
+    k.type.includes('binary') ? `CONVERT(${k.type}, JSON_VALUE(@after, '$[${i}]'), 1)` : `CAST(JSON_VALUE(@after, '$[${i}]') AS ${k.type})`;
+  const after = key
+    .map((_, i) =>
+      key
+        .slice(0, i + 1)
+        .map((k, j) => `t.${quote(k.name)} ${j === i ? '>' : '='} ${value(k, j)}`)
+        .join(' AND '),
+    )
+    .map((clause) => `(${clause})`)
+    .join(' OR ');
+  const [schema, name] = splitTable(table);
+  return {
+    name: 'snapshot.read-page',
+    meta: { table },
+    sql: `SELECT TOP (@limit) ${columns}
+  FROM ${quote(schema)}.${quote(name)} AS t
+ WHERE @after IS NULL OR ${after}
+ ORDER BY ${key.map((k) => `t.${quote(k.name)}`).join(', ')}`,
+  };
+}
+
+export function splitTable(table: string): [string, string] {
+  const dot = table.indexOf('.');
+  return dot < 0 ? ['dbo', table] : [table.slice(0, dot), table.slice(dot + 1)];
+}

@@ -1,0 +1,89 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { MssqlClient, MssqlConnect, Params, Query } from '../../../src/cdc/mssql/client.js';
+import { classifyMssqlError } from '../../../src/cdc/mssql/errors.js';
+import { decode, encode } from './codec.js';
+
+/** Plain parameter values, as the statement would see them. */
+export type Values = Record<string, unknown>;
+export type Handler = (values: Values, query: Query) => unknown[];
+
+/** An error shaped like the driver's RequestError: `number` is SQL Server's error number. */
+export class SqlServerError extends Error {
+  constructor(
+    message: string,
+    readonly number: number,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * A stand-in for SQL Server at the driver boundary: it answers each named
+ * statement of cdc-sync's query modules with rows shaped as the `mssql`
+ * driver returns them (binary(10) as 10-byte Buffers, uniqueidentifier as
+ * upper-case text, datetime as Date, bigint as text). Models register
+ * handlers per statement name; an unknown statement is a test failure.
+ */
+export class FakeSqlServer {
+  readonly handlers = new Map<string, Handler>();
+  /** Every statement executed, in order. */
+  readonly executed: { name: string; values: Values }[] = [];
+  /** Fail the next statements with these errors (deadlocks, timeouts...). */
+  readonly failures: { name?: string; error: Error }[] = [];
+  private server: Server | undefined;
+
+  execute(query: Query, params: Params = {}): unknown[] {
+    const values = Object.fromEntries(Object.entries(params).map(([k, p]) => [k, p.value]));
+    this.executed.push({ name: query.name, values });
+    const failure = this.failures.findIndex((f) => !f.name || f.name === query.name);
+    if (failure >= 0) throw this.failures.splice(failure, 1)[0]!.error;
+    const handler = this.handlers.get(query.name);
+    if (!handler) throw new Error(`the fake SQL Server has no answer for statement ${query.name}`);
+    return structuredClone(handler(values, query));
+  }
+
+  /** In-process client, for driver-boundary tests. */
+  readonly connect: MssqlConnect = async () => this.client();
+
+  client(): MssqlClient {
+    const run = async <T>(query: Query, params?: Params): Promise<T[]> => {
+      try {
+        return this.execute(query, params) as T[];
+      } catch (error) {
+        throw classifyMssqlError(error);
+      }
+    };
+    return {
+      query: run,
+      transaction: async (work) => work({ query: run }),
+      close: async () => undefined,
+    };
+  }
+
+  /** Serves the statements over HTTP for a CLI process (see driver.ts); returns its URL. */
+  async listen(): Promise<string> {
+    this.server = createServer((request, response) => {
+      let body = '';
+      request.on('data', (d: Buffer) => (body += d.toString()));
+      request.on('end', () => {
+        const { query, params } = decode(JSON.parse(body)) as { query: Query; params: Params };
+        let reply: unknown;
+        try {
+          reply = { rows: this.execute(query, params) };
+        } catch (error) {
+          const e = error as Error & { number?: number; code?: string };
+          reply = { error: { message: e.message, number: e.number, code: e.code } };
+        }
+        response.setHeader('content-type', 'application/json');
+        response.end(JSON.stringify(encode(reply)));
+      });
+    });
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    return `fake-mssql://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+}
