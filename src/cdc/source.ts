@@ -24,6 +24,13 @@ export interface Source {
    * cannot snapshot leave it out.
    */
   requestSnapshot?(position: string | null, tables: string[]): string | null;
+  /**
+   * Called after the sink committed everything up to `position` (and it was
+   * checkpointed). `failed` lists the changes that went to the dead letter, so
+   * a queue can mark them Failed and the rest done; a log reader may now
+   * acknowledge `position` to the server.
+   */
+  committed?(position: string, failed: { sourceRef: string | undefined; table: string; error: string }[]): Promise<void>;
   /** Read now instead of at the next poll (queue-notify, trigger). */
   wake(): void;
   close(): Promise<void>;

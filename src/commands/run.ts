@@ -20,7 +20,12 @@ export async function runCommand(options: { config: string }): Promise<number> {
   const log = createLogger(config.log.level);
   const metrics = createMetrics(new Registry(), { defaultMetrics: true });
   const streams = buildStreams(config, metrics, log);
-  const server = createHttpServer({ registry: metrics.registry, streams: () => streams.map((s) => s.status()) });
+  const server = createHttpServer({
+    registry: metrics.registry,
+    streams: () => streams.map((s) => s.status()),
+    wake: () => streams.forEach((s) => s.wake()),
+    token: config.http.token,
+  });
   await server.listen({ port: config.http.port, host: config.http.host });
   const address = server.server.address();
   log.info({ port: typeof address === 'object' ? address?.port : address, streams: streams.map((s) => s.name) }, 'cdc-sync running');

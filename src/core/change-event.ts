@@ -35,6 +35,8 @@ export interface ChangeEvent {
   commitTime: Date;
   /** Who wrote the change, when the source can tell (echo suppression). */
   origin?: string;
+  /** The source's own handle for this change (a queue row id), handed back in `Source.committed`. */
+  sourceRef?: string;
 }
 
 /**
@@ -43,6 +45,7 @@ export interface ChangeEvent {
  */
 export interface RejectedChange {
   table: string;
+  sourceRef?: string;
   key: Row | null;
   payload: string;
   error: Error;

@@ -1,3 +1,4 @@
+import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { StreamStatus } from '../streams/stream.js';
@@ -5,6 +6,10 @@ import type { StreamStatus } from '../streams/stream.js';
 export interface HttpOptions {
   registry: Registry;
   streams: () => StreamStatus[];
+  /** Read now: every stream's source polls at once. */
+  wake: () => void;
+  /** Bearer token of /api/sync/*; when unset only the harmless queue-notify answers. */
+  token?: string | undefined;
 }
 
 /**
@@ -30,5 +35,24 @@ export function createHttpServer(options: HttpOptions): FastifyInstance {
     return { ready: problems.length === 0, streams: problems.length === 0 ? streams.map((s) => s.name) : problems };
   });
 
+  // The older scripts' SQL Server trigger calls this after writing SyncQueue
+  // rows. It only makes the readers poll now, so it needs no token unless one
+  // is configured.
+  app.post('/api/sync/queue-notify', async (request, reply) => {
+    if (options.token && !bearerMatches(request.headers.authorization, options.token)) {
+      reply.code(request.headers.authorization ? 403 : 401);
+      return { error: 'a valid bearer token is required' };
+    }
+    options.wake();
+    return { success: true, message: 'queue read triggered' };
+  });
+
   return app;
+}
+
+/** Constant-time comparison of `Authorization: Bearer <token>`. */
+export function bearerMatches(header: string | undefined, token: string): boolean {
+  const presented = Buffer.from(header?.startsWith('Bearer ') ? header.slice(7) : '');
+  const expected = Buffer.from(token);
+  return presented.length === expected.length && timingSafeEqual(presented, expected);
 }

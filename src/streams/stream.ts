@@ -216,6 +216,14 @@ export class Stream {
       await retryTransient(() => store.save(this.name, batch.position), config.retry, this.retryHooks());
     }
     failures.push(...outcome.failed);
+    if (this.parts.source.committed) {
+      const failed = [
+        ...failures.map((f) => ({ sourceRef: f.event.sourceRef, table: f.event.table, error: errorMessage(f.error) })),
+        ...batch.rejected.map((r) => ({ sourceRef: r.sourceRef, table: r.table, error: errorMessage(r.error) })),
+      ];
+      const source = this.parts.source;
+      await retryTransient(() => source.committed!(batch.position, failed), config.retry, this.retryHooks());
+    }
     this.count(kept, failures, batch.rejected);
     metrics.batchDuration.observe(this.labels, (performance.now() - started) / 1000);
     const last = batch.events.at(-1);
