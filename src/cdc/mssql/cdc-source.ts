@@ -7,7 +7,7 @@ import { retryTransient, type RetryPolicy } from '../../streams/retry.js';
 import { idleWait } from '../idle-wait.js';
 import type { Source } from '../source.js';
 import { cutRows, compareRows, toEvents, type CdcRow } from './cdc-changes.js';
-import { CdcPosition } from './cdc-position.js';
+import { ALL, CdcPosition } from './cdc-position.js';
 import {
   CAPTURE_INSTANCES,
   CAPTURED_COLUMNS,
@@ -20,7 +20,7 @@ import {
   columnList,
   readChanges,
 } from './cdc-queries.js';
-import { loadMssqlDriver, type MssqlClient } from './client.js';
+import { loadMssqlDriver, type MssqlClient, type MssqlConnect } from './client.js';
 import { isMssqlConnectionError } from './errors.js';
 import { Lsn } from './lsn.js';
 import { TableSnapshot } from './snapshot.js';
@@ -37,6 +37,8 @@ export interface MssqlCdcSourceOptions {
   heartbeatMs: number;
   snapshot: 'initial' | 'never';
   retry: RetryPolicy;
+  /** The driver; defaults to `mssql` (or the test stand-in named by CDC_SYNC_MSSQL_DRIVER). */
+  connect?: MssqlConnect;
 }
 
 interface Instance {
@@ -66,7 +68,10 @@ export class MssqlCdcSource implements Source {
   private context!: StreamContext;
   private readonly wakeUp = new Subject<void>();
   private tables: CapturedTable[] = [];
+  /** The reader's own position; set from `from` at the first read after `chunks(from)`. */
   private position!: CdcPosition;
+  private from: string | null = null;
+  private started = false;
   private lastEmit = 0;
   private lastPendingCheck = 0;
   private retentionMinutes: number | null = null;
@@ -75,7 +80,8 @@ export class MssqlCdcSource implements Source {
 
   async open(context: StreamContext): Promise<void> {
     this.context = context;
-    this.client ??= await (await loadMssqlDriver())(this.options.url, { applicationName: 'cdc-sync' });
+    const connect = this.options.connect ?? (await loadMssqlDriver());
+    this.client ??= await connect(this.options.url, { applicationName: 'cdc-sync' });
     const [state] = await this.query(() => this.client!.query<{ cdc_enabled: boolean; capture_jobs: number; retention_minutes?: number | null }>(DATABASE_STATE));
     if (!state?.cdc_enabled) {
       throw new ConfigError('source.url: change data capture is not enabled for this database; run EXEC sys.sp_cdc_enable_db (see `cdc-sync init-sql`)');
@@ -90,9 +96,12 @@ export class MssqlCdcSource implements Source {
   }
 
   chunks(from: string | null, demand: Observable<void>): Observable<SourceChunk> {
+    // A reopened stream resumes from its checkpoint, not from where this reader stopped.
+    this.started = false;
+    this.from = from;
     return demand.pipe(
       startWith(undefined),
-      concatMap(() => defer(() => this.nextChunk(from))),
+      concatMap(() => defer(() => this.nextChunk())),
     );
   }
 
@@ -147,8 +156,11 @@ export class MssqlCdcSource implements Source {
     return { source: table.source, key, instances, snapshot: new TableSnapshot(client, table.source, key) };
   }
 
-  private async nextChunk(from: string | null): Promise<SourceChunk> {
-    this.position ??= await this.initialPosition(from);
+  private async nextChunk(): Promise<SourceChunk> {
+    if (!this.started) {
+      this.position = await this.initialPosition(this.from);
+      this.started = true;
+    }
     let delay = this.options.pollIntervalMs;
     for (;;) {
       const snapshotting = this.tables.find((t) => this.position.tables[t.source]?.snapshot);
@@ -172,16 +184,21 @@ export class MssqlCdcSource implements Source {
     return chunk;
   }
 
+  /**
+   * A stream without checkpoint: with `snapshot: initial` every table is
+   * copied first and streamed from the LSN recorded before its copy; with
+   * `never` no copy is made and every change CDC still holds is read.
+   */
   private async initialPosition(from: string | null): Promise<CdcPosition> {
     this.lastEmit = Date.now();
     if (from !== null) return CdcPosition.parse(from);
     const max = (await this.maxLsn()) ?? Lsn.zero;
     const tables: Record<string, { after?: string; snapshot?: { lsn: string; key: null } }> = {};
     for (const table of this.tables) {
-      const lsn = (await this.startLsn(table, max)).toString();
-      tables[table.source] = this.options.snapshot === 'initial' ? { snapshot: { lsn, key: null } } : { after: lsn };
+      if (this.options.snapshot === 'initial') tables[table.source] = { snapshot: { lsn: (await this.startLsn(table, max)).toString(), key: null } };
+      else tables[table.source] = { after: (await this.minLsn(table.instances[0]!)).predecessor().toString() };
     }
-    return new CdcPosition(max, null, tables);
+    return new CdcPosition(this.options.snapshot === 'initial' ? max : Lsn.zero, null, tables);
   }
 
   /**
@@ -190,10 +207,12 @@ export class MssqlCdcSource implements Source {
    * newer than anything published yet (a freshly enabled table).
    */
   private async startLsn(table: CapturedTable, max: Lsn): Promise<Lsn> {
-    const oldest = table.instances[0]!;
-    const [row] = await this.query(() => this.client!.query<{ lsn: Buffer | null }>(MIN_LSN, { instance: { type: 'nvarchar', value: oldest.name } }));
-    const min = row?.lsn ? Lsn.fromBuffer(row.lsn) : Lsn.zero;
-    return Lsn.max(max, min.predecessor());
+    return Lsn.max(max, (await this.minLsn(table.instances[0]!)).predecessor());
+  }
+
+  private async minLsn(instance: Instance): Promise<Lsn> {
+    const [row] = await this.query(() => this.client!.query<{ lsn: Buffer | null }>(MIN_LSN, { instance: { type: 'nvarchar', value: instance.name } }));
+    return row?.lsn ? Lsn.fromBuffer(row.lsn) : Lsn.zero;
   }
 
   private async snapshotChunk(table: CapturedTable): Promise<SourceChunk> {
@@ -220,7 +239,8 @@ export class MssqlCdcSource implements Source {
       const progress = this.position.tables[table.source];
       if (progress?.gap || progress?.snapshot) continue;
       const resume = this.position.resumeFor(table.source);
-      if (resume.lsn.compare(max) >= 0) continue;
+      // Done up to max, unless the reader stopped inside the transaction at max.
+      if (resume.lsn.compare(max) > 0 || (resume.lsn.equals(max) && resume.seqval.equals(ALL))) continue;
       const result = await this.readTable(table, resume, max);
       if (result === 'gap') {
         gapped = true;
@@ -261,8 +281,7 @@ export class MssqlCdcSource implements Source {
     for (const [i, instance] of table.instances.entries()) {
       const next = table.instances[i + 1];
       if (next && next.start.compare(resume.lsn) <= 0) continue; // this instance's range is behind us
-      const [minRow] = await this.query(() => this.client!.query<{ lsn: Buffer | null }>(MIN_LSN, { instance: { type: 'nvarchar', value: instance.name } }));
-      const min = minRow?.lsn ? Lsn.fromBuffer(minRow.lsn) : Lsn.zero;
+      const min = await this.minLsn(instance);
       // The first instance still to read must hold every change after `resume`:
       // if its minimum moved past it, the cleanup job removed some of them.
       if (!readAny && min.predecessor().compare(resume.lsn) > 0) {

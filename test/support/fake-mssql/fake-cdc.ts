@@ -144,6 +144,17 @@ export class FakeCdc {
       { pending: [...this.commitTimes.keys()].filter((l) => l > lsnValue(v.after_lsn) && l <= this.publishedLsn).length },
     ]);
     h.set('cdc.read-changes', (v, q) => this.readChanges(q.meta!.instance!, v));
+    h.set('snapshot.columns', (v) => {
+      const [, schema, name] = /^\[(.*)\]\.\[(.*)\]$/.exec(v.table as string) ?? [];
+      const table = this.findTable(schema!, name!);
+      return (table?.columns ?? []).map((c) => ({
+        column_name: c.name,
+        column_type: c.type,
+        max_length: c.type.startsWith('n') && c.type.includes('char') ? 200 : 100,
+        precision: c.type === 'decimal' ? 38 : 0,
+        scale: c.type === 'decimal' ? 10 : 0,
+      }));
+    });
     h.set('snapshot.max-lsn', () => [{ lsn: this.publishedLsn === 0n ? null : lsnBuffer(this.publishedLsn) }]);
     h.set('snapshot.read-page', (v, q) => this.readPage(q.meta!.table!, v));
   }
@@ -226,9 +237,12 @@ export class FakeCdc {
     this.publishedLsn = this.nextLsn - 0x100n;
   }
 
-  /** The cleanup job: changes below `lsn` are gone and the instances' minimum moves up. */
-  cleanup(lsn: bigint): void {
-    for (const instance of this.instances) {
+  /**
+   * The cleanup job (all instances) or sys.sp_cdc_cleanup_change_table (one):
+   * changes below `lsn` are gone and the instances' minimum moves up.
+   */
+  cleanup(lsn: bigint, instanceName?: string): void {
+    for (const instance of this.instances.filter((i) => !instanceName || i.name === instanceName)) {
       instance.changes = instance.changes.filter((c) => c.lsn >= lsn);
       if (instance.startLsn < lsn) instance.startLsn = lsn;
     }

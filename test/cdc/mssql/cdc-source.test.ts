@@ -1,0 +1,262 @@
+import { Subject, firstValueFrom, take, tap, toArray } from 'rxjs';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { CdcPosition } from '../../../src/cdc/mssql/cdc-position.js';
+import { MssqlCdcSource } from '../../../src/cdc/mssql/cdc-source.js';
+import type { SourceChunk } from '../../../src/core/change-event.js';
+import { ConfigError } from '../../../src/core/errors.js';
+import type { TableConfig } from '../../../src/core/mapping.js';
+import { FakeCdc, lsnBuffer } from '../../support/fake-mssql/fake-cdc.js';
+import { FakeSqlServer } from '../../support/fake-mssql/fake-server.js';
+import { testContext } from '../../support/stream-context.js';
+
+let server: FakeSqlServer;
+let cdc: FakeCdc;
+let contexts: ReturnType<typeof testContext>[];
+
+const PATIENTS: TableConfig = { source: 'dbo.tblPatients', target: 'public.patients' };
+const NOTES: TableConfig = { source: 'dbo.tblNotes', target: 'public.notes' };
+
+beforeEach(() => {
+  server = new FakeSqlServer();
+  cdc = new FakeCdc(server);
+  contexts = [];
+  cdc.createTable(
+    'dbo',
+    'tblPatients',
+    [
+      { name: 'PersonID', type: 'int' },
+      { name: 'Name', type: 'nvarchar' },
+      { name: 'Balance', type: 'decimal' },
+      { name: 'Guid', type: 'uniqueidentifier' },
+      { name: 'Born', type: 'datetime' },
+      { name: 'Seen', type: 'datetime2' },
+      { name: 'Big', type: 'bigint' },
+    ],
+    ['PersonID'],
+  );
+  cdc.createTable('dbo', 'tblNotes', [{ name: 'Code', type: 'nvarchar' }, { name: 'Text', type: 'nvarchar' }], ['Code']);
+  cdc.enableTable('dbo', 'tblPatients');
+  cdc.enableTable('dbo', 'tblNotes');
+});
+
+afterEach(() => {
+  for (const c of contexts) c.controller.abort();
+});
+
+async function open(options: { tables?: TableConfig[]; readLimit?: number; heartbeatMs?: number; snapshot?: 'initial' | 'never' } = {}) {
+  const source = new MssqlCdcSource({
+    url: 'fake',
+    tables: options.tables ?? [PATIENTS, NOTES],
+    readLimit: options.readLimit ?? 100,
+    pollIntervalMs: 1,
+    idleIntervalMs: 5,
+    heartbeatMs: options.heartbeatMs ?? 60_000,
+    snapshot: options.snapshot ?? 'initial',
+    retry: { attempts: 3, minDelayMs: 1, maxDelayMs: 5 },
+    connect: server.connect,
+  });
+  const context = testContext('clinic');
+  contexts.push(context);
+  await source.open(context);
+  return { source, context };
+}
+
+function pull(source: MssqlCdcSource, from: string | null, n: number): Promise<SourceChunk[]> {
+  const demand = new Subject<void>();
+  return firstValueFrom(source.chunks(from, demand).pipe(take(n), tap(() => setTimeout(() => demand.next(), 0)), toArray()));
+}
+
+const patient = (id: number, name: string) => ({
+  PersonID: id,
+  Name: name,
+  Balance: '12345678901234567890.1234567890',
+  Guid: 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+  Born: new Date('1990-05-01T00:00:00.000Z'),
+  Seen: '2024-01-02T03:04:05.1234567',
+  Big: '9007199254740993',
+});
+
+describe('MssqlCdcSource', () => {
+  it('copies existing rows in key order (server collation) first, then streams from the LSN recorded before the copy', async () => {
+    for (const code of ['b', 'A', 'c', 'B2']) cdc.commit([{ table: 'dbo.tblNotes', op: 'insert', row: { Code: code, Text: code } }]);
+    const { source } = await open({ tables: [NOTES], readLimit: 2 });
+    const chunks = await pull(source, null, 2);
+    expect(chunks.flatMap((c) => c.events.map((e) => e.key.Code))).toEqual(['A', 'b', 'B2', 'c']);
+    expect(chunks.every((c) => c.events.every((e) => e.op === 'insert'))).toBe(true);
+    // The copy read pages by key on the server, never by comparing in JavaScript.
+    const pages = server.executed.filter((e) => e.name === 'snapshot.read-page').map((e) => e.values.after);
+    expect(pages).toEqual([null, '["b"]']);
+
+    cdc.commit([{ table: 'dbo.tblNotes', op: 'update', row: { Code: 'c', Text: 'changed' } }]);
+    // The last, empty page closes the copy; then the change arrives.
+    const next = await pull(source, chunks[1]!.position, 2);
+    expect(next[0]!.events).toEqual([]);
+    expect(next[1]!.events.map((e) => [e.op, e.key.Code, e.row?.Text])).toEqual([['update', 'c', 'changed']]);
+  });
+
+  it('turns rows into events in commit order with exact values as the driver returns them', async () => {
+    const { source } = await open({ snapshot: 'never' });
+    const lsn = cdc.commit([{ table: 'dbo.tblPatients', op: 'insert', row: patient(1, 'Ann') }], new Date('2024-03-01T10:00:00Z'));
+    cdc.commit([
+      { table: 'dbo.tblNotes', op: 'insert', row: { Code: 'n1', Text: 'x' } },
+      { table: 'dbo.tblPatients', op: 'update', row: { PersonID: 1, Name: 'Anne' } },
+    ]);
+    cdc.commit([{ table: 'dbo.tblPatients', op: 'delete', key: { PersonID: 1 } }]);
+    const [chunk] = await pull(source, null, 1);
+    expect(chunk!.events.map((e) => [e.table, e.op, e.key])).toEqual([
+      ['dbo.tblPatients', 'insert', { PersonID: 1 }],
+      ['dbo.tblNotes', 'insert', { Code: 'n1' }],
+      ['dbo.tblPatients', 'update', { PersonID: 1 }],
+      ['dbo.tblPatients', 'delete', { PersonID: 1 }],
+    ]);
+    const insert = chunk!.events[0]!;
+    expect(insert.row).toMatchObject({
+      Balance: '12345678901234567890.1234567890',
+      Guid: 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11',
+      Seen: '2024-01-02T03:04:05.1234567',
+      Big: '9007199254740993',
+    });
+    expect(insert.row!.Born).toEqual(new Date('1990-05-01T00:00:00.000Z'));
+    expect(insert.commitTime).toEqual(new Date('2024-03-01T10:00:00Z'));
+    expect(chunk!.events[2]!.before).toMatchObject({ Name: 'Ann' });
+    expect(chunk!.events[2]!.row).toMatchObject({ Name: 'Anne' });
+    expect(CdcPosition.parse(chunk!.position).lsn.toBuffer().equals(lsnBuffer(lsn + 0x200n))).toBe(true);
+    expect(chunk!.caughtUp).toBe(true);
+  });
+
+  it('makes one update of a deferred update (delete + insert, same seqval) and delete-then-insert when the key changed', async () => {
+    const { source } = await open({ snapshot: 'never' });
+    cdc.commit([{ table: 'dbo.tblNotes', op: 'insert', row: { Code: 'k1', Text: 'a' } }]);
+    cdc.commit([{ table: 'dbo.tblNotes', op: 'deferred-update', row: { Code: 'k1', Text: 'b' } }]);
+    const [chunk] = await pull(source, null, 1);
+    expect(chunk!.events.map((e) => [e.op, e.key.Code, e.row?.Text ?? null])).toEqual([
+      ['insert', 'k1', 'a'],
+      ['update', 'k1', 'b'],
+    ]);
+  });
+
+  it('never reads past what the capture job has published', async () => {
+    const { source } = await open({ snapshot: 'never' });
+    cdc.autoPublish = false;
+    cdc.commit([{ table: 'dbo.tblNotes', op: 'insert', row: { Code: 'late', Text: '' } }]);
+    const demand = new Subject<void>();
+    const seen: SourceChunk[] = [];
+    const sub = source.chunks(null, demand).subscribe((c) => seen.push(c));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(seen).toEqual([]);
+    const reads = server.executed.filter((e) => e.name === 'cdc.read-changes');
+    expect(reads.every((r) => Buffer.compare(r.values.to_lsn as Buffer, lsnBuffer(cdc.publishedLsn)) <= 0)).toBe(true);
+    cdc.publish();
+    await new Promise((r) => setTimeout(r, 50));
+    sub.unsubscribe();
+    expect(seen.flatMap((c) => c.events.map((e) => e.key.Code))).toEqual(['late']);
+  });
+
+  it('ends a chunk on a transaction boundary and, for a transaction larger than one read, resumes inside it without skipping or repeating', async () => {
+    const { source } = await open({ snapshot: 'never', readLimit: 4 });
+    cdc.commit([1, 2, 3].map((i) => ({ table: 'dbo.tblNotes', op: 'insert' as const, row: { Code: `a${i}`, Text: '' } })));
+    cdc.commit([1, 2, 3].map((i) => ({ table: 'dbo.tblNotes', op: 'insert' as const, row: { Code: `b${i}`, Text: '' } })));
+    cdc.commit([1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) => ({ table: 'dbo.tblNotes', op: 'insert' as const, row: { Code: `c${i}`, Text: '' } })));
+    const chunks = await pull(source, null, 3);
+    expect(chunks.map((c) => c.events.map((e) => e.key.Code))).toEqual([['a1', 'a2', 'a3'], ['b1', 'b2', 'b3'], ['c1', 'c2', 'c3']]);
+    expect(CdcPosition.parse(chunks[1]!.position).seqval).toBeNull(); // whole transactions
+    expect(CdcPosition.parse(chunks[2]!.position).seqval).not.toBeNull(); // inside the big one
+
+    // A new process resumes from the stored position: the rest of c, nothing twice.
+    const { source: again } = await open({ snapshot: 'never', readLimit: 4 });
+    const rest = await pull(again, chunks[2]!.position, 2);
+    expect(rest.flatMap((c) => c.events.map((e) => e.key.Code))).toEqual(['c4', 'c5', 'c6', 'c7', 'c8', 'c9']);
+  });
+
+  it('stops a table whose changes the cleanup job removed, says how to recover, and keeps the others going', async () => {
+    const { source, context } = await open({ snapshot: 'never' });
+    cdc.commit([{ table: 'dbo.tblNotes', op: 'insert', row: { Code: 'n1', Text: '' } }]);
+    const [first] = await pull(source, null, 1);
+    // The process is down for a long time: changes happen and the cleanup job runs.
+    cdc.commit([{ table: 'dbo.tblPatients', op: 'insert', row: patient(7, 'lost') }]);
+    cdc.commit([{ table: 'dbo.tblNotes', op: 'insert', row: { Code: 'n2', Text: '' } }]);
+    const kept = cdc.commit([{ table: 'dbo.tblNotes', op: 'insert', row: { Code: 'n3', Text: '' } }]);
+    cdc.cleanup(kept, 'dbo_tblPatients');
+
+    const { source: again, context: ctx } = await open({ snapshot: 'never' });
+    const [chunk] = await pull(again, first!.position, 1);
+    expect(ctx.problems.join()).toMatch(/tblPatients .*removed by the CDC cleanup job.*cdc-sync snapshot --stream clinic --table dbo\.tblPatients/);
+    expect(chunk!.events.map((e) => e.key)).toEqual([{ Code: 'n2' }, { Code: 'n3' }]);
+    const text = await ctx.metrics.registry.metrics();
+    expect(text).toContain('cdc_sync_source_gap{stream="clinic",direction="forward",table="dbo.tblPatients"} 1');
+    const stopped = CdcPosition.parse(chunk!.position);
+    expect(stopped.tables['dbo.tblPatients']!.gap).toMatch(/cleanup/);
+    expect(ctx.metrics.registry.getSingleMetric('cdc_sync_source_gap')).toBeDefined();
+
+    // The way out: re-copy the table, which then streams again.
+    const resnapshot = again.requestSnapshot(chunk!.position, ['dbo.tblPatients'])!;
+    const { source: third } = await open({ snapshot: 'never' });
+    const [copy] = await pull(third, resnapshot, 1);
+    expect(copy!.events.map((e) => [e.op, e.key])).toEqual([['insert', { PersonID: 7 }]]);
+    expect(CdcPosition.parse(copy!.position).tables['dbo.tblPatients']!.gap).toBeUndefined();
+    cdc.commit([{ table: 'dbo.tblPatients', op: 'update', row: { PersonID: 7, Name: 'found' } }]);
+    const [after] = await pull(third, copy!.position, 1);
+    expect(after!.events.map((e) => [e.op, e.row?.Name])).toEqual([['update', 'found']]);
+    void context;
+  });
+
+  it('moves the checkpoint on an idle database (heartbeat) so cleanup never overtakes it', async () => {
+    const { source } = await open({ snapshot: 'never', heartbeatMs: 20 });
+    const before = cdc.commit([{ table: 'dbo.tblNotes', op: 'insert', row: { Code: 'x', Text: '' } }]);
+    const [first] = await pull(source, null, 1);
+    // Other activity moves the published LSN; our tables stay idle.
+    cdc.createTable('dbo', 'tblOther', [{ name: 'ID', type: 'int' }], ['ID']);
+    cdc.enableTable('dbo', 'tblOther');
+    const later = cdc.commit([{ table: 'dbo.tblOther', op: 'insert', row: { ID: 1 } }]);
+    const [beat] = await pull(source, first!.position, 1);
+    expect(beat!.events).toEqual([]);
+    expect(CdcPosition.parse(beat!.position).lsn.toBuffer().equals(lsnBuffer(later))).toBe(true);
+    expect(later > before).toBe(true);
+  });
+
+  it('reads the old capture instance up to the new one\'s start, then the new one with its new column', async () => {
+    const { source } = await open({ tables: [NOTES], snapshot: 'never' });
+    cdc.commit([{ table: 'dbo.tblNotes', op: 'insert', row: { Code: 'old', Text: 'a' } }]);
+    cdc.addColumn('dbo', 'tblNotes', { name: 'Days', type: 'int' }, 'dbo_tblNotes_v2');
+    cdc.commit([{ table: 'dbo.tblNotes', op: 'insert', row: { Code: 'new', Text: 'b', Days: 5 } }]);
+    const { source: reopened } = await open({ tables: [NOTES], snapshot: 'never' });
+    void source;
+    const [chunk] = await pull(reopened, null, 1);
+    expect(chunk!.events.map((e) => [e.key.Code, e.row])).toEqual([
+      ['old', { Code: 'old', Text: 'a' }],
+      ['new', { Code: 'new', Text: 'b', Days: 5 }],
+    ]);
+    const reads = server.executed.filter((e) => e.name === 'cdc.read-changes').length;
+    expect(reads).toBeGreaterThanOrEqual(2);
+  });
+
+  it('says clearly at start-up when CDC is not enabled for the database or a table', async () => {
+    cdc.cdcEnabled = false;
+    await expect(open()).rejects.toThrow(/change data capture is not enabled for this database.*sp_cdc_enable_db/);
+    cdc.cdcEnabled = true;
+    cdc.createTable('dbo', 'tblPlain', [{ name: 'ID', type: 'int' }], ['ID']);
+    const error = await open({ tables: [{ source: 'dbo.tblPlain', target: 'x' }] }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as Error).message).toMatch(/tables\[0\]\.source: change data capture is not enabled for dbo\.tblPlain/);
+    await expect(open({ tables: [{ source: 'dbo.nope', target: 'x' }] })).rejects.toThrow(/tables\[0\]\.source: table dbo\.nope does not exist/);
+  });
+
+  it('warns when nothing was ever published (SQL Server Agent not running)', async () => {
+    const { context } = await open();
+    void context;
+    const fresh = new FakeSqlServer();
+    const empty = new FakeCdc(fresh);
+    empty.createTable('dbo', 'tblNotes', [{ name: 'Code', type: 'nvarchar' }], ['Code']);
+    empty.enableTable('dbo', 'tblNotes');
+    const warnings: string[] = [];
+    const source = new MssqlCdcSource({
+      url: 'fake', tables: [NOTES], readLimit: 10, pollIntervalMs: 1, idleIntervalMs: 5, heartbeatMs: 1000, snapshot: 'never',
+      retry: { attempts: 1, minDelayMs: 1, maxDelayMs: 1 }, connect: fresh.connect,
+    });
+    const ctx = testContext();
+    contexts.push(ctx);
+    ctx.log = { ...ctx.log, warn: (m: unknown) => warnings.push(String(m)), info: () => {}, error: () => {} } as never;
+    await source.open(ctx);
+    expect(warnings.join()).toMatch(/SQL Server Agent/);
+  });
+});
