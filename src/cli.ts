@@ -5,6 +5,7 @@ import { loadConfigFile } from './config/load.js';
 import { ConfigError, errorMessage } from './core/errors.js';
 import { EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, runCommand } from './commands/run.js';
 import { initSql } from './commands/init-sql.js';
+import { snapshotCommand } from './commands/snapshot.js';
 import { createLogger } from './log.js';
 import { createMetrics } from './metrics/metrics.js';
 import { buildStreams } from './streams/build.js';
@@ -41,6 +42,16 @@ function program(): Command {
     .option('-c, --config <path>', 'configuration file', DEFAULT_CONFIG)
     .action((options: { config: string }) => {
       process.stdout.write(initSql(loadConfigFile(options.config)));
+    });
+
+  cli
+    .command('snapshot')
+    .description('make the next run of a stream copy its tables again (e.g. after a CDC cleanup gap); run while the stream is stopped')
+    .option('-c, --config <path>', 'configuration file', DEFAULT_CONFIG)
+    .requiredOption('-s, --stream <name>', 'the stream')
+    .option('-t, --table <table...>', 'source tables to copy (default: all of the stream)')
+    .action(async (options: { config: string; stream: string; table?: string[] }) => {
+      process.stdout.write(await snapshotCommand(options));
     });
 
   return cli;

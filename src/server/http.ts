@@ -30,7 +30,9 @@ export function createHttpServer(options: HttpOptions): FastifyInstance {
 
   app.get('/readyz', async (_request, reply) => {
     const streams = options.streams();
-    const problems = streams.filter((s) => !s.connected || s.state !== 'running').map((s) => ({ stream: s.name, state: s.state, connected: s.connected, lastError: s.lastError }));
+    const problems = streams
+      .filter((s) => !s.connected || s.state !== 'running' || s.problems.length > 0)
+      .map((s) => ({ stream: s.name, state: s.state, connected: s.connected, lastError: s.lastError, problems: s.problems }));
     reply.code(problems.length === 0 ? 200 : 503);
     return { ready: problems.length === 0, streams: problems.length === 0 ? streams.map((s) => s.name) : problems };
   });

@@ -30,6 +30,7 @@ export interface StreamStatus {
   applied: number;
   failed: number;
   lastError: string | null;
+  problems: string[];
   lastAppliedAt: string | null;
 }
 
@@ -64,6 +65,8 @@ export class Stream {
   private applied = 0;
   private failed = 0;
   private lastError: string | null = null;
+  /** Conditions the operator must resolve (a table stopped by a CDC cleanup gap); cleared on reopen. */
+  private problems: string[] = [];
   private lastAppliedAt: Date | null = null;
 
   constructor(private readonly parts: StreamParts) {
@@ -79,6 +82,7 @@ export class Stream {
       stopping: this.abort.signal,
       reportProblem: (message) => {
         this.lastError = message;
+        if (!this.problems.includes(message)) this.problems.push(message);
         log.error({ err: message }, 'stream problem');
       },
       setConnected: (part, up) => {
@@ -120,6 +124,26 @@ export class Stream {
     }
   }
 
+  /**
+   * Replaces the stored checkpoint with `change(current)` (for `cdc-sync
+   * snapshot`), once, without running the stream. Returns false when there
+   * was nothing to change.
+   */
+  async rewriteCheckpoint(change: (position: string | null, source: Source) => string | null): Promise<boolean> {
+    const { config, sink, source, checkpoints } = this.parts;
+    try {
+      await sink.open(this.context, config.tables);
+      const current = checkpoints ? await checkpoints.load(this.name) : await sink.readCheckpoint(this.name);
+      const next = change(current, source);
+      if (next === null || next === current) return false;
+      if (checkpoints) await checkpoints.save(this.name, next);
+      else await sink.apply({ changes: [], deadLetters: [], checkpoint: { stream: this.name, position: next } });
+      return true;
+    } finally {
+      await sink.close();
+    }
+  }
+
   /** Stop reading; the batch in flight is finished and its checkpoint saved. */
   stop(): void {
     this.abort.abort();
@@ -142,12 +166,14 @@ export class Stream {
       applied: this.applied,
       failed: this.failed,
       lastError: this.lastError,
+      problems: [...this.problems],
       lastAppliedAt: this.lastAppliedAt?.toISOString() ?? null,
     };
   }
 
   private async open(): Promise<void> {
     const { config, sink, source } = this.parts;
+    this.problems = [];
     const hooks = this.retryHooks();
     const targets = await retryTransient(() => sink.open(this.context, config.tables), config.retry, hooks);
     const warned = new Set<string>();
