@@ -23,6 +23,8 @@ export interface DrainOptions {
   postmaster: number;
   /** Directory for a V8 CPU profile of the child (`--cpu-prof`), or undefined. */
   cpuProfileDir?: string | undefined;
+  /** Extra Node.js options for the child (e.g. --max-old-space-size=96); none for the shipped behaviour. */
+  nodeArgs?: string[] | undefined;
   onProgress?: (applied: number, elapsedSeconds: number, samples: Sample[], pid: number) => void;
 }
 
@@ -70,7 +72,7 @@ export async function drain(options: DrainOptions): Promise<DrainResult> {
     }),
   );
 
-  const nodeArgs: string[] = [];
+  const nodeArgs: string[] = [...(options.nodeArgs ?? [])];
   if (options.cpuProfileDir) {
     mkdirSync(options.cpuProfileDir, { recursive: true });
     nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`);
@@ -78,6 +80,7 @@ export async function drain(options: DrainOptions): Promise<DrainResult> {
   // The older scripts' variables (SYNC_BATCH_SIZE...) must not change the configured batch.
   const env = { ...process.env };
   delete env.SYNC_BATCH_SIZE;
+  delete env.NODE_OPTIONS;
 
   const pgBefore = childrenCpu(options.postmaster);
   const started = Date.now();

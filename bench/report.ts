@@ -40,6 +40,8 @@ export interface Report {
   neighbours: { drain: string[]; naive: string[] };
   /** The batch size `npm run bench` uses when BENCH_BATCH_SIZE is not set. */
   defaultBatchSize: number;
+  /** Extra Node.js options the cdc-sync child ran with (BENCH_NODE_ARGS); empty for the shipped behaviour. */
+  nodeArgs: string[];
 }
 
 export const TARGETS = { changesPerSecond: 20_000, ratio: 10, peakRssMb: 200 };
@@ -137,7 +139,8 @@ export function markdownSection(report: Report): string {
       `(${((report.mix.inserts / report.changes) * 100).toFixed(0)} / ${((report.mix.updates / report.changes) * 100).toFixed(0)} / ${((report.mix.deletes / report.changes) * 100).toFixed(0)} %), ` +
       `in statements of 8,000 / 1,500 / 500 rows, each its own transaction. Making the backlog took ${report.backlogSeconds.toFixed(1)} s (not part of the result). ` +
       '`cdc-sync run` (the built CLI, a child process) then drains it: source `postgres-changelog` on `src`, sink `postgres` on `dst` ' +
-      `(same table, no triggers), \`batch: { maxSize: ${r.batchSize}, maxWaitMs: 100 }\`, checkpoints in the sink's transaction. ` +
+      `(same table, no triggers), \`batch: { maxSize: ${r.batchSize}, maxWaitMs: 100 }\`, checkpoints in the sink's transaction` +
+      (report.nodeArgs.length > 0 ? `, Node.js options \`${report.nodeArgs.join(' ')}\`. ` : ', default Node.js options. ') +
       'The run ends when `cdc_sync_events_applied_total` reaches the backlog size; `dst.items` is then checked to equal `src.items` ' +
       '(row count and md5 of all rows in id order), and the process is stopped with SIGINT and must exit 0.',
     '',
@@ -177,7 +180,7 @@ export function markdownSection(report: Report): string {
     'Reproduce: `npm run bench` (builds, then runs `node --expose-gc dist/bench/run.js`; needs the PostgreSQL server binaries, ' +
       'e.g. Debian `postgresql`). Environment: `BENCH_CHANGES` (backlog size, default 1000000), `BENCH_BATCH_SIZE` (default ' +
       `${report.defaultBatchSize}), \`BENCH_BATCH_SIZES=500,1000,2000,5000\` (also drain with each size and record a sweep), \`BENCH_NAIVE_CHANGES\` / \`BENCH_NAIVE_SECONDS\` ` +
-      '(naive sample, default 20000 / 20), `BENCH_CPU_PROF=dir` (write a V8 CPU profile of cdc-sync there), `BENCH_WRITE=0` (do not touch BENCHMARKS.md).',
+      '(naive sample, default 20000 / 20), `BENCH_CPU_PROF=dir` (write a V8 CPU profile of cdc-sync there), `BENCH_NODE_ARGS` (extra Node.js options for cdc-sync, e.g. `--max-old-space-size=96`), `BENCH_WRITE=0` (do not touch BENCHMARKS.md).',
     '',
   ].join('\n');
 }

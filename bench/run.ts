@@ -16,7 +16,12 @@ import { naiveLoop } from './naive.js';
 import { NeighbourWatch, postmasterPid } from './proc.js';
 import { checks, consoleTable, machine, markdownSection, writeSection, type Report } from './report.js';
 
-/** The batch size the benchmark reports by default (the best of a 500/1000/2000/5000 sweep on the reference machine). */
+/**
+ * The batch size the benchmark reports by default. In sweeps of
+ * 500/1000/2000/5000 on the reference machine (2 vCPUs) 2000 was the fastest
+ * or within a few per cent of it; 5000 was up to ~10 % faster in some runs,
+ * but with two to three times the batch latency and the highest peak RSS.
+ */
 export const DEFAULT_BATCH_SIZE = 2000;
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -48,6 +53,7 @@ async function main(): Promise<number> {
   const naiveChanges = envInt('BENCH_NAIVE_CHANGES', 20_000);
   const naiveSeconds = envInt('BENCH_NAIVE_SECONDS', 20);
   const cpuProfileDir = process.env.BENCH_CPU_PROF || undefined;
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(/\s+/).filter((a) => a !== '');
   const write = process.env.BENCH_WRITE !== '0';
 
   const workDir = mkdtempSync(join(os.tmpdir(), 'cdc-sync-bench-'));
@@ -125,6 +131,7 @@ async function main(): Promise<number> {
         workDir,
         postmaster,
         cpuProfileDir: cpuProfileDir ? join(cpuProfileDir, `batch-${size}`) : undefined,
+        nodeArgs,
         onProgress: (applied, elapsed) => {
           if (elapsed - lastLine >= 5 || applied >= changes) {
             lastLine = elapsed;
@@ -155,6 +162,7 @@ async function main(): Promise<number> {
       loadBefore,
       neighbours: { drain: busyDuring.get(batchSize) ?? [], naive: naiveBusy },
       defaultBatchSize: DEFAULT_BATCH_SIZE,
+      nodeArgs,
     };
     say('');
     say(consoleTable(report));

@@ -1,7 +1,9 @@
 import { ConfigError } from '../core/errors.js';
 import type { StreamConfig } from '../config/schema.js';
 import { MssqlCdcSource } from './mssql/cdc-source.js';
+import { MssqlQueueSource } from './mssql/queue-source.js';
 import { ChangeLogSource } from './postgres/changelog-source.js';
+import { SupabaseRealtimeSource } from './supabase/realtime-source.js';
 import type { Source } from './source.js';
 
 /** The capture method a stream's `source.type` names. */
@@ -26,6 +28,31 @@ export function createSource(config: StreamConfig, path: string): Source {
         idleIntervalMs: source.idleIntervalMs,
         heartbeatMs: source.heartbeatMs,
         snapshot: source.snapshot,
+        retry: config.retry,
+      });
+    case 'mssql-queue':
+      return new MssqlQueueSource({
+        url: source.url,
+        tables: config.tables,
+        readLimit: source.readLimit ?? config.batch.maxSize,
+        pollIntervalMs: source.pollIntervalMs,
+        idleIntervalMs: source.idleIntervalMs,
+        snapshot: source.snapshot,
+        queueTable: source.queueTable,
+        maxAttempts: source.maxAttempts,
+        leaseSeconds: source.leaseSeconds,
+        retentionHours: source.retentionHours,
+        retry: config.retry,
+      });
+    case 'supabase-realtime':
+      if (!source.key) throw new ConfigError(`${path}.source.key: supabase-realtime needs the service-role key (e.g. \${SUPABASE_SERVICE_ROLE_KEY})`);
+      return new SupabaseRealtimeSource({
+        url: source.url,
+        key: source.key,
+        tables: config.tables,
+        maxSize: config.batch.maxSize,
+        bufferSize: source.bufferSize,
+        catchUp: source.catchUp,
         retry: config.retry,
       });
     default:

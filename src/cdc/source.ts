@@ -1,5 +1,5 @@
 import type { Observable } from 'rxjs';
-import type { SourceChunk } from '../core/change-event.js';
+import type { ChangeEvent, SourceChunk } from '../core/change-event.js';
 import type { StreamContext } from '../streams/context.js';
 
 /**
@@ -31,6 +31,8 @@ export interface Source {
    * acknowledge `position` to the server.
    */
   committed?(position: string, failed: { sourceRef: string | undefined; table: string; error: string }[]): Promise<void>;
+  /** Push sources: changes that arrived another way (a webhook) join the same buffer. */
+  push?(events: ChangeEvent[]): void;
   /** Read now instead of at the next poll (queue-notify, trigger). */
   wake(): void;
   close(): Promise<void>;

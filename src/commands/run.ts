@@ -4,6 +4,7 @@ import { ConfigError, errorMessage } from '../core/errors.js';
 import { createLogger } from '../log.js';
 import { createMetrics } from '../metrics/metrics.js';
 import { createHttpServer } from '../server/http.js';
+import { webhookRow } from '../server/webhook.js';
 import { buildStreams } from '../streams/build.js';
 
 export const EXIT_OK = 0;
@@ -25,6 +26,21 @@ export async function runCommand(options: { config: string }): Promise<number> {
     streams: () => streams.map((s) => s.status()),
     wake: () => streams.forEach((s) => s.wake()),
     token: config.http.token,
+    webhook: {
+      secret: config.http.webhookSecret,
+      header: config.http.webhookHeader,
+      bodyLimit: config.http.webhookBodyLimit,
+      receive: (payload) => {
+        const change = {
+          schema: payload.schema,
+          table: payload.table,
+          op: ({ INSERT: 'insert', UPDATE: 'update', DELETE: 'delete' } as const)[payload.type],
+          record: webhookRow(payload.record),
+          oldRecord: webhookRow(payload.old_record),
+        };
+        return streams.map((s) => s.receive(change)).some(Boolean);
+      },
+    },
   });
   await server.listen({ port: config.http.port, host: config.http.host });
   const address = server.server.address();

@@ -9,16 +9,37 @@ export function applyLegacyEnvironment(document: unknown, env: Environment): unk
     return document;
   }
   const batchSize = integer(env.SYNC_BATCH_SIZE);
+  const reverse = {
+    enabled: flag(env.REVERSE_SYNC_ENABLED),
+    intervalMinutes: integer(env.REVERSE_SYNC_INTERVAL_MINUTES),
+    lookbackHours: integer(env.REVERSE_SYNC_LOOKBACK_HOURS),
+    maxRecords: integer(env.REVERSE_SYNC_MAX_RECORDS),
+  };
   const streams = (document as { streams: unknown[] }).streams.map((stream) => {
     if (!stream || typeof stream !== 'object') return stream;
-    const s = stream as Record<string, unknown>;
+    const s = { ...(stream as Record<string, unknown>) };
     if (batchSize !== undefined) {
       const batch = (s.batch ?? {}) as Record<string, unknown>;
       if (batch.maxSize === undefined) s.batch = { ...batch, maxSize: batchSize };
     }
+    const source = s.source as Record<string, unknown> | undefined;
+    if (source?.type === 'supabase-realtime') {
+      // The older reverse poller: Supabase → SQL Server.
+      if (reverse.enabled !== undefined && s.enabled === undefined) s.enabled = reverse.enabled;
+      const catchUp = { ...((source.catchUp ?? {}) as Record<string, unknown>) };
+      for (const name of ['intervalMinutes', 'lookbackHours', 'maxRecords'] as const) {
+        if (reverse[name] !== undefined && catchUp[name] === undefined) catchUp[name] = reverse[name];
+      }
+      s.source = { ...source, catchUp };
+    }
     return s;
   });
   return { ...(document as object), streams };
+}
+
+function flag(text: string | undefined): boolean | undefined {
+  if (text === undefined || text.trim() === '') return undefined;
+  return /^(1|true|yes|on)$/i.test(text.trim());
 }
 
 function integer(text: string | undefined): number | undefined {

@@ -34,6 +34,8 @@ export const tableSchema = z.strictObject({
   exclude: z.array(z.string().min(1)).optional(),
   conflict: z.enum(['source-wins', 'newer-wins']).default('source-wins'),
   updatedAt: z.string().min(1).optional(),
+  /** supabase-realtime: a column whose non-null value means deleted (catch-up reads cannot see hard deletes). */
+  softDelete: z.string().min(1).optional(),
 });
 
 export const sourceSchema = z.strictObject({
@@ -46,8 +48,29 @@ export const sourceSchema = z.strictObject({
   idleIntervalMs: integer((n) => n.positive()).default(1000),
   /** A stream without checkpoint first copies its tables (mssql sources). */
   snapshot: z.enum(['initial', 'never']).default('initial'),
+  /** supabase-realtime: the service-role key (SUPABASE_SERVICE_ROLE_KEY). */
+  key: z.string().min(1).optional(),
+  /** supabase-realtime: live changes held in memory; on overflow they are dropped and caught up. */
+  bufferSize: integer((n) => n.positive()).default(10_000),
+  /** supabase-realtime catch-up reads (REVERSE_SYNC_* of the older poller). */
+  catchUp: z
+    .strictObject({
+      intervalMinutes: integer((n) => n.positive()).default(60),
+      lookbackHours: integer((n) => n.positive()).default(24),
+      maxRecords: integer((n) => n.positive()).default(500),
+      marginSeconds: integer((n) => n.nonnegative()).default(30),
+    })
+    .prefault({}),
   /** Save the position at least this often on an idle source (mssql-cdc: ahead of the cleanup job). */
   heartbeatMs: integer((n) => n.positive()).default(60_000),
+  /** mssql-queue: the trigger-fed queue table (the older scripts' SyncQueue). */
+  queueTable: z.string().min(1).default('dbo.SyncQueue'),
+  /** mssql-queue: a row claimed this many times without success is marked Failed (the older scripts: 10). */
+  maxAttempts: integer((n) => n.positive()).default(10),
+  /** mssql-queue: how long claimed rows stay reserved for a reader that may have died. */
+  leaseSeconds: integer((n) => n.min(5)).default(60),
+  /** mssql-queue: Synced rows are deleted after this many hours. */
+  retentionHours: integer((n) => n.positive()).default(72),
 });
 
 export const sinkSchema = z.strictObject({
@@ -61,6 +84,8 @@ export const streamSchema = z.strictObject({
     .string()
     .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'letters, digits, "_", "." and "-", at most 63 characters'),
   direction: z.enum(['forward', 'reverse']).default('forward'),
+  /** A disabled stream is validated but not run (REVERSE_SYNC_ENABLED=false for supabase-realtime). */
+  enabled: z.boolean().default(true),
   source: sourceSchema,
   sink: sinkSchema,
   tables: z.array(tableSchema).min(1),
@@ -94,6 +119,10 @@ export const configSchema = z
         port: integer((n) => n.min(0).max(65535)).default(9464),
         host: z.string().min(1).default('0.0.0.0'),
         token: z.string().optional(),
+        /** Shared secret of POST /api/sync/webhook (Supabase Database Webhooks); the receiver is off without it. */
+        webhookSecret: z.string().min(16, 'use at least 16 characters').optional(),
+        webhookHeader: z.string().min(1).default('x-webhook-secret'),
+        webhookBodyLimit: integer((n) => n.positive()).default(256 * 1024),
       })
       .prefault({}),
     log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info') }).prefault({}),

@@ -2,9 +2,10 @@ import { isSafeNumber, parse as parseLossless } from 'lossless-json';
 import type { Value } from './change-event.js';
 
 // Any decimal with at most 15 significant digits survives a trip through a
-// double, so JSON.parse is exact unless 16+ digits appear somewhere, counted
-// across a decimal point (12345678.123456789 has no run of 16 but 17 digits).
-const LONG_DIGITS = /(?:\d\.?){16}/;
+// double, so JSON.parse is exact unless 16+ digits stand together (a decimal
+// point may sit among them). A run of 16 digit-or-dot characters is a cheap,
+// linear test for that; a false alarm only takes the slower exact parser.
+const LONG_DIGITS = /\d[\d.]{15}/;
 
 /**
  * Parses JSON without losing precision: numbers a double cannot hold exactly

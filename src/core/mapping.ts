@@ -28,6 +28,8 @@ export interface TableConfig {
   exclude?: string[] | undefined;
   conflict?: 'source-wins' | 'newer-wins' | undefined;
   updatedAt?: string | undefined;
+  /** A column whose non-null value means the row is deleted (soft delete). */
+  softDelete?: string | undefined;
 }
 
 export type Warn = (message: string, context: Record<string, string>) => void;

@@ -4,7 +4,7 @@ import { FAILURE_REASONS } from '../core/errors.js';
 /** Metric names of DESIGN.md, in one place. Labels never carry a key or a value. */
 export const PREFIX = 'cdc_sync_';
 export const OPS = ['insert', 'update', 'delete'] as const;
-export const SUPPRESS_REASONS = ['no-op', 'origin'] as const;
+export const SUPPRESS_REASONS = ['no-op', 'origin', 'duplicate'] as const;
 export type SuppressReason = (typeof SUPPRESS_REASONS)[number];
 
 const STREAM = ['stream', 'direction'] as const;
@@ -60,6 +60,18 @@ export function createMetrics(registry = new Registry(), options: { defaultMetri
       labelNames: STREAM,
       registers,
     }),
+    catchUpRuns: new Counter({
+      name: `${PREFIX}catchup_runs_total`,
+      help: 'Catch-up reads of a push source (start, reconnect, overflow, interval).',
+      labelNames: STREAM,
+      registers,
+    }),
+    catchUpRows: new Counter({
+      name: `${PREFIX}catchup_rows_total`,
+      help: 'Changes recovered by catch-up reads that the live feed had not delivered.',
+      labelNames: ['stream', 'direction', 'table'] as const,
+      registers,
+    }),
     connected: new Gauge({ name: `${PREFIX}connected`, help: '1 while source and sink are both connected.', labelNames: STREAM, registers }),
   };
 }
@@ -77,8 +89,10 @@ export function initStreamSeries(metrics: Metrics, stream: string, direction: st
     for (const reason of FAILURE_REASONS) metrics.failed.inc({ ...s, table, reason }, 0);
     for (const reason of SUPPRESS_REASONS) metrics.suppressed.inc({ ...s, table, reason }, 0);
     metrics.sourceGap.set({ ...s, table }, 0);
+    metrics.catchUpRows.inc({ ...s, table }, 0);
   }
   metrics.retries.inc(s, 0);
+  metrics.catchUpRuns.inc(s, 0);
   metrics.batchDuration.zero(s);
   for (const gauge of [metrics.lag, metrics.pending, metrics.bufferEvents, metrics.bufferCapacity, metrics.lastApplied, metrics.connected]) {
     gauge.set(s, 0);

@@ -1,7 +1,8 @@
-import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { StreamStatus } from '../streams/stream.js';
+import { bearerMatches } from './auth.js';
+import { registerWebhook, type WebhookOptions } from './webhook.js';
 
 export interface HttpOptions {
   registry: Registry;
@@ -10,6 +11,7 @@ export interface HttpOptions {
   wake: () => void;
   /** Bearer token of /api/sync/*; when unset only the harmless queue-notify answers. */
   token?: string | undefined;
+  webhook?: WebhookOptions;
 }
 
 /**
@@ -49,12 +51,8 @@ export function createHttpServer(options: HttpOptions): FastifyInstance {
     return { success: true, message: 'queue read triggered' };
   });
 
+  if (options.webhook) registerWebhook(app, options.webhook);
+
   return app;
 }
 
-/** Constant-time comparison of `Authorization: Bearer <token>`. */
-export function bearerMatches(header: string | undefined, token: string): boolean {
-  const presented = Buffer.from(header?.startsWith('Bearer ') ? header.slice(7) : '');
-  const expected = Buffer.from(token);
-  return presented.length === expected.length && timingSafeEqual(presented, expected);
-}

@@ -14,7 +14,7 @@ import { Stream } from './stream.js';
  */
 export function buildStreams(config: Config, metrics: Metrics, log: Logger): Stream[] {
   let fileStore: FileCheckpointStore | undefined;
-  return config.streams.map((stream, i) => {
+  const built = config.streams.map((stream, i) => {
     const path = `streams[${i}]`;
     const source = createSource(stream, path);
     const sink = createSink(stream, path);
@@ -29,5 +29,9 @@ export function buildStreams(config: Config, metrics: Metrics, log: Logger): Str
       );
     }
     return new Stream({ config: stream, path, source, sink, checkpoints, metrics, log });
+  });
+  return built.filter((stream, i) => {
+    if (!config.streams[i]!.enabled) log.info({ stream: stream.name }, 'stream disabled by configuration; not run');
+    return config.streams[i]!.enabled;
   });
 }

@@ -1,5 +1,5 @@
 import { Subject, concatMap, from, fromEvent, takeUntil } from 'rxjs';
-import type { ChangeEvent, RejectedChange } from '../core/change-event.js';
+import type { ChangeEvent, RejectedChange, Row } from '../core/change-event.js';
 import { keyString } from '../core/change-event.js';
 import { ConfigError, errorMessage, failureReason, isTransient } from '../core/errors.js';
 import { TableMapping } from '../core/mapping.js';
@@ -147,6 +147,31 @@ export class Stream {
   /** Stop reading; the batch in flight is finished and its checkpoint saved. */
   stop(): void {
     this.abort.abort();
+  }
+
+  /**
+   * A change pushed from outside (a Supabase Database Webhook) for one of
+   * this stream's tables; false when the stream does not take it.
+   */
+  receive(change: { schema: string; table: string; op: ChangeEvent['op']; record: Row | null; oldRecord: Row | null }): boolean {
+    const { source, config } = this.parts;
+    if (!source.push) return false;
+    const table = config.tables.find((t) => t.source === `${change.schema}.${change.table}` || (change.schema === 'public' && t.source === change.table));
+    if (!table) return false;
+    const image = change.record ?? change.oldRecord;
+    if (!image) return false;
+    source.push([
+      {
+        table: table.source,
+        op: change.op,
+        key: Object.fromEntries((table.key ?? ['id']).map((k) => [k, image[k] ?? null])),
+        row: change.op === 'delete' ? null : change.record,
+        before: change.oldRecord,
+        position: '',
+        commitTime: new Date(),
+      },
+    ]);
+    return true;
   }
 
   /** Read now (queue-notify, trigger). */

@@ -1,4 +1,4 @@
-import sql from 'mssql';
+import type sql from 'mssql';
 import { classifyMssqlError } from './errors.js';
 
 /**
@@ -36,14 +36,16 @@ export interface MssqlClient extends MssqlExecutor {
 
 export type MssqlConnect = (url: string, options: { applicationName: string }) => Promise<MssqlClient>;
 
-const TYPES: Record<ParamType, () => sql.ISqlTypeFactoryWithNoParams | sql.ISqlType> = {
-  binary10: () => sql.VarBinary(10),
-  int: () => sql.Int,
-  bigint: () => sql.BigInt,
-  nvarchar: () => sql.NVarChar(4000),
-  'nvarchar-max': () => sql.NVarChar(sql.MAX),
-  datetime2: () => sql.DateTime2(7),
-  bit: () => sql.Bit,
+type Driver = typeof sql;
+
+const TYPES: Record<ParamType, (d: Driver) => sql.ISqlTypeFactoryWithNoParams | sql.ISqlType> = {
+  binary10: (d) => d.VarBinary(10),
+  int: (d) => d.Int,
+  bigint: (d) => d.BigInt,
+  nvarchar: (d) => d.NVarChar(4000),
+  'nvarchar-max': (d) => d.NVarChar(d.MAX),
+  datetime2: (d) => d.DateTime2(7),
+  bit: (d) => d.Bit,
 };
 
 /**
@@ -77,6 +79,8 @@ export function connectionConfig(url: string, applicationName: string): sql.conf
 }
 
 export const connectMssql: MssqlConnect = async (url, options) => {
+  // Loaded on first use: the driver costs ~30 MB that PostgreSQL-only streams should not pay.
+  const { default: sql } = await import('mssql');
   const pool = new sql.ConnectionPool(connectionConfig(url, options.applicationName) as sql.config);
   // Errors of idle connections surface on the next query; keep the process alive.
   pool.on('error', () => undefined);
@@ -86,7 +90,7 @@ export const connectMssql: MssqlConnect = async (url, options) => {
     throw classifyMssqlError(error);
   }
   const run = async <T>(request: sql.Request, query: Query, params: Params = {}): Promise<T[]> => {
-    for (const [name, param] of Object.entries(params)) request.input(name, TYPES[param.type](), param.value);
+    for (const [name, param] of Object.entries(params)) request.input(name, TYPES[param.type](sql), param.value);
     try {
       const result = await request.query(query.sql);
       return (result.recordset ?? []) as T[];

@@ -1,0 +1,54 @@
+import type { Value } from '../../core/change-event.js';
+
+/**
+ * Where an mssql-queue reader stands. The queue itself keeps which rows are
+ * done (Status), so the position only carries what the database cannot:
+ * the progress of a table copy (the last key copied, null: not begun) and a
+ * counter that makes each chunk's position unique, so `committed` can tell
+ * which claimed rows a checkpoint covers.
+ *
+ * Text form: `{"seq":12,"snapshot":{"dbo.tblPatients":[1042]}}`.
+ */
+export class QueuePosition {
+  constructor(
+    readonly seq: number,
+    /** Tables still to copy, in configuration order, with the last key copied. */
+    readonly snapshot: Readonly<Record<string, Value[] | null>>,
+  ) {}
+
+  static readonly start = new QueuePosition(0, {});
+
+  static parse(text: string): QueuePosition {
+    let o: { seq?: unknown; snapshot?: unknown };
+    try {
+      o = JSON.parse(text) as typeof o;
+    } catch {
+      throw new Error(`not an mssql-queue position: ${text}`);
+    }
+    if (!o || typeof o !== 'object' || !Number.isSafeInteger(o.seq)) throw new Error(`not an mssql-queue position: ${text}`);
+    const snapshot = o.snapshot && typeof o.snapshot === 'object' ? (o.snapshot as Record<string, Value[] | null>) : {};
+    return new QueuePosition(o.seq as number, snapshot);
+  }
+
+  toString(): string {
+    return JSON.stringify(this.snapping ? { seq: this.seq, snapshot: this.snapshot } : { seq: this.seq });
+  }
+
+  /** True while a table copy is still to be made or finished. */
+  get snapping(): boolean {
+    return Object.keys(this.snapshot).length > 0;
+  }
+
+  /** The next chunk's position. */
+  next(): QueuePosition {
+    return new QueuePosition(this.seq + 1, this.snapshot);
+  }
+
+  /** Copy `table` after key `last` (null: from the start), or mark it copied (undefined). */
+  withSnapshot(table: string, last: Value[] | null | undefined): QueuePosition {
+    const snapshot = { ...this.snapshot };
+    if (last === undefined) delete snapshot[table];
+    else snapshot[table] = last;
+    return new QueuePosition(this.seq, snapshot);
+  }
+}

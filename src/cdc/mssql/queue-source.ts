@@ -1,0 +1,315 @@
+import { hostname } from 'node:os';
+import { Observable, Subject, concatMap, defer, startWith } from 'rxjs';
+import type { ChangeEvent, SourceChunk } from '../../core/change-event.js';
+import { CdcSyncError, ConfigError } from '../../core/errors.js';
+import type { TableConfig } from '../../core/mapping.js';
+import type { StreamContext } from '../../streams/context.js';
+import { retryTransient, type RetryPolicy } from '../../streams/retry.js';
+import { idleWait } from '../idle-wait.js';
+import type { Source } from '../source.js';
+import { quote } from './cdc-queries.js';
+import { loadMssqlDriver, type MssqlClient, type MssqlConnect } from './client.js';
+import { isMssqlConnectionError } from './errors.js';
+import { ClaimLedger } from './queue-ledger.js';
+import { QueuePosition } from './queue-position.js';
+import { idList, queueStatements, queueTableName, tableNameParams, type QueueRow, type QueueStatements, type TableInfoRow } from './queue-queries.js';
+import { QueueRowReader, describeTable, type QueuedTable } from './queue-rows.js';
+import { triggerName } from './queue-setup.js';
+import { TableSnapshot } from './snapshot.js';
+import { splitTable } from './snapshot-queries.js';
+
+export interface MssqlQueueSourceOptions {
+  url: string;
+  tables: TableConfig[];
+  readLimit: number;
+  pollIntervalMs: number;
+  idleIntervalMs: number;
+  snapshot: 'initial' | 'never';
+  queueTable: string;
+  /** A row claimed this many times without being marked is Failed instead of applied again. */
+  maxAttempts: number;
+  leaseSeconds: number;
+  /** Synced rows older than this are deleted. */
+  retentionHours: number;
+  retry: RetryPolicy;
+  /** Who holds claimed rows. Default `<host>/<stream>`: a restarted process takes its rows back at once. */
+  owner?: string;
+  purgeIntervalMs?: number;
+  pendingIntervalMs?: number;
+  /** The driver; default the configured one (`loadMssqlDriver`). Tests hand in a stand-in. */
+  connect?: MssqlConnect;
+}
+
+const PURGE_BATCH = 1000;
+
+/**
+ * Reads the trigger-fed SyncQueue of the older scripts. Each read claims the
+ * next Pending rows in QueueID order with a lease (see queue-queries.ts) and
+ * hands them over as one chunk; `committed` marks them Synced, or Failed with
+ * the error. Rows of a reader that died are claimed again after the lease;
+ * a row claimed more than `maxAttempts` times is Failed instead.
+ * A stream without a checkpoint first copies its tables (keyset pages).
+ */
+export class MssqlQueueSource implements Source {
+  private client: MssqlClient | undefined;
+  private context!: StreamContext;
+  private readonly wakeUp = new Subject<void>();
+  private woken = false;
+  private statements: QueueStatements | undefined;
+  private reader!: QueueRowReader;
+  private snapshots = new Map<string, TableSnapshot>();
+  private position = QueuePosition.start;
+  private readonly ledger = new ClaimLedger();
+  private owner = '';
+  private opened = 0;
+  private lastPurge = 0;
+  private lastPending = 0;
+  private pendingKnown = -1;
+  private renewTimer: NodeJS.Timeout | undefined;
+  /** Bumped by each chunks() call: a read of an earlier subscription (the stream failed meanwhile) stops. */
+  private generation = 0;
+
+  constructor(private readonly options: MssqlQueueSourceOptions) {}
+
+  async open(context: StreamContext): Promise<void> {
+    this.context = context;
+    this.owner = this.options.owner ?? `${hostname()}/${context.stream}`;
+    const connect = this.options.connect ?? (await loadMssqlDriver());
+    const client = (this.client ??= await connect(this.options.url, { applicationName: 'cdc-sync' }));
+    const base = queueStatements(this.options.queueTable, 0);
+    const queue = queueTableName(this.options.queueTable);
+    const [found] = await this.query(() =>
+      client.query<{ object_id: number | null; locked_by: number | null; locked_until: number | null; next_attempt_at: number | null }>(base.check, {
+        queue: { type: 'nvarchar', value: queue },
+      }),
+    );
+    const init = 'apply the output of `cdc-sync init-sql` (sql/cdc/sync-queue.sql)';
+    if (!found?.object_id) throw new ConfigError(`source.queueTable: ${this.options.queueTable} does not exist in the source database; ${init}`);
+    if (!found.locked_by || !found.locked_until || !found.next_attempt_at) {
+      throw new ConfigError(`source.queueTable: ${this.options.queueTable} lacks the lease columns LockedBy, LockedUntil, NextAttemptAt; ${init}`);
+    }
+    const tables: QueuedTable[] = [];
+    for (const [i, table] of this.options.tables.entries()) tables.push(await this.describe(base, table, `tables[${i}]`));
+    this.reader = new QueueRowReader(tables, this.options.maxAttempts, (message, ctx) => context.log.warn(ctx, message));
+    this.statements = queueStatements(this.options.queueTable, this.reader.names.length);
+    this.snapshots = new Map(tables.map((t) => [t.source, new TableSnapshot(client, t.source, t.key)]));
+    // Rows this reader still holds: a previous life of the process died with
+    // them, or the stream failed and reopens (then they wait a little, as any
+    // transient failure does).
+    const { minDelayMs, maxDelayMs } = this.options.retry;
+    const delay = this.opened === 0 ? 0 : Math.min(maxDelayMs, minDelayMs * 2 ** Math.min(this.opened, 20));
+    await this.query(() => client.query(this.statements!.release, this.releaseParams(delay)));
+    this.opened += 1;
+    this.ledger.clear();
+    context.setConnected('source', true);
+  }
+
+  chunks(from: string | null, demand: Observable<void>): Observable<SourceChunk> {
+    try {
+      this.position = from === null ? this.initialPosition() : QueuePosition.parse(from);
+    } catch (error) {
+      throw new ConfigError(`the checkpoint of stream ${this.context.stream} is not an mssql-queue position (was source.type changed?): ${(error as Error).message}`);
+    }
+    clearInterval(this.renewTimer);
+    this.renewTimer = setInterval(() => void this.renew(), (this.options.leaseSeconds * 1000) / 3);
+    this.renewTimer.unref();
+    const generation = ++this.generation;
+    return demand.pipe(
+      startWith(undefined),
+      concatMap(() => defer(() => this.nextChunk(generation))),
+    );
+  }
+
+  wake(): void {
+    this.woken = true;
+    this.wakeUp.next();
+  }
+
+  /** Position that makes the next run copy `tables` (all when empty) before it goes on with the queue. */
+  requestSnapshot(position: string | null, tables: string[]): string | null {
+    let next = position === null ? QueuePosition.start : QueuePosition.parse(position);
+    for (const table of tables.length > 0 ? tables : this.options.tables.map((t) => t.source)) {
+      if (!this.options.tables.some((t) => t.source === table)) throw new ConfigError(`--table: ${table} is not a table of this stream`);
+      next = next.withSnapshot(table, null);
+    }
+    return next.toString();
+  }
+
+  async committed(position: string, failed: { sourceRef: string | undefined; table: string; error: string }[]): Promise<void> {
+    const settlement = this.ledger.settle(position, failed);
+    if (!settlement || !this.client || !this.statements) return;
+    const { markSynced, markFailed } = this.statements;
+    const ids = (list: number[]) => ({ type: 'nvarchar-max' as const, value: idList(list) });
+    if (settlement.synced.length > 0 || settlement.failed.size > 0) {
+      await this.client.transaction(async (tx) => {
+        if (settlement.synced.length > 0) await tx.query(markSynced, { ids: ids(settlement.synced) });
+        for (const [error, list] of settlement.failed) await tx.query(markFailed, { ids: ids(list), error: { type: 'nvarchar-max', value: error } });
+      });
+    }
+    // Only now: a retried call (the stream retries transient errors) finds its chunks again.
+    this.ledger.drop(settlement.upto);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.renewTimer);
+    const client = this.client;
+    this.client = undefined;
+    // Claimed but never handed over (the stream stopped mid-read): back to the queue now, not after the lease.
+    if (client && this.statements) await client.query(this.statements.release, this.releaseParams(0)).catch(() => undefined);
+    await client?.close();
+  }
+
+  private async describe(base: QueueStatements, table: TableConfig, path: string): Promise<QueuedTable> {
+    const [schema, name] = splitTable(table.source);
+    const rows = await this.query(() =>
+      this.client!.query<TableInfoRow>(base.tableInfo, {
+        table: { type: 'nvarchar', value: `${quote(schema)}.${quote(name)}` },
+        trigger: { type: 'nvarchar', value: triggerName(table.source) },
+      }),
+    );
+    const described = describeTable(table, rows, path);
+    if (!rows[0]!.has_trigger) {
+      this.context.log.warn({ table: table.source, trigger: triggerName(table.source) }, 'table has no cdc-sync queue trigger; see `cdc-sync init-sql`');
+    }
+    return described;
+  }
+
+  private initialPosition(): QueuePosition {
+    if (this.options.snapshot === 'never') return QueuePosition.start;
+    return this.options.tables.reduce((p, t) => p.withSnapshot(t.source, null), QueuePosition.start);
+  }
+
+  /** Reads until there is something to hand over; waits (adaptively) while the queue is empty. */
+  private async nextChunk(generation: number): Promise<SourceChunk> {
+    let delay = this.options.pollIntervalMs;
+    for (;;) {
+      if (generation !== this.generation) return new Promise<never>(() => {});
+      if (Date.now() - this.lastPurge >= (this.options.purgeIntervalMs ?? 300_000)) await this.purge();
+      const chunk = this.position.snapping ? await this.snapshotChunk() : await this.claimChunk();
+      if (chunk) return chunk;
+      if (this.woken) continue; // a notification came during the read: read again now
+      delay = Math.min(Math.max(delay * 2, 50), this.options.idleIntervalMs);
+      await idleWait(delay, this.wakeUp, this.context.stopping);
+      if (this.context.stopping.aborted) return new Promise<never>(() => {});
+    }
+  }
+
+  private async snapshotChunk(): Promise<SourceChunk> {
+    const table = Object.keys(this.position.snapshot)[0]!;
+    const snapshot = this.snapshots.get(table);
+    const after = this.position.snapshot[table] ?? null;
+    let events: ChangeEvent[] = [];
+    if (snapshot) {
+      if (after === null) this.context.log.info({ table }, 'snapshot started');
+      const page = await this.query(() => snapshot.next(after, this.options.readLimit));
+      const done = page.rows.length < this.options.readLimit;
+      this.position = this.position.withSnapshot(table, done ? undefined : page.last).next();
+      if (done) this.context.log.info({ table }, 'snapshot finished');
+      events = snapshot.toEvents(page.rows, this.position.toString(), table, new Date());
+    } else {
+      this.position = this.position.withSnapshot(table, undefined).next(); // no longer configured
+    }
+    return this.emit({ events, rejected: [], position: this.position.toString(), caughtUp: false }, new Map());
+  }
+
+  private async claimChunk(): Promise<SourceChunk | null> {
+    this.woken = false;
+    const limit = this.options.readLimit;
+    const claimed = await this.query(() =>
+      this.client!.query<QueueRow>(this.statements!.claim, {
+        limit: { type: 'int', value: limit },
+        owner: { type: 'nvarchar', value: this.owner },
+        lease: { type: 'int', value: this.options.leaseSeconds },
+        ...tableNameParams(this.reader.names),
+      }),
+    );
+    await this.reportPending(claimed.length);
+    if (claimed.length === 0) return null;
+    this.position = this.position.next();
+    const position = this.position.toString();
+    const { events, rejected, rows } = this.reader.toChanges(claimed, position, this.context.stream);
+    return this.emit({ events, rejected, position, caughtUp: claimed.length < limit }, rows);
+  }
+
+  private emit(chunk: SourceChunk, rows: Map<number, string | null>): SourceChunk {
+    this.ledger.add(chunk.position, rows);
+    // One counter increment per table and op of the chunk, not one per change.
+    const counts = new Map<string, { table: string; op: string; count: number }>();
+    for (const e of chunk.events) {
+      const id = `${e.table}\u0000${e.op}`;
+      const entry = counts.get(id) ?? counts.set(id, { table: e.table, op: e.op, count: 0 }).get(id)!;
+      entry.count += 1;
+    }
+    const labels = { stream: this.context.stream, direction: this.context.direction };
+    for (const { table, op, count } of counts.values()) this.context.metrics.captured.inc({ ...labels, table, op }, count);
+    return chunk;
+  }
+
+  /** Queue depth for `pending_events`: throttled, and not at all while idle with an empty queue. */
+  private async reportPending(claimed: number): Promise<void> {
+    if (claimed === 0 && this.pendingKnown === 0) return;
+    if (Date.now() - this.lastPending < (this.options.pendingIntervalMs ?? 5000)) return;
+    this.lastPending = Date.now();
+    const [row] = await this.query(() => this.client!.query<{ pending: number }>(this.statements!.pending, tableNameParams(this.reader.names)));
+    this.pendingKnown = row?.pending ?? 0;
+    const labels = { stream: this.context.stream, direction: this.context.direction };
+    this.context.metrics.pending.set(labels, this.pendingKnown);
+    if (this.pendingKnown === 0) this.context.metrics.lag.set(labels, 0);
+  }
+
+  /** Deletes Synced rows older than the retention, a few small batches at a time. */
+  private async purge(): Promise<void> {
+    this.lastPurge = Date.now();
+    let total = 0;
+    try {
+      for (let i = 0; i < 10; i += 1) {
+        const [row] = await this.query(() =>
+          this.client!.query<{ deleted: number }>(this.statements!.purge, {
+            limit: { type: 'int', value: PURGE_BATCH },
+            hours: { type: 'int', value: this.options.retentionHours },
+          }),
+        );
+        total += row?.deleted ?? 0;
+        if ((row?.deleted ?? 0) < PURGE_BATCH) break;
+      }
+    } catch (error) {
+      // Housekeeping: the queue works without it; say so and try at the next interval.
+      this.context.log.warn({ err: (error as Error).message }, 'purging Synced queue rows failed');
+    }
+    if (total > 0) this.context.log.info({ deleted: total, retentionHours: this.options.retentionHours }, 'purged Synced queue rows');
+  }
+
+  /** Keeps the lease of rows handed over but not yet committed (a sink retrying for minutes). */
+  private async renew(): Promise<void> {
+    const ids = this.ledger.ids();
+    if (ids.length === 0 || !this.client || !this.statements) return;
+    await this.client
+      .query(this.statements.renew, {
+        ids: { type: 'nvarchar-max', value: idList(ids) },
+        owner: { type: 'nvarchar', value: this.owner },
+        lease: { type: 'int', value: this.options.leaseSeconds },
+      })
+      .catch((error: unknown) => this.context.log.warn({ err: (error as Error).message }, 'renewing queue leases failed'));
+  }
+
+  private releaseParams(delayMs: number) {
+    return { owner: { type: 'nvarchar' as const, value: this.owner }, delay_ms: { type: 'int' as const, value: delayMs } };
+  }
+
+  private query<T>(run: () => Promise<T>): Promise<T> {
+    return retryTransient(
+      async () => {
+        try {
+          const result = await run();
+          this.context.setConnected('source', true);
+          return result;
+        } catch (error) {
+          if (error instanceof CdcSyncError && isMssqlConnectionError(error)) this.context.setConnected('source', false);
+          throw error;
+        }
+      },
+      this.options.retry,
+      { signal: this.context.stopping, onRetry: () => this.context.metrics.retries.inc({ stream: this.context.stream, direction: this.context.direction }) },
+    );
+  }
+}

@@ -1,0 +1,61 @@
+import type { RealtimeChannel, RealtimePostgresChangesPayload, SupabaseClient } from '@supabase/supabase-js';
+import type { ChangeEvent, Op, Row } from '../../core/change-event.js';
+
+export interface FeedTable {
+  source: string;
+  schema: string;
+  name: string;
+  key: string[];
+}
+
+export interface FeedHandlers {
+  change(event: ChangeEvent): void;
+  /** The server confirmed it listens ("Subscribed to PostgreSQL"): events before now may be lost. */
+  listening(): void;
+  state(connected: boolean, detail?: string): void;
+}
+
+const OPS: Record<string, Op> = { INSERT: 'insert', UPDATE: 'update', DELETE: 'delete' };
+
+/**
+ * One Realtime channel with a postgres_changes binding per table. Realtime
+ * delivers at most once; the handlers hear when the feed (re)starts so the
+ * source can run a catch-up read for whatever the gap swallowed.
+ */
+export function subscribeFeed(client: SupabaseClient, channelName: string, tables: FeedTable[], handlers: FeedHandlers): RealtimeChannel {
+  let channel = client.channel(channelName);
+  for (const table of tables) {
+    channel = channel.on('postgres_changes', { event: '*', schema: table.schema, table: table.name }, (payload: RealtimePostgresChangesPayload<Row>) => {
+      const event = toEvent(table, payload);
+      if (event) handlers.change(event);
+    });
+  }
+  // https://github.com/supabase/realtime lib/extensions/postgres_cdc_rls: the system
+  // message with status ok follows once the server's replication poller is set up.
+  channel = channel.on('system', {}, (payload: { extension?: string; status?: string; message?: string }) => {
+    if (payload.extension === 'postgres_changes' && payload.status === 'ok') handlers.listening();
+  });
+  channel.subscribe((status, error) => {
+    if (status === 'SUBSCRIBED') handlers.state(true);
+    else handlers.state(false, `${status}${error ? `: ${error.message}` : ''}`);
+  });
+  return channel;
+}
+
+function toEvent(table: FeedTable, payload: RealtimePostgresChangesPayload<Row>): ChangeEvent | null {
+  const op = OPS[payload.eventType];
+  if (!op) return null;
+  const after = op === 'delete' ? null : (payload.new as Row);
+  const before = payload.old && Object.keys(payload.old).length > 0 ? (payload.old as Row) : null;
+  const image = after ?? before;
+  if (!image) return null;
+  return {
+    table: table.source,
+    op,
+    key: Object.fromEntries(table.key.map((k) => [k, image[k] ?? null])),
+    row: after,
+    before,
+    position: '',
+    commitTime: new Date(payload.commit_timestamp),
+  };
+}

@@ -1,0 +1,241 @@
+import type { RealtimeChannel, SupabaseClient } from '@supabase/supabase-js';
+import { Observable, Subject, concatMap, defer, startWith } from 'rxjs';
+import type { ChangeEvent, Row, SourceChunk } from '../../core/change-event.js';
+import { keyString } from '../../core/change-event.js';
+import { ConfigError, TransientError } from '../../core/errors.js';
+import type { TableConfig } from '../../core/mapping.js';
+import type { StreamContext } from '../../streams/context.js';
+import { retryTransient, type RetryPolicy } from '../../streams/retry.js';
+import { idleWait } from '../idle-wait.js';
+import type { Source } from '../source.js';
+import { readChangedRows, type CatchUpTable } from './catch-up.js';
+import { subscribeFeed } from './realtime-feed.js';
+import { RealtimePosition, type Watermark } from './realtime-position.js';
+import { instantMicros } from './timestamps.js';
+
+export interface RealtimeSourceOptions {
+  url: string;
+  key: string;
+  tables: TableConfig[];
+  maxSize: number;
+  bufferSize: number;
+  catchUp: { intervalMinutes: number; lookbackHours: number; maxRecords: number; marginSeconds: number };
+  retry: RetryPolicy;
+}
+
+interface Table extends CatchUpTable {
+  softDelete: string | undefined;
+}
+
+/**
+ * Supabase → here: the Realtime feed for low latency, and catch-up reads
+ * through the REST API for everything Realtime lost (it delivers at most
+ * once: disconnects, the time before "Subscribed to PostgreSQL", rate limits,
+ * a full buffer, a stopped process). Catch-up runs on start, after every
+ * (re)subscription, after a buffer overflow and on an interval. A change
+ * seen twice (live and by catch-up) is handed on once.
+ */
+export class SupabaseRealtimeSource implements Source {
+  private client: SupabaseClient | undefined;
+  private channel: RealtimeChannel | undefined;
+  private context!: StreamContext;
+  private readonly tables: Table[];
+  private readonly wakeUp = new Subject<void>();
+  private buffer: ChangeEvent[] = [];
+  private position = new RealtimePosition({});
+  /** Tables whose catch-up is due or running, with the cutoff of the running one. */
+  private catchUp: { pending: string[]; cutoff: string } | null = null;
+  private catchUpDue = true;
+  /** updated-at (µs) of the newest image handed on per key: drops what was already seen. */
+  private readonly seen = new Map<string, bigint>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly options: RealtimeSourceOptions) {
+    this.tables = options.tables.map((t, i) => {
+      if (!t.updatedAt) throw new ConfigError(`tables[${i}].updatedAt: a supabase-realtime table needs its updated-at column for catch-up reads`);
+      const [schema, name] = t.source.includes('.') ? (t.source.split('.', 2) as [string, string]) : ['public', t.source];
+      return { source: t.source, schema, name, key: t.key ?? ['id'], updatedAt: t.updatedAt, softDelete: t.softDelete };
+    });
+  }
+
+  async open(context: StreamContext): Promise<void> {
+    this.context = context;
+    // Loaded on first use, like every driver: streams that do not need it do not pay for it.
+    const [{ createClient }, { default: WebSocket }] = await Promise.all([import('@supabase/supabase-js'), import('ws')]);
+    this.client ??= createClient(this.options.url, this.options.key, {
+      auth: { persistSession: false, autoRefreshToken: false },
+      // Node 20 has no global WebSocket.
+      realtime: { transport: WebSocket as never },
+    });
+    for (const [i, table] of this.tables.entries()) {
+      const columns = [...new Set([...table.key, table.updatedAt, ...(table.softDelete ? [table.softDelete] : [])])].join(',');
+      const { error } = await this.client.schema(table.schema).from(table.name).select(columns).limit(0);
+      if (error && /^(42P01|PGRST205|42703|PGRST204|PGRST106)$/.test(error.code ?? '')) {
+        throw new ConfigError(`tables[${i}].source: ${table.source}: ${error.message}`);
+      }
+      if (error) throw new TransientError(`Supabase did not answer: ${error.message}`, { context: { stream: context.stream, table: table.source } });
+    }
+    const labels = { stream: context.stream, direction: context.direction };
+    context.metrics.bufferCapacity.set(labels, this.options.bufferSize);
+    this.channel ??= subscribeFeed(this.client, `cdc-sync:${context.stream}`, this.tables, {
+      change: (event) => this.push([event]),
+      listening: () => this.requestCatchUp('subscribed'),
+      state: (connected, detail) => {
+        context.setConnected('source', connected);
+        if (!connected) {
+          context.log.warn({ detail }, 'Realtime channel down; a catch-up read follows the next subscription');
+          this.requestCatchUp('channel down');
+        }
+      },
+    });
+    const interval = this.options.catchUp.intervalMinutes * 60_000;
+    this.timer ??= setInterval(() => this.requestCatchUp('interval'), interval).unref();
+  }
+
+  chunks(from: string | null, demand: Observable<void>): Observable<SourceChunk> {
+    this.position = RealtimePosition.parse(from);
+    this.catchUpDue = true;
+    return demand.pipe(
+      startWith(undefined),
+      concatMap(() => defer(() => this.next())),
+    );
+  }
+
+  /** Changes from outside the feed (the Database Webhook receiver) join the same buffer and rules. */
+  push(events: ChangeEvent[]): void {
+    const labels = { stream: this.context.stream, direction: this.context.direction };
+    for (const event of events) {
+      if (!this.isNew(event)) continue;
+      if (this.buffer.length >= this.options.bufferSize) {
+        // Dropping is safe only because the catch-up read finds these rows again.
+        this.context.log.warn({ capacity: this.options.bufferSize }, 'buffer full: dropping live changes and catching up');
+        this.buffer = [];
+        this.requestCatchUp('overflow');
+        break;
+      }
+      this.buffer.push(event);
+    }
+    this.context.metrics.bufferEvents.set(labels, this.buffer.length);
+    this.wakeUp.next();
+  }
+
+  wake(): void {
+    this.requestCatchUp('trigger');
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    const channel = this.channel;
+    this.channel = undefined;
+    if (channel) await this.client?.removeChannel(channel);
+    this.client?.realtime.disconnect();
+    this.client = undefined;
+  }
+
+  private requestCatchUp(reason: string): void {
+    this.context.log.debug({ reason }, 'catch-up requested');
+    this.catchUpDue = true;
+    this.wakeUp.next();
+  }
+
+  private async next(): Promise<SourceChunk> {
+    for (;;) {
+      if (this.catchUpDue && !this.catchUp) this.startCatchUp();
+      if (this.catchUp) {
+        const chunk = await this.catchUpPage();
+        if (chunk) return chunk;
+        continue;
+      }
+      if (this.buffer.length > 0) {
+        const events = this.buffer.splice(0, this.options.maxSize);
+        this.context.metrics.bufferEvents.set({ stream: this.context.stream, direction: this.context.direction }, this.buffer.length);
+        this.countCaptured(events);
+        return { events, rejected: [], position: this.position.toString(), caughtUp: this.buffer.length === 0 };
+      }
+      await idleWait(60_000, this.wakeUp, this.context.stopping);
+      if (this.context.stopping.aborted) return new Promise<never>(() => {});
+    }
+  }
+
+  private startCatchUp(): void {
+    this.catchUpDue = false;
+    const cutoff = new Date(Date.now() - this.options.catchUp.marginSeconds * 1000).toISOString();
+    this.catchUp = { pending: this.tables.map((t) => t.source), cutoff };
+    this.context.metrics.catchUpRuns.inc({ stream: this.context.stream, direction: this.context.direction });
+  }
+
+  /** One page of the current catch-up; null when a table finished without rows. */
+  private async catchUpPage(): Promise<SourceChunk | null> {
+    const run = this.catchUp!;
+    const table = this.tables.find((t) => t.source === run.pending[0])!;
+    const after: Watermark = this.position.tables[table.source] ?? {
+      at: new Date(Date.now() - this.options.catchUp.lookbackHours * 3_600_000).toISOString(),
+      key: [],
+    };
+    const limit = this.options.catchUp.maxRecords;
+    const page = await retryTransient(
+      async () => {
+        try {
+          return await readChangedRows(this.client!, table, after, run.cutoff, limit);
+        } catch (error) {
+          throw new TransientError(`catch-up read of ${table.source} failed: ${(error as Error).message}`, { context: { stream: this.context.stream, table: table.source } });
+        }
+      },
+      this.options.retry,
+      { signal: this.context.stopping, onRetry: () => this.context.metrics.retries.inc({ stream: this.context.stream, direction: this.context.direction }) },
+    );
+    if (page.rows.length < limit) run.pending.shift();
+    if (run.pending.length === 0) this.catchUp = null;
+    if (page.last) this.position = this.position.with(table.source, page.last);
+    else if (!this.position.tables[table.source]) this.position = this.position.with(table.source, after);
+    const events = page.rows.map((row) => this.rowEvent(table, row)).filter((e) => this.isNew(e));
+    this.context.metrics.catchUpRows.inc({ stream: this.context.stream, direction: this.context.direction, table: table.source }, events.length);
+    if (events.length === 0 && !page.last) return null;
+    this.countCaptured(events);
+    return { events, rejected: [], position: this.position.toString(), caughtUp: this.catchUp === null && this.buffer.length === 0 };
+  }
+
+  private rowEvent(table: Table, row: Row): ChangeEvent {
+    const deleted = table.softDelete !== undefined && row[table.softDelete] !== null && row[table.softDelete] !== undefined;
+    return {
+      table: table.source,
+      op: deleted ? 'delete' : 'update',
+      key: Object.fromEntries(table.key.map((k) => [k, row[k] ?? null])),
+      row: deleted ? null : row,
+      position: '',
+      commitTime: new Date(String(row[table.updatedAt])),
+    };
+  }
+
+  /**
+   * Was this image not handed on yet? Compared by the row's updated-at, so
+   * a live event and the catch-up read of the same change count once.
+   */
+  private isNew(event: ChangeEvent): boolean {
+    const table = this.tables.find((t) => t.source === event.table);
+    if (!table) return false;
+    const id = `${event.table}\u0000${keyString(event.key)}`;
+    const at = instantMicros(event.row?.[table.updatedAt]);
+    if (event.op === 'delete' || at === null) {
+      this.seen.delete(id);
+      return true;
+    }
+    const previous = this.seen.get(id);
+    if (previous !== undefined && previous >= at) {
+      this.context.metrics.suppressed.inc({ stream: this.context.stream, direction: this.context.direction, table: event.table, reason: 'duplicate' });
+      return false;
+    }
+    this.seen.delete(id);
+    this.seen.set(id, at);
+    // Bounded memory: forget the oldest keys; forgetting only costs an idempotent re-apply.
+    if (this.seen.size > 100_000) this.seen.delete(this.seen.keys().next().value!);
+    return true;
+  }
+
+  private countCaptured(events: ChangeEvent[]): void {
+    for (const e of events) {
+      this.context.metrics.captured.inc({ stream: this.context.stream, direction: this.context.direction, table: e.table, op: e.op });
+    }
+  }
+}
