@@ -53,6 +53,7 @@ export function createSource(config: StreamConfig, path: string): Source {
         maxSize: config.batch.maxSize,
         bufferSize: source.bufferSize,
         catchUp: source.catchUp,
+        tombstones: source.tombstones,
         retry: config.retry,
       });
     default:

@@ -1,6 +1,8 @@
 import { enableCdcSql, queueTriggerSql, syncQueueSql } from '../cdc/mssql/queue-setup.js';
 import { changelogSetupSql } from '../cdc/postgres/changelog-setup.js';
+import { supabaseSourceSetupSql } from '../cdc/supabase/setup.js';
 import type { Config } from '../config/schema.js';
+import { skipNoopSetupSql } from '../sinks/supabase/skip-noop-sql.js';
 
 /**
  * The database set-up the configured streams need, as one script per
@@ -23,8 +25,30 @@ export function initSql(config: Config): string {
       parts.push(target + [syncQueueSql(queueTable), ...triggers].join('\n'));
     }
     if (stream.source.type === 'mssql-cdc') parts.push(target + enableCdcSql(stream.tables.map((t) => t.source)));
+    if (stream.source.type === 'supabase-realtime') {
+      parts.push(
+        `-- stream "${stream.name}": run on the Supabase (PostgreSQL) database behind ${redact(stream.source.url)}\n` +
+          supabaseSourceSetupSql(stream.tables, stream.source.tombstones),
+      );
+    }
+    const sinkPart = sinkSetupSql(stream);
+    if (sinkPart) parts.push(sinkPart);
   }
   return parts.length > 0 ? `${parts.join('\n')}` : '-- the configured streams need no database set-up\n';
+}
+
+/**
+ * Set-up on the sink side. Only the supabase sink needs one: PostgREST's
+ * upsert rewrites rows that did not change, so a trigger drops those updates
+ * (no Realtime event, no echo). The postgres sink skips them in its own
+ * upsert statement (`WHERE … IS DISTINCT FROM …`).
+ */
+function sinkSetupSql(stream: Config['streams'][number]): string | null {
+  if (stream.sink.type !== 'supabase') return null;
+  return (
+    `-- stream "${stream.name}": run on the Supabase (PostgreSQL) database behind ${redact(stream.sink.url)} (SQL editor or psql)\n` +
+    skipNoopSetupSql(stream.tables.map((t) => t.target))
+  );
 }
 
 /** The URL without credentials: the script may be pasted into tickets. */

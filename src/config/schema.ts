@@ -50,6 +50,8 @@ export const sourceSchema = z.strictObject({
   snapshot: z.enum(['initial', 'never']).default('initial'),
   /** supabase-realtime: the service-role key (SUPABASE_SERVICE_ROLE_KEY). */
   key: z.string().min(1).optional(),
+  /** supabase-realtime: read deletes from the tombstone table `init-sql` sets up (else only live or soft deletes). */
+  tombstones: z.boolean().default(false),
   /** supabase-realtime: live changes held in memory; on overflow they are dropped and caught up. */
   bufferSize: integer((n) => n.positive()).default(10_000),
   /** supabase-realtime catch-up reads (REVERSE_SYNC_* of the older poller). */
@@ -114,6 +116,8 @@ export const configSchema = z
         path: z.string().min(1).default('./data/checkpoints.json'),
       })
       .prefault({}),
+    /** Dead letters of sinks that cannot keep them in their own transaction (supabase), as JSON lines. */
+    deadLetters: z.strictObject({ path: z.string().min(1).default('./data/dead-letters.jsonl') }).prefault({}),
     http: z
       .strictObject({
         port: integer((n) => n.min(0).max(65535)).default(9464),

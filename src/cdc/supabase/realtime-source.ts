@@ -11,6 +11,7 @@ import type { Source } from '../source.js';
 import { readChangedRows, type CatchUpTable } from './catch-up.js';
 import { subscribeFeed } from './realtime-feed.js';
 import { RealtimePosition, type Watermark } from './realtime-position.js';
+import { TOMBSTONES } from './setup.js';
 import { instantMicros } from './timestamps.js';
 
 export interface RealtimeSourceOptions {
@@ -20,8 +21,12 @@ export interface RealtimeSourceOptions {
   maxSize: number;
   bufferSize: number;
   catchUp: { intervalMinutes: number; lookbackHours: number; maxRecords: number; marginSeconds: number };
+  /** Read deletes from the tombstone table `cdc-sync init-sql` sets up. */
+  tombstones: boolean;
   retry: RetryPolicy;
 }
+
+const TOMBSTONE_SOURCE = '(tombstones)';
 
 interface Table extends CatchUpTable {
   softDelete: string | undefined;
@@ -161,14 +166,15 @@ export class SupabaseRealtimeSource implements Source {
   private startCatchUp(): void {
     this.catchUpDue = false;
     const cutoff = new Date(Date.now() - this.options.catchUp.marginSeconds * 1000).toISOString();
-    this.catchUp = { pending: this.tables.map((t) => t.source), cutoff };
+    // Tombstones first: a row deleted and later inserted again is then deleted, then copied.
+    this.catchUp = { pending: [...(this.options.tombstones ? [TOMBSTONE_SOURCE] : []), ...this.tables.map((t) => t.source)], cutoff };
     this.context.metrics.catchUpRuns.inc({ stream: this.context.stream, direction: this.context.direction });
   }
 
   /** One page of the current catch-up; null when a table finished without rows. */
   private async catchUpPage(): Promise<SourceChunk | null> {
     const run = this.catchUp!;
-    const table = this.tables.find((t) => t.source === run.pending[0])!;
+    const table = run.pending[0] === TOMBSTONE_SOURCE ? this.tombstoneTable : this.tables.find((t) => t.source === run.pending[0])!;
     const after: Watermark = this.position.tables[table.source] ?? {
       at: new Date(Date.now() - this.options.catchUp.lookbackHours * 3_600_000).toISOString(),
       key: [],
@@ -189,11 +195,29 @@ export class SupabaseRealtimeSource implements Source {
     if (run.pending.length === 0) this.catchUp = null;
     if (page.last) this.position = this.position.with(table.source, page.last);
     else if (!this.position.tables[table.source]) this.position = this.position.with(table.source, after);
-    const events = page.rows.map((row) => this.rowEvent(table, row)).filter((e) => this.isNew(e));
+    const events = page.rows
+      .map((row) => (table === this.tombstoneTable ? this.tombstoneEvent(row) : this.rowEvent(table, row)))
+      .filter((e): e is ChangeEvent => e !== null && this.isNew(e));
     this.context.metrics.catchUpRows.inc({ stream: this.context.stream, direction: this.context.direction, table: table.source }, events.length);
     if (events.length === 0 && !page.last) return null;
     this.countCaptured(events);
     return { events, rejected: [], position: this.position.toString(), caughtUp: this.catchUp === null && this.buffer.length === 0 };
+  }
+
+  private readonly tombstoneTable: Table = {
+    source: TOMBSTONE_SOURCE,
+    schema: TOMBSTONES.schema,
+    name: TOMBSTONES.name,
+    key: ['id'],
+    updatedAt: 'deleted_at',
+    softDelete: undefined,
+  };
+
+  private tombstoneEvent(row: Row): ChangeEvent | null {
+    const name = String(row.table_name);
+    const table = this.tables.find((t) => `${t.schema}.${t.name}` === name);
+    if (!table || !row.key || typeof row.key !== 'object') return null;
+    return { table: table.source, op: 'delete', key: row.key as Row, row: null, position: '', commitTime: new Date(String(row.deleted_at)) };
   }
 
   private rowEvent(table: Table, row: Row): ChangeEvent {

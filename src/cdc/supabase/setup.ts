@@ -1,0 +1,92 @@
+import { quoteIdent, quoteTable, qualify } from '../../sinks/postgres/identifiers.js';
+import type { TableConfig } from '../../core/mapping.js';
+
+export const TOMBSTONES = { schema: 'public', name: 'cdc_sync_tombstones' };
+
+/**
+ * PostgreSQL (Supabase) set-up for a supabase-realtime source:
+ * - the tables in the `supabase_realtime` publication, so Realtime streams them;
+ * - REPLICA IDENTITY FULL, so updates and deletes carry the old row image;
+ * - an updated-at column kept by a trigger, and an index on (updated-at, key)
+ *   for the catch-up reads;
+ * - optionally a tombstone table filled by delete triggers, because a read by
+ *   timestamp cannot see a row that is gone.
+ * Idempotent: safe to run again.
+ */
+export function supabaseSourceSetupSql(tables: TableConfig[], tombstones: boolean): string {
+  const parts = [
+    `CREATE SCHEMA IF NOT EXISTS cdc_sync;
+
+-- Sets the column named by the trigger argument to the time of the write.
+CREATE OR REPLACE FUNCTION cdc_sync.touch_updated_at() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  NEW := jsonb_populate_record(NEW, jsonb_build_object(TG_ARGV[0], clock_timestamp()));
+  RETURN NEW;
+END
+$$;
+
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'supabase_realtime') THEN
+    CREATE PUBLICATION supabase_realtime;
+  END IF;
+END $$;
+`,
+  ];
+  if (tombstones) {
+    parts.push(`-- Deletes, for catch-up reads (Realtime delivers them live, but at most once).
+CREATE TABLE IF NOT EXISTS ${TOMBSTONES.schema}.${TOMBSTONES.name} (
+  id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  table_name text NOT NULL,
+  key        jsonb NOT NULL,
+  deleted_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX IF NOT EXISTS cdc_sync_tombstones_deleted ON ${TOMBSTONES.schema}.${TOMBSTONES.name} (deleted_at, id);
+
+-- The trigger arguments name the key columns.
+CREATE OR REPLACE FUNCTION cdc_sync.record_tombstone() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  k jsonb := '{}';
+  column_name text;
+BEGIN
+  FOREACH column_name IN ARRAY TG_ARGV LOOP
+    k := k || jsonb_build_object(column_name, to_jsonb(OLD) -> column_name);
+  END LOOP;
+  INSERT INTO ${TOMBSTONES.schema}.${TOMBSTONES.name} (table_name, key) VALUES (TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, k);
+  RETURN NULL;
+END
+$$;
+`);
+  }
+  for (const table of tables) {
+    const name = qualify(table.source);
+    const t = quoteTable(name);
+    const key = table.key ?? ['id'];
+    const literal = (s: string) => `'${s.replace(/'/g, "''")}'`;
+    const lines = [
+      `-- ${name.schema}.${name.name}`,
+      `DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = 'supabase_realtime' AND schemaname = ${literal(name.schema!)} AND tablename = ${literal(name.name)}) THEN
+    ALTER PUBLICATION supabase_realtime ADD TABLE ${t};
+  END IF;
+END $$;`,
+      `ALTER TABLE ${t} REPLICA IDENTITY FULL;`,
+    ];
+    if (table.updatedAt) {
+      lines.push(
+        `DROP TRIGGER IF EXISTS cdc_sync_touch ON ${t};`,
+        `CREATE TRIGGER cdc_sync_touch BEFORE INSERT OR UPDATE ON ${t} FOR EACH ROW EXECUTE FUNCTION cdc_sync.touch_updated_at(${literal(table.updatedAt)});`,
+        `CREATE INDEX IF NOT EXISTS ${quoteIdent(`${name.name}_cdc_sync_catch_up`)} ON ${t} (${[table.updatedAt, ...key].map(quoteIdent).join(', ')});`,
+      );
+    }
+    if (tombstones) {
+      lines.push(
+        `DROP TRIGGER IF EXISTS cdc_sync_tombstone ON ${t};`,
+        `CREATE TRIGGER cdc_sync_tombstone AFTER DELETE ON ${t} FOR EACH ROW EXECUTE FUNCTION cdc_sync.record_tombstone(${key.map(literal).join(', ')});`,
+      );
+    }
+    parts.push(`${lines.join('\n')}\n`);
+  }
+  return parts.join('\n');
+}
