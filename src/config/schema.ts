@@ -34,6 +34,8 @@ export const tableSchema = z.strictObject({
   exclude: z.array(z.string().min(1)).optional(),
   conflict: z.enum(['source-wins', 'newer-wins']).default('source-wins'),
   updatedAt: z.string().min(1).optional(),
+  /** Column ownership: the only columns this stream may change on existing rows (e.g. the portal's note text). */
+  owns: z.array(z.string().min(1)).optional(),
   /** supabase-realtime: a column whose non-null value means deleted (catch-up reads cannot see hard deletes). */
   softDelete: z.string().min(1).optional(),
 });

@@ -30,6 +30,12 @@ export interface TableConfig {
   updatedAt?: string | undefined;
   /** A column whose non-null value means the row is deleted (soft delete). */
   softDelete?: string | undefined;
+  /**
+   * Column ownership: the (source) columns this stream may change on a row
+   * that already exists; the others stay as the target has them. New rows
+   * are written whole. Unset: all columns.
+   */
+  owns?: string[] | undefined;
 }
 
 export type Warn = (message: string, context: Record<string, string>) => void;
@@ -47,6 +53,8 @@ export class TableMapping {
   readonly targetKey: string[];
   readonly conflict: 'source-wins' | 'newer-wins';
   readonly targetUpdatedAt: string | undefined;
+  /** Target columns this stream may update on existing rows, or null for all. */
+  readonly owned: string[] | null;
   private readonly byName = new Map<string, TargetColumn>();
   private readonly byMatchKey = new Map<string, TargetColumn>();
   private readonly resolved = new Map<string, TargetColumn | null>();
@@ -84,6 +92,7 @@ export class TableMapping {
       );
     }
     this.targetUpdatedAt = config.updatedAt ? this.requireColumn(config.updatedAt, `${path}.updatedAt`, config.target) : undefined;
+    this.owned = config.owns ? config.owns.map((c, i) => this.requireColumn(c, `${path}.owns[${i}]`, config.target)) : null;
     if (this.conflict === 'newer-wins' && !this.targetUpdatedAt) {
       throw new ConfigError(`${path}.updatedAt: conflict newer-wins needs an updatedAt column`);
     }

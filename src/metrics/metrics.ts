@@ -60,6 +60,12 @@ export function createMetrics(registry = new Registry(), options: { defaultMetri
       labelNames: STREAM,
       registers,
     }),
+    conflicts: new Counter({
+      name: `${PREFIX}conflicts_total`,
+      help: 'Incoming changes that lost to a newer row in the target (newer-wins); each is logged with table and key.',
+      labelNames: ['stream', 'direction', 'table'] as const,
+      registers,
+    }),
     catchUpRuns: new Counter({
       name: `${PREFIX}catchup_runs_total`,
       help: 'Catch-up reads of a push source (start, reconnect, overflow, interval).',
@@ -90,6 +96,7 @@ export function initStreamSeries(metrics: Metrics, stream: string, direction: st
     for (const reason of SUPPRESS_REASONS) metrics.suppressed.inc({ ...s, table, reason }, 0);
     metrics.sourceGap.set({ ...s, table }, 0);
     metrics.catchUpRows.inc({ ...s, table }, 0);
+    metrics.conflicts.inc({ ...s, table }, 0);
   }
   metrics.retries.inc(s, 0);
   metrics.catchUpRuns.inc(s, 0);

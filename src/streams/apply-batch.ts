@@ -1,4 +1,4 @@
-import type { ChangeEvent } from '../core/change-event.js';
+import type { ChangeEvent, Row } from '../core/change-event.js';
 import { PermanentError, errorMessage, failureReason, isTransient, type FailureReason } from '../core/errors.js';
 import { toJsonText } from '../core/json.js';
 import type { DeadLetter, Sink, SinkBatch } from '../sinks/sink.js';
@@ -14,6 +14,7 @@ export interface ApplyOutcome {
   applied: ChangeEvent[];
   failed: FailedChange[];
   written: number;
+  conflicts: { table: string; key: Row }[];
 }
 
 /**
@@ -32,19 +33,20 @@ export async function applyBatch(
 ): Promise<ApplyOutcome> {
   const apply = (part: SinkBatch) => retryTransient(() => sink.apply(part), policy, hooks);
   try {
-    const { written } = await apply(batch);
-    return { applied: batch.changes, failed: [], written };
+    const { written, conflicts = [] } = await apply(batch);
+    return { applied: batch.changes, failed: [], written, conflicts };
   } catch (error) {
     if (isTransient(error) || !(error instanceof PermanentError) || batch.changes.length === 0) throw error;
   }
 
-  const outcome: ApplyOutcome = { applied: [], failed: [], written: 0 };
+  const outcome: ApplyOutcome = { applied: [], failed: [], written: 0, conflicts: [] };
   const isolate = async (part: ChangeEvent[]): Promise<void> => {
     if (part.length === 0) return;
     try {
-      const { written } = await apply({ changes: part, deadLetters: [] });
+      const { written, conflicts = [] } = await apply({ changes: part, deadLetters: [] });
       outcome.applied.push(...part);
       outcome.written += written;
+      outcome.conflicts.push(...conflicts);
     } catch (error) {
       if (isTransient(error) || !(error instanceof PermanentError)) throw error;
       if (part.length === 1) {

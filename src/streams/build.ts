@@ -2,6 +2,7 @@ import { createSource } from '../cdc/index.js';
 import type { CheckpointStore } from '../checkpoints/checkpoint-store.js';
 import { FileCheckpointStore } from '../checkpoints/file-checkpoint-store.js';
 import type { Config } from '../config/schema.js';
+import { FileDeadLetterStore } from '../dead-letters/file-dead-letter-store.js';
 import { ConfigError } from '../core/errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -14,6 +15,7 @@ import { Stream } from './stream.js';
  */
 export function buildStreams(config: Config, metrics: Metrics, log: Logger): Stream[] {
   let fileStore: FileCheckpointStore | undefined;
+  let deadLetterFile: FileDeadLetterStore | undefined;
   const built = config.streams.map((stream, i) => {
     const path = `streams[${i}]`;
     const source = createSource(stream, path);
@@ -28,7 +30,8 @@ export function buildStreams(config: Config, metrics: Metrics, log: Logger): Str
         `checkpoints.store: "${store}" keeps checkpoints in the sink's transaction, but ${path}.sink.type is "${stream.sink.type}"; use "file" or "auto"`,
       );
     }
-    return new Stream({ config: stream, path, source, sink, checkpoints, metrics, log });
+    const deadLetters = sink.storesDeadLetters ? null : (deadLetterFile ??= new FileDeadLetterStore(config.deadLetters.path));
+    return new Stream({ config: stream, path, source, sink, checkpoints, deadLetters, metrics, log });
   });
   return built.filter((stream, i) => {
     if (!config.streams[i]!.enabled) log.info({ stream: stream.name }, 'stream disabled by configuration; not run');

@@ -8,6 +8,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import { initStreamSeries } from '../metrics/metrics.js';
 import type { Source } from '../cdc/source.js';
 import type { CheckpointStore } from '../checkpoints/checkpoint-store.js';
+import type { DeadLetterStore } from '../dead-letters/dead-letter-store.js';
 import type { StreamConfig } from '../config/schema.js';
 import type { DeadLetter, Sink } from '../sinks/sink.js';
 import { applyBatch, deadLetterFor, type FailedChange } from './apply-batch.js';
@@ -42,6 +43,8 @@ export interface StreamParts {
   sink: Sink;
   /** A separate store, or null when the sink keeps checkpoints in its own transaction. */
   checkpoints: CheckpointStore | null;
+  /** Where dead letters go when the sink does not store them itself (`storesDeadLetters` false). */
+  deadLetters?: DeadLetterStore | null;
   metrics: Metrics;
   log: Logger;
 }
@@ -255,18 +258,25 @@ export class Stream {
       ...failures.map((f) => deadLetterFor(this.name, f)),
     ];
     const checkpoint = this.parts.checkpoints ? undefined : { stream: this.name, position: batch.position };
+    const letterStore = this.parts.deadLetters;
     const outcome = await applyBatch(
       sink,
-      { changes: coalesce(kept, this.tableOrder), deadLetters, ...(checkpoint ? { checkpoint } : {}) },
+      { changes: coalesce(kept, this.tableOrder), deadLetters: letterStore ? [] : deadLetters, ...(checkpoint ? { checkpoint } : {}) },
       this.name,
       config.retry,
       this.retryHooks(),
     );
+    // A sink without transactions cannot keep dead letters: they are stored before the checkpoint moves past them.
+    if (letterStore) await letterStore.append([...deadLetters, ...outcome.failed.map((f) => deadLetterFor(this.name, f))]);
     if (this.parts.checkpoints) {
       const store = this.parts.checkpoints;
       await retryTransient(() => store.save(this.name, batch.position), config.retry, this.retryHooks());
     }
     failures.push(...outcome.failed);
+    for (const conflict of outcome.conflicts) {
+      metrics.conflicts.inc({ ...this.labels, table: conflict.table });
+      this.log.warn({ table: conflict.table, key: conflict.key }, 'conflict: the target row is newer; the incoming change lost (newer-wins)');
+    }
     if (this.parts.source.committed) {
       const failed = [
         ...failures.map((f) => ({ sourceRef: f.event.sourceRef, table: f.event.table, error: errorMessage(f.error) })),

@@ -21,6 +21,11 @@ export function supabaseSourceSetupSql(tables: TableConfig[], tombstones: boolea
 CREATE OR REPLACE FUNCTION cdc_sync.touch_updated_at() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+  -- A write by cdc-sync carries the other side's time: keep it, or the two sides would never agree.
+  IF coalesce(current_setting('cdc_sync.origin', true), '') <> ''
+     OR coalesce(nullif(current_setting('request.headers', true), '')::json ->> 'x-cdc-sync-origin', '') <> '' THEN
+    RETURN NEW;
+  END IF;
   NEW := jsonb_populate_record(NEW, jsonb_build_object(TG_ARGV[0], clock_timestamp()));
   RETURN NEW;
 END

@@ -6,11 +6,15 @@ import { parseQualifiedName } from '../../core/names.js';
 import type { StreamContext } from '../../streams/context.js';
 import type { ApplyResult, Sink, SinkBatch } from '../sink.js';
 import { createPool, type Pool, type PoolClient } from './connection.js';
+import { quoteTable } from './identifiers.js';
 import { classifyPgError, isConnectionError } from './errors.js';
 import { introspectTable } from './introspect.js';
 import {
   INSERT_DEAD_LETTERS_SQL,
   READ_CHECKPOINT_SQL,
+  CAPTURED_SQL,
+  conflictSql,
+  pingBackSql,
   SAVE_CHECKPOINT_SQL,
   SCHEMA_SQL,
   SETUP_LOCK_SQL,
@@ -22,6 +26,9 @@ interface TargetInfo {
   table: TargetTable;
   key: string[];
   newerWinsBy: string | undefined;
+  updatable: string[] | null;
+  /** The change-log trigger captures this table here: lost conflicts are pinged back. */
+  captured: boolean;
 }
 
 /**
@@ -36,6 +43,7 @@ export class PostgresSink implements Sink {
   private pool: Pool | undefined;
   private context: StreamContext | undefined;
   private readonly targets = new Map<string, TargetInfo>();
+  private readonly captured = new Set<string>();
 
   constructor(private readonly url: string) {}
 
@@ -52,6 +60,8 @@ export class PostgresSink implements Sink {
         const table = await introspectTable(this.pool, parseQualifiedName(config.target));
         if (!table) throw new ConfigError(`tables[${i}].target: table ${config.target} does not exist in the sink database`);
         found.push(table);
+        const [row] = (await this.pool.query<{ captured: boolean }>(CAPTURED_SQL, [quoteTable(table.name)])).rows;
+        if (row?.captured) this.captured.add(`${table.name.schema}.${table.name.name}`);
       }
       context.setConnected('sink', true);
       return found;
@@ -62,7 +72,13 @@ export class PostgresSink implements Sink {
 
   bind(mappings: TableMapping[]): void {
     for (const m of mappings) {
-      this.targets.set(m.source, { table: m.target, key: m.targetKey, newerWinsBy: m.conflict === 'newer-wins' ? m.targetUpdatedAt : undefined });
+      this.targets.set(m.source, {
+        table: m.target,
+        key: m.targetKey,
+        newerWinsBy: m.conflict === 'newer-wins' ? m.targetUpdatedAt : undefined,
+        updatable: m.owned,
+        captured: this.captured.has(`${m.target.name.schema}.${m.target.name.name}`),
+      });
     }
   }
 
@@ -77,18 +93,26 @@ export class PostgresSink implements Sink {
 
   async apply(batch: SinkBatch): Promise<ApplyResult> {
     let written = 0;
+    const conflicts: { table: string; key: Row }[] = [];
     let table: string | undefined;
     try {
       await this.inTransaction(async (client) => {
         for (const group of groupStatements(batch.changes)) {
           table = group.table;
           const target = this.target(group.table);
-          const sql =
-            group.op === 'delete'
-              ? deleteSql(target.table.name, target.key)
-              : upsertSql({ table: target.table.name, columns: group.columns, key: target.key, newerWinsBy: target.newerWinsBy });
           const rows = group.events.map((e) => (group.op === 'delete' ? e.key : e.row!));
-          const result = await client.query(sql, [rowsJson(rows)]);
+          const param = rowsJson(rows);
+          const shape = { table: target.table.name, columns: group.columns, key: target.key, newerWinsBy: target.newerWinsBy, updatable: target.updatable };
+          if (group.op === 'upsert' && shape.newerWinsBy) {
+            const losers = await client.query<Row>(conflictSql({ ...shape, newerWinsBy: shape.newerWinsBy }), [param]);
+            conflicts.push(...losers.rows.map((key) => ({ table: group.table, key })));
+            if (losers.rows.length > 0 && target.captured) {
+              const name = target.table.name;
+              await client.query(pingBackSql(name, target.key), [toJsonText(losers.rows), `${name.schema ?? 'public'}.${name.name}`]);
+            }
+          }
+          const sql = group.op === 'delete' ? deleteSql(target.table.name, target.key) : upsertSql(shape);
+          const result = await client.query(sql, [param]);
           written += result.rowCount ?? 0;
         }
         table = undefined;
@@ -99,7 +123,7 @@ export class PostgresSink implements Sink {
       throw this.fail(error, table);
     }
     this.context?.setConnected('sink', true);
-    return { written };
+    return { written, conflicts };
   }
 
   async close(): Promise<void> {

@@ -40,6 +40,8 @@ export interface UpsertShape {
   key: string[];
   /** newer-wins: only replace a row whose column is older (or null). */
   newerWinsBy?: string | undefined;
+  /** Column ownership: the only columns an existing row may have changed (null: all). */
+  updatable?: string[] | null | undefined;
 }
 
 export function upsertSql(shape: UpsertShape): string {
@@ -47,7 +49,7 @@ export function upsertSql(shape: UpsertShape): string {
   const cols = shape.columns.map(quoteIdent).join(', ');
   const head = `INSERT INTO ${table} AS t (${cols}) SELECT ${cols} FROM jsonb_populate_recordset(NULL::${table}, $1::jsonb)`;
   const conflict = shape.key.map(quoteIdent).join(', ');
-  const updatable = shape.columns.filter((c) => !shape.key.includes(c));
+  const updatable = shape.columns.filter((c) => !shape.key.includes(c) && (!shape.updatable || shape.updatable.includes(c)));
   if (updatable.length === 0) return `${head} ON CONFLICT (${conflict}) DO NOTHING`;
   const set = updatable.map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`).join(', ');
   // Skip rows that would not change: no new row version, no trigger, no echo.
@@ -59,6 +61,42 @@ export function upsertSql(shape: UpsertShape): string {
     : '';
   return `${head} ON CONFLICT (${conflict}) DO UPDATE SET ${set} WHERE ${changed}${newer}`;
 }
+
+/**
+ * newer-wins: the keys of incoming rows that lose because the stored row is
+ * newer and different. Run in the batch's transaction just before the upsert,
+ * so losers are counted and logged, never dropped silently.
+ */
+export function conflictSql(shape: UpsertShape & { newerWinsBy: string }): string {
+  const table = quoteTable(shape.table);
+  const by = quoteIdent(shape.newerWinsBy);
+  const match = shape.key.map((k) => `t.${quoteIdent(k)} = s.${quoteIdent(k)}`).join(' AND ');
+  const compared = shape.columns.filter((c) => !shape.key.includes(c));
+  const differs = compared.length
+    ? ` AND (${compared.map((c) => `t.${quoteIdent(c)}`).join(', ')}) IS DISTINCT FROM (${compared.map((c) => `s.${quoteIdent(c)}`).join(', ')})`
+    : '';
+  return `SELECT ${shape.key.map((k) => `s.${quoteIdent(k)}`).join(', ')}
+  FROM jsonb_populate_recordset(NULL::${table}, $1::jsonb) AS s JOIN ${table} AS t ON ${match}
+ WHERE t.${by} > s.${by}${differs}`;
+}
+
+/**
+ * Ping-back after a lost conflict in a two-way setup (as SymmetricDS does):
+ * the stored, newer row is written into this database's change log, so the
+ * stream running the other way carries the winner back to the side whose
+ * older edit lost, and both sides end equal. Only for tables that the
+ * change-log triggers capture here.
+ */
+export function pingBackSql(table: QualifiedName, key: string[]): string {
+  const t = quoteTable(table);
+  const match = key.map((k) => `t.${quoteIdent(k)} = s.${quoteIdent(k)}`).join(' AND ');
+  return `INSERT INTO cdc_sync.changes (table_name, op, row_data, origin)
+SELECT $2, 'U', row_to_json(t)::text, 'cdc-sync ping-back'
+  FROM ${t} AS t JOIN jsonb_populate_recordset(NULL::${t}, $1::jsonb) AS s ON ${match}`;
+}
+
+/** Whether the change-log trigger captures the table (two-way set-ups). */
+export const CAPTURED_SQL = `SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = $1::regclass AND tgname = 'cdc_sync_capture') AS captured`;
 
 export function deleteSql(table: QualifiedName, key: string[]): string {
   const t = quoteTable(table);

@@ -164,6 +164,28 @@ describe('PostgresSink', () => {
     ]);
   });
 
+  it('changes only the owned columns of an existing row, and writes new rows whole', async () => {
+    const owned = new PostgresSink(db.url);
+    const tables: TableConfig[] = [{ source: 'dbo.Parents', target: 'public.parents', key: ['ParentID'], owns: ['Name'] }];
+    const targets = await owned.open(testContext('owner'), tables);
+    owned.bind(tables.map((t, i) => new TableMapping(t, targets[i]!, `tables[${i}]`, () => {})));
+    await db.query(`ALTER TABLE parents ADD COLUMN IF NOT EXISTS region text`);
+    await db.query(`INSERT INTO parents VALUES (1, 'old', 'north')`);
+    await owned.apply({
+      changes: [
+        change('dbo.Parents', 'update', { parent_id: 1 }, { parent_id: 1, name: 'renamed', region: 'south' }),
+        change('dbo.Parents', 'insert', { parent_id: 2 }, { parent_id: 2, name: 'new', region: 'east' }),
+      ],
+      deadLetters: [],
+    });
+    await owned.close();
+    expect(await db.query('SELECT parent_id, name, region FROM parents ORDER BY 1')).toEqual([
+      { parent_id: 1, name: 'renamed', region: 'north' },
+      { parent_id: 2, name: 'new', region: 'east' },
+    ]);
+    await db.query(`ALTER TABLE parents DROP COLUMN region`);
+  });
+
   it('refuses to open when a target table does not exist, naming the key path', async () => {
     const s = new PostgresSink(db.url);
     const error = await s.open(testContext(), [{ source: 'a', target: 'public.nope' }]).catch((e: unknown) => e);
