@@ -1,6 +1,7 @@
 import { ConfigError } from '../core/errors.js';
 import type { StreamConfig } from '../config/schema.js';
 import { PostgresSink } from './postgres/postgres-sink.js';
+import { SupabaseSink } from './supabase/supabase-sink.js';
 import type { Sink } from './sink.js';
 
 /** The target a stream's `sink.type` names. */
@@ -9,6 +10,9 @@ export function createSink(config: StreamConfig, path: string): Sink {
   switch (sink.type) {
     case 'postgres':
       return new PostgresSink(sink.url);
+    case 'supabase':
+      if (!sink.key) throw new ConfigError(`${path}.sink.key: the supabase sink needs the project's service role key`);
+      return new SupabaseSink({ url: sink.url, key: sink.key });
     default:
       throw new ConfigError(`${path}.sink.type: "${sink.type}" is not available in this version of cdc-sync`);
   }

@@ -29,6 +29,8 @@ export interface SinkBatch {
 export interface ApplyResult {
   /** Rows actually written (inserted, changed or deleted); unchanged rows are not written. */
   written: number;
+  /** newer-wins: incoming changes that lost to a newer stored row (source table, key). */
+  conflicts?: { table: string; key: Row }[];
 }
 
 /**

@@ -30,7 +30,8 @@ BEGIN
   IF coalesce(current_setting('cdc_sync.origin', true), '') <> '' THEN
     RETURN NULL;
   END IF;
-  IF TG_OP = 'UPDATE' AND OLD IS NOT DISTINCT FROM NEW THEN
+  -- *= compares the stored images: unlike IS NOT DISTINCT FROM it works for json, point and xml columns too.
+  IF TG_OP = 'UPDATE' AND OLD *= NEW THEN
     RETURN NULL;
   END IF;
   INSERT INTO cdc_sync.changes (table_name, op, row_data, old_data, origin)

@@ -1,0 +1,202 @@
+import { createClient, type SupabaseClient } from '@supabase/supabase-js';
+import ws from 'ws';
+import { CdcSyncError, ConfigError, errorMessage } from '../../core/errors.js';
+import type { TableConfig, TableMapping, TargetTable } from '../../core/mapping.js';
+import { parseQualifiedName, type QualifiedName } from '../../core/names.js';
+import type { StreamContext } from '../../streams/context.js';
+import type { ApplyResult, Sink, SinkBatch } from '../sink.js';
+import { classifyPostgrestError, type PostgrestFailure } from './errors.js';
+import { tableFromOpenApi, type OpenApiDocument } from './introspect.js';
+import { DEFAULT_LIMITS, chunkRows, deleteFilters, fieldName, groupRequests, toJsonRow, type ChunkLimits } from './requests.js';
+
+export interface SupabaseSinkOptions {
+  /** Project URL (https://<ref>.supabase.co); the REST API is under /rest/v1. */
+  url: string;
+  /** The service role (secret) key: the sink writes past row-level security and reads the table definitions. */
+  key: string;
+  limits?: Partial<ChunkLimits>;
+  /** Abort a request after this long; the abort is a transient error. */
+  timeoutMs?: number;
+}
+
+/** The header that marks cdc-sync's writes (see skip-noop-sql.ts for reading it in the database). */
+export const ORIGIN_HEADER = 'x-cdc-sync-origin';
+
+interface Target {
+  name: QualifiedName;
+  key: string[];
+}
+
+/** What supabase-js resolves a request to (it does not throw unless asked to). */
+type Answer = PromiseLike<{ error: Omit<PostgrestFailure, 'status'> | null; status: number; count: number | null }>;
+
+/**
+ * Applies batches through Supabase's REST API (PostgREST) with the real
+ * supabase-js client: per table one upsert request per chunk of up to 1,000
+ * rows, one delete request per chunk of keys. There is no transaction around
+ * a batch, so checkpoints and dead letters live in files (the stream's file
+ * stores); a batch cut short is simply sent again, which upserts and deletes
+ * make harmless. Updates that change nothing are dropped by the database
+ * (`cdc-sync init-sql` installs the trigger), not remembered here: a cache of
+ * what was last sent goes stale as soon as anyone else edits the row.
+ */
+export class SupabaseSink implements Sink {
+  readonly storesCheckpoints = false;
+  readonly storesDeadLetters = false;
+  private client: SupabaseClient | undefined;
+  private context: StreamContext | undefined;
+  private readonly targets = new Map<string, Target>();
+  private readonly limits: ChunkLimits;
+  private readonly restUrl: string;
+
+  constructor(private readonly options: SupabaseSinkOptions) {
+    this.limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.restUrl = new URL('rest/v1/', options.url.endsWith('/') ? options.url : `${options.url}/`).href;
+  }
+
+  async open(context: StreamContext, tables: TableConfig[]): Promise<TargetTable[]> {
+    this.context = context;
+    this.client ??= createClient(this.options.url, this.options.key, {
+      auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
+      db: { timeout: this.options.timeoutMs ?? 60_000 },
+      global: { headers: { [ORIGIN_HEADER]: context.stream } },
+      // Node 20 has no global WebSocket; the sink never opens one, but the client is built with it.
+      realtime: { transport: ws as never },
+    });
+    const documents = new Map<string, OpenApiDocument>();
+    const found: TargetTable[] = [];
+    for (const [i, config] of tables.entries()) {
+      if (config.conflict === 'newer-wins') {
+        throw new ConfigError(`tables[${i}].conflict: newer-wins is not available with the supabase sink (a PostgREST upsert cannot compare timestamps)`);
+      }
+      // Column ownership (being added to TableConfig) needs a conditional update too; a merge-duplicates upsert sets every sent column.
+      if ((config as { owns?: unknown }).owns !== undefined) {
+        throw new ConfigError(`tables[${i}].owns: column ownership is not available with the supabase sink (a PostgREST upsert sets every column it sends)`);
+      }
+      const name = parseQualifiedName(config.target);
+      const schema = name.schema ?? 'public';
+      let document = documents.get(schema);
+      if (!document) {
+        document = await this.readDefinitions(schema, `tables[${i}].target`);
+        documents.set(schema, document);
+      }
+      const table = tableFromOpenApi(document, name, config);
+      if (!table) throw new ConfigError(`tables[${i}].target: table ${config.target} is not exposed by the Supabase REST API (PostgREST schema cache)`);
+      found.push(table);
+    }
+    context.setConnected('sink', true);
+    return found;
+  }
+
+  bind(mappings: TableMapping[]): void {
+    for (const m of mappings) this.targets.set(m.source, { name: m.target.name, key: m.targetKey });
+  }
+
+  readCheckpoint(): Promise<string | null> {
+    return Promise.reject(new ConfigError('the supabase sink keeps no checkpoints; use checkpoints.store "file" or "auto"'));
+  }
+
+  async apply(batch: SinkBatch): Promise<ApplyResult> {
+    if (batch.checkpoint) throw new ConfigError('the supabase sink keeps no checkpoints; use checkpoints.store "file" or "auto"');
+    const client = this.requireClient();
+    // Request shapes (supabase/supabase-js: packages/core/postgrest-js/src/PostgrestQueryBuilder.ts,
+    // upsert and delete; PostgrestBuilder.ts sets Content-Profile from .schema()):
+    // upsert → POST /rest/v1/<table>?on_conflict=<key>&columns="a","b" with
+    // `Prefer: resolution=merge-duplicates, count=exact` and a JSON array body (no return=
+    // preference: PostgREST answers 201 without a body); delete → DELETE with the
+    // filter and `Prefer: count=exact`. The count comes back in Content-Range `*/<n>`.
+    let written = 0;
+    for (const group of groupRequests(batch.changes)) {
+      const target = this.target(group.table);
+      const from = () => client.schema(target.name.schema ?? 'public').from(target.name.name);
+      if (group.op === 'delete') {
+        for (const filter of deleteFilters(target.key, group.events.map((e) => e.key), this.limits)) {
+          const request = from().delete({ count: 'exact' });
+          written += await this.send(group.table, filter.kind === 'in' ? request.filter(filter.column, 'in', filter.list) : request.or(filter.filter));
+        }
+      } else {
+        const rows = group.events.map((e) => toJsonRow(e.row!));
+        const onConflict = target.key.map(fieldName).join(',');
+        for (const chunk of chunkRows(rows, this.limits)) {
+          written += await this.send(group.table, from().upsert(chunk as never[], { onConflict, ignoreDuplicates: false, count: 'exact' }));
+        }
+      }
+    }
+    this.context?.setConnected('sink', true);
+    return { written };
+  }
+
+  async close(): Promise<void> {
+    const client = this.client;
+    this.client = undefined;
+    await client?.removeAllChannels();
+  }
+
+  /** Rows the request affected (Content-Range `*\/n` of `Prefer: count=exact`). */
+  private async send(table: string, request: Answer): Promise<number> {
+    let answer: Awaited<Answer>;
+    try {
+      answer = await request;
+    } catch (error) {
+      throw this.fail({ status: 0, message: errorMessage(error) }, table);
+    }
+    if (answer.error) throw this.fail({ ...answer.error, status: answer.status }, table);
+    return answer.count ?? 0;
+  }
+
+  /**
+   * The OpenAPI root of one schema (`GET /rest/v1/` with `Accept-Profile`).
+   * supabase-js has no call for it, so this is a plain fetch with the headers
+   * supabase-js would send (supabase/supabase-js: packages/core/supabase-js/src/lib/fetch.ts).
+   */
+  private async readDefinitions(schema: string, path: string): Promise<OpenApiDocument> {
+    let response: Response;
+    try {
+      response = await fetch(this.restUrl, {
+        headers: {
+          apikey: this.options.key,
+          Authorization: `Bearer ${this.options.key}`,
+          'Accept-Profile': schema,
+          Accept: 'application/openapi+json, application/json',
+        },
+        signal: AbortSignal.timeout(this.options.timeoutMs ?? 60_000),
+      });
+    } catch (error) {
+      const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+      throw this.fail({ status: 0, message: errorMessage(error), details: cause ? `${cause.message ?? ''} (${cause.code ?? ''})` : null });
+    }
+    const text = await response.text();
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = { message: text };
+    }
+    if (response.ok) return body as OpenApiDocument;
+    const failure = { ...(body as Omit<PostgrestFailure, 'status'>), status: response.status };
+    if (response.status === 401 || response.status === 403) {
+      throw new ConfigError(`sink.key: the Supabase REST API refused the key (${response.status} ${failure.message ?? ''})`);
+    }
+    if (failure.code === 'PGRST106' || failure.code === 'PGRST126') {
+      throw new ConfigError(`${path}: the Supabase REST API cannot describe schema "${schema}" (${failure.code}: ${failure.message ?? ''} ${failure.hint ?? ''})`);
+    }
+    throw this.fail(failure);
+  }
+
+  private target(source: string): Target {
+    const target = this.targets.get(source);
+    if (!target) throw new ConfigError(`no target described for source table ${source}`);
+    return target;
+  }
+
+  private requireClient(): SupabaseClient {
+    if (!this.client) throw new ConfigError('supabase sink used before open()');
+    return this.client;
+  }
+
+  private fail(failure: PostgrestFailure, table?: string): CdcSyncError {
+    const error = classifyPostgrestError(failure, { stream: this.context?.stream, table });
+    if (error.transient && (failure.status === 0 || failure.status >= 500)) this.context?.setConnected('sink', false);
+    return error;
+  }
+}
