@@ -59,7 +59,8 @@ export const sourceSchema = z.strictObject({
   /** supabase-realtime catch-up reads (REVERSE_SYNC_* of the older poller). */
   catchUp: z
     .strictObject({
-      intervalMinutes: integer((n) => n.positive()).default(60),
+      // A number: fractions allowed (tests, or catch-up every 30 s: 0.5).
+      intervalMinutes: z.preprocess((v) => (typeof v === 'string' && v.trim() !== '' ? Number(v) : v), z.number().positive()).default(60),
       lookbackHours: integer((n) => n.positive()).default(24),
       maxRecords: integer((n) => n.positive()).default(500),
       marginSeconds: integer((n) => n.nonnegative()).default(30),

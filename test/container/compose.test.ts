@@ -1,9 +1,9 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { connectionConfig } from '../../src/cdc/mssql/client.js';
 import { promtool } from '../grafana/support.js';
@@ -35,6 +35,8 @@ const stages = parseDockerfile(readFileSync('Dockerfile', 'utf8'));
 const runtime = stages.at(-1)!;
 const build = stages.find((s) => s.name === 'build')!;
 const packageJson = JSON.parse(readFileSync('package.json', 'utf8')) as { bin: Record<string, string>; main: string };
+
+afterAll(() => ContainerPaths.removeVolumes());
 
 function service(name: string): ComposeService {
   const found = services[name];
@@ -251,6 +253,7 @@ describe('Prometheus and Grafana configuration', () => {
     const copy = join(dir, 'prometheus.yml');
     writeFileSync(copy, readFileSync(configMount.source, 'utf8').replace(config.rule_files[0]!, resolve(rules!.source)));
     const checked = promtool(['check', 'config', copy]);
+    rmSync(dir, { recursive: true, force: true });
     expect(checked.status, checked.output).toBe(0);
   });
 

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, posix, resolve } from 'node:path';
 import { parse } from 'yaml';
@@ -145,6 +145,12 @@ export function mounts(service: ComposeService): Mount[] {
  */
 export class ContainerPaths {
   private readonly volumes = new Map<string, string>();
+  private static readonly created: string[] = [];
+
+  /** Removes the volume directories of every ContainerPaths (afterAll). */
+  static removeVolumes(): void {
+    for (const dir of ContainerPaths.created.splice(0)) rmSync(dir, { recursive: true, force: true });
+  }
 
   constructor(private readonly workdir = '/app') {}
 
@@ -153,6 +159,7 @@ export class ContainerPaths {
     if (!dir) {
       dir = mkdtempSync(join(tmpdir(), `cdc-sync-volume-${name}-`));
       this.volumes.set(name, dir);
+      ContainerPaths.created.push(dir);
     }
     return dir;
   }

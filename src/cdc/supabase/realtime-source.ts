@@ -12,7 +12,7 @@ import { readChangedRows, type CatchUpTable } from './catch-up.js';
 import { subscribeFeed } from './realtime-feed.js';
 import { RealtimePosition, type Watermark } from './realtime-position.js';
 import { TOMBSTONES } from './setup.js';
-import { instantMicros } from './timestamps.js';
+import { instantMicros } from '../../core/timestamps.js';
 
 export interface RealtimeSourceOptions {
   url: string;

@@ -19,3 +19,18 @@ export function instantMicros(text: unknown): bigint | null {
   }
   return BigInt(seconds) * 1000n + micros - offset;
 }
+
+/**
+ * `2024-01-02T03:04:05.123456+02:00` → `2024-01-02T01:04:05.123456`: the UTC
+ * wall-clock of a timestamp with zone, all fraction digits kept, for columns
+ * that store no zone (SQL Server datetime2). Text without a zone is returned
+ * as it is.
+ */
+export function utcWallClock(text: string): string {
+  if (!/([+-]\d{2}(:?\d{2})?|Z)$/.test(text.trim())) return text;
+  const micros = instantMicros(text);
+  if (micros === null) return text;
+  const ms = Number(micros / 1000n);
+  const fraction = (micros % 1_000_000n + 1_000_000n) % 1_000_000n;
+  return `${new Date(ms).toISOString().slice(0, 19)}.${fraction.toString().padStart(6, '0')}`;
+}

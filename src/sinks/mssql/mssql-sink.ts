@@ -1,0 +1,233 @@
+import type { ChangeEvent, Row, Value } from '../../core/change-event.js';
+import { ConfigError } from '../../core/errors.js';
+import type { TableConfig, TableMapping, TargetColumn, TargetTable } from '../../core/mapping.js';
+import { parseQualifiedName, type QualifiedName } from '../../core/names.js';
+import { utcWallClock } from '../../core/timestamps.js';
+import type { LogicalType } from '../../core/values.js';
+import type { StreamContext } from '../../streams/context.js';
+import { loadMssqlDriver, type MssqlClient, type MssqlConnect, type MssqlExecutor } from '../../cdc/mssql/client.js';
+import { classifyMssqlError, isMssqlConnectionError } from '../../cdc/mssql/errors.js';
+import { declaredType, type TableColumn } from '../../cdc/mssql/snapshot-queries.js';
+import type { ApplyResult, Sink, SinkBatch } from '../sink.js';
+import {
+  INSERT_DEAD_LETTERS,
+  MARK_ORIGIN,
+  READ_CHECKPOINT,
+  SAVE_CHECKPOINT,
+  SETUP,
+  TARGET_COLUMNS,
+  TARGET_KEYS,
+  conflictSql,
+  deleteSql,
+  mergeSql,
+} from './queries.js';
+
+const TYPES: Record<string, LogicalType> = {
+  bit: 'boolean', tinyint: 'integer', smallint: 'integer', int: 'integer', bigint: 'integer',
+  decimal: 'decimal', numeric: 'decimal', money: 'decimal', smallmoney: 'decimal', float: 'float', real: 'float',
+  char: 'text', varchar: 'text', nchar: 'text', nvarchar: 'text', text: 'text', ntext: 'text',
+  uniqueidentifier: 'uuid', date: 'date', time: 'time', datetime: 'timestamp', datetime2: 'timestamp', smalldatetime: 'timestamp',
+  datetimeoffset: 'timestamptz', binary: 'binary', varbinary: 'binary', image: 'binary',
+};
+
+interface TargetInfo {
+  table: TargetTable;
+  declared: Map<string, string>;
+  key: string[];
+  updatable: string[] | null;
+  newerWinsBy: string | undefined;
+  identityInsert: boolean;
+}
+
+export interface MssqlSinkOptions {
+  url: string;
+  /** Tables (target names) whose identity key is written as given (SET IDENTITY_INSERT). */
+  identityInsert: Set<string>;
+  connect?: MssqlConnect;
+}
+
+/**
+ * Applies batches to SQL Server: per table one MERGE … USING OPENJSON(@rows)
+ * (updating only rows that differ) and one set-based DELETE, the dead
+ * letters and the checkpoint, in one transaction. Every transaction marks
+ * its origin (SESSION_CONTEXT for the queue triggers, a marker row for the
+ * CDC reader), so the other direction does not send it back.
+ */
+export class MssqlSink implements Sink {
+  readonly storesCheckpoints = true;
+  readonly storesDeadLetters = true;
+  private client: MssqlClient | undefined;
+  private context!: StreamContext;
+  private readonly declared = new Map<string, Map<string, string>>();
+  private readonly targets = new Map<string, TargetInfo>();
+
+  constructor(private readonly options: MssqlSinkOptions) {}
+
+  async open(context: StreamContext, tables: TableConfig[]): Promise<TargetTable[]> {
+    this.context = context;
+    try {
+      const connect = this.options.connect ?? (await loadMssqlDriver());
+      this.client ??= await connect(this.options.url, { applicationName: 'cdc-sync' });
+      await this.client.query(SETUP);
+      const found: TargetTable[] = [];
+      for (const [i, config] of tables.entries()) {
+        const name = parseQualifiedName(config.target);
+        const table = await this.introspect({ schema: name.schema ?? 'dbo', name: name.name }, this.options.identityInsert.has(config.target));
+        if (!table) throw new ConfigError(`tables[${i}].target: table ${config.target} does not exist in the sink database`);
+        found.push(table);
+      }
+      context.setConnected('sink', true);
+      return found;
+    } catch (error) {
+      throw this.fail(error);
+    }
+  }
+
+  bind(mappings: TableMapping[]): void {
+    for (const m of mappings) {
+      const id = `${m.target.name.schema}.${m.target.name.name}`;
+      this.targets.set(m.source, {
+        table: m.target,
+        declared: this.declared.get(id)!,
+        key: m.targetKey,
+        updatable: m.owned,
+        newerWinsBy: m.conflict === 'newer-wins' ? m.targetUpdatedAt : undefined,
+        identityInsert: this.options.identityInsert.has(id) || this.options.identityInsert.has(m.target.name.name),
+      });
+    }
+  }
+
+  async readCheckpoint(stream: string): Promise<string | null> {
+    try {
+      const [row] = await this.requireClient().query<{ position: string }>(READ_CHECKPOINT, { stream: { type: 'nvarchar', value: stream } });
+      return row?.position ?? null;
+    } catch (error) {
+      throw this.fail(error);
+    }
+  }
+
+  async apply(batch: SinkBatch): Promise<ApplyResult> {
+    let table: string | undefined;
+    try {
+      const result = await this.requireClient().transaction(async (tx) => {
+        await tx.query(MARK_ORIGIN, { stream: { type: 'nvarchar', value: this.context.stream } });
+        let written = 0;
+        const conflicts: { table: string; key: Row }[] = [];
+        for (const group of groups(batch.changes)) {
+          table = group.table;
+          const info = this.targets.get(group.table);
+          if (!info) throw new ConfigError(`no target described for source table ${group.table}`);
+          written += await this.applyGroup(tx, info, group, conflicts);
+        }
+        table = undefined;
+        if (batch.deadLetters.length > 0) await tx.query(INSERT_DEAD_LETTERS, { rows: { type: 'nvarchar-max', value: JSON.stringify(batch.deadLetters) } });
+        if (batch.checkpoint) {
+          await tx.query(SAVE_CHECKPOINT, {
+            stream: { type: 'nvarchar', value: batch.checkpoint.stream },
+            position: { type: 'nvarchar-max', value: batch.checkpoint.position },
+          });
+        }
+        return { written, conflicts };
+      });
+      this.context.setConnected('sink', true);
+      return result;
+    } catch (error) {
+      throw this.fail(error, table);
+    }
+  }
+
+  async close(): Promise<void> {
+    const client = this.client;
+    this.client = undefined;
+    await client?.close();
+  }
+
+  private async applyGroup(tx: MssqlExecutor, info: TargetInfo, group: Group, conflicts: { table: string; key: Row }[]): Promise<number> {
+    const typed = (names: string[]) => names.map((name) => ({ name, type: info.declared.get(name) ?? 'nvarchar(max)' }));
+    const rows = group.events.map((e) => (group.op === 'delete' ? e.key : e.row!));
+    const param = { rows: { type: 'nvarchar-max' as const, value: encodeRows(rows, info.table.columns) } };
+    if (group.op === 'delete') {
+      const [r] = await tx.query<{ written: number }>(deleteSql(info.table.name, typed(info.key)), param);
+      return r?.written ?? 0;
+    }
+    const shape = {
+      table: info.table.name,
+      columns: typed(group.columns),
+      key: info.key,
+      updatable: info.updatable,
+      newerWinsBy: info.newerWinsBy,
+      identityInsert: info.identityInsert,
+    };
+    if (shape.newerWinsBy) {
+      const losers = await tx.query<Row>(conflictSql({ ...shape, newerWinsBy: shape.newerWinsBy }), param);
+      conflicts.push(...losers.map((key) => ({ table: group.table, key })));
+    }
+    const [r] = await tx.query<{ written: number }>(mergeSql(shape), param);
+    return r?.written ?? 0;
+  }
+
+  private async introspect(name: QualifiedName, identityInsert: boolean): Promise<TargetTable | null> {
+    const client = this.requireClient();
+    const qualified = `[${name.schema!.replace(/]/g, ']]')}].[${name.name.replace(/]/g, ']]')}]`;
+    const columns = await client.query<TableColumn & { is_identity: boolean; is_computed: boolean }>(TARGET_COLUMNS, { table: { type: 'nvarchar', value: qualified } });
+    if (columns.length === 0) return null;
+    const keys = await client.query<{ index_id: number; is_primary_key: boolean; column_name: string }>(TARGET_KEYS, { table: { type: 'nvarchar', value: qualified } });
+    const indexes = new Map<number, { primary: boolean; columns: string[] }>();
+    for (const k of keys) {
+      const index = indexes.get(k.index_id) ?? { primary: k.is_primary_key, columns: [] };
+      index.columns.push(k.column_name);
+      indexes.set(k.index_id, index);
+    }
+    this.declared.set(`${name.schema}.${name.name}`, new Map(columns.map((c) => [c.column_name, declaredType(c)])));
+    return {
+      name,
+      // An identity column is assigned by SQL Server (rows are matched on an alternate key) unless IDENTITY_INSERT is configured.
+      columns: columns.map((c): TargetColumn => ({ name: c.column_name, type: TYPES[c.column_type.toLowerCase()] ?? 'other', generated: c.is_computed || (c.is_identity && !identityInsert) })),
+      primaryKey: [...indexes.values()].find((i) => i.primary)?.columns ?? [],
+      uniqueKeys: [...indexes.values()].map((i) => i.columns),
+    };
+  }
+
+  private requireClient(): MssqlClient {
+    if (!this.client) throw new ConfigError('SQL Server sink used before open()');
+    return this.client;
+  }
+
+  private fail(error: unknown, table?: string) {
+    const classified = classifyMssqlError(error, { stream: this.context?.stream, table });
+    if (isMssqlConnectionError(classified)) this.context?.setConnected('sink', false);
+    return classified;
+  }
+}
+
+interface Group {
+  table: string;
+  op: 'delete' | 'upsert';
+  columns: string[];
+  events: ChangeEvent[];
+}
+
+/** Consecutive changes of one table, kind and column set share a statement. */
+function groups(changes: ChangeEvent[]): Group[] {
+  const out: Group[] = [];
+  for (const event of changes) {
+    const op = event.op === 'delete' ? 'delete' : 'upsert';
+    const columns = Object.keys(op === 'delete' ? event.key : (event.row ?? {})).sort();
+    const last = out.at(-1);
+    if (last && last.table === event.table && last.op === op && last.columns.join('\u0001') === columns.join('\u0001')) last.events.push(event);
+    else out.push({ table: event.table, op, columns, events: [event] });
+  }
+  return out;
+}
+
+/** JSON for OPENJSON: binary as base64 (what OPENJSON … WITH varbinary reads), zoned times as UTC wall-clock for zone-less columns. */
+export function encodeRows(rows: Row[], columns: TargetColumn[]): string {
+  const types = new Map(columns.map((c) => [c.name, c.type]));
+  return JSON.stringify(rows, function (this: Record<string, unknown>, key, value: unknown) {
+    const raw = this[key] as Value;
+    if (raw instanceof Uint8Array) return Buffer.from(raw).toString('base64');
+    if (typeof value === 'bigint') return value.toString();
+    if (typeof value === 'string' && (types.get(key) === 'timestamp' || types.get(key) === 'date')) return utcWallClock(value);
+    return value;
+  });
+}

@@ -1,0 +1,155 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startPostgrest, type PostgrestStandIn } from '../support/postgrest/server.js';
+import { publishTables, startRealtimeServer, type RealtimeServer } from '../support/realtime/index.js';
+import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import { metricValue, runCli, runCliToEnd, waitFor, writeConfig, type CliProcess } from '../support/cli.js';
+
+/**
+ * The reverse direction, Supabase → clinic, through the real CLI: the
+ * supabase-realtime source with the real supabase-js/realtime-js clients
+ * against the PostgREST and Realtime stand-ins over a real PostgreSQL. Each
+ * test names a way Realtime loses changes; the catch-up reads must recover
+ * every one, and the clinic table must end equal to the portal's.
+ */
+const SECRET = 'webhook-secret-for-the-tests';
+let cloud: TestDatabase;
+let clinic: TestDatabase;
+let rest: PostgrestStandIn;
+let realtime: RealtimeServer;
+let configPath: string;
+let running: CliProcess[] = [];
+
+beforeAll(async () => {
+  cloud = await createTestDatabase('cloud');
+  clinic = await createTestDatabase('clinic');
+  await cloud.query(`CREATE TABLE aligner_notes (id bigint PRIMARY KEY, note text NOT NULL, updated_at timestamptz)`);
+  await clinic.query(`CREATE TABLE notes (id bigint PRIMARY KEY, note text NOT NULL, updated_at timestamptz)`);
+  rest = await startPostgrest({ databaseUrl: cloud.url });
+  realtime = await startRealtimeServer({ databaseUrl: cloud.url, forwardHttpTo: rest.url });
+  configPath = writeConfig(`
+streams:
+  - name: cloud-to-clinic
+    direction: reverse
+    source:
+      type: supabase-realtime
+      url: ${realtime.url}
+      key: ${rest.key}
+      tombstones: true
+      catchUp: { intervalMinutes: 0.05, maxRecords: 20, marginSeconds: 0 }
+    sink: { type: postgres, url: "${clinic.url}" }
+    tables:
+      - { source: public.aligner_notes, target: public.notes, key: [id], updatedAt: updated_at }
+    batch: { maxSize: 100, maxWaitMs: 20 }
+    retry: { attempts: 3, minDelayMs: 50, maxDelayMs: 500 }
+http: { port: 0, host: 127.0.0.1, webhookSecret: ${SECRET} }
+`);
+  const init = await runCliToEnd(['init-sql', '--config', configPath]);
+  expect(init.code).toBe(0);
+  await cloud.query(init.stdout);
+  await publishTables(cloud.url, ['public.aligner_notes'], { replicaIdentityFull: true });
+  await rest.reloadSchema();
+});
+
+afterEach(async () => {
+  for (const cli of running) cli.child.kill('SIGKILL');
+  await Promise.all(running.map((c) => c.exited));
+  running = [];
+});
+
+afterAll(async () => {
+  await realtime?.close();
+  await rest?.close();
+  await cloud.drop();
+  await clinic.drop();
+});
+
+function start(): CliProcess {
+  const cli = runCli(['run', '--config', configPath]);
+  running.push(cli);
+  return cli;
+}
+
+async function stop(cli: CliProcess): Promise<number | null> {
+  cli.child.kill('SIGTERM');
+  const code = await cli.exited;
+  running = running.filter((c) => c !== cli);
+  return code;
+}
+
+const portal = () => cloud.query(`SELECT id::int, note, updated_at FROM aligner_notes ORDER BY id`);
+const local = () => clinic.query(`SELECT id::int, note, updated_at FROM notes ORDER BY id`);
+async function inSync(): Promise<boolean> {
+  return JSON.stringify(await portal()) === JSON.stringify(await local());
+}
+const metrics = async (cli: CliProcess) => (await fetch(await cli.url('/metrics'))).text();
+
+describe('supabase-realtime → postgres through the CLI', () => {
+  it('applies live inserts, updates and deletes from Realtime', async () => {
+    const cli = start();
+    await waitFor(async () => metricValue(await metrics(cli), 'cdc_sync_connected', { stream: 'cloud-to-clinic' }) === 1, 30_000, () => cli.stderr());
+    await cloud.query(`INSERT INTO aligner_notes (id, note) SELECT g, 'note ' || g FROM generate_series(1, 30) g`);
+    await cloud.query(`UPDATE aligner_notes SET note = 'edited by the doctor' WHERE id <= 5`);
+    await cloud.query(`DELETE FROM aligner_notes WHERE id = 30`);
+    await waitFor(inSync, 30_000, () => cli.stderr());
+    expect(await stop(cli)).toBe(0);
+  });
+
+  it('recovers changes lost while the connection was down', async () => {
+    const cli = start();
+    await waitFor(async () => metricValue(await metrics(cli), 'cdc_sync_connected', { stream: 'cloud-to-clinic' }) === 1, 30_000, () => cli.stderr());
+    realtime.pause();
+    realtime.dropConnections();
+    await cloud.query(`UPDATE aligner_notes SET note = 'changed during the drop' WHERE id BETWEEN 6 AND 10`);
+    await cloud.query(`DELETE FROM aligner_notes WHERE id = 29`);
+    await cloud.query(`INSERT INTO aligner_notes (id, note) VALUES (100, 'new during the drop')`);
+    realtime.resume();
+    await waitFor(inSync, 30_000, () => cli.stderr());
+    const text = await metrics(cli);
+    expect(metricValue(text, 'cdc_sync_catchup_runs_total', { stream: 'cloud-to-clinic' })).toBeGreaterThanOrEqual(2);
+    expect(await stop(cli)).toBe(0);
+  });
+
+  it('recovers events Realtime dropped (rate limit) through the periodic catch-up', async () => {
+    const cli = start();
+    await waitFor(async () => metricValue(await metrics(cli), 'cdc_sync_connected', { stream: 'cloud-to-clinic' }) === 1, 30_000, () => cli.stderr());
+    realtime.dropNextEvents(1_000);
+    await cloud.query(`UPDATE aligner_notes SET note = 'dropped by realtime' WHERE id BETWEEN 11 AND 15`);
+    await waitFor(inSync, 30_000, () => cli.stderr());
+    const text = await metrics(cli);
+    expect(metricValue(text, 'cdc_sync_catchup_rows_total', { table: 'public.aligner_notes' })).toBeGreaterThanOrEqual(5);
+    realtime.dropNextEvents(0);
+    expect(await stop(cli)).toBe(0);
+  });
+
+  it('recovers changes made before "Subscribed to PostgreSQL" and while the process was stopped', async () => {
+    await cloud.query(`UPDATE aligner_notes SET note = 'while stopped' WHERE id BETWEEN 16 AND 20`);
+    await cloud.query(`DELETE FROM aligner_notes WHERE id = 28`);
+    realtime.delaySystemMessage(1500);
+    const cli = start();
+    await new Promise((r) => setTimeout(r, 300));
+    await cloud.query(`UPDATE aligner_notes SET note = 'before subscribed' WHERE id = 21`);
+    await waitFor(inSync, 30_000, () => cli.stderr());
+    realtime.delaySystemMessage(0);
+    expect(await stop(cli)).toBe(0);
+  });
+
+  it('takes Database Webhook payloads into the same stream, with the secret', async () => {
+    const cli = start();
+    await waitFor(async () => metricValue(await metrics(cli), 'cdc_sync_connected', { stream: 'cloud-to-clinic' }) === 1, 30_000, () => cli.stderr());
+    realtime.pause();
+    const record = { id: 500, note: 'from the webhook', updated_at: '2030-01-01T00:00:00+00:00' };
+    // The row exists only in the payload: it can reach the clinic through the webhook alone.
+    const post = async (secret?: string) =>
+      fetch(await cli.url('/api/sync/webhook'), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(secret ? { 'x-webhook-secret': secret } : {}) },
+        body: JSON.stringify({ type: 'INSERT', table: 'aligner_notes', schema: 'public', record, old_record: null }),
+      });
+    expect((await post()).status).toBe(401);
+    expect((await post('wrong-secret-wrong-secret-wrong')).status).toBe(403);
+    expect((await post(SECRET)).status).toBe(202);
+    await waitFor(async () => (await clinic.query(`SELECT note FROM notes WHERE id = 500`)).length === 1, 30_000, () => cli.stderr());
+    realtime.resume();
+    expect(await stop(cli)).toBe(0);
+  });
+});
