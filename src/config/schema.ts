@@ -34,6 +34,12 @@ export const tableSchema = z.strictObject({
   exclude: z.array(z.string().min(1)).optional(),
   conflict: z.enum(['source-wins', 'newer-wins']).default('source-wins'),
   updatedAt: z.string().min(1).optional(),
+  /**
+   * mssql sink, target key an IDENTITY column: write the source's key values
+   * into it (SET IDENTITY_INSERT). Without it, map the source key to an
+   * alternate unique column and let SQL Server assign the identity.
+   */
+  identityInsert: z.boolean().default(false),
   /** Column ownership: the only columns this stream may change on existing rows (e.g. the portal's note text). */
   owns: z.array(z.string().min(1)).optional(),
   /** supabase-realtime: a column whose non-null value means deleted (catch-up reads cannot see hard deletes). */

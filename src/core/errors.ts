@@ -84,7 +84,10 @@ export function failureReason(error: unknown): FailureReason {
   return error instanceof CdcSyncError ? error.reason : 'other';
 }
 
+/** Adds context an error does not have yet (an inner layer knows the code, an outer one the table). */
 export function withContext<E extends CdcSyncError>(error: E, context: ErrorContext): E {
-  Object.assign(error.context, Object.fromEntries(Object.entries(context).filter(([, v]) => v !== undefined)));
+  for (const [key, value] of Object.entries(context) as [keyof ErrorContext, string | undefined][]) {
+    if (value !== undefined && error.context[key] === undefined) error.context[key] = value;
+  }
   return error;
 }

@@ -1,5 +1,6 @@
 import { ConfigError } from '../core/errors.js';
 import type { StreamConfig } from '../config/schema.js';
+import { MssqlSink } from './mssql/mssql-sink.js';
 import { PostgresSink } from './postgres/postgres-sink.js';
 import { SupabaseSink } from './supabase/supabase-sink.js';
 import type { Sink } from './sink.js';
@@ -13,6 +14,8 @@ export function createSink(config: StreamConfig, path: string): Sink {
     case 'supabase':
       if (!sink.key) throw new ConfigError(`${path}.sink.key: the supabase sink needs the project's service role key`);
       return new SupabaseSink({ url: sink.url, key: sink.key });
+    case 'mssql':
+      return new MssqlSink({ url: sink.url, identityInsert: new Set(config.tables.filter((t) => t.identityInsert).map((t) => t.target)) });
     default:
       throw new ConfigError(`${path}.sink.type: "${sink.type}" is not available in this version of cdc-sync`);
   }

@@ -1,4 +1,4 @@
-import { CdcSyncError, PermanentError, TransientError, type ErrorContext, type FailureReason } from '../../core/errors.js';
+import { CdcSyncError, PermanentError, TransientError, withContext, type ErrorContext, type FailureReason } from '../../core/errors.js';
 
 /**
  * SQL Server error numbers a later attempt can get past (deadlocks, timeouts,
@@ -37,7 +37,7 @@ const PERMANENT_REASONS = new Map<number, FailureReason>([
 const TRANSIENT_CODES = new Set(['ETIMEOUT', 'ESOCKET', 'ECONNCLOSED', 'ECONNRESET', 'ECONNREFUSED', 'ENOTOPEN', 'ENOCONN', 'EINSTLOOKUP']);
 
 export function classifyMssqlError(error: unknown, context: ErrorContext = {}): CdcSyncError {
-  if (error instanceof CdcSyncError) return error;
+  if (error instanceof CdcSyncError) return withContext(error, context);
   const err = error instanceof Error ? error : new Error(String(error));
   const { number, code } = err as { number?: unknown; code?: unknown };
   const n = typeof number === 'number' ? number : undefined;

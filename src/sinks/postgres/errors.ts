@@ -1,4 +1,4 @@
-import { CdcSyncError, PermanentError, TransientError, type ErrorContext, type FailureReason } from '../../core/errors.js';
+import { CdcSyncError, PermanentError, TransientError, withContext, type ErrorContext, type FailureReason } from '../../core/errors.js';
 
 /**
  * SQLSTATE codes and classes that a later attempt can get past. Everything
@@ -32,7 +32,7 @@ const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE
 const NETWORK_MESSAGES = [/connection terminated/i, /timeout exceeded when trying to connect/i, /connection error/i, /not queryable/i, /ECONNREFUSED/];
 
 export function classifyPgError(error: unknown, context: ErrorContext = {}): CdcSyncError {
-  if (error instanceof CdcSyncError) return error;
+  if (error instanceof CdcSyncError) return withContext(error, context);
   const err = error instanceof Error ? error : new Error(String(error));
   const code = (err as { code?: unknown }).code;
   const message = err.message || String(code ?? 'unknown error');

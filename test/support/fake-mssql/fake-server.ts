@@ -31,6 +31,8 @@ export class FakeSqlServer {
   readonly executed: { name: string; values: Values }[] = [];
   /** Fail the next statements with these errors (deadlocks, timeouts...). */
   readonly failures: { name?: string; error: Error }[] = [];
+  /** Models register a snapshot taker: a transaction that throws restores every model. */
+  readonly snapshots: (() => () => void)[] = [];
   private server: Server | undefined;
 
   execute(query: Query, params: Params = {}): unknown[] {
@@ -56,7 +58,15 @@ export class FakeSqlServer {
     };
     return {
       query: run,
-      transaction: async (work) => work({ query: run }),
+      transaction: async (work) => {
+        const restores = this.snapshots.map((take) => take());
+        try {
+          return await work({ query: run });
+        } catch (error) {
+          for (const restore of restores) restore();
+          throw classifyMssqlError(error);
+        }
+      },
       close: async () => undefined,
     };
   }
