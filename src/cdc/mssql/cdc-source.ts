@@ -27,6 +27,8 @@ import { TableSnapshot } from './snapshot.js';
 import { splitTable } from './snapshot-queries.js';
 import { CdcSyncError } from '../../core/errors.js';
 
+const MARKER = 'cdc_sync.origin_marker';
+
 export interface MssqlCdcSourceOptions {
   url: string;
   tables: TableConfig[];
@@ -68,6 +70,8 @@ export class MssqlCdcSource implements Source {
   private context!: StreamContext;
   private readonly wakeUp = new Subject<void>();
   private tables: CapturedTable[] = [];
+  /** cdc_sync.origin_marker, when CDC captures it: transactions that wrote it were made by cdc-sync. */
+  private marker: CapturedTable | null = null;
   /** The reader's own position; set from `from` at the first read after `chunks(from)`. */
   private position!: CdcPosition;
   private from: string | null = null;
@@ -90,6 +94,8 @@ export class MssqlCdcSource implements Source {
     this.retentionMinutes = state.retention_minutes ?? null;
     this.tables = [];
     for (const [i, table] of this.options.tables.entries()) this.tables.push(await this.describe(table, `tables[${i}]`));
+    this.marker = await this.describe({ source: MARKER, target: MARKER, key: ['id'] }, 'origin marker').catch(() => null);
+    if (!this.marker) context.log.info('cdc_sync.origin_marker is not captured: writes of a reverse stream into this database are not recognised as echoes (see `cdc-sync init-sql`)');
     const [max] = await this.query(() => this.client!.query<{ lsn: Buffer | null }>(MAX_LSN));
     if (!max?.lsn) context.log.warn('no change has ever been published by CDC: is SQL Server Agent running?');
     context.setConnected('source', true);
@@ -251,8 +257,18 @@ export class MssqlCdcSource implements Source {
         limit = result.limit;
       }
     }
+    if (this.marker) {
+      const resume = this.position.resumeFor(MARKER);
+      const result = await this.readTable(this.marker, resume, max, false);
+      if (result !== 'gap') {
+        rows.push(...result.rows);
+        if (result.limit && (!limit || result.limit.lsn.compare(limit.lsn) < 0 || (result.limit.lsn.equals(limit.lsn) && result.limit.seqval.compare(limit.seqval) < 0))) {
+          limit = result.limit;
+        }
+      }
+    }
     rows.sort(compareRows);
-    const cut = cutRows(rows, limit, max);
+    const cut = this.dropOwnTransactions(cutRows(rows, limit, max));
     const moved = cut.lsn.compare(this.position.lsn) !== 0 || cut.seqval?.toString() !== this.position.seqval?.toString();
     this.position = this.position.with({ lsn: cut.lsn, seqval: cut.seqval });
     if (cut.rows.length === 0 && !gapped) {
@@ -272,8 +288,24 @@ export class MssqlCdcSource implements Source {
     return { events, rejected: [], position, caughtUp: limit === null };
   }
 
+  /**
+   * Echo suppression: a transaction that changed cdc_sync.origin_marker was
+   * written by cdc-sync's SQL Server sink (it marks every transaction), so
+   * all of it is dropped and counted, and nothing goes back where it came from.
+   */
+  private dropOwnTransactions(cut: ReturnType<typeof cutRows>): ReturnType<typeof cutRows> {
+    const own = new Set(cut.rows.filter((r) => r.table === MARKER).map((r) => r.lsn.toString()));
+    const rows = cut.rows.filter((r) => r.table !== MARKER && !own.has(r.lsn.toString()));
+    for (const r of cut.rows) {
+      if (r.table !== MARKER && own.has(r.lsn.toString()) && r.operation !== 3) {
+        this.context.metrics.suppressed.inc({ stream: this.context.stream, direction: this.context.direction, table: r.table, reason: 'origin' });
+      }
+    }
+    return { ...cut, rows };
+  }
+
   /** Changes of one table after `resume`, across its capture instances (old one up to the new one's start). */
-  private async readTable(table: CapturedTable, resume: { lsn: Lsn; seqval: Lsn }, max: Lsn): Promise<{ rows: CdcRow[]; limit: { lsn: Lsn; seqval: Lsn } | null } | 'gap'> {
+  private async readTable(table: CapturedTable, resume: { lsn: Lsn; seqval: Lsn }, max: Lsn, reportGaps = true): Promise<{ rows: CdcRow[]; limit: { lsn: Lsn; seqval: Lsn } | null } | 'gap'> {
     const rows: CdcRow[] = [];
     let limit: { lsn: Lsn; seqval: Lsn } | null = null;
     const readLimit = Math.max(this.options.readLimit, 4);
@@ -284,7 +316,8 @@ export class MssqlCdcSource implements Source {
       const min = await this.minLsn(instance);
       // The first instance still to read must hold every change after `resume`:
       // if its minimum moved past it, the cleanup job removed some of them.
-      if (!readAny && min.predecessor().compare(resume.lsn) > 0) {
+      // (The origin marker has no such duty: it is read from what is there.)
+      if (reportGaps && !readAny && min.predecessor().compare(resume.lsn) > 0) {
         this.reportGap(table, resume.lsn, min);
         return 'gap';
       }

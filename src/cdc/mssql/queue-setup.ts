@@ -174,5 +174,17 @@ GO
 GO
 `);
   }
+  // The reverse stream's SQL Server sink writes this row in each of its
+  // transactions; captured, it lets this reader drop those transactions (no echo).
+  parts.push(`IF SCHEMA_ID(N'cdc_sync') IS NULL EXEC(N'CREATE SCHEMA cdc_sync');
+GO
+IF OBJECT_ID(N'cdc_sync.origin_marker') IS NULL
+  CREATE TABLE cdc_sync.origin_marker (id int NOT NULL PRIMARY KEY, stream nvarchar(128) NOT NULL, written_at datetime2 NOT NULL);
+GO
+IF NOT EXISTS (SELECT 1 FROM sys.tables WHERE object_id = OBJECT_ID(N'cdc_sync.origin_marker') AND is_tracked_by_cdc = 1)
+  EXEC sys.sp_cdc_enable_table @source_schema = N'cdc_sync', @source_name = N'origin_marker',
+       @role_name = NULL, @supports_net_changes = 0;
+GO
+`);
   return parts.join('');
 }

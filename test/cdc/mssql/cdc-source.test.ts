@@ -230,6 +230,21 @@ describe('MssqlCdcSource', () => {
     expect(reads).toBeGreaterThanOrEqual(2);
   });
 
+  it('drops whole transactions that cdc-sync itself wrote (origin marker row) and counts them', async () => {
+    cdc.createTable('cdc_sync', 'origin_marker', [{ name: 'id', type: 'int' }, { name: 'stream', type: 'nvarchar' }], ['id']);
+    cdc.enableTable('cdc_sync', 'origin_marker');
+    cdc.commit([{ table: 'cdc_sync.origin_marker', op: 'insert', row: { id: 1, stream: 'cloud-to-clinic' } }]);
+    const { source, context } = await open({ snapshot: 'never' });
+    cdc.commit([
+      { table: 'cdc_sync.origin_marker', op: 'update', row: { id: 1, stream: 'cloud-to-clinic' } },
+      { table: 'dbo.tblNotes', op: 'insert', row: { Code: 'echo', Text: 'written by the reverse stream' } },
+    ]);
+    cdc.commit([{ table: 'dbo.tblNotes', op: 'insert', row: { Code: 'user', Text: 'typed at the clinic' } }]);
+    const [chunk] = await pull(source, null, 1);
+    expect(chunk!.events.map((e) => e.key.Code)).toEqual(['user']);
+    expect(await context.metrics.registry.metrics()).toContain('cdc_sync_events_suppressed_total{stream="clinic",direction="forward",table="dbo.tblNotes",reason="origin"} 1');
+  });
+
   it('says clearly at start-up when CDC is not enabled for the database or a table', async () => {
     cdc.cdcEnabled = false;
     await expect(open()).rejects.toThrow(/change data capture is not enabled for this database.*sp_cdc_enable_db/);
