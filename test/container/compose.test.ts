@@ -138,6 +138,22 @@ describe('Dockerfile', () => {
     }
   });
 
+  it('the runtime stage has every package the compiled CLI imports (npm ci --omit=dev)', () => {
+    const dependencies = Object.keys((JSON.parse(readFileSync('package.json', 'utf8')) as { dependencies: Record<string, string> }).dependencies);
+    const files = (readdirSync('dist/src', { recursive: true }) as string[]).filter((f) => f.endsWith('.js'));
+    const missing = new Set<string>();
+    for (const file of files) {
+      const code = readFileSync(join('dist/src', file), 'utf8');
+      for (const [, specifier] of code.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*)['"]([^'"]+)['"]/g)) {
+        if (specifier!.startsWith('.') || specifier!.startsWith('node:')) continue;
+        const name = specifier!.startsWith('@') ? specifier!.split('/').slice(0, 2).join('/') : specifier!.split('/')[0]!;
+        if (!dependencies.includes(name)) missing.add(`${file}: ${specifier}`);
+      }
+    }
+    expect(files.length).toBeGreaterThan(10);
+    expect([...missing]).toEqual([]);
+  });
+
   it('runs the built CLI of package.json as the unprivileged node user under tini, with a health check on /healthz', () => {
     expect(instructions(runtime, 'USER')).toEqual(['node']);
     expect(instructions(runtime, 'EXPOSE')).toEqual(['9464']);

@@ -105,6 +105,8 @@ streams:
     expect(sql).toContain("OBJECT_ID(N'[dbo].[tblPatients]') AND is_tracked_by_cdc = 1)");
     expect(sql).toContain("EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'tblPatients',");
     expect(sql).toContain('@supports_net_changes = 0');
-    expect(enableCdcSql(['a.b', 'c']).match(/sp_cdc_enable_table/g)).toHaveLength(2);
+    // Two tables, plus the origin marker the reverse stream's sink writes (echo suppression).
+    expect(enableCdcSql(['a.b', 'c']).match(/sp_cdc_enable_table/g)).toHaveLength(3);
+    expect(enableCdcSql(['c'])).toContain("@source_schema = N'cdc_sync', @source_name = N'origin_marker'");
   });
 });
