@@ -1,0 +1,84 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ChangeEvent } from '../../src/core/change-event.js';
+import { TableMapping, type TableConfig } from '../../src/core/mapping.js';
+import { MssqlSink } from '../../src/sinks/mssql/mssql-sink.js';
+import { testContext } from '../support/stream-context.js';
+import { MSSQL_URL, SKIP_REASON, createSqlServerDatabase, type TestSqlServerDatabase } from './support.js';
+
+/**
+ * The mssql sink against a real SQL Server 2022: MERGE of each type, identity
+ * mapping, column ownership, the origin marks. Runs in
+ * .github/workflows/mssql.yml; skipped where MSSQL_URL is unset.
+ */
+describe.skipIf(!MSSQL_URL)(`mssql sink on a real SQL Server${MSSQL_URL ? '' : ` (skipped: ${SKIP_REASON})`}`, () => {
+  let db: TestSqlServerDatabase;
+
+  beforeAll(async () => {
+    db = await createSqlServerDatabase();
+    await db.exec(`CREATE TABLE dbo.tblTypes (ID int PRIMARY KEY, Name nvarchar(100), Price decimal(38,10), Guid uniqueidentifier,
+      Seen datetime2(7), Born date, Flag bit, Data varbinary(max), Big bigint, Amount money)`);
+    await db.exec(`CREATE TABLE dbo.tblAlignerNotes (NoteID int IDENTITY PRIMARY KEY, PortalID bigint NOT NULL UNIQUE, NoteText nvarchar(max), Lab nvarchar(50))`);
+    await db.exec(`CREATE TABLE dbo.tblQueueLike (ID int PRIMARY KEY, Note nvarchar(50))`);
+    await db.exec(`CREATE TABLE dbo.SeenContext (origin nvarchar(128))`);
+    await db.exec(`CREATE TRIGGER trg_seen ON dbo.tblQueueLike AFTER INSERT, UPDATE AS
+      INSERT INTO dbo.SeenContext VALUES (CAST(SESSION_CONTEXT(N'cdc_sync.origin') AS nvarchar(128)))`);
+  }, 120_000);
+
+  afterAll(async () => {
+    await db?.drop();
+  });
+
+  async function open(tables: TableConfig[], identityInsert: string[] = []) {
+    const sink = new MssqlSink({ url: db.url, identityInsert: new Set(identityInsert) });
+    const targets = await sink.open(testContext('cloud-to-clinic'), tables);
+    const mappings = tables.map((t, i) => new TableMapping(t, targets[i]!, `tables[${i}]`, () => {}));
+    sink.bind(mappings);
+    return { sink, mappings };
+  }
+
+  const event = (m: TableMapping, op: ChangeEvent['op'], key: Record<string, unknown>, row: Record<string, unknown> | null) =>
+    m.mapEvent({ table: m.source, op, key: key as ChangeEvent['key'], row: row as ChangeEvent['row'], position: 'p', commitTime: new Date() });
+
+  it('merges every type exactly and writes nothing when applied again', async () => {
+    const { sink, mappings } = await open([{ source: 'public.types', target: 'dbo.tblTypes', key: ['id'] }]);
+    const row = {
+      id: 1, name: 'Ann', price: '12345678901234567890.0123456789', guid: 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+      seen: '2024-01-02T03:04:05.123456+02:00', born: '1990-05-01', flag: true, data: Buffer.from([0, 1, 255]), big: '9007199254740993', amount: '1234.5678',
+    };
+    const batch = { changes: [event(mappings[0]!, 'insert', { id: 1 }, row)], deadLetters: [], checkpoint: { stream: 'cloud-to-clinic', position: 'p1' } };
+    expect((await sink.apply(batch)).written).toBe(1);
+    expect((await sink.apply(batch)).written).toBe(0);
+    const [stored] = await db.exec(`SELECT CONVERT(varchar(64), Price) AS Price, CAST(Guid AS char(36)) AS Guid, CONVERT(varchar(33), Seen, 126) AS Seen,
+      CONVERT(varchar(10), Born, 23) AS Born, Flag, Data, CAST(Big AS varchar(30)) AS Big, CONVERT(varchar(30), Amount) AS Amount FROM dbo.tblTypes`);
+    expect(stored).toMatchObject({
+      Price: '12345678901234567890.0123456789', Guid: 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11', Seen: '2024-01-02T01:04:05.1234560',
+      Born: '1990-05-01', Flag: true, Big: '9007199254740993', Amount: '1234.57',
+    });
+    expect(Buffer.from(stored!.Data as Buffer).toString('hex')).toBe('0001ff');
+    const [checkpoint] = await db.exec(`SELECT position FROM cdc_sync.checkpoints WHERE stream = 'cloud-to-clinic'`);
+    expect(checkpoint).toEqual({ position: 'p1' });
+  });
+
+  it('maps portal rows onto an IDENTITY table through the alternate key, and keeps columns the portal does not own', async () => {
+    const notes: TableConfig = { source: 'public.aligner_notes', target: 'dbo.tblAlignerNotes', key: ['id'], columns: { id: 'PortalID' }, owns: ['note_text'] };
+    const { sink, mappings } = await open([notes]);
+    await sink.apply({ changes: [event(mappings[0]!, 'insert', { id: 9001 }, { id: 9001, note_text: 'first', lab: 'portal' })], deadLetters: [] });
+    await db.exec(`UPDATE dbo.tblAlignerNotes SET Lab = N'clinic' WHERE PortalID = 9001`);
+    await sink.apply({ changes: [event(mappings[0]!, 'update', { id: 9001 }, { id: 9001, note_text: 'edited', lab: 'portal' })], deadLetters: [] });
+    expect(await db.exec(`SELECT NoteID, PortalID, NoteText, Lab FROM dbo.tblAlignerNotes`)).toEqual([{ NoteID: 1, PortalID: '9001', NoteText: 'edited', Lab: 'clinic' }]);
+  });
+
+  it('writes the identity value as given with identityInsert', async () => {
+    const byId: TableConfig = { source: 'public.aligner_notes', target: 'dbo.tblAlignerNotes', key: ['note_id'] };
+    const { sink, mappings } = await open([byId], ['dbo.tblAlignerNotes']);
+    await sink.apply({ changes: [event(mappings[0]!, 'insert', { note_id: 500 }, { note_id: 500, portal_id: 77, note_text: 'x' })], deadLetters: [] });
+    expect(await db.exec(`SELECT NoteID FROM dbo.tblAlignerNotes WHERE PortalID = 77`)).toEqual([{ NoteID: 500 }]);
+  });
+
+  it('marks its writes: SESSION_CONTEXT for triggers and the origin marker row in the same transaction', async () => {
+    const { sink, mappings } = await open([{ source: 'public.q', target: 'dbo.tblQueueLike', key: ['id'] }]);
+    await sink.apply({ changes: [event(mappings[0]!, 'insert', { id: 1 }, { id: 1, note: 'x' })], deadLetters: [] });
+    expect(await db.exec(`SELECT origin FROM dbo.SeenContext`)).toEqual([{ origin: 'cloud-to-clinic' }]);
+    expect(await db.exec(`SELECT id, stream FROM cdc_sync.origin_marker`)).toEqual([{ id: 1, stream: 'cloud-to-clinic' }]);
+  });
+});
