@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS public.aligner_batches (
   days                        integer,
   manufacture_date            date,
   delivered_to_patient_date   date,
-  notes                       text
+  notes                       text,
+  updated_at                  timestamptz NOT NULL DEFAULT now()   -- catch-up reads of the reverse stream
 );
 CREATE TABLE IF NOT EXISTS public.aligner_notes (
   note_id         integer PRIMARY KEY,
@@ -59,5 +60,6 @@ CREATE TABLE IF NOT EXISTS public.aligner_notes (
   note_text       text NOT NULL,
   created_at      timestamp(3),
   is_edited       boolean NOT NULL DEFAULT false,
-  edited_at       timestamp(3)
+  edited_at       timestamp(3),
+  updated_at      timestamptz NOT NULL DEFAULT now()   -- catch-up reads of the reverse stream
 );

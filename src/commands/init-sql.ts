@@ -12,6 +12,10 @@ import { skipNoopSetupSql } from '../sinks/supabase/skip-noop-sql.js';
 export function initSql(config: Config): string {
   const parts: string[] = [];
   for (const [i, stream] of config.streams.entries()) {
+    if (!stream.enabled) {
+      parts.push(`-- stream "${stream.name}" is disabled: no set-up printed for it\n`);
+      continue;
+    }
     if (stream.source.type === 'postgres-changelog') {
       parts.push(
         `-- stream "${stream.name}": run on the source database (${redact(stream.source.url)})\n` +

@@ -91,7 +91,9 @@ export class TableMapping {
         `${path}.key: ${config.target} has no primary key or unique constraint on (${this.targetKey.join(', ')}); upserts need one`,
       );
     }
-    this.targetUpdatedAt = config.updatedAt ? this.requireColumn(config.updatedAt, `${path}.updatedAt`, config.target) : undefined;
+    // updatedAt also names the source's column for catch-up reads; the target needs it only for newer-wins.
+    this.targetUpdatedAt =
+      config.updatedAt && this.conflict === 'newer-wins' ? this.requireColumn(config.updatedAt, `${path}.updatedAt`, config.target) : undefined;
     this.owned = config.owns ? config.owns.map((c, i) => this.requireColumn(c, `${path}.owns[${i}]`, config.target)) : null;
     if (this.conflict === 'newer-wins' && !this.targetUpdatedAt) {
       throw new ConfigError(`${path}.updatedAt: conflict newer-wins needs an updatedAt column`);

@@ -12,7 +12,13 @@ const TABLE_OP = ['stream', 'direction', 'table', 'op'] as const;
 const TABLE_REASON = ['stream', 'direction', 'table', 'reason'] as const;
 
 export function createMetrics(registry = new Registry(), options: { defaultMetrics?: boolean } = {}) {
-  if (options.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: PREFIX });
+  if (options.defaultMetrics) {
+    collectDefaultMetrics({ register: registry, prefix: PREFIX });
+    // prom-client names these gauges *_total, which Prometheus reserves for counters (promtool check metrics).
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+      registry.removeSingleMetric(PREFIX + name);
+    }
+  }
   const registers = [registry];
   return {
     registry,

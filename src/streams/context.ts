@@ -11,6 +11,8 @@ export interface StreamContext {
   setConnected(part: 'source' | 'sink', up: boolean): void;
   /** A problem the operator must act on (shown as the stream's last error in status and /readyz). */
   reportProblem(message: string): void;
+  /** Sources call this when a read found nothing new (before waiting); `run --once` stops on it. */
+  idle?(): void;
   /** Stop asking: the stream is shutting down (long waits should end early). */
   readonly stopping: AbortSignal;
 }

@@ -13,6 +13,7 @@ import type { StreamConfig } from '../config/schema.js';
 import type { DeadLetter, Sink } from '../sinks/sink.js';
 import { applyBatch, deadLetterFor, type FailedChange } from './apply-batch.js';
 import type { StreamContext } from './context.js';
+import type { BatchLog } from '../control/batch-log.js';
 import { batchChunks, type Batch } from './operators/batch-chunks.js';
 import { coalesce } from './operators/coalesce.js';
 import { dropNoops } from './operators/drop-noops.js';
@@ -47,6 +48,10 @@ export interface StreamParts {
   deadLetters?: DeadLetterStore | null;
   metrics: Metrics;
   log: Logger;
+  /** Recent batches for `GET /api/sync/logs`. */
+  batchLog?: BatchLog;
+  /** `run --once`: stop (gracefully) as soon as the source reports it has nothing more to read. */
+  once?: boolean;
 }
 
 /**
@@ -71,6 +76,9 @@ export class Stream {
   /** Conditions the operator must resolve (a table stopped by a CDC cleanup gap); cleared on reopen. */
   private problems: string[] = [];
   private lastAppliedAt: Date | null = null;
+  /** Batches being applied now; `once` waits for them before stopping. */
+  private inFlight = 0;
+  private idleSeen = false;
 
   constructor(private readonly parts: StreamParts) {
     const { config, metrics } = parts;
@@ -87,6 +95,12 @@ export class Stream {
         this.lastError = message;
         if (!this.problems.includes(message)) this.problems.push(message);
         log.error({ err: message }, 'stream problem');
+      },
+      idle: () => {
+        // run --once: the source read nothing new; stop once the last batch is committed.
+        if (!parts.once) return;
+        this.idleSeen = true;
+        if (this.inFlight === 0) this.stop();
       },
       setConnected: (part, up) => {
         this.connectedParts[part] = up;
@@ -147,6 +161,22 @@ export class Stream {
     }
   }
 
+  /**
+   * Runs `work` with this stream's sink open and bound to its tables: the
+   * running sink when the stream is connected, else opened just for `work`
+   * (retry-failed without a running stream).
+   */
+  async withSink<T>(work: (sink: Sink) => Promise<T>): Promise<T> {
+    if (this.connectedParts.sink) return work(this.parts.sink);
+    try {
+      await this.openSink();
+      return await work(this.parts.sink);
+    } finally {
+      await this.parts.sink.close();
+      this.context.setConnected('sink', false);
+    }
+  }
+
   /** Stop reading; the batch in flight is finished and its checkpoint saved. */
   stop(): void {
     this.abort.abort();
@@ -199,11 +229,9 @@ export class Stream {
     };
   }
 
-  private async open(): Promise<void> {
-    const { config, sink, source } = this.parts;
-    this.problems = [];
-    const hooks = this.retryHooks();
-    const targets = await retryTransient(() => sink.open(this.context, config.tables), config.retry, hooks);
+  private async openSink(): Promise<void> {
+    const { config, sink } = this.parts;
+    const targets = await retryTransient(() => sink.open(this.context, config.tables), config.retry, this.retryHooks());
     const warned = new Set<string>();
     const warn = (message: string, context: Record<string, string>) => {
       const id = `${message}${JSON.stringify(context)}`;
@@ -214,6 +242,13 @@ export class Stream {
     this.mappings = new Map(mappings.map((m) => [m.source, m]));
     this.tableOrder = mappings.map((m) => m.source);
     sink.bind(mappings);
+  }
+
+  private async open(): Promise<void> {
+    const { config, sink, source } = this.parts;
+    this.problems = [];
+    const hooks = this.retryHooks();
+    await this.openSink();
     await retryTransient(() => source.open(this.context), config.retry, hooks);
     this.position = await retryTransient(
       () => (this.parts.checkpoints ? this.parts.checkpoints.load(this.name) : sink.readCheckpoint(this.name)),
@@ -240,8 +275,41 @@ export class Stream {
   }
 
   private async process(batch: Batch): Promise<void> {
-    const { config, sink, metrics } = this.parts;
+    this.inFlight += 1;
     const started = performance.now();
+    try {
+      const failed = await this.applyOne(batch, started);
+      this.logBatch(batch, failed, started);
+    } catch (error) {
+      this.logBatch(batch, [], started, errorMessage(error));
+      throw error;
+    } finally {
+      this.inFlight -= 1;
+      if (this.idleSeen && this.inFlight === 0) this.stop();
+    }
+  }
+
+  private logBatch(batch: Batch, failed: { table: string }[], started: number, error?: string): void {
+    const log = this.parts.batchLog;
+    if (!log) return;
+    const tables: Record<string, { applied: number; failed: number }> = {};
+    const entry = (table: string) => (tables[table] ??= { applied: 0, failed: 0 });
+    for (const f of failed) entry(f.table).failed += 1;
+    // Events of a failed batch were not applied; otherwise every event that did not fail was.
+    for (const e of batch.events) if (!error) entry(e.table).applied += 1;
+    for (const t of Object.values(tables)) t.applied = Math.max(0, t.applied - t.failed);
+    log.add({
+      time: new Date().toISOString(),
+      stream: this.name,
+      tables,
+      durationMs: Math.round(performance.now() - started),
+      ...(error ? { error } : {}),
+    });
+  }
+
+  /** Applies one batch; returns the changes that went to the dead letter (source table names). */
+  private async applyOne(batch: Batch, started: number): Promise<{ table: string }[]> {
+    const { config, sink, metrics } = this.parts;
     const mapped: ChangeEvent[] = [];
     const failures: FailedChange[] = [];
     for (const event of batch.events) {
@@ -293,6 +361,7 @@ export class Stream {
     metrics.lastApplied.set(this.labels, this.lastAppliedAt.getTime() / 1000);
     this.position = batch.position;
     this.state = 'running';
+    return [...failures.map((f) => ({ table: f.event.table })), ...batch.rejected.map((r) => ({ table: r.table }))];
   }
 
   private count(kept: ChangeEvent[], failures: FailedChange[], rejected: RejectedChange[]): void {

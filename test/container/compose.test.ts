@@ -215,7 +215,7 @@ describe('the image start command, run directly with the compose environment', (
     const result = run([...node, 'validate'], env);
     expect(result.stderr).toBe('');
     expect(result.status).toBe(0);
-    expect(result.stdout).toBe(`${env.CDC_SYNC_CONFIG}: valid (clinic-to-cloud)\n`);
+    expect(result.stdout).toBe(`${env.CDC_SYNC_CONFIG}: valid (clinic-to-cloud, cloud-to-clinic)\n`);
   });
 
   it('cdc-sync-setup writes the init-sql set-up into the volume mssql-setup applies from, with every script it names', () => {

@@ -177,6 +177,7 @@ export class MssqlCdcSource implements Source {
         return this.emit({ events: [], rejected: [], position: this.position.toString(), caughtUp: true });
       }
       delay = Math.min(Math.max(delay * 2, 50), this.options.idleIntervalMs);
+      this.context.idle?.();
       await idleWait(delay, this.wakeUp, this.context.stopping);
       if (this.context.stopping.aborted) return new Promise<never>(() => {});
     }

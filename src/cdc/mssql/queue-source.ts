@@ -189,6 +189,7 @@ export class MssqlQueueSource implements Source {
       if (chunk) return chunk;
       if (this.woken) continue; // a notification came during the read: read again now
       delay = Math.min(Math.max(delay * 2, 50), this.options.idleIntervalMs);
+      this.context.idle?.();
       await idleWait(delay, this.wakeUp, this.context.stopping);
       if (this.context.stopping.aborted) return new Promise<never>(() => {});
     }

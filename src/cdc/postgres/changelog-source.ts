@@ -103,6 +103,7 @@ export class ChangeLogSource implements Source {
       const chunk = await this.readPage();
       if (chunk) return chunk;
       delay = Math.min(Math.max(delay * 2, 50), this.options.idleIntervalMs);
+      this.context.idle?.();
       await idleWait(delay, this.wakeUp, this.context.stopping);
       if (this.context.stopping.aborted) return new Promise<never>(() => {});
     }

@@ -158,6 +158,7 @@ export class SupabaseRealtimeSource implements Source {
         this.countCaptured(events);
         return { events, rejected: [], position: this.position.toString(), caughtUp: this.buffer.length === 0 };
       }
+      this.context.idle?.();
       await idleWait(60_000, this.wakeUp, this.context.stopping);
       if (this.context.stopping.aborted) return new Promise<never>(() => {});
     }
