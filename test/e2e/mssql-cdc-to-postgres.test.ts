@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FakeCdc } from '../support/fake-mssql/fake-cdc.js';
 import { FakeSqlServer } from '../support/fake-mssql/fake-server.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
-import { metricValue, runCli, runCliToEnd, waitFor, writeConfig, type CliProcess } from '../support/cli.js';
+import { metricValue, runCli, runCliToEnd, waitFor, writeConfig, CliProcesses, type CliProcess } from '../support/cli.js';
 
 /**
  * SQL Server CDC → PostgreSQL through the real CLI and a config file. SQL
@@ -16,7 +16,7 @@ let server: FakeSqlServer;
 let cdc: FakeCdc;
 let url: string;
 let pg: TestDatabase;
-let running: CliProcess[] = [];
+const processes = new CliProcesses();
 let configPath: string;
 
 beforeAll(async () => {
@@ -51,9 +51,7 @@ http: { port: 0, host: 127.0.0.1 }
 });
 
 afterEach(async () => {
-  for (const cli of running) cli.child.kill('SIGKILL');
-  await Promise.all(running.map((c) => c.exited));
-  running = [];
+  await processes.killAll();
 });
 
 afterAll(async () => {
@@ -63,15 +61,11 @@ afterAll(async () => {
 
 function start(): CliProcess {
   const cli = runCli(['run', '--config', configPath], { CDC_SYNC_MSSQL_DRIVER: DRIVER });
-  running.push(cli);
-  return cli;
+  return processes.add(cli);
 }
 
 async function stop(cli: CliProcess): Promise<number | null> {
-  cli.child.kill('SIGTERM');
-  const code = await cli.exited;
-  running = running.filter((c) => c !== cli);
-  return code;
+  return processes.stop(cli, 'SIGTERM');
 }
 
 const patients = () => pg.query<Record<string, unknown>>('SELECT person_id, patient_name, balance::text, updated_at::text FROM patients ORDER BY 1');

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FakeQueue } from '../support/fake-mssql/fake-queue.js';
 import { FakeSqlServer } from '../support/fake-mssql/fake-server.js';
-import { metricValue, runCli, runCliToEnd, waitFor, writeConfig, type CliProcess } from '../support/cli.js';
+import { metricValue, runCli, runCliToEnd, waitFor, writeConfig, CliProcesses, type CliProcess } from '../support/cli.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
 /**
@@ -15,7 +15,7 @@ let pg: TestDatabase;
 let server: FakeSqlServer;
 let queue: FakeQueue;
 let sourceUrl: string;
-let running: CliProcess[] = [];
+const processes = new CliProcesses();
 
 function config(options: { idleIntervalMs?: number; pollIntervalMs?: number } = {}): string {
   return writeConfig(`
@@ -35,15 +35,11 @@ log: { level: info }
 
 function start(path: string): CliProcess {
   const cli = runCli(['run', '--config', path], { SOURCE_URL: sourceUrl, SINK_URL: pg.url, CDC_SYNC_MSSQL_DRIVER: DRIVER });
-  running.push(cli);
-  return cli;
+  return processes.add(cli);
 }
 
 async function stop(cli: CliProcess): Promise<number | null> {
-  cli.child.kill('SIGINT');
-  const code = await cli.exited;
-  running = running.filter((c) => c !== cli);
-  return code;
+  return processes.stop(cli, 'SIGINT');
 }
 
 const patient = (id: number, name: string, balance = '10.50') => ({
@@ -108,9 +104,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  for (const cli of running) cli.child.kill('SIGKILL');
-  await Promise.all(running.map((c) => c.exited));
-  running = [];
+  await processes.killAll();
   await server.close();
 });
 

@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
-import { metricValue, runCli, runCliToEnd, waitFor, writeConfig, type CliProcess } from '../support/cli.js';
+import { metricValue, runCli, runCliToEnd, waitFor, writeConfig, CliProcesses, type CliProcess } from '../support/cli.js';
 
 /**
  * A stream from database A to database B driven through the real entry
@@ -8,7 +8,7 @@ import { metricValue, runCli, runCliToEnd, waitFor, writeConfig, type CliProcess
  */
 let a: TestDatabase;
 let b: TestDatabase;
-let running: CliProcess[] = [];
+const processes = new CliProcesses();
 
 const SCHEMA = `
   CREATE TABLE "tblParents" ("ParentID" int PRIMARY KEY, "Name" text NOT NULL);
@@ -38,15 +38,11 @@ log: { level: info }
 
 function start(path: string): CliProcess {
   const cli = runCli(['run', '--config', path], { SOURCE_URL: a.url, SINK_URL: b.url });
-  running.push(cli);
-  return cli;
+  return processes.add(cli);
 }
 
 async function stop(cli: CliProcess, signal: NodeJS.Signals = 'SIGINT'): Promise<number | null> {
-  cli.child.kill(signal);
-  const code = await cli.exited;
-  running = running.filter((c) => c !== cli);
-  return code;
+  return processes.stop(cli, signal);
 }
 
 async function snapshotA() {
@@ -88,9 +84,7 @@ beforeAll(async () => {
 });
 
 afterEach(async () => {
-  for (const cli of running) cli.child.kill('SIGKILL');
-  await Promise.all(running.map((c) => c.exited));
-  running = [];
+  await processes.killAll();
 });
 
 afterAll(async () => {
@@ -181,7 +175,7 @@ describe('postgres-changelog → postgres through the CLI', () => {
     await waitFor(async () => Number((await b.query<{ n: string }>('SELECT count(*) AS n FROM items'))[0]!.n) > 2000, 30_000);
     first.child.kill('SIGKILL');
     expect(await first.exited).toBeNull();
-    running = running.filter((c) => c !== first);
+    processes.forget(first);
     const copied = Number((await b.query<{ n: string }>('SELECT count(*) AS n FROM items'))[0]!.n);
     expect(copied).toBeLessThan(24000); // it really was killed mid-way
     await a.query(`UPDATE "tblItems" SET "Name" = 'changed while down' WHERE "ItemID" % 1000 = 1`);

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FileDeadLetterStore } from '../../src/dead-letters/file-dead-letter-store.js';
-import { metricValue, runCli, runCliToEnd, waitFor, writeConfig, type CliProcess } from '../support/cli.js';
+import { metricValue, runCli, runCliToEnd, waitFor, writeConfig, CliProcesses, type CliProcess } from '../support/cli.js';
 import { startPostgrest, type PostgrestStandIn } from '../support/postgrest/server.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
@@ -16,7 +16,7 @@ let a: TestDatabase;
 let b: TestDatabase;
 let api: PostgrestStandIn;
 let dir: string;
-let running: CliProcess[] = [];
+const processes = new CliProcesses();
 
 const SCHEMA = `
   CREATE TABLE "tblParents" ("ParentID" int PRIMARY KEY, "Name" text NOT NULL);
@@ -50,15 +50,11 @@ const env = () => ({ SOURCE_URL: a.url, SUPABASE_URL: api.url, SUPABASE_SERVICE_
 
 function start(): CliProcess {
   const cli = runCli(['run', '--config', config()], env());
-  running.push(cli);
-  return cli;
+  return processes.add(cli);
 }
 
 async function stop(cli: CliProcess): Promise<number | null> {
-  cli.child.kill('SIGINT');
-  const code = await cli.exited;
-  running = running.filter((c) => c !== cli);
-  return code;
+  return processes.stop(cli, 'SIGINT');
 }
 
 async function snapshots() {
@@ -105,9 +101,7 @@ beforeAll(async () => {
 });
 
 afterEach(async () => {
-  for (const cli of running) cli.child.kill('SIGKILL');
-  await Promise.all(running.map((c) => c.exited));
-  running = [];
+  await processes.killAll();
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startPostgrest, type PostgrestStandIn } from '../support/postgrest/server.js';
 import { publishTables, startRealtimeServer, type RealtimeServer } from '../support/realtime/index.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
-import { metricValue, runCli, runCliToEnd, waitFor, writeConfig, type CliProcess } from '../support/cli.js';
+import { metricValue, runCli, runCliToEnd, waitFor, writeConfig, CliProcesses, type CliProcess } from '../support/cli.js';
 
 /**
  * The reverse direction, Supabase → clinic, through the real CLI: the
@@ -17,7 +17,7 @@ let clinic: TestDatabase;
 let rest: PostgrestStandIn;
 let realtime: RealtimeServer;
 let configPath: string;
-let running: CliProcess[] = [];
+const processes = new CliProcesses();
 
 beforeAll(async () => {
   cloud = await createTestDatabase('cloud');
@@ -51,9 +51,7 @@ http: { port: 0, host: 127.0.0.1, webhookSecret: ${SECRET} }
 });
 
 afterEach(async () => {
-  for (const cli of running) cli.child.kill('SIGKILL');
-  await Promise.all(running.map((c) => c.exited));
-  running = [];
+  await processes.killAll();
 });
 
 afterAll(async () => {
@@ -65,15 +63,11 @@ afterAll(async () => {
 
 function start(): CliProcess {
   const cli = runCli(['run', '--config', configPath]);
-  running.push(cli);
-  return cli;
+  return processes.add(cli);
 }
 
 async function stop(cli: CliProcess): Promise<number | null> {
-  cli.child.kill('SIGTERM');
-  const code = await cli.exited;
-  running = running.filter((c) => c !== cli);
-  return code;
+  return processes.stop(cli, 'SIGTERM');
 }
 
 const portal = () => cloud.query(`SELECT id::int, note, updated_at FROM aligner_notes ORDER BY id`);

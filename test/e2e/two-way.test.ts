@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
-import { metricValue, runCli, runCliToEnd, waitFor, writeConfig, type CliProcess } from '../support/cli.js';
+import { metricValue, runCli, runCliToEnd, waitFor, writeConfig, CliProcesses, type CliProcess } from '../support/cli.js';
 
 /**
  * Both directions in one process, PostgreSQL ↔ PostgreSQL through change-log
@@ -11,7 +11,7 @@ import { metricValue, runCli, runCliToEnd, waitFor, writeConfig, type CliProcess
 let a: TestDatabase;
 let b: TestDatabase;
 let configPath: string;
-let running: CliProcess[] = [];
+const processes = new CliProcesses();
 
 const SCHEMA = `
   CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL, note text, updated_at timestamptz NOT NULL);
@@ -51,9 +51,7 @@ http: { port: 0, host: 127.0.0.1 }
 });
 
 afterEach(async () => {
-  for (const cli of running) cli.child.kill('SIGKILL');
-  await Promise.all(running.map((c) => c.exited));
-  running = [];
+  await processes.killAll();
 });
 
 afterAll(async () => {
@@ -63,15 +61,11 @@ afterAll(async () => {
 
 function start(): CliProcess {
   const cli = runCli(['run', '--config', configPath]);
-  running.push(cli);
-  return cli;
+  return processes.add(cli);
 }
 
 async function stop(cli: CliProcess): Promise<number | null> {
-  cli.child.kill('SIGINT');
-  const code = await cli.exited;
-  running = running.filter((c) => c !== cli);
-  return code;
+  return processes.stop(cli, 'SIGINT');
 }
 
 const rows = (db: TestDatabase) => db.query(`SELECT id, name, note, updated_at FROM items ORDER BY id`);

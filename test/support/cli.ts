@@ -88,3 +88,31 @@ export function metricValue(text: string, name: string, labels: Record<string, s
   }
   return undefined;
 }
+
+/** The CLI processes a test file started: stopped by signal, and killed after each test. */
+export class CliProcesses {
+  private running: CliProcess[] = [];
+
+  add(cli: CliProcess): CliProcess {
+    this.running.push(cli);
+    return cli;
+  }
+
+  /** Sends `signal` and waits for the exit code. */
+  async stop(cli: CliProcess, signal: NodeJS.Signals = 'SIGINT'): Promise<number | null> {
+    cli.child.kill(signal);
+    const code = await cli.exited;
+    this.forget(cli);
+    return code;
+  }
+
+  forget(cli: CliProcess): void {
+    this.running = this.running.filter((c) => c !== cli);
+  }
+
+  async killAll(): Promise<void> {
+    for (const cli of this.running) cli.child.kill('SIGKILL');
+    await Promise.all(this.running.map((c) => c.exited));
+    this.running = [];
+  }
+}

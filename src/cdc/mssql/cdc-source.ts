@@ -3,8 +3,9 @@ import type { Row, SourceChunk } from '../../core/change-event.js';
 import { ConfigError } from '../../core/errors.js';
 import type { TableConfig } from '../../core/mapping.js';
 import type { StreamContext } from '../../streams/context.js';
-import { retryTransient, type RetryPolicy } from '../../streams/retry.js';
+import type { RetryPolicy } from '../../streams/retry.js';
 import { idleWait } from '../idle-wait.js';
+import { readWithRetry } from '../read-with-retry.js';
 import type { Source } from '../source.js';
 import { cutRows, compareRows, toEvents, type CdcRow } from './cdc-changes.js';
 import { ALL, CdcPosition } from './cdc-position.js';
@@ -21,11 +22,10 @@ import {
   readChanges,
 } from './cdc-queries.js';
 import { loadMssqlDriver, type MssqlClient, type MssqlConnect } from './client.js';
-import { isMssqlConnectionError } from './errors.js';
+import { MSSQL_ERRORS } from './errors.js';
 import { Lsn } from './lsn.js';
 import { TableSnapshot } from './snapshot.js';
 import { splitTable } from './snapshot-queries.js';
-import { CdcSyncError } from '../../core/errors.js';
 
 const MARKER = 'cdc_sync.origin_marker';
 
@@ -390,20 +390,7 @@ export class MssqlCdcSource implements Source {
   }
 
   private query<T>(run: () => Promise<T>): Promise<T> {
-    return retryTransient(
-      async () => {
-        try {
-          const result = await run();
-          this.context.setConnected('source', true);
-          return result;
-        } catch (error) {
-          if (error instanceof CdcSyncError && isMssqlConnectionError(error)) this.context.setConnected('source', false);
-          throw error;
-        }
-      },
-      this.options.retry,
-      { signal: this.context.stopping, onRetry: () => this.context.metrics.retries.inc({ stream: this.context.stream, direction: this.context.direction }) },
-    );
+    return readWithRetry(this.context, this.options.retry, MSSQL_ERRORS, run);
   }
 }
 

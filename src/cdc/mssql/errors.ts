@@ -53,3 +53,9 @@ export function isMssqlConnectionError(error: CdcSyncError): boolean {
   const code = error.context.code ?? '';
   return error.transient && (TRANSIENT_CODES.has(code) || ['-2', '20', '64', '121', '233', '10053', '10054', '10060', '4060', '18456'].includes(code));
 }
+
+/** For readWithRetry: how SQL Server errors are classified and when the connection is gone. */
+export const MSSQL_ERRORS = {
+  error: (error: unknown) => classifyMssqlError(error),
+  lostConnection: isMssqlConnectionError,
+};

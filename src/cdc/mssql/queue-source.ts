@@ -1,15 +1,16 @@
 import { hostname } from 'node:os';
 import { Observable, Subject, concatMap, defer, startWith } from 'rxjs';
 import type { ChangeEvent, SourceChunk } from '../../core/change-event.js';
-import { CdcSyncError, ConfigError } from '../../core/errors.js';
+import { ConfigError } from '../../core/errors.js';
 import type { TableConfig } from '../../core/mapping.js';
 import type { StreamContext } from '../../streams/context.js';
-import { retryTransient, type RetryPolicy } from '../../streams/retry.js';
+import type { RetryPolicy } from '../../streams/retry.js';
 import { idleWait } from '../idle-wait.js';
+import { readWithRetry } from '../read-with-retry.js';
 import type { Source } from '../source.js';
 import { quote } from './cdc-queries.js';
 import { loadMssqlDriver, type MssqlClient, type MssqlConnect } from './client.js';
-import { isMssqlConnectionError } from './errors.js';
+import { MSSQL_ERRORS } from './errors.js';
 import { ClaimLedger } from './queue-ledger.js';
 import { QueuePosition } from './queue-position.js';
 import { idList, queueStatements, queueTableName, tableNameParams, type QueueRow, type QueueStatements, type TableInfoRow } from './queue-queries.js';
@@ -298,19 +299,6 @@ export class MssqlQueueSource implements Source {
   }
 
   private query<T>(run: () => Promise<T>): Promise<T> {
-    return retryTransient(
-      async () => {
-        try {
-          const result = await run();
-          this.context.setConnected('source', true);
-          return result;
-        } catch (error) {
-          if (error instanceof CdcSyncError && isMssqlConnectionError(error)) this.context.setConnected('source', false);
-          throw error;
-        }
-      },
-      this.options.retry,
-      { signal: this.context.stopping, onRetry: () => this.context.metrics.retries.inc({ stream: this.context.stream, direction: this.context.direction }) },
-    );
+    return readWithRetry(this.context, this.options.retry, MSSQL_ERRORS, run);
   }
 }

@@ -7,7 +7,8 @@ import { createPool, type Pool } from '../../sinks/postgres/connection.js';
 import { classifyPgError, isConnectionError } from '../../sinks/postgres/errors.js';
 import { qualifiedText, qualify, quoteTable } from '../../sinks/postgres/identifiers.js';
 import type { StreamContext } from '../../streams/context.js';
-import { retryTransient, type RetryPolicy } from '../../streams/retry.js';
+import type { RetryPolicy } from '../../streams/retry.js';
+import { readWithRetry } from '../read-with-retry.js';
 import type { Source } from '../source.js';
 import { ChangeLogPosition } from './changelog-position.js';
 import {
@@ -215,23 +216,11 @@ export class ChangeLogSource implements Source {
   private async query<T>(sql: string, params: unknown[]): Promise<T[]> {
     const pool = this.pool;
     if (!pool) throw new ConfigError('change-log source used before open()');
-    return retryTransient(
-      async () => {
-        try {
-          const result = await pool.query(sql, params);
-          this.context.setConnected('source', true);
-          return result.rows as T[];
-        } catch (error) {
-          const classified = classifyPgError(error, { stream: this.context.stream });
-          if (isConnectionError(classified)) this.context.setConnected('source', false);
-          throw classified;
-        }
-      },
+    return readWithRetry(
+      this.context,
       this.options.retry,
-      {
-        signal: this.context.stopping,
-        onRetry: () => this.context.metrics.retries.inc({ stream: this.context.stream, direction: this.context.direction }),
-      },
+      { error: (error) => classifyPgError(error, { stream: this.context.stream }), lostConnection: isConnectionError },
+      async () => (await pool.query(sql, params)).rows as T[],
     );
   }
 }
