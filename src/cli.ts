@@ -6,6 +6,7 @@ import { ConfigError, errorMessage } from './core/errors.js';
 import { EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, runCommand } from './commands/run.js';
 import { initSql } from './commands/init-sql.js';
 import { snapshotCommand } from './commands/snapshot.js';
+import { resetCommand, retryFailedCommand, statusCommand } from './commands/control.js';
 import { createLogger } from './log.js';
 import { createMetrics } from './metrics/metrics.js';
 import { buildStreams } from './streams/build.js';
@@ -22,7 +23,8 @@ function program(): Command {
     .command('run', { isDefault: true })
     .description('run the configured streams until stopped (SIGINT/SIGTERM)')
     .option('-c, --config <path>', 'configuration file', DEFAULT_CONFIG)
-    .action(async (options: { config: string }) => {
+    .option('--once', 'drain what is pending, then exit 0 (for cron or Task Scheduler); serves no HTTP')
+    .action(async (options: { config: string; once?: boolean }) => {
       process.exitCode = await runCommand(options);
     });
 
@@ -52,6 +54,35 @@ function program(): Command {
     .option('-t, --table <table...>', 'source tables to copy (default: all of the stream)')
     .action(async (options: { config: string; stream: string; table?: string[] }) => {
       process.stdout.write(await snapshotCommand(options));
+    });
+
+  const processOptions = (command: Command) =>
+    command
+      .option('-c, --config <path>', 'configuration file', DEFAULT_CONFIG)
+      .option('--url <url>', 'a running cdc-sync (default: http://127.0.0.1:<http.port>)')
+      .option('--token <token>', 'bearer token of the control API (default: http.token)');
+
+  processOptions(cli.command('status'))
+    .description("show each stream's state and checkpoint: from the running process, else from the checkpoint stores")
+    .option('--json', 'print JSON')
+    .action(async (options: { config: string; url?: string; token?: string; json?: boolean }) => {
+      process.stdout.write(await statusCommand(options));
+    });
+
+  processOptions(cli.command('retry-failed'))
+    .description('apply the open dead letters again (through the running process, else directly) and mark the ones that apply')
+    .option('-s, --stream <name>', 'only this stream')
+    .option('-t, --table <table>', 'only dead letters of this source table')
+    .action(async (options: { config: string; url?: string; token?: string; stream?: string; table?: string }) => {
+      process.stdout.write(await retryFailedCommand(options));
+    });
+
+  processOptions(cli.command('reset'))
+    .description('force a full resync of a stream at its next start (a snapshot where the source can take one, else from the beginning); refuses while a process runs')
+    .requiredOption('-s, --stream <name>', 'the stream')
+    .option('-t, --table <table...>', 'source tables to copy again (snapshot sources only)')
+    .action(async (options: { config: string; url?: string; token?: string; stream: string; table?: string[] }) => {
+      process.stdout.write(await resetCommand(options));
     });
 
   return cli;

@@ -35,6 +35,19 @@ export class FileCheckpointStore implements CheckpointStore {
     return next;
   }
 
+  /** Forgets a stream's position (`cdc-sync reset`): its next run starts from the beginning. */
+  remove(stream: string): Promise<boolean> {
+    const next = this.queue.then(async () => {
+      const content = await this.read();
+      if (!(stream in content.streams)) return false;
+      delete content.streams[stream];
+      await this.write(content);
+      return true;
+    });
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
   private async read(): Promise<FileContent> {
     if (this.cache) return this.cache;
     try {

@@ -6,6 +6,8 @@ import { createMetrics } from '../metrics/metrics.js';
 import { createHttpServer } from '../server/http.js';
 import { webhookRow } from '../server/webhook.js';
 import { buildStreams } from '../streams/build.js';
+import { BatchLog } from '../control/batch-log.js';
+import { controller } from '../control/controller.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -16,16 +18,21 @@ export const EXIT_CONFIG = 2;
  * The first signal stops reading and lets each stream finish and checkpoint
  * its batch in flight (up to `shutdown.timeoutMs`); a second signal exits at once.
  */
-export async function runCommand(options: { config: string }): Promise<number> {
+export async function runCommand(options: { config: string; once?: boolean }): Promise<number> {
   const config = loadConfigFile(options.config);
   const log = createLogger(config.log.level);
   const metrics = createMetrics(new Registry(), { defaultMetrics: true });
-  const streams = buildStreams(config, metrics, log);
+  const batchLog = new BatchLog(200);
+  // --once (cron, Task Scheduler): each stream stops when its source has nothing more to read.
+  const once = options.once ?? false;
+  const streams = buildStreams(config, metrics, log, { batchLog, once });
+  const control = controller(config, streams);
   const server = createHttpServer({
     registry: metrics.registry,
     streams: () => streams.map((s) => s.status()),
     wake: () => streams.forEach((s) => s.wake()),
     token: config.http.token,
+    control: { trigger: control.trigger, retryFailed: control.retryFailed, logs: (limit) => batchLog.recent(limit) },
     webhook: {
       secret: config.http.webhookSecret,
       header: config.http.webhookHeader,
@@ -42,9 +49,10 @@ export async function runCommand(options: { config: string }): Promise<number> {
       },
     },
   });
-  await server.listen({ port: config.http.port, host: config.http.host });
-  const address = server.server.address();
-  log.info({ port: typeof address === 'object' ? address?.port : address, streams: streams.map((s) => s.name) }, 'cdc-sync running');
+  // A one-shot drain serves no HTTP: the port may belong to a long-running process.
+  if (!once) await server.listen({ port: config.http.port, host: config.http.host });
+  const address = once ? null : server.server.address();
+  log.info({ port: typeof address === 'object' ? address?.port : address, streams: streams.map((s) => s.name), once }, 'cdc-sync running');
 
   let stopping = false;
   const stopAll = (reason: string) => {

@@ -1,6 +1,6 @@
 import { appendFile, readFile } from 'node:fs/promises';
 import type { ChangeEvent, Op, Row } from '../core/change-event.js';
-import { CdcSyncError, errorMessage } from '../core/errors.js';
+import { errorMessage } from '../core/errors.js';
 import { parseJson } from '../core/json.js';
 import type { Config } from '../config/schema.js';
 import { FileDeadLetterStore } from '../dead-letters/file-dead-letter-store.js';
@@ -77,7 +77,10 @@ export class FileDeadLetters implements DeadLetterRetryStore {
   }
 }
 
-export class NotImplementedError extends CdcSyncError {}
+/** The operation is not available for this configuration (HTTP 501). */
+export class NotImplementedError extends Error {
+  override name = 'NotImplementedError';
+}
 
 /** The store of a stream's dead letters, chosen by its sink type. */
 export function deadLetterStoreFor(config: Config, streamName: string): DeadLetterRetryStore {

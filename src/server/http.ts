@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { StreamStatus } from '../streams/stream.js';
 import { bearerMatches } from './auth.js';
+import { registerControlApi, type ControlOptions } from './control.js';
 import { registerWebhook, type WebhookOptions } from './webhook.js';
 
 export interface HttpOptions {
@@ -12,6 +13,8 @@ export interface HttpOptions {
   /** Bearer token of /api/sync/*; when unset only the harmless queue-notify answers. */
   token?: string | undefined;
   webhook?: WebhookOptions;
+  /** status, trigger, retry-failed, logs (off without `token`). */
+  control?: Omit<ControlOptions, 'token' | 'registry' | 'streams'>;
 }
 
 /**
@@ -51,6 +54,7 @@ export function createHttpServer(options: HttpOptions): FastifyInstance {
     return { success: true, message: 'queue read triggered' };
   });
 
+  if (options.control) registerControlApi(app, { ...options.control, token: options.token, registry: options.registry, streams: options.streams });
   if (options.webhook) registerWebhook(app, options.webhook);
 
   return app;

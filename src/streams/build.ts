@@ -7,13 +7,18 @@ import { ConfigError } from '../core/errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { createSink } from '../sinks/index.js';
-import { Stream } from './stream.js';
+import { Stream, type StreamParts } from './stream.js';
 
 /**
  * Streams for a configuration, without connecting to anything: `validate`
  * uses this to find every problem a configuration can show before start.
  */
-export function buildStreams(config: Config, metrics: Metrics, log: Logger): Stream[] {
+export function buildStreams(
+  config: Config,
+  metrics: Metrics,
+  log: Logger,
+  extras: Pick<StreamParts, 'batchLog' | 'once'> = {},
+): Stream[] {
   let fileStore: FileCheckpointStore | undefined;
   let deadLetterFile: FileDeadLetterStore | undefined;
   const built = config.streams.map((stream, i) => {
@@ -31,7 +36,7 @@ export function buildStreams(config: Config, metrics: Metrics, log: Logger): Str
       );
     }
     const deadLetters = sink.storesDeadLetters ? null : (deadLetterFile ??= new FileDeadLetterStore(config.deadLetters.path));
-    return new Stream({ config: stream, path, source, sink, checkpoints, deadLetters, metrics, log });
+    return new Stream({ config: stream, path, source, sink, checkpoints, deadLetters, metrics, log, ...extras });
   });
   return built.filter((stream, i) => {
     if (!config.streams[i]!.enabled) log.info({ stream: stream.name }, 'stream disabled by configuration; not run');

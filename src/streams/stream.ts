@@ -177,6 +177,11 @@ export class Stream {
     }
   }
 
+  /** The separate checkpoint store, or null when the sink keeps the checkpoint (`cdc-sync reset`). */
+  get checkpointStore(): CheckpointStore | null {
+    return this.parts.checkpoints;
+  }
+
   /** Stop reading; the batch in flight is finished and its checkpoint saved. */
   stop(): void {
     this.abort.abort();

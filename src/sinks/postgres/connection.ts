@@ -1,36 +1,63 @@
 import pg from 'pg';
 import type { Logger } from '../../log.js';
+import { isPgliteUrl, openPglite } from './pglite-pool.js';
 
 // int8 and numeric as exact strings; timestamps as Date (pg's defaults for those are fine).
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => v);
 pg.types.setTypeParser(pg.types.builtins.NUMERIC, (v) => v);
 
+export interface QueryResult<R> {
+  rows: R[];
+  rowCount: number | null;
+}
+
+/** What the PostgreSQL adapters need of a connection pool: `pg` for servers, PGlite embedded. */
+export interface Pool {
+  query<R = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<QueryResult<R>>;
+  /** A connection of one's own, for a transaction. */
+  connect(): Promise<PoolClient>;
+  end(): Promise<void>;
+}
+
+export interface PoolClient {
+  query<R = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<QueryResult<R>>;
+  /** `broken`: the connection is in an unknown state and must not be reused. */
+  release(broken?: boolean): void;
+}
+
 export interface PoolOptions {
-  /** Written by cdc-sync: change-log triggers see this setting and do not capture the row again. */
-  origin?: string;
   max?: number;
   log?: Logger;
 }
 
 /**
- * A pool whose sessions say who they are: `application_name` for the
- * operator, `cdc_sync.origin` for the triggers (echo suppression), UTC so a
- * timestamp without zone means the same on every server.
+ * A pool whose sessions say who they are (`application_name`) and agree on
+ * time (UTC, so a timestamp without zone means the same on every server).
+ * `pglite:PATH` (or `pglite:memory`) opens an embedded PGlite database
+ * instead: the same SQL runs on both. Who writes (`cdc_sync.origin`, for
+ * echo suppression) is set per transaction by the sink.
  */
-export function createPool(url: string, options: PoolOptions = {}): pg.Pool {
-  const settings = ['-c TimeZone=UTC'];
-  if (options.origin) settings.push(`-c cdc_sync.origin=${options.origin}`);
+export function createPool(url: string, options: PoolOptions = {}): Pool {
+  if (isPgliteUrl(url)) return openPglite(url);
   const pool = new pg.Pool({
     connectionString: url,
     max: options.max ?? 2,
     application_name: 'cdc-sync',
-    options: settings.join(' '),
+    options: '-c TimeZone=UTC',
     connectionTimeoutMillis: 10_000,
     idleTimeoutMillis: 30_000,
   });
   // An idle client losing its server must not crash the process; the next query reports it.
   pool.on('error', (error) => options.log?.warn({ err: error.message }, 'idle PostgreSQL connection lost'));
-  return pool;
+  return {
+    query: async <R>(sql: string, params?: unknown[]) => (await pool.query(sql, params)) as unknown as QueryResult<R>,
+    connect: async () => {
+      const client = await pool.connect();
+      return {
+        query: async <R>(sql: string, params?: unknown[]) => (await client.query(sql, params)) as unknown as QueryResult<R>,
+        release: (broken?: boolean) => client.release(broken),
+      };
+    },
+    end: () => pool.end(),
+  };
 }
-
-export type { Pool, PoolClient } from 'pg';

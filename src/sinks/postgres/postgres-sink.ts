@@ -49,7 +49,7 @@ export class PostgresSink implements Sink {
 
   async open(context: StreamContext, tables: TableConfig[]): Promise<TargetTable[]> {
     this.context = context;
-    this.pool ??= createPool(this.url, { origin: context.stream, log: context.log });
+    this.pool ??= createPool(this.url, { log: context.log });
     try {
       await this.inTransaction(async (client) => {
         await client.query(SETUP_LOCK_SQL);
@@ -148,6 +148,8 @@ export class PostgresSink implements Sink {
     let broken = false;
     try {
       await client.query('BEGIN');
+      // Who writes: the change-log triggers skip this transaction's rows (no echo).
+      if (this.context) await client.query(`SELECT set_config('cdc_sync.origin', $1, true)`, [this.context.stream]);
       await work(client);
       await client.query('COMMIT');
     } catch (error) {

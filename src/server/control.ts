@@ -1,0 +1,92 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Registry } from 'prom-client';
+import { z } from 'zod';
+import type { BatchRecord } from '../control/batch-log.js';
+import type { RetryResult } from '../control/retry-failed.js';
+import type { StreamStatus } from '../streams/stream.js';
+import { bearerMatches } from './auth.js';
+
+/** A stream or filter the request named does not exist (HTTP 404). */
+export class NotFoundError extends Error {
+  override name = 'NotFoundError';
+}
+
+export interface ControlOptions {
+  /** Bearer token; when unset the control endpoints are off (404), never open. */
+  token?: string | undefined;
+  registry: Registry;
+  streams: () => StreamStatus[];
+  /** Wakes the matching streams' sources; returns their names, throws NotFoundError for an unknown stream. */
+  trigger: (filter: { stream?: string | undefined; direction?: 'forward' | 'reverse' | undefined }) => string[];
+  retryFailed: (filter: { stream?: string | undefined; table?: string | undefined }) => Promise<Record<string, RetryResult>>;
+  logs: (limit: number) => BatchRecord[];
+}
+
+export interface ControlStatus extends StreamStatus {
+  lagSeconds: number | null;
+  pending: number | null;
+}
+
+/** Small bodies only: these endpoints take a stream and a table name. */
+const BODY_LIMIT = 16 * 1024;
+
+const triggerBody = z.strictObject({ stream: z.string().min(1).optional(), direction: z.enum(['forward', 'reverse']).optional() });
+const retryBody = z.strictObject({ stream: z.string().min(1).optional(), table: z.string().min(1).optional() });
+const logsQuery = z.object({ limit: z.coerce.number().int().min(1).max(1000).default(50) });
+
+/**
+ * `/api/sync/status`, `trigger`, `retry-failed` and `logs` behind
+ * `Authorization: Bearer <http.token>` (401 without it, 403 with a wrong one).
+ */
+export function registerControlApi(app: FastifyInstance, options: ControlOptions): void {
+  const guard = async (request: FastifyRequest, reply: FastifyReply) => {
+    if (!options.token) return reply.code(404).send({ error: 'the control API is off: set http.token' });
+    const header = request.headers.authorization;
+    if (!header) return reply.code(401).send({ error: 'a bearer token is required (Authorization: Bearer <http.token>)' });
+    if (!bearerMatches(header, options.token)) return reply.code(403).send({ error: 'the bearer token is not valid' });
+  };
+  const invalid = (reply: FastifyReply, error: z.ZodError) => reply.code(400).send({ error: 'invalid request', issues: error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`) });
+  const failed = (reply: FastifyReply, error: unknown) => {
+    if (error instanceof NotFoundError) return reply.code(404).send({ error: error.message });
+    if (error instanceof Error && error.name === 'NotImplementedError') return reply.code(501).send({ error: error.message });
+    throw error;
+  };
+
+  app.get('/api/sync/status', { preHandler: guard }, async () => ({ streams: await controlStatus(options.registry, options.streams()) }));
+
+  app.post('/api/sync/trigger', { preHandler: guard, bodyLimit: BODY_LIMIT }, async (request, reply) => {
+    const body = triggerBody.safeParse(request.body ?? {});
+    if (!body.success) return invalid(reply, body.error);
+    try {
+      return { triggered: options.trigger(body.data) };
+    } catch (error) {
+      return failed(reply, error);
+    }
+  });
+
+  app.post('/api/sync/retry-failed', { preHandler: guard, bodyLimit: BODY_LIMIT }, async (request, reply) => {
+    const body = retryBody.safeParse(request.body ?? {});
+    if (!body.success) return invalid(reply, body.error);
+    try {
+      const streams = await options.retryFailed(body.data);
+      const total = (k: 'retried' | 'stillFailing' | 'skipped') => Object.values(streams).reduce((n, r) => n + r[k], 0);
+      return { retried: total('retried'), stillFailing: total('stillFailing'), skipped: total('skipped'), streams };
+    } catch (error) {
+      return failed(reply, error);
+    }
+  });
+
+  app.get('/api/sync/logs', { preHandler: guard }, async (request, reply) => {
+    const query = logsQuery.safeParse(request.query ?? {});
+    if (!query.success) return invalid(reply, query.error);
+    return { batches: options.logs(query.data.limit) };
+  });
+}
+
+/** Stream status plus lag and pending backlog from the stream's gauges. */
+export async function controlStatus(registry: Registry, streams: StreamStatus[]): Promise<ControlStatus[]> {
+  const gauge = async (name: string) => (await registry.getSingleMetric(name)?.get())?.values ?? [];
+  const [lag, pending] = await Promise.all([gauge('cdc_sync_lag_seconds'), gauge('cdc_sync_pending_events')]);
+  const valueFor = (values: typeof lag, s: StreamStatus) => values.find((v) => v.labels.stream === s.name && v.labels.direction === s.direction)?.value ?? null;
+  return streams.map((s) => ({ ...s, lagSeconds: valueFor(lag, s), pending: valueFor(pending, s) }));
+}
