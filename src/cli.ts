@@ -4,6 +4,7 @@ import { Registry } from 'prom-client';
 import { loadConfigFile } from './config/load.js';
 import { ConfigError, errorMessage } from './core/errors.js';
 import { EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, runCommand } from './commands/run.js';
+import { demoCommand } from './commands/demo.js';
 import { initSql } from './commands/init-sql.js';
 import { snapshotCommand } from './commands/snapshot.js';
 import { resetCommand, retryFailedCommand, statusCommand } from './commands/control.js';
@@ -26,6 +27,15 @@ function program(): Command {
     .option('--once', 'drain what is pending, then exit 0 (for cron or Task Scheduler); serves no HTTP')
     .action(async (options: { config: string; once?: boolean }) => {
       process.exitCode = await runCommand(options);
+    });
+
+  cli
+    .command('demo')
+    .description('run a complete two-way sync with nothing to install: SQLite (the clinic) ⇄ PGlite (the portal) under ./data/demo')
+    .option('--dir <path>', 'where the demo databases live', './data/demo')
+    .option('--port <port>', 'HTTP port for /metrics', (v) => Number(v), 9464)
+    .action(async (options: { dir: string; port: number }) => {
+      process.exitCode = await demoCommand(options);
     });
 
   cli

@@ -1,8 +1,9 @@
 import { Registry } from 'prom-client';
 import { loadConfigFile } from '../config/load.js';
+import type { Config } from '../config/schema.js';
 import { ConfigError, errorMessage } from '../core/errors.js';
-import { createLogger } from '../log.js';
-import { createMetrics } from '../metrics/metrics.js';
+import { createLogger, type Logger } from '../log.js';
+import { createMetrics, type Metrics } from '../metrics/metrics.js';
 import { createHttpServer } from '../server/http.js';
 import { webhookRow } from '../server/webhook.js';
 import { buildStreams } from '../streams/build.js';
@@ -19,8 +20,29 @@ export const EXIT_CONFIG = 2;
  * its batch in flight (up to `shutdown.timeoutMs`); a second signal exits at once.
  */
 export async function runCommand(options: { config: string; once?: boolean }): Promise<number> {
-  const config = loadConfigFile(options.config);
-  const log = createLogger(config.log.level);
+  return runConfig(loadConfigFile(options.config), { once: options.once ?? false });
+}
+
+/** What `runConfig` hands to a caller that runs beside the streams (the demo's writer and progress line). */
+export interface RunningProcess {
+  metrics: Metrics;
+  port: number | null;
+  stop(reason: string): void;
+}
+
+export interface RunOptions {
+  once?: boolean;
+  log?: Logger;
+  /** Called once the streams run and the HTTP server listens. */
+  started?: (running: RunningProcess) => void;
+  /** Called when stopping begins (first signal or a failed stream). */
+  stopping?: () => void;
+  /** Runs before the streams are told to stop, within shutdown.timeoutMs (the demo lets the last changes arrive). */
+  beforeStop?: () => Promise<void>;
+}
+
+export async function runConfig(config: Config, options: RunOptions = {}): Promise<number> {
+  const log = options.log ?? createLogger(config.log.level);
   const metrics = createMetrics(new Registry(), { defaultMetrics: true });
   const batchLog = new BatchLog(200);
   // --once (cron, Task Scheduler): each stream stops when its source has nothing more to read.
@@ -58,12 +80,16 @@ export async function runCommand(options: { config: string; once?: boolean }): P
   const stopAll = (reason: string) => {
     if (stopping) return;
     stopping = true;
-    log.info({ reason }, 'stopping: finishing batches in flight');
-    for (const stream of streams) stream.stop();
     setTimeout(() => {
       log.error({ timeoutMs: config.shutdown.timeoutMs }, 'streams did not stop in time; exiting');
       process.exit(EXIT_FAILURE);
     }, config.shutdown.timeoutMs).unref();
+    void (async () => {
+      await options.beforeStop?.().catch((error: unknown) => log.warn({ err: errorMessage(error) }, 'before-stop step failed'));
+      options.stopping?.();
+      log.info({ reason }, 'stopping: finishing batches in flight');
+      for (const stream of streams) stream.stop();
+    })();
   };
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) {
@@ -75,6 +101,7 @@ export async function runCommand(options: { config: string; once?: boolean }): P
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
+  options.started?.({ metrics, port: typeof address === 'object' && address ? address.port : null, stop: stopAll });
   let exitCode = EXIT_OK;
   await Promise.all(
     streams.map((stream) =>
