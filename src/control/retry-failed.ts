@@ -4,6 +4,8 @@ import { errorMessage } from '../core/errors.js';
 import { parseJson } from '../core/json.js';
 import type { Config } from '../config/schema.js';
 import { FileDeadLetterStore } from '../dead-letters/file-dead-letter-store.js';
+import { loadMssqlDriver, type MssqlClient, type MssqlConnect } from '../cdc/mssql/client.js';
+import { MARK_DEAD_LETTERS_RETRIED, OPEN_DEAD_LETTERS } from '../sinks/mssql/queries.js';
 import { createPool } from '../sinks/postgres/connection.js';
 import type { Stream } from '../streams/stream.js';
 
@@ -77,6 +79,31 @@ export class FileDeadLetters implements DeadLetterRetryStore {
   }
 }
 
+/** The SQL Server sink keeps them in its `cdc_sync.dead_letters`; retried ones get `retried_at`. */
+export class MssqlDeadLetters implements DeadLetterRetryStore {
+  private client: Promise<MssqlClient> | undefined;
+  constructor(
+    private readonly url: string,
+    private readonly driver?: MssqlConnect,
+  ) {}
+  private connect(): Promise<MssqlClient> {
+    this.client ??= (this.driver ? Promise.resolve(this.driver) : loadMssqlDriver()).then((connect) => connect(this.url, { applicationName: 'cdc-sync' }));
+    return this.client;
+  }
+  async open(stream: string, table?: string): Promise<OpenDeadLetter[]> {
+    return (await this.connect()).query<OpenDeadLetter>(OPEN_DEAD_LETTERS, {
+      stream: { type: 'nvarchar', value: stream },
+      table: { type: 'nvarchar', value: table ?? null },
+    });
+  }
+  async markRetried(ids: string[]): Promise<void> {
+    if (ids.length > 0) await (await this.connect()).query(MARK_DEAD_LETTERS_RETRIED, { ids: { type: 'nvarchar-max', value: JSON.stringify(ids) } });
+  }
+  async close(): Promise<void> {
+    if (this.client) await (await this.client).close();
+  }
+}
+
 /** The operation is not available for this configuration (HTTP 501). */
 export class NotImplementedError extends Error {
   override name = 'NotImplementedError';
@@ -90,6 +117,8 @@ export function deadLetterStoreFor(config: Config, streamName: string): DeadLett
       return new PostgresDeadLetters(stream.sink.url);
     case 'supabase':
       return new FileDeadLetters(config.deadLetters.path);
+    case 'mssql':
+      return new MssqlDeadLetters(stream.sink.url);
     default:
       throw new NotImplementedError(`retry-failed: dead letters of a "${stream.sink.type}" sink (stream ${streamName}) cannot be retried by this version yet; re-apply them from cdc_sync.dead_letters by hand`);
   }

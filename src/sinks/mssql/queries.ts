@@ -138,3 +138,16 @@ IF @@ROWCOUNT = 0 INSERT INTO cdc_sync.checkpoints (stream, position) VALUES (@s
 };
 
 export const READ_CHECKPOINT: Query = { name: 'sink.read-checkpoint', sql: `SELECT position FROM cdc_sync.checkpoints WHERE stream = @stream` };
+
+/** retry-failed: the stream's dead letters not retried yet, oldest first. */
+export const OPEN_DEAD_LETTERS: Query = {
+  name: 'sink.open-dead-letters',
+  sql: `SELECT CAST(id AS varchar(20)) AS id, table_name AS [table], payload, position FROM cdc_sync.dead_letters
+ WHERE stream = @stream AND retried_at IS NULL AND (@table IS NULL OR table_name = @table) ORDER BY id`,
+};
+
+export const MARK_DEAD_LETTERS_RETRIED: Query = {
+  name: 'sink.mark-dead-letters-retried',
+  sql: `UPDATE cdc_sync.dead_letters SET retried_at = SYSUTCDATETIME()
+ WHERE id IN (SELECT CAST(value AS bigint) FROM OPENJSON(@ids))`,
+};

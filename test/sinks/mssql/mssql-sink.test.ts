@@ -2,6 +2,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import type { ChangeEvent } from '../../../src/core/change-event.js';
 import { PermanentError } from '../../../src/core/errors.js';
 import { TableMapping, type TableConfig } from '../../../src/core/mapping.js';
+import { MssqlDeadLetters } from '../../../src/control/retry-failed.js';
 import { MssqlSink } from '../../../src/sinks/mssql/mssql-sink.js';
 import { FakeSqlServer } from '../../support/fake-mssql/fake-server.js';
 import { FakeTarget } from '../../support/fake-mssql/fake-target.js';
@@ -127,6 +128,18 @@ describe('MssqlSink', () => {
     expect((error as PermanentError).reason).toBe('constraint');
     expect((error as PermanentError).context).toMatchObject({ table: 'public.aligner_batches', code: '2627' });
     expect(target.checkpoints.has('s')).toBe(false);
+  });
+
+  it('keeps dead letters in cdc_sync.dead_letters, which retry-failed reads and marks retried', async () => {
+    const { sink } = await open([batches]);
+    const letter = { stream: 'cloud-to-clinic', table: 'public.aligner_batches', key: { aligner_batch_id: 1 }, payload: '{"op":"insert"}', error: 'x', reason: 'constraint', position: 'p' };
+    await sink.apply({ changes: [], deadLetters: [letter, { ...letter, table: 'public.aligner_notes' }] });
+    const store = new MssqlDeadLetters('fake', server.connect);
+    const letters = await store.open('cloud-to-clinic', 'public.aligner_batches');
+    expect(letters).toEqual([{ id: '1', table: 'public.aligner_batches', payload: '{"op":"insert"}', position: 'p' }]);
+    await store.markRetried(['1']);
+    expect(await store.open('cloud-to-clinic')).toEqual([{ id: '2', table: 'public.aligner_notes', payload: '{"op":"insert"}', position: 'p' }]);
+    await store.close();
   });
 
   it('deletes set-based and reports newer-wins losers', async () => {

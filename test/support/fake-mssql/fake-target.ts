@@ -71,7 +71,17 @@ export class FakeTarget {
       return [{ written: before - t.rows.length }];
     });
     h.set('sink.dead-letters', (v) => {
-      this.deadLetters.push(...(JSON.parse(String(v.rows)) as Row[]));
+      for (const letter of JSON.parse(String(v.rows)) as Row[]) this.deadLetters.push({ id: this.deadLetters.length + 1, ...letter, retried_at: null });
+      return [];
+    });
+    h.set('sink.open-dead-letters', (v) =>
+      this.deadLetters
+        .filter((l) => l.stream === v.stream && l.retried_at === null && (v.table === null || l.table === v.table))
+        .map((l) => ({ id: String(l.id), table: l.table, payload: l.payload, position: l.position })),
+    );
+    h.set('sink.mark-dead-letters-retried', (v) => {
+      const ids = new Set((JSON.parse(String(v.ids)) as string[]).map(Number));
+      for (const l of this.deadLetters) if (ids.has(l.id as number)) l.retried_at = new Date();
       return [];
     });
     h.set('sink.save-checkpoint', (v) => {
