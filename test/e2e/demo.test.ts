@@ -42,5 +42,5 @@ describe('npm start (the embedded demo)', () => {
     expect(await exited, `${out}\n${err}`).toBe(0);
     expect(out).toContain('both sides agree');
     expect(out).toMatch(/clinic → portal \d+ changes \| portal → clinic \d+ changes \| lag [\d.]+ s \| failed 0/);
-  });
+  }, 240_000);
 });
