@@ -3,6 +3,7 @@ import type { StreamConfig } from '../config/schema.js';
 import { MssqlCdcSource } from './mssql/cdc-source.js';
 import { MssqlQueueSource } from './mssql/queue-source.js';
 import { ChangeLogSource } from './postgres/changelog-source.js';
+import { SqliteChangeLogSource } from './sqlite/changelog-source.js';
 import { SupabaseRealtimeSource } from './supabase/realtime-source.js';
 import type { Source } from './source.js';
 
@@ -12,6 +13,15 @@ export function createSource(config: StreamConfig, path: string): Source {
   switch (source.type) {
     case 'postgres-changelog':
       return new ChangeLogSource({
+        url: source.url,
+        tables: config.tables,
+        readLimit: source.readLimit ?? config.batch.maxSize,
+        pollIntervalMs: source.pollIntervalMs,
+        idleIntervalMs: source.idleIntervalMs,
+        retry: config.retry,
+      });
+    case 'sqlite-changelog':
+      return new SqliteChangeLogSource({
         url: source.url,
         tables: config.tables,
         readLimit: source.readLimit ?? config.batch.maxSize,

@@ -1,5 +1,7 @@
 import { enableCdcSql, queueTriggerSql, syncQueueSql } from '../cdc/mssql/queue-setup.js';
 import { changelogSetupSql } from '../cdc/postgres/changelog-setup.js';
+import { sqliteChangelogSetupSql } from '../cdc/sqlite/changelog-setup.js';
+import { openSqlite } from '../sinks/sqlite/connection.js';
 import { supabaseSourceSetupSql } from '../cdc/supabase/setup.js';
 import type { Config } from '../config/schema.js';
 import { skipNoopSetupSql } from '../sinks/supabase/skip-noop-sql.js';
@@ -21,6 +23,18 @@ export function initSql(config: Config): string {
         `-- stream "${stream.name}": run on the source database (${redact(stream.source.url)})\n` +
           changelogSetupSql(stream.tables.map((t) => t.source)),
       );
+    }
+    if (stream.source.type === 'sqlite-changelog') {
+      // The triggers list the tables' columns, so the script is generated from the database itself.
+      const db = openSqlite(stream.source.url, `streams[${i}].source.url`, { readonly: true });
+      try {
+        parts.push(
+          `-- stream "${stream.name}": run on the source SQLite database (${stream.source.url}), e.g. sqlite3 FILE < script.sql\n` +
+            sqliteChangelogSetupSql(db, stream.tables.map((t) => t.source)),
+        );
+      } finally {
+        db.close();
+      }
     }
     const target = `-- stream "${stream.name}": run on the source database (${redact(stream.source.url)}) with sqlcmd or SSMS (GO separates batches)\n`;
     if (stream.source.type === 'mssql-queue') {

@@ -9,6 +9,7 @@ import { webhookRow } from '../server/webhook.js';
 import { buildStreams } from '../streams/build.js';
 import { BatchLog } from '../control/batch-log.js';
 import { controller } from '../control/controller.js';
+import { CronSchedule, runOnSchedule } from './schedule.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -20,7 +21,13 @@ export const EXIT_CONFIG = 2;
  * its batch in flight (up to `shutdown.timeoutMs`); a second signal exits at once.
  */
 export async function runCommand(options: { config: string; once?: boolean }): Promise<number> {
-  return runConfig(loadConfigFile(options.config), { once: options.once ?? false });
+  const config = loadConfigFile(options.config);
+  if (!options.once && config.schedule) {
+    // schedule / SYNC_MODE=cron: a `--once` run at every tick. Each run reads the file again, so edits apply from the next tick.
+    const schedule = new CronSchedule(config.schedule.cron);
+    return runOnSchedule(schedule, () => runConfig(loadConfigFile(options.config), { once: true }), createLogger(config.log.level));
+  }
+  return runConfig(config, { once: options.once ?? false });
 }
 
 /** What `runConfig` hands to a caller that runs beside the streams (the demo's writer and progress line). */

@@ -34,7 +34,10 @@ export function applyLegacyEnvironment(document: unknown, env: Environment): unk
     }
     return s;
   });
-  return { ...(document as object), streams };
+  const result: Record<string, unknown> = { ...(document as object), streams };
+  // The older sync's SYNC_MODE=cron + SYNC_CRON; SYNC_MODE=continuous (or unset) changes nothing.
+  if (env.SYNC_MODE?.trim().toLowerCase() === 'cron' && result.schedule === undefined) result.schedule = { cron: env.SYNC_CRON ?? '' };
+  return result;
 }
 
 function flag(text: string | undefined): boolean | undefined {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isCronExpression } from '../core/cron.js';
 
 /**
  * The configuration contract of DESIGN.md. Keys may be added; none renamed
@@ -139,6 +140,15 @@ export const configSchema = z
       })
       .prefault({}),
     log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info') }).prefault({}),
+    /**
+     * Run on a schedule instead of continuously (the older sync's SYNC_MODE=cron,
+     * SYNC_CRON): at each tick every stream drains what is pending, then stops.
+     */
+    schedule: z
+      .strictObject({
+        cron: z.string().refine(isCronExpression, 'a five-field cron expression, e.g. "0 * * * *" (SYNC_CRON)'),
+      })
+      .optional(),
     shutdown: z.strictObject({ timeoutMs: integer((n) => n.positive()).default(30_000) }).prefault({}),
   })
   .superRefine((config, ctx) => {

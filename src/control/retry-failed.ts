@@ -8,6 +8,7 @@ import { loadMssqlDriver, type MssqlClient, type MssqlConnect } from '../cdc/mss
 import { MARK_DEAD_LETTERS_RETRIED, OPEN_DEAD_LETTERS } from '../sinks/mssql/queries.js';
 import { createPool } from '../sinks/postgres/connection.js';
 import type { Stream } from '../streams/stream.js';
+import { SqliteDeadLetters } from '../sinks/sqlite/dead-letters.js';
 
 /** An open (not yet retried) dead letter: its store's id, source table and payload. */
 export interface OpenDeadLetter {
@@ -119,6 +120,8 @@ export function deadLetterStoreFor(config: Config, streamName: string): DeadLett
       return new FileDeadLetters(config.deadLetters.path);
     case 'mssql':
       return new MssqlDeadLetters(stream.sink.url);
+    case 'sqlite':
+      return new SqliteDeadLetters(stream.sink.url);
     default:
       throw new NotImplementedError(`retry-failed: dead letters of a "${stream.sink.type}" sink (stream ${streamName}) cannot be retried by this version yet; re-apply them from cdc_sync.dead_letters by hand`);
   }

@@ -2,6 +2,7 @@ import { ConfigError } from '../core/errors.js';
 import type { StreamConfig } from '../config/schema.js';
 import { MssqlSink } from './mssql/mssql-sink.js';
 import { PostgresSink } from './postgres/postgres-sink.js';
+import { SqliteSink } from './sqlite/sqlite-sink.js';
 import { SupabaseSink } from './supabase/supabase-sink.js';
 import type { Sink } from './sink.js';
 
@@ -14,6 +15,8 @@ export function createSink(config: StreamConfig, path: string): Sink {
     case 'supabase':
       if (!sink.key) throw new ConfigError(`${path}.sink.key: the supabase sink needs the project's service role key`);
       return new SupabaseSink({ url: sink.url, key: sink.key });
+    case 'sqlite':
+      return new SqliteSink(sink.url);
     case 'mssql':
       return new MssqlSink({ url: sink.url, identityInsert: new Set(config.tables.filter((t) => t.identityInsert).map((t) => t.target)) });
     default:

@@ -1,0 +1,233 @@
+import { Observable, Subject, concatMap, defer, startWith } from 'rxjs';
+import type { ChangeEvent, Op, RejectedChange, Row, SourceChunk } from '../../core/change-event.js';
+import { ConfigError, PermanentError } from '../../core/errors.js';
+import { parseJson } from '../../core/json.js';
+import type { TableConfig } from '../../core/mapping.js';
+import { openSqlite, quoteLiteral, sqliteTableName, tableColumns, type SqliteDatabase } from '../../sinks/sqlite/connection.js';
+import { classifySqliteError, isSqliteConnectionError } from '../../sinks/sqlite/errors.js';
+import type { StreamContext } from '../../streams/context.js';
+import type { RetryPolicy } from '../../streams/retry.js';
+import { idleWait } from '../idle-wait.js';
+import { readWithRetry } from '../read-with-retry.js';
+import type { Source } from '../source.js';
+import { captureTriggerNames } from './changelog-setup.js';
+
+export interface SqliteChangeLogSourceOptions {
+  url: string;
+  tables: TableConfig[];
+  readLimit: number;
+  pollIntervalMs: number;
+  idleIntervalMs: number;
+  retry: RetryPolicy;
+}
+
+interface ChangeRow {
+  id: number | bigint;
+  table_name: string;
+  op: string;
+  row_data: string | null;
+  old_data: string | null;
+  origin: string | null;
+  captured_at: string;
+}
+
+const OPS: Record<string, Op> = { I: 'insert', U: 'update', D: 'delete' };
+
+/**
+ * Reads `cdc_sync_changes`, which the capture triggers fill (see
+ * changelog-setup.ts), in id order and pages of `readLimit` changes. SQLite
+ * serializes writers, so id order is commit order and the position is simply
+ * the last id read. Reads only when the stream asks; waits adaptively while
+ * the log is empty.
+ */
+export class SqliteChangeLogSource implements Source {
+  private db: SqliteDatabase | undefined;
+  private context!: StreamContext;
+  private readonly wakeUp = new Subject<void>();
+  /** Table name as the trigger writes it → configured source name and key columns. */
+  private readonly tables = new Map<string, { source: string; key: string[] }>();
+  private after = 0n;
+  private lastPendingCheck = 0;
+
+  constructor(private readonly options: SqliteChangeLogSourceOptions) {}
+
+  async open(context: StreamContext): Promise<void> {
+    this.context = context;
+    this.db ??= openSqlite(this.options.url, 'source.url', { mustExist: true });
+    const db = this.db;
+    if (!tableColumns(db, 'cdc_sync_changes') || !tableColumns(db, 'cdc_sync_origin')) {
+      throw new ConfigError('source: the SQLite database has no cdc_sync_changes table; apply the output of `cdc-sync init-sql`');
+    }
+    for (const [i, table] of this.options.tables.entries()) {
+      const path = `tables[${i}]`;
+      const name = sqliteTableName(table.source);
+      const columns = tableColumns(db, name);
+      if (!columns) throw new ConfigError(`${path}.source: table ${table.source} does not exist in the source database`);
+      const names = columns.filter((c) => c.hidden !== 1).map((c) => c.name);
+      const triggers = Object.values(captureTriggerNames(name)).map(
+        (t) => db.prepare(`SELECT sql FROM sqlite_schema WHERE type = 'trigger' AND name = ?`).get(t) as { sql: string } | undefined,
+      );
+      if (triggers.some((t) => !t)) {
+        throw new ConfigError(`${path}.source: ${table.source} has no cdc-sync capture triggers; apply the output of \`cdc-sync init-sql\``);
+      }
+      const stale = names.filter((c) => !triggers[0]!.sql.includes(quoteLiteral(c)));
+      if (stale.length > 0) {
+        context.log.warn({ table: table.source, columns: stale }, 'capture triggers do not record these columns (added later?); apply `cdc-sync init-sql` again');
+      }
+      for (const [j, column] of (table.key ?? []).entries()) {
+        if (!names.includes(column)) throw new ConfigError(`${path}.key[${j}]: column ${column} does not exist in ${table.source}`);
+      }
+      for (const column of Object.keys(table.columns ?? {})) {
+        if (!names.includes(column)) throw new ConfigError(`${path}.columns.${column}: column does not exist in ${table.source}`);
+      }
+      const primaryKey = columns.filter((c) => c.pk > 0).sort((a, b) => a.pk - b.pk).map((c) => c.name);
+      const key = table.key ?? primaryKey;
+      if (key.length === 0) throw new ConfigError(`${path}.key: ${table.source} has no primary key; name the key columns`);
+      this.tables.set(name, { source: table.source, key });
+    }
+    context.setConnected('source', true);
+  }
+
+  chunks(from: string | null, demand: Observable<void>): Observable<SourceChunk> {
+    this.after = parsePosition(from);
+    return demand.pipe(
+      startWith(undefined),
+      concatMap(() => defer(() => this.nextChunk())),
+    );
+  }
+
+  wake(): void {
+    this.wakeUp.next();
+  }
+
+  async close(): Promise<void> {
+    const db = this.db;
+    this.db = undefined;
+    db?.close();
+  }
+
+  /** Reads until there is something to hand over; waits (adaptively) while the log is empty. */
+  private async nextChunk(): Promise<SourceChunk> {
+    let delay = this.options.pollIntervalMs;
+    for (;;) {
+      const chunk = await this.readPage();
+      if (chunk) return chunk;
+      delay = Math.min(Math.max(delay * 2, 50), this.options.idleIntervalMs);
+      this.context.idle?.();
+      await idleWait(delay, this.wakeUp, this.context.stopping);
+      if (this.context.stopping.aborted) return new Promise<never>(() => {});
+    }
+  }
+
+  private async readPage(): Promise<SourceChunk | null> {
+    const tables = [...this.tables.keys()];
+    const rows = await this.read((db) =>
+      db
+        .prepare(
+          `SELECT id, table_name, op, row_data, old_data, origin, captured_at FROM cdc_sync_changes
+            WHERE id > ? AND table_name IN (SELECT value FROM json_each(?)) ORDER BY id LIMIT ?`,
+        )
+        .safeIntegers(true)
+        .all(this.after, JSON.stringify(tables), this.options.readLimit) as ChangeRow[],
+    );
+    const caughtUp = rows.length < this.options.readLimit;
+    if (rows.length > 0) this.after = BigInt(rows.at(-1)!.id);
+    await this.reportPending(caughtUp);
+    if (rows.length === 0) return null;
+    const events: ChangeEvent[] = [];
+    const rejected: RejectedChange[] = [];
+    for (const row of rows) {
+      const result = this.toEvent(row);
+      if ('error' in result) rejected.push(result);
+      else events.push(result);
+    }
+    this.countCaptured(events);
+    return { events, rejected, position: this.after.toString(), caughtUp };
+  }
+
+  /** One counter increment per table and op of the page, not one per change. */
+  private countCaptured(events: ChangeEvent[]): void {
+    const counts = new Map<string, { table: string; op: Op; count: number }>();
+    for (const e of events) {
+      const id = `${e.table}\u0000${e.op}`;
+      const entry = counts.get(id);
+      if (entry) entry.count += 1;
+      else counts.set(id, { table: e.table, op: e.op, count: 1 });
+    }
+    for (const { table, op, count } of counts.values()) {
+      this.context.metrics.captured.inc({ stream: this.context.stream, direction: this.context.direction, table, op }, count);
+    }
+  }
+
+  private toEvent(row: ChangeRow): ChangeEvent | RejectedChange {
+    const table = this.tables.get(row.table_name)!;
+    const op = OPS[row.op];
+    // Each change is its own position: everything up to its id is then read.
+    const position = row.id.toString();
+    try {
+      const after = row.row_data === null ? null : asRow(parseJson(row.row_data));
+      const before = row.old_data === null ? null : asRow(parseJson(row.old_data));
+      const image = after ?? before;
+      if (!op || !image) throw new Error(`change ${row.id} has no ${op ? 'row image' : 'known operation'}`);
+      const key: Row = {};
+      for (const k of table.key) key[k] = image[k] ?? null;
+      const captured = new Date(row.captured_at);
+      return {
+        table: table.source,
+        op,
+        key,
+        row: op === 'delete' ? null : after,
+        before,
+        position,
+        commitTime: Number.isNaN(captured.getTime()) ? new Date() : captured,
+        ...(row.origin ? { origin: row.origin } : {}),
+      };
+    } catch (error) {
+      return {
+        table: table.source,
+        key: null,
+        payload: row.row_data ?? row.old_data ?? '',
+        error: new PermanentError(`malformed change ${row.id}: ${(error as Error).message}`, {
+          reason: 'malformed',
+          context: { stream: this.context.stream, table: table.source, position },
+        }),
+        position,
+      };
+    }
+  }
+
+  private async reportPending(caughtUp: boolean): Promise<void> {
+    const now = Date.now();
+    if (!caughtUp && now - this.lastPendingCheck < 1000) return;
+    this.lastPendingCheck = now;
+    const high = await this.read(
+      (db) => (db.prepare(`SELECT coalesce(max(id), 0) AS high FROM cdc_sync_changes`).safeIntegers(true).get() as { high: bigint }).high,
+    );
+    // Upper bound: changes of tables this stream does not read count too.
+    const pending = Math.max(0, Number(BigInt(high) - this.after));
+    this.context.metrics.pending.set({ stream: this.context.stream, direction: this.context.direction }, pending);
+    if (pending === 0) this.context.metrics.lag.set({ stream: this.context.stream, direction: this.context.direction }, 0);
+  }
+
+  private read<T>(run: (db: SqliteDatabase) => T): Promise<T> {
+    const db = this.db;
+    if (!db) throw new ConfigError('sqlite-changelog source used before open()');
+    return readWithRetry(
+      this.context,
+      this.options.retry,
+      { error: (error) => classifySqliteError(error, { stream: this.context.stream }), lostConnection: isSqliteConnectionError },
+      async () => run(db),
+    );
+  }
+}
+
+function parsePosition(text: string | null): bigint {
+  if (text === null || text === '') return 0n;
+  if (!/^\d+$/.test(text)) throw new ConfigError(`not a sqlite-changelog position: ${text}`);
+  return BigInt(text);
+}
+
+function asRow(value: unknown): Row {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) throw new Error('row image is not a JSON object');
+  return value as Row;
+}

@@ -1,0 +1,132 @@
+import type { LogicalType } from '../../core/values.js';
+import { rowImageSql } from '../../cdc/sqlite/changelog-setup.js';
+import { quoteIdent } from './connection.js';
+
+/**
+ * The sink's SQL. Every statement takes its rows as one JSON parameter, an
+ * array of arrays in `columns` order, expanded with json_each: one statement
+ * writes a table's share of a batch, and positions (`->> 0`) instead of names
+ * keep column names out of JSON paths. Binary values travel as hex and are
+ * turned back into blobs with unhex(); the columns' affinity converts the rest.
+ */
+
+export const SCHEMA_SQL = `
+CREATE TABLE IF NOT EXISTS cdc_sync_checkpoints (
+  stream     TEXT PRIMARY KEY,
+  position   TEXT NOT NULL,
+  updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE TABLE IF NOT EXISTS cdc_sync_dead_letters (
+  id         INTEGER PRIMARY KEY AUTOINCREMENT,
+  stream     TEXT NOT NULL,
+  table_name TEXT NOT NULL,
+  key        TEXT,
+  payload    TEXT NOT NULL,
+  error      TEXT NOT NULL,
+  reason     TEXT NOT NULL,
+  position   TEXT NOT NULL,
+  failed_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+  retried_at TEXT
+);
+CREATE INDEX IF NOT EXISTS cdc_sync_dead_letters_open ON cdc_sync_dead_letters (stream, table_name) WHERE retried_at IS NULL;
+-- See changelog-setup.ts: a row here marks the sink's own transaction, so capture triggers skip its writes.
+CREATE TABLE IF NOT EXISTS cdc_sync_origin (origin TEXT);
+`;
+
+export interface Shape {
+  table: string;
+  /** Columns of the rows, in parameter order. */
+  columns: { name: string; type: LogicalType }[];
+  key: string[];
+  newerWinsBy?: string | undefined;
+  /** Column ownership: the only columns an existing row may have changed (null: all). */
+  updatable?: string[] | null | undefined;
+}
+
+function valueSql(index: number, type: LogicalType): string {
+  const v = `j.value ->> ${index}`;
+  return type === 'binary' ? `unhex(${v})` : v;
+}
+
+/** `a` is newer than (or as new as, with `orEqual`) `b`: timestamps by instant, anything else by value. */
+function newerSql(a: string, b: string, orEqual: boolean): string {
+  const op = orEqual ? '>=' : '>';
+  return `coalesce(julianday(${a}) ${op} julianday(${b}), ${a} ${op} ${b})`;
+}
+
+export function upsertSql(shape: Shape): string {
+  const t = quoteIdent(shape.table);
+  const cols = shape.columns.map((c) => quoteIdent(c.name)).join(', ');
+  const values = shape.columns.map((c, i) => valueSql(i, c.type)).join(', ');
+  // "WHERE true": without it SQLite would read ON CONFLICT as a join constraint.
+  const head = `INSERT INTO ${t} (${cols}) SELECT ${values} FROM json_each(?) AS j WHERE true`;
+  const conflict = shape.key.map(quoteIdent).join(', ');
+  const updatable = shape.columns
+    .map((c) => c.name)
+    .filter((c) => !shape.key.includes(c) && (!shape.updatable || shape.updatable.includes(c)));
+  if (updatable.length === 0) return `${head} ON CONFLICT (${conflict}) DO NOTHING`;
+  const set = updatable.map((c) => `${quoteIdent(c)} = excluded.${quoteIdent(c)}`).join(', ');
+  // Skip rows that would not change: no write, no trigger, no echo.
+  const changed = updatable.map((c) => `${t}.${quoteIdent(c)} IS NOT excluded.${quoteIdent(c)}`).join(' OR ');
+  const by = shape.newerWinsBy ? quoteIdent(shape.newerWinsBy) : undefined;
+  const newer = by ? ` AND (${t}.${by} IS NULL OR ${newerSql(`excluded.${by}`, `${t}.${by}`, true)})` : '';
+  return `${head} ON CONFLICT (${conflict}) DO UPDATE SET ${set} WHERE (${changed})${newer}`;
+}
+
+/** The incoming rows as a subquery `s` with columns c0, c1, … */
+function incomingSql(shape: Shape): string {
+  return `(SELECT ${shape.columns.map((c, i) => `${valueSql(i, c.type)} AS c${i}`).join(', ')} FROM json_each(?) AS j)`;
+}
+
+/**
+ * newer-wins: keys (as stored) of incoming rows that lose because the stored
+ * row is newer and different. Run just before the upsert, in its transaction.
+ */
+export function conflictSql(shape: Shape & { newerWinsBy: string }): string {
+  const t = quoteIdent(shape.table);
+  const index = new Map(shape.columns.map((c, i) => [c.name, i]));
+  const s = (c: string) => `s.c${index.get(c)}`;
+  const match = shape.key.map((k) => `t.${quoteIdent(k)} = ${s(k)}`).join(' AND ');
+  const compared = shape.columns.map((c) => c.name).filter((c) => !shape.key.includes(c));
+  const differs = compared.length ? ` AND (${compared.map((c) => `t.${quoteIdent(c)} IS NOT ${s(c)}`).join(' OR ')})` : '';
+  const by = quoteIdent(shape.newerWinsBy);
+  return `SELECT ${shape.key.map((k) => `t.${quoteIdent(k)} AS ${quoteIdent(k)}`).join(', ')}
+  FROM ${incomingSql(shape)} AS s JOIN ${t} AS t ON ${match}
+ WHERE ${newerSql(`t.${by}`, s(shape.newerWinsBy), false)}${differs}`;
+}
+
+/** Rows whose key is one of the parameter's key arrays (positions in `key` order). */
+function keyMatchSql(key: string[], alias = ''): string {
+  const cols = key.map((k) => `${alias}${quoteIdent(k)}`);
+  const left = cols.length === 1 ? cols[0]! : `(${cols.join(', ')})`;
+  return `${left} IN (SELECT ${key.map((_, i) => `j.value ->> ${i}`).join(', ')} FROM json_each(?) AS j)`;
+}
+
+export function deleteSql(table: string, key: string[]): string {
+  return `DELETE FROM ${quoteIdent(table)} WHERE ${keyMatchSql(key)}`;
+}
+
+/**
+ * Ping-back after a lost conflict in a two-way set-up: the stored, newer row
+ * goes into this database's change log, so the stream running the other way
+ * carries the winner back to the side whose older edit lost (see the
+ * PostgreSQL sink). Only for tables the capture triggers watch here.
+ */
+export function pingBackSql(table: string, key: string[], imageColumns: string[]): string {
+  return `INSERT INTO cdc_sync_changes (table_name, op, row_data, origin)
+SELECT ?, 'U', ${rowImageSql('t', imageColumns)}, 'cdc-sync ping-back' FROM ${quoteIdent(table)} AS t WHERE ${keyMatchSql(key, 't.')}`;
+}
+
+export const INSERT_DEAD_LETTERS_SQL = `
+INSERT INTO cdc_sync_dead_letters (stream, table_name, key, payload, error, reason, position)
+SELECT value ->> 'stream', value ->> 'table', value -> 'key', value ->> 'payload', value ->> 'error', value ->> 'reason', value ->> 'position'
+  FROM json_each(?)`;
+
+export const SAVE_CHECKPOINT_SQL = `
+INSERT INTO cdc_sync_checkpoints (stream, position) VALUES (?, ?)
+ON CONFLICT (stream) DO UPDATE SET position = excluded.position, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`;
+
+export const READ_CHECKPOINT_SQL = `SELECT position FROM cdc_sync_checkpoints WHERE stream = ?`;
+
+export const SET_ORIGIN_SQL = [`DELETE FROM cdc_sync_origin`, `INSERT INTO cdc_sync_origin (origin) VALUES (?)`] as const;
+export const CLEAR_ORIGIN_SQL = `DELETE FROM cdc_sync_origin`;

@@ -1,0 +1,333 @@
+import type { Statement } from 'better-sqlite3';
+import type { ChangeEvent, Row, Value } from '../../core/change-event.js';
+import { ConfigError, PermanentError } from '../../core/errors.js';
+import { toJsonText } from '../../core/json.js';
+import type { TableConfig, TableMapping, TargetTable } from '../../core/mapping.js';
+import { instantMicros } from '../../core/timestamps.js';
+import type { LogicalType } from '../../core/values.js';
+import type { StreamContext } from '../../streams/context.js';
+import { captureTriggerNames } from '../../cdc/sqlite/changelog-setup.js';
+import type { ApplyResult, Sink, SinkBatch } from '../sink.js';
+import { openSqlite, quoteIdent, sqliteTableName, type SqliteDatabase } from './connection.js';
+import { classifySqliteError, isSqliteConnectionError } from './errors.js';
+import { foreignKeys, introspectSqliteTable, type ForeignKey } from './introspect.js';
+import {
+  CLEAR_ORIGIN_SQL,
+  INSERT_DEAD_LETTERS_SQL,
+  READ_CHECKPOINT_SQL,
+  SAVE_CHECKPOINT_SQL,
+  SCHEMA_SQL,
+  SET_ORIGIN_SQL,
+  conflictSql,
+  deleteSql,
+  pingBackSql,
+  upsertSql,
+  type Shape,
+} from './queries.js';
+
+interface TargetInfo {
+  table: string;
+  key: string[];
+  types: Map<string, LogicalType>;
+  newerWinsBy: string | undefined;
+  updatable: string[] | null;
+  /** The capture triggers watch this table here: lost conflicts are pinged back. */
+  captured: boolean;
+  /** Columns of the row images the triggers write (for ping-back). */
+  imageColumns: string[];
+  foreignKeys: ForeignKey[];
+}
+
+interface StatementGroup {
+  table: string;
+  op: 'delete' | 'upsert';
+  columns: string[];
+  events: ChangeEvent[];
+}
+
+/**
+ * Applies batches to a SQLite database: one `BEGIN IMMEDIATE` transaction per
+ * batch, per table one set-based statement for the deletes and one per column
+ * set for the upserts, then the dead letters and the checkpoint. Rows written
+ * here carry the `cdc_sync_origin` marker, so the capture triggers of a
+ * two-way set-up do not record them again.
+ *
+ * A child whose parent does not exist fails with reason `missing-parent` and a
+ * message naming the parent (`orders:ord_001 missing shift_id -> shifts[shift_001]`).
+ * It is permanent: the stream isolates it into the dead letter, and
+ * `cdc-sync retry-failed` applies it again once the parent has arrived. Parents
+ * of the same batch are always applied first (tables in configuration order).
+ */
+export class SqliteSink implements Sink {
+  readonly storesCheckpoints = true;
+  readonly storesDeadLetters = true;
+  private db: SqliteDatabase | undefined;
+  private context: StreamContext | undefined;
+  private readonly targets = new Map<string, TargetInfo>();
+  private readonly found = new Map<string, { table: TargetTable; captured: boolean; foreignKeys: ForeignKey[] }>();
+  private readonly statements = new Map<string, Statement<unknown[]>>();
+
+  constructor(private readonly url: string) {}
+
+  async open(context: StreamContext, tables: TableConfig[]): Promise<TargetTable[]> {
+    this.context = context;
+    try {
+      this.db ??= openSqlite(this.url, 'sink.url', { mustExist: true });
+      const db = this.db;
+      db.exec(SCHEMA_SQL);
+      const result: TargetTable[] = [];
+      for (const [i, config] of tables.entries()) {
+        let name: string;
+        try {
+          name = sqliteTableName(config.target);
+        } catch (error) {
+          throw new ConfigError(`tables[${i}].target: ${(error as Error).message}`);
+        }
+        const table = introspectSqliteTable(db, name);
+        if (!table) throw new ConfigError(`tables[${i}].target: table ${config.target} does not exist in the sink database`);
+        const trigger = db.prepare(`SELECT 1 FROM sqlite_schema WHERE type = 'trigger' AND name = ?`).get(captureTriggerNames(name).update);
+        this.found.set(name, { table, captured: trigger !== undefined, foreignKeys: foreignKeys(db, name) });
+        result.push(table);
+      }
+      context.setConnected('sink', true);
+      return result;
+    } catch (error) {
+      throw this.fail(error);
+    }
+  }
+
+  bind(mappings: TableMapping[]): void {
+    for (const m of mappings) {
+      const found = this.found.get(m.target.name.name)!;
+      this.targets.set(m.source, {
+        table: m.target.name.name,
+        key: m.targetKey,
+        types: new Map(m.target.columns.map((c) => [c.name, c.type])),
+        newerWinsBy: m.conflict === 'newer-wins' ? m.targetUpdatedAt : undefined,
+        updatable: m.owned,
+        captured: found.captured,
+        imageColumns: m.target.columns.map((c) => c.name),
+        foreignKeys: found.foreignKeys,
+      });
+    }
+  }
+
+  async readCheckpoint(stream: string): Promise<string | null> {
+    try {
+      const row = this.statement(READ_CHECKPOINT_SQL).get(stream) as { position: string } | undefined;
+      return row?.position ?? null;
+    } catch (error) {
+      throw this.fail(error);
+    }
+  }
+
+  async apply(batch: SinkBatch): Promise<ApplyResult> {
+    const db = this.requireDb();
+    let written = 0;
+    const conflicts: { table: string; key: Row }[] = [];
+    let table: string | undefined;
+    const applied: StatementGroup[] = [];
+    try {
+      db.exec('BEGIN IMMEDIATE');
+      try {
+        this.statement(SET_ORIGIN_SQL[0]).run();
+        this.statement(SET_ORIGIN_SQL[1]).run(this.context?.stream ?? 'cdc-sync');
+        for (const group of groupStatements(batch.changes)) {
+          table = group.table;
+          applied.push(group);
+          const target = this.target(group.table);
+          const shape: Shape = {
+            table: target.table,
+            columns: group.columns.map((name) => ({ name, type: target.types.get(name) ?? 'other' })),
+            key: target.key,
+            newerWinsBy: target.newerWinsBy,
+            updatable: target.updatable,
+          };
+          if (group.op === 'delete') {
+            written += this.statement(deleteSql(target.table, target.key)).run(keysJson(group.events, target)).changes;
+            continue;
+          }
+          const param = rowsJson(group.events, shape.columns);
+          // Rows without the timestamp cannot lose a comparison (as in the PostgreSQL sink).
+          if (shape.newerWinsBy && group.columns.includes(shape.newerWinsBy)) {
+            const losers = this.statement(conflictSql({ ...shape, newerWinsBy: shape.newerWinsBy })).all(param) as Row[];
+            conflicts.push(...losers.map((key) => ({ table: group.table, key })));
+            if (losers.length > 0 && target.captured) {
+              const keys = toJsonText(losers.map((k) => target.key.map((c) => encode(k[c] ?? null, target.types.get(c) ?? 'other'))));
+              this.statement(pingBackSql(target.table, target.key, target.imageColumns)).run(target.table, keys);
+            }
+          }
+          try {
+            written += this.statement(upsertSql(shape)).run(param).changes;
+          } catch (error) {
+            throw this.explainForeignKey(error, applied);
+          }
+        }
+        table = undefined;
+        if (batch.deadLetters.length > 0) this.statement(INSERT_DEAD_LETTERS_SQL).run(toJsonText(batch.deadLetters));
+        if (batch.checkpoint) this.statement(SAVE_CHECKPOINT_SQL).run(batch.checkpoint.stream, batch.checkpoint.position);
+        this.statement(CLEAR_ORIGIN_SQL).run();
+        try {
+          db.exec('COMMIT');
+        } catch (error) {
+          // Deferred foreign keys are checked here, still inside the transaction.
+          throw this.explainForeignKey(error, applied);
+        }
+      } catch (error) {
+        if (db.inTransaction) db.exec('ROLLBACK');
+        throw error;
+      }
+    } catch (error) {
+      throw this.fail(error, table);
+    }
+    this.context?.setConnected('sink', true);
+    return { written, conflicts };
+  }
+
+  async close(): Promise<void> {
+    const db = this.db;
+    this.db = undefined;
+    this.statements.clear();
+    db?.close();
+  }
+
+  /**
+   * A foreign-key failure names no row. Look, inside the failed transaction
+   * (so parents written earlier in it count), for the first upserted row whose
+   * parent is missing and say which parent.
+   */
+  private explainForeignKey(error: unknown, groups: StatementGroup[]): unknown {
+    if ((error as { code?: unknown }).code !== 'SQLITE_CONSTRAINT_FOREIGNKEY') return error;
+    for (const group of groups) {
+      if (group.op !== 'upsert') continue;
+      const target = this.target(group.table);
+      for (const fk of target.foreignKeys) {
+        if (!fk.columns.every((c) => group.columns.includes(c)) || fk.parentColumns.length !== fk.columns.length) continue;
+        const exists = this.statement(
+          `SELECT 1 FROM ${quoteIdent(fk.parent)} WHERE ${fk.parentColumns.map((c) => `${quoteIdent(c)} = ?`).join(' AND ')} LIMIT 1`,
+        );
+        for (const event of group.events) {
+          const values = fk.columns.map((c) => event.row![c] ?? null);
+          if (values.some((v) => v === null)) continue;
+          if (exists.get(...values.map((v, i) => bindable(v, target.types.get(fk.columns[i]!) ?? 'other')))) continue;
+          const key = target.key.map((k) => text(event.key[k] ?? null)).join(',');
+          return new PermanentError(`${target.table}:${key} missing ${fk.columns.join(',')} -> ${fk.parent}[${values.map(text).join(',')}]`, {
+            reason: 'missing-parent',
+            context: { table: group.table },
+            cause: error,
+          });
+        }
+      }
+    }
+    return new PermanentError(`${(error as Error).message}: a change deletes a row that others still reference, or points to a missing row`, {
+      reason: 'constraint',
+      cause: error,
+    });
+  }
+
+  private statement(sql: string): Statement<unknown[]> {
+    let statement = this.statements.get(sql);
+    if (!statement) {
+      statement = this.requireDb().prepare<unknown[]>(sql);
+      // Few distinct statements per stream (tables × column sets); bound the cache anyway.
+      if (this.statements.size > 500) this.statements.clear();
+      this.statements.set(sql, statement);
+    }
+    return statement;
+  }
+
+  private target(source: string): TargetInfo {
+    const target = this.targets.get(source);
+    if (!target) throw new ConfigError(`no target described for source table ${source}`);
+    return target;
+  }
+
+  private requireDb(): SqliteDatabase {
+    if (!this.db) throw new ConfigError('SQLite sink used before open()');
+    return this.db;
+  }
+
+  private fail(error: unknown, table?: string) {
+    const classified = classifySqliteError(error, { stream: this.context?.stream, table });
+    if (isSqliteConnectionError(classified)) this.context?.setConnected('sink', false);
+    return classified;
+  }
+}
+
+/**
+ * Consecutive changes of one table and kind, with the same columns, share a
+ * statement; rows with different column sets are split so that a column one
+ * row lacks is never written as NULL (as in the PostgreSQL sink).
+ */
+function groupStatements(changes: ChangeEvent[]): StatementGroup[] {
+  const groups: StatementGroup[] = [];
+  let run: { table: string; op: string } | undefined;
+  const byShape = new Map<string, StatementGroup>();
+  for (const event of changes) {
+    const op = event.op === 'delete' ? 'delete' : 'upsert';
+    const columns = Object.keys(op === 'delete' ? event.key : (event.row ?? {})).sort();
+    if (!run || run.table !== event.table || run.op !== op) {
+      byShape.clear();
+      run = { table: event.table, op };
+    }
+    const shape = columns.join('\u0001');
+    let group = byShape.get(shape);
+    if (!group) {
+      group = { table: event.table, op, columns, events: [] };
+      byShape.set(shape, group);
+      groups.push(group);
+    }
+    group.events.push(event);
+  }
+  return groups;
+}
+
+function rowsJson(events: ChangeEvent[], columns: { name: string; type: LogicalType }[]): string {
+  return JSON.stringify(events.map((e) => columns.map((c) => encode(e.row![c.name] ?? null, c.type))));
+}
+
+function keysJson(events: ChangeEvent[], target: TargetInfo): string {
+  return JSON.stringify(events.map((e) => target.key.map((k) => encode(e.key[k] ?? null, target.types.get(k) ?? 'other'))));
+}
+
+/**
+ * A value as it travels in the JSON parameter: booleans as 0/1, binary as hex
+ * (unhex() in SQL for binary columns, `\x`-hex text elsewhere), timestamps as
+ * ISO text in UTC, JSON as its text, big integers as digits.
+ */
+function encode(value: Value, type: LogicalType): string | number | null {
+  if (value === null || value === undefined) return null;
+  if (typeof value === 'boolean') return value ? 1 : 0;
+  if (value instanceof Uint8Array) return type === 'binary' ? Buffer.from(value).toString('hex') : `\\x${Buffer.from(value).toString('hex')}`;
+  if (value instanceof Date) return value.toISOString();
+  if (typeof value === 'bigint') return value.toString();
+  if (typeof value === 'object') return toJsonText(value);
+  if (typeof value === 'string' && (type === 'timestamptz' || type === 'timestamp')) return utcIso(value);
+  if (typeof value === 'string' && type === 'binary') return value.startsWith('\\x') ? value.slice(2) : Buffer.from(value, 'base64').toString('hex');
+  return value;
+}
+
+/** A value bound directly (missing-parent lookups): like encode, binary as a blob. */
+function bindable(value: Value, type: LogicalType): string | number | bigint | Buffer | null {
+  if (value instanceof Uint8Array) return Buffer.from(value);
+  if (typeof value === 'bigint') return value;
+  const encoded = encode(value, type);
+  return type === 'binary' && typeof encoded === 'string' ? Buffer.from(encoded, 'hex') : encoded;
+}
+
+/** `2024-01-02 03:04:05.5+02` → `2024-01-02T01:04:05.5Z`; text without a zone (already UTC by convention) unchanged. */
+function utcIso(text: string): string {
+  if (!/([+-]\d{2}(:?\d{2})?|Z)$/.test(text.trim())) return text;
+  const micros = instantMicros(text);
+  if (micros === null) return text;
+  const seconds = new Date(Number(micros / 1_000_000n) * 1000).toISOString().slice(0, 19);
+  const fraction = ((micros % 1_000_000n) + 1_000_000n) % 1_000_000n;
+  return fraction === 0n ? `${seconds}Z` : `${seconds}.${fraction.toString().padStart(6, '0').replace(/0+$/, '')}Z`;
+}
+
+function text(value: Value): string {
+  if (value instanceof Date) return value.toISOString();
+  if (value instanceof Uint8Array) return `\\x${Buffer.from(value).toString('hex')}`;
+  if (value !== null && typeof value === 'object') return JSON.stringify(value);
+  return String(value);
+}

@@ -1,0 +1,234 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { ChangeEvent, Row } from '../../../src/core/change-event.js';
+import { PermanentError } from '../../../src/core/errors.js';
+import { TableMapping, type TableConfig, type TargetTable } from '../../../src/core/mapping.js';
+import { SqliteSink } from '../../../src/sinks/sqlite/sqlite-sink.js';
+import { applySqliteChangelogSetup } from '../../../src/cdc/sqlite/changelog-setup.js';
+import type { DeadLetter } from '../../../src/sinks/sink.js';
+import { testContext } from '../../support/stream-context.js';
+
+let dir: string;
+let path: string;
+let db: Database.Database;
+let sink: SqliteSink;
+let warnings: { message: string; context: Record<string, string> }[];
+/** What the sink's open() found in the database (introspection), per configured table. */
+let introspected: TargetTable[];
+
+const SCHEMA = `
+  CREATE TABLE shifts (id TEXT PRIMARY KEY, opened_by TEXT NOT NULL, updated_at DATETIME);
+  CREATE TABLE orders (
+    id TEXT PRIMARY KEY,
+    shift_id TEXT REFERENCES shifts (id),
+    total NUMERIC,
+    paid BOOLEAN,
+    receipt BLOB,
+    note TEXT,
+    updated_at DATETIME,
+    total_cents INTEGER GENERATED ALWAYS AS (CAST(total * 100 AS INTEGER)) STORED
+  );
+  -- Counts every row write whoever makes it: no-op updates must not show up here.
+  CREATE TABLE write_log (n INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT, op TEXT);
+  CREATE TRIGGER log_ins AFTER INSERT ON orders BEGIN INSERT INTO write_log (id, op) VALUES (NEW.id, 'I'); END;
+  CREATE TRIGGER log_upd AFTER UPDATE ON orders BEGIN INSERT INTO write_log (id, op) VALUES (NEW.id, 'U'); END;
+  CREATE TRIGGER log_del AFTER DELETE ON orders BEGIN INSERT INTO write_log (id, op) VALUES (OLD.id, 'D'); END;`;
+
+const SHIFTS: TableConfig = { source: 'public.shifts', target: 'shifts', conflict: 'newer-wins', updatedAt: 'updated_at' };
+const ORDERS: TableConfig = { source: 'public.orders', target: 'orders', conflict: 'newer-wins', updatedAt: 'updated_at' };
+
+async function openSink(tables: TableConfig[] = [SHIFTS, ORDERS]): Promise<SqliteSink> {
+  sink = new SqliteSink(`sqlite:${path}`);
+  const targets = await sink.open(testContext('pg-to-sqlite'), tables);
+  introspected = targets;
+  sink.bind(tables.map((t, i) => new TableMapping(t, targets[i]!, `tables[${i}]`, (message, context) => warnings.push({ message, context }))));
+  return sink;
+}
+
+/** Maps a source row like the stream does, so unknown and generated columns are dropped by TableMapping. */
+function mapped(sinkTables: TableMapping[], event: ChangeEvent): ChangeEvent {
+  return sinkTables.find((m) => m.source === event.table)!.mapEvent(event);
+}
+
+function change(table: string, op: ChangeEvent['op'], row: Row, position = '1'): ChangeEvent {
+  return { table, op, key: { id: row.id ?? null }, row: op === 'delete' ? null : row, position, commitTime: new Date() };
+}
+
+const writes = () => (db.prepare(`SELECT count(*) AS n FROM write_log`).get() as { n: number }).n;
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'cdc-sqlite-sink-'));
+  path = join(dir, 'pos.db');
+  db = new Database(path);
+  db.exec(SCHEMA);
+  warnings = [];
+});
+
+afterEach(async () => {
+  await sink?.close();
+  db.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('sqlite sink', () => {
+  it('upserts and deletes a batch set-based, converting booleans, binary, decimals and timestamps', async () => {
+    await openSink();
+    const result = await sink.apply({
+      changes: [
+        change('public.shifts', 'insert', { id: 'shift_001', opened_by: 'ana', updated_at: '2030-01-01T10:00:00+02:00' }),
+        change('public.orders', 'insert', { id: 'ord_001', shift_id: 'shift_001', total: '12.50', paid: true, receipt: Buffer.from('cafe', 'hex'), updated_at: new Date('2030-01-01T08:00:00Z') }),
+        change('public.orders', 'insert', { id: 'ord_002', shift_id: 'shift_001', total: 3, paid: false, receipt: null, updated_at: '2030-01-01 08:00:00+00' }),
+      ],
+      deadLetters: [],
+      checkpoint: { stream: 'pg-to-sqlite', position: '10' },
+    });
+    expect(result.written).toBe(3);
+    expect(db.prepare(`SELECT id, total, paid, CASE WHEN receipt IS NOT NULL THEN hex(receipt) END AS receipt, updated_at, total_cents FROM orders ORDER BY id`).all()).toEqual([
+      { id: 'ord_001', total: 12.5, paid: 1, receipt: 'CAFE', updated_at: '2030-01-01T08:00:00.000Z', total_cents: 1250 },
+      { id: 'ord_002', total: 3, paid: 0, receipt: null, updated_at: '2030-01-01T08:00:00Z', total_cents: 300 },
+    ]);
+    // A timestamp with a zone is stored as UTC ISO text.
+    expect(db.prepare(`SELECT updated_at FROM shifts`).get()).toEqual({ updated_at: '2030-01-01T08:00:00Z' });
+    expect(await sink.readCheckpoint('pg-to-sqlite')).toBe('10');
+
+    const deleted = await sink.apply({ changes: [change('public.orders', 'delete', { id: 'ord_002' })], deadLetters: [] });
+    expect(deleted.written).toBe(1);
+    expect(db.prepare(`SELECT id FROM orders`).all()).toEqual([{ id: 'ord_001' }]);
+  });
+
+  it('is idempotent: the same batch twice leaves the same rows and writes nothing the second time', async () => {
+    await openSink();
+    const batch = {
+      changes: [
+        change('public.shifts', 'insert', { id: 's1', opened_by: 'ana', updated_at: '2030-01-01T00:00:00Z' }),
+        change('public.orders', 'update', { id: 'o1', shift_id: 's1', total: 1, paid: true, note: 'x', updated_at: '2030-01-01T00:00:00Z' }),
+        change('public.orders', 'delete', { id: 'o9' }),
+      ],
+      deadLetters: [],
+      checkpoint: { stream: 'pg-to-sqlite', position: '5' },
+    };
+    expect((await sink.apply(batch)).written).toBe(2);
+    const rows = db.prepare(`SELECT * FROM orders`).all();
+    const before = writes();
+    expect((await sink.apply(batch)).written).toBe(0);
+    expect(db.prepare(`SELECT * FROM orders`).all()).toEqual(rows);
+    // The update equal to the stored row wrote nothing: no trigger fired.
+    expect(writes()).toBe(before);
+  });
+
+  it('commits dead letters and the checkpoint with the changes, and rolls all of them back on an error', async () => {
+    await openSink();
+    const letter: DeadLetter = { stream: 'pg-to-sqlite', table: 'public.orders', key: { id: 'bad' }, payload: '{}', error: 'bad json', reason: 'malformed', position: '7' };
+    await sink.apply({ changes: [change('public.shifts', 'insert', { id: 's1', opened_by: 'ana' })], deadLetters: [letter], checkpoint: { stream: 'pg-to-sqlite', position: '7' } });
+    expect(db.prepare(`SELECT stream, table_name, key, payload, error, reason, position FROM cdc_sync_dead_letters`).all()).toEqual([
+      { stream: 'pg-to-sqlite', table_name: 'public.orders', key: '{"id":"bad"}', payload: '{}', error: 'bad json', reason: 'malformed', position: '7' },
+    ]);
+    // NOT NULL violation on the second change: nothing of the batch stays, the checkpoint does not move.
+    await expect(
+      sink.apply({
+        changes: [change('public.shifts', 'insert', { id: 's2', opened_by: 'bo' }), change('public.shifts', 'insert', { id: 's3', opened_by: null })],
+        deadLetters: [{ ...letter, position: '8' }],
+        checkpoint: { stream: 'pg-to-sqlite', position: '8' },
+      }),
+    ).rejects.toMatchObject({ transient: false, reason: 'constraint' });
+    expect(db.prepare(`SELECT id FROM shifts ORDER BY id`).all()).toEqual([{ id: 's1' }]);
+    expect((db.prepare(`SELECT count(*) AS n FROM cdc_sync_dead_letters`).get() as { n: number }).n).toBe(1);
+    expect(await sink.readCheckpoint('pg-to-sqlite')).toBe('7');
+    expect(db.inTransaction).toBe(false);
+  });
+
+  it('names the missing parent of a child: orders:ord_001 missing shift_id -> shifts[shift_001]', async () => {
+    await openSink();
+    const error = await sink
+      .apply({
+        changes: [
+          change('public.shifts', 'insert', { id: 'shift_002', opened_by: 'ana' }),
+          change('public.orders', 'insert', { id: 'ord_000', shift_id: 'shift_002', total: 1 }),
+          change('public.orders', 'insert', { id: 'ord_001', shift_id: 'shift_001', total: 1 }),
+        ],
+        deadLetters: [],
+      })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PermanentError);
+    expect((error as PermanentError).reason).toBe('missing-parent');
+    expect((error as PermanentError).message).toBe('orders:ord_001 missing shift_id -> shifts[shift_001]');
+    // The parent in the same batch counted as present, and the whole batch rolled back.
+    expect(db.prepare(`SELECT count(*) AS n FROM orders`).get()).toEqual({ n: 0 });
+  });
+
+  it('skips source columns the target lacks or generates, with one warning per column', async () => {
+    await openSink();
+    const targets = [SHIFTS, ORDERS];
+    const target = introspected;
+    const mappings = targets.map((t, i) => new TableMapping(t, target[i]!, `tables[${i}]`, (message, context) => warnings.push({ message, context })));
+    sink.bind(mappings);
+    const rows = [1, 2, 3].map((n) =>
+      mapped(mappings, change('public.orders', 'insert', { id: `o${n}`, total: n, terminal_id: 't1', total_cents: 999, sync_status: 'dirty' })),
+    );
+    await sink.apply({ changes: rows, deadLetters: [] });
+    expect(db.prepare(`SELECT id, total_cents FROM orders ORDER BY id`).all()).toEqual([
+      { id: 'o1', total_cents: 100 },
+      { id: 'o2', total_cents: 200 },
+      { id: 'o3', total_cents: 300 },
+    ]);
+    expect(warnings.map((w) => [w.message, w.context.column])).toEqual([
+      ['source column has no target column; skipped', 'terminal_id'],
+      ['target column is generated; skipped', 'total_cents'],
+      ['source column has no target column; skipped', 'sync_status'],
+    ]);
+  });
+
+  it('newer-wins: keeps a newer stored row, reports the conflict, and applies newer changes', async () => {
+    await openSink();
+    await sink.apply({ changes: [change('public.shifts', 'insert', { id: 's1', opened_by: 'stored', updated_at: '2030-01-01T00:00:05Z' })], deadLetters: [] });
+    const older = await sink.apply({ changes: [change('public.shifts', 'update', { id: 's1', opened_by: 'older', updated_at: '2030-01-01T00:00:04+00:00' })], deadLetters: [] });
+    expect(older).toEqual({ written: 0, conflicts: [{ table: 'public.shifts', key: { id: 's1' } }] });
+    expect(db.prepare(`SELECT opened_by FROM shifts`).get()).toEqual({ opened_by: 'stored' });
+    // Same instant in another notation is not older.
+    const newer = await sink.apply({ changes: [change('public.shifts', 'update', { id: 's1', opened_by: 'newer', updated_at: '2030-01-01T02:00:06+02:00' })], deadLetters: [] });
+    expect(newer).toEqual({ written: 1, conflicts: [] });
+    expect(db.prepare(`SELECT opened_by, updated_at FROM shifts`).get()).toEqual({ opened_by: 'newer', updated_at: '2030-01-01T00:00:06Z' });
+  });
+
+  it('newer-wins in a two-way set-up: a lost conflict puts the stored winner into the local change log (ping-back)', async () => {
+    applySqliteChangelogSetup(db, ['shifts']);
+    await openSink();
+    db.prepare(`INSERT INTO shifts VALUES ('s1', 'local newer', '2030-01-01T00:00:05Z')`).run();
+    const result = await sink.apply({ changes: [change('public.shifts', 'update', { id: 's1', opened_by: 'cloud older', updated_at: '2030-01-01T00:00:01Z' })], deadLetters: [] });
+    expect(result.conflicts).toEqual([{ table: 'public.shifts', key: { id: 's1' } }]);
+    const log = db.prepare(`SELECT table_name, op, row_data, origin FROM cdc_sync_changes ORDER BY id`).all() as { row_data: string; origin: string | null }[];
+    // The application's insert, then the ping-back of the row as stored.
+    expect(log).toHaveLength(2);
+    expect(log[1]).toMatchObject({ table_name: 'shifts', op: 'U', origin: 'cdc-sync ping-back' });
+    expect(JSON.parse(log[1]!.row_data)).toEqual({ id: 's1', opened_by: 'local newer', updated_at: '2030-01-01T00:00:05Z' });
+  });
+
+  it('changes only owned columns of existing rows and writes new rows whole', async () => {
+    await openSink();
+    const owned: TableConfig = { source: 'public.orders', target: 'orders', owns: ['note'] };
+    const [shifts, orders] = introspected;
+    sink.bind([new TableMapping(SHIFTS, shifts!, 'tables[0]', () => {}), new TableMapping(owned, orders!, 'tables[1]', () => {})]);
+    await sink.apply({ changes: [change('public.orders', 'insert', { id: 'o1', total: 1, note: 'a' })], deadLetters: [] });
+    await sink.apply({ changes: [change('public.orders', 'update', { id: 'o1', total: 99, note: 'b' })], deadLetters: [] });
+    expect(db.prepare(`SELECT total, note FROM orders`).get()).toEqual({ total: 1, note: 'b' });
+  });
+});
+
+it('introspects SQLite types, generated columns and keys', async () => {
+  await openSink();
+  const orders = introspected[1]!;
+  expect(orders.primaryKey).toEqual(['id']);
+  expect(Object.fromEntries(orders.columns.map((c) => [c.name, `${c.type}${c.generated ? ' generated' : ''}`]))).toEqual({
+    id: 'text',
+    shift_id: 'text',
+    total: 'decimal',
+    paid: 'boolean',
+    receipt: 'binary',
+    note: 'text',
+    updated_at: 'timestamptz',
+    total_cents: 'integer generated',
+  });
+});
