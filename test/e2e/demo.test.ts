@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +15,8 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('npm start (the embedded demo)', () => {
   it('syncs the clinic and the portal both ways, serves /metrics, and stops cleanly on SIGINT with both sides equal', async () => {
-    const child = spawn('npm', ['start', '--', '--dir', join(dir, 'data'), '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const data = join(dir, 'data');
+    const child = spawn('npm', ['start', '--', '--dir', data, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -37,7 +38,9 @@ describe('npm start (the embedded demo)', () => {
       expect(metricValue(text, 'cdc_sync_connected', { stream: 'clinic-to-cloud' })).toBe(1);
       expect(metricValue(text, 'cdc_sync_connected', { stream: 'cloud-to-clinic' })).toBe(1);
     } finally {
-      child.kill('SIGINT');
+      // Ctrl-C for the demo process itself: npm dies of the signal (no exit code), the demo must exit 0.
+      const demo = execFileSync('pgrep', ['-f', `^node dist/src/cli.js demo --dir ${data}`], { encoding: 'utf8' }).trim().split('\n').map(Number);
+      for (const pid of demo) process.kill(pid, 'SIGINT');
     }
     expect(await exited, `${out}\n${err}`).toBe(0);
     expect(out).toContain('both sides agree');
