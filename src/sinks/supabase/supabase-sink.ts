@@ -1,5 +1,4 @@
-import { createClient, type SupabaseClient } from '@supabase/supabase-js';
-import ws from 'ws';
+import type { SupabaseClient } from '@supabase/supabase-js';
 import { CdcSyncError, ConfigError, errorMessage } from '../../core/errors.js';
 import type { TableConfig, TableMapping, TargetTable } from '../../core/mapping.js';
 import { parseQualifiedName, type QualifiedName } from '../../core/names.js';
@@ -56,6 +55,8 @@ export class SupabaseSink implements Sink {
 
   async open(context: StreamContext, tables: TableConfig[]): Promise<TargetTable[]> {
     this.context = context;
+    // Loaded on first use, like every driver: streams that do not need it do not pay for it.
+    const [{ createClient }, { default: ws }] = await Promise.all([import('@supabase/supabase-js'), import('ws')]);
     this.client ??= createClient(this.options.url, this.options.key, {
       auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
       db: { timeout: this.options.timeoutMs ?? 60_000 },
