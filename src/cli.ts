@@ -7,6 +7,7 @@ import { EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, runCommand } from './commands/run.j
 import { demoCommand } from './commands/demo.js';
 import { initSql } from './commands/init-sql.js';
 import { snapshotCommand } from './commands/snapshot.js';
+import { dropSlotCommand } from './commands/drop-slot.js';
 import { resetCommand, retryFailedCommand, statusCommand } from './commands/control.js';
 import { createLogger } from './log.js';
 import { createMetrics } from './metrics/metrics.js';
@@ -64,6 +65,15 @@ function program(): Command {
     .option('-t, --table <table...>', 'source tables to copy (default: all of the stream)')
     .action(async (options: { config: string; stream: string; table?: string[] }) => {
       process.stdout.write(await snapshotCommand(options));
+    });
+
+  cli
+    .command('drop-slot')
+    .description("drop a postgres-wal stream's replication slot so the server frees its WAL; refuses while the slot is in use")
+    .option('-c, --config <path>', 'configuration file', DEFAULT_CONFIG)
+    .requiredOption('-s, --stream <name>', 'the stream')
+    .action(async (options: { config: string; stream: string }) => {
+      process.stdout.write(await dropSlotCommand(options));
     });
 
   const processOptions = (command: Command) =>

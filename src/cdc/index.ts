@@ -3,6 +3,8 @@ import type { StreamConfig } from '../config/schema.js';
 import { MssqlCdcSource } from './mssql/cdc-source.js';
 import { MssqlQueueSource } from './mssql/queue-source.js';
 import { ChangeLogSource } from './postgres/changelog-source.js';
+import { WalSource } from './postgres/wal-source.js';
+import { DEFAULT_NAME } from './postgres/wal-setup.js';
 import { SqliteChangeLogSource } from './sqlite/changelog-source.js';
 import { SupabaseRealtimeSource } from './supabase/realtime-source.js';
 import type { Source } from './source.js';
@@ -18,6 +20,18 @@ export function createSource(config: StreamConfig, path: string): Source {
         readLimit: source.readLimit ?? config.batch.maxSize,
         pollIntervalMs: source.pollIntervalMs,
         idleIntervalMs: source.idleIntervalMs,
+        retry: config.retry,
+      });
+    case 'postgres-wal':
+      return new WalSource({
+        url: source.url,
+        tables: config.tables,
+        slot: source.slot ?? DEFAULT_NAME(config.name),
+        publication: source.publication ?? DEFAULT_NAME(config.name),
+        truncate: source.truncate,
+        readLimit: source.readLimit ?? config.batch.maxSize,
+        bufferSize: source.bufferSize,
+        statusIntervalMs: source.statusIntervalMs,
         retry: config.retry,
       });
     case 'sqlite-changelog':

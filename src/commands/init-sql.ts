@@ -1,5 +1,6 @@
 import { enableCdcSql, queueTriggerSql, syncQueueSql } from '../cdc/mssql/queue-setup.js';
 import { changelogSetupSql } from '../cdc/postgres/changelog-setup.js';
+import { DEFAULT_NAME, walSetupSql } from '../cdc/postgres/wal-setup.js';
 import { sqliteChangelogSetupSql } from '../cdc/sqlite/changelog-setup.js';
 import { openSqlite } from '../sinks/sqlite/connection.js';
 import { supabaseSourceSetupSql } from '../cdc/supabase/setup.js';
@@ -22,6 +23,16 @@ export function initSql(config: Config): string {
       parts.push(
         `-- stream "${stream.name}": run on the source database (${redact(stream.source.url)})\n` +
           changelogSetupSql(stream.tables.map((t) => t.source)),
+      );
+    }
+    if (stream.source.type === 'postgres-wal') {
+      parts.push(
+        `-- stream "${stream.name}": run on the source database (${redact(stream.source.url)})\n` +
+          walSetupSql(
+            stream.tables.map((t) => t.source),
+            stream.source.publication ?? DEFAULT_NAME(stream.name),
+            stream.source.slot ?? DEFAULT_NAME(stream.name),
+          ),
       );
     }
     if (stream.source.type === 'sqlite-changelog') {

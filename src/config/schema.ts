@@ -75,6 +75,13 @@ export const sourceSchema = z.strictObject({
     .prefault({}),
   /** Save the position at least this often on an idle source (mssql-cdc: ahead of the cleanup job). */
   heartbeatMs: integer((n) => n.positive()).default(60_000),
+  /** postgres-wal: replication slot and publication (default cdc_sync_<stream>); created when missing. */
+  slot: z.string().regex(/^[a-z0-9_]{1,63}$/, 'lower-case letters, digits and "_" (a replication slot name)').optional(),
+  publication: z.string().regex(/^[A-Za-z0-9_]{1,63}$/, 'letters, digits and "_"').optional(),
+  /** postgres-wal: a TRUNCATE of a captured table goes to the dead letter (default) or is ignored. */
+  truncate: z.enum(['dead-letter', 'ignore']).default('dead-letter'),
+  /** postgres-wal: acknowledge (standby status) at least this often. */
+  statusIntervalMs: integer((n) => n.positive()).default(10_000),
   /** mssql-queue: the trigger-fed queue table (the older scripts' SyncQueue). */
   queueTable: z.string().min(1).default('dbo.SyncQueue'),
   /** mssql-queue: a row claimed this many times without success is marked Failed (the older scripts: 10). */

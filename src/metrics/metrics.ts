@@ -66,6 +66,12 @@ export function createMetrics(registry = new Registry(), options: { defaultMetri
       labelNames: STREAM,
       registers,
     }),
+    sourceRetainedBytes: new Gauge({
+      name: `${PREFIX}source_retained_bytes`,
+      help: 'WAL the source replication slot keeps on the server (pg_current_wal_lsn() - restart_lsn); alert before the disk fills.',
+      labelNames: STREAM,
+      registers,
+    }),
     conflicts: new Counter({
       name: `${PREFIX}conflicts_total`,
       help: 'Incoming changes that lost to a newer row in the target (newer-wins); each is logged with table and key.',

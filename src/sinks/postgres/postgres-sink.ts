@@ -44,6 +44,8 @@ export class PostgresSink implements Sink {
   private context: StreamContext | undefined;
   private readonly targets = new Map<string, TargetInfo>();
   private readonly captured = new Set<string>();
+  /** The target has cdc_sync.origin_marker: each batch writes it, so a postgres-wal source reading this database drops the batch (no echo). */
+  private marker = false;
 
   constructor(private readonly url: string) {}
 
@@ -63,6 +65,8 @@ export class PostgresSink implements Sink {
         const [row] = (await this.pool.query<{ captured: boolean }>(CAPTURED_SQL, [quoteTable(table.name)])).rows;
         if (row?.captured) this.captured.add(`${table.name.schema}.${table.name.name}`);
       }
+      const [marker] = (await this.pool.query<{ exists: boolean }>(`SELECT to_regclass('cdc_sync.origin_marker') IS NOT NULL AS exists`)).rows;
+      this.marker = marker?.exists === true;
       context.setConnected('sink', true);
       return found;
     } catch (error) {
@@ -97,6 +101,13 @@ export class PostgresSink implements Sink {
     let table: string | undefined;
     try {
       await this.inTransaction(async (client) => {
+        if (this.marker) {
+          await client.query(
+            `INSERT INTO cdc_sync.origin_marker (id, stream, written_at) VALUES (1, $1, now())
+             ON CONFLICT (id) DO UPDATE SET stream = EXCLUDED.stream, written_at = EXCLUDED.written_at`,
+            [this.context?.stream ?? null],
+          );
+        }
         for (const group of groupStatements(batch.changes)) {
           table = group.table;
           const target = this.target(group.table);

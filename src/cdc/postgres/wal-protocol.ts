@@ -1,0 +1,181 @@
+/**
+ * The streaming replication wire messages (inside CopyData) and the pgoutput
+ * logical decoding messages, protocol version 1.
+ * https://www.postgresql.org/docs/current/protocol-replication.html
+ * https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html
+ */
+
+/** Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01). */
+const PG_EPOCH_MS = 946_684_800_000;
+
+export type TupleColumn = { kind: 'null' } | { kind: 'unchanged' } | { kind: 'text'; value: string };
+
+export interface RelationColumn {
+  name: string;
+  typeOid: number;
+  key: boolean;
+}
+
+export type PgOutputMessage =
+  | { tag: 'begin'; finalLsn: bigint; commitTime: Date; xid: number }
+  | { tag: 'commit'; commitLsn: bigint; endLsn: bigint; commitTime: Date }
+  | { tag: 'origin'; lsn: bigint; name: string }
+  | { tag: 'relation'; relationId: number; schema: string; name: string; replicaIdentity: string; columns: RelationColumn[] }
+  | { tag: 'type'; typeOid: number; schema: string; name: string }
+  | { tag: 'insert'; relationId: number; newTuple: TupleColumn[] }
+  | { tag: 'update'; relationId: number; oldKind: 'K' | 'O' | null; oldTuple: TupleColumn[] | null; newTuple: TupleColumn[] }
+  | { tag: 'delete'; relationId: number; oldKind: 'K' | 'O'; oldTuple: TupleColumn[] }
+  | { tag: 'truncate'; relationIds: number[]; cascade: boolean; restartIdentity: boolean }
+  | { tag: 'message' }
+  | { tag: 'unknown'; code: string };
+
+export type ReplicationMessage =
+  | { tag: 'xlog'; start: bigint; walEnd: bigint; message: Buffer }
+  | { tag: 'keepalive'; walEnd: bigint; replyRequested: boolean };
+
+export function parseReplicationMessage(chunk: Buffer): ReplicationMessage | null {
+  const code = chunk[0];
+  if (code === 0x77 /* w */) {
+    return { tag: 'xlog', start: chunk.readBigUInt64BE(1), walEnd: chunk.readBigUInt64BE(9), message: chunk.subarray(25) };
+  }
+  if (code === 0x6b /* k */) return { tag: 'keepalive', walEnd: chunk.readBigUInt64BE(1), replyRequested: chunk[17] === 1 };
+  return null;
+}
+
+/** Standby status update ('r'): written, flushed and applied positions. */
+export function standbyStatus(write: bigint, flush: bigint, apply: bigint, replyRequested = false): Buffer {
+  const buffer = Buffer.alloc(34);
+  buffer[0] = 0x72; // r
+  buffer.writeBigUInt64BE(write, 1);
+  buffer.writeBigUInt64BE(flush, 9);
+  buffer.writeBigUInt64BE(apply, 17);
+  buffer.writeBigInt64BE(BigInt(Date.now() - PG_EPOCH_MS) * 1000n, 25);
+  buffer[33] = replyRequested ? 1 : 0;
+  return buffer;
+}
+
+class Reader {
+  private offset = 0;
+  constructor(private readonly buffer: Buffer) {}
+  byte(): number {
+    return this.buffer[this.offset++]!;
+  }
+  char(): string {
+    return String.fromCharCode(this.byte());
+  }
+  int16(): number {
+    const v = this.buffer.readInt16BE(this.offset);
+    this.offset += 2;
+    return v;
+  }
+  int32(): number {
+    const v = this.buffer.readInt32BE(this.offset);
+    this.offset += 4;
+    return v;
+  }
+  uint32(): number {
+    const v = this.buffer.readUInt32BE(this.offset);
+    this.offset += 4;
+    return v;
+  }
+  uint64(): bigint {
+    const v = this.buffer.readBigUInt64BE(this.offset);
+    this.offset += 8;
+    return v;
+  }
+  time(): Date {
+    const micros = this.buffer.readBigInt64BE(this.offset);
+    this.offset += 8;
+    return new Date(PG_EPOCH_MS + Number(micros / 1000n));
+  }
+  string(): string {
+    const end = this.buffer.indexOf(0, this.offset);
+    const v = this.buffer.toString('utf8', this.offset, end);
+    this.offset = end + 1;
+    return v;
+  }
+  bytes(n: number): string {
+    const v = this.buffer.toString('utf8', this.offset, this.offset + n);
+    this.offset += n;
+    return v;
+  }
+  tuple(): TupleColumn[] {
+    const count = this.int16();
+    const columns: TupleColumn[] = [];
+    for (let i = 0; i < count; i += 1) {
+      const kind = this.char();
+      if (kind === 'n') columns.push({ kind: 'null' });
+      else if (kind === 'u') columns.push({ kind: 'unchanged' });
+      else if (kind === 't') columns.push({ kind: 'text', value: this.bytes(this.int32()) });
+      else throw new Error(`pgoutput: unknown tuple column kind ${JSON.stringify(kind)}`);
+    }
+    return columns;
+  }
+}
+
+export function decodePgOutput(message: Buffer): PgOutputMessage {
+  const r = new Reader(message);
+  const code = r.char();
+  switch (code) {
+    case 'B':
+      return { tag: 'begin', finalLsn: r.uint64(), commitTime: r.time(), xid: r.uint32() };
+    case 'C':
+      r.byte(); // flags
+      return { tag: 'commit', commitLsn: r.uint64(), endLsn: r.uint64(), commitTime: r.time() };
+    case 'O':
+      return { tag: 'origin', lsn: r.uint64(), name: r.string() };
+    case 'R': {
+      const relationId = r.uint32();
+      const schema = r.string();
+      const name = r.string();
+      const replicaIdentity = r.char();
+      const count = r.int16();
+      const columns: RelationColumn[] = [];
+      for (let i = 0; i < count; i += 1) {
+        const flags = r.byte();
+        const column = r.string();
+        const typeOid = r.uint32();
+        r.int32(); // type modifier
+        columns.push({ name: column, typeOid, key: (flags & 1) === 1 });
+      }
+      return { tag: 'relation', relationId, schema, name, replicaIdentity, columns };
+    }
+    case 'Y':
+      return { tag: 'type', typeOid: r.uint32(), schema: r.string(), name: r.string() };
+    case 'I': {
+      const relationId = r.uint32();
+      r.char(); // 'N'
+      return { tag: 'insert', relationId, newTuple: r.tuple() };
+    }
+    case 'U': {
+      const relationId = r.uint32();
+      let kind = r.char();
+      let oldKind: 'K' | 'O' | null = null;
+      let oldTuple: TupleColumn[] | null = null;
+      if (kind === 'K' || kind === 'O') {
+        oldKind = kind;
+        oldTuple = r.tuple();
+        kind = r.char();
+      }
+      if (kind !== 'N') throw new Error(`pgoutput: update without new tuple (${kind})`);
+      return { tag: 'update', relationId, oldKind, oldTuple, newTuple: r.tuple() };
+    }
+    case 'D': {
+      const relationId = r.uint32();
+      const kind = r.char();
+      if (kind !== 'K' && kind !== 'O') throw new Error(`pgoutput: delete without old tuple (${kind})`);
+      return { tag: 'delete', relationId, oldKind: kind, oldTuple: r.tuple() };
+    }
+    case 'T': {
+      const count = r.uint32();
+      const options = r.byte();
+      const relationIds: number[] = [];
+      for (let i = 0; i < count; i += 1) relationIds.push(r.uint32());
+      return { tag: 'truncate', relationIds, cascade: (options & 1) === 1, restartIdentity: (options & 2) === 2 };
+    }
+    case 'M':
+      return { tag: 'message' };
+    default:
+      return { tag: 'unknown', code };
+  }
+}

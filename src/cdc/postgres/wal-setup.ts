@@ -1,0 +1,41 @@
+import { quoteIdent, quoteTable, qualify } from '../../sinks/postgres/identifiers.js';
+
+export const DEFAULT_NAME = (stream: string) => `cdc_sync_${stream.replace(/[^A-Za-z0-9_]/g, '_').toLowerCase()}`.slice(0, 63);
+
+export const MARKER_TABLE_SQL = `CREATE SCHEMA IF NOT EXISTS cdc_sync;
+CREATE TABLE IF NOT EXISTS cdc_sync.origin_marker (id int PRIMARY KEY, stream text, written_at timestamptz);`;
+
+/** `cdc-sync init-sql` for a postgres-wal source: the publication (with the marker table) and replica identity guidance. */
+export function walSetupSql(tables: string[], publication: string, slot: string): string {
+  const list = [...tables.map((t) => quoteTable(qualify(t))), 'cdc_sync.origin_marker'].join(', ');
+  return `-- postgres-wal: needs wal_level = logical (Supabase: on) and a role with REPLICATION (or the owner).
+-- cdc-sync creates the publication and the slot itself when they are missing; this script does it up front.
+${MARKER_TABLE_SQL}
+-- cdc-sync's PostgreSQL sink writes this row in each of its transactions; the WAL source drops those (no echo).
+CREATE PUBLICATION ${quoteIdent(publication)} FOR TABLE ${list};
+-- Replica identity: the default (primary key) sends the key of deleted rows and unchanged TOAST columns
+-- are left untouched in the target. For full before-images (conflict checks, tables without a primary key):
+${tables.map((t) => `--   ALTER TABLE ${quoteTable(qualify(t))} REPLICA IDENTITY FULL;`).join('\n')}
+-- The slot ${quoteIdent(slot)} keeps WAL until cdc-sync acknowledges it: alert on cdc_sync_source_retained_bytes,
+-- and drop an abandoned slot with \`cdc-sync drop-slot --stream NAME\`.
+`;
+}
+
+export const TABLE_INFO_SQL = `
+  SELECT c.oid IS NOT NULL AS exists,
+         coalesce((SELECT array_agg(attname::text) FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped), '{}') AS columns,
+         coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum)
+                     FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+                    WHERE i.indrelid = c.oid AND i.indisprimary), '{}') AS primary_key
+    FROM (SELECT to_regclass($1) AS oid) c`;
+
+export const PUBLICATION_SQL = `
+  SELECT p.puballtables AS all_tables,
+         coalesce((SELECT array_agg(schemaname || '.' || tablename) FROM pg_publication_tables t WHERE t.pubname = p.pubname), '{}') AS tables
+    FROM pg_publication p WHERE p.pubname = $1`;
+
+export const SLOT_SQL = `SELECT plugin, database, active, confirmed_flush_lsn::text AS confirmed FROM pg_replication_slots WHERE slot_name = $1`;
+
+export const RETAINED_SQL = `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::float8 AS bytes FROM pg_replication_slots WHERE slot_name = $1`;
+
+export const MARKER_EXISTS_SQL = `SELECT to_regclass('cdc_sync.origin_marker') IS NOT NULL AS exists`;

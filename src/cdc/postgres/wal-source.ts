@@ -1,0 +1,369 @@
+import pg from 'pg';
+import { Observable, startWith, type Subscriber } from 'rxjs';
+import type { RejectedChange, ChangeEvent, SourceChunk } from '../../core/change-event.js';
+import { ConfigError } from '../../core/errors.js';
+import type { TableConfig } from '../../core/mapping.js';
+import { createPool, type Pool } from '../../sinks/postgres/connection.js';
+import { classifyPgError, isConnectionError } from '../../sinks/postgres/errors.js';
+import { qualifiedText, qualify, quoteIdent, quoteTable } from '../../sinks/postgres/identifiers.js';
+import type { StreamContext } from '../../streams/context.js';
+import type { RetryPolicy } from '../../streams/retry.js';
+import { readWithRetry } from '../read-with-retry.js';
+import type { Source } from '../source.js';
+import { formatLsn, parseLsn } from './wal-lsn.js';
+import { decodePgOutput, parseReplicationMessage, standbyStatus } from './wal-protocol.js';
+import { MARKER_EXISTS_SQL, PUBLICATION_SQL, RETAINED_SQL, SLOT_SQL, TABLE_INFO_SQL } from './wal-setup.js';
+import { ORIGIN_MARKER_TABLE, TransactionAssembler, type WalTransaction } from './wal-transactions.js';
+
+export interface WalSourceOptions {
+  url: string;
+  tables: TableConfig[];
+  slot: string;
+  publication: string;
+  truncate: 'dead-letter' | 'ignore';
+  /** Changes per chunk (whole transactions; one transaction may exceed it). */
+  readLimit: number;
+  /** Decoded changes held in memory before the socket is paused. */
+  bufferSize: number;
+  statusIntervalMs: number;
+  retainedIntervalMs?: number;
+  retry: RetryPolicy;
+}
+
+/**
+ * Logical replication (pgoutput) from a slot. One chunk holds whole
+ * transactions; its position is the last commit's end LSN. The server is told
+ * a position is flushed only after `committed()` said the sink stored it, so a
+ * restart replays from the slot whatever was not applied, and transactions
+ * at or before the stored checkpoint are skipped.
+ */
+export class WalSource implements Source {
+  private pool: Pool | undefined;
+  private context!: StreamContext;
+  private readonly tables = new Map<string, { source: string; key: string[] }>();
+  private client: pg.Client | undefined;
+  private queue: WalTransaction[] = [];
+  private queued = 0;
+  private paused = false;
+  private requests = 0;
+  private subscriber: Subscriber<SourceChunk> | undefined;
+  private assembler!: TransactionAssembler;
+  /** Transactions ending at or before this were applied already. */
+  private skipUntil = 0n;
+  private received = 0n;
+  private flushed = 0n;
+  private lastEmitted = 0n;
+  /** Everything the server sent up to here is in the queue, emitted or skipped. */
+  private sentThrough = 0n;
+  /** Skipped transactions (own writes, other tables) since the last chunk: the next chunk's position covers them. */
+  private skippedEnd = 0n;
+  private stopped = false;
+  private statusTimer: NodeJS.Timeout | undefined;
+  private retainedTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly options: WalSourceOptions) {}
+
+  async open(context: StreamContext): Promise<void> {
+    this.context = context;
+    this.stopped = false;
+    this.pool ??= createPool(this.options.url, { log: context.log });
+    const qualifiedNames: string[] = [];
+    for (const [i, table] of this.options.tables.entries()) {
+      const path = `tables[${i}]`;
+      const [row] = await this.query<{ exists: boolean; columns: string[]; primary_key: string[] }>(TABLE_INFO_SQL, [quoteTable(qualify(table.source))]);
+      if (!row?.exists) throw new ConfigError(`${path}.source: table ${table.source} does not exist in the source database`);
+      for (const [j, column] of (table.key ?? []).entries()) {
+        if (!row.columns.includes(column)) throw new ConfigError(`${path}.key[${j}]: column ${column} does not exist in ${table.source}`);
+      }
+      const key = table.key ?? row.primary_key;
+      if (key.length === 0) throw new ConfigError(`${path}.key: ${table.source} has no primary key; name the key columns`);
+      this.tables.set(qualifiedText(table.source), { source: table.source, key });
+      qualifiedNames.push(qualifiedText(table.source));
+    }
+    await this.ensurePublication(qualifiedNames);
+    await this.ensureSlot();
+    this.sampleRetained();
+    this.retainedTimer ??= setInterval(() => this.sampleRetained(), this.options.retainedIntervalMs ?? 5000).unref();
+    context.setConnected('source', true);
+  }
+
+  chunks(from: string | null, demand: Observable<void>): Observable<SourceChunk> {
+    return new Observable<SourceChunk>((subscriber) => {
+      this.subscriber = subscriber;
+      this.skipUntil = from ? parseLsn(from) : 0n;
+      this.flushed = this.skipUntil;
+      this.lastEmitted = this.skipUntil;
+      this.queue = [];
+      this.queued = 0;
+      this.requests = 0;
+      const demands = demand.pipe(startWith(undefined)).subscribe(() => {
+        this.requests += 1;
+        this.deliver();
+      });
+      void this.replicate();
+      return () => {
+        demands.unsubscribe();
+        this.subscriber = undefined;
+        this.stopReplication();
+      };
+    });
+  }
+
+  async committed(position: string): Promise<void> {
+    const lsn = parseLsn(position);
+    if (lsn > this.flushed) this.flushed = lsn;
+    this.sendStatus();
+  }
+
+  wake(): void {}
+
+  async close(): Promise<void> {
+    this.stopReplication();
+    clearInterval(this.retainedTimer);
+    this.retainedTimer = undefined;
+    const pool = this.pool;
+    this.pool = undefined;
+    await pool?.end();
+  }
+
+  private stopReplication(): void {
+    this.stopped = true;
+    clearInterval(this.statusTimer);
+    this.statusTimer = undefined;
+    const client = this.client;
+    this.client = undefined;
+    void client?.end().catch(() => {});
+  }
+
+  /** Streams until stopped; reconnects with backoff after transient failures (the slot keeps what was not acknowledged). */
+  private async replicate(): Promise<void> {
+    this.stopped = false;
+    let attempt = 0;
+    while (!this.stopped && this.subscriber) {
+      try {
+        await this.streamOnce();
+        attempt = 0;
+        if (!this.stopped) throw new Error('connection terminated: replication ended by the server');
+      } catch (error) {
+        if (this.stopped) return;
+        const classified = classifyPgError(error, { stream: this.context.stream });
+        // "replication slot is active for PID": a previous session has not let go yet; retry.
+        const transient = classified.transient || /is active for PID/i.test(classified.message);
+        if (!transient) {
+          this.subscriber?.error(classified);
+          return;
+        }
+        if (isConnectionError(classified) || !classified.transient) this.context.setConnected('source', false);
+        this.context.log.warn({ err: classified.message, attempt }, 'logical replication interrupted; reconnecting');
+        this.context.metrics.retries.inc({ stream: this.context.stream, direction: this.context.direction });
+        const { minDelayMs, maxDelayMs } = this.options.retry;
+        const delay = Math.min(maxDelayMs, minDelayMs * 2 ** Math.min(attempt, 20)) * (0.5 + Math.random() / 2);
+        attempt += 1;
+        await new Promise((r) => setTimeout(r, delay));
+      } finally {
+        this.client?.end().catch(() => {});
+        this.client = undefined;
+        clearInterval(this.statusTimer);
+        this.statusTimer = undefined;
+      }
+    }
+  }
+
+  private async streamOnce(): Promise<void> {
+    // Whatever was received but not handed over is read again from the slot.
+    this.queue = [];
+    this.queued = 0;
+    this.paused = false;
+    this.skipUntil = this.skipUntil > this.lastEmitted ? this.skipUntil : this.lastEmitted;
+    this.assembler = new TransactionAssembler({ tables: this.tables, truncate: this.options.truncate, stream: this.context.stream });
+    const client = new pg.Client({ connectionString: this.options.url, replication: 'database', application_name: 'cdc-sync-wal' } as pg.ClientConfig);
+    client.on('error', (error) => this.context.log.debug({ err: error.message }, 'replication connection error'));
+    this.client = client;
+    await client.connect();
+    if (this.stopped) return;
+    const [slot] = await this.query<{ confirmed: string | null }>(SLOT_SQL, [this.options.slot]);
+    if (!slot) throw new ConfigError(`source.slot: replication slot ${this.options.slot} disappeared`);
+    const start = slot.confirmed ?? '0/0';
+    this.received = parseLsn(start);
+    if (this.received > this.flushed) this.flushed = this.received;
+    this.sentThrough = this.received;
+    const connection = (client as unknown as { connection: { on(e: string, f: (m: { chunk: Buffer }) => void): void } }).connection;
+    connection.on('copyData', (msg) => this.onCopyData(msg.chunk));
+    this.statusTimer = setInterval(() => this.sendStatus(), this.options.statusIntervalMs);
+    this.context.setConnected('source', true);
+    this.context.log.info({ slot: this.options.slot, start, checkpoint: formatLsn(this.skipUntil) }, 'logical replication started');
+    const publication = quoteIdent(this.options.publication).replace(/'/g, "''");
+    await client.query(`START_REPLICATION SLOT ${this.options.slot} LOGICAL ${start} (proto_version '1', publication_names '${publication}')`);
+  }
+
+  private onCopyData(chunk: Buffer): void {
+    const message = parseReplicationMessage(chunk);
+    if (!message) return;
+    try {
+      if (message.tag === 'keepalive') {
+        if (message.walEnd > this.received) this.received = message.walEnd;
+        if (!this.assembler.open && message.walEnd > this.sentThrough) this.sentThrough = message.walEnd;
+        if (message.replyRequested) this.sendStatus();
+        return;
+      }
+      if (message.walEnd > this.received) this.received = message.walEnd;
+      const tx = this.assembler.push(decodePgOutput(message.message));
+      if (tx) this.onTransaction(tx);
+    } catch (error) {
+      this.subscriber?.error(classifyPgError(error, { stream: this.context.stream }));
+      this.stopReplication();
+    }
+  }
+
+  private onTransaction(tx: WalTransaction): void {
+    if (tx.endLsn > this.sentThrough) this.sentThrough = tx.endLsn;
+    if (tx.endLsn <= this.skipUntil) return; // applied before the restart
+    if (tx.ownWrite) {
+      const counts = new Map<string, number>();
+      for (const e of tx.events) counts.set(e.table, (counts.get(e.table) ?? 0) + 1);
+      for (const [table, n] of counts) {
+        this.context.metrics.suppressed.inc({ stream: this.context.stream, direction: this.context.direction, table, reason: 'origin' }, n);
+      }
+      this.skippedEnd = tx.endLsn;
+      return;
+    }
+    if (tx.events.length === 0 && tx.rejected.length === 0) {
+      this.skippedEnd = tx.endLsn;
+      return;
+    }
+    this.queue.push(tx);
+    this.queued += tx.events.length + tx.rejected.length;
+    if (!this.paused && this.queued > this.options.bufferSize) {
+      this.paused = true;
+      this.socket()?.pause();
+    }
+    this.context.metrics.bufferEvents.set({ stream: this.context.stream, direction: this.context.direction }, this.queued);
+    this.deliver();
+  }
+
+  /** One chunk per request: whole transactions, up to readLimit changes (at least one transaction). */
+  private deliver(): void {
+    while (this.requests > 0 && this.queue.length > 0 && this.subscriber) {
+      const events: ChangeEvent[] = [];
+      const rejected: RejectedChange[] = [];
+      let end = 0n;
+      while (this.queue.length > 0) {
+        const tx = this.queue[0]!;
+        const size = tx.events.length + tx.rejected.length;
+        if (events.length + rejected.length > 0 && events.length + rejected.length + size > this.options.readLimit) break;
+        this.queue.shift();
+        this.queued -= size;
+        events.push(...tx.events);
+        rejected.push(...tx.rejected);
+        end = tx.endLsn;
+      }
+      const position = formatLsn(end);
+      // Events keep their own transaction's end LSN (a valid checkpoint each); the chunk's is the last one.
+      this.requests -= 1;
+      this.lastEmitted = end;
+      if (this.skippedEnd <= end) this.skippedEnd = 0n;
+      this.countCaptured(events);
+      if (this.paused && this.queued <= this.options.bufferSize / 2) {
+        this.paused = false;
+        this.socket()?.resume();
+      }
+      this.context.metrics.bufferEvents.set({ stream: this.context.stream, direction: this.context.direction }, this.queued);
+      this.context.metrics.pending.set({ stream: this.context.stream, direction: this.context.direction }, this.queued);
+      this.subscriber.next({ events, rejected, position, caughtUp: this.queue.length === 0 });
+    }
+    if (this.queue.length === 0 && this.requests > 0) this.context.idle?.();
+  }
+
+  /**
+   * The flush position: the last committed one. When nothing is queued or in
+   * flight, also what the server sent since (skipped transactions, other
+   * databases' WAL), so an idle slot does not hold WAL forever.
+   */
+  private flushPosition(): bigint {
+    let flush = this.flushed;
+    if (this.queue.length === 0 && this.lastEmitted <= this.flushed && !this.assembler?.open && this.sentThrough > flush) flush = this.sentThrough;
+    return flush;
+  }
+
+  private sendStatus(): void {
+    const client = this.client as unknown as { connection?: { sendCopyFromChunk(b: Buffer): void } } | undefined;
+    if (!client?.connection || this.received === 0n) return;
+    const flush = this.flushPosition();
+    try {
+      client.connection.sendCopyFromChunk(standbyStatus(this.received > flush ? this.received : flush, flush, flush));
+    } catch {
+      // The connection is going away; the reconnect reports it.
+    }
+  }
+
+  private socket(): { pause(): void; resume(): void } | undefined {
+    return (this.client as unknown as { connection?: { stream?: { pause(): void; resume(): void } } } | undefined)?.connection?.stream;
+  }
+
+  private countCaptured(events: ChangeEvent[]): void {
+    const counts = new Map<string, number>();
+    for (const e of events) counts.set(`${e.table}\u0000${e.op}`, (counts.get(`${e.table}\u0000${e.op}`) ?? 0) + 1);
+    for (const [id, n] of counts) {
+      const [table, op] = id.split('\u0000') as [string, string];
+      this.context.metrics.captured.inc({ stream: this.context.stream, direction: this.context.direction, table, op }, n);
+    }
+  }
+
+  private async ensurePublication(tables: string[]): Promise<void> {
+    const name = this.options.publication;
+    const [marker] = await this.query<{ exists: boolean }>(MARKER_EXISTS_SQL, []);
+    const wanted = marker?.exists ? [...tables, ORIGIN_MARKER_TABLE] : tables;
+    const [publication] = await this.query<{ all_tables: boolean; tables: string[] }>(PUBLICATION_SQL, [name]);
+    const quoted = (list: string[]) => list.map((t) => quoteTable(qualify(t))).join(', ');
+    if (!publication) {
+      await this.query(`CREATE PUBLICATION ${quoteIdent(name)} FOR TABLE ${quoted(wanted)}`, []);
+      this.context.log.info({ publication: name, tables: wanted }, 'publication created');
+      return;
+    }
+    if (publication.all_tables) return;
+    const missing = wanted.filter((t) => !publication.tables.includes(t));
+    if (missing.length > 0) {
+      await this.query(`ALTER PUBLICATION ${quoteIdent(name)} ADD TABLE ${quoted(missing)}`, []);
+      this.context.log.info({ publication: name, tables: missing }, 'tables added to the publication');
+    }
+  }
+
+  private async ensureSlot(): Promise<void> {
+    const [slot] = await this.query<{ plugin: string }>(SLOT_SQL, [this.options.slot]);
+    if (slot) {
+      if (slot.plugin !== 'pgoutput') throw new ConfigError(`source.slot: slot ${this.options.slot} uses ${slot.plugin}, not pgoutput`);
+      return;
+    }
+    try {
+      await this.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [this.options.slot]);
+      this.context.log.info({ slot: this.options.slot }, 'replication slot created');
+    } catch (error) {
+      if ((error as { context?: { code?: string } }).context?.code !== '42710') throw error; // created concurrently
+    }
+  }
+
+  private sampleRetained(): void {
+    const pool = this.pool;
+    if (!pool) return;
+    pool.query<{ bytes: number | null }>(RETAINED_SQL, [this.options.slot]).then(
+      (result) => {
+        const bytes = result.rows[0]?.bytes;
+        if (bytes !== undefined && bytes !== null) {
+          this.context.metrics.sourceRetainedBytes.set({ stream: this.context.stream, direction: this.context.direction }, Number(bytes));
+        }
+      },
+      (error: Error) => this.context.log.debug({ err: error.message }, 'could not sample retained WAL'),
+    );
+  }
+
+  private async query<T>(sql: string, params: unknown[]): Promise<T[]> {
+    const pool = this.pool;
+    if (!pool) throw new ConfigError('postgres-wal source used before open()');
+    return readWithRetry(
+      this.context,
+      this.options.retry,
+      { error: (error) => classifyPgError(error, { stream: this.context.stream }), lostConnection: isConnectionError },
+      async () => (await pool.query(sql, params)).rows as T[],
+    );
+  }
+}

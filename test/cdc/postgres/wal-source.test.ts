@@ -1,0 +1,203 @@
+import { Subject, firstValueFrom, takeWhile, toArray, tap, timeout } from 'rxjs';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { WalSource } from '../../../src/cdc/postgres/wal-source.js';
+import { MARKER_TABLE_SQL } from '../../../src/cdc/postgres/wal-setup.js';
+import type { SourceChunk } from '../../../src/core/change-event.js';
+import type { TableConfig } from '../../../src/core/mapping.js';
+import { PostgresSink } from '../../../src/sinks/postgres/postgres-sink.js';
+import { createTestDatabase, type TestDatabase } from '../../support/test-database.js';
+import { testContext } from '../../support/stream-context.js';
+import { waitFor } from '../../support/cli.js';
+
+let db: TestDatabase;
+let slotCounter = 0;
+const sources: WalSource[] = [];
+const contexts: ReturnType<typeof testContext>[] = [];
+const TABLES: TableConfig[] = [{ source: 'items', target: 'items' }];
+
+beforeAll(async () => {
+  db = await createTestDatabase('wal');
+  await db.query(`CREATE TABLE items (id bigint PRIMARY KEY, name text, amount numeric(40,10), big text, flag boolean, n int)`);
+  await db.query(`CREATE TABLE full_items (id int PRIMARY KEY, name text)`);
+  await db.query(`ALTER TABLE full_items REPLICA IDENTITY FULL`);
+  await db.query(MARKER_TABLE_SQL);
+});
+
+afterAll(async () => {
+  await db.drop();
+});
+
+let slot = '';
+beforeEach(async () => {
+  slotCounter += 1;
+  slot = `wal_test_${slotCounter}`;
+  await db.query('TRUNCATE items, full_items');
+});
+
+afterEach(async () => {
+  for (const c of contexts.splice(0)) c.controller.abort();
+  await Promise.all(sources.splice(0).map((s) => s.close()));
+});
+
+async function openSource(options: { tables?: TableConfig[]; readLimit?: number; truncate?: 'dead-letter' | 'ignore' } = {}) {
+  const source = new WalSource({
+    url: db.url,
+    tables: options.tables ?? TABLES,
+    slot,
+    publication: slot,
+    truncate: options.truncate ?? 'dead-letter',
+    readLimit: options.readLimit ?? 100,
+    bufferSize: 1000,
+    statusIntervalMs: 200,
+    retry: { attempts: 3, minDelayMs: 20, maxDelayMs: 100 },
+  });
+  const context = testContext();
+  sources.push(source);
+  contexts.push(context);
+  await source.open(context);
+  return { source, context };
+}
+
+/**
+ * Pulls chunks until `n` transactions came (a chunk holds one or several whole
+ * transactions; split back by position), asking for the next after each.
+ */
+async function pull(source: WalSource, from: string | null, n: number): Promise<SourceChunk[]> {
+  const demand = new Subject<void>();
+  let seen = 0;
+  const chunks = await firstValueFrom(
+    source.chunks(from, demand).pipe(
+      tap((c) => (seen += transactions(c).length)),
+      takeWhile(() => seen < n, true),
+      tap(() => setTimeout(() => demand.next(), 0)),
+      toArray(),
+      timeout(15_000),
+    ),
+  );
+  return chunks.flatMap(transactions);
+}
+
+/** A chunk per transaction: its events carry their commit's position. */
+function transactions(chunk: SourceChunk): SourceChunk[] {
+  const byPosition = new Map<string, SourceChunk>();
+  const entry = (position: string) => {
+    let tx = byPosition.get(position);
+    if (!tx) byPosition.set(position, (tx = { events: [], rejected: [], position, caughtUp: chunk.caughtUp }));
+    return tx;
+  };
+  for (const e of chunk.events) entry(e.position).events.push(e);
+  for (const r of chunk.rejected) entry(r.position).rejected.push(r);
+  return [...byPosition.values()];
+}
+
+describe('postgres-wal source', () => {
+  it('emits each transaction whole, in commit order, with keys, images and the commit end LSN as position', async () => {
+    const { source, context } = await openSource();
+    await db.query(`INSERT INTO items (id, name, amount, flag, n) VALUES (1, 'a', 1.5, true, 7), (2, 'b', NULL, false, 8)`);
+    await db.query(`UPDATE items SET name = 'a2' WHERE id = 1`);
+    await db.query(`DELETE FROM items WHERE id = 2`);
+    const chunks = await pull(source, null, 3);
+    expect(chunks.map((c) => c.events.map((e) => e.op))).toEqual([['insert', 'insert'], ['update'], ['delete']]);
+    const [insert] = chunks[0]!.events;
+    expect(insert).toMatchObject({ table: 'items', key: { id: '1' }, row: { id: '1', name: 'a', amount: '1.5000000000', big: null, flag: true, n: 7 } });
+    expect(chunks[1]!.events[0]).toMatchObject({ key: { id: '1' }, row: { name: 'a2' } });
+    expect(chunks[2]!.events[0]).toMatchObject({ op: 'delete', key: { id: '2' }, row: null });
+    const positions = chunks.map((c) => c.position);
+    expect(positions.every((p) => /^[0-9A-F]+\/[0-9A-F]+$/.test(p))).toBe(true);
+    expect(new Set(positions).size).toBe(3);
+    expect(await context.metrics.captured.get().then((m) => m.values.reduce((s, v) => s + v.value, 0))).toBe(4);
+  });
+
+  it('leaves an unchanged TOAST column out of the update row, so the sink never overwrites it', async () => {
+    const big = 'x'.repeat(20_000) + Math.random().toString(36).repeat(2000); // compressed and stored out of line
+    await db.query(`ALTER TABLE items ALTER COLUMN big SET STORAGE EXTERNAL`);
+    const { source } = await openSource();
+    await db.query(`INSERT INTO items (id, name, big) VALUES (10, 'toast', $1)`, [big]);
+    await db.query(`UPDATE items SET name = 'toast2' WHERE id = 10`);
+    const chunks = await pull(source, null, 2);
+    expect(chunks[0]!.events[0]!.row!.big).toBe(big);
+    const update = chunks[1]!.events[0]!;
+    expect(update.row).toEqual({ id: '10', name: 'toast2', amount: null, flag: null, n: null });
+    expect('big' in update.row!).toBe(false);
+  });
+
+  it('gives the full old image under REPLICA IDENTITY FULL and the old key when a key changes', async () => {
+    const { source } = await openSource({ tables: [{ source: 'full_items', target: 'full_items' }, ...TABLES] });
+    await db.query(`INSERT INTO full_items VALUES (1, 'old')`);
+    await db.query(`UPDATE full_items SET name = 'new' WHERE id = 1`);
+    await db.query(`INSERT INTO items (id, name) VALUES (5, 'k')`);
+    await db.query(`UPDATE items SET id = 6 WHERE id = 5`);
+    const chunks = await pull(source, null, 4);
+    expect(chunks[1]!.events[0]).toMatchObject({ op: 'update', before: { id: 1, name: 'old' }, row: { id: 1, name: 'new' } });
+    expect(chunks[3]!.events.map((e) => [e.op, e.key])).toEqual([
+      ['delete', { id: '5' }],
+      ['insert', { id: '6' }],
+    ]);
+  });
+
+  it("drops transactions that cdc-sync's own PostgreSQL sink wrote (origin marker) and counts them", async () => {
+    const { source, context } = await openSource();
+    const sink = new PostgresSink(db.url);
+    const sinkContext = testContext('reverse');
+    await sink.open(sinkContext, TABLES);
+    sink.bind([{ source: 'items', target: { name: { schema: 'public', name: 'items' }, columns: [] }, targetKey: ['id'], conflict: 'source-wins', owned: null } as never]);
+    await sink.apply({ changes: [{ table: 'items', op: 'insert', key: { id: 20 }, row: { id: 20, name: 'echo' }, position: 'x', commitTime: new Date() }], deadLetters: [] } as never);
+    await sink.close();
+    await db.query(`INSERT INTO items (id, name) VALUES (21, 'user')`);
+    const chunks = await pull(source, null, 1);
+    expect(chunks[0]!.events.map((e) => e.key)).toEqual([{ id: '21' }]);
+    const suppressed = await context.metrics.suppressed.get();
+    expect(suppressed.values.find((v) => v.labels.reason === 'origin')?.value).toBe(1);
+    expect((await db.query<{ stream: string }>(`SELECT stream FROM cdc_sync.origin_marker`))[0]!.stream).toBe('reverse');
+  });
+
+  it('dead-letters a TRUNCATE of a captured table with a clear message (or ignores it when configured)', async () => {
+    const { source } = await openSource();
+    await db.query(`INSERT INTO items (id, name) VALUES (30, 't')`);
+    await db.query(`TRUNCATE items`);
+    const chunks = await pull(source, null, 2);
+    expect(chunks[1]!.events).toEqual([]);
+    expect(chunks[1]!.rejected).toHaveLength(1);
+    expect(chunks[1]!.rejected[0]!.error.message).toMatch(/TRUNCATE of public\.items was not applied/);
+  });
+
+  it('picks up new columns from the Relation message after ALTER TABLE ADD COLUMN', async () => {
+    await db.query(`ALTER TABLE full_items DROP COLUMN IF EXISTS extra`);
+    const { source } = await openSource({ tables: [{ source: 'full_items', target: 'full_items' }] });
+    await db.query(`INSERT INTO full_items VALUES (1, 'a')`);
+    await db.query(`ALTER TABLE full_items ADD COLUMN extra int`);
+    await db.query(`INSERT INTO full_items VALUES (2, 'b', 42)`);
+    const chunks = await pull(source, null, 2);
+    expect(chunks[1]!.events[0]!.row).toEqual({ id: 2, name: 'b', extra: 42 });
+    await db.query(`ALTER TABLE full_items DROP COLUMN extra`);
+  });
+
+  it('resumes from the slot after a restart: unacknowledged transactions come again, checkpointed ones do not', async () => {
+    const first = await openSource();
+    await db.query(`INSERT INTO items (id, name) VALUES (40, 'a')`);
+    await db.query(`INSERT INTO items (id, name) VALUES (41, 'b')`);
+    await db.query(`INSERT INTO items (id, name) VALUES (42, 'c')`);
+    // The stream stays subscribed (as a running stream does) while the sink commits.
+    const demand = new Subject<void>();
+    const received: SourceChunk[] = [];
+    const subscription = first.source.chunks(null, demand).subscribe((c) => {
+      received.push(...transactions(c));
+      setTimeout(() => demand.next(), 0);
+    });
+    await waitFor(() => received.length >= 3);
+    const chunks = received;
+    // The sink committed the first transaction; the second was checkpointed but the process died before acknowledging it.
+    await first.source.committed(chunks[0]!.position);
+    await waitFor(async () => {
+      const [row] = await db.query<{ confirmed: string }>(`SELECT confirmed_flush_lsn::text AS confirmed FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
+      return row!.confirmed === chunks[0]!.position;
+    });
+    subscription.unsubscribe();
+    await first.source.close();
+    sources.splice(sources.indexOf(first.source), 1);
+    await db.query(`INSERT INTO items (id, name) VALUES (43, 'd')`);
+    const second = await openSource();
+    const again = await pull(second.source, chunks[1]!.position, 2);
+    expect(again.flatMap((c) => c.events.map((e) => e.key.id))).toEqual(['42', '43']);
+  });
+});
