@@ -186,15 +186,15 @@ export function markdownSection(report: Report): string {
 }
 
 /** Replaces this benchmark's section of BENCHMARKS.md (or appends it), keeping every other section. */
-export function writeSection(file: string, section: string): void {
+export function writeSection(file: string, section: string, title: string = SECTION): void {
   const header = '# Benchmarks\n\nRecorded results of `npm run bench`. Each benchmark owns one `##` section; a run replaces only its own.\n';
   const text = existsSync(file) ? readFileSync(file, 'utf8') : header;
-  const start = text.indexOf(`${SECTION}\n`);
+  const start = text.indexOf(`${title}\n`);
   let next: string;
   if (start < 0) {
     next = `${text.trimEnd()}\n\n${section}`;
   } else {
-    const after = text.indexOf('\n## ', start + SECTION.length);
+    const after = text.indexOf('\n## ', start + title.length);
     next = `${text.slice(0, start)}${section}${after < 0 ? '' : `\n${text.slice(after + 1)}`}`;
   }
   writeFileSync(file, `${next.trimEnd()}\n`);

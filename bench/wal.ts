@@ -1,0 +1,141 @@
+/**
+ * `npm run bench:wal`: the same backlog of changes carried from one
+ * PostgreSQL database to another twice, one after the other on one private
+ * cluster: by PostgreSQL's own logical replication (CREATE SUBSCRIPTION,
+ * the reference) and by `cdc-sync run` with the postgres-wal source and the
+ * PostgreSQL sink. Both read from a logical slot created before the backlog
+ * was written; each is timed from its start until its slot has confirmed the
+ * backlog's last LSN (what both acknowledge only once applied), and both
+ * targets must then equal the source. Target: cdc-sync ≥ 0.7× native.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startPostgresCluster, type PostgresCluster } from '../test/support/postgres-cluster.js';
+import { makeBacklog, prepareTarget, tableDigest, withClient } from './backlog.js';
+import { machine, writeSection } from './report.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const TITLE = '## postgres-wal → PostgreSQL vs. PostgreSQL logical replication';
+const CHANGES = Number(process.env.BENCH_WAL_CHANGES ?? 300_000);
+
+const say = (text: string) => process.stdout.write(`${text}\n`);
+
+async function scalar<T>(url: string, sql: string, params: unknown[] = []): Promise<T> {
+  return withClient(url, async (c) => Object.values((await c.query(sql, params)).rows[0] as Record<string, T>)[0]!);
+}
+
+/** Waits until the slot has confirmed `lsn`; returns the seconds since `since`. */
+async function confirmed(url: string, slot: string, lsn: string, since: number): Promise<number> {
+  for (;;) {
+    const done = await scalar<boolean>(url, `SELECT coalesce(confirmed_flush_lsn >= $2::pg_lsn, false) FROM pg_replication_slots WHERE slot_name = $1`, [slot, lsn]);
+    if (done) return (performance.now() - since) / 1000;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function main(): Promise<number> {
+  const work = mkdtempSync(join(os.tmpdir(), 'cdc-sync-bench-wal-'));
+  let cluster: PostgresCluster | undefined;
+  try {
+    cluster = await startPostgresCluster({ extraSettings: { max_logical_replication_workers: '4', max_worker_processes: '16' } });
+    for (const db of ['src', 'native', 'cdc']) await withClient(cluster.url('postgres'), (c) => c.query(`CREATE DATABASE ${db}`));
+    const [src, native, cdc] = ['src', 'native', 'cdc'].map((d) => cluster!.url(d)) as [string, string, string];
+    for (const url of [src, native, cdc]) await prepareTarget(url);
+    const version = await scalar<string>(src, 'SHOW server_version');
+
+    // Native: publication and slot now; the subscription (same cluster: the slot must exist first) stays disabled.
+    await withClient(src, async (c) => {
+      await c.query('CREATE PUBLICATION bench_native FOR TABLE public.items');
+      await c.query(`SELECT pg_create_logical_replication_slot('bench_native', 'pgoutput')`);
+    });
+    await withClient(native, (c) =>
+      c.query(`CREATE SUBSCRIPTION bench_native CONNECTION '${src.replace('postgres://', 'postgresql://')}' PUBLICATION bench_native
+               WITH (create_slot = false, slot_name = 'bench_native', enabled = false, copy_data = false)`),
+    );
+
+    // cdc-sync: a first short run creates its publication and slot, then stops.
+    const config = join(work, 'cdc-sync.yaml');
+    writeFileSync(
+      config,
+      `streams:
+  - name: bench
+    source: { type: postgres-wal, url: "${src}", slot: bench_cdc, publication: bench_cdc }
+    sink: { type: postgres, url: "${cdc}" }
+    tables: [{ source: public.items, target: public.items }]
+    batch: { maxSize: 2000, maxWaitMs: 50 }
+http: { port: 0, host: 127.0.0.1 }
+log: { level: warn }
+`,
+    );
+    const run = () => spawn(process.execPath, [join(ROOT, 'dist/src/cli.js'), 'run', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
+    let child = run();
+    while (!(await scalar<boolean>(src, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = 'bench_cdc' AND active)`))) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    child.kill('SIGINT');
+    await new Promise((r) => child.on('exit', r));
+
+    say(`writing ${CHANGES.toLocaleString('en')} changes…`);
+    // No change-log triggers here: both sides read the WAL.
+    const mix = await makeBacklog(src, CHANGES, undefined, false);
+    const end = await scalar<string>(src, 'SELECT pg_current_wal_lsn()::text');
+
+    say('PostgreSQL logical replication (CREATE SUBSCRIPTION)…');
+    let started = performance.now();
+    await withClient(native, (c) => c.query('ALTER SUBSCRIPTION bench_native ENABLE'));
+    const nativeSeconds = await confirmed(src, 'bench_native', end, started);
+    say(`  ${nativeSeconds.toFixed(2)} s`);
+
+    say('cdc-sync, postgres-wal → postgres…');
+    started = performance.now();
+    child = run();
+    const cdcSeconds = await confirmed(src, 'bench_cdc', end, started);
+    child.kill('SIGINT');
+    const exit = await new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    say(`  ${cdcSeconds.toFixed(2)} s (exit ${exit})`);
+
+    const [want, gotNative, gotCdc] = await Promise.all([tableDigest(src), tableDigest(native), tableDigest(cdc)]);
+    const equal = want.md5 === gotNative.md5 && want.md5 === gotCdc.md5;
+    const nativeRate = CHANGES / nativeSeconds;
+    const cdcRate = CHANGES / cdcSeconds;
+    const ratio = cdcRate / nativeRate;
+    const m = machine(version);
+    const pass = ratio >= 0.7 && equal && exit === 0;
+    const section = [
+      TITLE,
+      '',
+      `Recorded ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} by \`npm run bench:wal\` (bench/wal.ts).`,
+      '',
+      `**Machine**: ${m.cpus} CPUs (${m.cpuModel}), ${(m.memoryBytes / 2 ** 30).toFixed(1)} GiB, Node.js ${m.node}, PostgreSQL ${m.postgres}.`,
+      '',
+      `**Workload**: ${CHANGES.toLocaleString('en')} changes to \`public.items\` (${mix.inserts.toLocaleString('en')} inserts, ${mix.updates.toLocaleString('en')} updates, ${mix.deletes.toLocaleString('en')} deletes, in set-based statements) written after both logical slots existed. Each side is timed from its start until its slot confirms the backlog's last LSN (both confirm only what is applied); the two run one after the other on one private cluster (fsync off).`,
+      '',
+      '| | changes/s | time |',
+      '|---|---:|---:|',
+      `| PostgreSQL logical replication (CREATE SUBSCRIPTION, copy_data off) | ${Math.round(nativeRate).toLocaleString('en')} | ${nativeSeconds.toFixed(2)} s |`,
+      `| cdc-sync postgres-wal → postgres (batch.maxSize 2000, start-up included) | ${Math.round(cdcRate).toLocaleString('en')} | ${cdcSeconds.toFixed(2)} s |`,
+      '',
+      `Ratio cdc-sync ÷ native: **${ratio.toFixed(2)}×** (target ≥ 0.7×: ${ratio >= 0.7 ? 'pass' : 'FAIL'}). Both targets equal the source: ${equal ? 'yes' : 'NO'} (md5 of all rows in id order). cdc-sync exit after SIGINT: ${exit}.`,
+      '',
+      'Reproduce: `npm run bench:wal` (`BENCH_WAL_CHANGES`, default 300000).',
+      '',
+    ].join('\n');
+    say(section);
+    if (process.env.BENCH_WRITE !== '0') writeSection(join(ROOT, 'BENCHMARKS.md'), section, TITLE);
+    return pass ? 0 : 1;
+  } finally {
+    await cluster?.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(`${(error as Error).stack ?? String(error)}\n`);
+    process.exit(2);
+  },
+);
