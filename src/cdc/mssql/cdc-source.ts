@@ -6,6 +6,7 @@ import type { StreamContext } from '../../streams/context.js';
 import type { RetryPolicy } from '../../streams/retry.js';
 import { idleWait } from '../idle-wait.js';
 import { readWithRetry } from '../read-with-retry.js';
+import { countCaptured } from '../count-captured.js';
 import type { Source } from '../source.js';
 import { cutRows, compareRows, toEvents, type CdcRow } from './cdc-changes.js';
 import { ALL, CdcPosition } from './cdc-position.js';
@@ -185,9 +186,7 @@ export class MssqlCdcSource implements Source {
 
   private emit(chunk: SourceChunk): SourceChunk {
     this.lastEmit = Date.now();
-    for (const e of chunk.events) {
-      this.context.metrics.captured.inc({ stream: this.context.stream, direction: this.context.direction, table: e.table, op: e.op });
-    }
+    countCaptured(this.context, chunk.events);
     return chunk;
   }
 

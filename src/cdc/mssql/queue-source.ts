@@ -7,6 +7,7 @@ import type { StreamContext } from '../../streams/context.js';
 import type { RetryPolicy } from '../../streams/retry.js';
 import { idleWait } from '../idle-wait.js';
 import { readWithRetry } from '../read-with-retry.js';
+import { countCaptured } from '../count-captured.js';
 import type { Source } from '../source.js';
 import { quote } from './cdc-queries.js';
 import { loadMssqlDriver, type MssqlClient, type MssqlConnect } from './client.js';
@@ -235,15 +236,7 @@ export class MssqlQueueSource implements Source {
 
   private emit(chunk: SourceChunk, rows: Map<number, string | null>): SourceChunk {
     this.ledger.add(chunk.position, rows);
-    // One counter increment per table and op of the chunk, not one per change.
-    const counts = new Map<string, { table: string; op: string; count: number }>();
-    for (const e of chunk.events) {
-      const id = `${e.table}\u0000${e.op}`;
-      const entry = counts.get(id) ?? counts.set(id, { table: e.table, op: e.op, count: 0 }).get(id)!;
-      entry.count += 1;
-    }
-    const labels = { stream: this.context.stream, direction: this.context.direction };
-    for (const { table, op, count } of counts.values()) this.context.metrics.captured.inc({ ...labels, table, op }, count);
+    countCaptured(this.context, chunk.events);
     return chunk;
   }
 

@@ -9,6 +9,7 @@ import { qualifiedText, qualify, quoteIdent, quoteTable } from '../../sinks/post
 import type { StreamContext } from '../../streams/context.js';
 import type { RetryPolicy } from '../../streams/retry.js';
 import { readWithRetry } from '../read-with-retry.js';
+import { countCaptured } from '../count-captured.js';
 import type { Source } from '../source.js';
 import { formatLsn, parseLsn } from './wal-lsn.js';
 import { decodePgOutput, parseReplicationMessage, standbyStatus } from './wal-protocol.js';
@@ -262,7 +263,7 @@ export class WalSource implements Source {
       this.requests -= 1;
       this.lastEmitted = end;
       if (this.skippedEnd <= end) this.skippedEnd = 0n;
-      this.countCaptured(events);
+      countCaptured(this.context, events);
       if (this.paused && this.queued <= this.options.bufferSize / 2) {
         this.paused = false;
         this.socket()?.resume();
@@ -300,14 +301,6 @@ export class WalSource implements Source {
     return (this.client as unknown as { connection?: { stream?: { pause(): void; resume(): void } } } | undefined)?.connection?.stream;
   }
 
-  private countCaptured(events: ChangeEvent[]): void {
-    const counts = new Map<string, number>();
-    for (const e of events) counts.set(`${e.table}\u0000${e.op}`, (counts.get(`${e.table}\u0000${e.op}`) ?? 0) + 1);
-    for (const [id, n] of counts) {
-      const [table, op] = id.split('\u0000') as [string, string];
-      this.context.metrics.captured.inc({ stream: this.context.stream, direction: this.context.direction, table, op }, n);
-    }
-  }
 
   private async ensurePublication(tables: string[]): Promise<void> {
     const name = this.options.publication;

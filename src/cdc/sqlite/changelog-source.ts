@@ -9,6 +9,7 @@ import type { StreamContext } from '../../streams/context.js';
 import type { RetryPolicy } from '../../streams/retry.js';
 import { idleWait } from '../idle-wait.js';
 import { readWithRetry } from '../read-with-retry.js';
+import { countCaptured } from '../count-captured.js';
 import type { Source } from '../source.js';
 import { captureTriggerNames } from './changelog-setup.js';
 
@@ -141,23 +142,10 @@ export class SqliteChangeLogSource implements Source {
       if ('error' in result) rejected.push(result);
       else events.push(result);
     }
-    this.countCaptured(events);
+    countCaptured(this.context, events);
     return { events, rejected, position: this.after.toString(), caughtUp };
   }
 
-  /** One counter increment per table and op of the page, not one per change. */
-  private countCaptured(events: ChangeEvent[]): void {
-    const counts = new Map<string, { table: string; op: Op; count: number }>();
-    for (const e of events) {
-      const id = `${e.table}\u0000${e.op}`;
-      const entry = counts.get(id);
-      if (entry) entry.count += 1;
-      else counts.set(id, { table: e.table, op: e.op, count: 1 });
-    }
-    for (const { table, op, count } of counts.values()) {
-      this.context.metrics.captured.inc({ stream: this.context.stream, direction: this.context.direction, table, op }, count);
-    }
-  }
 
   private toEvent(row: ChangeRow): ChangeEvent | RejectedChange {
     const table = this.tables.get(row.table_name)!;

@@ -7,6 +7,7 @@ import type { TableConfig } from '../../core/mapping.js';
 import type { StreamContext } from '../../streams/context.js';
 import { retryTransient, type RetryPolicy } from '../../streams/retry.js';
 import { idleWait } from '../idle-wait.js';
+import { countCaptured } from '../count-captured.js';
 import type { Source } from '../source.js';
 import { readChangedRows, type CatchUpTable } from './catch-up.js';
 import { subscribeFeed } from './realtime-feed.js';
@@ -155,7 +156,7 @@ export class SupabaseRealtimeSource implements Source {
       if (this.buffer.length > 0) {
         const events = this.buffer.splice(0, this.options.maxSize);
         this.context.metrics.bufferEvents.set({ stream: this.context.stream, direction: this.context.direction }, this.buffer.length);
-        this.countCaptured(events);
+        countCaptured(this.context, events);
         return { events, rejected: [], position: this.position.toString(), caughtUp: this.buffer.length === 0 };
       }
       this.context.idle?.();
@@ -201,7 +202,7 @@ export class SupabaseRealtimeSource implements Source {
       .filter((e): e is ChangeEvent => e !== null && this.isNew(e));
     this.context.metrics.catchUpRows.inc({ stream: this.context.stream, direction: this.context.direction, table: table.source }, events.length);
     if (events.length === 0 && !page.last) return null;
-    this.countCaptured(events);
+    countCaptured(this.context, events);
     return { events, rejected: [], position: this.position.toString(), caughtUp: this.catchUp === null && this.buffer.length === 0 };
   }
 
@@ -256,11 +257,5 @@ export class SupabaseRealtimeSource implements Source {
     // Bounded memory: forget the oldest keys; forgetting only costs an idempotent re-apply.
     if (this.seen.size > 100_000) this.seen.delete(this.seen.keys().next().value!);
     return true;
-  }
-
-  private countCaptured(events: ChangeEvent[]): void {
-    for (const e of events) {
-      this.context.metrics.captured.inc({ stream: this.context.stream, direction: this.context.direction, table: e.table, op: e.op });
-    }
   }
 }
