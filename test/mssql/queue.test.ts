@@ -15,10 +15,7 @@ import { harness, pull } from '../support/queue-harness.js';
  */
 const URL_ = process.env.MSSQL_URL;
 const REASON = 'needs a real SQL Server: set MSSQL_URL (mssql://user:password@host:1433/master?encrypt=false&trustServerCertificate=true)';
-if (!URL_) {
-  console.log(`test/mssql/queue.test.ts skipped: ${REASON}`);
-  it.skip(`SyncQueue on a real SQL Server: ${REASON}`, () => undefined);
-}
+if (!URL_) console.log(`test/mssql/queue.test.ts skipped: ${REASON}`);
 
 const database = `cdc_sync_queue_${randomBytes(4).toString('hex')}`;
 let admin: MssqlClient;
