@@ -190,6 +190,8 @@ describe('postgres-changelog → supabase through the CLI', () => {
     expect(letters[0]!.error).toContain('items_name_check');
     expect(letters[0]!.error).toContain('code=23514');
     expect(JSON.parse(letters[0]!.payload).row.name).toBe('poison');
+    // The dead letter is written before the batch's checkpoint and counters: wait for those.
+    await waitFor(async () => metricValue(await metrics(cli), 'cdc_sync_events_applied_total', { table: 'public.tblItems', op: 'insert' }) === 99);
     const text = await metrics(cli);
     expect(metricValue(text, 'cdc_sync_events_failed_total', { table: 'public.tblItems', reason: 'constraint' })).toBe(1);
     expect(metricValue(text, 'cdc_sync_events_applied_total', { table: 'public.tblItems', op: 'insert' })).toBe(99);

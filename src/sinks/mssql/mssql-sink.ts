@@ -1,4 +1,4 @@
-import type { ChangeEvent, Row, Value } from '../../core/change-event.js';
+import type { Row, Value } from '../../core/change-event.js';
 import { ConfigError } from '../../core/errors.js';
 import type { TableConfig, TableMapping, TargetColumn, TargetTable } from '../../core/mapping.js';
 import { parseQualifiedName, type QualifiedName } from '../../core/names.js';
@@ -9,6 +9,7 @@ import { loadMssqlDriver, type MssqlClient, type MssqlConnect, type MssqlExecuto
 import { classifyMssqlError, isMssqlConnectionError } from '../../cdc/mssql/errors.js';
 import { declaredType, type TableColumn } from '../../cdc/mssql/snapshot-queries.js';
 import type { ApplyResult, Sink, SinkBatch } from '../sink.js';
+import { groupStatements, type StatementGroup } from '../statement-groups.js';
 import {
   INSERT_DEAD_LETTERS,
   MARK_ORIGIN,
@@ -113,7 +114,7 @@ export class MssqlSink implements Sink {
         await tx.query(MARK_ORIGIN, { stream: { type: 'nvarchar', value: this.context.stream } });
         let written = 0;
         const conflicts: { table: string; key: Row }[] = [];
-        for (const group of groups(batch.changes)) {
+        for (const group of groupStatements(batch.changes)) {
           table = group.table;
           const info = this.targets.get(group.table);
           if (!info) throw new ConfigError(`no target described for source table ${group.table}`);
@@ -142,7 +143,7 @@ export class MssqlSink implements Sink {
     await client?.close();
   }
 
-  private async applyGroup(tx: MssqlExecutor, info: TargetInfo, group: Group, conflicts: { table: string; key: Row }[]): Promise<number> {
+  private async applyGroup(tx: MssqlExecutor, info: TargetInfo, group: StatementGroup, conflicts: { table: string; key: Row }[]): Promise<number> {
     const typed = (names: string[]) => names.map((name) => ({ name, type: info.declared.get(name) ?? 'nvarchar(max)' }));
     const rows = group.events.map((e) => (group.op === 'delete' ? e.key : e.row!));
     const param = { rows: { type: 'nvarchar-max' as const, value: encodeRows(rows, info.table.columns) } };
@@ -198,26 +199,6 @@ export class MssqlSink implements Sink {
     if (isMssqlConnectionError(classified)) this.context?.setConnected('sink', false);
     return classified;
   }
-}
-
-interface Group {
-  table: string;
-  op: 'delete' | 'upsert';
-  columns: string[];
-  events: ChangeEvent[];
-}
-
-/** Consecutive changes of one table, kind and column set share a statement. */
-function groups(changes: ChangeEvent[]): Group[] {
-  const out: Group[] = [];
-  for (const event of changes) {
-    const op = event.op === 'delete' ? 'delete' : 'upsert';
-    const columns = Object.keys(op === 'delete' ? event.key : (event.row ?? {})).sort();
-    const last = out.at(-1);
-    if (last && last.table === event.table && last.op === op && last.columns.join('\u0001') === columns.join('\u0001')) last.events.push(event);
-    else out.push({ table: event.table, op, columns, events: [event] });
-  }
-  return out;
 }
 
 /** JSON for OPENJSON: binary as base64 (what OPENJSON … WITH varbinary reads), zoned times as UTC wall-clock for zone-less columns. */

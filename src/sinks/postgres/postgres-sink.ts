@@ -1,10 +1,11 @@
-import type { ChangeEvent, Row } from '../../core/change-event.js';
+import type { Row } from '../../core/change-event.js';
 import { ConfigError } from '../../core/errors.js';
 import { toJsonText } from '../../core/json.js';
 import type { TableConfig, TableMapping, TargetTable } from '../../core/mapping.js';
 import { parseQualifiedName } from '../../core/names.js';
 import type { StreamContext } from '../../streams/context.js';
 import type { ApplyResult, Sink, SinkBatch } from '../sink.js';
+import { groupStatements } from '../statement-groups.js';
 import { createPool, type Pool, type PoolClient } from './connection.js';
 import { quoteTable } from './identifiers.js';
 import { classifyPgError, isConnectionError } from './errors.js';
@@ -179,52 +180,6 @@ export class PostgresSink implements Sink {
     if (isConnectionError(classified)) this.context?.setConnected('sink', false);
     return classified;
   }
-}
-
-interface StatementGroup {
-  table: string;
-  op: 'delete' | 'upsert';
-  columns: string[];
-  events: ChangeEvent[];
-}
-
-/**
- * Consecutive changes of one table and kind, with the same columns, share a
- * statement. Rows with different column sets are split so that a column one
- * row lacks is never written as NULL.
- */
-function groupStatements(changes: ChangeEvent[]): StatementGroup[] {
-  const groups: StatementGroup[] = [];
-  let current: StatementGroup | undefined;
-  const byShape = new Map<string, StatementGroup>();
-  // Rows of one table nearly always list their columns in the same order:
-  // reuse the sorted columns and shape of the previous row when they do.
-  let previous: { table: string; op: string; keys: string[]; columns: string[]; shape: string } | undefined;
-  for (const event of changes) {
-    const op = event.op === 'delete' ? 'delete' : 'upsert';
-    const keys = op === 'delete' ? Object.keys(event.key) : Object.keys(event.row ?? {});
-    if (!previous || previous.table !== event.table || previous.op !== op || !sameList(previous.keys, keys)) {
-      const columns = [...keys].sort();
-      previous = { table: event.table, op, keys, columns, shape: `${event.table}\u0000${op}\u0000${columns.join('\u0001')}` };
-    }
-    const { columns, shape } = previous;
-    if (!current || current.table !== event.table || current.op !== op) byShape.clear();
-    let group = byShape.get(shape);
-    if (!group) {
-      group = { table: event.table, op, columns, events: [] };
-      byShape.set(shape, group);
-      groups.push(group);
-    }
-    group.events.push(event);
-    current = group;
-  }
-  return groups;
-}
-
-function sameList(a: string[], b: string[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i += 1) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /**

@@ -8,6 +8,7 @@ import type { LogicalType } from '../../core/values.js';
 import type { StreamContext } from '../../streams/context.js';
 import { captureTriggerNames } from '../../cdc/sqlite/changelog-setup.js';
 import type { ApplyResult, Sink, SinkBatch } from '../sink.js';
+import { groupStatements, type StatementGroup } from '../statement-groups.js';
 import { openSqlite, quoteIdent, sqliteTableName, type SqliteDatabase } from './connection.js';
 import { classifySqliteError, isSqliteConnectionError } from './errors.js';
 import { foreignKeys, introspectSqliteTable, type ForeignKey } from './introspect.js';
@@ -36,13 +37,6 @@ interface TargetInfo {
   /** Columns of the row images the triggers write (for ping-back). */
   imageColumns: string[];
   foreignKeys: ForeignKey[];
-}
-
-interface StatementGroup {
-  table: string;
-  op: 'delete' | 'upsert';
-  columns: string[];
-  events: ChangeEvent[];
 }
 
 /**
@@ -252,34 +246,6 @@ export class SqliteSink implements Sink {
     if (isSqliteConnectionError(classified)) this.context?.setConnected('sink', false);
     return classified;
   }
-}
-
-/**
- * Consecutive changes of one table and kind, with the same columns, share a
- * statement; rows with different column sets are split so that a column one
- * row lacks is never written as NULL (as in the PostgreSQL sink).
- */
-function groupStatements(changes: ChangeEvent[]): StatementGroup[] {
-  const groups: StatementGroup[] = [];
-  let run: { table: string; op: string } | undefined;
-  const byShape = new Map<string, StatementGroup>();
-  for (const event of changes) {
-    const op = event.op === 'delete' ? 'delete' : 'upsert';
-    const columns = Object.keys(op === 'delete' ? event.key : (event.row ?? {})).sort();
-    if (!run || run.table !== event.table || run.op !== op) {
-      byShape.clear();
-      run = { table: event.table, op };
-    }
-    const shape = columns.join('\u0001');
-    let group = byShape.get(shape);
-    if (!group) {
-      group = { table: event.table, op, columns, events: [] };
-      byShape.set(shape, group);
-      groups.push(group);
-    }
-    group.events.push(event);
-  }
-  return groups;
 }
 
 function rowsJson(events: ChangeEvent[], columns: { name: string; type: LogicalType }[]): string {

@@ -1,3 +1,4 @@
+import { groupStatements } from '../statement-groups.js';
 import type { ChangeEvent, Row, Value } from '../../core/change-event.js';
 
 /**
@@ -28,25 +29,7 @@ export interface RequestGroup {
  * request. Batch order (deletes children-first, upserts parents-first) is kept.
  */
 export function groupRequests(changes: ChangeEvent[]): RequestGroup[] {
-  const groups: RequestGroup[] = [];
-  let run: Map<string, RequestGroup> | undefined;
-  let runId = '';
-  for (const event of changes) {
-    const op = event.op === 'delete' ? 'delete' : 'upsert';
-    if (`${event.table}\u0000${op}` !== runId) {
-      runId = `${event.table}\u0000${op}`;
-      run = new Map();
-    }
-    const shape = op === 'delete' ? '' : Object.keys(event.row ?? {}).sort().join('\u0001');
-    let group = run!.get(shape);
-    if (!group) {
-      group = { table: event.table, op, events: [] };
-      run!.set(shape, group);
-      groups.push(group);
-    }
-    group.events.push(event);
-  }
-  return groups;
+  return groupStatements(changes);
 }
 
 /**
