@@ -12,16 +12,18 @@ import type { Source } from './source.js';
 /** The capture method a stream's `source.type` names. */
 export function createSource(config: StreamConfig, path: string): Source {
   const { source } = config;
+  // What every polling source takes from the configuration.
+  const polling = {
+    url: source.url,
+    tables: config.tables,
+    readLimit: source.readLimit ?? config.batch.maxSize,
+    pollIntervalMs: source.pollIntervalMs,
+    idleIntervalMs: source.idleIntervalMs,
+    retry: config.retry,
+  };
   switch (source.type) {
     case 'postgres-changelog':
-      return new ChangeLogSource({
-        url: source.url,
-        tables: config.tables,
-        readLimit: source.readLimit ?? config.batch.maxSize,
-        pollIntervalMs: source.pollIntervalMs,
-        idleIntervalMs: source.idleIntervalMs,
-        retry: config.retry,
-      });
+      return new ChangeLogSource(polling);
     case 'postgres-wal':
       return new WalSource({
         url: source.url,
@@ -35,38 +37,21 @@ export function createSource(config: StreamConfig, path: string): Source {
         retry: config.retry,
       });
     case 'sqlite-changelog':
-      return new SqliteChangeLogSource({
-        url: source.url,
-        tables: config.tables,
-        readLimit: source.readLimit ?? config.batch.maxSize,
-        pollIntervalMs: source.pollIntervalMs,
-        idleIntervalMs: source.idleIntervalMs,
-        retry: config.retry,
-      });
+      return new SqliteChangeLogSource(polling);
     case 'mssql-cdc':
       return new MssqlCdcSource({
-        url: source.url,
-        tables: config.tables,
-        readLimit: source.readLimit ?? config.batch.maxSize,
-        pollIntervalMs: source.pollIntervalMs,
-        idleIntervalMs: source.idleIntervalMs,
+        ...polling,
         heartbeatMs: source.heartbeatMs,
         snapshot: source.snapshot,
-        retry: config.retry,
       });
     case 'mssql-queue':
       return new MssqlQueueSource({
-        url: source.url,
-        tables: config.tables,
-        readLimit: source.readLimit ?? config.batch.maxSize,
-        pollIntervalMs: source.pollIntervalMs,
-        idleIntervalMs: source.idleIntervalMs,
+        ...polling,
         snapshot: source.snapshot,
         queueTable: source.queueTable,
         maxAttempts: source.maxAttempts,
         leaseSeconds: source.leaseSeconds,
         retentionHours: source.retentionHours,
-        retry: config.retry,
       });
     case 'supabase-realtime':
       if (!source.key) throw new ConfigError(`${path}.source.key: supabase-realtime needs the service-role key (e.g. \${SUPABASE_SERVICE_ROLE_KEY})`);

@@ -1,7 +1,6 @@
 import { Observable, Subject, concatMap, defer, startWith } from 'rxjs';
-import type { ChangeEvent, Op, RejectedChange, Row, SourceChunk } from '../../core/change-event.js';
-import { ConfigError, PermanentError } from '../../core/errors.js';
-import { parseJson } from '../../core/json.js';
+import type { ChangeEvent, RejectedChange, SourceChunk } from '../../core/change-event.js';
+import { ConfigError } from '../../core/errors.js';
 import type { TableConfig } from '../../core/mapping.js';
 import { createPool, type Pool } from '../../sinks/postgres/connection.js';
 import { classifyPgError, isConnectionError } from '../../sinks/postgres/errors.js';
@@ -10,6 +9,7 @@ import type { StreamContext } from '../../streams/context.js';
 import type { RetryPolicy } from '../../streams/retry.js';
 import { readWithRetry } from '../read-with-retry.js';
 import { countCaptured } from '../count-captured.js';
+import { changeLogEvent } from '../change-log-row.js';
 import type { Source } from '../source.js';
 import { ChangeLogPosition } from './changelog-position.js';
 import {
@@ -30,8 +30,6 @@ export interface ChangeLogSourceOptions {
   idleIntervalMs: number;
   retry: RetryPolicy;
 }
-
-const OPS: Record<string, Op> = { I: 'insert', U: 'update', D: 'delete' };
 
 /**
  * Reads `cdc_sync.changes`, which the capture triggers fill, in commit-safe
@@ -156,39 +154,9 @@ export class ChangeLogSource implements Source {
 
 
   private toEvent(row: ChangeRow, position: string): ChangeEvent | RejectedChange {
-    const table = this.tables.get(row.table_name)!;
-    const op = OPS[row.op];
-    try {
-      const after = row.row_data === null ? null : asRow(parseJson(row.row_data));
-      const before = row.old_data === null ? null : asRow(parseJson(row.old_data));
-      const image = after ?? before;
-      if (!op || !image) throw new Error(`change ${row.id} has no ${op ? 'row image' : 'known operation'}`);
-      const key: Row = {};
-      for (const k of table.key) key[k] = image[k] ?? null;
-      return {
-        table: table.source,
-        op,
-        key,
-        row: op === 'delete' ? null : after,
-        before,
-        // Inside a page the chunk position covers every event; a per-event
-        // position would be a change id, which alone is no safe checkpoint.
-        position,
-        commitTime: row.captured_at,
-        ...(row.origin ? { origin: row.origin } : {}),
-      };
-    } catch (error) {
-      return {
-        table: table.source,
-        key: null,
-        payload: row.row_data ?? row.old_data ?? '',
-        error: new PermanentError(`malformed change ${row.id}: ${(error as Error).message}`, {
-          reason: 'malformed',
-          context: { stream: this.context.stream, table: table.source, position: row.id },
-        }),
-        position,
-      };
-    }
+    // Inside a page the chunk position covers every event; a per-event
+    // position would be a change id, which alone is no safe checkpoint.
+    return changeLogEvent(row, this.tables.get(row.table_name)!, position, row.captured_at, this.context.stream);
   }
 
   private async reportPending(caughtUp: boolean): Promise<void> {
@@ -213,8 +181,4 @@ export class ChangeLogSource implements Source {
   }
 }
 
-function asRow(value: unknown): Row {
-  if (!value || typeof value !== 'object' || Array.isArray(value)) throw new Error('row image is not a JSON object');
-  return value as Row;
-}
 

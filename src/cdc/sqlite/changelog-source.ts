@@ -1,7 +1,6 @@
 import { Observable, Subject, concatMap, defer, startWith } from 'rxjs';
-import type { ChangeEvent, Op, RejectedChange, Row, SourceChunk } from '../../core/change-event.js';
-import { ConfigError, PermanentError } from '../../core/errors.js';
-import { parseJson } from '../../core/json.js';
+import type { ChangeEvent, RejectedChange, SourceChunk } from '../../core/change-event.js';
+import { ConfigError } from '../../core/errors.js';
 import type { TableConfig } from '../../core/mapping.js';
 import { openSqlite, quoteLiteral, sqliteTableName, tableColumns, type SqliteDatabase } from '../../sinks/sqlite/connection.js';
 import { classifySqliteError, isSqliteConnectionError } from '../../sinks/sqlite/errors.js';
@@ -10,6 +9,7 @@ import type { RetryPolicy } from '../../streams/retry.js';
 import { idleWait } from '../idle-wait.js';
 import { readWithRetry } from '../read-with-retry.js';
 import { countCaptured } from '../count-captured.js';
+import { changeLogEvent } from '../change-log-row.js';
 import type { Source } from '../source.js';
 import { captureTriggerNames } from './changelog-setup.js';
 
@@ -31,8 +31,6 @@ interface ChangeRow {
   origin: string | null;
   captured_at: string;
 }
-
-const OPS: Record<string, Op> = { I: 'insert', U: 'update', D: 'delete' };
 
 /**
  * Reads `cdc_sync_changes`, which the capture triggers fill (see
@@ -146,42 +144,11 @@ export class SqliteChangeLogSource implements Source {
     return { events, rejected, position: this.after.toString(), caughtUp };
   }
 
-
   private toEvent(row: ChangeRow): ChangeEvent | RejectedChange {
-    const table = this.tables.get(row.table_name)!;
-    const op = OPS[row.op];
     // Each change is its own position: everything up to its id is then read.
-    const position = row.id.toString();
-    try {
-      const after = row.row_data === null ? null : asRow(parseJson(row.row_data));
-      const before = row.old_data === null ? null : asRow(parseJson(row.old_data));
-      const image = after ?? before;
-      if (!op || !image) throw new Error(`change ${row.id} has no ${op ? 'row image' : 'known operation'}`);
-      const key: Row = {};
-      for (const k of table.key) key[k] = image[k] ?? null;
-      const captured = new Date(row.captured_at);
-      return {
-        table: table.source,
-        op,
-        key,
-        row: op === 'delete' ? null : after,
-        before,
-        position,
-        commitTime: Number.isNaN(captured.getTime()) ? new Date() : captured,
-        ...(row.origin ? { origin: row.origin } : {}),
-      };
-    } catch (error) {
-      return {
-        table: table.source,
-        key: null,
-        payload: row.row_data ?? row.old_data ?? '',
-        error: new PermanentError(`malformed change ${row.id}: ${(error as Error).message}`, {
-          reason: 'malformed',
-          context: { stream: this.context.stream, table: table.source, position },
-        }),
-        position,
-      };
-    }
+    const captured = new Date(row.captured_at);
+    const commitTime = Number.isNaN(captured.getTime()) ? new Date() : captured;
+    return changeLogEvent(row, this.tables.get(row.table_name)!, row.id.toString(), commitTime, this.context.stream);
   }
 
   private async reportPending(caughtUp: boolean): Promise<void> {
@@ -215,7 +182,3 @@ function parsePosition(text: string | null): bigint {
   return BigInt(text);
 }
 
-function asRow(value: unknown): Row {
-  if (!value || typeof value !== 'object' || Array.isArray(value)) throw new Error('row image is not a JSON object');
-  return value as Row;
-}

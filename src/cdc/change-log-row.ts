@@ -1,0 +1,63 @@
+import type { ChangeEvent, Op, RejectedChange, Row } from '../core/change-event.js';
+import { PermanentError } from '../core/errors.js';
+import { parseJson } from '../core/json.js';
+
+/** A row of a trigger-fed change table (PostgreSQL `cdc_sync.changes`, SQLite `cdc_sync_changes`). */
+export interface ChangeLogRow {
+  id: string | number | bigint;
+  op: string;
+  row_data: string | null;
+  old_data: string | null;
+  origin: string | null;
+}
+
+const OPS: Record<string, Op> = { I: 'insert', U: 'update', D: 'delete' };
+
+/**
+ * The change a change-table row records, or — when its JSON is malformed or
+ * its operation unknown — a rejected change with the raw payload, which goes
+ * to the dead letter while the stream goes on.
+ */
+export function changeLogEvent(
+  row: ChangeLogRow,
+  table: { source: string; key: string[] },
+  position: string,
+  commitTime: Date,
+  stream: string,
+): ChangeEvent | RejectedChange {
+  const op = OPS[row.op];
+  try {
+    const after = row.row_data === null ? null : asRow(parseJson(row.row_data));
+    const before = row.old_data === null ? null : asRow(parseJson(row.old_data));
+    const image = after ?? before;
+    if (!op || !image) throw new Error(`change ${row.id} has no ${op ? 'row image' : 'known operation'}`);
+    const key: Row = {};
+    for (const k of table.key) key[k] = image[k] ?? null;
+    return {
+      table: table.source,
+      op,
+      key,
+      row: op === 'delete' ? null : after,
+      before,
+      position,
+      commitTime,
+      ...(row.origin ? { origin: row.origin } : {}),
+    };
+  } catch (error) {
+    return {
+      table: table.source,
+      key: null,
+      payload: row.row_data ?? row.old_data ?? '',
+      error: new PermanentError(`malformed change ${row.id}: ${(error as Error).message}`, {
+        reason: 'malformed',
+        context: { stream, table: table.source, position: String(row.id) },
+      }),
+      position,
+    };
+  }
+}
+
+function asRow(value: unknown): Row {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) throw new Error('row image is not a JSON object');
+  return value as Row;
+}
