@@ -1,4 +1,3 @@
-import { Subject, firstValueFrom, take, tap, toArray } from 'rxjs';
 import { MssqlQueueSource, type MssqlQueueSourceOptions } from '../../src/cdc/mssql/queue-source.js';
 import type { MssqlConnect } from '../../src/cdc/mssql/client.js';
 import type { SourceChunk } from '../../src/core/change-event.js';
@@ -6,6 +5,7 @@ import type { TableConfig } from '../../src/core/mapping.js';
 import { FakeQueue } from './fake-mssql/fake-queue.js';
 import { FakeSqlServer } from './fake-mssql/fake-server.js';
 import { testContext } from './stream-context.js';
+import { pull } from './pull.js';
 
 /** Shared set-up of the mssql-queue driver-boundary tests: a fake server, its SyncQueue, three tables. */
 export const TABLES: TableConfig[] = [
@@ -72,21 +72,11 @@ export function harness() {
   };
 }
 
-/** Pulls `n` chunks, asking for the next one after each, as the stream does. */
-export function pull(source: MssqlQueueSource, from: string | null, n: number): Promise<SourceChunk[]> {
-  const demand = new Subject<void>();
-  return firstValueFrom(
-    source.chunks(from, demand).pipe(
-      take(n),
-      tap(() => setTimeout(() => demand.next(), 0)),
-      toArray(),
-    ),
-  );
-}
-
 /** One chunk and its commit, with these changes failed, as the stream does after the sink's commit. */
 export async function pullAndCommit(source: MssqlQueueSource, failed: { sourceRef: string; error: string }[] = []): Promise<SourceChunk> {
   const [chunk] = await pull(source, null, 1);
   await source.committed(chunk!.position, failed.map((f) => ({ ...f, table: 'x' })));
   return chunk!;
 }
+
+export { pull };

@@ -1,4 +1,4 @@
-import { Subject, firstValueFrom, take, tap, toArray } from 'rxjs';
+import { Subject } from 'rxjs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CdcPosition } from '../../../src/cdc/mssql/cdc-position.js';
 import { MssqlCdcSource } from '../../../src/cdc/mssql/cdc-source.js';
@@ -8,6 +8,7 @@ import type { TableConfig } from '../../../src/core/mapping.js';
 import { FakeCdc, lsnBuffer } from '../../support/fake-mssql/fake-cdc.js';
 import { FakeSqlServer } from '../../support/fake-mssql/fake-server.js';
 import { testContext } from '../../support/stream-context.js';
+import { pull } from '../../support/pull.js';
 
 let server: FakeSqlServer;
 let cdc: FakeCdc;
@@ -59,11 +60,6 @@ async function open(options: { tables?: TableConfig[]; readLimit?: number; heart
   contexts.push(context);
   await source.open(context);
   return { source, context };
-}
-
-function pull(source: MssqlCdcSource, from: string | null, n: number): Promise<SourceChunk[]> {
-  const demand = new Subject<void>();
-  return firstValueFrom(source.chunks(from, demand).pipe(take(n), tap(() => setTimeout(() => demand.next(), 0)), toArray()));
 }
 
 const patient = (id: number, name: string) => ({

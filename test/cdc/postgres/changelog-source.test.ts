@@ -1,13 +1,13 @@
 import pg from 'pg';
-import { Subject, firstValueFrom, take, toArray, tap } from 'rxjs';
+import { Subject } from 'rxjs';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { changelogSetupSql } from '../../../src/cdc/postgres/changelog-setup.js';
 import { ChangeLogSource } from '../../../src/cdc/postgres/changelog-source.js';
-import type { SourceChunk } from '../../../src/core/change-event.js';
 import { ConfigError } from '../../../src/core/errors.js';
 import type { TableConfig } from '../../../src/core/mapping.js';
 import { createTestDatabase, type TestDatabase } from '../../support/test-database.js';
 import { testContext } from '../../support/stream-context.js';
+import { pull } from '../../support/pull.js';
 
 let db: TestDatabase;
 const sources: ChangeLogSource[] = [];
@@ -48,18 +48,6 @@ async function openSource(readLimit = 100, tables = TABLES): Promise<ChangeLogSo
   contexts.push(context);
   await source.open(context);
   return source;
-}
-
-/** Pulls `n` chunks, asking for the next one after each, as the stream does after a commit. */
-function pull(source: ChangeLogSource, from: string | null, n: number): Promise<SourceChunk[]> {
-  const demand = new Subject<void>();
-  return firstValueFrom(
-    source.chunks(from, demand).pipe(
-      take(n),
-      tap(() => setTimeout(() => demand.next(), 0)),
-      toArray(),
-    ),
-  );
 }
 
 describe('ChangeLogSource', () => {

@@ -2,16 +2,16 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { Subject, firstValueFrom, take, tap, toArray } from 'rxjs';
+
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { applySqliteChangelogSetup, sqliteChangelogSetupSql } from '../../../src/cdc/sqlite/changelog-setup.js';
 import { SqliteChangeLogSource } from '../../../src/cdc/sqlite/changelog-source.js';
-import type { SourceChunk } from '../../../src/core/change-event.js';
 import { ConfigError } from '../../../src/core/errors.js';
 import type { TableConfig } from '../../../src/core/mapping.js';
 import { SqliteSink } from '../../../src/sinks/sqlite/sqlite-sink.js';
 import { TableMapping } from '../../../src/core/mapping.js';
 import { testContext } from '../../support/stream-context.js';
+import { pull } from '../../support/pull.js';
 
 let dir: string;
 let path: string;
@@ -50,17 +50,6 @@ async function openSource(readLimit = 100, tables = TABLES): Promise<SqliteChang
   contexts.push(context);
   await source.open(context);
   return source;
-}
-
-function pull(source: SqliteChangeLogSource, from: string | null, n: number): Promise<SourceChunk[]> {
-  const demand = new Subject<void>();
-  return firstValueFrom(
-    source.chunks(from, demand).pipe(
-      take(n),
-      tap(() => setTimeout(() => demand.next(), 0)),
-      toArray(),
-    ),
-  );
 }
 
 describe('sqlite-changelog source', () => {

@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import { INJECTED, PostgrestError, fromPgError, invalidBody, schemaNotExposed, tableNotFound } from './errors.js';
 import { parseQueryParams } from './query-string.js';
-import { loadSchemaCache, openApiDocument, type CachedTable } from './schema-cache.js';
+import { loadSchemaCache, openApiDocument } from './schema-cache.js';
 import { countStatement, deleteStatement, insertStatement, parsePrefer, readStatement, requireColumns, requireFilters, updateStatement, type Statement } from './sql.js';
 
 export interface RecordedRequest {

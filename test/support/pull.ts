@@ -1,0 +1,15 @@
+import { Subject, firstValueFrom, take, tap, toArray } from 'rxjs';
+import type { Source } from '../../src/cdc/source.js';
+import type { SourceChunk } from '../../src/core/change-event.js';
+
+/** Pulls `n` chunks from a source, asking for the next one after each, as the stream does after a commit. */
+export function pull(source: Source, from: string | null, n: number): Promise<SourceChunk[]> {
+  const demand = new Subject<void>();
+  return firstValueFrom(
+    source.chunks(from, demand).pipe(
+      take(n),
+      tap(() => setTimeout(() => demand.next(), 0)),
+      toArray(),
+    ),
+  );
+}
