@@ -70,7 +70,10 @@ http: { port: 0, host: 127.0.0.1 }
 log: { level: warn }
 `,
     );
-    const run = () => spawn(process.execPath, [join(ROOT, 'dist/src/cli.js'), 'run', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
+    // BENCH_NODE_ARGS: extra node flags for the cdc-sync process (e.g. --cpu-prof to profile it).
+    const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const run = () =>
+      spawn(process.execPath, [...nodeArgs, join(ROOT, 'dist/src/cli.js'), 'run', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
     let child = run();
     while (!(await scalar<boolean>(src, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = 'bench_cdc' AND active)`))) {
       await new Promise((r) => setTimeout(r, 100));

@@ -70,8 +70,12 @@ export interface SourceChunk {
   caughtUp: boolean;
 }
 
+/** A key as one string, the same whatever order its columns were listed in (an identity within the process, never stored). */
 export function keyString(key: Row): string {
-  return JSON.stringify(Object.keys(key).sort().map((k) => [k, stringifyKeyValue(key[k] ?? null)]));
+  const columns = Object.keys(key);
+  // Most keys have one column: the same text without sorting and without the intermediate arrays.
+  if (columns.length === 1) return `[[${JSON.stringify(columns[0])},${JSON.stringify(stringifyKeyValue(key[columns[0]!] ?? null))}]]`;
+  return JSON.stringify(columns.sort().map((k) => [k, stringifyKeyValue(key[k] ?? null)]));
 }
 
 function stringifyKeyValue(v: Value): string {

@@ -109,13 +109,30 @@ export class TableMapping {
     return column;
   }
 
+  /**
+   * The row in target names and types. When every column keeps its name and
+   * value (PostgreSQL to PostgreSQL, say) the row itself comes back: no copy
+   * per change. Callers never modify what it returns.
+   */
   mapRow(row: Row): Row {
-    const out: Row = {};
-    for (const [name, value] of Object.entries(row)) {
+    let out: Row | null = null;
+    let index = 0;
+    for (const name in row) {
       const column = this.columnFor(name);
-      if (column) out[column.name] = convertValue(value as Value, column.type);
+      const value = column ? convertValue(row[name], column.type) : undefined;
+      if (out === null && (!column || column.name !== name || value !== row[name])) {
+        // First difference: copy the columns before it, then go on in the copy.
+        out = {};
+        let i = 0;
+        for (const earlier in row) {
+          if (i++ === index) break;
+          out[earlier] = row[earlier]!;
+        }
+      }
+      if (out !== null && column) out[column.name] = value!;
+      index += 1;
     }
-    return out;
+    return out ?? row;
   }
 
   /** The event in target names and types; key columns always present. */
@@ -124,12 +141,16 @@ export class TableMapping {
     for (const k of this.targetKey) {
       if (!(k in key)) throw new ConfigError(`${this.path}: change on ${this.source} has no value for key column ${k}`);
     }
-    return {
-      ...event,
-      key,
-      row: event.row ? { ...this.mapRow(event.row), ...key } : null,
-      before: event.before ? this.mapRow(event.before) : event.before,
-    };
+    let row: Row | null = null;
+    if (event.row) {
+      row = this.mapRow(event.row);
+      for (const k in key) {
+        if (row[k] === key[k]) continue;
+        if (row === event.row) row = { ...row };
+        row[k] = key[k]!;
+      }
+    }
+    return { ...event, key, row, before: event.before ? this.mapRow(event.before) : event.before };
   }
 
   private resolve(sourceColumn: string): TargetColumn | null {

@@ -51,6 +51,12 @@ export interface Sink {
   /** The resolved mappings: `apply` gets changes whose `table` is a mapping's `source`. */
   bind(mappings: TableMapping[]): void;
   readCheckpoint(stream: string): Promise<string | null>;
+  /**
+   * Optional: does the CPU work for these changes (statement grouping,
+   * parameter text) now, while the previous batch is still being written,
+   * so that `apply` of the same array only talks to the database.
+   */
+  prepare?(changes: ChangeEvent[]): void;
   apply(batch: SinkBatch): Promise<ApplyResult>;
   close(): Promise<void>;
 }

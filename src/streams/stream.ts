@@ -1,4 +1,4 @@
-import { Subject, concatMap, from, fromEvent, takeUntil } from 'rxjs';
+import { Subject, concatMap, defer, from, fromEvent, map, takeUntil } from 'rxjs';
 import type { ChangeEvent, RejectedChange, Row } from '../core/change-event.js';
 import { keyString } from '../core/change-event.js';
 import { ConfigError, errorMessage, failureReason, isTransient } from '../core/errors.js';
@@ -18,6 +18,17 @@ import { batchChunks, type Batch } from './operators/batch-chunks.js';
 import { coalesce } from './operators/coalesce.js';
 import { dropNoops } from './operators/drop-noops.js';
 import { retryTransient } from './retry.js';
+import { countByTableAndOp } from '../core/change-counts.js';
+
+/** A batch mapped and ordered for the sink, waiting its turn. */
+interface PreparedBatch {
+  batch: Batch;
+  kept: ChangeEvent[];
+  noops: ChangeEvent[];
+  failures: FailedChange[];
+  /** What the sink applies: kept changes, last image per key, in dependency order. */
+  changes: ChangeEvent[];
+}
 
 export type StreamState = 'starting' | 'running' | 'retrying' | 'stalled' | 'failed' | 'stopped';
 
@@ -264,6 +275,12 @@ export class Stream {
     this.log.info({ position: this.position }, 'stream started');
   }
 
+  /**
+   * Reads one batch ahead: once a batch has started being applied, the next is
+   * requested, read and prepared (mapped, ordered) while the sink works, so
+   * reading and writing overlap. At most one prepared batch waits; batches
+   * are applied and checkpointed strictly in order.
+   */
   private pump(): Promise<void> {
     const { config, source } = this.parts;
     const demand = new Subject<void>();
@@ -273,20 +290,28 @@ export class Stream {
         .pipe(
           takeUntil(fromEvent(this.abort.signal, 'abort')),
           batchChunks({ maxSize: config.batch.maxSize, maxWaitMs: config.batch.maxWaitMs, onAbsorbed: () => demand.next() }),
-          concatMap((batch) => from(this.process(batch))),
+          map((batch) => this.prepare(batch)),
+          concatMap((prepared) =>
+            defer(() => {
+              const applied = this.process(prepared);
+              // After the batch's statements are on their way: reading and preparing the next must not delay them.
+              setImmediate(() => demand.next());
+              return from(applied);
+            }),
+          ),
         )
-        .subscribe({ next: () => demand.next(), error: reject, complete: resolve });
+        .subscribe({ error: reject, complete: resolve });
     });
   }
 
-  private async process(batch: Batch): Promise<void> {
+  private async process(prepared: PreparedBatch): Promise<void> {
     this.inFlight += 1;
     const started = performance.now();
     try {
-      const failed = await this.applyOne(batch, started);
-      this.logBatch(batch, failed, started);
+      const failed = await this.applyOne(prepared, started);
+      this.logBatch(prepared.batch, failed, started);
     } catch (error) {
-      this.logBatch(batch, [], started, errorMessage(error));
+      this.logBatch(prepared.batch, [], started, errorMessage(error));
       throw error;
     } finally {
       this.inFlight -= 1;
@@ -312,9 +337,8 @@ export class Stream {
     });
   }
 
-  /** Applies one batch; returns the changes that went to the dead letter (source table names). */
-  private async applyOne(batch: Batch, started: number): Promise<{ table: string }[]> {
-    const { config, sink, metrics } = this.parts;
+  /** Maps a batch to target names and types and orders it for the sink; changes that cannot be mapped are set aside. */
+  private prepare(batch: Batch): PreparedBatch {
     const mapped: ChangeEvent[] = [];
     const failures: FailedChange[] = [];
     for (const event of batch.events) {
@@ -325,6 +349,14 @@ export class Stream {
       }
     }
     const { kept, noops } = dropNoops(mapped);
+    const changes = coalesce(kept, this.tableOrder);
+    this.parts.sink.prepare?.(changes);
+    return { batch, kept, noops, failures, changes };
+  }
+
+  /** Applies one batch; returns the changes that went to the dead letter (source table names). */
+  private async applyOne({ batch, kept, noops, failures, changes }: PreparedBatch, started: number): Promise<{ table: string }[]> {
+    const { config, sink, metrics } = this.parts;
     for (const e of noops) metrics.suppressed.inc({ ...this.labels, table: e.table, reason: 'no-op' });
     const deadLetters: DeadLetter[] = [
       ...batch.rejected.map((r) => this.rejectedLetter(r)),
@@ -334,7 +366,7 @@ export class Stream {
     const letterStore = this.parts.deadLetters;
     const outcome = await applyBatch(
       sink,
-      { changes: coalesce(kept, this.tableOrder), deadLetters: letterStore ? [] : deadLetters, ...(checkpoint ? { checkpoint } : {}) },
+      { changes, deadLetters: letterStore ? [] : deadLetters, ...(checkpoint ? { checkpoint } : {}) },
       this.name,
       config.retry,
       this.retryHooks(),
@@ -374,15 +406,8 @@ export class Stream {
     // Per-change work here is per-change cost of the whole stream: key strings
     // only when something failed, and one counter increment per table and op.
     const failedKeys = failures.length > 0 ? new Set(failures.map((f) => `${f.event.table}\u0000${keyString(f.event.key)}`)) : null;
-    const appliedBy = new Map<string, { table: string; op: string; count: number }>();
-    for (const e of kept) {
-      if (failedKeys?.has(`${e.table}\u0000${keyString(e.key)}`)) continue;
-      const id = `${e.table}\u0000${e.op}`;
-      const entry = appliedBy.get(id);
-      if (entry) entry.count += 1;
-      else appliedBy.set(id, { table: e.table, op: e.op, count: 1 });
-    }
-    for (const { table, op, count } of appliedBy.values()) {
+    const skip = failedKeys ? (e: ChangeEvent) => failedKeys.has(`${e.table}\u0000${keyString(e.key)}`) : undefined;
+    for (const { table, op, count } of countByTableAndOp(kept, skip)) {
       metrics.applied.inc({ ...this.labels, table, op }, count);
       this.applied += count;
     }

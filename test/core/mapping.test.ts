@@ -183,6 +183,25 @@ describe('TableMapping', () => {
       expect(mapped).toMatchObject({ table: 'dbo.tblPatients', op: 'update', position: '0/16B3748', commitTime, origin: 'clinic' });
     });
 
+    it('hands back the row itself when names and values stay as they are, and never changes the source row', () => {
+      const { m } = mapping();
+      const same = { person_id: 7, first_name: 'Ann', remarks: null };
+      const event: ChangeEvent = { table: 'dbo.tblPatients', op: 'insert', key: { person_id: 7 }, row: same, position: '1', commitTime };
+      expect(m.mapEvent(event).row).toBe(same);
+
+      // A conversion halfway through the row: the columns before it are copied, the source row stays untouched.
+      const source = { person_id: 8, first_name: 'Bo', is_active: 1, email: 'bo@example.com', Unknown: 'x' };
+      const mapped = m.mapEvent({ ...event, key: { person_id: 8 }, row: source });
+      expect(mapped.row).toEqual({ person_id: 8, first_name: 'Bo', is_active: true, email: 'bo@example.com' });
+      expect(source).toEqual({ person_id: 8, first_name: 'Bo', is_active: 1, email: 'bo@example.com', Unknown: 'x' });
+
+      // A key value the row lacks is added to a copy.
+      const partial = { first_name: 'Cy' };
+      const withKey = m.mapEvent({ ...event, key: { person_id: 9 }, row: partial });
+      expect(withKey.row).toEqual({ first_name: 'Cy', person_id: 9 });
+      expect(partial).toEqual({ first_name: 'Cy' });
+    });
+
     it('keeps a delete without a row', () => {
       const { m } = mapping();
       const mapped = m.mapEvent({ table: 'dbo.tblPatients', op: 'delete', key: { PersonID: 5 }, row: null, position: '1', commitTime });

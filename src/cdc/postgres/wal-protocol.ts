@@ -8,7 +8,12 @@
 /** Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01). */
 const PG_EPOCH_MS = 946_684_800_000;
 
-export type TupleColumn = { kind: 'null' } | { kind: 'unchanged' } | { kind: 'text'; value: string };
+/**
+ * One column of a tuple: its text form, null, or undefined for an unchanged
+ * TOAST value ('u'), which the server did not send. Plain values rather than
+ * one object per column: a backlog decodes millions of them.
+ */
+export type TupleColumn = string | null | undefined;
 
 export interface RelationColumn {
   name: string;
@@ -30,13 +35,14 @@ export type PgOutputMessage =
   | { tag: 'unknown'; code: string };
 
 export type ReplicationMessage =
-  | { tag: 'xlog'; start: bigint; walEnd: bigint; message: Buffer }
+  | { tag: 'xlog'; start: bigint; walEnd: bigint; message: Buffer; offset: number }
   | { tag: 'keepalive'; walEnd: bigint; replyRequested: boolean };
 
+/** XLogData ('w'): the pgoutput message starts at `offset` of the same buffer (no copy, no slice). */
 export function parseReplicationMessage(chunk: Buffer): ReplicationMessage | null {
   const code = chunk[0];
   if (code === 0x77 /* w */) {
-    return { tag: 'xlog', start: chunk.readBigUInt64BE(1), walEnd: chunk.readBigUInt64BE(9), message: chunk.subarray(25) };
+    return { tag: 'xlog', start: chunk.readBigUInt64BE(1), walEnd: chunk.readBigUInt64BE(9), message: chunk, offset: 25 };
   }
   if (code === 0x6b /* k */) return { tag: 'keepalive', walEnd: chunk.readBigUInt64BE(1), replyRequested: chunk[17] === 1 };
   return null;
@@ -55,8 +61,10 @@ export function standbyStatus(write: bigint, flush: bigint, apply: bigint, reply
 }
 
 class Reader {
-  private offset = 0;
-  constructor(private readonly buffer: Buffer) {}
+  constructor(
+    private readonly buffer: Buffer,
+    private offset: number,
+  ) {}
   byte(): number {
     return this.buffer[this.offset++]!;
   }
@@ -101,20 +109,20 @@ class Reader {
   }
   tuple(): TupleColumn[] {
     const count = this.int16();
-    const columns: TupleColumn[] = [];
+    const columns = new Array<TupleColumn>(count);
     for (let i = 0; i < count; i += 1) {
-      const kind = this.char();
-      if (kind === 'n') columns.push({ kind: 'null' });
-      else if (kind === 'u') columns.push({ kind: 'unchanged' });
-      else if (kind === 't') columns.push({ kind: 'text', value: this.bytes(this.int32()) });
-      else throw new Error(`pgoutput: unknown tuple column kind ${JSON.stringify(kind)}`);
+      const kind = this.byte();
+      if (kind === 0x74 /* t */) columns[i] = this.bytes(this.int32());
+      else if (kind === 0x6e /* n */) columns[i] = null;
+      else if (kind === 0x75 /* u */) columns[i] = undefined;
+      else throw new Error(`pgoutput: unknown tuple column kind ${JSON.stringify(String.fromCharCode(kind))}`);
     }
     return columns;
   }
 }
 
-export function decodePgOutput(message: Buffer): PgOutputMessage {
-  const r = new Reader(message);
+export function decodePgOutput(message: Buffer, offset = 0): PgOutputMessage {
+  const r = new Reader(message, offset);
   const code = r.char();
   switch (code) {
     case 'B':

@@ -203,12 +203,14 @@ export class WalSource implements Source {
     try {
       if (message.tag === 'keepalive') {
         if (message.walEnd > this.received) this.received = message.walEnd;
+        const before = this.flushPosition();
         if (!this.assembler.open && message.walEnd > this.sentThrough) this.sentThrough = message.walEnd;
-        if (message.replyRequested) this.sendStatus();
+        // Idle with everything applied: confirm the WAL passed over at once (as PostgreSQL's own apply worker does), not at the next interval.
+        if (message.replyRequested || this.flushPosition() > before) this.sendStatus();
         return;
       }
       if (message.walEnd > this.received) this.received = message.walEnd;
-      const tx = this.assembler.push(decodePgOutput(message.message));
+      const tx = this.assembler.push(decodePgOutput(message.message, message.offset));
       if (tx) this.onTransaction(tx);
     } catch (error) {
       this.subscriber?.error(classifyPgError(error, { stream: this.context.stream }));

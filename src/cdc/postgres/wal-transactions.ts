@@ -3,6 +3,7 @@ import { PermanentError } from '../../core/errors.js';
 import { formatLsn } from './wal-lsn.js';
 import type { PgOutputMessage, RelationColumn, TupleColumn } from './wal-protocol.js';
 import { fromText } from './wal-values.js';
+import { valuesEqual } from '../../core/values.js';
 
 /** The table the PostgreSQL sink updates in each of its transactions (when it exists): the WAL source drops those transactions. */
 export const ORIGIN_MARKER_TABLE = 'cdc_sync.origin_marker';
@@ -19,6 +20,8 @@ export interface WalTransaction {
 interface Relation {
   qualified: string;
   columns: RelationColumn[];
+  /** The replica identity's columns, used when the configuration names no key. */
+  key: string[];
 }
 
 export interface AssemblerOptions {
@@ -48,7 +51,11 @@ export class TransactionAssembler {
   push(message: PgOutputMessage): WalTransaction | null {
     switch (message.tag) {
       case 'relation':
-        this.relations.set(message.relationId, { qualified: `${message.schema}.${message.name}`, columns: message.columns });
+        this.relations.set(message.relationId, {
+          qualified: `${message.schema}.${message.name}`,
+          columns: message.columns,
+          key: message.columns.filter((c) => c.key).map((c) => c.name),
+        });
         return null;
       case 'begin':
         // The final LSN is the commit's start; the checkpoint is the end, known at Commit (events get it then).
@@ -93,37 +100,34 @@ export class TransactionAssembler {
     }
     const table = this.options.tables.get(relation.qualified);
     if (!table) return; // in the publication, not in this stream
-    const keyColumns = table.key.length > 0 ? table.key : relation.columns.filter((c) => c.key).map((c) => c.name);
-    const base = { table: table.source, position: '', commitTime: tx.commitTime };
-    const keyOf = (row: Row): Row => Object.fromEntries(keyColumns.map((k) => [k, row[k] ?? null]));
+    const keyColumns = table.key.length > 0 ? table.key : relation.key;
+    const events = tx.events;
     if (message.tag === 'insert') {
       const row = toRow(relation, message.newTuple);
-      tx.events.push({ ...base, op: 'insert', key: keyOf(row), row, before: null });
+      events.push(change(table.source, 'insert', keyOf(keyColumns, row), row, null, tx.commitTime));
       return;
     }
     if (message.tag === 'delete') {
       const before = toRow(relation, message.oldTuple, message.oldKind === 'K');
-      tx.events.push({ ...base, op: 'delete', key: keyOf(before), row: null, before });
+      events.push(change(table.source, 'delete', keyOf(keyColumns, before), null, before, tx.commitTime));
       return;
     }
     const row = toRow(relation, message.newTuple);
     // An unchanged TOAST value is missing from the new tuple; the full old image (REPLICA IDENTITY FULL) may hold it.
     const before = message.oldTuple ? toRow(relation, message.oldTuple, message.oldKind === 'K') : null;
-    const key = keyOf(row);
-    if (before && message.oldKind === 'K') {
-      const oldKey = keyOf(before);
-      if (JSON.stringify(oldKey) !== JSON.stringify(key)) {
+    const key = keyOf(keyColumns, row);
+    if (before) {
+      const oldKey = keyOf(keyColumns, before);
+      if (!sameKey(keyColumns, oldKey, key)) {
         // The key itself changed: the old row goes away, the new one comes in.
-        tx.events.push({ ...base, op: 'delete', key: oldKey, row: null, before });
-        tx.events.push({ ...base, op: 'insert', key, row, before: null });
-        return;
+        events.push(change(table.source, 'delete', oldKey, null, before, tx.commitTime));
+        if (message.oldKind === 'K') {
+          events.push(change(table.source, 'insert', key, row, null, tx.commitTime));
+          return;
+        }
       }
-    } else if (before && message.oldKind === 'O') {
-      const oldKey = keyOf(before);
-      if (JSON.stringify(oldKey) !== JSON.stringify(key)) tx.events.push({ ...base, op: 'delete', key: oldKey, row: null, before });
     }
-    const op: Op = 'update';
-    tx.events.push({ ...base, op, key, row, before });
+    events.push(change(table.source, 'update', key, row, before, tx.commitTime));
   }
 
   private truncate(relationIds: number[], cascade: boolean): void {
@@ -148,14 +152,32 @@ export class TransactionAssembler {
   }
 }
 
+/** The position is filled in at Commit; one object shape for every event keeps property access monomorphic. */
+function change(table: string, op: Op, key: Row, row: Row | null, before: Row | null, commitTime: Date): ChangeEvent {
+  return { table, op, key, row, before, position: '', commitTime };
+}
+
+function keyOf(columns: string[], row: Row): Row {
+  const key: Row = {};
+  for (const column of columns) key[column] = row[column] ?? null;
+  return key;
+}
+
+function sameKey(columns: string[], a: Row, b: Row): boolean {
+  for (const column of columns) if (!valuesEqual(a[column], b[column])) return false;
+  return true;
+}
+
 /** Columns sent as "unchanged TOAST" are left out, so the sink never overwrites them; `keyOnly`: only key columns carry values. */
 function toRow(relation: Relation, tuple: TupleColumn[], keyOnly = false): Row {
   const row: Row = {};
-  for (const [i, column] of relation.columns.entries()) {
+  const columns = relation.columns;
+  for (let i = 0; i < columns.length; i += 1) {
     const value = tuple[i];
-    if (!value || value.kind === 'unchanged') continue;
+    if (value === undefined) continue;
+    const column = columns[i]!;
     if (keyOnly && !column.key) continue;
-    row[column.name] = value.kind === 'null' ? null : fromText(column.typeOid, value.value);
+    row[column.name] = value === null ? null : fromText(column.typeOid, value);
   }
   return row;
 }

@@ -21,6 +21,8 @@ export interface Pool {
 
 export interface PoolClient {
   query<R = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<QueryResult<R>>;
+  /** Several statements as one simple query (one round trip); the row count of each, in order. */
+  script(sql: string): Promise<number[]>;
   /** `broken`: the connection is in an unknown state and must not be reused. */
   release(broken?: boolean): void;
 }
@@ -55,6 +57,11 @@ export function createPool(url: string, options: PoolOptions = {}): Pool {
       const client = await pool.connect();
       return {
         query: async <R>(sql: string, params?: unknown[]) => (await client.query(sql, params)) as unknown as QueryResult<R>,
+        script: async (sql: string) => {
+          // pg answers a simple query with one result per statement (a bare result when there is one).
+          const results = (await client.query(sql)) as unknown as pg.QueryResult | pg.QueryResult[];
+          return (Array.isArray(results) ? results : [results]).map((r) => r.rowCount ?? 0);
+        },
         release: (broken?: boolean) => client.release(broken),
       };
     },

@@ -5,6 +5,12 @@ export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
 
+/** A string constant, safe whatever standard_conforming_strings says (as libpq's PQescapeLiteral). */
+export function quoteLiteral(value: string): string {
+  const quoted = `'${value.replace(/'/g, "''")}'`;
+  return value.includes('\\') ? ` E${quoted.replace(/\\/g, '\\\\')}` : quoted;
+}
+
 export function quoteTable(name: QualifiedName): string {
   return `${quoteIdent(name.schema ?? 'public')}.${quoteIdent(name.name)}`;
 }

@@ -70,7 +70,8 @@ export function openPglite(url: string): Pool {
     },
     async connect(): Promise<PoolClient> {
       const release = await acquire();
-      return { query: run, release: () => release() };
+      const script = async (sql: string) => (await (await s.db).exec(sql)).map((r) => r.affectedRows ?? r.rows.length);
+      return { query: run, script, release: () => release() };
     },
     async end() {
       if (ended) return;

@@ -1,27 +1,35 @@
-import type { Row } from '../../core/change-event.js';
+import type { ChangeEvent, Row } from '../../core/change-event.js';
 import { ConfigError } from '../../core/errors.js';
 import { toJsonText } from '../../core/json.js';
 import type { TableConfig, TableMapping, TargetTable } from '../../core/mapping.js';
 import { parseQualifiedName } from '../../core/names.js';
 import type { StreamContext } from '../../streams/context.js';
 import type { ApplyResult, Sink, SinkBatch } from '../sink.js';
-import { groupStatements } from '../statement-groups.js';
+import { groupStatements, type StatementGroup } from '../statement-groups.js';
 import { createPool, type Pool, type PoolClient } from './connection.js';
-import { quoteTable } from './identifiers.js';
+import { quoteLiteral, quoteTable } from './identifiers.js';
 import { classifyPgError, isConnectionError } from './errors.js';
 import { introspectTable } from './introspect.js';
 import {
-  INSERT_DEAD_LETTERS_SQL,
+  deadLettersSql,
+  type UpsertShape,
   READ_CHECKPOINT_SQL,
   CAPTURED_SQL,
   conflictSql,
   pingBackSql,
-  SAVE_CHECKPOINT_SQL,
   SCHEMA_SQL,
   SETUP_LOCK_SQL,
+  beginSql,
+  commitSql,
   deleteSql,
   upsertSql,
 } from './queries.js';
+
+interface PreparedGroup {
+  group: StatementGroup;
+  /** The rows as the statement's json parameter. */
+  param: string;
+}
 
 interface TargetInfo {
   table: TargetTable;
@@ -47,6 +55,8 @@ export class PostgresSink implements Sink {
   private readonly captured = new Set<string>();
   /** The target has cdc_sync.origin_marker: each batch writes it, so a postgres-wal source reading this database drops the batch (no echo). */
   private marker = false;
+  /** Statements worked out by `prepare`, until their batch is applied. */
+  private readonly prepared = new WeakMap<ChangeEvent[], PreparedGroup[]>();
 
   constructor(private readonly url: string) {}
 
@@ -55,8 +65,10 @@ export class PostgresSink implements Sink {
     this.pool ??= createPool(this.url, { log: context.log });
     try {
       await this.inTransaction(async (client) => {
+        await client.query('BEGIN');
         await client.query(SETUP_LOCK_SQL);
         await client.query(SCHEMA_SQL);
+        await client.query('COMMIT');
       });
       const found: TargetTable[] = [];
       for (const [i, config] of tables.entries()) {
@@ -97,45 +109,114 @@ export class PostgresSink implements Sink {
   }
 
   async apply(batch: SinkBatch): Promise<ApplyResult> {
+    const statements = this.statements(batch.changes);
+    const newerWins = statements.some(({ group }) => group.op === 'upsert' && this.target(group.table).newerWinsBy);
+    return newerWins ? this.applyStatements(batch, statements) : this.applyScript(batch, statements);
+  }
+
+  prepare(changes: ChangeEvent[]): void {
+    this.prepared.set(changes, this.groupsOf(changes));
+  }
+
+  /**
+   * The whole batch in one round trip: a simple query holding BEGIN, every
+   * statement with its rows inlined as a json constant, the dead letters,
+   * the checkpoint and COMMIT. Nothing waits between statements, and the
+   * process is free to read and prepare the next batch while this one is
+   * written.
+   */
+  private async applyScript(batch: SinkBatch, statements: PreparedGroup[]): Promise<ApplyResult> {
+    const script = beginSql(this.context?.stream ?? null, this.marker);
+    const first = script.length;
+    for (const { group, param } of statements) script.push(this.statementSql(group, quoteLiteral(param)));
+    const last = script.length;
+    if (batch.deadLetters.length > 0) script.push(deadLettersSql(quoteLiteral(toJsonText(batch.deadLetters))));
+    script.push(...commitSql(batch.checkpoint));
+    const tables = new Set(statements.map(({ group }) => group.table));
+    let written = 0;
+    try {
+      await this.inTransaction(async (client) => {
+        const counts = await client.script(script.join(';\n'));
+        for (let i = first; i < last; i += 1) written += counts[i] ?? 0;
+      });
+    } catch (error) {
+      throw this.fail(error, tables.size === 1 ? [...tables][0] : this.failedTable(error, tables));
+    }
+    this.context?.setConnected('sink', true);
+    return { written, conflicts: [] };
+  }
+
+  /**
+   * Statement by statement, for batches with newer-wins tables: the losing
+   * keys are read before the upsert, to count and log them and, in two-way
+   * set-ups, to ping the winning rows back.
+   */
+  private async applyStatements(batch: SinkBatch, statements: PreparedGroup[]): Promise<ApplyResult> {
     let written = 0;
     const conflicts: { table: string; key: Row }[] = [];
     let table: string | undefined;
     try {
       await this.inTransaction(async (client) => {
-        if (this.marker) {
-          await client.query(
-            `INSERT INTO cdc_sync.origin_marker (id, stream, written_at) VALUES (1, $1, now())
-             ON CONFLICT (id) DO UPDATE SET stream = EXCLUDED.stream, written_at = EXCLUDED.written_at`,
-            [this.context?.stream ?? null],
-          );
-        }
-        for (const group of groupStatements(batch.changes)) {
+        await client.script(beginSql(this.context?.stream ?? null, this.marker).join(';\n'));
+        for (const { group, param } of statements) {
           table = group.table;
           const target = this.target(group.table);
-          const rows = group.events.map((e) => (group.op === 'delete' ? e.key : e.row!));
-          const param = rowsJson(rows);
-          const shape = { table: target.table.name, columns: group.columns, key: target.key, newerWinsBy: target.newerWinsBy, updatable: target.updatable };
-          if (group.op === 'upsert' && shape.newerWinsBy) {
-            const losers = await client.query<Row>(conflictSql({ ...shape, newerWinsBy: shape.newerWinsBy }), [param]);
+          if (group.op === 'upsert' && target.newerWinsBy) {
+            const shape = { ...this.shape(group), newerWinsBy: target.newerWinsBy };
+            const losers = await client.query<Row>(conflictSql(shape), [param]);
             conflicts.push(...losers.rows.map((key) => ({ table: group.table, key })));
             if (losers.rows.length > 0 && target.captured) {
               const name = target.table.name;
               await client.query(pingBackSql(name, target.key), [toJsonText(losers.rows), `${name.schema ?? 'public'}.${name.name}`]);
             }
           }
-          const sql = group.op === 'delete' ? deleteSql(target.table.name, target.key) : upsertSql(shape);
-          const result = await client.query(sql, [param]);
+          const result = await client.query(this.statementSql(group, '$1'), [param]);
           written += result.rowCount ?? 0;
         }
         table = undefined;
-        if (batch.deadLetters.length > 0) await client.query(INSERT_DEAD_LETTERS_SQL, [toJsonText(batch.deadLetters)]);
-        if (batch.checkpoint) await client.query(SAVE_CHECKPOINT_SQL, [batch.checkpoint.stream, batch.checkpoint.position]);
+        if (batch.deadLetters.length > 0) await client.query(deadLettersSql('$1'), [toJsonText(batch.deadLetters)]);
+        await client.script(commitSql(batch.checkpoint).join(';\n'));
       });
     } catch (error) {
       throw this.fail(error, table);
     }
     this.context?.setConnected('sink', true);
     return { written, conflicts };
+  }
+
+  /** Which of the batch's tables a server error names (its schema and table fields), when it names one. */
+  private failedTable(error: unknown, tables: Set<string>): string | undefined {
+    const { schema, table } = (error ?? {}) as { schema?: string; table?: string };
+    if (!table) return undefined;
+    return [...tables].find((source) => {
+      const name = this.target(source).table.name;
+      return name.name === table && (schema === undefined || (name.schema ?? 'public') === schema);
+    });
+  }
+
+  private shape(group: StatementGroup): UpsertShape {
+    const target = this.target(group.table);
+    return { table: target.table.name, columns: group.columns, key: target.key, newerWinsBy: target.newerWinsBy, updatable: target.updatable };
+  }
+
+  /** The upsert or delete of a group; `rows` is `$1` or the rows as a constant. */
+  private statementSql(group: StatementGroup, rows: string): string {
+    const target = this.target(group.table);
+    return group.op === 'delete' ? deleteSql(target.table.name, target.key, rows) : upsertSql(this.shape(group), rows);
+  }
+
+  /** The statements for a batch's changes: prepared ahead, or now (a part of a bisected batch). */
+  private statements(changes: ChangeEvent[]): PreparedGroup[] {
+    const prepared = this.prepared.get(changes);
+    this.prepared.delete(changes);
+    return prepared ?? this.groupsOf(changes);
+  }
+
+  private groupsOf(changes: ChangeEvent[]): PreparedGroup[] {
+    return groupStatements(changes).map((group) => ({
+      group,
+      param: rowsJson(group.events.map((e) => (group.op === 'delete' ? e.key : e.row!))),
+    }));
   }
 
   async close(): Promise<void> {
@@ -155,15 +236,12 @@ export class PostgresSink implements Sink {
     return this.pool;
   }
 
+  /** Runs `work` on one connection; a failure rolls back (the statements themselves say BEGIN and COMMIT). */
   private async inTransaction(work: (client: PoolClient) => Promise<void>): Promise<void> {
     const client = await this.requirePool().connect();
     let broken = false;
     try {
-      await client.query('BEGIN');
-      // Who writes: the change-log triggers skip this transaction's rows (no echo).
-      if (this.context) await client.query(`SELECT set_config('cdc_sync.origin', $1, true)`, [this.context.stream]);
       await work(client);
-      await client.query('COMMIT');
     } catch (error) {
       broken = await client.query('ROLLBACK').then(
         () => false,

@@ -39,7 +39,7 @@ afterEach(async () => {
   await Promise.all(sources.splice(0).map((s) => s.close()));
 });
 
-async function openSource(options: { tables?: TableConfig[]; readLimit?: number; truncate?: 'dead-letter' | 'ignore' } = {}) {
+async function openSource(options: { tables?: TableConfig[]; readLimit?: number; truncate?: 'dead-letter' | 'ignore'; statusIntervalMs?: number } = {}) {
   const source = new WalSource({
     url: db.url,
     tables: options.tables ?? TABLES,
@@ -48,7 +48,7 @@ async function openSource(options: { tables?: TableConfig[]; readLimit?: number;
     truncate: options.truncate ?? 'dead-letter',
     readLimit: options.readLimit ?? 100,
     bufferSize: 1000,
-    statusIntervalMs: 200,
+    statusIntervalMs: options.statusIntervalMs ?? 200,
     retry: { attempts: 3, minDelayMs: 20, maxDelayMs: 100 },
   });
   const context = testContext();
@@ -199,5 +199,25 @@ describe('postgres-wal source', () => {
     const second = await openSource();
     const again = await pull(second.source, chunks[1]!.position, 2);
     expect(again.flatMap((c) => c.events.map((e) => e.key.id))).toEqual(['42', '43']);
+  });
+
+  it('confirms WAL it passed over (other tables, once everything is applied) at once, not at the next status interval', async () => {
+    await db.query(`CREATE TABLE IF NOT EXISTS unpublished (id int PRIMARY KEY)`);
+    // An hour between status updates: only the prompt answer to the server's keepalive can move the slot.
+    const { source } = await openSource({ statusIntervalMs: 3_600_000 });
+    await db.query(`INSERT INTO items (id, name) VALUES (50, 'a')`);
+    const demand = new Subject<void>();
+    const received: SourceChunk[] = [];
+    const subscription = source.chunks(null, demand).subscribe((c) => received.push(c));
+    await waitFor(() => received.length === 1);
+    await source.committed(received[0]!.position);
+    await db.query(`INSERT INTO unpublished SELECT generate_series(1, 100)`);
+    const [{ lsn }] = (await db.query<{ lsn: string }>(`SELECT pg_current_wal_lsn()::text AS lsn`)) as [{ lsn: string }];
+    await waitFor(async () => {
+      const [row] = await db.query<{ done: boolean }>(`SELECT confirmed_flush_lsn >= $2::pg_lsn AS done FROM pg_replication_slots WHERE slot_name = $1`, [slot, lsn]);
+      return row!.done;
+    }, 10_000);
+    subscription.unsubscribe();
+    expect(received.flatMap((c) => c.events.map((e) => e.key.id))).toEqual(['50']);
   });
 });

@@ -91,6 +91,18 @@ describe('PostgresSink', () => {
     expect(await sink.readCheckpoint('s1')).toBe('p1');
   });
 
+  it('writes quotes, backslashes, escapes and non-ASCII text exactly (rows travel inlined in one round trip)', async () => {
+    const names = [`O'Brien`, 'C:\\temp\\new', 'line\nbreak\ttab "quoted"', `\\'; DROP TABLE parents; --`, 'Zoë ✓ 𝄞', "E'\\x41'"];
+    await sink.apply({
+      changes: names.map((name, i) => change('dbo.Parents', 'insert', { parent_id: i + 1 }, { parent_id: i + 1, name })),
+      deadLetters: [],
+      checkpoint: { stream: `it's`, position: `p\\1'` },
+    });
+    const rows = await db.query<{ name: string }>('SELECT name FROM parents ORDER BY parent_id');
+    expect(rows.map((r) => r.name)).toEqual(names);
+    expect(await sink.readCheckpoint(`it's`)).toBe(`p\\1'`);
+  });
+
   it('applying the same batch twice leaves the same state and writes nothing the second time', async () => {
     const batch = {
       changes: [

@@ -1,0 +1,122 @@
+import { Observable } from 'rxjs';
+import { Registry } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import type { Source } from '../../src/cdc/source.js';
+import type { ChangeEvent, SourceChunk } from '../../src/core/change-event.js';
+import type { TargetTable } from '../../src/core/mapping.js';
+import { streamSchema } from '../../src/config/schema.js';
+import { createLogger } from '../../src/log.js';
+import { createMetrics } from '../../src/metrics/metrics.js';
+import type { ApplyResult, Sink, SinkBatch } from '../../src/sinks/sink.js';
+import { Stream } from '../../src/streams/stream.js';
+
+const TARGET: TargetTable = {
+  name: { schema: 'public', name: 'items' },
+  columns: [
+    { name: 'id', type: 'integer', generated: false },
+    { name: 'name', type: 'text', generated: false },
+  ],
+  primaryKey: ['id'],
+  uniqueKeys: [['id']],
+};
+
+function chunk(id: number): SourceChunk {
+  const event: ChangeEvent = { table: 'public.items', op: 'insert', key: { id }, row: { id, name: `item ${id}` }, before: null, position: String(id), commitTime: new Date() };
+  return { events: [event], rejected: [], position: String(id), caughtUp: true };
+}
+
+/** Hands out chunk 1, 2, 3… one per demand, and records when each was asked for. */
+class ScriptedSource implements Source {
+  readonly log: string[] = [];
+  async open(): Promise<void> {}
+  chunks(_from: string | null, demand: Observable<void>): Observable<SourceChunk> {
+    return new Observable<SourceChunk>((subscriber) => {
+      let next = 1;
+      const give = () => {
+        this.log.push(`read ${next}`);
+        subscriber.next(chunk(next++));
+      };
+      give();
+      const subscription = demand.subscribe(give);
+      return () => subscription.unsubscribe();
+    });
+  }
+  wake(): void {}
+  async close(): Promise<void> {}
+}
+
+/** Each apply waits until the test lets it finish; records prepare and apply calls in order. */
+class GatedSink implements Sink {
+  readonly storesCheckpoints = true;
+  readonly storesDeadLetters = true;
+  readonly log: string[] = [];
+  private release: (() => void)[] = [];
+  checkpoint: string | null = null;
+  async open(): Promise<TargetTable[]> {
+    return [TARGET];
+  }
+  bind(): void {}
+  async readCheckpoint(): Promise<string | null> {
+    return this.checkpoint;
+  }
+  prepare(changes: ChangeEvent[]): void {
+    this.log.push(`prepare ${changes.map((c) => c.key.id).join(',')}`);
+  }
+  async apply(batch: SinkBatch): Promise<ApplyResult> {
+    const ids = batch.changes.map((c) => c.key.id).join(',');
+    this.log.push(`apply ${ids}`);
+    await new Promise<void>((resolve) => this.release.push(resolve));
+    this.log.push(`done ${ids}`);
+    if (batch.checkpoint) this.checkpoint = batch.checkpoint.position;
+    return { written: batch.changes.length };
+  }
+  finishOne(): void {
+    this.release.shift()?.();
+  }
+  async close(): Promise<void> {}
+}
+
+const until = async (check: () => boolean) => {
+  for (let i = 0; i < 200 && !check(); i += 1) await new Promise((r) => setTimeout(r, 5));
+  expect(check()).toBe(true);
+};
+
+describe('Stream', () => {
+  it('reads and prepares the next batch while the sink writes the previous one, and commits batches in order; a stop finishes the batch being written', async () => {
+    const source = new ScriptedSource();
+    const sink = new GatedSink();
+    const config = streamSchema.parse({
+      name: 'ahead',
+      source: { type: 'postgres-changelog', url: 'postgres://unused' },
+      sink: { type: 'postgres', url: 'postgres://unused' },
+      tables: [{ source: 'public.items', target: 'public.items' }],
+      batch: { maxSize: 1, maxWaitMs: 0 },
+    });
+    const stream = new Stream({ config, path: 'streams[0]', source, sink, checkpoints: null, metrics: createMetrics(new Registry()), log: createLogger('silent') });
+    const running = stream.run();
+
+    // Batch 1 is being written; batch 2 is already read and prepared, batch 3 not yet read (one batch ahead, no more).
+    await until(() => sink.log.includes('prepare 2'));
+    expect(sink.log).toEqual(['prepare 1', 'apply 1', 'prepare 2']);
+    expect(source.log).toEqual(['read 1', 'read 2']);
+
+    sink.finishOne();
+    await until(() => sink.log.includes('prepare 3'));
+    expect(sink.log).toEqual(['prepare 1', 'apply 1', 'prepare 2', 'done 1', 'apply 2', 'prepare 3']);
+    expect(sink.checkpoint).toBe('1');
+
+    sink.finishOne();
+    await until(() => sink.log.includes('prepare 4'));
+    stream.stop();
+    let settled = false;
+    void running.then(() => (settled = true));
+    while (!settled) {
+      sink.finishOne();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    // The batch being written when the stop came is finished; the one read ahead is not applied (the next run reads it again).
+    expect(sink.log.filter((l) => l.startsWith('done'))).toEqual(['done 1', 'done 2', 'done 3']);
+    expect(source.log).toEqual(['read 1', 'read 2', 'read 3', 'read 4']);
+    expect(sink.checkpoint).toBe('3');
+  });
+});
