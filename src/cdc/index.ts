@@ -31,6 +31,7 @@ export function createSource(config: StreamConfig, path: string): Source {
         slot: source.slot ?? DEFAULT_NAME(config.name),
         publication: source.publication ?? DEFAULT_NAME(config.name),
         truncate: source.truncate,
+        snapshot: source.snapshot,
         readLimit: source.readLimit ?? config.batch.maxSize,
         bufferSize: source.bufferSize,
         statusIntervalMs: source.statusIntervalMs,

@@ -39,3 +39,16 @@ export const SLOT_SQL = `SELECT plugin, database, active, confirmed_flush_lsn::t
 export const RETAINED_SQL = `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::float8 AS bytes FROM pg_replication_slots WHERE slot_name = $1`;
 
 export const MARKER_EXISTS_SQL = `SELECT to_regclass('cdc_sync.origin_marker') IS NOT NULL AS exists`;
+
+/**
+ * One page of a table's initial copy, in key order (keyset pagination):
+ * `$1` the key of the last row copied as json (typed by the table's own row
+ * type), `$2` the page size. Rows come as row_to_json text, read exactly as
+ * the change log's images are.
+ */
+export function copyPageSql(table: string, key: string[], first: boolean): string {
+  const t = quoteTable(qualify(table));
+  const keys = key.map(quoteIdent);
+  const after = first ? 'WHERE $1::json IS NULL' : `WHERE (${keys.map((k) => `t.${k}`).join(', ')}) > (SELECT ${keys.join(', ')} FROM json_populate_record(NULL::${t}, $1::json))`;
+  return `SELECT row_to_json(t)::text AS row FROM ${t} AS t ${after} ORDER BY ${keys.map((k) => `t.${k}`).join(', ')} LIMIT $2`;
+}

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { Observable, startWith, type Subscriber } from 'rxjs';
-import type { RejectedChange, ChangeEvent, SourceChunk } from '../../core/change-event.js';
+import type { RejectedChange, ChangeEvent, Row, SourceChunk } from '../../core/change-event.js';
 import { ConfigError } from '../../core/errors.js';
 import type { TableConfig } from '../../core/mapping.js';
 import { createPool, type Pool } from '../../sinks/postgres/connection.js';
@@ -13,7 +13,9 @@ import { countCaptured } from '../count-captured.js';
 import type { Source } from '../source.js';
 import { formatLsn, parseLsn } from './wal-lsn.js';
 import { decodePgOutput, parseReplicationMessage, standbyStatus } from './wal-protocol.js';
-import { MARKER_EXISTS_SQL, PUBLICATION_SQL, RETAINED_SQL, SLOT_SQL, TABLE_INFO_SQL } from './wal-setup.js';
+import { MARKER_EXISTS_SQL, PUBLICATION_SQL, RETAINED_SQL, SLOT_SQL, TABLE_INFO_SQL, copyPageSql } from './wal-setup.js';
+import { WalPosition } from './wal-position.js';
+import { parseJson } from '../../core/json.js';
 import { ORIGIN_MARKER_TABLE, TransactionAssembler, type WalTransaction } from './wal-transactions.js';
 
 export interface WalSourceOptions {
@@ -22,6 +24,8 @@ export interface WalSourceOptions {
   slot: string;
   publication: string;
   truncate: 'dead-letter' | 'ignore';
+  /** `initial`: a stream without checkpoint first copies its tables, then streams from the slot. */
+  snapshot: 'initial' | 'never';
   /** Changes per chunk (whole transactions; one transaction may exceed it). */
   readLimit: number;
   /** Decoded changes held in memory before the socket is paused. */
@@ -91,17 +95,50 @@ export class WalSource implements Source {
   chunks(from: string | null, demand: Observable<void>): Observable<SourceChunk> {
     return new Observable<SourceChunk>((subscriber) => {
       this.subscriber = subscriber;
-      this.skipUntil = from ? parseLsn(from) : 0n;
+      const start = WalPosition.parse(from);
+      const all = this.options.tables.map((t) => t.source);
+      let position = from === null && this.options.snapshot === 'initial' ? start.withCopy(all) : start;
+      this.skipUntil = start.lsn;
       this.flushed = this.skipUntil;
       this.lastEmitted = this.skipUntil;
       this.queue = [];
       this.queued = 0;
       this.requests = 0;
+      let copying = position.copy !== null;
+      let reading = false;
+      // The copy is read page by page on demand; replication starts when it is done, from the position before it.
+      const copyPages = async () => {
+        if (reading) return;
+        reading = true;
+        try {
+          while (copying && this.requests > 0 && this.subscriber) {
+            this.requests -= 1;
+            const { chunk, next } = await this.copyPage(position);
+            position = next;
+            copying = next.copy !== null;
+            if (!copying) {
+              this.context.log.info({ slot: this.options.slot }, 'initial copy finished; streaming changes');
+              void this.replicate();
+            }
+            this.subscriber?.next(chunk);
+          }
+        } catch (error) {
+          this.subscriber?.error(error);
+        } finally {
+          reading = false;
+        }
+        if (!copying) this.deliver();
+      };
       const demands = demand.pipe(startWith(undefined)).subscribe(() => {
         this.requests += 1;
-        this.deliver();
+        if (copying) void copyPages();
+        else this.deliver();
       });
-      void this.replicate();
+      if (copying) {
+        const { tables, after } = position.copy!;
+        this.context.log.info({ tables, resumedAfter: after ?? undefined }, 'initial copy started; changes made meanwhile are streamed after it');
+      }
+      else void this.replicate();
       return () => {
         demands.unsubscribe();
         this.subscriber = undefined;
@@ -110,8 +147,44 @@ export class WalSource implements Source {
     });
   }
 
+  /** The position that copies `tables` (all when empty) again, then streams on from where the stream was. */
+  requestSnapshot(position: string | null, tables: string[]): string | null {
+    const known = this.options.tables.map((t) => t.source);
+    for (const table of tables) {
+      if (!known.includes(table)) throw new ConfigError(`--table ${table}: not a table of this stream (${known.join(', ')})`);
+    }
+    return WalPosition.parse(position).withCopy(tables.length > 0 ? tables : known).toString();
+  }
+
+  /** The next page of the table being copied, as inserts, and the position after it. */
+  private async copyPage(position: WalPosition): Promise<{ chunk: SourceChunk; next: WalPosition }> {
+    const copy = position.copy!;
+    const source = copy.tables[0]!;
+    const table = this.tables.get(qualifiedText(source));
+    if (!table) throw new ConfigError(`the copy names table ${source}, which this stream does not capture; reset the stream`);
+    const rows = await this.query<{ row: string }>(copyPageSql(source, table.key, copy.after === null), [
+      copy.after === null ? null : JSON.stringify(copy.after),
+      this.options.readLimit,
+    ]);
+    const now = new Date();
+    const events: ChangeEvent[] = [];
+    let last: Row | null = null;
+    for (const { row: text } of rows) {
+      const row = parseJson(text) as Row;
+      last = {};
+      for (const k of table.key) last[k] = row[k] ?? null;
+      events.push({ table: table.source, op: 'insert', key: last, row, before: null, position: '', commitTime: now });
+    }
+    const next = position.copied(rows.length < this.options.readLimit ? null : last);
+    const text = next.toString();
+    for (const e of events) e.position = text;
+    if (next.copy?.tables[0] !== source) this.context.log.info({ table: source }, 'table copied');
+    countCaptured(this.context, events);
+    return { chunk: { events, rejected: [], position: text, caughtUp: false }, next };
+  }
+
   async committed(position: string): Promise<void> {
-    const lsn = parseLsn(position);
+    const lsn = WalPosition.parse(position).lsn;
     if (lsn > this.flushed) this.flushed = lsn;
     this.sendStatus();
   }

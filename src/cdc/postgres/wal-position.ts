@@ -1,0 +1,46 @@
+import type { Row } from '../../core/change-event.js';
+import { formatLsn, parseLsn } from './wal-lsn.js';
+
+/** A copy in progress: the tables still to copy (the first one now), and the key of the last row copied of it. */
+export interface WalCopy {
+  tables: string[];
+  after: Row | null;
+}
+
+/**
+ * The postgres-wal checkpoint: the end LSN of the last applied transaction
+ * and, while an initial copy (or `cdc-sync snapshot`) runs, how far it got.
+ * Without a copy it is the bare LSN (`0/16B3748`); with one, JSON. Streaming
+ * resumes from `lsn` once the copy is done, so every change made since the
+ * slot was created (during the copy too) is applied after it.
+ */
+export class WalPosition {
+  constructor(
+    readonly lsn: bigint,
+    readonly copy: WalCopy | null = null,
+  ) {}
+
+  static parse(text: string | null): WalPosition {
+    if (text === null) return new WalPosition(0n);
+    if (!text.startsWith('{')) return new WalPosition(parseLsn(text));
+    const parsed = JSON.parse(text) as { lsn: string; copy?: WalCopy | null };
+    return new WalPosition(parseLsn(parsed.lsn), parsed.copy ?? null);
+  }
+
+  /** The copy moved on: `after` the given key, or to the next table when `after` is null; none left ends the copy. */
+  copied(after: Row | null): WalPosition {
+    if (!this.copy) return this;
+    if (after) return new WalPosition(this.lsn, { tables: this.copy.tables, after });
+    const rest = this.copy.tables.slice(1);
+    return new WalPosition(this.lsn, rest.length > 0 ? { tables: rest, after: null } : null);
+  }
+
+  withCopy(tables: string[]): WalPosition {
+    return new WalPosition(this.lsn, tables.length > 0 ? { tables, after: null } : null);
+  }
+
+  toString(): string {
+    if (!this.copy) return formatLsn(this.lsn);
+    return JSON.stringify({ lsn: formatLsn(this.lsn), copy: this.copy });
+  }
+}
