@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { histogram, parseMetrics, quantile, sum, type Quantile, type Sample } from './prometheus.js';
 import { childrenCpu, cpuBetween, cpuSeconds, memory } from './proc.js';
+import { SHIPPED_NODE_ARGS } from './node-args.js';
 
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const POLL_MS = 200;
@@ -84,7 +85,7 @@ export async function drain(options: DrainOptions): Promise<DrainResult> {
 
   const pgBefore = childrenCpu(options.postmaster);
   const started = Date.now();
-  const child = spawn(process.execPath, [...nodeArgs, CLI, 'run', '--config', configPath], {
+  const child = spawn(process.execPath, [...SHIPPED_NODE_ARGS, ...nodeArgs, CLI, 'run', '--config', configPath], {
     env,
     stdio: ['ignore', 'ignore', 'pipe'],
   });

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import type { BacklogMix } from './backlog.js';
+import { SHIPPED_NODE_ARGS } from './node-args.js';
 import type { DrainResult } from './drain.js';
 import type { NaiveResult } from './naive.js';
 import type { Quantile } from './prometheus.js';
@@ -40,7 +41,7 @@ export interface Report {
   neighbours: { drain: string[]; naive: string[] };
   /** The batch size `npm run bench` uses when BENCH_BATCH_SIZE is not set. */
   defaultBatchSize: number;
-  /** Extra Node.js options the cdc-sync child ran with (BENCH_NODE_ARGS); empty for the shipped behaviour. */
+  /** Extra Node.js options the cdc-sync child ran with (BENCH_NODE_ARGS) besides SHIPPED_NODE_ARGS; empty for the shipped behaviour. */
   nodeArgs: string[];
 }
 
@@ -140,7 +141,8 @@ export function markdownSection(report: Report): string {
       `in statements of 8,000 / 1,500 / 500 rows, each its own transaction. Making the backlog took ${report.backlogSeconds.toFixed(1)} s (not part of the result). ` +
       '`cdc-sync run` (the built CLI, a child process) then drains it: source `postgres-changelog` on `src`, sink `postgres` on `dst` ' +
       `(same table, no triggers), \`batch: { maxSize: ${r.batchSize}, maxWaitMs: 100 }\`, checkpoints in the sink's transaction` +
-      (report.nodeArgs.length > 0 ? `, Node.js options \`${report.nodeArgs.join(' ')}\`. ` : ', default Node.js options. ') +
+      `, Node.js options as shipped (\`${SHIPPED_NODE_ARGS.join(' ')}\`)` +
+      (report.nodeArgs.length > 0 ? ` plus \`${report.nodeArgs.join(' ')}\`. ` : '. ') +
       'The run ends when `cdc_sync_events_applied_total` reaches the backlog size; `dst.items` is then checked to equal `src.items` ' +
       '(row count and md5 of all rows in id order), and the process is stopped with SIGINT and must exit 0.',
     '',

@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { startPostgresCluster, type PostgresCluster } from '../test/support/postgres-cluster.js';
 import { makeBacklog, prepareTarget, tableDigest, withClient } from './backlog.js';
 import { machine, writeSection } from './report.js';
+import { SHIPPED_NODE_ARGS } from './node-args.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const TITLE = '## postgres-wal → PostgreSQL vs. PostgreSQL logical replication';
@@ -62,10 +63,10 @@ async function main(): Promise<number> {
       config,
       `streams:
   - name: bench
-    source: { type: postgres-wal, url: "${src}", slot: bench_cdc, publication: bench_cdc }
+    source: { type: postgres-wal, url: "${src}", slot: bench_cdc, publication: bench_cdc, snapshot: never }
     sink: { type: postgres, url: "${cdc}" }
     tables: [{ source: public.items, target: public.items }]
-    batch: { maxSize: 2000, maxWaitMs: 50 }
+    batch: { maxSize: 10000, maxWaitMs: 50 }
 http: { port: 0, host: 127.0.0.1 }
 log: { level: warn }
 `,
@@ -73,7 +74,7 @@ log: { level: warn }
     // BENCH_NODE_ARGS: extra node flags for the cdc-sync process (e.g. --cpu-prof to profile it).
     const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
     const run = () =>
-      spawn(process.execPath, [...nodeArgs, join(ROOT, 'dist/src/cli.js'), 'run', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
+      spawn(process.execPath, [...SHIPPED_NODE_ARGS, ...nodeArgs, join(ROOT, 'dist/src/cli.js'), 'run', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
     let child = run();
     while (!(await scalar<boolean>(src, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = 'bench_cdc' AND active)`))) {
       await new Promise((r) => setTimeout(r, 100));
@@ -119,7 +120,7 @@ log: { level: warn }
       '| | changes/s | time |',
       '|---|---:|---:|',
       `| PostgreSQL logical replication (CREATE SUBSCRIPTION, copy_data off) | ${Math.round(nativeRate).toLocaleString('en')} | ${nativeSeconds.toFixed(2)} s |`,
-      `| cdc-sync postgres-wal → postgres (batch.maxSize 2000, start-up included) | ${Math.round(cdcRate).toLocaleString('en')} | ${cdcSeconds.toFixed(2)} s |`,
+      `| cdc-sync postgres-wal → postgres (batch.maxSize 10000, start-up included) | ${Math.round(cdcRate).toLocaleString('en')} | ${cdcSeconds.toFixed(2)} s |`,
       '',
       `Ratio cdc-sync ÷ native: **${ratio.toFixed(2)}×** (target ≥ 0.7×: ${ratio >= 0.7 ? 'pass' : 'FAIL'}). Both targets equal the source: ${equal ? 'yes' : 'NO'} (md5 of all rows in id order). cdc-sync exit after SIGINT: ${exit}.`,
       '',

@@ -150,7 +150,10 @@ export class TableMapping {
         row[k] = key[k]!;
       }
     }
-    return { ...event, key, row, before: event.before ? this.mapRow(event.before) : event.before };
+    const before = event.before ? this.mapRow(event.before) : event.before;
+    // Nothing to rename or convert: the event itself (events are never changed after capture).
+    if (key === event.key && row === event.row && before === event.before) return event;
+    return { ...event, key, row, before };
   }
 
   private resolve(sourceColumn: string): TargetColumn | null {

@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -168,9 +168,14 @@ describe('Dockerfile', () => {
     expect(cli).toBe(resolve(packageJson.bin['cdc-sync']!));
     expect(resolve(packageJson.main)).toBe(cli);
     expect(statSync(cli!).isFile()).toBe(true);
+    // The bin starts node with the options the image sets: the kernel hands env the shebang's rest as one argument, -S splits it.
+    const shebang = readFileSync(cli!, 'utf8').split('\n')[0]!;
+    expect(shebang).toBe('#!/usr/bin/env -S node --max-semi-space-size=8');
+    const help = execFileSync('/usr/bin/env', [shebang.slice('#!/usr/bin/env '.length), cli!, '--help'], { encoding: 'utf8' });
+    expect(help).toContain('Usage: cdc-sync');
 
     const env = stageEnv(runtime);
-    expect(env).toMatchObject({ CDC_SYNC_CONFIG: '/etc/cdc-sync/cdc-sync.yaml', NODE_OPTIONS: '--max-old-space-size=160' });
+    expect(env).toMatchObject({ CDC_SYNC_CONFIG: '/etc/cdc-sync/cdc-sync.yaml', NODE_OPTIONS: '--max-old-space-size=160 --max-semi-space-size=8' });
     const healthcheck = instructions(runtime, 'HEALTHCHECK')[0]!;
     expect(healthcheck).toMatch(/--interval=\S+ --timeout=\S+ --start-period=\S+ --retries=\d+ CMD \[/);
     expect(env.CDC_SYNC_HEALTHCHECK_URL).toBe('http://127.0.0.1:9464/healthz');

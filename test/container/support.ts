@@ -51,9 +51,9 @@ export function instructions(stage: Stage, op: string): string[] {
 export function stageEnv(stage: Stage): Record<string, string> {
   const env: Record<string, string> = {};
   for (const args of instructions(stage, 'ENV')) {
-    for (const pair of args.split(/\s+/)) {
-      const eq = pair.indexOf('=');
-      if (eq > 0) env[pair.slice(0, eq)] = pair.slice(eq + 1);
+    // KEY=value pairs; a value in double quotes may hold spaces (Docker's ENV key=value form).
+    for (const match of args.matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("((?:[^"\\]|\\.)*)"|\S*)/g)) {
+      env[match[1]!] = match[3] !== undefined ? match[3].replace(/\\(.)/g, '$1') : match[2]!;
     }
   }
   return env;

@@ -12,7 +12,7 @@ import { readWithRetry } from '../read-with-retry.js';
 import { countCaptured } from '../count-captured.js';
 import type { Source } from '../source.js';
 import { formatLsn, parseLsn } from './wal-lsn.js';
-import { decodePgOutput, parseReplicationMessage, standbyStatus } from './wal-protocol.js';
+import { decodePgOutput, parseReplicationMessage, standbyStatus, xlogWalEnd } from './wal-protocol.js';
 import { MARKER_EXISTS_SQL, PUBLICATION_SQL, RETAINED_SQL, SLOT_SQL, TABLE_INFO_SQL, copyPageSql } from './wal-setup.js';
 import { WalPosition } from './wal-position.js';
 import { parseJson } from '../../core/json.js';
@@ -282,7 +282,10 @@ export class WalSource implements Source {
         if (message.replyRequested || this.flushPosition() > before) this.sendStatus();
         return;
       }
-      if (message.walEnd > this.received) this.received = message.walEnd;
+      if (!message.isChange) {
+        const walEnd = xlogWalEnd(message.message);
+        if (walEnd > this.received) this.received = walEnd;
+      }
       const tx = this.assembler.push(decodePgOutput(message.message, message.offset));
       if (tx) this.onTransaction(tx);
     } catch (error) {
