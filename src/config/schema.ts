@@ -55,7 +55,7 @@ export const sourceSchema = z.strictObject({
   /** Poll delay right after a read that found work / when idle (adaptive in between). */
   pollIntervalMs: integer((n) => n.nonnegative()).default(0),
   idleIntervalMs: integer((n) => n.positive()).default(1000),
-  /** A stream without checkpoint first copies its tables (mssql sources). */
+  /** A stream without checkpoint first copies its tables (mssql-cdc, postgres-wal). */
   snapshot: z.enum(['initial', 'never']).default('initial'),
   /** supabase-realtime: the service-role key (SUPABASE_SERVICE_ROLE_KEY). */
   key: z.string().min(1).optional(),
@@ -78,8 +78,8 @@ export const sourceSchema = z.strictObject({
   /** postgres-wal: replication slot and publication (default cdc_sync_<stream>); created when missing. */
   slot: z.string().regex(/^[a-z0-9_]{1,63}$/, 'lower-case letters, digits and "_" (a replication slot name)').optional(),
   publication: z.string().regex(/^[A-Za-z0-9_]{1,63}$/, 'letters, digits and "_"').optional(),
-  /** postgres-wal: a TRUNCATE of a captured table goes to the dead letter (default) or is ignored. */
-  truncate: z.enum(['dead-letter', 'ignore']).default('dead-letter'),
+  /** postgres-wal: a TRUNCATE of a captured table empties the target table (`apply`, postgres and sqlite sinks), goes to the dead letter (default) or is ignored. */
+  truncate: z.enum(['apply', 'dead-letter', 'ignore']).default('dead-letter'),
   /** postgres-wal: acknowledge (standby status) at least this often. */
   statusIntervalMs: integer((n) => n.positive()).default(10_000),
   /** mssql-queue: the trigger-fed queue table (the older scripts' SyncQueue). */
@@ -165,6 +165,13 @@ export const configSchema = z
         ctx.addIssue({ code: 'custom', path: ['streams', i, 'name'], message: `duplicate stream name "${stream.name}"` });
       }
       seen.add(stream.name);
+      if (stream.source.truncate === 'apply' && !['postgres', 'sqlite'].includes(stream.sink.type)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['streams', i, 'source', 'truncate'],
+          message: `"apply" needs a postgres or sqlite sink (this stream's sink is ${stream.sink.type}); use "dead-letter" or "ignore"`,
+        });
+      }
     });
   });
 

@@ -134,7 +134,7 @@ export interface RetryResult {
   skipped: number;
 }
 
-const OPS = new Set<Op>(['insert', 'update', 'delete']);
+const OPS = new Set<Op>(['insert', 'update', 'delete', 'truncate']);
 
 /** A dead letter's payload as a change in target column names, or null when it is raw rejected input. */
 function changeOf(letter: OpenDeadLetter): ChangeEvent | null {
@@ -147,12 +147,12 @@ function changeOf(letter: OpenDeadLetter): ChangeEvent | null {
   if (!value || typeof value !== 'object' || Array.isArray(value)) return null;
   const p = value as { op?: unknown; key?: unknown; row?: unknown; before?: unknown };
   if (!OPS.has(p.op as Op) || !p.key || typeof p.key !== 'object') return null;
-  if (p.op !== 'delete' && (!p.row || typeof p.row !== 'object')) return null;
+  if (p.op !== 'delete' && p.op !== 'truncate' && (!p.row || typeof p.row !== 'object')) return null;
   return {
     table: letter.table,
     op: p.op as Op,
     key: p.key as Row,
-    row: p.op === 'delete' ? null : (p.row as Row),
+    row: p.op === 'delete' || p.op === 'truncate' ? null : (p.row as Row),
     before: (p.before as Row | null | undefined) ?? null,
     position: letter.position,
     commitTime: new Date(),

@@ -2,7 +2,7 @@
  * The one record every source produces and every sink consumes.
  * Values are plain data (see `values.ts`): no driver types beyond Date and Uint8Array.
  */
-export type Op = 'insert' | 'update' | 'delete';
+export type Op = 'insert' | 'update' | 'delete' | 'truncate';
 
 export type Value =
   | null

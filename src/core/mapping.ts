@@ -137,6 +137,7 @@ export class TableMapping {
 
   /** The event in target names and types; key columns always present. */
   mapEvent(event: ChangeEvent): ChangeEvent {
+    if (event.op === 'truncate') return event; // the whole table: no key, no row
     const key = this.mapRow(event.key);
     for (const k of this.targetKey) {
       if (!(k in key)) throw new ConfigError(`${this.path}: change on ${this.source} has no value for key column ${k}`);

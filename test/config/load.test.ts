@@ -103,6 +103,13 @@ describe('parseConfig', () => {
     expect(error.message).toContain('duplicate stream name "dup"');
   });
 
+  it('refuses truncate: apply for a sink that cannot empty a table, naming the key path', () => {
+    const supabase = yaml().replace('type: postgres-changelog', 'type: postgres-wal\n      truncate: apply').replace('type: postgres\n', 'type: supabase\n');
+    expect(configError(supabase).message).toMatch(/streams\[0\]\.source\.truncate.*"apply" needs a postgres or sqlite sink \(this stream's sink is supabase\)/s);
+    const postgres = parseConfig(yaml().replace('type: postgres-changelog', 'type: postgres-wal\n      truncate: apply'), {});
+    expect(postgres.streams[0]!.source.truncate).toBe('apply');
+  });
+
   it('names the key path of a value of the wrong type or out of range', () => {
     expect(configError(yaml({ extra: '    batch: { maxSize: 0 }' })).message).toContain('streams[0].batch.maxSize');
     expect(configError(yaml({ tail: 'http: { port: 70000 }' })).message).toContain('http.port');

@@ -17,11 +17,11 @@ let stream = '';
 const SCHEMA = `CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL, price numeric(20,4), note text);
   ALTER TABLE items ALTER COLUMN note SET STORAGE EXTERNAL;`;
 
-function config(sourceUrl = '${SOURCE_URL}', sinkUrl = '${SINK_URL}'): string {
+function config(sourceUrl = '${SOURCE_URL}', sinkUrl = '${SINK_URL}', sourceExtra = ''): string {
   return writeConfig(`
 streams:
   - name: ${stream}
-    source: { type: postgres-wal, url: "${sourceUrl}", statusIntervalMs: 200 }
+    source: { type: postgres-wal, url: "${sourceUrl}", statusIntervalMs: 200${sourceExtra} }
     sink: { type: postgres, url: "${sinkUrl}" }
     tables:
       - { source: public.items, target: public.items }
@@ -141,6 +141,20 @@ describe('postgres-wal → postgres through the CLI', () => {
     await waitFor(() => inSync(), 60_000, () => `${lastDifference}\n${third.stderr()}`);
     expect(await processes.stop(third)).toBe(0);
   }, 120_000);
+
+  it('with truncate: apply, empties B when A is truncated, keeping what A wrote after the TRUNCATE in the same transaction', async () => {
+    const cli = start(config('${SOURCE_URL}', '${SINK_URL}', ', truncate: apply'));
+    await replicating(cli);
+    await a.query(`INSERT INTO items SELECT g, 'item ' || g, g, NULL FROM generate_series(1, 300) g`);
+    await waitFor(() => inSync(), 30_000, () => `${lastDifference}\n${cli.stderr()}`);
+    await a.query(`BEGIN; TRUNCATE items; INSERT INTO items VALUES (1000, 'after truncate', 1, NULL); COMMIT`);
+    await waitFor(async () => (await rows(b)).length === 1, 30_000, () => cli.stderr());
+    expect(await inSync()).toBe(true);
+    const text = await metrics(cli);
+    expect(metricValue(text, 'cdc_sync_events_applied_total', { stream, table: 'public.items', op: 'truncate' })).toBe(1);
+    expect(metricValue(text, 'cdc_sync_events_failed_total', { stream, table: 'public.items' }) ?? 0).toBe(0);
+    expect(await processes.stop(cli)).toBe(0);
+  });
 
   it('ends with B equal to A after SIGKILL at random points during a backlog, restarted 20 times', async () => {
     // Create the slot first, then build a backlog.

@@ -23,7 +23,7 @@ export interface WalSourceOptions {
   tables: TableConfig[];
   slot: string;
   publication: string;
-  truncate: 'dead-letter' | 'ignore';
+  truncate: 'apply' | 'dead-letter' | 'ignore';
   /** `initial`: a stream without checkpoint first copies its tables, then streams from the slot. */
   snapshot: 'initial' | 'never';
   /** Changes per chunk (whole transactions; one transaction may exceed it). */

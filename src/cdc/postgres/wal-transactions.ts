@@ -27,7 +27,7 @@ interface Relation {
 export interface AssemblerOptions {
   /** `schema.table` → configured source name and key columns (empty: the relation's replica identity key). */
   tables: Map<string, { source: string; key: string[] }>;
-  truncate: 'dead-letter' | 'ignore';
+  truncate: 'apply' | 'dead-letter' | 'ignore';
   stream: string;
 }
 
@@ -137,6 +137,10 @@ export class TransactionAssembler {
       const relation = this.relation(id);
       const table = this.options.tables.get(relation.qualified);
       if (!table) continue;
+      if (this.options.truncate === 'apply') {
+        tx.events.push(change(table.source, 'truncate', {}, null, null, tx.commitTime));
+        continue;
+      }
       tx.rejected.push({
         table: table.source,
         key: null,

@@ -9,7 +9,7 @@ import { loadMssqlDriver, type MssqlClient, type MssqlConnect, type MssqlExecuto
 import { classifyMssqlError, isMssqlConnectionError } from '../../cdc/mssql/errors.js';
 import { declaredType, type TableColumn } from '../../cdc/mssql/snapshot-queries.js';
 import type { ApplyResult, Sink, SinkBatch } from '../sink.js';
-import { groupStatements, type StatementGroup } from '../statement-groups.js';
+import { groupStatements, truncateUnsupported, type StatementGroup } from '../statement-groups.js';
 import {
   INSERT_DEAD_LETTERS,
   MARK_ORIGIN,
@@ -144,6 +144,7 @@ export class MssqlSink implements Sink {
   }
 
   private async applyGroup(tx: MssqlExecutor, info: TargetInfo, group: StatementGroup, conflicts: { table: string; key: Row }[]): Promise<number> {
+    if (group.op === 'truncate') throw truncateUnsupported('mssql', group.table, this.context?.stream);
     const typed = (names: string[]) => names.map((name) => ({ name, type: info.declared.get(name) ?? 'nvarchar(max)' }));
     const rows = group.events.map((e) => (group.op === 'delete' ? e.key : e.row!));
     const param = { rows: { type: 'nvarchar-max' as const, value: encodeRows(rows, info.table.columns) } };

@@ -22,6 +22,7 @@ import {
   beginSql,
   commitSql,
   deleteSql,
+  emptyTableSql,
   upsertSql,
 } from './queries.js';
 
@@ -170,7 +171,7 @@ export class PostgresSink implements Sink {
               await client.query(pingBackSql(name, target.key), [toJsonText(losers.rows), `${name.schema ?? 'public'}.${name.name}`]);
             }
           }
-          const result = await client.query(this.statementSql(group, '$1'), [param]);
+          const result = group.op === 'truncate' ? await client.query(this.statementSql(group, '')) : await client.query(this.statementSql(group, '$1'), [param]);
           written += result.rowCount ?? 0;
         }
         table = undefined;
@@ -202,6 +203,7 @@ export class PostgresSink implements Sink {
   /** The upsert or delete of a group; `rows` is `$1` or the rows as a constant. */
   private statementSql(group: StatementGroup, rows: string): string {
     const target = this.target(group.table);
+    if (group.op === 'truncate') return emptyTableSql(target.table.name);
     return group.op === 'delete' ? deleteSql(target.table.name, target.key, rows) : upsertSql(this.shape(group), rows);
   }
 
@@ -215,7 +217,7 @@ export class PostgresSink implements Sink {
   private groupsOf(changes: ChangeEvent[]): PreparedGroup[] {
     return groupStatements(changes).map((group) => ({
       group,
-      param: rowsJson(group.events.map((e) => (group.op === 'delete' ? e.key : e.row!))),
+      param: group.op === 'truncate' ? '' : rowsJson(group.events.map((e) => (group.op === 'delete' ? e.key : e.row!))),
     }));
   }
 

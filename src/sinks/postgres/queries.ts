@@ -107,6 +107,16 @@ export function deleteSql(table: QualifiedName, key: string[], rows = '$1'): str
   return `DELETE FROM ${t} AS t USING json_populate_recordset(NULL::${t}, ${rows}::json) AS d WHERE ${match}`;
 }
 
+/**
+ * A TRUNCATE the source applied: DELETE rather than TRUNCATE, so it takes
+ * no exclusive lock, runs inside the batch's transaction like every other
+ * statement, and a change-log trigger on the table sees row deletes written
+ * under cdc-sync's origin (not captured again).
+ */
+export function emptyTableSql(table: QualifiedName): string {
+  return `DELETE FROM ${quoteTable(table)}`;
+}
+
 export function deadLettersSql(rows = '$1'): string {
   return `INSERT INTO cdc_sync.dead_letters (stream, table_name, key, payload, error, reason, position)
 SELECT stream, "table", key, payload, error, reason, position

@@ -102,6 +102,11 @@ function keyMatchSql(key: string[], alias = ''): string {
   return `${left} IN (SELECT ${key.map((_, i) => `j.value ->> ${i}`).join(', ')} FROM json_each(?) AS j)`;
 }
 
+/** A TRUNCATE the source applied: every row goes, in the batch's transaction. */
+export function emptyTableSql(table: string): string {
+  return `DELETE FROM ${quoteIdent(table)}`;
+}
+
 export function deleteSql(table: string, key: string[]): string {
   return `DELETE FROM ${quoteIdent(table)} WHERE ${keyMatchSql(key)}`;
 }

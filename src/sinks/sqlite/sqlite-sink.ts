@@ -21,6 +21,7 @@ import {
   SET_ORIGIN_SQL,
   conflictSql,
   deleteSql,
+  emptyTableSql,
   pingBackSql,
   upsertSql,
   type Shape,
@@ -137,6 +138,10 @@ export class SqliteSink implements Sink {
             newerWinsBy: target.newerWinsBy,
             updatable: target.updatable,
           };
+          if (group.op === 'truncate') {
+            written += this.statement(emptyTableSql(target.table)).run().changes;
+            continue;
+          }
           if (group.op === 'delete') {
             written += this.statement(deleteSql(target.table, target.key)).run(keysJson(group.events, target)).changes;
             continue;

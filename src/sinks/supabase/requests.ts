@@ -18,7 +18,7 @@ export const DEFAULT_LIMITS: ChunkLimits = { maxRows: 1000, maxBodyBytes: 1_000_
 
 export interface RequestGroup {
   table: string;
-  op: 'delete' | 'upsert';
+  op: 'delete' | 'upsert' | 'truncate';
   events: ChangeEvent[];
 }
 

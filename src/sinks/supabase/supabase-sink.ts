@@ -1,3 +1,4 @@
+import { truncateUnsupported } from '../statement-groups.js';
 import type { SupabaseClient } from '@supabase/supabase-js';
 import { CdcSyncError, ConfigError, errorMessage } from '../../core/errors.js';
 import type { TableConfig, TableMapping, TargetTable } from '../../core/mapping.js';
@@ -110,6 +111,7 @@ export class SupabaseSink implements Sink {
     for (const group of groupRequests(batch.changes)) {
       const target = this.target(group.table);
       const from = () => client.schema(target.name.schema ?? 'public').from(target.name.name);
+      if (group.op === 'truncate') throw truncateUnsupported('supabase', group.table, this.context?.stream);
       if (group.op === 'delete') {
         for (const filter of deleteFilters(target.key, group.events.map((e) => e.key), this.limits)) {
           const request = from().delete({ count: 'exact' });

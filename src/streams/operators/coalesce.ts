@@ -6,13 +6,24 @@ import { keyString, type ChangeEvent } from '../../core/change-event.js';
  * upserts from parent tables down. `tableOrder` lists tables parents first.
  * Upserts are idempotent, so the last image of a key is all the sink needs:
  * insert+update → upsert, update+delete → delete, delete+insert → upsert.
+ * Tables a TRUNCATE emptied come first (children first), without the
+ * changes that preceded the TRUNCATE.
  */
 export function coalesce(events: ChangeEvent[], tableOrder: string[]): ChangeEvent[] {
   // Per table, one id object per key: found by the key value itself when the key is one text or number column (no string built per change), else by keyString.
   const last = new Map<object, ChangeEvent>();
   const tables = new Map<string, { values: Map<string | number, object>; strings: Map<string, object> }>();
+  // A TRUNCATE wipes the table: its earlier changes in the batch are dropped, and it is applied before the later ones.
+  const truncates = new Map<string, ChangeEvent>();
   for (const event of events) {
     let ids = tables.get(event.table);
+    if (event.op === 'truncate') {
+      for (const id of [...(ids?.values.values() ?? []), ...(ids?.strings.values() ?? [])]) last.delete(id);
+      tables.delete(event.table);
+      truncates.delete(event.table);
+      truncates.set(event.table, event);
+      continue;
+    }
     if (!ids) tables.set(event.table, (ids = { values: new Map(), strings: new Map() }));
     const value = singleValue(event.key);
     let id: object | undefined;
@@ -30,10 +41,11 @@ export function coalesce(events: ChangeEvent[], tableOrder: string[]): ChangeEve
   }
   // One bucket per table rank (unknown tables last): a stable order without sorting.
   const rank = new Map(tableOrder.map((t, i) => [t, i]));
-  const deletes: ChangeEvent[][] = Array.from({ length: tableOrder.length + 1 }, () => []);
-  const upserts: ChangeEvent[][] = Array.from({ length: tableOrder.length + 1 }, () => []);
+  const buckets = () => Array.from({ length: tableOrder.length + 1 }, (): ChangeEvent[] => []);
+  const [emptied, deletes, upserts] = [buckets(), buckets(), buckets()];
+  for (const e of truncates.values()) emptied[rank.get(e.table) ?? tableOrder.length]!.push(e);
   for (const e of last.values()) (e.op === 'delete' ? deletes : upserts)[rank.get(e.table) ?? tableOrder.length]!.push(e);
-  return [...deletes.reverse().flat(), ...upserts.flat()];
+  return [...emptied.reverse().flat(), ...deletes.reverse().flat(), ...upserts.flat()];
 }
 
 /** The key's value when it is one column of text or number; undefined otherwise. */

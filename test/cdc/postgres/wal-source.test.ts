@@ -40,7 +40,7 @@ afterEach(async () => {
 });
 
 async function openSource(
-  options: { tables?: TableConfig[]; readLimit?: number; truncate?: 'dead-letter' | 'ignore'; statusIntervalMs?: number; snapshot?: 'initial' | 'never' } = {},
+  options: { tables?: TableConfig[]; readLimit?: number; truncate?: 'apply' | 'dead-letter' | 'ignore'; statusIntervalMs?: number; snapshot?: 'initial' | 'never' } = {},
 ) {
   const source = new WalSource({
     url: db.url,
@@ -162,6 +162,19 @@ describe('postgres-wal source', () => {
     expect(chunks[1]!.events).toEqual([]);
     expect(chunks[1]!.rejected).toHaveLength(1);
     expect(chunks[1]!.rejected[0]!.error.message).toMatch(/TRUNCATE of public\.items was not applied/);
+  });
+
+  it('with truncate: apply, passes a TRUNCATE on as a truncate change of each captured table, in its transaction', async () => {
+    const { source } = await openSource({ truncate: 'apply', tables: [...TABLES, { source: 'full_items', target: 'full_items' }] });
+    await db.query(`INSERT INTO items (id, name) VALUES (31, 't')`);
+    await db.query(`BEGIN; TRUNCATE items, full_items; INSERT INTO items (id, name) VALUES (32, 'after'); COMMIT`);
+    const chunks = await pull(source, null, 2);
+    expect(chunks[1]!.rejected).toEqual([]);
+    expect(chunks[1]!.events.map((e) => [e.op, e.table, e.key])).toEqual([
+      ['truncate', 'items', {}],
+      ['truncate', 'full_items', {}],
+      ['insert', 'items', { id: '32' }],
+    ]);
   });
 
   it('picks up new columns from the Relation message after ALTER TABLE ADD COLUMN', async () => {

@@ -103,6 +103,19 @@ describe('PostgresSink', () => {
     expect(await sink.readCheckpoint(`it's`)).toBe(`p\\1'`);
   });
 
+  it('applies a TRUNCATE as a delete of every row, in the batch transaction, before the changes that followed it', async () => {
+    await db.query(`INSERT INTO parents VALUES (1, 'p'), (2, 'q'); INSERT INTO items (item_id, parent_id, name) VALUES (1, 1, 'a'), (2, 2, 'b')`);
+    const result = await sink.apply({
+      changes: [change('dbo.Items', 'truncate', {}, null), change('dbo.Items', 'insert', { item_id: 3 }, { item_id: 3, parent_id: 1, name: 'c' })],
+      deadLetters: [],
+      checkpoint: { stream: 's1', position: 't1' },
+    });
+    expect(result.written).toBe(3);
+    expect(await db.query(`SELECT item_id::int AS id FROM items ORDER BY 1`)).toEqual([{ id: 3 }]);
+    expect(await db.query(`SELECT count(*)::int AS n FROM parents`)).toEqual([{ n: 2 }]);
+    expect(await sink.readCheckpoint('s1')).toBe('t1');
+  });
+
   it('applying the same batch twice leaves the same state and writes nothing the second time', async () => {
     const batch = {
       changes: [

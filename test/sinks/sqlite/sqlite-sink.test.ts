@@ -99,6 +99,21 @@ describe('sqlite sink', () => {
     expect(db.prepare(`SELECT id FROM orders`).all()).toEqual([{ id: 'ord_001' }]);
   });
 
+  it('applies a TRUNCATE as a delete of every row of the table, children first, before the changes that followed it', async () => {
+    await openSink();
+    db.exec(`INSERT INTO shifts (id, opened_by) VALUES ('s1', 'ann'); INSERT INTO orders (id, shift_id, total) VALUES ('o1', 's1', 1), ('o2', 's1', 2)`);
+    const truncate = (table: string): ChangeEvent => ({ table, op: 'truncate', key: {}, row: null, position: '2', commitTime: new Date() });
+    const result = await sink.apply({
+      changes: [truncate('public.orders'), truncate('public.shifts'), change('public.shifts', 'insert', { id: 's2', opened_by: 'bo' })],
+      deadLetters: [],
+      checkpoint: { stream: 'pg-to-sqlite', position: '2' },
+    });
+    expect(result.written).toBe(4);
+    expect(db.prepare(`SELECT id FROM shifts`).all()).toEqual([{ id: 's2' }]);
+    expect(db.prepare(`SELECT count(*) AS n FROM orders`).get()).toEqual({ n: 0 });
+    expect(await sink.readCheckpoint('pg-to-sqlite')).toBe('2');
+  });
+
   it('is idempotent: the same batch twice leaves the same rows and writes nothing the second time', async () => {
     await openSink();
     const batch = {

@@ -138,4 +138,28 @@ describe('coalesce', () => {
   it('returns nothing for no changes', () => {
     expect(coalesce([], ORDER)).toEqual([]);
   });
+
+  it('a TRUNCATE drops the earlier changes of its table and comes first (children first); later changes follow it', () => {
+    const before = change('orders', 'insert', { id: 1 });
+    const other = change('customers', 'update', { id: 7 });
+    const truncateLines = change('lines', 'truncate', {}, null);
+    const truncateOrders = change('orders', 'truncate', {}, null);
+    const after = change('orders', 'insert', { id: 2 });
+    const gone = change('orders', 'delete', { id: 3 });
+    expect(brief(coalesce([before, other, truncateLines, truncateOrders, after, gone], ORDER))).toEqual([
+      'truncate lines {}',
+      'truncate orders {}',
+      'delete orders {"id":3}',
+      'update customers {"id":7}',
+      'insert orders {"id":2}',
+    ]);
+  });
+
+  it('keys of one column keep text and numbers apart, and composite keys match whatever their column order', () => {
+    const text = change('customers', 'insert', { id: '1' });
+    const number = change('customers', 'insert', { id: 1 });
+    const ab = change('lines', 'insert', { a: 1, b: 2 });
+    const ba = change('lines', 'update', { b: 2, a: 1 });
+    expect(coalesce([text, number, ab, ba], ORDER)).toEqual([text, number, ba]);
+  });
 });
