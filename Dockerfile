@@ -6,7 +6,7 @@
 # ${VAR} in it comes from the container's environment. Other commands:
 #   docker run --rm -v "$PWD/cdc-sync.yaml:/etc/cdc-sync/cdc-sync.yaml:ro" cdc-sync validate
 
-# ---- build: dev dependencies, TypeScript compile ------------------------------------------
+# ---- build: dev dependencies, TypeScript compile, bundle ------------------------------------------
 FROM node:20-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -16,6 +16,8 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY bench ./bench
 COPY test/support ./test/support
+# The bundler step of the build (dist/cdc-sync.mjs).
+COPY tools/bundle.mjs ./tools/bundle.mjs
 RUN npm run build
 
 # ---- runtime: production dependencies and the compiled CLI only ---------------------------
@@ -29,7 +31,8 @@ WORKDIR /app
 ENV NODE_ENV=production
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
-COPY --from=build /app/dist/src ./dist/src
+# The CLI is one bundled file; native addons and the drivers loaded on first use come from node_modules.
+COPY --from=build /app/dist/cdc-sync.mjs /app/dist/cdc-sync.mjs.map ./dist/
 # The T-SQL set-up files, for operators: docker run --rm --entrypoint cat cdc-sync sql/cdc/sync-queue.sql
 COPY sql ./sql
 # /app/data: file checkpoints and dead letters (./data/... in the configuration); mount a
@@ -48,5 +51,5 @@ EXPOSE 9464
 # http.port is not 9464).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch(process.env.CDC_SYNC_HEALTHCHECK_URL || 'http://127.0.0.1:9464/healthz', { signal: AbortSignal.timeout(4000) }).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-ENTRYPOINT ["/usr/bin/tini", "--", "node", "/app/dist/src/cli.js"]
+ENTRYPOINT ["/usr/bin/tini", "--", "node", "/app/dist/cdc-sync.mjs"]
 CMD ["run"]

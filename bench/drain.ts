@@ -7,7 +7,7 @@ import { histogram, parseMetrics, quantile, sum, type Quantile, type Sample } fr
 import { childrenCpu, cpuBetween, cpuSeconds, memory } from './proc.js';
 import { SHIPPED_NODE_ARGS } from './node-args.js';
 
-const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../cdc-sync.mjs', import.meta.url));
 const POLL_MS = 200;
 /** No progress for this long (after start-up) fails the run. */
 const STALL_MS = 120_000;

@@ -1,6 +1,7 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -117,8 +118,10 @@ describe('Dockerfile', () => {
     expect(instructions(build, 'RUN')).toEqual(['npm ci', 'npm run build']);
     expect(runtime.base).toBe('node:20-slim');
     expect(instructions(runtime, 'RUN')).toContain('npm ci --omit=dev --ignore-scripts && npm cache clean --force');
-    // Only the compiled CLI comes from the build stage.
-    expect(instructions(runtime, 'COPY').filter((c) => c.startsWith('--from='))).toEqual(['--from=build /app/dist/src ./dist/src']);
+    // Only the bundled CLI comes from the build stage, and the build script makes it.
+    expect(instructions(runtime, 'COPY').filter((c) => c.startsWith('--from='))).toEqual(['--from=build /app/dist/cdc-sync.mjs /app/dist/cdc-sync.mjs.map ./dist/']);
+    expect(packageJson.scripts.build).toContain('node tools/bundle.mjs');
+    expect(instructions(build, 'COPY')).toContain('tools/bundle.mjs ./tools/bundle.mjs');
   });
 
   it('copies everything tsconfig.build.json compiles, and nothing .dockerignore leaves out', () => {
@@ -154,6 +157,20 @@ describe('Dockerfile', () => {
     }
     expect(files.length).toBeGreaterThan(10);
     expect([...missing]).toEqual([]);
+    // The bundle leaves only native addons and the lazily loaded drivers to node_modules: all production dependencies.
+    const bundle = readFileSync('dist/cdc-sync.mjs', 'utf8');
+    const external = new Set<string>();
+    // What esbuild leaves for Node.js to resolve: top-level imports, import() and its __require() of CommonJS externals.
+    for (const [, specifier] of bundle.matchAll(/(?:^import\s[^;\n]*?from\s*|\bimport\(\s*|\b__require\(\s*)['"]([^'"./][^'"]*)['"]/gm)) {
+      if (specifier!.startsWith('node:')) continue;
+      external.add(specifier!.startsWith('@') ? specifier!.split('/').slice(0, 2).join('/') : specifier!.split('/')[0]!);
+    }
+    const builtins = new Set(builtinModules);
+    const packages = [...external].filter((name) => !builtins.has(name));
+    // pg and ws try these optional native helpers inside try/catch and do without them.
+    const optional = ['pg-native', 'bufferutil', 'utf-8-validate'];
+    expect(packages.filter((name) => !dependencies.includes(name) && !optional.includes(name))).toEqual([]);
+    expect(packages).toEqual(expect.arrayContaining(['better-sqlite3', 'mssql']));
   });
 
   it('runs the built CLI of package.json as the unprivileged node user under tini, with a health check on /healthz', () => {
@@ -163,7 +180,7 @@ describe('Dockerfile', () => {
     const entrypoint = execForm(instructions(runtime, 'ENTRYPOINT')[0]!);
     expect(entrypoint.slice(0, 3)).toEqual(['/usr/bin/tini', '--', 'node']);
     expect(execForm(instructions(runtime, 'CMD')[0]!)).toEqual(['run']);
-    // /app/dist/src/cli.js in the image is dist/src/cli.js here: the bin and main of package.json.
+    // /app/dist/cdc-sync.mjs in the image is dist/cdc-sync.mjs here: the bin and main of package.json.
     const cli = new ContainerPaths().host({}, entrypoint[3]!);
     expect(cli).toBe(resolve(packageJson.bin['cdc-sync']!));
     expect(resolve(packageJson.main)).toBe(cli);
@@ -214,7 +231,7 @@ describe('the image start command, run directly with the compose environment', (
     const s = service('cdc-sync');
     const paths = new ContainerPaths();
     const command = startCommand(s);
-    expect(command).toEqual(['/usr/bin/tini', '--', 'node', '/app/dist/src/cli.js', 'run']);
+    expect(command).toEqual(['/usr/bin/tini', '--', 'node', '/app/dist/cdc-sync.mjs', 'run']);
     const env = containerEnv(s, paths);
     expect(env.CDC_SYNC_CONFIG).toBe(resolve('examples/clinic/cdc-sync.yaml'));
     // The same command with `validate` for `run` (which would wait for SQL Server): no --config, as in the container.

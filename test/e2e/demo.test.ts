@@ -39,7 +39,7 @@ describe('npm start (the embedded demo)', () => {
       expect(metricValue(text, 'cdc_sync_connected', { stream: 'cloud-to-clinic' })).toBe(1);
     } finally {
       // Ctrl-C for the demo process itself: npm dies of the signal (no exit code), the demo must exit 0.
-      const demo = execFileSync('pgrep', ['-f', `^node --max-semi-space-size=8 dist/src/cli.js demo --dir ${data}`], { encoding: 'utf8' }).trim().split('\n').map(Number);
+      const demo = execFileSync('pgrep', ['-f', `^node --max-semi-space-size=8 dist/cdc-sync.mjs demo --dir ${data}`], { encoding: 'utf8' }).trim().split('\n').map(Number);
       for (const pid of demo) process.kill(pid, 'SIGINT');
     }
     expect(await exited, `${out}\n${err}`).toBe(0);

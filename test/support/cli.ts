@@ -3,7 +3,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
-export const CLI = resolve('dist/src/cli.js');
+/** The CLI as it ships: the bundle the build makes (bin and main of package.json). */
+export const CLI = resolve('dist/cdc-sync.mjs');
 
 export interface CliProcess {
   child: ChildProcess;
