@@ -10,41 +10,48 @@ import { keyString, type ChangeEvent } from '../../core/change-event.js';
  * changes that preceded the TRUNCATE.
  */
 export function coalesce(events: ChangeEvent[], tableOrder: string[]): ChangeEvent[] {
-  // Per table, one id object per key: found by the key value itself when the key is one text or number column (no string built per change), else by keyString.
-  const last = new Map<object, ChangeEvent>();
-  const tables = new Map<string, { values: Map<string | number, object>; strings: Map<string, object> }>();
+  // Per table, the index of the newest change of each key: found by the key value itself when the key
+  // is one text or number column (no string built per change), else by keyString. Walking the events
+  // in order and keeping the newest of each key gives the order of their newest changes.
+  const newest = new Uint8Array(events.length);
+  const tables = new Map<string, { values: Map<string | number, number>; strings: Map<string, number> }>();
   // A TRUNCATE wipes the table: its earlier changes in the batch are dropped, and it is applied before the later ones.
-  const truncates = new Map<string, ChangeEvent>();
-  for (const event of events) {
+  const truncates = new Map<string, number>();
+  for (let i = 0; i < events.length; i += 1) {
+    const event = events[i]!;
     let ids = tables.get(event.table);
     if (event.op === 'truncate') {
-      for (const id of [...(ids?.values.values() ?? []), ...(ids?.strings.values() ?? [])]) last.delete(id);
+      for (const earlier of [...(ids?.values.values() ?? []), ...(ids?.strings.values() ?? [])]) newest[earlier] = 0;
       tables.delete(event.table);
-      truncates.delete(event.table);
-      truncates.set(event.table, event);
+      const previous = truncates.get(event.table);
+      if (previous !== undefined) newest[previous] = 0;
+      truncates.set(event.table, i);
+      newest[i] = 1;
       continue;
     }
     if (!ids) tables.set(event.table, (ids = { values: new Map(), strings: new Map() }));
     const value = singleValue(event.key);
-    let id: object | undefined;
+    let previous: number | undefined;
     if (value !== undefined) {
-      id = ids.values.get(value);
-      if (!id) ids.values.set(value, (id = {}));
+      previous = ids.values.get(value);
+      ids.values.set(value, i);
     } else {
       const text = keyString(event.key);
-      id = ids.strings.get(text);
-      if (!id) ids.strings.set(text, (id = {}));
+      previous = ids.strings.get(text);
+      ids.strings.set(text, i);
     }
-    // Delete and re-insert so Map order follows the newest change of each key.
-    last.delete(id);
-    last.set(id, event);
+    if (previous !== undefined) newest[previous] = 0;
+    newest[i] = 1;
   }
   // One bucket per table rank (unknown tables last): a stable order without sorting.
   const rank = new Map(tableOrder.map((t, i) => [t, i]));
   const buckets = () => Array.from({ length: tableOrder.length + 1 }, (): ChangeEvent[] => []);
   const [emptied, deletes, upserts] = [buckets(), buckets(), buckets()];
-  for (const e of truncates.values()) emptied[rank.get(e.table) ?? tableOrder.length]!.push(e);
-  for (const e of last.values()) (e.op === 'delete' ? deletes : upserts)[rank.get(e.table) ?? tableOrder.length]!.push(e);
+  for (let i = 0; i < events.length; i += 1) {
+    if (newest[i] === 0) continue;
+    const e = events[i]!;
+    (e.op === 'truncate' ? emptied : e.op === 'delete' ? deletes : upserts)[rank.get(e.table) ?? tableOrder.length]!.push(e);
+  }
   return [...emptied.reverse().flat(), ...deletes.reverse().flat(), ...upserts.flat()];
 }
 
