@@ -35,7 +35,7 @@ const services = compose.services;
 const stages = parseDockerfile(readFileSync('Dockerfile', 'utf8'));
 const runtime = stages.at(-1)!;
 const build = stages.find((s) => s.name === 'build')!;
-const packageJson = JSON.parse(readFileSync('package.json', 'utf8')) as { bin: Record<string, string>; main: string };
+const packageJson = JSON.parse(readFileSync('package.json', 'utf8')) as { bin: Record<string, string>; main: string; scripts: Record<string, string> };
 
 afterAll(() => ContainerPaths.removeVolumes());
 
