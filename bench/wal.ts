@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { startPostgresCluster, type PostgresCluster } from '../test/support/postgres-cluster.js';
 import { makeBacklog, prepareTarget, tableDigest, withClient } from './backlog.js';
 import { machine, writeSection } from './report.js';
+import { childrenCpu, cpuBetween, cpuSeconds, postmasterPid } from './proc.js';
 import { SHIPPED_NODE_ARGS } from './node-args.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -87,16 +88,23 @@ log: { level: warn }
     const mix = await makeBacklog(src, CHANGES, undefined, false);
     const end = await scalar<string>(src, 'SELECT pg_current_wal_lsn()::text');
 
+    // CPU of the PostgreSQL processes (walsender, apply worker or backend) while each side catches up, read before they exit.
+    const postmaster = postmasterPid(cluster.dataDir);
     say('PostgreSQL logical replication (CREATE SUBSCRIPTION)…');
+    let pgBefore = childrenCpu(postmaster);
     let started = performance.now();
     await withClient(native, (c) => c.query('ALTER SUBSCRIPTION bench_native ENABLE'));
     const nativeSeconds = await confirmed(src, 'bench_native', end, started);
+    const nativeCpu = cpuBetween(pgBefore, childrenCpu(postmaster));
     say(`  ${nativeSeconds.toFixed(2)} s`);
 
     say('cdc-sync, postgres-wal → postgres…');
+    pgBefore = childrenCpu(postmaster);
     started = performance.now();
     child = run();
     const cdcSeconds = await confirmed(src, 'bench_cdc', end, started);
+    const cdcPgCpu = cpuBetween(pgBefore, childrenCpu(postmaster));
+    const cdcProcessCpu = cpuSeconds(child.pid!);
     child.kill('SIGINT');
     const exit = await new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
     say(`  ${cdcSeconds.toFixed(2)} s (exit ${exit})`);
@@ -121,6 +129,8 @@ log: { level: warn }
       '|---|---:|---:|',
       `| PostgreSQL logical replication (CREATE SUBSCRIPTION, copy_data off) | ${Math.round(nativeRate).toLocaleString('en')} | ${nativeSeconds.toFixed(2)} s |`,
       `| cdc-sync postgres-wal → postgres (batch.maxSize 10000, start-up included) | ${Math.round(cdcRate).toLocaleString('en')} | ${cdcSeconds.toFixed(2)} s |`,
+      '',
+      `CPU while catching up (2 CPUs, so at most ${(2 * cdcSeconds).toFixed(1)} CPU-seconds for cdc-sync's run): native ${nativeCpu.toFixed(2)} s in PostgreSQL (walsender and apply worker); cdc-sync ${cdcPgCpu.toFixed(2)} s in PostgreSQL (walsender and the sink's backend) plus ${cdcProcessCpu.toFixed(2)} s in the cdc-sync process (start-up included): ${(cdcPgCpu + cdcProcessCpu).toFixed(2)} CPU-seconds against native's ${nativeCpu.toFixed(2)}, on the same two CPUs.`,
       '',
       `Ratio cdc-sync ÷ native: **${ratio.toFixed(2)}×** (target ≥ 0.7×: ${ratio >= 0.7 ? 'pass' : 'FAIL'}). Both targets equal the source: ${equal ? 'yes' : 'NO'} (md5 of all rows in id order). cdc-sync exit after SIGINT: ${exit}.`,
       '',
