@@ -7,11 +7,11 @@ import type { StreamContext } from '../../streams/context.js';
 import type { ApplyResult, Sink, SinkBatch } from '../sink.js';
 import { groupStatements, type StatementGroup } from '../statement-groups.js';
 import { createPool, type Pool, type PoolClient } from './connection.js';
-import { quoteLiteral, quoteTable } from './identifiers.js';
+import { quoteTable } from './identifiers.js';
 import { classifyPgError, isConnectionError } from './errors.js';
 import { introspectTable } from './introspect.js';
 import {
-  deadLettersSql,
+  INSERT_DEAD_LETTERS_SQL,
   type UpsertShape,
   READ_CHECKPOINT_SQL,
   CAPTURED_SQL,
@@ -109,50 +109,20 @@ export class PostgresSink implements Sink {
     }
   }
 
-  async apply(batch: SinkBatch): Promise<ApplyResult> {
-    const statements = this.statements(batch.changes);
-    const newerWins = statements.some(({ group }) => group.op === 'upsert' && this.target(group.table).newerWinsBy);
-    return newerWins ? this.applyStatements(batch, statements) : this.applyScript(batch, statements);
-  }
-
   prepare(changes: ChangeEvent[]): void {
     this.prepared.set(changes, this.groupsOf(changes));
   }
 
   /**
-   * The whole batch in one round trip: a simple query holding BEGIN, every
-   * statement with its rows inlined as a json constant, the dead letters,
-   * the checkpoint and COMMIT. Nothing waits between statements, and the
-   * process is free to read and prepare the next batch while this one is
-   * written.
+   * One round trip opens the transaction (origin, marker), one per
+   * statement carries its rows as a bind parameter (never inside the SQL
+   * text, so no row value reaches the server's statement log), one saves
+   * the checkpoint and commits. For newer-wins tables the losing keys are
+   * read before the upsert, to count and log them and, in two-way set-ups,
+   * to ping the winning rows back.
    */
-  private async applyScript(batch: SinkBatch, statements: PreparedGroup[]): Promise<ApplyResult> {
-    const script = beginSql(this.context?.stream ?? null, this.marker);
-    const first = script.length;
-    for (const { group, param } of statements) script.push(this.statementSql(group, quoteLiteral(param)));
-    const last = script.length;
-    if (batch.deadLetters.length > 0) script.push(deadLettersSql(quoteLiteral(toJsonText(batch.deadLetters))));
-    script.push(...commitSql(batch.checkpoint));
-    const tables = new Set(statements.map(({ group }) => group.table));
-    let written = 0;
-    try {
-      await this.inTransaction(async (client) => {
-        const counts = await client.script(script.join(';\n'));
-        for (let i = first; i < last; i += 1) written += counts[i] ?? 0;
-      });
-    } catch (error) {
-      throw this.fail(error, tables.size === 1 ? [...tables][0] : this.failedTable(error, tables));
-    }
-    this.context?.setConnected('sink', true);
-    return { written, conflicts: [] };
-  }
-
-  /**
-   * Statement by statement, for batches with newer-wins tables: the losing
-   * keys are read before the upsert, to count and log them and, in two-way
-   * set-ups, to ping the winning rows back.
-   */
-  private async applyStatements(batch: SinkBatch, statements: PreparedGroup[]): Promise<ApplyResult> {
+  async apply(batch: SinkBatch): Promise<ApplyResult> {
+    const statements = this.statements(batch.changes);
     let written = 0;
     const conflicts: { table: string; key: Row }[] = [];
     let table: string | undefined;
@@ -171,11 +141,11 @@ export class PostgresSink implements Sink {
               await client.query(pingBackSql(name, target.key), [toJsonText(losers.rows), `${name.schema ?? 'public'}.${name.name}`]);
             }
           }
-          const result = group.op === 'truncate' ? await client.query(this.statementSql(group, '')) : await client.query(this.statementSql(group, '$1'), [param]);
+          const result = await client.query(this.statementSql(group), group.op === 'truncate' ? [] : [param]);
           written += result.rowCount ?? 0;
         }
         table = undefined;
-        if (batch.deadLetters.length > 0) await client.query(deadLettersSql('$1'), [toJsonText(batch.deadLetters)]);
+        if (batch.deadLetters.length > 0) await client.query(INSERT_DEAD_LETTERS_SQL, [toJsonText(batch.deadLetters)]);
         await client.script(commitSql(batch.checkpoint).join(';\n'));
       });
     } catch (error) {
@@ -185,26 +155,16 @@ export class PostgresSink implements Sink {
     return { written, conflicts };
   }
 
-  /** Which of the batch's tables a server error names (its schema and table fields), when it names one. */
-  private failedTable(error: unknown, tables: Set<string>): string | undefined {
-    const { schema, table } = (error ?? {}) as { schema?: string; table?: string };
-    if (!table) return undefined;
-    return [...tables].find((source) => {
-      const name = this.target(source).table.name;
-      return name.name === table && (schema === undefined || (name.schema ?? 'public') === schema);
-    });
-  }
-
   private shape(group: StatementGroup): UpsertShape {
     const target = this.target(group.table);
     return { table: target.table.name, columns: group.columns, key: target.key, newerWinsBy: target.newerWinsBy, updatable: target.updatable };
   }
 
-  /** The upsert or delete of a group; `rows` is `$1` or the rows as a constant. */
-  private statementSql(group: StatementGroup, rows: string): string {
+  /** The statement of a group, its rows in `$1` (none for a truncate). */
+  private statementSql(group: StatementGroup): string {
     const target = this.target(group.table);
     if (group.op === 'truncate') return emptyTableSql(target.table.name);
-    return group.op === 'delete' ? deleteSql(target.table.name, target.key, rows) : upsertSql(this.shape(group), rows);
+    return group.op === 'delete' ? deleteSql(target.table.name, target.key) : upsertSql(this.shape(group));
   }
 
   /** The statements for a batch's changes: prepared ahead, or now (a part of a bisected batch). */

@@ -46,11 +46,10 @@ export interface UpsertShape {
   updatable?: string[] | null | undefined;
 }
 
-/** `rows`: the json rows, `$1` or a constant (see `beginSql`). */
-export function upsertSql(shape: UpsertShape, rows = '$1'): string {
+export function upsertSql(shape: UpsertShape): string {
   const table = quoteTable(shape.table);
   const cols = shape.columns.map(quoteIdent).join(', ');
-  const head = `INSERT INTO ${table} AS t (${cols}) SELECT ${cols} FROM json_populate_recordset(NULL::${table}, ${rows}::json)`;
+  const head = `INSERT INTO ${table} AS t (${cols}) SELECT ${cols} FROM json_populate_recordset(NULL::${table}, $1::json)`;
   const conflict = shape.key.map(quoteIdent).join(', ');
   const updatable = shape.columns.filter((c) => !shape.key.includes(c) && (!shape.updatable || shape.updatable.includes(c)));
   if (updatable.length === 0) return `${head} ON CONFLICT (${conflict}) DO NOTHING`;
@@ -101,10 +100,10 @@ SELECT $2, 'U', row_to_json(t)::text, 'cdc-sync ping-back'
 /** Whether the change-log trigger captures the table (two-way set-ups). */
 export const CAPTURED_SQL = `SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = $1::regclass AND tgname = 'cdc_sync_capture') AS captured`;
 
-export function deleteSql(table: QualifiedName, key: string[], rows = '$1'): string {
+export function deleteSql(table: QualifiedName, key: string[]): string {
   const t = quoteTable(table);
   const match = key.map((k) => `t.${quoteIdent(k)} = d.${quoteIdent(k)}`).join(' AND ');
-  return `DELETE FROM ${t} AS t USING json_populate_recordset(NULL::${t}, ${rows}::json) AS d WHERE ${match}`;
+  return `DELETE FROM ${t} AS t USING json_populate_recordset(NULL::${t}, $1::json) AS d WHERE ${match}`;
 }
 
 /**
@@ -117,19 +116,19 @@ export function emptyTableSql(table: QualifiedName): string {
   return `DELETE FROM ${quoteTable(table)}`;
 }
 
-export function deadLettersSql(rows = '$1'): string {
-  return `INSERT INTO cdc_sync.dead_letters (stream, table_name, key, payload, error, reason, position)
+export const INSERT_DEAD_LETTERS_SQL = `
+INSERT INTO cdc_sync.dead_letters (stream, table_name, key, payload, error, reason, position)
 SELECT stream, "table", key, payload, error, reason, position
-  FROM jsonb_to_recordset(${rows}::jsonb)
+  FROM jsonb_to_recordset($1::jsonb)
     AS d(stream text, "table" text, key jsonb, payload text, error text, reason text, position text)`;
-}
 
 /**
  * The statements that open a batch's transaction: who writes (the
  * change-log triggers skip rows written under this origin) and, when the
  * database has it, the origin marker row a postgres-wal source reading this
- * database drops whole transactions by. Values are quoted constants: the
- * sink sends them with others as one simple query, which takes no parameters.
+ * database drops whole transactions by. The stream name is a quoted
+ * constant: the statements go as one simple query (one round trip), which
+ * takes no parameters; no row value is ever part of it.
  */
 export function beginSql(origin: string | null, marker: boolean): string[] {
   const statements = ['BEGIN'];

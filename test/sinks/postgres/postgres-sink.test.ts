@@ -1,4 +1,7 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+
+const pgQuery = pg.Client.prototype.query;
 import type { ChangeEvent } from '../../../src/core/change-event.js';
 import { ConfigError, PermanentError } from '../../../src/core/errors.js';
 import { TableMapping, type TableConfig } from '../../../src/core/mapping.js';
@@ -114,6 +117,27 @@ describe('PostgresSink', () => {
     expect(await db.query(`SELECT item_id::int AS id FROM items ORDER BY 1`)).toEqual([{ id: 3 }]);
     expect(await db.query(`SELECT count(*)::int AS n FROM parents`)).toEqual([{ n: 2 }]);
     expect(await sink.readCheckpoint('s1')).toBe('t1');
+  });
+
+  it('sends row values only as bind parameters, never in SQL text (which PostgreSQL may log)', async () => {
+    const texts: string[] = [];
+    const query = vi.spyOn(pg.Client.prototype, 'query').mockImplementation(function (this: pg.Client, ...args: unknown[]) {
+      const [first] = args;
+      texts.push(typeof first === 'string' ? first : String((first as { text?: string }).text));
+      return Reflect.apply(pgQuery, this, args) as never;
+    });
+    try {
+      await sink.apply({
+        changes: [change('dbo.Parents', 'insert', { parent_id: 77 }, { parent_id: 77, name: 'SECRET-VALUE-123' })],
+        deadLetters: [{ stream: 's1', table: 'dbo.Items', key: { item_id: 1 }, payload: '{"name":"SECRET-LETTER-456"}', error: 'e', reason: 'other', position: 'p' }],
+        checkpoint: { stream: 's1', position: 'p9' },
+      });
+    } finally {
+      query.mockRestore();
+    }
+    expect(await db.query(`SELECT name FROM parents WHERE parent_id = 77`)).toEqual([{ name: 'SECRET-VALUE-123' }]);
+    expect(texts.length).toBeGreaterThan(2);
+    expect(texts.filter((t) => t.includes('SECRET-'))).toEqual([]);
   });
 
   it('applying the same batch twice leaves the same state and writes nothing the second time', async () => {
