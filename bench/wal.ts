@@ -6,7 +6,8 @@
  * PostgreSQL sink. Both read from a logical slot created before the backlog
  * was written; each is timed from its start until its slot has confirmed the
  * backlog's last LSN (what both acknowledge only once applied), and both
- * targets must then equal the source. Target: cdc-sync ≥ 0.7× native.
+ * targets must then equal the source. Repeated BENCH_WAL_ROUNDS times (3) on
+ * fresh databases; the median ratio counts. Target: cdc-sync ≥ 0.7× native.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,7 +15,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startPostgresCluster, type PostgresCluster } from '../test/support/postgres-cluster.js';
-import { makeBacklog, prepareTarget, tableDigest, withClient } from './backlog.js';
+import { makeBacklog, prepareTarget, tableDigest, withClient, type BacklogMix } from './backlog.js';
 import { machine, writeSection } from './report.js';
 import { childrenCpu, cpuBetween, cpuSeconds, postmasterPid } from './proc.js';
 import { SHIPPED_NODE_ARGS } from './node-args.js';
@@ -22,6 +23,8 @@ import { SHIPPED_NODE_ARGS } from './node-args.js';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const TITLE = '## postgres-wal → PostgreSQL vs. PostgreSQL logical replication';
 const CHANGES = Number(process.env.BENCH_WAL_CHANGES ?? 300_000);
+/** Rounds, each on fresh databases; the median ratio is the result, as one run on a shared machine varies. */
+const ROUNDS = Number(process.env.BENCH_WAL_ROUNDS ?? 3);
 
 const say = (text: string) => process.stdout.write(`${text}\n`);
 
@@ -38,82 +41,129 @@ async function confirmed(url: string, slot: string, lsn: string, since: number):
   }
 }
 
-async function main(): Promise<number> {
-  const work = mkdtempSync(join(os.tmpdir(), 'cdc-sync-bench-wal-'));
-  let cluster: PostgresCluster | undefined;
-  try {
-    cluster = await startPostgresCluster({ extraSettings: { max_logical_replication_workers: '4', max_worker_processes: '16' } });
-    for (const db of ['src', 'native', 'cdc']) await withClient(cluster.url('postgres'), (c) => c.query(`CREATE DATABASE ${db}`));
-    const [src, native, cdc] = ['src', 'native', 'cdc'].map((d) => cluster!.url(d)) as [string, string, string];
-    for (const url of [src, native, cdc]) await prepareTarget(url);
-    const version = await scalar<string>(src, 'SHOW server_version');
+interface Round {
+  nativeSeconds: number;
+  cdcSeconds: number;
+  nativeCpu: number;
+  cdcPgCpu: number;
+  cdcProcessCpu: number;
+  ratio: number;
+}
 
-    // Native: publication and slot now; the subscription (same cluster: the slot must exist first) stays disabled.
-    await withClient(src, async (c) => {
-      await c.query('CREATE PUBLICATION bench_native FOR TABLE public.items');
-      await c.query(`SELECT pg_create_logical_replication_slot('bench_native', 'pgoutput')`);
-    });
-    await withClient(native, (c) =>
-      c.query(`CREATE SUBSCRIPTION bench_native CONNECTION '${src.replace('postgres://', 'postgresql://')}' PUBLICATION bench_native
-               WITH (create_slot = false, slot_name = 'bench_native', enabled = false, copy_data = false)`),
-    );
+/**
+ * One round on fresh databases and fresh slots, so no round reads WAL an
+ * earlier one wrote: the slots are made, then the backlog is written, then
+ * each side catches up alone.
+ */
+async function runRound(cluster: PostgresCluster, work: string, round: number, say: (text: string) => void): Promise<Round & { mix: BacklogMix; equal: boolean; exit: number | null }> {
+  const names = { src: `src_${round}`, native: `native_${round}`, cdc: `cdc_${round}` };
+  for (const db of Object.values(names)) await withClient(cluster.url('postgres'), (c) => c.query(`CREATE DATABASE ${db}`));
+  const [src, native, cdc] = [names.src, names.native, names.cdc].map((d) => cluster.url(d)) as [string, string, string];
+  for (const url of [src, native, cdc]) await prepareTarget(url);
+  const nativeSlot = `bench_native_${round}`;
+  const cdcSlot = `bench_cdc_${round}`;
 
-    // cdc-sync: a first short run creates its publication and slot, then stops.
-    const config = join(work, 'cdc-sync.yaml');
-    writeFileSync(
-      config,
-      `streams:
+  // Native: publication and slot now; the subscription (same cluster: the slot must exist first) stays disabled.
+  await withClient(src, async (c) => {
+    await c.query(`CREATE PUBLICATION ${nativeSlot} FOR TABLE public.items`);
+    await c.query(`SELECT pg_create_logical_replication_slot('${nativeSlot}', 'pgoutput')`);
+  });
+  await withClient(native, (c) =>
+    c.query(`CREATE SUBSCRIPTION ${nativeSlot} CONNECTION '${src.replace('postgres://', 'postgresql://')}' PUBLICATION ${nativeSlot}
+             WITH (create_slot = false, slot_name = '${nativeSlot}', enabled = false, copy_data = false)`),
+  );
+
+  // cdc-sync: a first short run creates its publication and slot, then stops.
+  const config = join(work, `cdc-sync-${round}.yaml`);
+  writeFileSync(
+    config,
+    `streams:
   - name: bench
-    source: { type: postgres-wal, url: "${src}", slot: bench_cdc, publication: bench_cdc, snapshot: never }
+    source: { type: postgres-wal, url: "${src}", slot: ${cdcSlot}, publication: ${cdcSlot}, snapshot: never }
     sink: { type: postgres, url: "${cdc}" }
     tables: [{ source: public.items, target: public.items }]
     batch: { maxSize: 10000, maxWaitMs: 50 }
 http: { port: 0, host: 127.0.0.1 }
 log: { level: warn }
 `,
-    );
-    // BENCH_NODE_ARGS: extra node flags for the cdc-sync process (e.g. --cpu-prof to profile it).
-    const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    const run = () =>
-      spawn(process.execPath, [...SHIPPED_NODE_ARGS, ...nodeArgs, join(ROOT, 'dist/cdc-sync.mjs'), 'run', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
-    let child = run();
-    while (!(await scalar<boolean>(src, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = 'bench_cdc' AND active)`))) {
-      await new Promise((r) => setTimeout(r, 100));
+  );
+  // BENCH_NODE_ARGS: extra node flags for the cdc-sync process (e.g. --cpu-prof to profile it).
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const run = () =>
+    spawn(process.execPath, [...SHIPPED_NODE_ARGS, ...nodeArgs, join(ROOT, 'dist/cdc-sync.mjs'), 'run', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
+  let child = run();
+  while (!(await scalar<boolean>(src, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active)`, [cdcSlot]))) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  child.kill('SIGINT');
+  await new Promise((r) => child.on('exit', r));
+
+  say(`round ${round}: writing ${CHANGES.toLocaleString('en')} changes…`);
+  // No change-log triggers here: both sides read the WAL.
+  const mix = await makeBacklog(src, CHANGES, undefined, false);
+  const end = await scalar<string>(src, 'SELECT pg_current_wal_lsn()::text');
+
+  // CPU of the PostgreSQL processes (walsender, apply worker or backend) while each side catches up, read before they exit.
+  const postmaster = postmasterPid(cluster.dataDir);
+  let pgBefore = childrenCpu(postmaster);
+  let started = performance.now();
+  await withClient(native, (c) => c.query(`ALTER SUBSCRIPTION ${nativeSlot} ENABLE`));
+  const nativeSeconds = await confirmed(src, nativeSlot, end, started);
+  const nativeCpu = cpuBetween(pgBefore, childrenCpu(postmaster));
+  say(`  PostgreSQL logical replication: ${nativeSeconds.toFixed(2)} s`);
+
+  pgBefore = childrenCpu(postmaster);
+  started = performance.now();
+  child = run();
+  const cdcSeconds = await confirmed(src, cdcSlot, end, started);
+  const cdcPgCpu = cpuBetween(pgBefore, childrenCpu(postmaster));
+  const cdcProcessCpu = cpuSeconds(child.pid!);
+  child.kill('SIGINT');
+  const exit = await new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  say(`  cdc-sync postgres-wal → postgres: ${cdcSeconds.toFixed(2)} s (exit ${exit})`);
+
+  const [want, gotNative, gotCdc] = await Promise.all([tableDigest(src), tableDigest(native), tableDigest(cdc)]);
+  // Gone before the next round, so its walsenders have nothing of this one to read.
+  await withClient(native, (c) => c.query(`DROP SUBSCRIPTION ${nativeSlot}`));
+  await withClient(src, (c) => c.query(`SELECT pg_drop_replication_slot($1)`, [cdcSlot]));
+  return {
+    nativeSeconds,
+    cdcSeconds,
+    nativeCpu,
+    cdcPgCpu,
+    cdcProcessCpu,
+    ratio: nativeSeconds / cdcSeconds,
+    mix,
+    equal: want.md5 === gotNative.md5 && want.md5 === gotCdc.md5,
+    exit,
+  };
+}
+
+async function main(): Promise<number> {
+  const work = mkdtempSync(join(os.tmpdir(), 'cdc-sync-bench-wal-'));
+  let cluster: PostgresCluster | undefined;
+  try {
+    cluster = await startPostgresCluster({
+      // The launcher starts a subscription's worker at most once per wal_retrieve_retry_interval (5 s by default): later rounds would wait for it.
+      extraSettings: { max_logical_replication_workers: '4', max_worker_processes: '16', wal_retrieve_retry_interval: '100ms' },
+    });
+    const version = await scalar<string>(cluster.url('postgres'), 'SHOW server_version');
+    const rounds: Round[] = [];
+    let mix: BacklogMix | undefined;
+    let exit: number | null = 0;
+    let equal = true;
+    for (let round = 1; round <= ROUNDS; round += 1) {
+      const result = await runRound(cluster, work, round, say);
+      rounds.push(result);
+      mix = result.mix;
+      if (result.exit !== 0) exit = result.exit;
+      equal &&= result.equal;
     }
-    child.kill('SIGINT');
-    await new Promise((r) => child.on('exit', r));
-
-    say(`writing ${CHANGES.toLocaleString('en')} changes…`);
-    // No change-log triggers here: both sides read the WAL.
-    const mix = await makeBacklog(src, CHANGES, undefined, false);
-    const end = await scalar<string>(src, 'SELECT pg_current_wal_lsn()::text');
-
-    // CPU of the PostgreSQL processes (walsender, apply worker or backend) while each side catches up, read before they exit.
-    const postmaster = postmasterPid(cluster.dataDir);
-    say('PostgreSQL logical replication (CREATE SUBSCRIPTION)…');
-    let pgBefore = childrenCpu(postmaster);
-    let started = performance.now();
-    await withClient(native, (c) => c.query('ALTER SUBSCRIPTION bench_native ENABLE'));
-    const nativeSeconds = await confirmed(src, 'bench_native', end, started);
-    const nativeCpu = cpuBetween(pgBefore, childrenCpu(postmaster));
-    say(`  ${nativeSeconds.toFixed(2)} s`);
-
-    say('cdc-sync, postgres-wal → postgres…');
-    pgBefore = childrenCpu(postmaster);
-    started = performance.now();
-    child = run();
-    const cdcSeconds = await confirmed(src, 'bench_cdc', end, started);
-    const cdcPgCpu = cpuBetween(pgBefore, childrenCpu(postmaster));
-    const cdcProcessCpu = cpuSeconds(child.pid!);
-    child.kill('SIGINT');
-    const exit = await new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-    say(`  ${cdcSeconds.toFixed(2)} s (exit ${exit})`);
-
-    const [want, gotNative, gotCdc] = await Promise.all([tableDigest(src), tableDigest(native), tableDigest(cdc)]);
-    const equal = want.md5 === gotNative.md5 && want.md5 === gotCdc.md5;
+    const median = [...rounds].sort((a, b) => a.ratio - b.ratio)[Math.floor(rounds.length / 2)]!;
+    const { nativeSeconds, cdcSeconds, nativeCpu, cdcPgCpu, cdcProcessCpu } = median;
     const nativeRate = CHANGES / nativeSeconds;
     const cdcRate = CHANGES / cdcSeconds;
-    const ratio = cdcRate / nativeRate;
+    const ratio = median.ratio;
     const m = machine(version);
     const pass = ratio >= 0.7 && equal && exit === 0;
     const section = [
@@ -123,7 +173,9 @@ log: { level: warn }
       '',
       `**Machine**: ${m.cpus} CPUs (${m.cpuModel}), ${(m.memoryBytes / 2 ** 30).toFixed(1)} GiB, Node.js ${m.node}, PostgreSQL ${m.postgres}.`,
       '',
-      `**Workload**: ${CHANGES.toLocaleString('en')} changes to \`public.items\` (${mix.inserts.toLocaleString('en')} inserts, ${mix.updates.toLocaleString('en')} updates, ${mix.deletes.toLocaleString('en')} deletes, in set-based statements) written after both logical slots existed. Each side is timed from its start until its slot confirms the backlog's last LSN (both confirm only what is applied); the two run one after the other on one private cluster (fsync off).`,
+      `**Workload**: per round ${CHANGES.toLocaleString('en')} changes to \`public.items\` (${mix!.inserts.toLocaleString('en')} inserts, ${mix!.updates.toLocaleString('en')} updates, ${mix!.deletes.toLocaleString('en')} deletes, in set-based statements) written after both logical slots existed, each round on fresh databases and slots. Each side is timed from its start until its slot confirms the backlog's last LSN (both confirm only what is applied); the two run one after the other on one private cluster (fsync off).`,
+      '',
+      `Median of ${rounds.length} rounds (by ratio); every round: ${rounds.map((r) => `${r.ratio.toFixed(2)}× (${r.nativeSeconds.toFixed(2)} s / ${r.cdcSeconds.toFixed(2)} s)`).join(', ')}.`,
       '',
       '| | changes/s | time |',
       '|---|---:|---:|',
@@ -134,7 +186,7 @@ log: { level: warn }
       '',
       `Ratio cdc-sync ÷ native: **${ratio.toFixed(2)}×** (target ≥ 0.7×: ${ratio >= 0.7 ? 'pass' : 'FAIL'}). Both targets equal the source: ${equal ? 'yes' : 'NO'} (md5 of all rows in id order). cdc-sync exit after SIGINT: ${exit}.`,
       '',
-      'Reproduce: `npm run bench:wal` (`BENCH_WAL_CHANGES`, default 300000).',
+      'Reproduce: `npm run bench:wal` (`BENCH_WAL_CHANGES`, default 300000; `BENCH_WAL_ROUNDS`, default 3).',
       '',
     ].join('\n');
     say(section);
