@@ -61,3 +61,14 @@ function asRow(value: unknown): Row {
   if (!value || typeof value !== 'object' || Array.isArray(value)) throw new Error('row image is not a JSON object');
   return value as Row;
 }
+
+/** A page's changes, apart from those that go to the dead letter unread. */
+export function splitRejected(results: (ChangeEvent | RejectedChange)[]): { events: ChangeEvent[]; rejected: RejectedChange[] } {
+  const events: ChangeEvent[] = [];
+  const rejected: RejectedChange[] = [];
+  for (const result of results) {
+    if ('error' in result) rejected.push(result);
+    else events.push(result);
+  }
+  return { events, rejected };
+}

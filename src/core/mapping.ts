@@ -1,4 +1,4 @@
-import type { ChangeEvent, Row, Value } from './change-event.js';
+import type { ChangeEvent, Row } from './change-event.js';
 import { ConfigError } from './errors.js';
 import { columnMatchKey, type QualifiedName } from './names.js';
 import { convertValue, type LogicalType } from './values.js';

@@ -4,7 +4,7 @@ import { ConfigError } from '../../core/errors.js';
 import type { TableConfig } from '../../core/mapping.js';
 import type { StreamContext } from '../../streams/context.js';
 import type { RetryPolicy } from '../../streams/retry.js';
-import { idleWait } from '../idle-wait.js';
+import { IdlePoll } from '../idle-wait.js';
 import { readWithRetry } from '../read-with-retry.js';
 import { countCaptured } from '../count-captured.js';
 import type { Source } from '../source.js';
@@ -168,7 +168,7 @@ export class MssqlCdcSource implements Source {
       this.position = await this.initialPosition(this.from);
       this.started = true;
     }
-    let delay = this.options.pollIntervalMs;
+    const idle = new IdlePoll(this.options, this.wakeUp);
     for (;;) {
       const snapshotting = this.tables.find((t) => this.position.tables[t.source]?.snapshot);
       const chunk = snapshotting ? await this.snapshotChunk(snapshotting) : await this.changesChunk();
@@ -177,10 +177,7 @@ export class MssqlCdcSource implements Source {
         // An idle database still moves the checkpoint, so the cleanup job never removes what it points at.
         return this.emit({ events: [], rejected: [], position: this.position.toString(), caughtUp: true });
       }
-      delay = Math.min(Math.max(delay * 2, 50), this.options.idleIntervalMs);
-      this.context.idle?.();
-      await idleWait(delay, this.wakeUp, this.context.stopping);
-      if (this.context.stopping.aborted) return new Promise<never>(() => {});
+      if (!(await idle.wait(this.context))) return new Promise<never>(() => {});
     }
   }
 

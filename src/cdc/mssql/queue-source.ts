@@ -5,7 +5,7 @@ import { ConfigError } from '../../core/errors.js';
 import type { TableConfig } from '../../core/mapping.js';
 import type { StreamContext } from '../../streams/context.js';
 import type { RetryPolicy } from '../../streams/retry.js';
-import { idleWait } from '../idle-wait.js';
+import { IdlePoll } from '../idle-wait.js';
 import { readWithRetry } from '../read-with-retry.js';
 import { countCaptured } from '../count-captured.js';
 import type { Source } from '../source.js';
@@ -183,17 +183,14 @@ export class MssqlQueueSource implements Source {
 
   /** Reads until there is something to hand over; waits (adaptively) while the queue is empty. */
   private async nextChunk(generation: number): Promise<SourceChunk> {
-    let delay = this.options.pollIntervalMs;
+    const idle = new IdlePoll(this.options, this.wakeUp);
     for (;;) {
       if (generation !== this.generation) return new Promise<never>(() => {});
       if (Date.now() - this.lastPurge >= (this.options.purgeIntervalMs ?? 300_000)) await this.purge();
       const chunk = this.position.snapping ? await this.snapshotChunk() : await this.claimChunk();
       if (chunk) return chunk;
       if (this.woken) continue; // a notification came during the read: read again now
-      delay = Math.min(Math.max(delay * 2, 50), this.options.idleIntervalMs);
-      this.context.idle?.();
-      await idleWait(delay, this.wakeUp, this.context.stopping);
-      if (this.context.stopping.aborted) return new Promise<never>(() => {});
+      if (!(await idle.wait(this.context))) return new Promise<never>(() => {});
     }
   }
 

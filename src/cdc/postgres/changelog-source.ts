@@ -3,13 +3,12 @@ import type { ChangeEvent, RejectedChange, SourceChunk } from '../../core/change
 import { ConfigError } from '../../core/errors.js';
 import type { TableConfig } from '../../core/mapping.js';
 import { createPool, type Pool } from '../../sinks/postgres/connection.js';
-import { classifyPgError, isConnectionError } from '../../sinks/postgres/errors.js';
 import { qualifiedText, qualify, quoteTable } from '../../sinks/postgres/identifiers.js';
 import type { StreamContext } from '../../streams/context.js';
 import type { RetryPolicy } from '../../streams/retry.js';
-import { readWithRetry } from '../read-with-retry.js';
+import { readRows } from './read-rows.js';
 import { countCaptured } from '../count-captured.js';
-import { changeLogEvent } from '../change-log-row.js';
+import { changeLogEvent, splitRejected } from '../change-log-row.js';
 import type { Source } from '../source.js';
 import { ChangeLogPosition } from './changelog-position.js';
 import {
@@ -20,7 +19,7 @@ import {
   TABLE_INFO_SQL,
   type ChangeRow,
 } from './changelog-queries.js';
-import { idleWait } from '../idle-wait.js';
+import { IdlePoll } from '../idle-wait.js';
 
 export interface ChangeLogSourceOptions {
   url: string;
@@ -98,14 +97,11 @@ export class ChangeLogSource implements Source {
 
   /** Reads until there is something to hand over; waits (adaptively) while the log is empty. */
   private async nextChunk(): Promise<SourceChunk> {
-    let delay = this.options.pollIntervalMs;
+    const idle = new IdlePoll(this.options, this.wakeUp);
     for (;;) {
       const chunk = await this.readPage();
       if (chunk) return chunk;
-      delay = Math.min(Math.max(delay * 2, 50), this.options.idleIntervalMs);
-      this.context.idle?.();
-      await idleWait(delay, this.wakeUp, this.context.stopping);
-      if (this.context.stopping.aborted) return new Promise<never>(() => {});
+      if (!(await idle.wait(this.context))) return new Promise<never>(() => {});
     }
   }
 
@@ -140,14 +136,8 @@ export class ChangeLogSource implements Source {
     if (caughtUp) this.high = undefined;
     await this.reportPending(caughtUp);
     if (rows.length === 0) return null;
-    const events: ChangeEvent[] = [];
-    const rejected: RejectedChange[] = [];
     const position = this.cursor.toString();
-    for (const row of rows) {
-      const result = this.toEvent(row, position);
-      if ('error' in result) rejected.push(result);
-      else events.push(result);
-    }
+    const { events, rejected } = splitRejected(rows.map((row) => this.toEvent(row, position)));
     countCaptured(this.context, events);
     return { events, rejected, position, caughtUp };
   }
@@ -169,16 +159,7 @@ export class ChangeLogSource implements Source {
     if (pending === 0) this.context.metrics.lag.set({ stream: this.context.stream, direction: this.context.direction }, 0);
   }
 
-  private async query<T>(sql: string, params: unknown[]): Promise<T[]> {
-    const pool = this.pool;
-    if (!pool) throw new ConfigError('change-log source used before open()');
-    return readWithRetry(
-      this.context,
-      this.options.retry,
-      { error: (error) => classifyPgError(error, { stream: this.context.stream }), lostConnection: isConnectionError },
-      async () => (await pool.query(sql, params)).rows as T[],
-    );
+  private query<T>(sql: string, params: unknown[]): Promise<T[]> {
+    return readRows<T>(this.pool, 'change-log', this.context, this.options.retry, sql, params);
   }
 }
-
-

@@ -8,7 +8,7 @@ import { classifyPgError, isConnectionError } from '../../sinks/postgres/errors.
 import { qualifiedText, qualify, quoteIdent, quoteTable } from '../../sinks/postgres/identifiers.js';
 import type { StreamContext } from '../../streams/context.js';
 import type { RetryPolicy } from '../../streams/retry.js';
-import { readWithRetry } from '../read-with-retry.js';
+import { readRows } from './read-rows.js';
 import { countCaptured } from '../count-captured.js';
 import type { Source } from '../source.js';
 import { formatLsn, parseLsn } from './wal-lsn.js';
@@ -427,14 +427,7 @@ export class WalSource implements Source {
     );
   }
 
-  private async query<T>(sql: string, params: unknown[]): Promise<T[]> {
-    const pool = this.pool;
-    if (!pool) throw new ConfigError('postgres-wal source used before open()');
-    return readWithRetry(
-      this.context,
-      this.options.retry,
-      { error: (error) => classifyPgError(error, { stream: this.context.stream }), lostConnection: isConnectionError },
-      async () => (await pool.query(sql, params)).rows as T[],
-    );
+  private query<T>(sql: string, params: unknown[]): Promise<T[]> {
+    return readRows<T>(this.pool, 'postgres-wal', this.context, this.options.retry, sql, params);
   }
 }

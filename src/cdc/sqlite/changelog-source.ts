@@ -6,10 +6,10 @@ import { openSqlite, quoteLiteral, sqliteTableName, tableColumns, type SqliteDat
 import { classifySqliteError, isSqliteConnectionError } from '../../sinks/sqlite/errors.js';
 import type { StreamContext } from '../../streams/context.js';
 import type { RetryPolicy } from '../../streams/retry.js';
-import { idleWait } from '../idle-wait.js';
+import { IdlePoll } from '../idle-wait.js';
 import { readWithRetry } from '../read-with-retry.js';
 import { countCaptured } from '../count-captured.js';
-import { changeLogEvent } from '../change-log-row.js';
+import { changeLogEvent, splitRejected } from '../change-log-row.js';
 import type { Source } from '../source.js';
 import { captureTriggerNames } from './changelog-setup.js';
 
@@ -107,14 +107,11 @@ export class SqliteChangeLogSource implements Source {
 
   /** Reads until there is something to hand over; waits (adaptively) while the log is empty. */
   private async nextChunk(): Promise<SourceChunk> {
-    let delay = this.options.pollIntervalMs;
+    const idle = new IdlePoll(this.options, this.wakeUp);
     for (;;) {
       const chunk = await this.readPage();
       if (chunk) return chunk;
-      delay = Math.min(Math.max(delay * 2, 50), this.options.idleIntervalMs);
-      this.context.idle?.();
-      await idleWait(delay, this.wakeUp, this.context.stopping);
-      if (this.context.stopping.aborted) return new Promise<never>(() => {});
+      if (!(await idle.wait(this.context))) return new Promise<never>(() => {});
     }
   }
 
@@ -133,13 +130,7 @@ export class SqliteChangeLogSource implements Source {
     if (rows.length > 0) this.after = BigInt(rows.at(-1)!.id);
     await this.reportPending(caughtUp);
     if (rows.length === 0) return null;
-    const events: ChangeEvent[] = [];
-    const rejected: RejectedChange[] = [];
-    for (const row of rows) {
-      const result = this.toEvent(row);
-      if ('error' in result) rejected.push(result);
-      else events.push(result);
-    }
+    const { events, rejected } = splitRejected(rows.map((row) => this.toEvent(row)));
     countCaptured(this.context, events);
     return { events, rejected, position: this.after.toString(), caughtUp };
   }
