@@ -62,6 +62,23 @@ export function cpuBetween(before: Map<number, number>, after: Map<number, numbe
   return total;
 }
 
+/** Per child of `parent`, CPU used between two readings with its process title (BENCH_WAL_DETAIL). */
+export function cpuDetail(before: Map<number, number>, after: Map<number, number>): string[] {
+  const lines: string[] = [];
+  for (const [pid, cpu] of after) {
+    const used = cpu - (before.get(pid) ?? 0);
+    if (used < 0.05) continue;
+    let title = String(pid);
+    try {
+      title = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
+    } catch {
+      // gone already
+    }
+    lines.push(`${used.toFixed(2)} s  ${title}`);
+  }
+  return lines;
+}
+
 export interface ProcessCpu {
   comm: string;
   ppid: number;

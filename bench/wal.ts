@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { startPostgresCluster, type PostgresCluster } from '../test/support/postgres-cluster.js';
 import { makeBacklog, prepareTarget, tableDigest, withClient, type BacklogMix } from './backlog.js';
 import { machine, writeSection } from './report.js';
-import { childrenCpu, cpuBetween, cpuSeconds, postmasterPid } from './proc.js';
+import { childrenCpu, cpuBetween, cpuDetail, cpuSeconds, postmasterPid } from './proc.js';
 import { SHIPPED_NODE_ARGS } from './node-args.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -109,14 +109,20 @@ log: { level: warn }
   let started = performance.now();
   await withClient(native, (c) => c.query(`ALTER SUBSCRIPTION ${nativeSlot} ENABLE`));
   const nativeSeconds = await confirmed(src, nativeSlot, end, started);
-  const nativeCpu = cpuBetween(pgBefore, childrenCpu(postmaster));
+  let pgAfter = childrenCpu(postmaster);
+  const nativeCpu = cpuBetween(pgBefore, pgAfter);
+  if (process.env.BENCH_WAL_DETAIL) for (const line of cpuDetail(pgBefore, pgAfter)) say(`    ${line}`);
   say(`  PostgreSQL logical replication: ${nativeSeconds.toFixed(2)} s`);
+  // Gone before cdc-sync's turn: its walsender would otherwise go on decoding (and filtering) the WAL cdc-sync's writes make on the same cluster.
+  await withClient(native, (c) => c.query(`DROP SUBSCRIPTION ${nativeSlot}`));
 
   pgBefore = childrenCpu(postmaster);
   started = performance.now();
   child = run();
   const cdcSeconds = await confirmed(src, cdcSlot, end, started);
-  const cdcPgCpu = cpuBetween(pgBefore, childrenCpu(postmaster));
+  pgAfter = childrenCpu(postmaster);
+  const cdcPgCpu = cpuBetween(pgBefore, pgAfter);
+  if (process.env.BENCH_WAL_DETAIL) for (const line of cpuDetail(pgBefore, pgAfter)) say(`    ${line}`);
   const cdcProcessCpu = cpuSeconds(child.pid!);
   child.kill('SIGINT');
   const exit = await new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
@@ -124,7 +130,6 @@ log: { level: warn }
 
   const [want, gotNative, gotCdc] = await Promise.all([tableDigest(src), tableDigest(native), tableDigest(cdc)]);
   // Gone before the next round, so its walsenders have nothing of this one to read.
-  await withClient(native, (c) => c.query(`DROP SUBSCRIPTION ${nativeSlot}`));
   await withClient(src, (c) => c.query(`SELECT pg_drop_replication_slot($1)`, [cdcSlot]));
   return {
     nativeSeconds,
@@ -186,7 +191,7 @@ async function main(): Promise<number> {
       '',
       `Ratio cdc-sync ÷ native: **${ratio.toFixed(2)}×** (target ≥ 0.7×: ${ratio >= 0.7 ? 'pass' : 'FAIL'}). Both targets equal the source: ${equal ? 'yes' : 'NO'} (md5 of all rows in id order). cdc-sync exit after SIGINT: ${exit}.`,
       '',
-      'Reproduce: `npm run bench:wal` (`BENCH_WAL_CHANGES`, default 300000; `BENCH_WAL_ROUNDS`, default 3).',
+      'Reproduce: `npm run bench:wal` (`BENCH_WAL_CHANGES`, default 300000; `BENCH_WAL_ROUNDS`, default 3; `BENCH_WAL_DETAIL=1` prints the CPU of each PostgreSQL process).',
       '',
     ].join('\n');
     say(section);

@@ -9,6 +9,15 @@ import { SqliteChangeLogSource } from './sqlite/changelog-source.js';
 import { SupabaseRealtimeSource } from './supabase/realtime-source.js';
 import type { Source } from './source.js';
 
+/**
+ * postgres-wal's buffer unless configured: four reads (at least 10,000
+ * changes), so the server goes on sending while one batch is prepared and
+ * another written; a buffer of one batch stalled the walsender every batch.
+ */
+export function walBufferSize(configured: number | undefined, readLimit: number): number {
+  return configured ?? Math.max(10_000, 4 * readLimit);
+}
+
 /** The capture method a stream's `source.type` names. */
 export function createSource(config: StreamConfig, path: string): Source {
   const { source } = config;
@@ -33,7 +42,7 @@ export function createSource(config: StreamConfig, path: string): Source {
         truncate: source.truncate,
         snapshot: source.snapshot,
         readLimit: source.readLimit ?? config.batch.maxSize,
-        bufferSize: source.bufferSize,
+        bufferSize: walBufferSize(source.bufferSize, source.readLimit ?? config.batch.maxSize),
         statusIntervalMs: source.statusIntervalMs,
         retry: config.retry,
       });
@@ -61,7 +70,7 @@ export function createSource(config: StreamConfig, path: string): Source {
         key: source.key,
         tables: config.tables,
         maxSize: config.batch.maxSize,
-        bufferSize: source.bufferSize,
+        bufferSize: source.bufferSize ?? 10_000,
         catchUp: source.catchUp,
         tombstones: source.tombstones,
         retry: config.retry,

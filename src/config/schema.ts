@@ -61,8 +61,14 @@ export const sourceSchema = z.strictObject({
   key: z.string().min(1).optional(),
   /** supabase-realtime: read deletes from the tombstone table `init-sql` sets up (else only live or soft deletes). */
   tombstones: z.boolean().default(false),
-  /** supabase-realtime: live changes held in memory; on overflow they are dropped and caught up. */
-  bufferSize: integer((n) => n.positive()).default(10_000),
+  /**
+   * Changes held in memory ahead of the sink. supabase-realtime: live
+   * changes (10,000 by default); on overflow they are dropped and caught up.
+   * postgres-wal: decoded changes before the replication socket is paused
+   * (by default four batches, at least 10,000, so the server keeps sending
+   * while a batch is prepared and another written).
+   */
+  bufferSize: integer((n) => n.positive()).optional(),
   /** supabase-realtime catch-up reads (REVERSE_SYNC_* of the older poller). */
   catchUp: z
     .strictObject({

@@ -87,6 +87,7 @@ export class WalSource implements Source {
     }
     await this.ensurePublication(qualifiedNames);
     await this.ensureSlot();
+    context.metrics.bufferCapacity.set({ stream: context.stream, direction: context.direction }, this.options.bufferSize);
     this.sampleRetained();
     this.retainedTimer ??= setInterval(() => this.sampleRetained(), this.options.retainedIntervalMs ?? 5000).unref();
     context.setConnected('source', true);

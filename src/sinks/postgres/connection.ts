@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { from as copyFromStdin } from 'pg-copy-streams';
 import type { Logger } from '../../log.js';
 import { isPgliteUrl, openPglite } from './pglite-pool.js';
 
@@ -23,6 +24,12 @@ export interface PoolClient {
   query<R = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<QueryResult<R>>;
   /** Several statements as one simple query (one round trip); the row count of each, in order. */
   script(sql: string): Promise<number[]>;
+  /**
+   * `COPY … FROM STDIN` with `data` in COPY's text format; the rows written.
+   * Servers only: PGlite has no COPY sub-protocol here, and callers use
+   * ordinary statements instead.
+   */
+  copyFrom?(sql: string, data: string): Promise<number>;
   /** `broken`: the connection is in an unknown state and must not be reused. */
   release(broken?: boolean): void;
 }
@@ -62,6 +69,14 @@ export function createPool(url: string, options: PoolOptions = {}): Pool {
           const results = (await client.query(sql)) as unknown as pg.QueryResult | pg.QueryResult[];
           return (Array.isArray(results) ? results : [results]).map((r) => r.rowCount ?? 0);
         },
+        copyFrom: (sql: string, data: string) =>
+          new Promise<number>((resolve, reject) => {
+            const copy = client.query(copyFromStdin(sql));
+            copy.on('error', reject);
+            // 'finish' comes once the server has answered CommandComplete and ReadyForQuery (pg-copy-streams 4+).
+            copy.on('finish', () => resolve(copy.rowCount));
+            copy.end(data);
+          }),
         release: (broken?: boolean) => client.release(broken),
       };
     },

@@ -9,6 +9,7 @@ import { groupStatements, type StatementGroup } from '../statement-groups.js';
 import { createPool, type Pool, type PoolClient } from './connection.js';
 import { quoteTable } from './identifiers.js';
 import { classifyPgError, isConnectionError } from './errors.js';
+import { copyText } from './copy-text.js';
 import { introspectTable } from './introspect.js';
 import {
   INSERT_DEAD_LETTERS_SQL,
@@ -16,6 +17,7 @@ import {
   READ_CHECKPOINT_SQL,
   CAPTURED_SQL,
   conflictSql,
+  copyInSql,
   pingBackSql,
   SCHEMA_SQL,
   SETUP_LOCK_SQL,
@@ -28,9 +30,24 @@ import {
 
 interface PreparedGroup {
   group: StatementGroup;
-  /** The rows as the statement's json parameter. */
+  /** New rows only: their COPY text, written with `copyInSql`; null: the json statement. */
+  copy: string | null;
+  /** The rows as the json statement's parameter ('' for a copy or a truncate). */
   param: string;
 }
+
+/** COPY of a table's new rows failed for a reason other than the connection: the batch is applied again without it. */
+class CopyRefused extends Error {
+  constructor(
+    readonly table: string,
+    readonly reason: string,
+  ) {
+    super(`COPY into the target of ${table} refused: ${reason}`);
+  }
+}
+
+/** Batches a table's new rows skip COPY after it was refused: doubling from the first to the last, reset by a COPY that succeeds. */
+const COPY_PAUSE = { first: 16, max: 1024 };
 
 interface TargetInfo {
   table: TargetTable;
@@ -39,6 +56,8 @@ interface TargetInfo {
   updatable: string[] | null;
   /** The change-log trigger captures this table here: lost conflicts are pinged back. */
   captured: boolean;
+  /** json and jsonb columns (COPY writes their JSON text; upserts compare them as text). */
+  jsonColumns: string[];
 }
 
 /**
@@ -56,6 +75,11 @@ export class PostgresSink implements Sink {
   private readonly captured = new Set<string>();
   /** The target has cdc_sync.origin_marker: each batch writes it, so a postgres-wal source reading this database drops the batch (no echo). */
   private marker = false;
+  /** The connections take COPY (servers; not PGlite). */
+  private copyIn = false;
+  /** Tables whose new rows go as upserts up to batch `until` (COPY was refused: the rows existed, or the table takes no COPY). */
+  private readonly copyPaused = new Map<string, { until: number; span: number }>();
+  private batches = 0;
   /** Statements worked out by `prepare`, until their batch is applied. */
   private readonly prepared = new WeakMap<ChangeEvent[], PreparedGroup[]>();
 
@@ -66,6 +90,7 @@ export class PostgresSink implements Sink {
     this.pool ??= createPool(this.url, { log: context.log });
     try {
       await this.inTransaction(async (client) => {
+        this.copyIn = client.copyFrom !== undefined;
         await client.query('BEGIN');
         await client.query(SETUP_LOCK_SQL);
         await client.query(SCHEMA_SQL);
@@ -96,6 +121,7 @@ export class PostgresSink implements Sink {
         newerWinsBy: m.conflict === 'newer-wins' ? m.targetUpdatedAt : undefined,
         updatable: m.owned,
         captured: this.captured.has(`${m.target.name.schema}.${m.target.name.name}`),
+        jsonColumns: m.target.columns.filter((c) => c.type === 'json').map((c) => c.name),
       });
     }
   }
@@ -115,23 +141,42 @@ export class PostgresSink implements Sink {
 
   /**
    * One round trip opens the transaction (origin, marker), one per
-   * statement carries its rows as a bind parameter (never inside the SQL
-   * text, so no row value reaches the server's statement log), one saves
-   * the checkpoint and commits. For newer-wins tables the losing keys are
-   * read before the upsert, to count and log them and, in two-way set-ups,
-   * to ping the winning rows back.
+   * statement carries its rows (a bind parameter or COPY data, never inside
+   * the SQL text, so no row value reaches the server's statement log), one
+   * saves the checkpoint and commits. New rows go with COPY; when that is
+   * refused (a row existed after all), the batch is rolled back and applied
+   * again with upserts for that table. For newer-wins tables the losing keys
+   * are read before the upsert, to count and log them and, in two-way
+   * set-ups, to ping the winning rows back.
    */
   async apply(batch: SinkBatch): Promise<ApplyResult> {
-    const statements = this.statements(batch.changes);
+    this.batches += 1;
+    let statements = this.statements(batch.changes);
+    for (;;) {
+      try {
+        return await this.applyStatements(batch, statements);
+      } catch (error) {
+        if (!(error instanceof CopyRefused)) throw error;
+        this.pauseCopy(error);
+        statements = this.groupsOf(batch.changes);
+      }
+    }
+  }
+
+  private async applyStatements(batch: SinkBatch, statements: PreparedGroup[]): Promise<ApplyResult> {
     let written = 0;
     const conflicts: { table: string; key: Row }[] = [];
     let table: string | undefined;
     try {
       await this.inTransaction(async (client) => {
         await client.script(beginSql(this.context?.stream ?? null, this.marker).join(';\n'));
-        for (const { group, param } of statements) {
+        for (const { group, copy, param } of statements) {
           table = group.table;
           const target = this.target(group.table);
+          if (copy !== null) {
+            written += await this.copyRows(client, group, copy);
+            continue;
+          }
           if (group.op === 'upsert' && target.newerWinsBy) {
             const shape = { ...this.shape(group), newerWinsBy: target.newerWinsBy };
             const losers = await client.query<Row>(conflictSql(shape), [param]);
@@ -149,15 +194,50 @@ export class PostgresSink implements Sink {
         await client.script(commitSql(batch.checkpoint).join(';\n'));
       });
     } catch (error) {
+      if (error instanceof CopyRefused) throw error;
       throw this.fail(error, table);
     }
     this.context?.setConnected('sink', true);
     return { written, conflicts };
   }
 
+  /** COPY of new rows; refused (not a connection or other transient failure): CopyRefused, and the batch goes again without it. */
+  private async copyRows(client: PoolClient, group: StatementGroup, data: string): Promise<number> {
+    let written: number;
+    try {
+      written = await client.copyFrom!(copyInSql(this.target(group.table).table.name, group.columns), data);
+    } catch (error) {
+      const classified = classifyPgError(error, { stream: this.context?.stream, table: group.table });
+      if (classified.transient) throw error;
+      throw new CopyRefused(group.table, classified.message);
+    }
+    const paused = this.copyPaused.get(group.table);
+    if (paused && this.batches > paused.until) this.copyPaused.delete(group.table);
+    return written;
+  }
+
+  private pauseCopy(refused: CopyRefused): void {
+    const span = Math.min(COPY_PAUSE.max, (this.copyPaused.get(refused.table)?.span ?? COPY_PAUSE.first / 2) * 2);
+    this.copyPaused.set(refused.table, { until: this.batches + span, span });
+    // The reason may quote a key (a unique violation): debug only.
+    this.context?.log.debug({ table: refused.table, batches: span, err: refused.reason }, 'COPY of new rows refused; upserting them for a while');
+  }
+
+  private copyAllowed(table: string): boolean {
+    const paused = this.copyPaused.get(table);
+    return this.copyIn && (!paused || this.batches > paused.until);
+  }
+
   private shape(group: StatementGroup): UpsertShape {
     const target = this.target(group.table);
-    return { table: target.table.name, columns: group.columns, key: target.key, newerWinsBy: target.newerWinsBy, updatable: target.updatable };
+    return {
+      table: target.table.name,
+      columns: group.columns,
+      key: target.key,
+      newerWinsBy: target.newerWinsBy,
+      updatable: target.updatable,
+      jsonColumns: target.jsonColumns,
+    };
   }
 
   /** The statement of a group, its rows in `$1` (none for a truncate). */
@@ -167,18 +247,48 @@ export class PostgresSink implements Sink {
     return group.op === 'delete' ? deleteSql(target.table.name, target.key) : upsertSql(this.shape(group));
   }
 
-  /** The statements for a batch's changes: prepared ahead, or now (a part of a bisected batch). */
+  /** The statements for a batch's changes: prepared ahead, or now (a part of a bisected batch, or a table whose COPY was refused since). */
   private statements(changes: ChangeEvent[]): PreparedGroup[] {
     const prepared = this.prepared.get(changes);
     this.prepared.delete(changes);
-    return prepared ?? this.groupsOf(changes);
+    if (prepared?.every((p) => p.copy === null || this.copyAllowed(p.group.table))) return prepared;
+    return this.groupsOf(changes);
   }
 
+  /** Per group its statement's data; the group's new rows (`insert` changes) split off for COPY where the table takes it. */
   private groupsOf(changes: ChangeEvent[]): PreparedGroup[] {
-    return groupStatements(changes).map((group) => ({
-      group,
-      param: group.op === 'truncate' ? '' : rowsJson(group.events.map((e) => (group.op === 'delete' ? e.key : e.row!))),
-    }));
+    const prepared: PreparedGroup[] = [];
+    for (const group of groupStatements(changes)) {
+      if (group.op === 'truncate') {
+        prepared.push({ group, copy: null, param: '' });
+        continue;
+      }
+      if (group.op === 'upsert' && this.copyAllowed(group.table)) {
+        const { copy, rest } = this.splitNewRows(group);
+        if (copy) prepared.push(copy);
+        if (rest.events.length > 0) prepared.push({ group: rest, copy: null, param: rowsJson(rest.events.map((e) => e.row!)) });
+        continue;
+      }
+      prepared.push({ group, copy: null, param: rowsJson(group.events.map((e) => (group.op === 'delete' ? e.key : e.row!))) });
+    }
+    return prepared;
+  }
+
+  /** The group's new rows as one COPY (when every value has a text form), and the group of the others. */
+  private splitNewRows(group: StatementGroup): { copy: PreparedGroup | null; rest: StatementGroup } {
+    const inserts = group.events.filter((e) => e.op === 'insert');
+    if (inserts.length === 0) return { copy: null, rest: group };
+    const json = this.target(group.table).jsonColumns;
+    const text = copyText(
+      inserts.map((e) => e.row!),
+      group.columns.map((name) => ({ name, json: json.includes(name) })),
+    );
+    if (text === null) return { copy: null, rest: group };
+    const others = inserts.length === group.events.length ? [] : group.events.filter((e) => e.op !== 'insert');
+    return {
+      copy: { group: { ...group, events: inserts }, copy: text, param: '' },
+      rest: { ...group, events: others },
+    };
   }
 
   async close(): Promise<void> {

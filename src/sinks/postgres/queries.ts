@@ -44,6 +44,15 @@ export interface UpsertShape {
   newerWinsBy?: string | undefined;
   /** Column ownership: the only columns an existing row may have changed (null: all). */
   updatable?: string[] | null | undefined;
+  /** json and jsonb columns: json has no equality operator, so rows are compared on their text. */
+  jsonColumns?: string[] | undefined;
+}
+
+/** `(a.x, a.y) IS DISTINCT FROM (b.x, b.y)`, json columns compared as text. */
+function differs(shape: UpsertShape, columns: string[], a: string, b: string): string {
+  const side = (alias: string) =>
+    columns.map((c) => `${alias}.${quoteIdent(c)}${shape.jsonColumns?.includes(c) ? '::text' : ''}`).join(', ');
+  return `(${side(a)}) IS DISTINCT FROM (${side(b)})`;
 }
 
 export function upsertSql(shape: UpsertShape): string {
@@ -55,9 +64,7 @@ export function upsertSql(shape: UpsertShape): string {
   if (updatable.length === 0) return `${head} ON CONFLICT (${conflict}) DO NOTHING`;
   const set = updatable.map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`).join(', ');
   // Skip rows that would not change: no new row version, no trigger, no echo.
-  const changed = `(${updatable.map((c) => `t.${quoteIdent(c)}`).join(', ')}) IS DISTINCT FROM (${updatable
-    .map((c) => `EXCLUDED.${quoteIdent(c)}`)
-    .join(', ')})`;
+  const changed = differs(shape, updatable, 't', 'EXCLUDED');
   const newer = shape.newerWinsBy
     ? ` AND (t.${quoteIdent(shape.newerWinsBy)} IS NULL OR EXCLUDED.${quoteIdent(shape.newerWinsBy)} >= t.${quoteIdent(shape.newerWinsBy)})`
     : '';
@@ -74,12 +81,10 @@ export function conflictSql(shape: UpsertShape & { newerWinsBy: string }): strin
   const by = quoteIdent(shape.newerWinsBy);
   const match = shape.key.map((k) => `t.${quoteIdent(k)} = s.${quoteIdent(k)}`).join(' AND ');
   const compared = shape.columns.filter((c) => !shape.key.includes(c));
-  const differs = compared.length
-    ? ` AND (${compared.map((c) => `t.${quoteIdent(c)}`).join(', ')}) IS DISTINCT FROM (${compared.map((c) => `s.${quoteIdent(c)}`).join(', ')})`
-    : '';
+  const different = compared.length ? ` AND ${differs(shape, compared, 't', 's')}` : '';
   return `SELECT ${shape.key.map((k) => `s.${quoteIdent(k)}`).join(', ')}
   FROM json_populate_recordset(NULL::${table}, $1::json) AS s JOIN ${table} AS t ON ${match}
- WHERE t.${by} > s.${by}${differs}`;
+ WHERE t.${by} > s.${by}${different}`;
 }
 
 /**
@@ -99,6 +104,17 @@ SELECT $2, 'U', row_to_json(t)::text, 'cdc-sync ping-back'
 
 /** Whether the change-log trigger captures the table (two-way set-ups). */
 export const CAPTURED_SQL = `SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = $1::regclass AND tgname = 'cdc_sync_capture') AS captured`;
+
+/**
+ * New rows straight into the table with COPY: several times less server work
+ * per row than INSERT … SELECT FROM json_populate_recordset … ON CONFLICT
+ * (no json to parse, no speculative insertion, rows written in multi-row
+ * WAL records). It fails when a row exists already; the sink then writes
+ * those rows with `upsertSql`.
+ */
+export function copyInSql(table: QualifiedName, columns: string[]): string {
+  return `COPY ${quoteTable(table)} (${columns.map(quoteIdent).join(', ')}) FROM STDIN`;
+}
 
 export function deleteSql(table: QualifiedName, key: string[]): string {
   const t = quoteTable(table);

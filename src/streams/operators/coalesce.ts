@@ -5,7 +5,10 @@ import { keyString, type ChangeEvent } from '../../core/change-event.js';
  * order a set-based sink can apply: deletes from child tables up, then
  * upserts from parent tables down. `tableOrder` lists tables parents first.
  * Upserts are idempotent, so the last image of a key is all the sink needs:
- * insert+update → upsert, update+delete → delete, delete+insert → upsert.
+ * update+delete → delete. Whether the row is new is the first change's
+ * word: insert+update → insert (of the last image), delete+insert or
+ * update+insert → update, so a sink may write new rows the cheaper way
+ * (COPY) and upsert the others.
  * Tables a TRUNCATE emptied come first (children first), without the
  * changes that preceded the TRUNCATE.
  */
@@ -14,6 +17,8 @@ export function coalesce(events: ChangeEvent[], tableOrder: string[]): ChangeEve
   // is one text or number column (no string built per change), else by keyString. Walking the events
   // in order and keeping the newest of each key gives the order of their newest changes.
   const newest = new Uint8Array(events.length);
+  // The index of the key's first change in the batch, where an earlier one exists.
+  const first = new Int32Array(events.length).fill(-1);
   const tables = new Map<string, { values: Map<string | number, number>; strings: Map<string, number> }>();
   // A TRUNCATE wipes the table: its earlier changes in the batch are dropped, and it is applied before the later ones.
   const truncates = new Map<string, number>();
@@ -40,7 +45,10 @@ export function coalesce(events: ChangeEvent[], tableOrder: string[]): ChangeEve
       previous = ids.strings.get(text);
       ids.strings.set(text, i);
     }
-    if (previous !== undefined) newest[previous] = 0;
+    if (previous !== undefined) {
+      newest[previous] = 0;
+      first[i] = first[previous] === -1 ? previous : first[previous]!;
+    }
     newest[i] = 1;
   }
   // One bucket per table rank (unknown tables last): a stable order without sorting.
@@ -49,10 +57,17 @@ export function coalesce(events: ChangeEvent[], tableOrder: string[]): ChangeEve
   const [emptied, deletes, upserts] = [buckets(), buckets(), buckets()];
   for (let i = 0; i < events.length; i += 1) {
     if (newest[i] === 0) continue;
-    const e = events[i]!;
+    const e = first[i] === -1 ? events[i]! : withFirstWord(events[i]!, events[first[i]!]!.op);
     (e.op === 'truncate' ? emptied : e.op === 'delete' ? deletes : upserts)[rank.get(e.table) ?? tableOrder.length]!.push(e);
   }
   return [...emptied.reverse().flat(), ...deletes.reverse().flat(), ...upserts.flat()];
+}
+
+/** The newest change of a key, its op saying whether the row is new (the first change inserted it) or existed. */
+function withFirstWord(newest: ChangeEvent, firstOp: ChangeEvent['op']): ChangeEvent {
+  if (newest.op === 'delete' || newest.op === 'truncate') return newest;
+  const op = firstOp === 'insert' ? 'insert' : 'update';
+  return op === newest.op ? newest : { ...newest, op };
 }
 
 /** The key's value when it is one column of text or number; undefined otherwise. */

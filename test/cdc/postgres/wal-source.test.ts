@@ -109,6 +109,8 @@ describe('postgres-wal source', () => {
     expect(positions.every((p) => /^[0-9A-F]+\/[0-9A-F]+$/.test(p))).toBe(true);
     expect(new Set(positions).size).toBe(3);
     expect(await context.metrics.captured.get().then((m) => m.values.reduce((s, v) => s + v.value, 0))).toBe(4);
+    // The buffer's size is shown next to its fill (cdc_sync_buffer_capacity, cdc_sync_buffer_events).
+    expect(await context.metrics.bufferCapacity.get().then((m) => m.values.map((v) => v.value))).toEqual([1000]);
   });
 
   it('leaves an unchanged TOAST column out of the update row, so the sink never overwrites it', async () => {

@@ -16,14 +16,13 @@ const ORDER = ['customers', 'orders', 'lines'];
 const brief = (events: ChangeEvent[]) => events.map((e) => `${e.op} ${e.table} ${JSON.stringify(e.key)}`);
 
 describe('coalesce', () => {
-  it('keeps the last change of a key: insert then update becomes one insert with the last row', () => {
+  it('keeps the last change of a key: insert then update becomes one insert with the last row (the row is new)', () => {
     const insert = change('customers', 'insert', { id: 1 }, { id: 1, name: 'Ann' });
     const update = change('customers', 'update', { id: 1 }, { id: 1, name: 'Anne' });
     const result = coalesce([insert, update], ORDER);
-    expect(result).toHaveLength(1);
-    expect(result[0]!.row).toEqual({ id: 1, name: 'Anne' });
-    expect(result[0]!.op).not.toBe('delete');
-    expect(result[0]).toBe(update);
+    expect(result).toEqual([{ ...update, op: 'insert' }]);
+    // A copy: the source's event is not changed.
+    expect(update.op).toBe('update');
   });
 
   it('update then delete becomes the delete', () => {
@@ -32,12 +31,23 @@ describe('coalesce', () => {
     expect(coalesce([update, del], ORDER)).toEqual([del]);
   });
 
-  it('delete then insert becomes the insert (the row exists afterwards)', () => {
+  it('delete then insert becomes an update with the inserted row (the row existed before the batch)', () => {
     const del = change('customers', 'delete', { id: 1 });
     const insert = change('customers', 'insert', { id: 1 }, { id: 1, name: 'again' });
-    const result = coalesce([del, insert], ORDER);
-    expect(result).toEqual([insert]);
-    expect(result[0]!.op).toBe('insert');
+    expect(coalesce([del, insert], ORDER)).toEqual([{ ...insert, op: 'update' }]);
+    const update = change('customers', 'update', { id: 2 }, { id: 2, name: 'x' });
+    const [del2, insert2] = [change('customers', 'delete', { id: 2 }), change('customers', 'insert', { id: 2 }, { id: 2, name: 'y' })];
+    expect(coalesce([update, del2, insert2], ORDER)).toEqual([{ ...insert2, op: 'update' }]);
+  });
+
+  it('insert, delete, insert stays an insert; a lone change or a repeated update is passed on as it is', () => {
+    const [a, b, c] = [change('customers', 'insert', { id: 1 }), change('customers', 'delete', { id: 1 }), change('customers', 'insert', { id: 1 }, { id: 1, v: 2 })];
+    const [u1, u2] = [change('customers', 'update', { id: 2 }), change('customers', 'update', { id: 2 }, { id: 2, v: 3 })];
+    const lone = change('customers', 'insert', { id: 3 });
+    const result = coalesce([a, b, c, u1, u2, lone], ORDER);
+    expect(result[0]).toEqual(c);
+    expect(result[1]).toBe(u2);
+    expect(result[2]).toBe(lone);
   });
 
   it('keeps one change per key and different keys apart', () => {
@@ -132,7 +142,7 @@ describe('coalesce', () => {
   it('treats a Date key and the same instant as equal keys', () => {
     const a = change('orders', 'insert', { at: new Date('2024-05-01T10:00:00Z') });
     const b = change('orders', 'update', { at: new Date('2024-05-01T10:00:00.000Z') });
-    expect(coalesce([a, b], ORDER)).toEqual([b]);
+    expect(coalesce([a, b], ORDER)).toEqual([{ ...b, op: 'insert' }]);
   });
 
   it('returns nothing for no changes', () => {
@@ -160,6 +170,6 @@ describe('coalesce', () => {
     const number = change('customers', 'insert', { id: 1 });
     const ab = change('lines', 'insert', { a: 1, b: 2 });
     const ba = change('lines', 'update', { b: 2, a: 1 });
-    expect(coalesce([text, number, ab, ba], ORDER)).toEqual([text, number, ba]);
+    expect(coalesce([text, number, ab, ba], ORDER)).toEqual([text, number, { ...ba, op: 'insert' }]);
   });
 });

@@ -1,0 +1,74 @@
+import type { Row, Value } from '../../core/change-event.js';
+import { toJsonText } from '../../core/json.js';
+
+/**
+ * Rows in COPY's text format (https://www.postgresql.org/docs/current/sql-copy.html,
+ * "Text Format"): one line per row, columns separated by tabs, `\N` for
+ * null, and backslash, newline, carriage return and tab escaped. Each value
+ * is exactly the text json_populate_recordset would hand the column's
+ * input function for the same row (so both statements write the same
+ * values): strings as they are, numbers and bigints as digits, booleans as
+ * true/false, Dates as ISO 8601, binary as bytea hex, and null for what
+ * JSON has no value for (NaN, Infinity, an invalid Date).
+ *
+ * A json or jsonb column gets the value's JSON text, as
+ * json_populate_recordset hands such a column the JSON value itself (a
+ * string stays a JSON string).
+ *
+ * Returns null when a value has no single text form here (objects and
+ * arrays bound for other columns, which json_populate_recordset maps onto
+ * arrays and composites by the column's type): those rows take the json
+ * statement.
+ */
+export function copyText(rows: Row[], columns: { name: string; json: boolean }[]): string | null {
+  const lines = new Array<string>(rows.length);
+  for (let r = 0; r < rows.length; r += 1) {
+    const row = rows[r]!;
+    let line = '';
+    for (let c = 0; c < columns.length; c += 1) {
+      const column = columns[c]!;
+      const value = row[column.name];
+      const text = column.json ? jsonField(value) : fieldText(value);
+      if (text === undefined) return null;
+      line = c === 0 ? text : `${line}\t${text}`;
+    }
+    lines[r] = line;
+  }
+  return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
+}
+
+const SPECIAL = /[\\\n\r\t]/;
+const SPECIAL_ALL = /[\\\n\r\t]/g;
+const ESCAPES: Record<string, string> = { '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+function escape(text: string): string {
+  return SPECIAL.test(text) ? text.replace(SPECIAL_ALL, (c) => ESCAPES[c]!) : text;
+}
+
+function jsonField(value: Value | undefined): string {
+  return value === null || value === undefined ? '\\N' : escape(toJsonText(value));
+}
+
+/** The field as COPY text, or undefined when the value must go as json. */
+function fieldText(value: Value | undefined): string | undefined {
+  switch (typeof value) {
+    case 'string':
+      return escape(value);
+    case 'number':
+      return Number.isFinite(value) ? String(value) : '\\N';
+    case 'bigint':
+      return value.toString();
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'undefined':
+      return '\\N';
+    case 'object':
+      if (value === null) return '\\N';
+      if (value instanceof Date) return Number.isNaN(value.getTime()) ? '\\N' : value.toISOString();
+      // bytea's hex input, its backslash escaped for COPY.
+      if (value instanceof Uint8Array) return `\\\\x${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('hex')}`;
+      return undefined;
+    default:
+      return undefined;
+  }
+}

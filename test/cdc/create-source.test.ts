@@ -1,0 +1,13 @@
+import { describe, expect, it } from 'vitest';
+import { walBufferSize } from '../../src/cdc/index.js';
+
+describe('walBufferSize', () => {
+  it('holds four reads by default, at least 10,000 changes, so the walsender is not paused every batch', () => {
+    expect(walBufferSize(undefined, 500)).toBe(10_000);
+    expect(walBufferSize(undefined, 10_000)).toBe(40_000);
+  });
+
+  it('takes the configured size as it is', () => {
+    expect(walBufferSize(1000, 10_000)).toBe(1000);
+  });
+});

@@ -1,0 +1,38 @@
+import { describe, expect, it } from 'vitest';
+import { copyText } from '../../../src/sinks/postgres/copy-text.js';
+
+const plain = (...names: string[]) => names.map((name) => ({ name, json: false }));
+
+describe('copyText', () => {
+  it('writes one tab-separated line per row, in the given column order, with \\N for null and missing values', () => {
+    expect(copyText([{ b: 'x', a: 1 }, { a: null }], plain('a', 'b'))).toBe('1\tx\n\\N\t\\N\n');
+  });
+
+  it('escapes backslash, newline, carriage return and tab, and leaves other text as it is', () => {
+    const text = copyText([{ s: 'C:\\new\tline\r\nend' }, { s: `O'Brien "q" Zoë ✓ 𝄞 \\N` }], plain('s'));
+    expect(text).toBe(`C:\\\\new\\tline\\r\\nend\nO'Brien "q" Zoë ✓ 𝄞 \\\\N\n`);
+  });
+
+  it('gives each value the text json_populate_recordset would: booleans, bigints, Dates, binary as bytea hex', () => {
+    const row = { t: true, f: false, big: 9007199254740993n, at: new Date('2024-02-29T23:59:59.123Z'), bin: Buffer.from([0, 1, 255]), n: 1.5 };
+    expect(copyText([row], plain('t', 'f', 'big', 'at', 'bin', 'n'))).toBe('true\tfalse\t9007199254740993\t2024-02-29T23:59:59.123Z\t\\\\x0001ff\t1.5\n');
+  });
+
+  it('writes null where JSON has no value: NaN, Infinity, an invalid Date', () => {
+    expect(copyText([{ a: Number.NaN, b: Number.POSITIVE_INFINITY, c: new Date('nope') }], plain('a', 'b', 'c'))).toBe('\\N\t\\N\t\\N\n');
+  });
+
+  it('writes the JSON text of values bound for json columns, strings included', () => {
+    const columns = [{ name: 'doc', json: true }];
+    expect(copyText([{ doc: { a: [1, 'x\ty'] } }, { doc: 'abc' }, { doc: 5 }, { doc: null }], columns)).toBe('{"a":[1,"x\\\\ty"]}\n"abc"\n5\n\\N\n');
+  });
+
+  it('declines rows with an object bound for a column that is not json (arrays, composites go as json)', () => {
+    expect(copyText([{ tags: ['a', 'b'] }], plain('tags'))).toBeNull();
+    expect(copyText([{ a: 1 }, { a: { x: 1 } }], plain('a'))).toBeNull();
+  });
+
+  it('writes nothing for no rows', () => {
+    expect(copyText([], plain('a'))).toBe('');
+  });
+});
