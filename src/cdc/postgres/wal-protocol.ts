@@ -5,6 +5,8 @@
  * https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html
  */
 
+import type { Row, Value } from '../../core/change-event.js';
+
 /** Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01). */
 const PG_EPOCH_MS = 946_684_800_000;
 
@@ -72,6 +74,9 @@ export function standbyStatus(write: bigint, flush: bigint, apply: bigint, reply
   return buffer;
 }
 
+/** Node.js Buffers have utf8Slice (what toString('utf8') calls); it is not in @types/node. */
+type Utf8Slicing = Buffer & { utf8Slice(start: number, end: number): string };
+
 class Reader {
   constructor(
     private readonly buffer: Buffer,
@@ -115,7 +120,8 @@ class Reader {
     return v;
   }
   bytes(n: number): string {
-    const v = this.buffer.toString('utf8', this.offset, this.offset + n);
+    // Buffer's own utf8Slice: toString('utf8', …) checks its arguments and looks the encoding up first, per value.
+    const v = (this.buffer as Utf8Slicing).utf8Slice(this.offset, this.offset + n);
     this.offset += n;
     return v;
   }
@@ -131,6 +137,39 @@ class Reader {
     }
     return columns;
   }
+}
+
+/**
+ * An Insert's new tuple read straight into a row, the common case kept free
+ * of intermediate objects: a copy of `template` (every column, null) with each
+ * sent value set through `convert`. Undefined when the message is not an
+ * Insert whose tuple has one plain value or null per column; the caller then
+ * takes `decodePgOutput`.
+ */
+export function insertRow(
+  message: Buffer,
+  offset: number,
+  columns: readonly RelationColumn[],
+  template: Row,
+  convert: (typeOid: number, text: string) => Value,
+): Row | undefined {
+  // 'I', relation id, 'N', column count.
+  if (message[offset] !== 0x49 || message[offset + 5] !== 0x4e || message.readInt16BE(offset + 6) !== columns.length) return undefined;
+  const row: Row = { ...template };
+  let at = offset + 8;
+  for (let i = 0; i < columns.length; i += 1) {
+    const kind = message[at];
+    if (kind === 0x6e /* n */) {
+      at += 1;
+      continue;
+    }
+    if (kind !== 0x74 /* t */) return undefined;
+    const length = message.readInt32BE(at + 1);
+    const column = columns[i]!;
+    row[column.name] = convert(column.typeOid, (message as Utf8Slicing).utf8Slice(at + 5, at + 5 + length));
+    at += 5 + length;
+  }
+  return row;
 }
 
 export function decodePgOutput(message: Buffer, offset = 0): PgOutputMessage {

@@ -12,7 +12,7 @@ import { readRows } from './read-rows.js';
 import { countCaptured } from '../count-captured.js';
 import type { Source } from '../source.js';
 import { formatLsn, parseLsn } from './wal-lsn.js';
-import { decodePgOutput, parseReplicationMessage, standbyStatus, xlogWalEnd } from './wal-protocol.js';
+import { parseReplicationMessage, standbyStatus, xlogWalEnd } from './wal-protocol.js';
 import { MARKER_EXISTS_SQL, PUBLICATION_SQL, RETAINED_SQL, SLOT_SQL, TABLE_INFO_SQL, copyPageSql } from './wal-setup.js';
 import { WalPosition } from './wal-position.js';
 import { parseJson } from '../../core/json.js';
@@ -287,7 +287,7 @@ export class WalSource implements Source {
         const walEnd = xlogWalEnd(message.message);
         if (walEnd > this.received) this.received = walEnd;
       }
-      const tx = this.assembler.push(decodePgOutput(message.message, message.offset));
+      const tx = this.assembler.receive(message.message, message.offset);
       if (tx) this.onTransaction(tx);
     } catch (error) {
       this.subscriber?.error(classifyPgError(error, { stream: this.context.stream }));

@@ -1,7 +1,7 @@
 import type { ChangeEvent, Op, RejectedChange, Row } from '../../core/change-event.js';
 import { PermanentError } from '../../core/errors.js';
 import { formatLsn } from './wal-lsn.js';
-import type { PgOutputMessage, RelationColumn, TupleColumn } from './wal-protocol.js';
+import { decodePgOutput, insertRow, type PgOutputMessage, type RelationColumn, type TupleColumn } from './wal-protocol.js';
 import { fromText } from './wal-values.js';
 import { valuesEqual } from '../../core/values.js';
 
@@ -22,6 +22,8 @@ interface Relation {
   columns: RelationColumn[];
   /** The replica identity's columns, used when the configuration names no key. */
   key: string[];
+  /** Every column, null: rows start as a copy of it, so each column is set on a property the row has already. */
+  template: Row;
 }
 
 export interface AssemblerOptions {
@@ -47,6 +49,26 @@ export class TransactionAssembler {
     return this.current !== null;
   }
 
+  /**
+   * Feeds the pgoutput message at `offset` of `message`; returns the
+   * transaction its Commit completes. Inserts of captured tables are read
+   * straight into rows (most of a backlog), the rest through `decodePgOutput`.
+   */
+  receive(message: Buffer, offset: number): WalTransaction | null {
+    const tx = this.current;
+    if (tx !== null && message[offset] === 0x49 /* I */) {
+      const relation = this.relations.get(message.readUInt32BE(offset + 1));
+      const table = relation && relation.qualified !== ORIGIN_MARKER_TABLE ? this.options.tables.get(relation.qualified) : undefined;
+      const row = table ? insertRow(message, offset, relation!.columns, relation!.template, fromText) : undefined;
+      if (row) {
+        const keyColumns = table!.key.length > 0 ? table!.key : relation!.key;
+        tx.events.push(change(table!.source, 'insert', keyOf(keyColumns, row), row, null, tx.commitTime));
+        return null;
+      }
+    }
+    return this.push(decodePgOutput(message, offset));
+  }
+
   /** Feeds one message; returns the transaction its Commit completes. */
   push(message: PgOutputMessage): WalTransaction | null {
     switch (message.tag) {
@@ -55,6 +77,7 @@ export class TransactionAssembler {
           qualified: `${message.schema}.${message.name}`,
           columns: message.columns,
           key: message.columns.filter((c) => c.key).map((c) => c.name),
+          template: Object.fromEntries(message.columns.map((c) => [c.name, null])),
         });
         return null;
       case 'begin':
@@ -174,8 +197,17 @@ function sameKey(columns: string[], a: Row, b: Row): boolean {
 
 /** Columns sent as "unchanged TOAST" are left out, so the sink never overwrites them; `keyOnly`: only key columns carry values. */
 function toRow(relation: Relation, tuple: TupleColumn[], keyOnly = false): Row {
-  const row: Row = {};
   const columns = relation.columns;
+  if (!keyOnly && tuple.length === columns.length && !tuple.includes(undefined)) {
+    // The common case, every column present: a copy of the template (one shape for all rows of the relation).
+    const row: Row = { ...relation.template };
+    for (let i = 0; i < columns.length; i += 1) {
+      const value = tuple[i]!;
+      if (value !== null) row[columns[i]!.name] = fromText(columns[i]!.typeOid, value);
+    }
+    return row;
+  }
+  const row: Row = {};
   for (let i = 0; i < columns.length; i += 1) {
     const value = tuple[i];
     if (value === undefined) continue;
