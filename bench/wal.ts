@@ -90,7 +90,7 @@ log: { level: warn }
   // BENCH_NODE_ARGS: extra node flags for the cdc-sync process (e.g. --cpu-prof to profile it).
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const run = () =>
-    spawn(process.execPath, [...SHIPPED_NODE_ARGS, ...nodeArgs, join(ROOT, 'dist/cdc-sync.mjs'), 'run', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
+    spawn(process.execPath, [...SHIPPED_NODE_ARGS, ...nodeArgs, join(ROOT, 'dist/cdc-sync.mjs'), 'run', '--config', config], { stdio: ['ignore', process.env.BENCH_STDOUT ? 'inherit' : 'ignore', 'inherit'] });
   let child = run();
   while (!(await scalar<boolean>(src, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active)`, [cdcSlot]))) {
     await new Promise((r) => setTimeout(r, 100));

@@ -43,6 +43,14 @@ export type ReplicationMessage =
 /** pgoutput Insert, Update, Delete: by far the most messages, and the ones whose WAL end nobody needs. */
 const CHANGE_CODES = new Set([0x49 /* I */, 0x55 /* U */, 0x44 /* D */]);
 
+/** XLogData's header: 'w', WAL start, WAL end, send time; the pgoutput message follows. */
+export const XLOG_HEADER = 25;
+
+/** Whether the XLogData at `offset` carries an Insert, Update or Delete. */
+export function isChangeMessage(xlog: Buffer, offset = 0): boolean {
+  return CHANGE_CODES.has(xlog[offset + XLOG_HEADER]!);
+}
+
 /**
  * XLogData ('w') or a primary keepalive ('k'). The pgoutput message of
  * XLogData starts at `offset` of the same buffer (no copy); its WAL end is
@@ -51,15 +59,15 @@ const CHANGE_CODES = new Set([0x49 /* I */, 0x55 /* U */, 0x44 /* D */]);
 export function parseReplicationMessage(chunk: Buffer): ReplicationMessage | null {
   const code = chunk[0];
   if (code === 0x77 /* w */) {
-    return { tag: 'xlog', message: chunk, offset: 25, isChange: CHANGE_CODES.has(chunk[25]!) };
+    return { tag: 'xlog', message: chunk, offset: XLOG_HEADER, isChange: isChangeMessage(chunk) };
   }
   if (code === 0x6b /* k */) return { tag: 'keepalive', walEnd: chunk.readBigUInt64BE(1), replyRequested: chunk[17] === 1 };
   return null;
 }
 
-/** The WAL end an XLogData message carries. */
-export function xlogWalEnd(message: Buffer): bigint {
-  return message.readBigUInt64BE(9);
+/** The WAL end the XLogData at `offset` carries. */
+export function xlogWalEnd(xlog: Buffer, offset = 0): bigint {
+  return xlog.readBigUInt64BE(offset + 9);
 }
 
 /** Standby status update ('r'): written, flushed and applied positions. */

@@ -12,11 +12,15 @@ import { readRows } from './read-rows.js';
 import { countCaptured } from '../count-captured.js';
 import type { Source } from '../source.js';
 import { formatLsn, parseLsn } from './wal-lsn.js';
-import { parseReplicationMessage, standbyStatus, xlogWalEnd } from './wal-protocol.js';
+import { XLOG_HEADER, isChangeMessage, parseReplicationMessage, standbyStatus, xlogWalEnd } from './wal-protocol.js';
 import { MARKER_EXISTS_SQL, PUBLICATION_SQL, RETAINED_SQL, SLOT_SQL, TABLE_INFO_SQL, copyPageSql } from './wal-setup.js';
 import { WalPosition } from './wal-position.js';
 import { parseJson } from '../../core/json.js';
 import { ORIGIN_MARKER_TABLE, TransactionAssembler, type WalTransaction } from './wal-transactions.js';
+import { ByteQueue } from './byte-queue.js';
+
+/** Messages decoded at a time before other work (the sink's replies) gets its turn. */
+const DECODE_SLICE = 2000;
 
 export interface WalSourceOptions {
   url: string;
@@ -49,6 +53,15 @@ export class WalSource implements Source {
   private client: pg.Client | undefined;
   private queue: WalTransaction[] = [];
   private queued = 0;
+  /**
+   * XLogData received and not decoded yet, as bytes. Decoded in slices, only
+   * so far that a chunk waits ready: a backlog held in memory costs the
+   * garbage collector nothing until it is about to be applied.
+   */
+  private readonly pending = new ByteQueue();
+  private decodeScheduled = false;
+  /** The WAL end of the last keepalive that came while messages were pending: passed over once they are decoded. */
+  private keepaliveEnd = 0n;
   private paused = false;
   private requests = 0;
   private subscriber: Subscriber<SourceChunk> | undefined;
@@ -248,6 +261,8 @@ export class WalSource implements Source {
     // Whatever was received but not handed over is read again from the slot.
     this.queue = [];
     this.queued = 0;
+    this.pending.clear();
+    this.keepaliveEnd = 0n;
     this.paused = false;
     this.skipUntil = this.skipUntil > this.lastEmitted ? this.skipUntil : this.lastEmitted;
     this.assembler = new TransactionAssembler({ tables: this.tables, truncate: this.options.truncate, stream: this.context.stream });
@@ -272,27 +287,72 @@ export class WalSource implements Source {
   }
 
   private onCopyData(chunk: Buffer): void {
+    if (chunk[0] === 0x77 /* w: XLogData */) {
+      this.pending.push(chunk);
+      this.controlFlow();
+      this.scheduleDecode();
+      return;
+    }
     const message = parseReplicationMessage(chunk);
-    if (!message) return;
+    if (message?.tag !== 'keepalive') return;
+    if (message.walEnd > this.received) this.received = message.walEnd;
+    const before = this.flushPosition();
+    // Everything the server sent before the keepalive must be decoded (and no transaction open) for its WAL end to count as passed over.
+    if (this.pending.length > 0) this.keepaliveEnd = message.walEnd;
+    else if (!this.assembler.open && message.walEnd > this.sentThrough) this.sentThrough = message.walEnd;
+    // Idle with everything applied: confirm the WAL passed over at once (as PostgreSQL's own apply worker does), not at the next interval.
+    if (message.replyRequested || this.flushPosition() > before) this.sendStatus();
+  }
+
+  /** Decodes pending messages in slices until a chunk's worth of changes is ready, yielding to other work between slices. */
+  private scheduleDecode(): void {
+    if (this.decodeScheduled || this.pending.length === 0 || this.queued >= this.options.readLimit) return;
+    this.decodeScheduled = true;
+    setImmediate(() => {
+      this.decodeScheduled = false;
+      this.decodeSlice();
+    });
+  }
+
+  private decodeSlice(): void {
     try {
-      if (message.tag === 'keepalive') {
-        if (message.walEnd > this.received) this.received = message.walEnd;
-        const before = this.flushPosition();
-        if (!this.assembler.open && message.walEnd > this.sentThrough) this.sentThrough = message.walEnd;
-        // Idle with everything applied: confirm the WAL passed over at once (as PostgreSQL's own apply worker does), not at the next interval.
-        if (message.replyRequested || this.flushPosition() > before) this.sendStatus();
-        return;
+      const pending = this.pending;
+      for (let n = 0; n < DECODE_SLICE && this.queued < this.options.readLimit && pending.next(); n += 1) {
+        // XLogData: 'w', WAL start, WAL end, send time, then the pgoutput message (wal-protocol.ts).
+        const { bytes, start } = pending;
+        if (!isChangeMessage(bytes, start)) {
+          const walEnd = xlogWalEnd(bytes, start);
+          if (walEnd > this.received) this.received = walEnd;
+        }
+        const tx = this.assembler.receive(bytes, start + XLOG_HEADER);
+        if (tx) this.onTransaction(tx);
       }
-      if (!message.isChange) {
-        const walEnd = xlogWalEnd(message.message);
-        if (walEnd > this.received) this.received = walEnd;
-      }
-      const tx = this.assembler.receive(message.message, message.offset);
-      if (tx) this.onTransaction(tx);
     } catch (error) {
       this.subscriber?.error(classifyPgError(error, { stream: this.context.stream }));
       this.stopReplication();
+      return;
     }
+    if (this.pending.length === 0 && this.keepaliveEnd > 0n) {
+      const before = this.flushPosition();
+      if (!this.assembler.open && this.keepaliveEnd > this.sentThrough) this.sentThrough = this.keepaliveEnd;
+      this.keepaliveEnd = 0n;
+      if (this.flushPosition() > before) this.sendStatus();
+    }
+    this.controlFlow();
+    this.scheduleDecode();
+  }
+
+  /** Pauses the replication socket while more than bufferSize changes wait (decoded or not), resumes below half of it. */
+  private controlFlow(): void {
+    const held = this.queued + this.pending.length;
+    if (!this.paused && held > this.options.bufferSize) {
+      this.paused = true;
+      this.socket()?.pause();
+    } else if (this.paused && held <= this.options.bufferSize / 2) {
+      this.paused = false;
+      this.socket()?.resume();
+    }
+    this.context.metrics.bufferEvents.set({ stream: this.context.stream, direction: this.context.direction }, held);
   }
 
   private onTransaction(tx: WalTransaction): void {
@@ -313,11 +373,6 @@ export class WalSource implements Source {
     }
     this.queue.push(tx);
     this.queued += tx.events.length + tx.rejected.length;
-    if (!this.paused && this.queued > this.options.bufferSize) {
-      this.paused = true;
-      this.socket()?.pause();
-    }
-    this.context.metrics.bufferEvents.set({ stream: this.context.stream, direction: this.context.direction }, this.queued);
     this.deliver();
   }
 
@@ -343,15 +398,12 @@ export class WalSource implements Source {
       this.lastEmitted = end;
       if (this.skippedEnd <= end) this.skippedEnd = 0n;
       countCaptured(this.context, events);
-      if (this.paused && this.queued <= this.options.bufferSize / 2) {
-        this.paused = false;
-        this.socket()?.resume();
-      }
-      this.context.metrics.bufferEvents.set({ stream: this.context.stream, direction: this.context.direction }, this.queued);
-      this.context.metrics.pending.set({ stream: this.context.stream, direction: this.context.direction }, this.queued);
-      this.subscriber.next({ events, rejected, position, caughtUp: this.queue.length === 0 });
+      this.controlFlow();
+      this.context.metrics.pending.set({ stream: this.context.stream, direction: this.context.direction }, this.queued + this.pending.length);
+      this.subscriber.next({ events, rejected, position, caughtUp: this.queue.length === 0 && this.pending.length === 0 });
     }
-    if (this.queue.length === 0 && this.requests > 0) this.context.idle?.();
+    this.scheduleDecode();
+    if (this.queue.length === 0 && this.pending.length === 0 && this.requests > 0) this.context.idle?.();
   }
 
   /**
@@ -361,7 +413,8 @@ export class WalSource implements Source {
    */
   private flushPosition(): bigint {
     let flush = this.flushed;
-    if (this.queue.length === 0 && this.lastEmitted <= this.flushed && !this.assembler?.open && this.sentThrough > flush) flush = this.sentThrough;
+    const idle = this.queue.length === 0 && this.pending.length === 0 && !this.assembler?.open;
+    if (idle && this.lastEmitted <= this.flushed && this.sentThrough > flush) flush = this.sentThrough;
     return flush;
   }
 
