@@ -157,3 +157,16 @@ export class NeighbourWatch {
       .map(([name, cpu]) => `${name} (${((cpu / seconds) * 100).toFixed(0)} % of a CPU)`);
   }
 }
+
+/** The machine's CPU counters (/proc/stat, all CPUs): the time the hypervisor gave to other guests ("steal"), and the total. */
+export function cpuCounters(): { steal: number; total: number } {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
+  const fields = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  return { steal: fields[7] ?? 0, total: fields.reduce((sum, n) => sum + n, 0) };
+}
+
+/** Share of CPU time taken by other guests between two readings (0 on bare metal). */
+export function stealShare(before: { steal: number; total: number }, after: { steal: number; total: number }): number {
+  const total = after.total - before.total;
+  return total > 0 ? (after.steal - before.steal) / total : 0;
+}

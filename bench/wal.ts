@@ -6,7 +6,7 @@
  * PostgreSQL sink. Both read from a logical slot created before the backlog
  * was written; each is timed from its start until its slot has confirmed the
  * backlog's last LSN (what both acknowledge only once applied), and both
- * targets must then equal the source. Repeated BENCH_WAL_ROUNDS times (3) on
+ * targets must then equal the source. Repeated BENCH_WAL_ROUNDS times (5) on
  * fresh databases; the median ratio counts. Target: cdc-sync ≥ 0.7× native.
  */
 import { spawn } from 'node:child_process';
@@ -17,14 +17,14 @@ import { fileURLToPath } from 'node:url';
 import { startPostgresCluster, type PostgresCluster } from '../test/support/postgres-cluster.js';
 import { makeBacklog, prepareTarget, tableDigest, withClient, type BacklogMix } from './backlog.js';
 import { machine, writeSection } from './report.js';
-import { childrenCpu, cpuBetween, cpuDetail, cpuSeconds, postmasterPid } from './proc.js';
+import { childrenCpu, cpuBetween, cpuCounters, cpuDetail, cpuSeconds, postmasterPid, stealShare } from './proc.js';
 import { SHIPPED_NODE_ARGS } from './node-args.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const TITLE = '## postgres-wal → PostgreSQL vs. PostgreSQL logical replication';
 const CHANGES = Number(process.env.BENCH_WAL_CHANGES ?? 300_000);
 /** Rounds, each on fresh databases; the median ratio is the result, as one run on a shared machine varies. */
-const ROUNDS = Number(process.env.BENCH_WAL_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_WAL_ROUNDS ?? 5);
 
 const say = (text: string) => process.stdout.write(`${text}\n`);
 
@@ -87,7 +87,7 @@ http: { port: 0, host: 127.0.0.1 }
 log: { level: warn }
 `,
   );
-  // BENCH_NODE_ARGS: extra node flags for the cdc-sync process (e.g. --cpu-prof to profile it).
+  // BENCH_NODE_ARGS: extra node flags for the cdc-sync process (e.g. --cpu-prof to profile it); BENCH_STDOUT=1 shows its stdout (--trace-gc).
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const run = () =>
     spawn(process.execPath, [...SHIPPED_NODE_ARGS, ...nodeArgs, join(ROOT, 'dist/cdc-sync.mjs'), 'run', '--config', config], { stdio: ['ignore', process.env.BENCH_STDOUT ? 'inherit' : 'ignore', 'inherit'] });
@@ -157,6 +157,7 @@ async function main(): Promise<number> {
     let mix: BacklogMix | undefined;
     let exit: number | null = 0;
     let equal = true;
+    const counters = cpuCounters();
     for (let round = 1; round <= ROUNDS; round += 1) {
       const result = await runRound(cluster, work, round, say);
       rounds.push(result);
@@ -164,6 +165,7 @@ async function main(): Promise<number> {
       if (result.exit !== 0) exit = result.exit;
       equal &&= result.equal;
     }
+    const steal = stealShare(counters, cpuCounters());
     const median = [...rounds].sort((a, b) => a.ratio - b.ratio)[Math.floor(rounds.length / 2)]!;
     const { nativeSeconds, cdcSeconds, nativeCpu, cdcPgCpu, cdcProcessCpu } = median;
     const nativeRate = CHANGES / nativeSeconds;
@@ -176,7 +178,7 @@ async function main(): Promise<number> {
       '',
       `Recorded ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} by \`npm run bench:wal\` (bench/wal.ts).`,
       '',
-      `**Machine**: ${m.cpus} CPUs (${m.cpuModel}), ${(m.memoryBytes / 2 ** 30).toFixed(1)} GiB, Node.js ${m.node}, PostgreSQL ${m.postgres}.`,
+      `**Machine**: ${m.cpus} CPUs (${m.cpuModel}), ${(m.memoryBytes / 2 ** 30).toFixed(1)} GiB, Node.js ${m.node}, PostgreSQL ${m.postgres}. CPU time taken by other guests of the host (steal) during the rounds: ${(100 * steal).toFixed(0)}%.`,
       '',
       `**Workload**: per round ${CHANGES.toLocaleString('en')} changes to \`public.items\` (${mix!.inserts.toLocaleString('en')} inserts, ${mix!.updates.toLocaleString('en')} updates, ${mix!.deletes.toLocaleString('en')} deletes, in set-based statements) written after both logical slots existed, each round on fresh databases and slots. Each side is timed from its start until its slot confirms the backlog's last LSN (both confirm only what is applied); the two run one after the other on one private cluster (fsync off).`,
       '',
@@ -191,7 +193,7 @@ async function main(): Promise<number> {
       '',
       `Ratio cdc-sync ÷ native: **${ratio.toFixed(2)}×** (target ≥ 0.7×: ${ratio >= 0.7 ? 'pass' : 'FAIL'}). Both targets equal the source: ${equal ? 'yes' : 'NO'} (md5 of all rows in id order). cdc-sync exit after SIGINT: ${exit}.`,
       '',
-      'Reproduce: `npm run bench:wal` (`BENCH_WAL_CHANGES`, default 300000; `BENCH_WAL_ROUNDS`, default 3; `BENCH_WAL_DETAIL=1` prints the CPU of each PostgreSQL process).',
+      'Reproduce: `npm run bench:wal` (`BENCH_WAL_CHANGES`, default 300000; `BENCH_WAL_ROUNDS`, default 5; `BENCH_WAL_DETAIL=1` prints the CPU of each PostgreSQL process).',
       '',
     ].join('\n');
     say(section);
