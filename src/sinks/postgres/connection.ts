@@ -29,7 +29,7 @@ export interface PoolClient {
    * Servers only: PGlite has no COPY sub-protocol here, and callers use
    * ordinary statements instead.
    */
-  copyFrom?(sql: string, data: string): Promise<number>;
+  copyFrom?(sql: string, data: Buffer): Promise<number>;
   /** `broken`: the connection is in an unknown state and must not be reused. */
   release(broken?: boolean): void;
 }
@@ -69,7 +69,7 @@ export function createPool(url: string, options: PoolOptions = {}): Pool {
           const results = (await client.query(sql)) as unknown as pg.QueryResult | pg.QueryResult[];
           return (Array.isArray(results) ? results : [results]).map((r) => r.rowCount ?? 0);
         },
-        copyFrom: (sql: string, data: string) =>
+        copyFrom: (sql: string, data: Buffer) =>
           new Promise<number>((resolve, reject) => {
             const copy = client.query(copyFromStdin(sql));
             copy.on('error', reject);

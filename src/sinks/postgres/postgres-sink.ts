@@ -31,7 +31,7 @@ import {
 interface PreparedGroup {
   group: StatementGroup;
   /** New rows only: their COPY text, written with `copyInSql`; null: the json statement. */
-  copy: string | null;
+  copy: Buffer | null;
   /** The rows as the json statement's parameter ('' for a copy or a truncate). */
   param: string;
 }
@@ -90,7 +90,7 @@ export class PostgresSink implements Sink {
     this.pool ??= createPool(this.url, { log: context.log });
     try {
       await this.inTransaction(async (client) => {
-        this.copyIn = client.copyFrom !== undefined;
+        this.copyIn = client.copyFrom !== undefined && !process.env.NO_COPY;
         await client.query('BEGIN');
         await client.query(SETUP_LOCK_SQL);
         await client.query(SCHEMA_SQL);
@@ -202,7 +202,7 @@ export class PostgresSink implements Sink {
   }
 
   /** COPY of new rows; refused (not a connection or other transient failure): CopyRefused, and the batch goes again without it. */
-  private async copyRows(client: PoolClient, group: StatementGroup, data: string): Promise<number> {
+  private async copyRows(client: PoolClient, group: StatementGroup, data: Buffer): Promise<number> {
     let written: number;
     try {
       written = await client.copyFrom!(copyInSql(this.target(group.table).table.name, group.columns), data);
@@ -286,7 +286,8 @@ export class PostgresSink implements Sink {
     if (text === null) return { copy: null, rest: group };
     const others = inserts.length === group.events.length ? [] : group.events.filter((e) => e.op !== 'insert');
     return {
-      copy: { group: { ...group, events: inserts }, copy: text, param: '' },
+      // Encoded now: the text is built piece by piece, and its pieces should not outlive this step (the batch may wait its turn).
+      copy: { group: { ...group, events: inserts }, copy: Buffer.from(text, 'utf8'), param: '' },
       rest: { ...group, events: others },
     };
   }
