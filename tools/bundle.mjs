@@ -14,6 +14,21 @@ for (const name of EXTERNAL) {
   if (!pkg.dependencies[name]) throw new Error(`external ${name} is not a dependency`);
 }
 
+// pg picks its socket implementation at load by asking whether it runs on Cloudflare Workers; on
+// Node.js 20 that question constructs a fetch Response, which loads Node's whole fetch implementation
+// (about 30 ms of every start). The bundle only ever runs on Node.js: it asks nothing.
+const nodeOnlyPg = {
+  name: 'node-only-pg',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]pg[\\/]lib[\\/]stream\.js$/ }, async (args) => {
+      const source = readFileSync(args.path, 'utf8');
+      const patched = source.replace('if (isCloudflareRuntime()) {', 'if (false) {');
+      if (patched === source) throw new Error(`${args.path}: pg no longer asks isCloudflareRuntime() as expected; update tools/bundle.mjs`);
+      return { contents: patched, loader: 'js' };
+    });
+  },
+};
+
 await build({
   entryPoints: ['dist/src/cli.js'],
   outfile: 'dist/cdc-sync.mjs',
@@ -27,4 +42,5 @@ await build({
   sourcemap: 'linked',
   legalComments: 'none',
   logLevel: 'warning',
+  plugins: [nodeOnlyPg],
 });
