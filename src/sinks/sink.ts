@@ -24,6 +24,14 @@ export interface SinkBatch {
   deadLetters: DeadLetter[];
   /** Written in the same transaction when the sink `storesCheckpoints`; absent for partial applies. */
   checkpoint?: { stream: string; position: string };
+  /**
+   * Called (at most once) when the batch's largest statement has been handed
+   * to the database and the sink waits for it: the stream reads and prepares
+   * the next batch then, while the database works, rather than in between
+   * the sink's round trips. A sink that never calls it leaves the stream to
+   * start on the next batch as soon as this one is under way.
+   */
+  onSent?: () => void;
 }
 
 export interface ApplyResult {
@@ -46,6 +54,8 @@ export interface ApplyResult {
 export interface Sink {
   readonly storesCheckpoints: boolean;
   readonly storesDeadLetters: boolean;
+  /** `apply` calls the batch's `onSent`. */
+  readonly signalsSent?: boolean;
   /** Connects and introspects the configured target tables (same order). */
   open(context: StreamContext, tables: TableConfig[]): Promise<TargetTable[]>;
   /** The resolved mappings: `apply` gets changes whose `table` is a mapping's `source`. */

@@ -293,9 +293,18 @@ export class Stream {
           map((batch) => this.prepare(batch)),
           concatMap((prepared) =>
             defer(() => {
-              const applied = this.process(prepared);
-              // After the batch's statements are on their way: reading and preparing the next must not delay them.
-              setImmediate(() => demand.next());
+              // The next batch is read and prepared while the sink's database works on this one: once the sink says its
+              // largest statement is sent (onSent), else once this batch's statements are under way; at the latest when
+              // this batch is done.
+              // (Never inside the sink's call: the demand is answered on the next turn of the event loop.)
+              let asked = false;
+              const next = () => {
+                if (asked) return;
+                asked = true;
+                setImmediate(() => demand.next());
+              };
+              const applied = this.process(prepared, next).finally(next);
+              if (!this.parts.sink.signalsSent) next();
               return from(applied);
             }),
           ),
@@ -304,11 +313,11 @@ export class Stream {
     });
   }
 
-  private async process(prepared: PreparedBatch): Promise<void> {
+  private async process(prepared: PreparedBatch, onSent: () => void): Promise<void> {
     this.inFlight += 1;
     const started = performance.now();
     try {
-      const failed = await this.applyOne(prepared, started);
+      const failed = await this.applyOne(prepared, started, onSent);
       this.logBatch(prepared.batch, failed, started);
     } catch (error) {
       this.logBatch(prepared.batch, [], started, errorMessage(error));
@@ -355,7 +364,7 @@ export class Stream {
   }
 
   /** Applies one batch; returns the changes that went to the dead letter (source table names). */
-  private async applyOne({ batch, kept, noops, failures, changes }: PreparedBatch, started: number): Promise<{ table: string }[]> {
+  private async applyOne({ batch, kept, noops, failures, changes }: PreparedBatch, started: number, onSent: () => void): Promise<{ table: string }[]> {
     const { config, sink, metrics } = this.parts;
     for (const e of noops) metrics.suppressed.inc({ ...this.labels, table: e.table, reason: 'no-op' });
     const deadLetters: DeadLetter[] = [
@@ -366,7 +375,7 @@ export class Stream {
     const letterStore = this.parts.deadLetters;
     const outcome = await applyBatch(
       sink,
-      { changes, deadLetters: letterStore ? [] : deadLetters, ...(checkpoint ? { checkpoint } : {}) },
+      { changes, deadLetters: letterStore ? [] : deadLetters, ...(checkpoint ? { checkpoint } : {}), onSent },
       this.name,
       config.retry,
       this.retryHooks(),

@@ -119,4 +119,53 @@ describe('Stream', () => {
     expect(source.log).toEqual(['read 1', 'read 2', 'read 3', 'read 4']);
     expect(sink.checkpoint).toBe('3');
   });
+
+  it('with a sink that says when its statements are sent, reads the next batch then, not before', async () => {
+    const source = new ScriptedSource();
+    const sink = new SignallingSink();
+    const config = streamSchema.parse({
+      name: 'sent',
+      source: { type: 'postgres-changelog', url: 'postgres://unused' },
+      sink: { type: 'postgres', url: 'postgres://unused' },
+      tables: [{ source: 'public.items', target: 'public.items' }],
+      batch: { maxSize: 1, maxWaitMs: 0 },
+    });
+    const stream = new Stream({ config, path: 'streams[0]', source, sink, checkpoints: null, metrics: createMetrics(new Registry()), log: createLogger('silent') });
+    const running = stream.run();
+
+    await until(() => sink.log.includes('apply 1'));
+    await new Promise((r) => setTimeout(r, 30));
+    // Batch 1 is being applied but its statements are not sent yet: batch 2 waits unread.
+    expect(source.log).toEqual(['read 1']);
+    sink.sent();
+    await until(() => sink.log.includes('prepare 2'));
+    expect(source.log).toEqual(['read 1', 'read 2']);
+    // A batch whose sink never says so is followed once it is done.
+    sink.finishOne();
+    await until(() => sink.log.includes('apply 2'));
+    sink.finishOne();
+    await until(() => source.log.includes('read 3'));
+    expect(sink.log.slice(0, 5)).toEqual(['prepare 1', 'apply 1', 'prepare 2', 'done 1', 'apply 2']);
+
+    stream.stop();
+    let settled = false;
+    void running.then(() => (settled = true));
+    while (!settled) {
+      sink.finishOne();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  });
 });
+
+/** A GatedSink that reports its statements sent only when the test says so. */
+class SignallingSink extends GatedSink {
+  readonly signalsSent = true;
+  private onSent: (() => void) | undefined;
+  override async apply(batch: SinkBatch): Promise<ApplyResult> {
+    this.onSent = batch.onSent;
+    return super.apply(batch);
+  }
+  sent(): void {
+    this.onSent?.();
+  }
+}

@@ -29,7 +29,7 @@ export interface PoolClient {
    * Servers only: PGlite has no COPY sub-protocol here, and callers use
    * ordinary statements instead.
    */
-  copyFrom?(sql: string, data: Buffer): Promise<number>;
+  copyFrom?(sql: string, data: Buffer, sent?: () => void): Promise<number>;
   /** `broken`: the connection is in an unknown state and must not be reused. */
   release(broken?: boolean): void;
 }
@@ -69,13 +69,15 @@ export function createPool(url: string, options: PoolOptions = {}): Pool {
           const results = (await client.query(sql)) as unknown as pg.QueryResult | pg.QueryResult[];
           return (Array.isArray(results) ? results : [results]).map((r) => r.rowCount ?? 0);
         },
-        copyFrom: (sql: string, data: Buffer) =>
+        copyFrom: (sql: string, data: Buffer, sent?: () => void) =>
           new Promise<number>((resolve, reject) => {
             const copy = client.query(copyFromStdin(sql));
             copy.on('error', reject);
             // 'finish' comes once the server has answered CommandComplete and ReadyForQuery (pg-copy-streams 4+).
             copy.on('finish', () => resolve(copy.rowCount));
-            copy.end(data);
+            // The write's callback runs once the data is on the socket (after the server's CopyInResponse).
+            copy.write(data, () => sent?.());
+            copy.end();
           }),
         release: (broken?: boolean) => client.release(broken),
       };

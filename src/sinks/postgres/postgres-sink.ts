@@ -69,6 +69,7 @@ interface TargetInfo {
 export class PostgresSink implements Sink {
   readonly storesCheckpoints = true;
   readonly storesDeadLetters = true;
+  readonly signalsSent = true;
   private pool: Pool | undefined;
   private context: StreamContext | undefined;
   private readonly targets = new Map<string, TargetInfo>();
@@ -90,7 +91,7 @@ export class PostgresSink implements Sink {
     this.pool ??= createPool(this.url, { log: context.log });
     try {
       await this.inTransaction(async (client) => {
-        this.copyIn = client.copyFrom !== undefined && !process.env.NO_COPY;
+        this.copyIn = client.copyFrom !== undefined;
         await client.query('BEGIN');
         await client.query(SETUP_LOCK_SQL);
         await client.query(SCHEMA_SQL);
@@ -167,14 +168,17 @@ export class PostgresSink implements Sink {
     let written = 0;
     const conflicts: { table: string; key: Row }[] = [];
     let table: string | undefined;
+    // The statement with the most rows: once it is on its way, the stream may prepare the next batch.
+    const largest = statements.reduce((best, s, i) => (s.group.events.length > statements[best]!.group.events.length ? i : best), 0);
     try {
       await this.inTransaction(async (client) => {
         await client.script(beginSql(this.context?.stream ?? null, this.marker).join(';\n'));
-        for (const { group, copy, param } of statements) {
+        for (const [i, { group, copy, param }] of statements.entries()) {
           table = group.table;
           const target = this.target(group.table);
+          const sent = i === largest ? batch.onSent : undefined;
           if (copy !== null) {
-            written += await this.copyRows(client, group, copy);
+            written += await this.copyRows(client, group, copy, sent);
             continue;
           }
           if (group.op === 'upsert' && target.newerWinsBy) {
@@ -186,8 +190,9 @@ export class PostgresSink implements Sink {
               await client.query(pingBackSql(name, target.key), [toJsonText(losers.rows), `${name.schema ?? 'public'}.${name.name}`]);
             }
           }
-          const result = await client.query(this.statementSql(group), group.op === 'truncate' ? [] : [param]);
-          written += result.rowCount ?? 0;
+          const pending = client.query(this.statementSql(group), group.op === 'truncate' ? [] : [param]);
+          sent?.();
+          written += (await pending).rowCount ?? 0;
         }
         table = undefined;
         if (batch.deadLetters.length > 0) await client.query(INSERT_DEAD_LETTERS_SQL, [toJsonText(batch.deadLetters)]);
@@ -202,10 +207,10 @@ export class PostgresSink implements Sink {
   }
 
   /** COPY of new rows; refused (not a connection or other transient failure): CopyRefused, and the batch goes again without it. */
-  private async copyRows(client: PoolClient, group: StatementGroup, data: Buffer): Promise<number> {
+  private async copyRows(client: PoolClient, group: StatementGroup, data: Buffer, sent?: () => void): Promise<number> {
     let written: number;
     try {
-      written = await client.copyFrom!(copyInSql(this.target(group.table).table.name, group.columns), data);
+      written = await client.copyFrom!(copyInSql(this.target(group.table).table.name, group.columns), data, sent);
     } catch (error) {
       const classified = classifyPgError(error, { stream: this.context?.stream, table: group.table });
       if (classified.transient) throw error;

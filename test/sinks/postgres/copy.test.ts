@@ -85,12 +85,16 @@ const COMPARE = `SELECT id, t, n, i8, f8::text, b, ts, tsn, d, u, by, j::text, j
 
 describe('PostgresSink with COPY', () => {
   it('writes new rows with COPY and the others with upserts, and both write exactly the same values', async () => {
+    let sent = 0;
     const result = await sink.apply({
       changes: [...ROWS.map((r) => change('a', 'insert', r)), ...ROWS.map((r) => change('b', 'update', r))],
       deadLetters: [],
       checkpoint: { stream: 'copy', position: 'c1' },
+      onSent: () => (sent += 1),
     });
     expect(result.written).toBe(6);
+    // Told once, when its largest statement was on its way (the stream then prepares the next batch).
+    expect(sent).toBe(1);
     expect(await writers('kinds_a')).toEqual(['COPY', 'COPY', 'COPY']);
     expect(await writers('kinds_b')).toEqual(['INSERT', 'INSERT', 'INSERT']);
     const a = await db.query(`${COMPARE} kinds_a ORDER BY id`);
