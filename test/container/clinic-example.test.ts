@@ -125,7 +125,7 @@ describe('examples/clinic', () => {
       { note_id: 1, note_text: 'NoteText 1', is_edited: true },
       { note_id: 2, note_text: 'second note', is_edited: false },
     ]);
-    const metrics = await (await fetch(await cli.url('/metrics'))).text();
+    const metrics = await cli.metrics();
     expect(metricValue(metrics, 'cdc_sync_connected', { stream: 'clinic-to-cloud', direction: 'forward' })).toBe(1);
     expect(metricValue(metrics, 'cdc_sync_events_failed_total', { table: 'dbo.tblAlignerNotes', reason: 'constraint' })).toBe(0);
 

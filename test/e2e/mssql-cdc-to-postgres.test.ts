@@ -85,7 +85,7 @@ describe('mssql-cdc → postgres through the CLI', () => {
     ]);
     await waitFor(async () => (await pg.query('SELECT 1 FROM work')).length === 1 && (await patients()).length === 249, 30_000, () => cli.stderr());
     expect((await patients())[0]).toEqual({ person_id: 1, patient_name: 'first', balance: '12345678901234567890.0123456789', updated_at: '2024-01-02 03:04:05.123456' });
-    const text = await (await fetch(await cli.url('/metrics'))).text();
+    const text = await cli.metrics();
     expect(metricValue(text, 'cdc_sync_events_applied_total', { table: 'dbo.tblPatients', op: 'insert' })).toBe(250);
     expect(metricValue(text, 'cdc_sync_connected', { stream: 'clinic-to-cloud' })).toBe(1);
     expect(await stop(cli)).toBe(0);

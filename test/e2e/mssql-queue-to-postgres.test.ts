@@ -135,7 +135,7 @@ describe('mssql-queue → postgres through the CLI', () => {
     await waitFor(() => queue.rows.every((r) => r.Status === 'Synced'), 10_000, () => JSON.stringify(queue.statuses()));
 
     expect((await pg.query<{ balance: string }>('SELECT balance::text AS balance FROM patients WHERE person_id = 6'))[0]!.balance).toBe('12345678901234567890.12');
-    const text = await (await fetch(await cli.url('/metrics'))).text();
+    const text = await cli.metrics();
     expect(metricValue(text, 'cdc_sync_events_captured_total', { table: 'dbo.tblPatients', op: 'insert' })).toBe(6); // 5 copied + 1
     expect(metricValue(text, 'cdc_sync_events_captured_total', { table: 'dbo.tblLines', op: 'delete' })).toBe(1);
     expect(metricValue(text, 'cdc_sync_connected', { stream: 'clinic-queue' })).toBe(1);

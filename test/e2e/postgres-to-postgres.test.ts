@@ -68,9 +68,6 @@ async function inSync(): Promise<boolean> {
   lastDifference = `A has ${left.items.length} items, B ${right.items.length}; only in A: ${differing('items').join(' ')} ${differing('parents').join(' ')}`;
   return JSON.stringify(left) === JSON.stringify(right);
 }
-async function metrics(cli: CliProcess): Promise<string> {
-  return (await fetch(await cli.url('/metrics'))).text();
-}
 
 beforeAll(async () => {
   a = await createTestDatabase('e2e_a');
@@ -107,8 +104,8 @@ describe('postgres-changelog → postgres through the CLI', () => {
     await waitFor(inSync, 30_000, () => `${lastDifference}\n${cli.stderr()}`);
 
     // The target is equal before the excluded-column updates are read (they change nothing there): wait for them.
-    await waitFor(async () => metricValue(await metrics(cli), 'cdc_sync_events_suppressed_total', { stream: 'a-to-b', table: 'public.tblItems', reason: 'no-op' }) === 455, 30_000);
-    const text = await metrics(cli);
+    await waitFor(async () => metricValue(await cli.metrics(), 'cdc_sync_events_suppressed_total', { stream: 'a-to-b', table: 'public.tblItems', reason: 'no-op' }) === 455, 30_000);
+    const text = await cli.metrics();
     expectItemCounters(text, 'a-to-b');
     const labels = { stream: 'a-to-b', table: 'public.tblItems' };
     expect((await fetch(await cli.url('/healthz'))).status).toBe(200);
@@ -121,7 +118,7 @@ describe('postgres-changelog → postgres through the CLI', () => {
     await a.query(`INSERT INTO "tblItems" VALUES (1000, 2, 'late', 1)`);
     const again = start(config());
     await waitFor(inSync, 30_000, () => again.stderr());
-    const after = await metrics(again);
+    const after = await again.metrics();
     // Only the changes made while stopped were read again, nothing before the checkpoint.
     expect(metricValue(after, 'cdc_sync_events_captured_total', { ...labels, op: 'insert' })).toBe(1);
     expect(metricValue(after, 'cdc_sync_events_captured_total', { ...labels, op: 'delete' })).toBe(10);
@@ -141,7 +138,7 @@ describe('postgres-changelog → postgres through the CLI', () => {
     expect(letters[0]!.error).toContain('items_name_check');
     expect(JSON.parse(letters[0]!.payload).row.name).toBe('poison');
     // Counters move just after the commit that made the rows visible.
-    await waitFor(async () => metricValue(await metrics(cli), 'cdc_sync_events_failed_total', { table: 'public.tblItems', reason: 'constraint' }) === 1, 10_000);
+    await waitFor(async () => metricValue(await cli.metrics(), 'cdc_sync_events_failed_total', { table: 'public.tblItems', reason: 'constraint' }) === 1, 10_000);
     // The stream goes on.
     await a.query(`INSERT INTO "tblItems" VALUES (101, 1, 'after', 1)`);
     await waitFor(async () => (await b.query('SELECT 1 FROM items WHERE item_id = 101')).length === 1);
@@ -155,7 +152,7 @@ describe('postgres-changelog → postgres through the CLI', () => {
     await a.query(`INSERT INTO "tblParents" VALUES (3, 'q')`);
     await waitFor(async () => (await b.query('SELECT 1 FROM parents')).length === 2, 30_000, () => cli.stderr());
     await waitFor(async () => (await b.query(`SELECT 1 FROM cdc_sync.dead_letters WHERE reason = 'malformed'`)).length === 1);
-    await waitFor(async () => metricValue(await metrics(cli), 'cdc_sync_events_failed_total', { table: 'public.tblParents', reason: 'malformed' }) === 1, 10_000);
+    await waitFor(async () => metricValue(await cli.metrics(), 'cdc_sync_events_failed_total', { table: 'public.tblParents', reason: 'malformed' }) === 1, 10_000);
     expect(await stop(cli)).toBe(0);
   });
 
@@ -180,8 +177,8 @@ describe('postgres-changelog → postgres through the CLI', () => {
 
   it('waits for an unreachable sink: retries with backoff, connected 0, /readyz 503, clean stop', async () => {
     const cli = start(config({ sinkUrl: 'postgres://postgres@127.0.0.1:1/nowhere' }));
-    await waitFor(async () => metricValue(await metrics(cli), 'cdc_sync_retries_total', { stream: 'a-to-b' })! >= 2, 20_000, () => cli.stderr());
-    const text = await metrics(cli);
+    await waitFor(async () => metricValue(await cli.metrics(), 'cdc_sync_retries_total', { stream: 'a-to-b' })! >= 2, 20_000, () => cli.stderr());
+    const text = await cli.metrics();
     expect(metricValue(text, 'cdc_sync_connected', { stream: 'a-to-b' })).toBe(0);
     const ready = await fetch(await cli.url('/readyz'));
     expect(ready.status).toBe(503);

@@ -79,9 +79,6 @@ async function inSync(): Promise<boolean> {
   lastDifference = `source has ${source.items.length} items / ${source.parents.length} parents, target ${target.items.length} / ${target.parents.length}; only in source: ${only(source.items, target.items)} ${only(source.parents, target.parents)}; only in target: ${only(target.items, source.items)}`;
   return JSON.stringify(source) === JSON.stringify(target);
 }
-async function metrics(cli: CliProcess): Promise<string> {
-  return (await fetch(await cli.url('/metrics'))).text();
-}
 
 beforeAll(async () => {
   a = await createTestDatabase('e2e_sb_a');
@@ -127,8 +124,8 @@ describe('postgres-changelog → supabase through the CLI', () => {
     await waitFor(inSync, 30_000, () => `${lastDifference}\n${cli.stderr()}`);
 
     // The target is equal before the excluded-column updates are read (they change nothing there): wait for them.
-    await waitFor(async () => metricValue(await metrics(cli), 'cdc_sync_events_suppressed_total', { stream: 'a-to-supabase', table: 'public.tblItems', reason: 'no-op' }) === 455, 30_000);
-    const text = await metrics(cli);
+    await waitFor(async () => metricValue(await cli.metrics(), 'cdc_sync_events_suppressed_total', { stream: 'a-to-supabase', table: 'public.tblItems', reason: 'no-op' }) === 455, 30_000);
+    const text = await cli.metrics();
     expectItemCounters(text, 'a-to-supabase');
     const labels = { stream: 'a-to-supabase', table: 'public.tblItems' };
     expect((await fetch(await cli.url('/readyz'))).status).toBe(200);
@@ -145,7 +142,7 @@ describe('postgres-changelog → supabase through the CLI', () => {
     await a.query(`INSERT INTO "tblItems" VALUES (1000, 2, 'late', 1)`);
     const again = start();
     await waitFor(inSync, 30_000, () => `${lastDifference}\n${again.stderr()}`);
-    const after = await metrics(again);
+    const after = await again.metrics();
     expect(metricValue(after, 'cdc_sync_events_captured_total', { ...labels, op: 'insert' })).toBe(1);
     expect(metricValue(after, 'cdc_sync_events_captured_total', { ...labels, op: 'delete' })).toBe(10);
     expect(await stop(again)).toBe(0);
@@ -162,7 +159,7 @@ describe('postgres-changelog → supabase through the CLI', () => {
     await a.query(`DELETE FROM "tblItems" WHERE "ItemID" % 3 = 0`);
     await a.query(`UPDATE "tblItems" SET "Price" = "Price" * 2 WHERE "ItemID" % 5 = 0`);
     await waitFor(inSync, 60_000, () => `${lastDifference}\n${cli.stderr()}`);
-    const text = await metrics(cli);
+    const text = await cli.metrics();
     expect(metricValue(text, 'cdc_sync_retries_total', { stream: 'a-to-supabase' })).toBeGreaterThanOrEqual(9);
     expect(metricValue(text, 'cdc_sync_events_failed_total', { table: 'public.tblItems', reason: 'other' })).toBe(0);
     expect(api.requests.filter((r) => r.status === 503 || r.status === 429 || r.status === 504)).toHaveLength(9);
@@ -184,8 +181,8 @@ describe('postgres-changelog → supabase through the CLI', () => {
     expect(letters[0]!.error).toContain('code=23514');
     expect(JSON.parse(letters[0]!.payload).row.name).toBe('poison');
     // The dead letter is written before the batch's checkpoint and counters: wait for those.
-    await waitFor(async () => metricValue(await metrics(cli), 'cdc_sync_events_applied_total', { table: 'public.tblItems', op: 'insert' }) === 99);
-    const text = await metrics(cli);
+    await waitFor(async () => metricValue(await cli.metrics(), 'cdc_sync_events_applied_total', { table: 'public.tblItems', op: 'insert' }) === 99);
+    const text = await cli.metrics();
     expect(metricValue(text, 'cdc_sync_events_failed_total', { table: 'public.tblItems', reason: 'constraint' })).toBe(1);
     expect(metricValue(text, 'cdc_sync_events_applied_total', { table: 'public.tblItems', op: 'insert' })).toBe(99);
     // The stream goes on, and its checkpoint is past the bad row.

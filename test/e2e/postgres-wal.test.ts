@@ -49,9 +49,6 @@ async function inSync(left = a, right = b): Promise<boolean> {
 async function replicating(cli: CliProcess): Promise<void> {
   await waitFor(() => cli.logs.some((l) => l.msg === 'logical replication started'), 30_000, () => cli.stderr());
 }
-async function metrics(cli: CliProcess): Promise<string> {
-  return (await fetch(await cli.url('/metrics'))).text();
-}
 
 beforeAll(async () => {
   a = await createTestDatabase('wal_a');
@@ -97,11 +94,11 @@ describe('postgres-wal → postgres through the CLI', () => {
     // The TOAST value was not sent with the update (unchanged), and B still has it.
     expect((await b.query<{ n: string }>(`SELECT count(*)::text AS n FROM items WHERE note = $1`, [big]))[0]!.n).toBe('46');
 
-    const text = await metrics(cli);
+    const text = await cli.metrics();
     const labels = { stream, table: 'public.items' };
     expect(metricValue(text, 'cdc_sync_events_applied_total', { ...labels, op: 'insert' })).toBe(500);
     expect(metricValue(text, 'cdc_sync_events_applied_total', { ...labels, op: 'delete' })).toBe(45);
-    await waitFor(async () => (metricValue(await metrics(cli), 'cdc_sync_source_retained_bytes', { stream }) ?? -1) >= 0, 10_000);
+    await waitFor(async () => (metricValue(await cli.metrics(), 'cdc_sync_source_retained_bytes', { stream }) ?? -1) >= 0, 10_000);
 
     const refused = await runCliToEnd(['drop-slot', '--config', config(), '--stream', stream], { SOURCE_URL: a.url, SINK_URL: b.url });
     expect(refused.code).toBe(1);
@@ -150,7 +147,7 @@ describe('postgres-wal → postgres through the CLI', () => {
     await a.query(`BEGIN; TRUNCATE items; INSERT INTO items VALUES (1000, 'after truncate', 1, NULL); COMMIT`);
     await waitFor(async () => (await rows(b)).length === 1, 30_000, () => cli.stderr());
     expect(await inSync()).toBe(true);
-    const text = await metrics(cli);
+    const text = await cli.metrics();
     expect(metricValue(text, 'cdc_sync_events_applied_total', { stream, table: 'public.items', op: 'truncate' })).toBe(1);
     expect(metricValue(text, 'cdc_sync_events_failed_total', { stream, table: 'public.items' }) ?? 0).toBe(0);
     expect(await processes.stop(cli)).toBe(0);

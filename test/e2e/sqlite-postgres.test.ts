@@ -169,7 +169,7 @@ describe('SQLite ↔ PostgreSQL two-way, through the CLI', () => {
       ['public.orders', 'missing-parent'],
     ]);
     expect(letters[1]!.error).toMatch(/^orders:ord_009 missing shift_id -> shifts\[shift_009\]( |$)/);
-    const metrics = await (await fetch(await cli.url('/metrics'))).text();
+    const metrics = await cli.metrics();
     expect(metricValue(metrics, 'cdc_sync_events_failed_total', { stream: 'cloud-to-pos', table: 'public.orders', reason: 'missing-parent' })).toBe(1);
 
     // The cloud fixes the shift: it arrives as an update and is inserted locally.
@@ -193,7 +193,7 @@ describe('SQLite ↔ PostgreSQL two-way, through the CLI', () => {
       30_000,
       () => `${JSON.stringify(sqliteOrders())}\n${cli.stderr().slice(-3000)}`,
     );
-    const metrics = await (await fetch(await cli.url('/metrics'))).text();
+    const metrics = await cli.metrics();
     expect(metricValue(metrics, 'cdc_sync_conflicts_total', { stream: 'pos-to-cloud', table: 'orders' })).toBe(1);
     expect(metricValue(metrics, 'cdc_sync_conflicts_total', { stream: 'cloud-to-pos', table: 'public.orders' })).toBe(1);
     expect(await processes.stop(cli)).toBe(0);

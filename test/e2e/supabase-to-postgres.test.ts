@@ -75,12 +75,11 @@ const local = () => clinic.query(`SELECT id::int, note, updated_at FROM notes OR
 async function inSync(): Promise<boolean> {
   return JSON.stringify(await portal()) === JSON.stringify(await local());
 }
-const metrics = async (cli: CliProcess) => (await fetch(await cli.url('/metrics'))).text();
 
 describe('supabase-realtime → postgres through the CLI', () => {
   it('applies live inserts, updates and deletes from Realtime', async () => {
     const cli = start();
-    await waitFor(async () => metricValue(await metrics(cli), 'cdc_sync_connected', { stream: 'cloud-to-clinic' }) === 1, 30_000, () => cli.stderr());
+    await waitFor(async () => metricValue(await cli.metrics(), 'cdc_sync_connected', { stream: 'cloud-to-clinic' }) === 1, 30_000, () => cli.stderr());
     await cloud.query(`INSERT INTO aligner_notes (id, note) SELECT g, 'note ' || g FROM generate_series(1, 30) g`);
     await cloud.query(`UPDATE aligner_notes SET note = 'edited by the doctor' WHERE id <= 5`);
     await cloud.query(`DELETE FROM aligner_notes WHERE id = 30`);
@@ -90,7 +89,7 @@ describe('supabase-realtime → postgres through the CLI', () => {
 
   it('recovers changes lost while the connection was down', async () => {
     const cli = start();
-    await waitFor(async () => metricValue(await metrics(cli), 'cdc_sync_connected', { stream: 'cloud-to-clinic' }) === 1, 30_000, () => cli.stderr());
+    await waitFor(async () => metricValue(await cli.metrics(), 'cdc_sync_connected', { stream: 'cloud-to-clinic' }) === 1, 30_000, () => cli.stderr());
     realtime.pause();
     realtime.dropConnections();
     await cloud.query(`UPDATE aligner_notes SET note = 'changed during the drop' WHERE id BETWEEN 6 AND 10`);
@@ -98,18 +97,18 @@ describe('supabase-realtime → postgres through the CLI', () => {
     await cloud.query(`INSERT INTO aligner_notes (id, note) VALUES (100, 'new during the drop')`);
     realtime.resume();
     await waitFor(inSync, 30_000, () => cli.stderr());
-    const text = await metrics(cli);
+    const text = await cli.metrics();
     expect(metricValue(text, 'cdc_sync_catchup_runs_total', { stream: 'cloud-to-clinic' })).toBeGreaterThanOrEqual(2);
     expect(await stop(cli)).toBe(0);
   });
 
   it('recovers events Realtime dropped (rate limit) through the periodic catch-up', async () => {
     const cli = start();
-    await waitFor(async () => metricValue(await metrics(cli), 'cdc_sync_connected', { stream: 'cloud-to-clinic' }) === 1, 30_000, () => cli.stderr());
+    await waitFor(async () => metricValue(await cli.metrics(), 'cdc_sync_connected', { stream: 'cloud-to-clinic' }) === 1, 30_000, () => cli.stderr());
     realtime.dropNextEvents(1_000);
     await cloud.query(`UPDATE aligner_notes SET note = 'dropped by realtime' WHERE id BETWEEN 11 AND 15`);
     await waitFor(inSync, 30_000, () => cli.stderr());
-    const text = await metrics(cli);
+    const text = await cli.metrics();
     expect(metricValue(text, 'cdc_sync_catchup_rows_total', { table: 'public.aligner_notes' })).toBeGreaterThanOrEqual(5);
     realtime.dropNextEvents(0);
     expect(await stop(cli)).toBe(0);
@@ -129,7 +128,7 @@ describe('supabase-realtime → postgres through the CLI', () => {
 
   it('takes Database Webhook payloads into the same stream, with the secret', async () => {
     const cli = start();
-    await waitFor(async () => metricValue(await metrics(cli), 'cdc_sync_connected', { stream: 'cloud-to-clinic' }) === 1, 30_000, () => cli.stderr());
+    await waitFor(async () => metricValue(await cli.metrics(), 'cdc_sync_connected', { stream: 'cloud-to-clinic' }) === 1, 30_000, () => cli.stderr());
     realtime.pause();
     const record = { id: 500, note: 'from the webhook', updated_at: '2030-01-01T00:00:00+00:00' };
     // The row exists only in the payload: it can reach the clinic through the webhook alone.

@@ -157,7 +157,7 @@ describe('a real Prometheus scraping a real cdc-sync', () => {
     // Prometheus has seen the counter at 0 before the failure.
     expect((await query(failed))[0]?.value[1]).toBe('0');
     await source.query(`INSERT INTO items VALUES (1000, 'poison')`);
-    await waitFor(async () => metricValue(await (await fetch(await cli.url('/metrics'))).text(), 'cdc_sync_events_failed_total', { table: 'public.items', reason: 'constraint' }) === 1);
+    await waitFor(async () => metricValue(await cli.metrics(), 'cdc_sync_events_failed_total', { table: 'public.items', reason: 'constraint' }) === 1);
     let fired: Alert | undefined;
     await waitFor(async () => {
       fired = (await alerts()).find((a) => a.labels.alertname === 'CdcSyncChangesFailed' && a.state === 'firing');
@@ -167,7 +167,7 @@ describe('a real Prometheus scraping a real cdc-sync', () => {
   });
 
   it('promtool check metrics accepts /metrics without a finding', async () => {
-    const text = await (await fetch(await cli.url('/metrics'))).text();
+    const text = await cli.metrics();
     expect(text).toContain('# TYPE cdc_sync_events_failed_total counter');
     const { status, output } = promtool(['check', 'metrics'], text);
     expect(output.trim()).toBe('');

@@ -81,19 +81,35 @@ const until = async (check: () => boolean) => {
   expect(check()).toBe(true);
 };
 
+/** A stream of one table from a ScriptedSource into `sink`, one change per batch, running. */
+function start(name: string, sink: Sink) {
+  const source = new ScriptedSource();
+  const config = streamSchema.parse({
+    name,
+    source: { type: 'postgres-changelog', url: 'postgres://unused' },
+    sink: { type: 'postgres', url: 'postgres://unused' },
+    tables: [{ source: 'public.items', target: 'public.items' }],
+    batch: { maxSize: 1, maxWaitMs: 0 },
+  });
+  const stream = new Stream({ config, path: 'streams[0]', source, sink, checkpoints: null, metrics: createMetrics(new Registry()), log: createLogger('silent') });
+  return { source, stream, running: stream.run() };
+}
+
+/** Stops the stream, letting the sink finish whatever it is given until the stream has ended. */
+async function stopFinishing(stream: Stream, running: Promise<void>, sink: GatedSink): Promise<void> {
+  stream.stop();
+  let settled = false;
+  void running.then(() => (settled = true));
+  while (!settled) {
+    sink.finishOne();
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 describe('Stream', () => {
   it('reads and prepares the next batch while the sink writes the previous one, and commits batches in order; a stop finishes the batch being written', async () => {
-    const source = new ScriptedSource();
     const sink = new GatedSink();
-    const config = streamSchema.parse({
-      name: 'ahead',
-      source: { type: 'postgres-changelog', url: 'postgres://unused' },
-      sink: { type: 'postgres', url: 'postgres://unused' },
-      tables: [{ source: 'public.items', target: 'public.items' }],
-      batch: { maxSize: 1, maxWaitMs: 0 },
-    });
-    const stream = new Stream({ config, path: 'streams[0]', source, sink, checkpoints: null, metrics: createMetrics(new Registry()), log: createLogger('silent') });
-    const running = stream.run();
+    const { source, stream, running } = start('ahead', sink);
 
     // Batch 1 is being written; batch 2 is already read and prepared, batch 3 not yet read (one batch ahead, no more).
     await until(() => sink.log.includes('prepare 2'));
@@ -107,13 +123,7 @@ describe('Stream', () => {
 
     sink.finishOne();
     await until(() => sink.log.includes('prepare 4'));
-    stream.stop();
-    let settled = false;
-    void running.then(() => (settled = true));
-    while (!settled) {
-      sink.finishOne();
-      await new Promise((r) => setTimeout(r, 5));
-    }
+    await stopFinishing(stream, running, sink);
     // The batch being written when the stop came is finished; the one read ahead is not applied (the next run reads it again).
     expect(sink.log.filter((l) => l.startsWith('done'))).toEqual(['done 1', 'done 2', 'done 3']);
     expect(source.log).toEqual(['read 1', 'read 2', 'read 3', 'read 4']);
@@ -121,17 +131,8 @@ describe('Stream', () => {
   });
 
   it('with a sink that says when its statements are sent, reads the next batch then, not before', async () => {
-    const source = new ScriptedSource();
     const sink = new SignallingSink();
-    const config = streamSchema.parse({
-      name: 'sent',
-      source: { type: 'postgres-changelog', url: 'postgres://unused' },
-      sink: { type: 'postgres', url: 'postgres://unused' },
-      tables: [{ source: 'public.items', target: 'public.items' }],
-      batch: { maxSize: 1, maxWaitMs: 0 },
-    });
-    const stream = new Stream({ config, path: 'streams[0]', source, sink, checkpoints: null, metrics: createMetrics(new Registry()), log: createLogger('silent') });
-    const running = stream.run();
+    const { source, stream, running } = start('sent', sink);
 
     await until(() => sink.log.includes('apply 1'));
     await new Promise((r) => setTimeout(r, 30));
@@ -147,13 +148,7 @@ describe('Stream', () => {
     await until(() => source.log.includes('read 3'));
     expect(sink.log.slice(0, 5)).toEqual(['prepare 1', 'apply 1', 'prepare 2', 'done 1', 'apply 2']);
 
-    stream.stop();
-    let settled = false;
-    void running.then(() => (settled = true));
-    while (!settled) {
-      sink.finishOne();
-      await new Promise((r) => setTimeout(r, 5));
-    }
+    await stopFinishing(stream, running, sink);
   });
 });
 

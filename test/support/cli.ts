@@ -17,6 +17,8 @@ export interface CliProcess {
   /** HTTP port once the process logged "cdc-sync running". */
   port: () => Promise<number>;
   url: (path: string) => Promise<string>;
+  /** The text of GET /metrics. */
+  metrics: () => Promise<string>;
 }
 
 /** Runs the built CLI as a user would (`npm test` builds it first). */
@@ -55,6 +57,7 @@ export function runCli(args: string[], env: Record<string, string> = {}): CliPro
     exited,
     port,
     url: async (path) => `http://127.0.0.1:${await port()}${path}`,
+    metrics: async () => (await fetch(`http://127.0.0.1:${await port()}/metrics`)).text(),
   };
 }
 

@@ -36,10 +36,6 @@ export type PgOutputMessage =
   | { tag: 'message' }
   | { tag: 'unknown'; code: string };
 
-export type ReplicationMessage =
-  | { tag: 'xlog'; message: Buffer; offset: number; isChange: boolean }
-  | { tag: 'keepalive'; walEnd: bigint; replyRequested: boolean };
-
 /** pgoutput Insert, Update, Delete: by far the most messages, and the ones whose WAL end nobody needs. */
 const CHANGE_CODES = new Set([0x49 /* I */, 0x55 /* U */, 0x44 /* D */]);
 
@@ -51,18 +47,14 @@ export function isChangeMessage(xlog: Buffer, offset = 0): boolean {
   return CHANGE_CODES.has(xlog[offset + XLOG_HEADER]!);
 }
 
-/**
- * XLogData ('w') or a primary keepalive ('k'). The pgoutput message of
- * XLogData starts at `offset` of the same buffer (no copy); its WAL end is
- * read by `xlogWalEnd` when needed, sparing a BigInt per change.
- */
-export function parseReplicationMessage(chunk: Buffer): ReplicationMessage | null {
-  const code = chunk[0];
-  if (code === 0x77 /* w */) {
-    return { tag: 'xlog', message: chunk, offset: XLOG_HEADER, isChange: isChangeMessage(chunk) };
-  }
-  if (code === 0x6b /* k */) return { tag: 'keepalive', walEnd: chunk.readBigUInt64BE(1), replyRequested: chunk[17] === 1 };
-  return null;
+/** Whether a CopyData message of the replication stream is XLogData ('w'). */
+export function isXLogData(chunk: Buffer): boolean {
+  return chunk[0] === 0x77;
+}
+
+/** A primary keepalive ('k'): the server's WAL end and whether it asks for a reply; null for other messages. */
+export function parseKeepalive(chunk: Buffer): { walEnd: bigint; replyRequested: boolean } | null {
+  return chunk[0] === 0x6b ? { walEnd: chunk.readBigUInt64BE(1), replyRequested: chunk[17] === 1 } : null;
 }
 
 /** The WAL end the XLogData at `offset` carries. */

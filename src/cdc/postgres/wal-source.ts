@@ -12,7 +12,7 @@ import { readRows } from './read-rows.js';
 import { countCaptured } from '../count-captured.js';
 import type { Source } from '../source.js';
 import { formatLsn, parseLsn } from './wal-lsn.js';
-import { XLOG_HEADER, isChangeMessage, parseReplicationMessage, standbyStatus, xlogWalEnd } from './wal-protocol.js';
+import { XLOG_HEADER, isChangeMessage, isXLogData, parseKeepalive, standbyStatus, xlogWalEnd } from './wal-protocol.js';
 import { MARKER_EXISTS_SQL, PUBLICATION_SQL, RETAINED_SQL, SLOT_SQL, TABLE_INFO_SQL, copyPageSql } from './wal-setup.js';
 import { WalPosition } from './wal-position.js';
 import { parseJson } from '../../core/json.js';
@@ -287,21 +287,33 @@ export class WalSource implements Source {
   }
 
   private onCopyData(chunk: Buffer): void {
-    if (chunk[0] === 0x77 /* w: XLogData */) {
+    if (isXLogData(chunk)) {
       this.pending.push(chunk);
       this.controlFlow();
       this.scheduleDecode();
       return;
     }
-    const message = parseReplicationMessage(chunk);
-    if (message?.tag !== 'keepalive') return;
+    const message = parseKeepalive(chunk);
+    if (!message) return;
     if (message.walEnd > this.received) this.received = message.walEnd;
-    const before = this.flushPosition();
-    // Everything the server sent before the keepalive must be decoded (and no transaction open) for its WAL end to count as passed over.
+    // Everything the server sent before the keepalive must be decoded for its WAL end to count as passed over.
     if (this.pending.length > 0) this.keepaliveEnd = message.walEnd;
-    else if (!this.assembler.open && message.walEnd > this.sentThrough) this.sentThrough = message.walEnd;
-    // Idle with everything applied: confirm the WAL passed over at once (as PostgreSQL's own apply worker does), not at the next interval.
-    if (message.replyRequested || this.flushPosition() > before) this.sendStatus();
+    else if (this.passOver(message.walEnd)) return;
+    if (message.replyRequested) this.sendStatus();
+  }
+
+  /**
+   * The server sent everything up to `walEnd`: with no transaction open, it is
+   * passed over. Idle with everything applied, that is confirmed at once (as
+   * PostgreSQL's own apply worker does), not at the next interval; true when
+   * a status went out.
+   */
+  private passOver(walEnd: bigint): boolean {
+    const before = this.flushPosition();
+    if (!this.assembler.open && walEnd > this.sentThrough) this.sentThrough = walEnd;
+    if (this.flushPosition() <= before) return false;
+    this.sendStatus();
+    return true;
   }
 
   /** Decodes pending messages in slices until a chunk's worth of changes is ready, yielding to other work between slices. */
@@ -333,10 +345,8 @@ export class WalSource implements Source {
       return;
     }
     if (this.pending.length === 0 && this.keepaliveEnd > 0n) {
-      const before = this.flushPosition();
-      if (!this.assembler.open && this.keepaliveEnd > this.sentThrough) this.sentThrough = this.keepaliveEnd;
+      this.passOver(this.keepaliveEnd);
       this.keepaliveEnd = 0n;
-      if (this.flushPosition() > before) this.sendStatus();
     }
     this.controlFlow();
     this.scheduleDecode();
