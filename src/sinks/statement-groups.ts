@@ -20,39 +20,48 @@ export interface StatementGroup {
  */
 export function groupStatements(changes: ChangeEvent[]): StatementGroup[] {
   const groups: StatementGroup[] = [];
-  let run = '';
+  let runTable: string | undefined;
+  let runOp: StatementGroup['op'] | undefined;
   const byShape = new Map<string, StatementGroup>();
   // Rows of one table nearly always list their columns in the same order:
-  // reuse the sorted columns of the previous row when they do.
-  let previous: { keys: string[]; columns: string[]; shape: string } | undefined;
+  // the previous row's group is taken again when this row has its columns, checked without a copy of the names.
+  let previous: { keys: string[]; group: StatementGroup } | undefined;
   for (const event of changes) {
     const op = event.op === 'delete' || event.op === 'truncate' ? event.op : 'upsert';
-    const id = `${event.table}\u0000${op}`;
-    if (id !== run) {
-      run = id;
+    if (event.table !== runTable || op !== runOp) {
+      runTable = event.table;
+      runOp = op;
       byShape.clear();
       previous = undefined;
     }
-    const keys = op === 'truncate' ? [] : Object.keys(op === 'delete' ? event.key : (event.row ?? {}));
-    if (!previous || !sameList(previous.keys, keys)) {
-      const columns = [...keys].sort();
-      previous = { keys, columns, shape: columns.join('\u0001') };
+    const row = op === 'truncate' ? {} : op === 'delete' ? event.key : (event.row ?? {});
+    if (previous && hasColumns(row, previous.keys)) {
+      previous.group.events.push(event);
+      continue;
     }
-    let group = byShape.get(previous.shape);
+    const keys = Object.keys(row);
+    const columns = [...keys].sort();
+    const shape = columns.join('\u0001');
+    let group = byShape.get(shape);
     if (!group) {
-      group = { table: event.table, op, columns: previous.columns, events: [] };
-      byShape.set(previous.shape, group);
+      group = { table: event.table, op, columns, events: [] };
+      byShape.set(shape, group);
       groups.push(group);
     }
     group.events.push(event);
+    previous = { keys, group };
   }
   return groups;
 }
 
-function sameList(a: string[], b: string[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i += 1) if (a[i] !== b[i]) return false;
-  return true;
+/** Whether `row`'s own columns are exactly `keys`, in that order. */
+function hasColumns(row: object, keys: string[]): boolean {
+  let i = 0;
+  for (const name in row) {
+    if (name !== keys[i]) return false;
+    i += 1;
+  }
+  return i === keys.length;
 }
 
 /** For sinks that cannot empty a table: configuration validation keeps TRUNCATE from reaching them, this says so if one does. */

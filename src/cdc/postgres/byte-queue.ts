@@ -1,73 +1,67 @@
 /**
- * Messages waiting to be decoded, kept as bytes: copied into large blocks,
- * one after the other with their length, so a backlog waiting in memory is a
- * few buffers rather than objects per change for the garbage collector to
- * copy again and again. (The copy is needed anyway: pg reuses the buffer a
- * message was read into.) Reading allocates nothing either: `next()` moves to
- * the oldest message, whose bytes are then `bytes[start, end)`.
+ * XLogData waiting to be decoded, kept as the bytes it arrived in: runs of
+ * whole CopyData messages ('d', length, payload) in the buffers the socket
+ * delivered. A backlog waiting in memory is a few buffers rather than objects
+ * per change for the garbage collector to copy again and again, and queueing
+ * copies nothing (Node.js hands every read a buffer of its own). Reading
+ * allocates nothing either: `next()` moves to the oldest message, whose
+ * payload is then `bytes[start, end)`.
  */
 export class ByteQueue {
-  private readonly blocks: Block[] = [];
-  /** Emptied blocks, taken again before a new one is allocated. */
-  private readonly spare: Block[] = [];
+  private segments: Segment[] = [];
+  /** Segments before this one are read. */
+  private head = 0;
   private count = 0;
-  /** The block of the message `next()` moved to; valid until the following `next()` or `push()`. */
+  /** The buffer of the message `next()` moved to; valid until the following `next()`. */
   bytes: Buffer = Buffer.alloc(0);
   start = 0;
   end = 0;
-
-  constructor(private readonly blockSize = 1 << 20) {}
 
   /** Messages waiting. */
   get length(): number {
     return this.count;
   }
 
-  push(message: Buffer): void {
-    const needed = 4 + message.length;
-    let block = this.blocks.at(-1);
-    if (!block || block.written + needed > block.bytes.length) {
-      block = this.spare.pop() ?? { bytes: Buffer.allocUnsafe(this.blockSize), written: 0, read: 0 };
-      if (block.bytes.length < needed) block = { bytes: Buffer.allocUnsafe(needed), written: 0, read: 0 };
-      this.blocks.push(block);
-    }
-    block.bytes.writeUInt32BE(message.length, block.written);
-    message.copy(block.bytes, block.written + 4);
-    block.written += needed;
-    this.count += 1;
+  /** Queues `messages` whole CopyData messages, which are `bytes[start, end)`; the buffer must not change afterwards. */
+  push(bytes: Buffer, start: number, end: number, messages: number): void {
+    this.segments.push({ bytes, read: start, end });
+    this.count += messages;
   }
 
   /** Moves to the oldest message and takes it off the queue; false when there is none. */
   next(): boolean {
-    let block = this.blocks[0];
-    if (block && block.read === block.written && this.blocks.length > 1) {
-      this.retire(this.blocks.shift()!);
-      block = this.blocks[0];
+    while (this.head < this.segments.length) {
+      const segment = this.segments[this.head]!;
+      if (segment.read < segment.end) {
+        // 'd', then the length, which counts itself but not the type byte.
+        const end = segment.read + 1 + segment.bytes.readUInt32BE(segment.read + 1);
+        this.bytes = segment.bytes;
+        this.start = segment.read + 5;
+        this.end = end;
+        segment.read = end;
+        this.count -= 1;
+        return true;
+      }
+      this.head += 1;
+      if (this.head === this.segments.length) this.clear();
+      else if (this.head >= 1024) {
+        // A queue that is never quite empty: drop the read segments now and then.
+        this.segments = this.segments.slice(this.head);
+        this.head = 0;
+      }
     }
-    if (!block || block.read === block.written) return false;
-    const length = block.bytes.readUInt32BE(block.read);
-    this.bytes = block.bytes;
-    this.start = block.read + 4;
-    this.end = this.start + length;
-    block.read = this.end;
-    this.count -= 1;
-    return true;
+    return false;
   }
 
   clear(): void {
-    for (const block of this.blocks.splice(0)) this.retire(block);
+    this.segments = [];
+    this.head = 0;
     this.count = 0;
-  }
-
-  private retire(block: Block): void {
-    block.written = 0;
-    block.read = 0;
-    if (block.bytes.length === this.blockSize && this.spare.length < 2) this.spare.push(block);
   }
 }
 
-interface Block {
+interface Segment {
   bytes: Buffer;
-  written: number;
   read: number;
+  end: number;
 }

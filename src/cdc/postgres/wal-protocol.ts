@@ -47,16 +47,6 @@ export function isChangeMessage(xlog: Buffer, offset = 0): boolean {
   return CHANGE_CODES.has(xlog[offset + XLOG_HEADER]!);
 }
 
-/** Whether a CopyData message of the replication stream is XLogData ('w'). */
-export function isXLogData(chunk: Buffer): boolean {
-  return chunk[0] === 0x77;
-}
-
-/** A primary keepalive ('k'): the server's WAL end and whether it asks for a reply; null for other messages. */
-export function parseKeepalive(chunk: Buffer): { walEnd: bigint; replyRequested: boolean } | null {
-  return chunk[0] === 0x6b ? { walEnd: chunk.readBigUInt64BE(1), replyRequested: chunk[17] === 1 } : null;
-}
-
 /** The WAL end the XLogData at `offset` carries. */
 export function xlogWalEnd(xlog: Buffer, offset = 0): bigint {
   return xlog.readBigUInt64BE(offset + 9);

@@ -12,7 +12,8 @@ import { readRows } from './read-rows.js';
 import { countCaptured } from '../count-captured.js';
 import type { Source } from '../source.js';
 import { formatLsn, parseLsn } from './wal-lsn.js';
-import { XLOG_HEADER, isChangeMessage, isXLogData, parseKeepalive, standbyStatus, xlogWalEnd } from './wal-protocol.js';
+import { XLOG_HEADER, isChangeMessage, standbyStatus, xlogWalEnd } from './wal-protocol.js';
+import { readCopyData } from './copy-data-reader.js';
 import { MARKER_EXISTS_SQL, PUBLICATION_SQL, RETAINED_SQL, SLOT_SQL, TABLE_INFO_SQL, copyPageSql } from './wal-setup.js';
 import { WalPosition } from './wal-position.js';
 import { parseJson } from '../../core/json.js';
@@ -277,8 +278,14 @@ export class WalSource implements Source {
     this.received = parseLsn(start);
     if (this.received > this.flushed) this.flushed = this.received;
     this.sentThrough = this.received;
-    const connection = (client as unknown as { connection: { on(e: string, f: (m: { chunk: Buffer }) => void): void } }).connection;
-    connection.on('copyData', (msg) => this.onCopyData(msg.chunk));
+    readCopyData(client, {
+      xlog: (bytes, start, end, messages) => {
+        this.pending.push(bytes, start, end, messages);
+        this.controlFlow();
+        this.scheduleDecode();
+      },
+      keepalive: (walEnd, replyRequested) => this.onKeepalive(walEnd, replyRequested),
+    });
     this.statusTimer = setInterval(() => this.sendStatus(), this.options.statusIntervalMs);
     this.context.setConnected('source', true);
     this.context.log.info({ slot: this.options.slot, start, checkpoint: formatLsn(this.skipUntil) }, 'logical replication started');
@@ -286,20 +293,12 @@ export class WalSource implements Source {
     await client.query(`START_REPLICATION SLOT ${this.options.slot} LOGICAL ${start} (proto_version '1', publication_names '${publication}')`);
   }
 
-  private onCopyData(chunk: Buffer): void {
-    if (isXLogData(chunk)) {
-      this.pending.push(chunk);
-      this.controlFlow();
-      this.scheduleDecode();
-      return;
-    }
-    const message = parseKeepalive(chunk);
-    if (!message) return;
-    if (message.walEnd > this.received) this.received = message.walEnd;
+  private onKeepalive(walEnd: bigint, replyRequested: boolean): void {
+    if (walEnd > this.received) this.received = walEnd;
     // Everything the server sent before the keepalive must be decoded for its WAL end to count as passed over.
-    if (this.pending.length > 0) this.keepaliveEnd = message.walEnd;
-    else if (this.passOver(message.walEnd)) return;
-    if (message.replyRequested) this.sendStatus();
+    if (this.pending.length > 0) this.keepaliveEnd = walEnd;
+    else if (this.passOver(walEnd)) return;
+    if (replyRequested) this.sendStatus();
   }
 
   /**
@@ -349,6 +348,7 @@ export class WalSource implements Source {
       this.keepaliveEnd = 0n;
     }
     this.controlFlow();
+    this.reportHeld();
     this.scheduleDecode();
   }
 
@@ -362,7 +362,13 @@ export class WalSource implements Source {
       this.paused = false;
       this.socket()?.resume();
     }
-    this.context.metrics.bufferEvents.set({ stream: this.context.stream, direction: this.context.direction }, held);
+  }
+
+  /** Per slice and per chunk, not per message: a labelled gauge hashes its labels at every set. */
+  private reportHeld(): void {
+    const labels = { stream: this.context.stream, direction: this.context.direction };
+    this.context.metrics.bufferEvents.set(labels, this.queued + this.pending.length);
+    this.context.metrics.pending.set(labels, this.queued + this.pending.length);
   }
 
   private onTransaction(tx: WalTransaction): void {
@@ -409,7 +415,7 @@ export class WalSource implements Source {
       if (this.skippedEnd <= end) this.skippedEnd = 0n;
       countCaptured(this.context, events);
       this.controlFlow();
-      this.context.metrics.pending.set({ stream: this.context.stream, direction: this.context.direction }, this.queued + this.pending.length);
+      this.reportHeld();
       this.subscriber.next({ events, rejected, position, caughtUp: this.queue.length === 0 && this.pending.length === 0 });
     }
     this.scheduleDecode();

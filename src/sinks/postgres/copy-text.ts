@@ -2,7 +2,7 @@ import type { Row, Value } from '../../core/change-event.js';
 import { toJsonText } from '../../core/json.js';
 
 /**
- * Rows in COPY's text format (https://www.postgresql.org/docs/current/sql-copy.html,
+ * Rows as COPY data in text format (https://www.postgresql.org/docs/current/sql-copy.html,
  * "Text Format"): one line per row, columns separated by tabs, `\N` for
  * null, and backslash, newline, carriage return and tab escaped. Each value
  * is exactly the text json_populate_recordset would hand the column's
@@ -20,22 +20,34 @@ import { toJsonText } from '../../core/json.js';
  * arrays and composites by the column's type): those rows take the json
  * statement.
  */
-export function copyText(rows: Row[], columns: { name: string; json: boolean }[]): string | null {
-  // One string grown by appending (V8 keeps it as a rope until it is written): cheaper than lines joined.
-  let text = '';
+export function copyData(rows: Row[], columns: { name: string; json: boolean }[]): Buffer | null {
+  // Each line is written out as soon as it is made: no text of the whole batch for the garbage collector to carry.
+  let data = Buffer.allocUnsafe(Math.max(1024, rows.length * 64)) as Utf8Writing;
+  let length = 0;
   const last = columns.length - 1;
   for (let r = 0; r < rows.length; r += 1) {
     const row = rows[r]!;
+    let line = '';
     for (let c = 0; c <= last; c += 1) {
       const column = columns[c]!;
       const value = row[column.name];
       const field = typeof value === 'string' && !column.json ? escape(value) : column.json ? jsonField(value) : fieldText(value);
       if (field === undefined) return null;
-      text += c === last ? `${field}\n` : `${field}\t`;
+      line += c === last ? `${field}\n` : `${field}\t`;
     }
+    // At most three UTF-8 bytes per UTF-16 code unit.
+    if (data.length - length < line.length * 3) {
+      const larger = Buffer.allocUnsafe(Math.max(2 * data.length, length + line.length * 3)) as Utf8Writing;
+      data.copy(larger, 0, 0, length);
+      data = larger;
+    }
+    length += data.utf8Write(line, length);
   }
-  return text;
+  return data.subarray(0, length);
 }
+
+/** Node.js Buffers have utf8Write (what write(…, 'utf8') calls); it is not in @types/node. */
+type Utf8Writing = Buffer & { utf8Write(text: string, offset: number): number };
 
 const SPECIAL = /[\\\n\r\t]/;
 const SPECIAL_ALL = /[\\\n\r\t]/g;

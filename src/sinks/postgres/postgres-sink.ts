@@ -9,7 +9,7 @@ import { groupStatements, type StatementGroup } from '../statement-groups.js';
 import { createPool, type Pool, type PoolClient } from './connection.js';
 import { quoteTable } from './identifiers.js';
 import { classifyPgError, isConnectionError } from './errors.js';
-import { copyText } from './copy-text.js';
+import { copyData } from './copy-text.js';
 import { introspectTable } from './introspect.js';
 import {
   INSERT_DEAD_LETTERS_SQL,
@@ -284,15 +284,14 @@ export class PostgresSink implements Sink {
     const inserts = group.events.filter((e) => e.op === 'insert');
     if (inserts.length === 0) return { copy: null, rest: group };
     const json = this.target(group.table).jsonColumns;
-    const text = copyText(
+    const data = copyData(
       inserts.map((e) => e.row!),
       group.columns.map((name) => ({ name, json: json.includes(name) })),
     );
-    if (text === null) return { copy: null, rest: group };
+    if (data === null) return { copy: null, rest: group };
     const others = inserts.length === group.events.length ? [] : group.events.filter((e) => e.op !== 'insert');
     return {
-      // Encoded now: the text is built piece by piece, and its pieces should not outlive this step (the batch may wait its turn).
-      copy: { group: { ...group, events: inserts }, copy: Buffer.from(text, 'utf8'), param: '' },
+      copy: { group: { ...group, events: inserts }, copy: data, param: '' },
       rest: { ...group, events: others },
     };
   }

@@ -1,35 +1,49 @@
 import { describe, expect, it } from 'vitest';
 import { ByteQueue } from '../../../src/cdc/postgres/byte-queue.js';
 
+/** A CopyData message: 'd', its length (counting itself), the payload. */
+function copyData(payload: string): Buffer {
+  const body = Buffer.from(payload, 'utf8');
+  const header = Buffer.alloc(5);
+  header[0] = 0x64;
+  header.writeUInt32BE(body.length + 4, 1);
+  return Buffer.concat([header, body]);
+}
+
+function drain(queue: ByteQueue): string[] {
+  const out: string[] = [];
+  while (queue.next()) out.push(queue.bytes.toString('utf8', queue.start, queue.end));
+  return out;
+}
+
 describe('ByteQueue', () => {
-  it('gives messages back in order, byte for byte, across blocks and for messages larger than a block', () => {
-    const queue = new ByteQueue(64);
-    const messages = [Buffer.from('a'), Buffer.alloc(0), Buffer.from('x'.repeat(40)), Buffer.from('y'.repeat(200)), Buffer.from('z')];
-    for (const m of messages) queue.push(m);
-    expect(queue.length).toBe(5);
-    const out: string[] = [];
-    while (queue.next()) out.push(queue.bytes.toString('utf8', queue.start, queue.end));
-    expect(out).toEqual(messages.map((m) => m.toString()));
-    expect(queue.length).toBe(0);
-  });
-
-  it('keeps its own copy: the buffer a message came in may be reused', () => {
+  it('gives back the payloads of queued CopyData runs in order, byte for byte, an empty one included', () => {
     const queue = new ByteQueue();
-    const incoming = Buffer.from('first');
-    queue.push(incoming);
-    incoming.write('XXXXX');
-    expect(queue.next()).toBe(true);
-    expect(queue.bytes.toString('utf8', queue.start, queue.end)).toBe('first');
+    const first = Buffer.concat([Buffer.from('xx'), copyData('wa'), copyData(''), copyData('w' + 'é'.repeat(40)), Buffer.from('yy')]);
+    queue.push(first, 2, first.length - 2, 3);
+    const second = copyData('wz');
+    queue.push(second, 0, second.length, 1);
+    expect(queue.length).toBe(4);
+    expect(drain(queue)).toEqual(['wa', '', 'w' + 'é'.repeat(40), 'wz']);
+    expect(queue.length).toBe(0);
+    expect(queue.next()).toBe(false);
   });
 
-  it('takes new messages after being emptied, and forgets everything on clear', () => {
-    const queue = new ByteQueue(16);
-    queue.push(Buffer.from('one'));
-    queue.next();
-    queue.push(Buffer.from('the second, longer than what is left of the block'));
-    expect(queue.next()).toBe(true);
-    expect(queue.bytes.toString('utf8', queue.start, queue.end)).toBe('the second, longer than what is left of the block');
-    queue.push(Buffer.from('three'));
+  it('takes new runs after being emptied, keeps order over thousands of runs, and forgets everything on clear', () => {
+    const queue = new ByteQueue();
+    const one = copyData('one');
+    queue.push(one, 0, one.length, 1);
+    expect(drain(queue)).toEqual(['one']);
+    const expected: string[] = [];
+    for (let i = 0; i < 3000; i += 1) {
+      const message = copyData(`m${i}`);
+      queue.push(message, 0, message.length, 1);
+      expected.push(`m${i}`);
+      // Never quite empty: one read per two pushed.
+      if (i % 2 === 0) expect(queue.next()).toBe(true);
+    }
+    expect(drain(queue)).toEqual(expected.slice(1500));
+    queue.push(one, 0, one.length, 1);
     queue.clear();
     expect(queue.length).toBe(0);
     expect(queue.next()).toBe(false);

@@ -1,9 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { copyText } from '../../../src/sinks/postgres/copy-text.js';
+import { copyData } from '../../../src/sinks/postgres/copy-text.js';
 
 const plain = (...names: string[]) => names.map((name) => ({ name, json: false }));
 
-describe('copyText', () => {
+/** The COPY data as text. */
+const copyText = (...args: Parameters<typeof copyData>) => copyData(...args)?.toString('utf8') ?? null;
+
+describe('copyData', () => {
   it('writes one tab-separated line per row, in the given column order, with \\N for null and missing values', () => {
     expect(copyText([{ b: 'x', a: 1 }, { a: null }], plain('a', 'b'))).toBe('1\tx\n\\N\t\\N\n');
   });
@@ -34,5 +37,11 @@ describe('copyText', () => {
 
   it('writes nothing for no rows', () => {
     expect(copyText([], plain('a'))).toBe('');
+  });
+
+  it('grows past its first guess of the size without losing or mangling a byte', () => {
+    const rows = Array.from({ length: 50 }, (_, i) => ({ a: i, s: `${'ü✓'.repeat(200)}\t${i}` }));
+    const expected = rows.map((r) => `${r.a}\t${'ü✓'.repeat(200)}\\t${r.a}\n`).join('');
+    expect(copyText(rows, plain('a', 's'))).toBe(expected);
   });
 });
