@@ -37,13 +37,10 @@ export function readCopyData(client: pg.Client, handlers: CopyDataHandlers): voi
 
 /** A socket reader that hands XLogData runs and keepalives to `handlers`, and whole other messages to `other`. */
 export function copyDataSplitter(other: DataListener, handlers: CopyDataHandlers): DataListener {
-  // The start of a message the previous read ended in the middle of.
-  let carry: Buffer | null = null;
-  return (chunk: Buffer) => {
-    const bytes: Buffer = carry ? Buffer.concat([carry, chunk]) : chunk;
-    carry = null;
-    let at = 0;
-    let runStart = 0;
+  /** Hands over the whole messages in bytes[from, …); returns where an incomplete one begins. */
+  const scan = (bytes: Buffer, from: number): number => {
+    let at = from;
+    let runStart = from;
     let run = 0;
     while (bytes.length - at >= 5) {
       const end = at + 1 + bytes.readUInt32BE(at + 1);
@@ -62,7 +59,41 @@ export function copyDataSplitter(other: DataListener, handlers: CopyDataHandlers
       at = end;
     }
     if (run > 0) handlers.xlog(bytes, runStart, at, run);
-    // A copy: a slice would keep the whole read alive.
-    if (at < bytes.length) carry = Buffer.from(bytes.subarray(at));
+    return at;
+  };
+  // A message the previous read ended in the middle of: its first bytes (or all of it, once its length is known).
+  let partial: Buffer | null = null;
+  let filled = 0;
+  return (chunk: Buffer) => {
+    let at = 0;
+    if (partial) {
+      if (filled < 5) {
+        // Not even the length yet: gather the header first.
+        const take = Math.min(5 - filled, chunk.length);
+        chunk.copy(partial, filled, 0, take);
+        filled += take;
+        at = take;
+        if (filled < 5) return;
+        const whole = Buffer.allocUnsafe(1 + partial.readUInt32BE(1));
+        partial.copy(whole, 0, 0, 5);
+        partial = whole;
+      }
+      // Only the rest of this one message is copied, not the whole read.
+      const take = Math.min(partial.length - filled, chunk.length - at);
+      chunk.copy(partial, filled, at, at + take);
+      filled += take;
+      at += take;
+      if (filled < partial.length) return;
+      const whole = partial;
+      partial = null;
+      scan(whole, 0);
+    }
+    at = scan(chunk, at);
+    if (at < chunk.length) {
+      // Copied: a slice would keep the whole read alive.
+      const rest = chunk.length - at;
+      partial = Buffer.allocUnsafe(rest >= 5 ? 1 + chunk.readUInt32BE(at + 1) : 5);
+      filled = chunk.copy(partial, 0, at);
+    }
   };
 }
