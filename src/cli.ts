@@ -1,4 +1,3 @@
-#!/usr/bin/env -S node --max-semi-space-size=8
 import { Command, CommanderError } from 'commander';
 import { Registry } from 'prom-client';
 import { loadConfigFile } from './config/load.js';
@@ -125,6 +124,5 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-const code = await main(process.argv);
-// Exit explicitly: a stopped run may leave idle sockets or timers behind.
-process.exit(code);
+// Exit explicitly: a stopped run may leave idle sockets or timers behind. (No top-level await: the bundle is a script, see tools/launcher.mjs.)
+void main(process.argv).then((code) => process.exit(code));

@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 // Bundles the compiled CLI (dist/src/cli.js) and its pure-JavaScript dependencies into one
-// ES module, dist/cdc-sync.mjs: Node.js 20 then reads one file instead of ~900 (rxjs, zod,
+// script, dist/cdc-sync.cjs: Node.js 20 then reads one file instead of ~900 (rxjs, zod,
 // yaml, fastify, pino…), which halves start-up. Native addons and the drivers loaded on
-// first use stay outside and come from node_modules as before.
+// first use stay outside and come from node_modules as before. The command line itself,
+// dist/cdc-sync.mjs, is tools/launcher.mjs: it runs the bundle through V8's code cache.
+// CommonJS, not an ES module: V8's code cache is open to scripts only (vm.Script).
 import { build } from 'esbuild';
-import { readFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, readFileSync, rmSync } from 'node:fs';
 
 const pkg = JSON.parse(readFileSync('package.json', 'utf8'));
 const EXTERNAL = ['better-sqlite3', 'mssql', '@supabase/supabase-js', '@electric-sql/pglite'];
@@ -31,16 +33,19 @@ const nodeOnlyPg = {
 
 await build({
   entryPoints: ['dist/src/cli.js'],
-  outfile: 'dist/cdc-sync.mjs',
+  outfile: 'dist/cdc-sync.cjs',
   bundle: true,
   platform: 'node',
-  format: 'esm',
+  format: 'cjs',
   target: 'node20',
   external: [...EXTERNAL, ...OPTIONAL],
-  // CommonJS dependencies inside an ES module still call require() for Node.js built-ins.
-  banner: { js: "import { createRequire as __cdcSyncRequire } from 'node:module'; const require = __cdcSyncRequire(import.meta.url);" },
   sourcemap: 'linked',
   legalComments: 'none',
   logLevel: 'warning',
   plugins: [nodeOnlyPg],
 });
+
+// The bundle of earlier builds was the command line itself.
+rmSync('dist/cdc-sync.mjs.map', { force: true });
+copyFileSync('tools/launcher.mjs', 'dist/cdc-sync.mjs');
+chmodSync('dist/cdc-sync.mjs', 0o755);

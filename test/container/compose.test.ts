@@ -119,9 +119,9 @@ describe('Dockerfile', () => {
     expect(runtime.base).toBe('node:20-slim');
     expect(instructions(runtime, 'RUN')).toContain('npm ci --omit=dev --ignore-scripts && npm cache clean --force');
     // Only the bundled CLI comes from the build stage, and the build script makes it.
-    expect(instructions(runtime, 'COPY').filter((c) => c.startsWith('--from='))).toEqual(['--from=build /app/dist/cdc-sync.mjs /app/dist/cdc-sync.mjs.map ./dist/']);
+    expect(instructions(runtime, 'COPY').filter((c) => c.startsWith('--from='))).toEqual(['--from=build /app/dist/cdc-sync.mjs /app/dist/cdc-sync.cjs /app/dist/cdc-sync.cjs.map ./dist/']);
     expect(packageJson.scripts.build).toContain('node tools/bundle.mjs');
-    expect(instructions(build, 'COPY')).toContain('tools/bundle.mjs ./tools/bundle.mjs');
+    expect(instructions(build, 'COPY')).toContain('tools/bundle.mjs tools/launcher.mjs ./tools/');
   });
 
   it('copies everything tsconfig.build.json compiles, and nothing .dockerignore leaves out', () => {
@@ -147,8 +147,11 @@ describe('Dockerfile', () => {
     const missing = new Set<string>();
     for (const file of files) {
       const code = readFileSync(join('dist/src', file), 'utf8');
-      // Static imports/exports at the start of a line, and dynamic import('…'): not "from" inside SQL or strings.
-      const specifiers = [...code.matchAll(/^(?:import\s[^;]*?|export\s*(?:\*|\{[^}]*\})\s*)\bfrom\s*['"]([^'"]+)['"]/gm), ...code.matchAll(/\bimport\s*\(\s*['"]([^'"]+)['"]\s*\)/g)];
+      // Static imports/exports at the start of a line, and import('…') or importModule('…'): not "from" inside SQL or strings.
+      const specifiers = [
+        ...code.matchAll(/^(?:import\s[^;]*?|export\s*(?:\*|\{[^}]*\})\s*)\bfrom\s*['"]([^'"]+)['"]/gm),
+        ...code.matchAll(/\b(?:import|importModule)\s*\(\s*['"]([^'"]+)['"]\s*\)/g),
+      ];
       for (const [, specifier] of specifiers) {
         if (specifier!.startsWith('.') || specifier!.startsWith('node:')) continue;
         const name = specifier!.startsWith('@') ? specifier!.split('/').slice(0, 2).join('/') : specifier!.split('/')[0]!;
@@ -158,10 +161,11 @@ describe('Dockerfile', () => {
     expect(files.length).toBeGreaterThan(10);
     expect([...missing]).toEqual([]);
     // The bundle leaves only native addons and the lazily loaded drivers to node_modules: all production dependencies.
-    const bundle = readFileSync('dist/cdc-sync.mjs', 'utf8');
+    const bundle = readFileSync('dist/cdc-sync.cjs', 'utf8');
     const external = new Set<string>();
-    // What esbuild leaves for Node.js to resolve: top-level imports, import() and its __require() of CommonJS externals.
-    for (const [, specifier] of bundle.matchAll(/(?:^import\s[^;\n]*?from\s*|\bimport\(\s*|\b__require\(\s*)['"]([^'"./][^'"]*)['"]/gm)) {
+    // What esbuild leaves for Node.js to resolve: its require() of the externals our ES modules import, and what importModule()
+    // loads on first use. (Plain require("…") is also in code that fastify and ajv generate as strings.)
+    for (const [, specifier] of bundle.matchAll(/\b(?:__toESM\(require|importModule)\(\s*['"]([^'"./][^'"]*)['"]/gm)) {
       if (specifier!.startsWith('node:')) continue;
       external.add(specifier!.startsWith('@') ? specifier!.split('/').slice(0, 2).join('/') : specifier!.split('/')[0]!);
     }
@@ -170,7 +174,7 @@ describe('Dockerfile', () => {
     // pg and ws try these optional native helpers inside try/catch and do without them.
     const optional = ['pg-native', 'bufferutil', 'utf-8-validate'];
     expect(packages.filter((name) => !dependencies.includes(name) && !optional.includes(name))).toEqual([]);
-    expect(packages).toEqual(expect.arrayContaining(['better-sqlite3', 'mssql']));
+    expect(packages).toEqual(expect.arrayContaining(['better-sqlite3', 'mssql', '@supabase/supabase-js', '@electric-sql/pglite']));
   });
 
   it('runs the built CLI of package.json as the unprivileged node user under tini, with a health check on /healthz', () => {

@@ -1,5 +1,7 @@
 import type sql from 'mssql';
+import type * as Mssql from 'mssql';
 import { classifyMssqlError } from './errors.js';
+import { importModule } from '../../core/import-module.js';
 
 /**
  * The one place cdc-sync touches the `mssql` driver. Statements are named so
@@ -80,7 +82,7 @@ export function connectionConfig(url: string, applicationName: string): sql.conf
 
 export const connectMssql: MssqlConnect = async (url, options) => {
   // Loaded on first use: the driver costs ~30 MB that PostgreSQL-only streams should not pay.
-  const { default: sql } = await import('mssql');
+  const { default: sql } = await importModule<{ default: typeof Mssql }>('mssql');
   const pool = new sql.ConnectionPool(connectionConfig(url, options.applicationName) as sql.config);
   // Errors of idle connections surface on the next query; keep the process alive.
   pool.on('error', () => undefined);
@@ -128,7 +130,7 @@ export const connectMssql: MssqlConnect = async (url, options) => {
 export async function loadMssqlDriver(): Promise<MssqlConnect> {
   const override = process.env.CDC_SYNC_MSSQL_DRIVER;
   if (!override) return connectMssql;
-  const module = (await import(override)) as { connect?: MssqlConnect };
+  const module = await importModule<{ connect?: MssqlConnect }>(override);
   if (typeof module.connect !== 'function') throw new Error(`${override} does not export connect()`);
   return module.connect;
 }

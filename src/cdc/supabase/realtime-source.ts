@@ -14,6 +14,7 @@ import { subscribeFeed } from './realtime-feed.js';
 import { RealtimePosition, type Watermark } from './realtime-position.js';
 import { TOMBSTONES } from './setup.js';
 import { instantMicros } from '../../core/timestamps.js';
+import { importModule } from '../../core/import-module.js';
 
 export interface RealtimeSourceOptions {
   url: string;
@@ -67,7 +68,7 @@ export class SupabaseRealtimeSource implements Source {
   async open(context: StreamContext): Promise<void> {
     this.context = context;
     // Loaded on first use, like every driver: streams that do not need it do not pay for it.
-    const [{ createClient }, { default: WebSocket }] = await Promise.all([import('@supabase/supabase-js'), import('ws')]);
+    const [{ createClient }, { default: WebSocket }] = await Promise.all([importModule<typeof import('@supabase/supabase-js')>('@supabase/supabase-js'), import('ws')]);
     this.client ??= createClient(this.options.url, this.options.key, {
       auth: { persistSession: false, autoRefreshToken: false },
       // Node 20 has no global WebSocket.

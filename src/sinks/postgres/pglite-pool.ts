@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { PGlite } from '@electric-sql/pglite';
 import type { Pool, PoolClient, QueryResult } from './connection.js';
+import { importModule } from '../../core/import-module.js';
 
 export function isPgliteUrl(url: string): boolean {
   return url.startsWith('pglite:');
@@ -30,7 +31,7 @@ export function openPglite(url: string): Pool {
   let shared = open.get(id);
   if (!shared) {
     if (dataDir) mkdirSync(dataDir, { recursive: true });
-    const db = import('@electric-sql/pglite').then(async ({ PGlite: Db }) => {
+    const db = importModule<typeof import('@electric-sql/pglite')>('@electric-sql/pglite').then(async ({ PGlite: Db }) => {
       const instance = await Db.create(dataDir ? { dataDir } : {});
       await instance.exec(`SET TimeZone = 'UTC'`);
       return instance;

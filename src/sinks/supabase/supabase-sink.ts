@@ -8,6 +8,7 @@ import type { ApplyResult, Sink, SinkBatch } from '../sink.js';
 import { classifyPostgrestError, type PostgrestFailure } from './errors.js';
 import { tableFromOpenApi, type OpenApiDocument } from './introspect.js';
 import { DEFAULT_LIMITS, chunkRows, deleteFilters, fieldName, groupRequests, toJsonRow, type ChunkLimits } from './requests.js';
+import { importModule } from '../../core/import-module.js';
 
 export interface SupabaseSinkOptions {
   /** Project URL (https://<ref>.supabase.co); the REST API is under /rest/v1. */
@@ -57,7 +58,7 @@ export class SupabaseSink implements Sink {
   async open(context: StreamContext, tables: TableConfig[]): Promise<TargetTable[]> {
     this.context = context;
     // Loaded on first use, like every driver: streams that do not need it do not pay for it.
-    const [{ createClient }, { default: ws }] = await Promise.all([import('@supabase/supabase-js'), import('ws')]);
+    const [{ createClient }, { default: ws }] = await Promise.all([importModule<typeof import('@supabase/supabase-js')>('@supabase/supabase-js'), import('ws')]);
     this.client ??= createClient(this.options.url, this.options.key, {
       auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
       db: { timeout: this.options.timeoutMs ?? 60_000 },
