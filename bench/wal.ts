@@ -126,7 +126,7 @@ log: { level: warn }
   const cdcProcessCpu = cpuSeconds(child.pid!);
   child.kill('SIGINT');
   const exit = await new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  say(`  cdc-sync postgres-wal → postgres: ${cdcSeconds.toFixed(2)} s (exit ${exit})`);
+  say(`  cdc-sync postgres-wal → postgres: ${cdcSeconds.toFixed(2)} s (exit ${exit}; ${cdcProcessCpu.toFixed(2)} CPU-s in the cdc-sync process)`);
 
   const [want, gotNative, gotCdc] = await Promise.all([tableDigest(src), tableDigest(native), tableDigest(cdc)]);
   // Gone before the next round, so its walsenders have nothing of this one to read.

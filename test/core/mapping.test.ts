@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { ChangeEvent } from '../../src/core/change-event.js';
+import type { ChangeEvent, Row } from '../../src/core/change-event.js';
 import { ConfigError } from '../../src/core/errors.js';
 import { TableMapping, type TableConfig, type TargetColumn, type TargetTable } from '../../src/core/mapping.js';
 import type { LogicalType } from '../../src/core/values.js';
@@ -53,6 +53,28 @@ describe('TableMapping', () => {
     expect(m.mapRow({ PersonID: 1, FirstName: 'Ann', AlignerBatchID: 7 })).toEqual({ person_id: 1, first_name: 'Ann', aligner_batch_id: 7 });
     expect(m.columnFor('AlignerBatchID')?.name).toBe('aligner_batch_id');
     expect(warnings).toEqual([]);
+  });
+
+  it('maps each row by its own columns when rows list other columns (fewer, more, unknown) or list them in another order', () => {
+    const { m } = mapping();
+    const rows: Row[] = [
+      { PersonID: 1, FirstName: 'Ann', AlignerBatchID: 7 },
+      { PersonID: 2, FirstName: 'Bob', AlignerBatchID: 8 },
+      { FirstName: 'Cy', PersonID: 3, AlignerBatchID: 9 },
+      { PersonID: 4, FirstName: 'Di' },
+      { PersonID: 5, FirstName: 'Ed', AlignerBatchID: 10, Email: 'e@x.y' },
+      { PersonID: 6, Notes: 'six', AlignerBatchID: 11 },
+      { PersonID: 7, FirstName: 'Flo', AlignerBatchID: 12 },
+    ];
+    expect(rows.map((row) => m.mapRow(row))).toEqual([
+      { person_id: 1, first_name: 'Ann', aligner_batch_id: 7 },
+      { person_id: 2, first_name: 'Bob', aligner_batch_id: 8 },
+      { first_name: 'Cy', person_id: 3, aligner_batch_id: 9 },
+      { person_id: 4, first_name: 'Di' },
+      { person_id: 5, first_name: 'Ed', aligner_batch_id: 10, email: 'e@x.y' },
+      { person_id: 6, aligner_batch_id: 11 },
+      { person_id: 7, first_name: 'Flo', aligner_batch_id: 12 },
+    ]);
   });
 
   it('uses the primary key of the target when the configuration names none', () => {

@@ -22,6 +22,8 @@ import { ByteQueue } from './byte-queue.js';
 
 /** Messages decoded at a time before other work (the sink's replies) gets its turn. */
 const DECODE_SLICE = 2000;
+/** How long a chunk that is not full waits for more while the server sends no keepalive (holdPartial). */
+const HOLD_MS = 100;
 
 export interface WalSourceOptions {
   url: string;
@@ -64,6 +66,10 @@ export class WalSource implements Source {
   /** The WAL end of the last keepalive that came while messages were pending: passed over once they are decoded. */
   private keepaliveEnd = 0n;
   private paused = false;
+  /** A keepalive came after the last XLogData: the server has sent all the WAL it has for now. */
+  private serverIdle = false;
+  private lastXLogAt = 0;
+  private holdTimer: NodeJS.Timeout | undefined;
   private requests = 0;
   private subscriber: Subscriber<SourceChunk> | undefined;
   private assembler!: TransactionAssembler;
@@ -217,6 +223,8 @@ export class WalSource implements Source {
 
   private stopReplication(): void {
     this.stopped = true;
+    clearTimeout(this.holdTimer);
+    this.holdTimer = undefined;
     clearInterval(this.statusTimer);
     this.statusTimer = undefined;
     const client = this.client;
@@ -265,6 +273,7 @@ export class WalSource implements Source {
     this.pending.clear();
     this.keepaliveEnd = 0n;
     this.paused = false;
+    this.serverIdle = false;
     this.skipUntil = this.skipUntil > this.lastEmitted ? this.skipUntil : this.lastEmitted;
     this.assembler = new TransactionAssembler({ tables: this.tables, truncate: this.options.truncate, stream: this.context.stream });
     const client = new pg.Client({ connectionString: this.options.url, replication: 'database', application_name: 'cdc-sync-wal' } as pg.ClientConfig);
@@ -280,6 +289,8 @@ export class WalSource implements Source {
     this.sentThrough = this.received;
     readCopyData(client, {
       xlog: (bytes, start, end, messages) => {
+        this.serverIdle = false;
+        this.lastXLogAt = performance.now();
         this.pending.push(bytes, start, end, messages);
         this.controlFlow();
         this.scheduleDecode();
@@ -294,6 +305,8 @@ export class WalSource implements Source {
   }
 
   private onKeepalive(walEnd: bigint, replyRequested: boolean): void {
+    this.serverIdle = true;
+    if (this.pending.length === 0) this.deliver();
     if (walEnd > this.received) this.received = walEnd;
     // Everything the server sent before the keepalive must be decoded for its WAL end to count as passed over.
     if (this.pending.length > 0) this.keepaliveEnd = walEnd;
@@ -395,6 +408,7 @@ export class WalSource implements Source {
   /** One chunk per request: whole transactions, up to readLimit changes (at least one transaction). */
   private deliver(): void {
     while (this.requests > 0 && this.queue.length > 0 && this.subscriber) {
+      if (this.holdPartial()) break;
       const events: ChangeEvent[] = [];
       const rejected: RejectedChange[] = [];
       let end = 0n;
@@ -416,10 +430,32 @@ export class WalSource implements Source {
       countCaptured(this.context, events);
       this.controlFlow();
       this.reportHeld();
-      this.subscriber.next({ events, rejected, position, caughtUp: this.queue.length === 0 && this.pending.length === 0 });
+      this.subscriber.next({ events, rejected, position, caughtUp: this.queue.length === 0 && this.pending.length === 0 && this.serverIdle });
     }
     this.scheduleDecode();
     if (this.queue.length === 0 && this.pending.length === 0 && this.requests > 0) this.context.idle?.();
+  }
+
+  /**
+   * Whether to wait with a chunk that is not full: while the server is still
+   * sending (no keepalive since its last XLogData), more transactions follow
+   * at once. Full chunks make full batches, and in a backlog they keep to
+   * the transactions' own boundaries, so a row's insert and the updates
+   * that follow it meet in one batch (and go as one new row). The
+   * walsender sends a keepalive whenever it runs out of WAL to send
+   * (WalSndWaitForWal, "before sleeping, we send a ping"), so a lone
+   * transaction waits only for that; HOLD_MS bounds the wait otherwise.
+   */
+  private holdPartial(): boolean {
+    if (this.queued >= this.options.readLimit || (this.serverIdle && this.pending.length === 0)) return false;
+    if (this.pending.length === 0 && performance.now() - this.lastXLogAt >= HOLD_MS) return false;
+    if (!this.holdTimer) {
+      this.holdTimer = setTimeout(() => {
+        this.holdTimer = undefined;
+        this.deliver();
+      }, HOLD_MS);
+    }
+    return true;
   }
 
   /**

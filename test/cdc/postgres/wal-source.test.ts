@@ -190,6 +190,35 @@ describe('postgres-wal source', () => {
     await db.query(`ALTER TABLE full_items DROP COLUMN extra`);
   });
 
+  it('fills chunks in a backlog, keeping to its transactions, and hands a lone transaction over once the server has sent all it has', async () => {
+    const { source } = await openSource({ readLimit: 100 });
+    // Rounds of three transactions (60 inserts, 30 updates, 10 deletes of those rows): 100 changes, one chunk each.
+    for (let round = 0; round < 20; round += 1) {
+      const base = round * 100;
+      await db.query(`INSERT INTO items (id, n) SELECT g, 0 FROM generate_series($1::int, $1::int + 59) AS g`, [base]);
+      await db.query(`UPDATE items SET n = 1 WHERE id BETWEEN $1::int AND $1::int + 29`, [base]);
+      await db.query(`DELETE FROM items WHERE id BETWEEN $1::int + 50 AND $1::int + 59`, [base]);
+    }
+    const chunks: SourceChunk[] = [];
+    const demand = new Subject<void>();
+    const subscription = source.chunks(null, demand).subscribe((chunk) => {
+      chunks.push(chunk);
+      setTimeout(() => demand.next(), 0);
+    });
+    try {
+      await waitFor(() => chunks.reduce((n, c) => n + c.events.length, 0) >= 2000);
+      // Not whatever happened to be decoded when asked: full chunks, so a round's insert, update and delete of a row meet in one.
+      expect(chunks.map((c) => c.events.length)).toEqual(new Array(20).fill(100));
+      expect(chunks.map((c) => c.events[0]!.op)).toEqual(new Array(20).fill('insert'));
+      await db.query(`INSERT INTO items (id, n) VALUES (99999, 1)`);
+      await waitFor(() => chunks.length === 21);
+      // Handed over on the server's keepalive (caught up), not after waiting for a chunk to fill.
+      expect(chunks[20]).toMatchObject({ events: [{ op: 'insert', key: { id: '99999' } }], caughtUp: true });
+    } finally {
+      subscription.unsubscribe();
+    }
+  });
+
   it('resumes from the slot after a restart: unacknowledged transactions come again, checkpointed ones do not', async () => {
     const first = await openSource();
     await db.query(`INSERT INTO items (id, name) VALUES (40, 'a')`);
