@@ -130,6 +130,8 @@ describe('postgres-changelog → postgres through the CLI', () => {
     await a.query(`INSERT INTO "tblParents" VALUES (1, 'p')`);
     await a.query(`INSERT INTO "tblItems" SELECT g, 1, CASE WHEN g = 37 THEN 'poison' ELSE 'ok ' || g END, g FROM generate_series(1, 100) g`);
     await waitFor(async () => (await b.query('SELECT 1 FROM items')).length === 99, 30_000, () => cli.stderr());
+    // The dead letter goes with the batch's checkpoint, in the transaction after its isolated parts.
+    await waitFor(async () => (await b.query('SELECT 1 FROM cdc_sync.dead_letters')).length > 0, 30_000, () => cli.stderr());
     const letters = await b.query<{ table_name: string; key: unknown; reason: string; error: string; payload: string }>(
       'SELECT table_name, key, reason, error, payload FROM cdc_sync.dead_letters',
     );

@@ -48,7 +48,19 @@ const BASE_SETTINGS: Record<string, string> = {
   max_replication_slots: '20',
   max_connections: '300',
   shared_buffers: '128MB',
+  // TLS for clients that ask (hosted servers such as Supabase require it); the others connect in the clear as before.
+  ssl: 'on',
 };
+
+/**
+ * A self-signed certificate for the server (server.crt and server.key in the
+ * data directory, PostgreSQL's defaults), made by the server's OS user so the
+ * key is its own: PostgreSQL refuses a key others can read.
+ */
+async function makeCertificate(dataDir: string, run: (bin: string, args: string[]) => Promise<unknown>): Promise<void> {
+  await run('openssl', ['req', '-new', '-x509', '-days', '7', '-nodes', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-subj', `/CN=${HOST}`, '-keyout', 'server.key', '-out', 'server.crt']);
+  await run('chmod', ['600', 'server.key']);
+}
 
 function isExecutable(file: string): boolean {
   try {
@@ -238,6 +250,7 @@ export async function startPostgresCluster(options: PostgresClusterOptions = {})
     if (runningAsRoot) chownToServerUser(dataDir);
     // --no-sync: nothing to flush for a throw-away cluster; saves seconds on slow disks.
     await run(bins.initdb, ['-D', dataDir, '--auth=trust', '-U', USER, '--encoding=UTF8', '--locale=C', '--no-sync']);
+    await makeCertificate(dataDir, run);
     for (let attempt = 1; ; attempt++) {
       try {
         await launch();

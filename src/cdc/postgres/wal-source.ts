@@ -39,6 +39,8 @@ export interface WalSourceOptions {
   bufferSize: number;
   statusIntervalMs: number;
   retainedIntervalMs?: number;
+  /** How long a chunk that is not full waits for more while the server sends no keepalive (default 100 ms). */
+  holdMs?: number;
   retry: RetryPolicy;
 }
 
@@ -444,16 +446,17 @@ export class WalSource implements Source {
    * that follow it meet in one batch (and go as one new row). The
    * walsender sends a keepalive whenever it runs out of WAL to send
    * (WalSndWaitForWal, "before sleeping, we send a ping"), so a lone
-   * transaction waits only for that; HOLD_MS bounds the wait otherwise.
+   * transaction waits only for that; `holdMs` bounds the wait otherwise.
    */
   private holdPartial(): boolean {
     if (this.queued >= this.options.readLimit || (this.serverIdle && this.pending.length === 0)) return false;
-    if (this.pending.length === 0 && performance.now() - this.lastXLogAt >= HOLD_MS) return false;
+    const holdMs = this.options.holdMs ?? HOLD_MS;
+    if (this.pending.length === 0 && performance.now() - this.lastXLogAt >= holdMs) return false;
     if (!this.holdTimer) {
       this.holdTimer = setTimeout(() => {
         this.holdTimer = undefined;
         this.deliver();
-      }, HOLD_MS);
+      }, holdMs);
     }
     return true;
   }

@@ -40,10 +40,18 @@ afterEach(async () => {
 });
 
 async function openSource(
-  options: { tables?: TableConfig[]; readLimit?: number; truncate?: 'apply' | 'dead-letter' | 'ignore'; statusIntervalMs?: number; snapshot?: 'initial' | 'never' } = {},
+  options: {
+    tables?: TableConfig[];
+    readLimit?: number;
+    truncate?: 'apply' | 'dead-letter' | 'ignore';
+    statusIntervalMs?: number;
+    snapshot?: 'initial' | 'never';
+    url?: string;
+    holdMs?: number;
+  } = {},
 ) {
   const source = new WalSource({
-    url: db.url,
+    url: options.url ?? db.url,
     tables: options.tables ?? TABLES,
     slot,
     publication: slot,
@@ -53,6 +61,7 @@ async function openSource(
     bufferSize: 1000,
     statusIntervalMs: options.statusIntervalMs ?? 200,
     retry: { attempts: 3, minDelayMs: 20, maxDelayMs: 100 },
+    ...(options.holdMs !== undefined ? { holdMs: options.holdMs } : {}),
   });
   const context = testContext();
   sources.push(source);
@@ -191,7 +200,8 @@ describe('postgres-wal source', () => {
   });
 
   it('fills chunks in a backlog, keeping to its transactions, and hands a lone transaction over once the server has sent all it has', async () => {
-    const { source } = await openSource({ readLimit: 100 });
+    // No time limit to speak of: on a loaded machine the walsender may pause longer than the default 100 ms.
+    const { source } = await openSource({ readLimit: 100, holdMs: 20_000 });
     // Rounds of three transactions (60 inserts, 30 updates, 10 deletes of those rows): 100 changes, one chunk each.
     for (let round = 0; round < 20; round += 1) {
       const base = round * 100;
@@ -199,6 +209,9 @@ describe('postgres-wal source', () => {
       await db.query(`UPDATE items SET n = 1 WHERE id BETWEEN $1::int AND $1::int + 29`, [base]);
       await db.query(`DELETE FROM items WHERE id BETWEEN $1::int + 50 AND $1::int + 59`, [base]);
     }
+    // The test cluster commits asynchronously, and the walsender sends only flushed WAL: wait for the whole backlog to be.
+    const [{ lsn }] = (await db.query<{ lsn: string }>(`SELECT pg_current_wal_insert_lsn()::text AS lsn`)) as [{ lsn: string }];
+    await waitFor(async () => (await db.query<{ done: boolean }>(`SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn AS done`, [lsn]))[0]!.done);
     const chunks: SourceChunk[] = [];
     const demand = new Subject<void>();
     const subscription = source.chunks(null, demand).subscribe((chunk) => {
@@ -217,6 +230,19 @@ describe('postgres-wal source', () => {
     } finally {
       subscription.unsubscribe();
     }
+  });
+
+  it('streams over TLS as hosted servers (Supabase) require, reading the replication messages off the TLS socket', async () => {
+    const { source } = await openSource({ url: `${db.url}?sslmode=no-verify` });
+    const pulled = pull(source, null, 2);
+    const walsender = `SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+                        WHERE a.backend_type = 'walsender' AND a.application_name = 'cdc-sync-wal' AND a.datname = current_database()`;
+    await waitFor(async () => (await db.query(walsender)).length > 0);
+    expect((await db.query<{ ssl: boolean }>(walsender)).map((r) => r.ssl)).toEqual([true]);
+    await db.query(`INSERT INTO items (id, name) VALUES (1, 'über TLS')`);
+    await db.query(`UPDATE items SET name = 'changed' WHERE id = 1`);
+    const chunks = await pulled;
+    expect(chunks.map((c) => c.events.map((e) => [e.op, e.row?.name]))).toEqual([[['insert', 'über TLS']], [['update', 'changed']]]);
   });
 
   it('resumes from the slot after a restart: unacknowledged transactions come again, checkpointed ones do not', async () => {
