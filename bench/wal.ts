@@ -150,7 +150,8 @@ async function main(): Promise<number> {
   try {
     cluster = await startPostgresCluster({
       // The launcher starts a subscription's worker at most once per wal_retrieve_retry_interval (5 s by default): later rounds would wait for it.
-      extraSettings: { max_logical_replication_workers: '4', max_worker_processes: '16', wal_retrieve_retry_interval: '100ms' },
+      // No TLS: the subscription's libpq would use it (sslmode=prefer) where cdc-sync's connections do not, and pay for it.
+      extraSettings: { max_logical_replication_workers: '4', max_worker_processes: '16', wal_retrieve_retry_interval: '100ms', ssl: 'off' },
     });
     const version = await scalar<string>(cluster.url('postgres'), 'SHOW server_version');
     const rounds: Round[] = [];

@@ -24,6 +24,7 @@ const source = `(function (exports, require, module, __filename, __dirname) { ${
 const script = new vm.Script(source, { filename: bundle, cachedData });
 const used = cachedData !== undefined && !script.cachedDataRejected;
 if (process.env.CDC_SYNC_CODE_CACHE === 'report') process.stderr.write(`code cache: ${used ? 'used' : cachedData ? 'refused' : 'none'}\n`);
+cachedData = undefined; // 1.4 MB the process need not keep
 if (cacheFile && !used) {
   // Made at exit, so it holds every function this run compiled, not only the bundle's top level.
   process.once('exit', () => {
