@@ -308,7 +308,8 @@ export class WalSource implements Source {
 
   private onKeepalive(walEnd: bigint, replyRequested: boolean): void {
     this.serverIdle = true;
-    if (this.pending.length === 0) this.deliver();
+    // A chunk held back may go now; on the next turn, not inside the socket's read (delivering starts a batch).
+    if (this.pending.length === 0 && this.queue.length > 0) setImmediate(() => this.deliver());
     if (walEnd > this.received) this.received = walEnd;
     // Everything the server sent before the keepalive must be decoded for its WAL end to count as passed over.
     if (this.pending.length > 0) this.keepaliveEnd = walEnd;
