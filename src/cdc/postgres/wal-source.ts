@@ -19,10 +19,11 @@ import { WalPosition } from './wal-position.js';
 import { parseJson } from '../../core/json.js';
 import { ORIGIN_MARKER_TABLE, TransactionAssembler, type WalTransaction } from './wal-transactions.js';
 import { ByteQueue } from './byte-queue.js';
+import { holdChunk } from './chunk-hold.js';
 
 /** Messages decoded at a time before other work (the sink's replies) gets its turn. */
 const DECODE_SLICE = 2000;
-/** How long a chunk that is not full waits for more while the server sends no keepalive (holdPartial). */
+/** How long a chunk that is not full waits for more after the last XLogData while the server sends no keepalive (holdChunk). */
 const HOLD_MS = 100;
 
 export interface WalSourceOptions {
@@ -39,7 +40,7 @@ export interface WalSourceOptions {
   bufferSize: number;
   statusIntervalMs: number;
   retainedIntervalMs?: number;
-  /** How long a chunk that is not full waits for more while the server sends no keepalive (default 100 ms). */
+  /** How long a chunk that is not full waits for more after the last XLogData while the server sends no keepalive (default 100 ms; ten times that in all at most). */
   holdMs?: number;
   retry: RetryPolicy;
 }
@@ -71,6 +72,8 @@ export class WalSource implements Source {
   /** A keepalive came after the last XLogData: the server has sent all the WAL it has for now. */
   private serverIdle = false;
   private lastXLogAt = 0;
+  /** When the chunk now held back was first held. */
+  private holdingSince: number | undefined;
   private holdTimer: NodeJS.Timeout | undefined;
   private requests = 0;
   private subscriber: Subscriber<SourceChunk> | undefined;
@@ -276,6 +279,7 @@ export class WalSource implements Source {
     this.keepaliveEnd = 0n;
     this.paused = false;
     this.serverIdle = false;
+    this.holdingSince = undefined;
     this.skipUntil = this.skipUntil > this.lastEmitted ? this.skipUntil : this.lastEmitted;
     this.assembler = new TransactionAssembler({ tables: this.tables, truncate: this.options.truncate, stream: this.context.stream });
     const client = new pg.Client({ connectionString: this.options.url, replication: 'database', application_name: 'cdc-sync-wal' } as pg.ClientConfig);
@@ -425,6 +429,7 @@ export class WalSource implements Source {
         rejected.push(...tx.rejected);
         end = tx.endLsn;
       }
+      this.holdingSince = undefined;
       const position = formatLsn(end);
       // Events keep their own transaction's end LSN (a valid checkpoint each); the chunk's is the last one.
       this.requests -= 1;
@@ -439,27 +444,26 @@ export class WalSource implements Source {
     if (this.queue.length === 0 && this.pending.length === 0 && this.requests > 0) this.context.idle?.();
   }
 
-  /**
-   * Whether to wait with a chunk that is not full: while the server is still
-   * sending (no keepalive since its last XLogData), more transactions follow
-   * at once. Full chunks make full batches, and in a backlog they keep to
-   * the transactions' own boundaries, so a row's insert and the updates
-   * that follow it meet in one batch (and go as one new row). The
-   * walsender sends a keepalive whenever it runs out of WAL to send
-   * (WalSndWaitForWal, "before sleeping, we send a ping"), so a lone
-   * transaction waits only for that; `holdMs` bounds the wait otherwise.
-   */
+  /** Whether to hold a chunk that is not full back (holdChunk); if so, looks again after `holdMs`. */
   private holdPartial(): boolean {
-    if (this.queued >= this.options.readLimit || (this.serverIdle && this.pending.length === 0)) return false;
     const holdMs = this.options.holdMs ?? HOLD_MS;
-    if (this.pending.length === 0 && performance.now() - this.lastXLogAt >= holdMs) return false;
-    if (!this.holdTimer) {
+    const now = performance.now();
+    this.holdingSince ??= now;
+    const hold = holdChunk({
+      full: this.queued >= this.options.readLimit,
+      serverIdle: this.serverIdle,
+      undecoded: this.pending.length > 0,
+      sinceLastXLogData: now - this.lastXLogAt,
+      sinceHeld: now - this.holdingSince,
+      holdMs,
+    });
+    if (hold && !this.holdTimer) {
       this.holdTimer = setTimeout(() => {
         this.holdTimer = undefined;
         this.deliver();
       }, holdMs);
     }
-    return true;
+    return hold;
   }
 
   /**
