@@ -1,3 +1,4 @@
+import type { Duplex } from 'node:stream';
 import type pg from 'pg';
 
 export interface CopyDataHandlers {
@@ -26,13 +27,18 @@ type DataListener = (chunk: Buffer) => void;
  * Call it on a connected, idle client before START_REPLICATION.
  */
 export function readCopyData(client: pg.Client, handlers: CopyDataHandlers): void {
-  const stream = (client as unknown as { connection?: { stream?: NodeJS.EventEmitter } }).connection?.stream;
+  const stream = pgSocket(client);
   const listeners = stream?.listeners('data') ?? [];
   // pg (lib/connection.js attachListeners, pg-protocol's parse) reads the socket with one 'data' listener.
   if (!stream || listeners.length !== 1) throw new Error(`pg's connection is not as expected (${listeners.length} socket readers): cannot read replication messages`);
   const pgReader = listeners[0] as DataListener;
   stream.removeListener('data', pgReader);
   stream.on('data', copyDataSplitter(pgReader, handlers));
+}
+
+/** The socket (or TLS socket) of a pg client's connection: pg does not expose it. */
+export function pgSocket(client: pg.Client | undefined): Duplex | undefined {
+  return (client as unknown as { connection?: { stream?: Duplex } } | undefined)?.connection?.stream;
 }
 
 /** A socket reader that hands XLogData runs and keepalives to `handlers`, and whole other messages to `other`. */

@@ -13,7 +13,7 @@ import { countCaptured } from '../count-captured.js';
 import type { Source } from '../source.js';
 import { formatLsn, parseLsn } from './wal-lsn.js';
 import { XLOG_HEADER, isChangeMessage, standbyStatus, xlogWalEnd } from './wal-protocol.js';
-import { readCopyData } from './copy-data-reader.js';
+import { pgSocket, readCopyData } from './copy-data-reader.js';
 import { MARKER_EXISTS_SQL, PUBLICATION_SQL, RETAINED_SQL, SLOT_SQL, TABLE_INFO_SQL, copyPageSql } from './wal-setup.js';
 import { WalPosition } from './wal-position.js';
 import { parseJson } from '../../core/json.js';
@@ -377,10 +377,10 @@ export class WalSource implements Source {
     const held = this.queued + this.pending.length;
     if (!this.paused && held > this.options.bufferSize) {
       this.paused = true;
-      this.socket()?.pause();
+      pgSocket(this.client)?.pause();
     } else if (this.paused && held <= this.options.bufferSize / 2) {
       this.paused = false;
-      this.socket()?.resume();
+      pgSocket(this.client)?.resume();
     }
   }
 
@@ -488,11 +488,6 @@ export class WalSource implements Source {
       // The connection is going away; the reconnect reports it.
     }
   }
-
-  private socket(): { pause(): void; resume(): void } | undefined {
-    return (this.client as unknown as { connection?: { stream?: { pause(): void; resume(): void } } } | undefined)?.connection?.stream;
-  }
-
 
   private async ensurePublication(tables: string[]): Promise<void> {
     const name = this.options.publication;

@@ -20,8 +20,10 @@ export interface WalTransaction {
 interface Relation {
   qualified: string;
   columns: RelationColumn[];
-  /** The replica identity's columns, used when the configuration names no key. */
-  key: string[];
+  /** The stream's table it is (undefined: in the publication, not in this stream, or the origin marker). */
+  table: { source: string; key: string[] } | undefined;
+  /** The key of its changes: the configured one, else the replica identity's columns. */
+  keyColumns: string[];
   /** Every column, null: rows start as a copy of it, so each column is set on a property the row has already. */
   template: Row;
 }
@@ -58,11 +60,9 @@ export class TransactionAssembler {
     const tx = this.current;
     if (tx !== null && message[offset] === 0x49 /* I */) {
       const relation = this.relations.get(message.readUInt32BE(offset + 1));
-      const table = relation && relation.qualified !== ORIGIN_MARKER_TABLE ? this.options.tables.get(relation.qualified) : undefined;
-      const row = table ? insertRow(message, offset, relation!.columns, relation!.template, fromText) : undefined;
+      const row = relation?.table ? insertRow(message, offset, relation.columns, relation.template, fromText) : undefined;
       if (row) {
-        const keyColumns = table!.key.length > 0 ? table!.key : relation!.key;
-        tx.events.push(change(table!.source, 'insert', keyOf(keyColumns, row), row, null, tx.commitTime));
+        tx.events.push(change(relation!.table!.source, 'insert', keyOf(relation!.keyColumns, row), row, null, tx.commitTime));
         return null;
       }
     }
@@ -72,14 +72,18 @@ export class TransactionAssembler {
   /** Feeds one message; returns the transaction its Commit completes. */
   push(message: PgOutputMessage): WalTransaction | null {
     switch (message.tag) {
-      case 'relation':
+      case 'relation': {
+        const qualified = `${message.schema}.${message.name}`;
+        const table = qualified === ORIGIN_MARKER_TABLE ? undefined : this.options.tables.get(qualified);
         this.relations.set(message.relationId, {
-          qualified: `${message.schema}.${message.name}`,
+          qualified,
           columns: message.columns,
-          key: message.columns.filter((c) => c.key).map((c) => c.name),
+          table,
+          keyColumns: table?.key.length ? table.key : message.columns.filter((c) => c.key).map((c) => c.name),
           template: Object.fromEntries(message.columns.map((c) => [c.name, null])),
         });
         return null;
+      }
       case 'begin':
         // The final LSN is the commit's start; the checkpoint is the end, known at Commit (events get it then).
         this.current = { endLsn: 0n, commitTime: message.commitTime, events: [], rejected: [], ownWrite: false, position: '' };
@@ -121,9 +125,8 @@ export class TransactionAssembler {
       tx.ownWrite = true;
       return;
     }
-    const table = this.options.tables.get(relation.qualified);
+    const { table, keyColumns } = relation;
     if (!table) return; // in the publication, not in this stream
-    const keyColumns = table.key.length > 0 ? table.key : relation.key;
     const events = tx.events;
     if (message.tag === 'insert') {
       const row = toRow(relation, message.newTuple);
@@ -158,7 +161,7 @@ export class TransactionAssembler {
     if (!tx || this.options.truncate === 'ignore') return;
     for (const id of relationIds) {
       const relation = this.relation(id);
-      const table = this.options.tables.get(relation.qualified);
+      const table = relation.table;
       if (!table) continue;
       if (this.options.truncate === 'apply') {
         tx.events.push(change(table.source, 'truncate', {}, null, null, tx.commitTime));

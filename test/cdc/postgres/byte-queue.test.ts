@@ -1,14 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { ByteQueue } from '../../../src/cdc/postgres/byte-queue.js';
+import { backendMessage } from '../../support/pg-messages.js';
 
-/** A CopyData message: 'd', its length (counting itself), the payload. */
-function copyData(payload: string): Buffer {
-  const body = Buffer.from(payload, 'utf8');
-  const header = Buffer.alloc(5);
-  header[0] = 0x64;
-  header.writeUInt32BE(body.length + 4, 1);
-  return Buffer.concat([header, body]);
-}
+/** A CopyData message: 'd', its length, the payload. */
+const copyData = (payload: string) => backendMessage('d', Buffer.from(payload, 'utf8'));
 
 function drain(queue: ByteQueue): string[] {
   const out: string[] = [];

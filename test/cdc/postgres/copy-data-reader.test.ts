@@ -3,18 +3,11 @@ import pg from 'pg';
 import { copyDataSplitter, readCopyData } from '../../../src/cdc/postgres/copy-data-reader.js';
 import { ByteQueue } from '../../../src/cdc/postgres/byte-queue.js';
 import { createTestDatabase } from '../../support/test-database.js';
-
-/** A backend message: type byte, length (counting itself), body. https://www.postgresql.org/docs/current/protocol-message-formats.html */
-function message(type: string, body: Buffer): Buffer {
-  const header = Buffer.alloc(5);
-  header.write(type, 0, 'latin1');
-  header.writeUInt32BE(body.length + 4, 1);
-  return Buffer.concat([header, body]);
-}
+import { backendMessage } from '../../support/pg-messages.js';
 
 /** XLogData: 'w', WAL start, WAL end, send time, then the payload. */
 function xlog(payload: string): Buffer {
-  return message('d', Buffer.concat([Buffer.from('w'), Buffer.alloc(24), Buffer.from(payload, 'utf8')]));
+  return backendMessage('d', Buffer.concat([Buffer.from('w'), Buffer.alloc(24), Buffer.from(payload, 'utf8')]));
 }
 
 /** Primary keepalive: 'k', WAL end, send time, reply requested. */
@@ -23,19 +16,19 @@ function keepalive(walEnd: bigint, reply: boolean): Buffer {
   body.write('k', 0, 'latin1');
   body.writeBigUInt64BE(walEnd, 1);
   body[17] = reply ? 1 : 0;
-  return message('d', body);
+  return backendMessage('d', body);
 }
 
 const STREAM = [
-  message('W', Buffer.from([0, 0, 0])), // CopyBothResponse
+  backendMessage('W', Buffer.from([0, 0, 0])), // CopyBothResponse
   xlog('first'),
   xlog('second, ünïcode'),
   keepalive(0x1_0000_0010n, true),
   xlog('third'),
-  message('N', Buffer.from('Mnotice\0\0')),
+  backendMessage('N', Buffer.from('Mnotice\0\0')),
   xlog(''),
   keepalive(0x20n, false),
-  message('E', Buffer.from('SERROR\0Mgone\0\0')),
+  backendMessage('E', Buffer.from('SERROR\0Mgone\0\0')),
 ];
 
 /** What a reader makes of `chunks`, as one ordered log. */
