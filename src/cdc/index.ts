@@ -29,6 +29,7 @@ export function createSource(config: StreamConfig, path: string): Source {
     pollIntervalMs: source.pollIntervalMs,
     idleIntervalMs: source.idleIntervalMs,
     retry: config.retry,
+    timeoutMs: config.liveness.timeoutMs,
   };
   switch (source.type) {
     case 'postgres-changelog':
@@ -45,6 +46,7 @@ export function createSource(config: StreamConfig, path: string): Source {
         bufferSize: walBufferSize(source.bufferSize, source.readLimit ?? config.batch.maxSize),
         statusIntervalMs: source.statusIntervalMs,
         retry: config.retry,
+        timeoutMs: config.liveness.timeoutMs,
       });
     case 'sqlite-changelog':
       return new SqliteChangeLogSource(polling);

@@ -3,9 +3,9 @@ import type { StreamContext } from '../streams/context.js';
 import { retryTransient, type RetryPolicy } from '../streams/retry.js';
 
 /**
- * A source's read: transient errors are retried with the stream's backoff
- * (and counted), the source's `connected` state follows success and
- * connection loss. `classify` turns driver errors into CdcSyncErrors and
+ * A source's read: transient errors are retried with the stream's backoff,
+ * logged, counted and shown as the stream's state, as the sink's are; the
+ * source's `connected` state follows success and connection loss. `classify` turns driver errors into CdcSyncErrors and
  * says which of them mean the connection is gone.
  */
 export function readWithRetry<T>(
@@ -27,6 +27,6 @@ export function readWithRetry<T>(
       }
     },
     policy,
-    { signal: context.stopping, onRetry: () => context.metrics.retries.inc({ stream: context.stream, direction: context.direction }) },
+    { signal: context.stopping, onRetry: (error, attempt) => context.retrying('source', error, attempt) },
   );
 }

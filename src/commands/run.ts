@@ -107,21 +107,41 @@ export async function runConfig(config: Config, options: RunOptions = {}): Promi
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // The last guard: every driver error is meant to reach a stream's retry path, but one that escapes
+  // (an 'error' event nobody listens to, a rejected promise nobody awaits) must not end the process.
+  // It is logged and every stream reopens from its checkpoint, which is always safe.
+  const onUnexpected = (error: unknown) => {
+    if (stopping) return;
+    log.error({ err: errorMessage(error) }, 'unexpected error outside the streams; reopening them from their checkpoints');
+    for (const stream of streams) stream.reopen(error);
+  };
+  process.on('uncaughtException', onUnexpected);
+  process.on('unhandledRejection', onUnexpected);
 
   options.started?.({ metrics, port: typeof address === 'object' && address ? address.port : null, stop: stopAll });
   let exitCode = EXIT_OK;
   await Promise.all(
     streams.map((stream) =>
-      stream.run().catch((error: unknown) => {
-        exitCode = error instanceof ConfigError ? EXIT_CONFIG : EXIT_FAILURE;
-        log.fatal({ err: errorMessage(error) }, 'stream cannot run');
-        stopAll('stream failed');
-      }),
+      stream
+        .run()
+        .catch((error: unknown) => {
+          exitCode = error instanceof ConfigError ? EXIT_CONFIG : EXIT_FAILURE;
+          // At start, the configuration is wrong and nothing runs. Later (a password changed, a database
+          // dropped), this stream stops, shown as failed in /readyz and status, and the others go on.
+          if (!stream.started) {
+            log.fatal({ stream: stream.name, err: errorMessage(error) }, 'stream cannot run');
+            stopAll('stream failed');
+          } else {
+            log.fatal({ stream: stream.name, err: errorMessage(error) }, 'stream stopped: fix the configuration or the database and restart cdc-sync');
+          }
+        }),
     ),
   );
   await server.close();
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
+  process.off('uncaughtException', onUnexpected);
+  process.off('unhandledRejection', onUnexpected);
   log.info({ exitCode }, 'stopped');
   return exitCode;
 }

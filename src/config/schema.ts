@@ -127,6 +127,13 @@ export const streamSchema = z.strictObject({
       maxDelayMs: integer((n) => n.positive()).default(30_000),
     })
     .prefault({}),
+  /**
+   * A database that answers nothing for `timeoutMs` (a statement, a connection
+   * attempt, the replication protocol's reply, an idle probe) is taken as lost:
+   * the stream shows it (cdc_sync_connected 0, /readyz 503, a log line) and
+   * reconnects. Packets dropped by a firewall or a paused VM give no other sign.
+   */
+  liveness: z.strictObject({ timeoutMs: integer((n) => n.min(100)).default(30_000) }).prefault({}),
 });
 
 export const configSchema = z

@@ -11,7 +11,7 @@ export function createSink(config: StreamConfig, path: string): Sink {
   const { sink } = config;
   switch (sink.type) {
     case 'postgres':
-      return new PostgresSink(sink.url);
+      return new PostgresSink(sink.url, { timeoutMs: config.liveness.timeoutMs });
     case 'supabase':
       if (!sink.key) throw new ConfigError(`${path}.sink.key: the supabase sink needs the project's service role key`);
       return new SupabaseSink({ url: sink.url, key: sink.key });

@@ -68,5 +68,11 @@ export interface Sink {
    */
   prepare?(changes: ChangeEvent[]): void;
   apply(batch: SinkBatch): Promise<ApplyResult>;
+  /**
+   * Optional: one cheap round trip to the target, which the stream sends
+   * when the sink has been idle for a while, so a target that stopped
+   * answering (a black-holed network) is seen without a batch to apply.
+   */
+  ping?(): Promise<void>;
   close(): Promise<void>;
 }

@@ -7,8 +7,14 @@ export interface StreamContext {
   direction: string;
   log: Logger;
   metrics: Metrics;
-  /** Sources and sinks report their connection; the gauge is 1 only when both are up. */
+  /** Sources and sinks report their connection; the gauge is 1 only when both are up. Up again also ends a part's retrying. */
   setConnected(part: 'source' | 'sink', up: boolean): void;
+  /**
+   * A part's operation failed with a transient error and is tried again:
+   * logged, counted, and shown as the stream's state (`retrying`, `stalled`
+   * from the policy's `attempts` on) until the part works again.
+   */
+  retrying(part: 'source' | 'sink', error: Error, attempt: number): void;
   /** A problem the operator must act on (shown as the stream's last error in status and /readyz). */
   reportProblem(message: string): void;
   /** Sources call this when a read found nothing new (before waiting); `run --once` stops on it. */

@@ -1,7 +1,7 @@
 import { Subject, concatMap, defer, from, fromEvent, map, takeUntil } from 'rxjs';
 import type { ChangeEvent, RejectedChange, Row } from '../core/change-event.js';
 import { keyString } from '../core/change-event.js';
-import { ConfigError, errorMessage, failureReason, isTransient } from '../core/errors.js';
+import { ConfigError, TransientError, errorMessage, failureReason, isTransient } from '../core/errors.js';
 import { TableMapping } from '../core/mapping.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -31,6 +31,7 @@ interface PreparedBatch {
 }
 
 export type StreamState = 'starting' | 'running' | 'retrying' | 'stalled' | 'failed' | 'stopped';
+type Part = 'source' | 'sink';
 
 export interface StreamStatus {
   name: string;
@@ -77,6 +78,21 @@ export class Stream {
   private readonly labels: { stream: string; direction: string };
   private readonly context: StreamContext;
   private readonly connectedParts = { source: false, sink: false };
+  /** A part whose operations fail transiently and are being retried: the stream shows it as its state until the part works again. */
+  private readonly trouble: Record<Part, 'retrying' | 'stalled' | null> = { source: null, sink: null };
+  /** The stream reached `running` once: a configuration error after that stops this stream, not the process at start. */
+  private ranOnce = false;
+  /** Ends the running pipeline with an error, so the stream reopens from its checkpoint (the process-level guard). */
+  private interrupt: ((error: Error) => void) | null = null;
+  /** The batch being applied, which a reopen waits for. */
+  private applying: Promise<unknown> | null = null;
+  /** Per batch read and not yet applied, oldest first: the commit time (ms) of its first change (null: no change). */
+  private readonly unapplied: (number | null)[] = [];
+  /** When the stream last knew it had applied everything the source had. */
+  private caughtUpAt = Date.now();
+  private lastSinkAnswer = 0;
+  private probing = false;
+  private ticker: NodeJS.Timeout | undefined;
   private mappings = new Map<string, TableMapping>();
   private tableOrder: string[] = [];
   private state: StreamState = 'starting';
@@ -102,12 +118,17 @@ export class Stream {
       log,
       metrics,
       stopping: this.abort.signal,
+      retrying: (part, error, attempt) => this.onRetry(part, error, attempt),
       reportProblem: (message) => {
         this.lastError = message;
         if (!this.problems.includes(message)) this.problems.push(message);
         log.error({ err: message }, 'stream problem');
       },
       idle: () => {
+        if (this.unapplied.length === 0 && this.inFlight === 0) {
+          this.caughtUpAt = Date.now();
+          metrics.lag.set(this.labels, 0);
+        }
         // run --once: the source read nothing new; stop once the last batch is committed.
         if (!parts.once) return;
         this.idleSeen = true;
@@ -115,6 +136,8 @@ export class Stream {
       },
       setConnected: (part, up) => {
         this.connectedParts[part] = up;
+        if (up) this.trouble[part] = null;
+        if (up && part === 'sink') this.lastSinkAnswer = Date.now();
         metrics.connected.set(this.labels, this.connectedParts.source && this.connectedParts.sink ? 1 : 0);
       },
     };
@@ -125,9 +148,15 @@ export class Stream {
     return this.context.log;
   }
 
-  /** Runs until `stop()`. Rejects only with a ConfigError: the configuration does not fit the databases. */
+  /**
+   * Runs until `stop()`. Rejects only with a ConfigError: the configuration
+   * does not fit the databases (at start, or later: a password changed, the
+   * database dropped); the stream is then `failed` and stays stopped.
+   */
   async run(): Promise<void> {
     let failures = 0;
+    this.ticker = setInterval(() => this.tick(), 1000);
+    this.ticker.unref();
     try {
       while (!this.abort.signal.aborted) {
         try {
@@ -141,10 +170,14 @@ export class Stream {
           this.state = 'failed';
           this.lastError = errorMessage(error);
           this.log.error({ err: this.lastError, failures }, 'stream failed; reopening from the last checkpoint');
+          // The batch in flight finishes (or fails) before its changes are read again.
+          await this.applying?.catch(() => {});
+          this.unapplied.length = 0;
           await sleep(Math.min(this.parts.config.retry.maxDelayMs, this.parts.config.retry.minDelayMs * 2 ** failures), this.abort.signal);
         }
       }
     } finally {
+      clearInterval(this.ticker);
       await Promise.allSettled([this.parts.source.close(), this.parts.sink.close()]);
       this.context.setConnected('source', false);
       this.context.setConnected('sink', false);
@@ -198,6 +231,20 @@ export class Stream {
     this.abort.abort();
   }
 
+  /** Whether the stream ever ran (a configuration error later stops only this stream). */
+  get started(): boolean {
+    return this.ranOnce;
+  }
+
+  /**
+   * Ends the running pipeline as a failure: the batch in flight finishes,
+   * then source and sink reopen from the checkpoint. For errors nothing
+   * caught (the process-level guard): whatever state they left is dropped.
+   */
+  reopen(cause: unknown): void {
+    this.interrupt?.(new TransientError(`reopened after an unexpected error: ${errorMessage(cause)}`, { context: { stream: this.name } }));
+  }
+
   /**
    * A change pushed from outside (a Supabase Database Webhook) for one of
    * this stream's tables; false when the stream does not take it.
@@ -234,7 +281,7 @@ export class Stream {
       direction: this.parts.config.direction,
       source: this.parts.config.source.type,
       sink: this.parts.config.sink.type,
-      state: this.state,
+      state: this.shownState(),
       connected: this.connectedParts.source && this.connectedParts.sink,
       position: this.position,
       applied: this.applied,
@@ -245,9 +292,71 @@ export class Stream {
     };
   }
 
+  /** The state with the parts' trouble: a running stream whose source or sink is being retried shows that. */
+  private shownState(): StreamState {
+    if (this.state !== 'running' && this.state !== 'starting') return this.state;
+    const trouble = [this.trouble.source, this.trouble.sink];
+    if (trouble.includes('stalled')) return 'stalled';
+    if (trouble.includes('retrying')) return 'retrying';
+    return this.state;
+  }
+
+  private onRetry(part: Part, error: Error, attempt: number): void {
+    this.parts.metrics.retries.inc(this.labels);
+    this.lastError = `${part}: ${errorMessage(error)}`;
+    const stalled = attempt >= this.parts.config.retry.attempts;
+    if (stalled && this.trouble[part] !== 'stalled') {
+      this.log.error({ part, err: errorMessage(error), attempt }, 'still failing after the configured attempts; retrying until it recovers');
+    } else {
+      this.log.warn({ part, err: errorMessage(error), attempt, transient: isTransient(error) }, 'transient error; retrying');
+    }
+    this.trouble[part] = stalled ? 'stalled' : 'retrying';
+  }
+
+  /**
+   * Once a second: the lag, and a probe of an idle sink. While changes wait
+   * (read, not applied), the lag counts from the oldest one's commit time;
+   * while the source cannot be read, from the last moment the stream knew it
+   * was caught up (an upper bound: changes made meanwhile cannot be seen).
+   * A sink that answers nothing for the liveness time is shown as lost, also
+   * when the stream is idle and nothing else would notice.
+   */
+  private tick(): void {
+    const now = Date.now();
+    const oldest = this.unapplied.find((t) => t !== null);
+    const sourceLost = !this.connectedParts.source || this.trouble.source !== null;
+    if (oldest !== undefined && oldest !== null) this.parts.metrics.lag.set(this.labels, Math.max(0, (now - oldest) / 1000));
+    else if (sourceLost && this.state !== 'stopped') this.parts.metrics.lag.set(this.labels, Math.max(0, (now - this.caughtUpAt) / 1000));
+    this.probeSink(now);
+  }
+
+  private probeSink(now: number): void {
+    const { sink, config } = this.parts;
+    const timeoutMs = config.liveness.timeoutMs;
+    if (!sink.ping || this.probing || this.inFlight > 0 || !this.connectedParts.sink || now - this.lastSinkAnswer < timeoutMs / 3) return;
+    this.probing = true;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new TransientError(`the sink did not answer a probe within ${Math.round((timeoutMs * 2) / 3)} ms`)), (timeoutMs * 2) / 3);
+    });
+    Promise.race([sink.ping(), late])
+      .then(
+        () => this.context.setConnected('sink', true),
+        (error: unknown) => {
+          if (this.abort.signal.aborted || this.inFlight > 0) return;
+          this.context.setConnected('sink', false);
+          this.onRetry('sink', error instanceof Error ? error : new Error(String(error)), 1);
+        },
+      )
+      .finally(() => {
+        clearTimeout(timer);
+        this.probing = false;
+      });
+  }
+
   private async openSink(): Promise<void> {
     const { config, sink } = this.parts;
-    const targets = await retryTransient(() => sink.open(this.context, config.tables), config.retry, this.retryHooks());
+    const targets = await retryTransient(() => sink.open(this.context, config.tables), config.retry, this.retryHooks('sink'));
     const warned = new Set<string>();
     const warn = (message: string, context: Record<string, string>) => {
       const id = `${message}${JSON.stringify(context)}`;
@@ -263,15 +372,15 @@ export class Stream {
   private async open(): Promise<void> {
     const { config, sink, source } = this.parts;
     this.problems = [];
-    const hooks = this.retryHooks();
     await this.openSink();
-    await retryTransient(() => source.open(this.context), config.retry, hooks);
+    await retryTransient(() => source.open(this.context), config.retry, this.retryHooks('source'));
     this.position = await retryTransient(
       () => (this.parts.checkpoints ? this.parts.checkpoints.load(this.name) : sink.readCheckpoint(this.name)),
       config.retry,
-      hooks,
+      this.retryHooks('sink'),
     );
     this.state = 'running';
+    this.ranOnce = true;
     this.log.info({ position: this.position }, 'stream started');
   }
 
@@ -285,7 +394,7 @@ export class Stream {
     const { config, source } = this.parts;
     const demand = new Subject<void>();
     return new Promise<void>((resolve, reject) => {
-      source
+      const subscription = source
         .chunks(this.position, demand)
         .pipe(
           takeUntil(fromEvent(this.abort.signal, 'abort')),
@@ -304,12 +413,27 @@ export class Stream {
                 setImmediate(() => demand.next());
               };
               const applied = this.process(prepared, next).finally(next);
+              this.applying = applied;
               if (!this.parts.sink.signalsSent) next();
               return from(applied);
             }),
           ),
         )
-        .subscribe({ error: reject, complete: resolve });
+        .subscribe({
+          error: (error: unknown) => {
+            this.interrupt = null;
+            reject(error);
+          },
+          complete: () => {
+            this.interrupt = null;
+            resolve();
+          },
+        });
+      this.interrupt = (error) => {
+        this.interrupt = null;
+        subscription.unsubscribe();
+        reject(error);
+      };
     });
   }
 
@@ -360,6 +484,7 @@ export class Stream {
     const { kept, noops } = dropNoops(mapped);
     const changes = coalesce(kept, this.tableOrder);
     this.parts.sink.prepare?.(changes);
+    this.unapplied.push(batch.events[0]?.commitTime.getTime() ?? null);
     return { batch, kept, noops, failures, changes };
   }
 
@@ -378,13 +503,13 @@ export class Stream {
       { changes, deadLetters: letterStore ? [] : deadLetters, ...(checkpoint ? { checkpoint } : {}), onSent },
       this.name,
       config.retry,
-      this.retryHooks(),
+      this.retryHooks('sink'),
     );
     // A sink without transactions cannot keep dead letters: they are stored before the checkpoint moves past them.
     if (letterStore) await letterStore.append([...deadLetters, ...outcome.failed.map((f) => deadLetterFor(this.name, f))]);
     if (this.parts.checkpoints) {
       const store = this.parts.checkpoints;
-      await retryTransient(() => store.save(this.name, batch.position), config.retry, this.retryHooks());
+      await retryTransient(() => store.save(this.name, batch.position), config.retry, this.retryHooks('sink'));
     }
     failures.push(...outcome.failed);
     for (const conflict of outcome.conflicts) {
@@ -397,13 +522,17 @@ export class Stream {
         ...batch.rejected.map((r) => ({ sourceRef: r.sourceRef, table: r.table, error: errorMessage(r.error) })),
       ];
       const source = this.parts.source;
-      await retryTransient(() => source.committed!(batch.position, failed), config.retry, this.retryHooks());
+      await retryTransient(() => source.committed!(batch.position, failed), config.retry, this.retryHooks('source'));
     }
     this.count(kept, failures, batch.rejected);
     metrics.batchDuration.observe(this.labels, (performance.now() - started) / 1000);
     const last = batch.events.at(-1);
+    this.unapplied.shift();
     if (last) metrics.lag.set(this.labels, Math.max(0, (Date.now() - last.commitTime.getTime()) / 1000));
+    if (batch.caughtUp && this.unapplied.length === 0) this.caughtUpAt = Date.now();
     this.lastAppliedAt = new Date();
+    this.lastSinkAnswer = Date.now();
+    this.trouble.sink = null;
     metrics.lastApplied.set(this.labels, this.lastAppliedAt.getTime() / 1000);
     this.position = batch.position;
     this.state = 'running';
@@ -444,20 +573,8 @@ export class Stream {
     };
   }
 
-  private retryHooks() {
-    return {
-      signal: this.abort.signal,
-      onRetry: (error: Error, attempt: number) => {
-        this.parts.metrics.retries.inc(this.labels);
-        this.lastError = errorMessage(error);
-        if (this.state === 'running' || this.state === 'starting') this.state = 'retrying';
-        this.log.warn({ err: this.lastError, attempt, transient: isTransient(error) }, 'transient error; retrying');
-      },
-      onStalled: (error: Error) => {
-        this.state = 'stalled';
-        this.log.error({ err: errorMessage(error) }, 'still failing after the configured attempts; retrying until it recovers');
-      },
-    };
+  private retryHooks(part: Part) {
+    return { signal: this.abort.signal, onRetry: (error: Error, attempt: number) => this.onRetry(part, error, attempt) };
   }
 
   private configError(error: ConfigError): ConfigError {

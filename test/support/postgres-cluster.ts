@@ -18,7 +18,8 @@ export interface PostgresCluster {
   dataDir: string;
   url(database: string): string;
   stop(): Promise<void>;
-  restart(): Promise<void>;
+  /** Stops the server (pg_ctl's `fast` by default, `immediate` to crash it) and starts it again on the same port. */
+  restart(mode?: 'fast' | 'immediate'): Promise<void>;
 }
 
 export interface PostgresClusterOptions {
@@ -227,11 +228,11 @@ export async function startPostgresCluster(options: PostgresClusterOptions = {})
   };
 
   /** Stop the server process but keep the data directory. */
-  const shutdown = async () => {
+  const shutdown = async (first: 'fast' | 'immediate' = 'fast') => {
     const current = server;
     server = undefined;
     if (!current || current.hasExited) return;
-    for (const mode of ['fast', 'immediate']) {
+    for (const mode of first === 'fast' ? ['fast', 'immediate'] : ['immediate']) {
       try {
         await run(bins.pgCtl, ['stop', '-D', dataDir, '-m', mode, '-w', '-t', '30']);
         break;
@@ -302,9 +303,9 @@ export async function startPostgresCluster(options: PostgresClusterOptions = {})
       await shutdown();
       removeDataDir();
     },
-    async restart() {
+    async restart(mode = 'fast') {
       if (stopped) throw new Error('restart() after stop()');
-      await shutdown();
+      await shutdown(mode);
       await launch();
     },
   };

@@ -28,6 +28,8 @@ export interface ChangeLogSourceOptions {
   pollIntervalMs: number;
   idleIntervalMs: number;
   retry: RetryPolicy;
+  /** A statement without an answer this long ends its connection (liveness.timeoutMs). */
+  timeoutMs?: number;
 }
 
 /**
@@ -50,7 +52,7 @@ export class ChangeLogSource implements Source {
 
   async open(context: StreamContext): Promise<void> {
     this.context = context;
-    this.pool ??= createPool(this.options.url, { log: context.log });
+    this.pool ??= createPool(this.options.url, { log: context.log, timeoutMs: this.options.timeoutMs, urlKey: 'source.url' });
     for (const [i, table] of this.options.tables.entries()) {
       const qualified = qualifiedText(table.source);
       const info = await this.query<{ exists: boolean; changelog: boolean; captured: boolean; columns: string[]; primary_key: string[] }>(

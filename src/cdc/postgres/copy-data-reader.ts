@@ -1,5 +1,5 @@
-import type { Duplex } from 'node:stream';
 import type pg from 'pg';
+import { pgSocket } from '../../sinks/postgres/connection.js';
 
 export interface CopyDataHandlers {
   /** `messages` whole CopyData messages carrying XLogData, which are `bytes[start, end)`; the buffer is not reused. */
@@ -36,10 +36,6 @@ export function readCopyData(client: pg.Client, handlers: CopyDataHandlers): voi
   stream.on('data', copyDataSplitter(pgReader, handlers));
 }
 
-/** The socket (or TLS socket) of a pg client's connection: pg does not expose it. */
-export function pgSocket(client: pg.Client | undefined): Duplex | undefined {
-  return (client as unknown as { connection?: { stream?: Duplex } } | undefined)?.connection?.stream;
-}
 
 /** A socket reader that hands XLogData runs and keepalives to `handlers`, and whole other messages to `other`. */
 export function copyDataSplitter(other: DataListener, handlers: CopyDataHandlers): DataListener {

@@ -3,7 +3,7 @@ import { Observable, startWith, type Subscriber } from 'rxjs';
 import type { RejectedChange, ChangeEvent, Row, SourceChunk } from '../../core/change-event.js';
 import { ConfigError } from '../../core/errors.js';
 import type { TableConfig } from '../../core/mapping.js';
-import { createPool, type Pool } from '../../sinks/postgres/connection.js';
+import { DEFAULT_TIMEOUT_MS, connectError, createPool, describeUrl, pgSocket, type Pool } from '../../sinks/postgres/connection.js';
 import { classifyPgError, isConnectionError } from '../../sinks/postgres/errors.js';
 import { qualifiedText, qualify, quoteIdent, quoteTable } from '../../sinks/postgres/identifiers.js';
 import type { StreamContext } from '../../streams/context.js';
@@ -13,7 +13,7 @@ import { countCaptured } from '../count-captured.js';
 import type { Source } from '../source.js';
 import { formatLsn, parseLsn } from './wal-lsn.js';
 import { XLOG_HEADER, isChangeMessage, standbyStatus, xlogWalEnd } from './wal-protocol.js';
-import { pgSocket, readCopyData } from './copy-data-reader.js';
+import { readCopyData } from './copy-data-reader.js';
 import { MARKER_EXISTS_SQL, PUBLICATION_SQL, RETAINED_SQL, SLOT_SQL, TABLE_INFO_SQL, copyPageSql } from './wal-setup.js';
 import { WalPosition } from './wal-position.js';
 import { parseJson } from '../../core/json.js';
@@ -43,6 +43,8 @@ export interface WalSourceOptions {
   /** How long a chunk that is not full waits for more after the last XLogData while the server sends no keepalive (default 100 ms; ten times that in all at most). */
   holdMs?: number;
   retry: RetryPolicy;
+  /** A server silent this long (no message, not even the reply to a status that asks for one) is taken as lost (liveness.timeoutMs). */
+  timeoutMs?: number;
 }
 
 /**
@@ -88,6 +90,9 @@ export class WalSource implements Source {
   /** Skipped transactions (own writes, other tables) since the last chunk: the next chunk's position covers them. */
   private skippedEnd = 0n;
   private stopped = false;
+  /** When the server last sent anything on the replication connection (liveness). */
+  private lastServerMessageAt = 0;
+  private livenessTimer: NodeJS.Timeout | undefined;
   private statusTimer: NodeJS.Timeout | undefined;
   private retainedTimer: NodeJS.Timeout | undefined;
 
@@ -96,7 +101,7 @@ export class WalSource implements Source {
   async open(context: StreamContext): Promise<void> {
     this.context = context;
     this.stopped = false;
-    this.pool ??= createPool(this.options.url, { log: context.log });
+    this.pool ??= createPool(this.options.url, { log: context.log, timeoutMs: this.options.timeoutMs, urlKey: 'source.url' });
     const qualifiedNames: string[] = [];
     for (const [i, table] of this.options.tables.entries()) {
       const path = `tables[${i}]`;
@@ -232,6 +237,8 @@ export class WalSource implements Source {
     this.holdTimer = undefined;
     clearInterval(this.statusTimer);
     this.statusTimer = undefined;
+    clearInterval(this.livenessTimer);
+    this.livenessTimer = undefined;
     const client = this.client;
     this.client = undefined;
     void client?.end().catch(() => {});
@@ -256,8 +263,8 @@ export class WalSource implements Source {
           return;
         }
         if (isConnectionError(classified) || !classified.transient) this.context.setConnected('source', false);
-        this.context.log.warn({ err: classified.message, attempt }, 'logical replication interrupted; reconnecting');
-        this.context.metrics.retries.inc({ stream: this.context.stream, direction: this.context.direction });
+        // Logged, counted and shown as the stream's state, as every retried read is.
+        this.context.retrying('source', classified, attempt + 1);
         const { minDelayMs, maxDelayMs } = this.options.retry;
         const delay = Math.min(maxDelayMs, minDelayMs * 2 ** Math.min(attempt, 20)) * (0.5 + Math.random() / 2);
         attempt += 1;
@@ -267,6 +274,8 @@ export class WalSource implements Source {
         this.client = undefined;
         clearInterval(this.statusTimer);
         this.statusTimer = undefined;
+        clearInterval(this.livenessTimer);
+        this.livenessTimer = undefined;
       }
     }
   }
@@ -282,10 +291,23 @@ export class WalSource implements Source {
     this.holdingSince = undefined;
     this.skipUntil = this.skipUntil > this.lastEmitted ? this.skipUntil : this.lastEmitted;
     this.assembler = new TransactionAssembler({ tables: this.tables, truncate: this.options.truncate, stream: this.context.stream });
-    const client = new pg.Client({ connectionString: this.options.url, replication: 'database', application_name: 'cdc-sync-wal' } as pg.ClientConfig);
+    const timeoutMs = this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const client = new pg.Client({
+      connectionString: this.options.url,
+      replication: 'database',
+      application_name: 'cdc-sync-wal',
+      connectionTimeoutMillis: Math.min(timeoutMs, 10_000),
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
+    } as pg.ClientConfig);
+    // pg emits 'error' when the connection dies; the query in progress (START_REPLICATION) fails with it and the loop reconnects.
     client.on('error', (error) => this.context.log.debug({ err: error.message }, 'replication connection error'));
     this.client = client;
-    await client.connect();
+    try {
+      await client.connect();
+    } catch (error) {
+      throw connectError(error, 'source.url');
+    }
     if (this.stopped) return;
     const [slot] = await this.query<{ confirmed: string | null }>(SLOT_SQL, [this.options.slot]);
     if (!slot) throw new ConfigError(`source.slot: replication slot ${this.options.slot} disappeared`);
@@ -295,19 +317,55 @@ export class WalSource implements Source {
     this.sentThrough = this.received;
     readCopyData(client, {
       xlog: (bytes, start, end, messages) => {
+        this.lastServerMessageAt = performance.now();
         this.serverIdle = false;
         this.lastXLogAt = performance.now();
         this.pending.push(bytes, start, end, messages);
         this.controlFlow();
         this.scheduleDecode();
       },
-      keepalive: (walEnd, replyRequested) => this.onKeepalive(walEnd, replyRequested),
+      keepalive: (walEnd, replyRequested) => {
+        this.lastServerMessageAt = performance.now();
+        this.onKeepalive(walEnd, replyRequested);
+      },
     });
     this.statusTimer = setInterval(() => this.sendStatus(), this.options.statusIntervalMs);
+    this.watchLiveness(client, timeoutMs);
     this.context.setConnected('source', true);
     this.context.log.info({ slot: this.options.slot, start, checkpoint: formatLsn(this.skipUntil) }, 'logical replication started');
     const publication = quoteIdent(this.options.publication).replace(/'/g, "''");
     await client.query(`START_REPLICATION SLOT ${this.options.slot} LOGICAL ${start} (proto_version '1', publication_names '${publication}')`);
+  }
+
+  /**
+   * A walsender that has nothing to send and hears from us says nothing, so
+   * silence alone proves nothing: after half the timeout without a message a
+   * status asks for a reply (the walsender answers it at once with a
+   * keepalive: walsender.c, ProcessStandbyReplyMessage), and a whole timeout
+   * of silence ends the connection, which the reconnect loop reports. While the
+   * socket is paused (the sink is behind) the server's messages wait unread:
+   * nothing is judged then.
+   */
+  private watchLiveness(client: pg.Client, timeoutMs: number): void {
+    this.lastServerMessageAt = performance.now();
+    let asked = 0;
+    this.livenessTimer = setInterval(() => {
+      if (this.paused) {
+        this.lastServerMessageAt = performance.now();
+        return;
+      }
+      const silent = performance.now() - this.lastServerMessageAt;
+      if (silent >= timeoutMs) {
+        const error = Object.assign(new Error(`no answer from PostgreSQL at ${describeUrl(this.options.url)} within ${timeoutMs} ms (replication)`), {
+          code: 'ETIMEDOUT',
+        });
+        pgSocket(client)?.destroy(error);
+      } else if (silent >= timeoutMs / 2 && performance.now() - asked >= timeoutMs / 4) {
+        asked = performance.now();
+        this.sendStatus(true);
+      }
+    }, Math.max(50, Math.min(1000, timeoutMs / 10)));
+    this.livenessTimer.unref();
   }
 
   private onKeepalive(walEnd: bigint, replyRequested: boolean): void {
@@ -478,12 +536,12 @@ export class WalSource implements Source {
     return flush;
   }
 
-  private sendStatus(): void {
+  private sendStatus(replyRequested = false): void {
     const client = this.client as unknown as { connection?: { sendCopyFromChunk(b: Buffer): void } } | undefined;
     if (!client?.connection || this.received === 0n) return;
     const flush = this.flushPosition();
     try {
-      client.connection.sendCopyFromChunk(standbyStatus(this.received > flush ? this.received : flush, flush, flush));
+      client.connection.sendCopyFromChunk(standbyStatus(this.received > flush ? this.received : flush, flush, flush, replyRequested));
     } catch {
       // The connection is going away; the reconnect reports it.
     }

@@ -1,5 +1,7 @@
+import type { Duplex } from 'node:stream';
 import pg from 'pg';
 import { from as copyFromStdin } from 'pg-copy-streams';
+import { ConfigError } from '../../core/errors.js';
 import type { Logger } from '../../log.js';
 import { isPgliteUrl, openPglite } from './pglite-pool.js';
 
@@ -37,6 +39,67 @@ export interface PoolClient {
 export interface PoolOptions {
   max?: number;
   log?: Logger;
+  /**
+   * A statement or a connection attempt without an answer for this long
+   * (a black-holed network: no RST, no FIN) ends its connection, so the
+   * caller sees a transient error instead of waiting for ever. Default 30 s.
+   */
+  timeoutMs?: number;
+  /** The configuration key of the URL (`source.url`), named in a configuration error (bad password, no such database). */
+  urlKey?: string;
+}
+
+export const DEFAULT_TIMEOUT_MS = 30_000;
+
+/**
+ * SQLSTATEs that no retry gets past: the URL or the credentials are wrong
+ * (28: invalid authorization, 28P01 a wrong password; 3D000 no such
+ * database). https://www.postgresql.org/docs/current/errcodes-appendix.html
+ */
+export function isAccessDenied(code: unknown): boolean {
+  return typeof code === 'string' && (code.startsWith('28') || code === '3D000');
+}
+
+/** The error of a connection attempt, as a configuration error naming `urlKey` when the server refused the login. */
+export function connectError(error: unknown, urlKey: string | undefined): unknown {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (!isAccessDenied(code)) return error;
+  // The server's message names the user or database, never the password.
+  const message = (error as Error).message;
+  return new ConfigError(`${urlKey ?? 'url'}: ${message}`, { context: { code: code as string }, cause: error });
+}
+
+/** The socket (or TLS socket) of a pg client's connection: pg does not expose it. */
+export function pgSocket(client: pg.Client | pg.PoolClient | undefined): Duplex | undefined {
+  return (client as unknown as { connection?: { stream?: Duplex } } | undefined)?.connection?.stream;
+}
+
+/** The database a URL names, without credentials, for messages: `host:port/database`. */
+export function describeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || '5432'}${u.pathname}`;
+  } catch {
+    return 'the configured database';
+  }
+}
+
+/**
+ * Runs `query` on `client`; when no answer comes within `timeoutMs` the
+ * client's socket is destroyed, which fails the query (and everything else
+ * queued on that client) with a connection error (ETIMEDOUT) and keeps the
+ * dead client from going back into the pool.
+ */
+export async function withDeadline<T>(client: pg.ClientBase, timeoutMs: number, where: string, query: () => Promise<T>): Promise<T> {
+  const timer = setTimeout(() => {
+    const error = Object.assign(new Error(`no answer from PostgreSQL at ${where} within ${timeoutMs} ms`), { code: 'ETIMEDOUT' });
+    pgSocket(client as pg.Client)?.destroy(error);
+  }, timeoutMs);
+  try {
+    return await query();
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
@@ -48,37 +111,73 @@ export interface PoolOptions {
  */
 export function createPool(url: string, options: PoolOptions = {}): Pool {
   if (isPgliteUrl(url)) return openPglite(url);
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const where = describeUrl(url);
   const pool = new pg.Pool({
     connectionString: url,
     max: options.max ?? 2,
     application_name: 'cdc-sync',
     options: '-c TimeZone=UTC',
-    connectionTimeoutMillis: 10_000,
+    connectionTimeoutMillis: Math.min(timeoutMs, 10_000),
     idleTimeoutMillis: 30_000,
+    // The kernel's own probe of idle connections; the deadlines below catch the rest sooner.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
   });
-  // An idle client losing its server must not crash the process; the next query reports it.
-  pool.on('error', (error) => options.log?.warn({ err: error.message }, 'idle PostgreSQL connection lost'));
+  // pg-pool listens for errors only while a client is idle (it removes its listener at checkout), and a pg
+  // Client emits 'error' whenever its connection dies: without a listener of its own, a checked-out client
+  // losing its server (a restart) would crash the process. The query in progress fails with the error too,
+  // and the caller's retry takes it from there.
+  pool.on('connect', (client) => {
+    client.on('error', (error) => options.log?.debug({ err: error.message, database: where }, 'PostgreSQL connection lost'));
+  });
+  pool.on('error', (error) => options.log?.debug({ err: error.message, database: where }, 'idle PostgreSQL connection lost'));
+  const checkout = async () => {
+    try {
+      return await pool.connect();
+    } catch (error) {
+      throw connectError(error, options.urlKey);
+    }
+  };
+  const query = <R>(client: pg.PoolClient, sql: string, params?: unknown[]) =>
+    withDeadline(client, timeoutMs, where, async () => (await client.query(sql, params)) as unknown as QueryResult<R>);
   return {
-    query: async <R>(sql: string, params?: unknown[]) => (await pool.query(sql, params)) as unknown as QueryResult<R>,
+    async query<R>(sql: string, params?: unknown[]) {
+      const client = await checkout();
+      try {
+        const result = await query<R>(client, sql, params);
+        client.release();
+        return result;
+      } catch (error) {
+        client.release(error as Error);
+        throw error;
+      }
+    },
     connect: async () => {
-      const client = await pool.connect();
+      const client = await checkout();
       return {
-        query: async <R>(sql: string, params?: unknown[]) => (await client.query(sql, params)) as unknown as QueryResult<R>,
+        query: <R>(sql: string, params?: unknown[]) => query<R>(client, sql, params),
         script: async (sql: string) => {
           // pg answers a simple query with one result per statement (a bare result when there is one).
-          const results = (await client.query(sql)) as unknown as pg.QueryResult | pg.QueryResult[];
+          const results = (await withDeadline(client, timeoutMs, where, () => client.query(sql))) as unknown as pg.QueryResult | pg.QueryResult[];
           return (Array.isArray(results) ? results : [results]).map((r) => r.rowCount ?? 0);
         },
         copyFrom: (sql: string, data: Buffer, sent?: () => void) =>
-          new Promise<number>((resolve, reject) => {
-            const copy = client.query(copyFromStdin(sql));
-            copy.on('error', reject);
-            // 'finish' comes once the server has answered CommandComplete and ReadyForQuery (pg-copy-streams 4+).
-            copy.on('finish', () => resolve(copy.rowCount));
-            // The write's callback runs once the data is on the socket (after the server's CopyInResponse).
-            copy.write(data, () => sent?.());
-            copy.end();
-          }),
+          withDeadline(
+            client,
+            timeoutMs,
+            where,
+            () =>
+              new Promise<number>((resolve, reject) => {
+                const copy = client.query(copyFromStdin(sql));
+                copy.on('error', reject);
+                // 'finish' comes once the server has answered CommandComplete and ReadyForQuery (pg-copy-streams 4+).
+                copy.on('finish', () => resolve(copy.rowCount));
+                // The write's callback runs once the data is on the socket (after the server's CopyInResponse).
+                copy.write(data, () => sent?.());
+                copy.end();
+              }),
+          ),
         release: (broken?: boolean) => client.release(broken),
       };
     },

@@ -84,11 +84,14 @@ export class PostgresSink implements Sink {
   /** Statements worked out by `prepare`, until their batch is applied. */
   private readonly prepared = new WeakMap<ChangeEvent[], PreparedGroup[]>();
 
-  constructor(private readonly url: string) {}
+  constructor(
+    private readonly url: string,
+    private readonly options: { timeoutMs?: number } = {},
+  ) {}
 
   async open(context: StreamContext, tables: TableConfig[]): Promise<TargetTable[]> {
     this.context = context;
-    this.pool ??= createPool(this.url, { log: context.log });
+    this.pool ??= createPool(this.url, { log: context.log, timeoutMs: this.options.timeoutMs, urlKey: 'sink.url' });
     try {
       await this.inTransaction(async (client) => {
         this.copyIn = client.copyFrom !== undefined;
@@ -294,6 +297,14 @@ export class PostgresSink implements Sink {
       copy: { group: { ...group, events: inserts }, copy: data, param: '' },
       rest: { ...group, events: others },
     };
+  }
+
+  async ping(): Promise<void> {
+    try {
+      await this.requirePool().query('SELECT 1');
+    } catch (error) {
+      throw this.fail(error);
+    }
   }
 
   async close(): Promise<void> {

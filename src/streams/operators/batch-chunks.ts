@@ -6,6 +6,8 @@ export interface Batch {
   events: ChangeEvent[];
   rejected: RejectedChange[];
   position: string;
+  /** The source said its last chunk left nothing to read. */
+  caughtUp?: boolean;
 }
 
 export interface BatchOptions {
@@ -46,8 +48,9 @@ export function batchChunks(options: BatchOptions): OperatorFunction<SourceChunk
             open.events.push(...chunk.events);
             open.rejected.push(...chunk.rejected);
             open.position = chunk.position;
+            open.caughtUp = chunk.caughtUp;
           } else {
-            open = { events: [...chunk.events], rejected: [...chunk.rejected], position: chunk.position };
+            open = { events: [...chunk.events], rejected: [...chunk.rejected], position: chunk.position, caughtUp: chunk.caughtUp };
             if (options.maxWaitMs > 0 && !chunk.caughtUp) timer = scheduler.schedule(flush, options.maxWaitMs);
           }
           if (chunk.caughtUp || options.maxWaitMs === 0 || open.events.length + open.rejected.length >= options.maxSize) {
