@@ -30,8 +30,28 @@ export interface BacklogMix {
   deletes: number;
 }
 
-/** Changes per round: each round is three set-based statements (insert, update, delete), each its own transaction. */
-const ROUND = 10_000;
+/**
+ * What a backlog writes to public.items: `insert` makes new rows with ids
+ * $1..$2, `updateSet` is the SET list of an update that changes a value of
+ * each row it touches (`t` the row); each round is three set-based statements
+ * (insert, update, delete) of `round` changes in all, each its own transaction.
+ */
+export interface BacklogShape {
+  insert: string;
+  updateSet: string;
+  round: number;
+}
+
+/** The benchmark table of ITEMS_TABLE_SQL, rounds of 10,000 changes. */
+const ITEMS_SHAPE: BacklogShape = {
+  insert: `INSERT INTO public.items (id, name, price, qty, updated_at, payload)
+         SELECT i, 'item ' || i, (i % 100000) / 100.0, (i % 1000)::int,
+                timestamptz '2024-01-01 00:00:00+00' + i * interval '1 second',
+                md5(i::text) || md5((i * 7)::text)
+           FROM generate_series($1::bigint, $2::bigint) AS i`,
+  updateSet: `qty = t.qty + 1, price = t.price + 1, name = t.name || ' (changed)', updated_at = now()`,
+  round: 10_000,
+};
 
 /**
  * Writes `total` changes to src.items with set-based statements, so that the
@@ -40,29 +60,28 @@ const ROUND = 10_000;
  * inserted. Every update changes a value and every delete hits an existing
  * row, so each statement row is exactly one captured change.
  */
-export async function makeBacklog(url: string, total: number, onProgress?: (done: number) => void, changeLog = true): Promise<BacklogMix> {
+export async function makeBacklog(
+  url: string,
+  total: number,
+  onProgress?: (done: number) => void,
+  changeLog = true,
+  shape: BacklogShape = ITEMS_SHAPE,
+): Promise<BacklogMix> {
   const mix: BacklogMix = { inserts: 0, updates: 0, deletes: 0 };
   await withClient(url, async (client) => {
     let nextId = 1;
     for (let done = 0; done < total; ) {
-      const size = Math.min(ROUND, total - done);
+      const size = Math.min(shape.round, total - done);
       const updates = Math.floor(size * 0.15);
       const deletes = Math.floor(size * 0.05);
       const inserts = size - updates - deletes;
       const base = nextId - 1;
-      await client.query(
-        `INSERT INTO public.items (id, name, price, qty, updated_at, payload)
-         SELECT i, 'item ' || i, (i % 100000) / 100.0, (i % 1000)::int,
-                timestamptz '2024-01-01 00:00:00+00' + i * interval '1 second',
-                md5(i::text) || md5((i * 7)::text)
-           FROM generate_series($1::bigint, $2::bigint) AS i`,
-        [base + 1, base + inserts],
-      );
+      await client.query(shape.insert, [base + 1, base + inserts]);
       if (updates > 0) {
         const stride = Math.floor(inserts / updates);
         await client.query(
           `UPDATE public.items AS t
-              SET qty = t.qty + 1, price = t.price + 1, name = t.name || ' (changed)', updated_at = now()
+              SET ${shape.updateSet}
              FROM generate_series(0, $2::int - 1) AS g
             WHERE t.id = $1::bigint + 2 + g * $3::int`,
           [base, updates, stride],

@@ -201,3 +201,14 @@ export function writeSection(file: string, section: string, title: string = SECT
   }
   writeFileSync(file, `${next.trimEnd()}\n`);
 }
+
+/** Runs a benchmark's main: its number is the exit code; a throw prints its stack and exits 2. */
+export function runBenchmark(main: () => Promise<number>): void {
+  main().then(
+    (code) => process.exit(code),
+    (error: unknown) => {
+      process.stderr.write(`benchmark failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+      process.exit(2);
+    },
+  );
+}

@@ -14,7 +14,7 @@ import { makeBacklog, prepareSource, prepareTarget, tableDigest, withClient } fr
 import { drain, type DrainResult } from './drain.js';
 import { naiveLoop } from './naive.js';
 import { NeighbourWatch, postmasterPid } from './proc.js';
-import { checks, consoleTable, machine, markdownSection, writeSection, type Report } from './report.js';
+import { checks, consoleTable, machine, markdownSection, writeSection, type Report, runBenchmark } from './report.js';
 
 /**
  * The batch size the benchmark reports by default. In sweeps of
@@ -177,10 +177,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    process.stderr.write(`benchmark failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-    process.exit(2);
-  },
-);
+runBenchmark(main);

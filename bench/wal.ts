@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startPostgresCluster, type PostgresCluster } from '../test/support/postgres-cluster.js';
 import { makeBacklog, prepareTarget, tableDigest, withClient, type BacklogMix } from './backlog.js';
-import { machine, writeSection } from './report.js';
+import { machine, writeSection, runBenchmark } from './report.js';
 import { childrenCpu, cpuBetween, cpuCounters, cpuDetail, cpuSeconds, postmasterPid, stealShare } from './proc.js';
 import { SHIPPED_NODE_ARGS } from './node-args.js';
 
@@ -206,10 +206,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    process.stderr.write(`${(error as Error).stack ?? String(error)}\n`);
-    process.exit(2);
-  },
-);
+runBenchmark(main);

@@ -10,6 +10,7 @@ import { buildStreams } from '../streams/build.js';
 import { BatchLog } from '../control/batch-log.js';
 import { controller } from '../control/controller.js';
 import { CronSchedule, runOnSchedule } from './schedule.js';
+import { guardProcess } from './process-guard.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -107,16 +108,9 @@ export async function runConfig(config: Config, options: RunOptions = {}): Promi
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  // The last guard: every driver error is meant to reach a stream's retry path, but one that escapes
-  // (an 'error' event nobody listens to, a rejected promise nobody awaits) must not end the process.
-  // It is logged and every stream reopens from its checkpoint, which is always safe.
-  const onUnexpected = (error: unknown) => {
-    if (stopping) return;
-    log.error({ err: errorMessage(error) }, 'unexpected error outside the streams; reopening them from their checkpoints');
-    for (const stream of streams) stream.reopen(error);
-  };
-  process.on('uncaughtException', onUnexpected);
-  process.on('unhandledRejection', onUnexpected);
+  const unguard = guardProcess(log, (error) => {
+    if (!stopping) for (const stream of streams) stream.reopen(error);
+  });
 
   options.started?.({ metrics, port: typeof address === 'object' && address ? address.port : null, stop: stopAll });
   let exitCode = EXIT_OK;
@@ -140,8 +134,7 @@ export async function runConfig(config: Config, options: RunOptions = {}): Promi
   await server.close();
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
-  process.off('uncaughtException', onUnexpected);
-  process.off('unhandledRejection', onUnexpected);
+  unguard();
   log.info({ exitCode }, 'stopped');
   return exitCode;
 }

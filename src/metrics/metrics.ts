@@ -4,7 +4,7 @@ import { FAILURE_REASONS } from '../core/errors.js';
 /** Metric names of DESIGN.md, in one place. Labels never carry a key or a value. */
 export const PREFIX = 'cdc_sync_';
 export const OPS = ['insert', 'update', 'delete'] as const;
-export const SUPPRESS_REASONS = ['no-op', 'origin', 'duplicate'] as const;
+export const SUPPRESS_REASONS = ['no-op', 'origin', 'duplicate', 'unknown-table'] as const;
 export type SuppressReason = (typeof SUPPRESS_REASONS)[number];
 
 const STREAM = ['stream', 'direction'] as const;
@@ -32,7 +32,7 @@ export function createMetrics(registry = new Registry(), options: { defaultMetri
     }),
     suppressed: new Counter({
       name: `${PREFIX}events_suppressed_total`,
-      help: 'Changes dropped on purpose (echoes of own writes, updates that change nothing).',
+      help: 'Changes dropped on purpose (echoes of own writes, updates that change nothing, changes of tables the stream does not capture).',
       labelNames: TABLE_REASON,
       registers,
     }),

@@ -1,3 +1,4 @@
+import { append } from '../core/arrays.js';
 import type { ChangeEvent, Row } from '../core/change-event.js';
 import { PermanentError, errorMessage, failureReason, isTransient, type FailureReason } from '../core/errors.js';
 import { toJsonText } from '../core/json.js';
@@ -44,9 +45,9 @@ export async function applyBatch(
     if (part.length === 0) return;
     try {
       const { written, conflicts = [] } = await apply({ changes: part, deadLetters: [] });
-      outcome.applied.push(...part);
+      append(outcome.applied, part);
       outcome.written += written;
-      outcome.conflicts.push(...conflicts);
+      append(outcome.conflicts, conflicts);
     } catch (error) {
       if (isTransient(error) || !(error instanceof PermanentError)) throw error;
       if (part.length === 1) {

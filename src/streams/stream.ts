@@ -1,8 +1,10 @@
+import { append } from '../core/arrays.js';
 import { Subject, concatMap, defer, from, fromEvent, map, takeUntil } from 'rxjs';
 import type { ChangeEvent, RejectedChange, Row } from '../core/change-event.js';
 import { keyString } from '../core/change-event.js';
 import { ConfigError, TransientError, errorMessage, failureReason, isTransient } from '../core/errors.js';
 import { TableMapping } from '../core/mapping.js';
+import { describeUrl } from '../core/endpoint.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { initStreamSeries } from '../metrics/metrics.js';
@@ -92,6 +94,7 @@ export class Stream {
   private caughtUpAt = Date.now();
   private lastSinkAnswer = 0;
   private probing = false;
+  private sinkLostByProbe = false;
   private ticker: NodeJS.Timeout | undefined;
   private mappings = new Map<string, TableMapping>();
   private tableOrder: string[] = [];
@@ -325,25 +328,32 @@ export class Stream {
     const now = Date.now();
     const oldest = this.unapplied.find((t) => t !== null);
     const sourceLost = !this.connectedParts.source || this.trouble.source !== null;
-    if (oldest !== undefined && oldest !== null) this.parts.metrics.lag.set(this.labels, Math.max(0, (now - oldest) / 1000));
-    else if (sourceLost && this.state !== 'stopped') this.parts.metrics.lag.set(this.labels, Math.max(0, (now - this.caughtUpAt) / 1000));
+    const behind = [...(oldest !== undefined && oldest !== null ? [now - oldest] : []), ...(sourceLost ? [now - this.caughtUpAt] : [])];
+    if (behind.length > 0 && this.state !== 'stopped') this.parts.metrics.lag.set(this.labels, Math.max(0, ...behind) / 1000);
     this.probeSink(now);
   }
 
   private probeSink(now: number): void {
     const { sink, config } = this.parts;
     const timeoutMs = config.liveness.timeoutMs;
-    if (!sink.ping || this.probing || this.inFlight > 0 || !this.connectedParts.sink || now - this.lastSinkAnswer < timeoutMs / 3) return;
+    // Probe an idle connected sink, and keep probing one a probe found lost: nothing else would bring it back while idle.
+    const due = this.sinkLostByProbe || (this.connectedParts.sink && now - this.lastSinkAnswer >= timeoutMs / 3);
+    if (!sink.ping || this.probing || this.inFlight > 0 || !due) return;
     this.probing = true;
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new TransientError(`the sink did not answer a probe within ${Math.round((timeoutMs * 2) / 3)} ms`)), (timeoutMs * 2) / 3);
+      const message = `no answer from ${describeUrl(config.sink.url)} to a probe within ${Math.round((timeoutMs * 2) / 3)} ms`;
+      timer = setTimeout(() => reject(new TransientError(message)), (timeoutMs * 2) / 3);
     });
     Promise.race([sink.ping(), late])
       .then(
-        () => this.context.setConnected('sink', true),
+        () => {
+          this.sinkLostByProbe = false;
+          this.context.setConnected('sink', true);
+        },
         (error: unknown) => {
           if (this.abort.signal.aborted || this.inFlight > 0) return;
+          this.sinkLostByProbe = true;
           this.context.setConnected('sink', false);
           this.onRetry('sink', error instanceof Error ? error : new Error(String(error)), 1);
         },
@@ -511,7 +521,7 @@ export class Stream {
       const store = this.parts.checkpoints;
       await retryTransient(() => store.save(this.name, batch.position), config.retry, this.retryHooks('sink'));
     }
-    failures.push(...outcome.failed);
+    append(failures, outcome.failed);
     for (const conflict of outcome.conflicts) {
       metrics.conflicts.inc({ ...this.labels, table: conflict.table });
       this.log.warn({ table: conflict.table, key: conflict.key }, 'conflict: the target row is newer; the incoming change lost (newer-wins)');
@@ -580,7 +590,11 @@ export class Stream {
   private configError(error: ConfigError): ConfigError {
     this.state = 'failed';
     this.lastError = error.message;
-    return error.message.startsWith('tables[') ? new ConfigError(`${this.parts.path}.${error.message}`, { cause: error }) : error;
+    this.context.setConnected('source', false);
+    this.log.error({ err: error.message }, 'configuration error: the stream stops');
+    // Messages that start with a key of the stream (`tables[0].source: …`, `sink.url: …`) get the stream's path.
+    const relative = /^(tables\[|source\.|sink\.)/.test(error.message);
+    return relative ? new ConfigError(`${this.parts.path}.${error.message}`, { cause: error, context: error.context }) : error;
   }
 }
 

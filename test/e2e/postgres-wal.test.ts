@@ -125,7 +125,8 @@ describe('postgres-wal → postgres through the CLI', () => {
     await a.query(`INSERT INTO items VALUES (50000, 'after copy', 1, NULL)`);
     await waitFor(() => inSync(), 60_000, () => `${lastDifference}\n${second.stderr()}`);
     // The second run went on after the last key the first one had applied, rather than starting over.
-    expect(copyStarted(second)?.resumedAfter).toEqual({ id: expect.any(Number) });
+    // The key as the stream decodes it (bigint as exact text), so a copied row and a change of it are one key.
+    expect(copyStarted(second)?.resumedAfter).toEqual({ id: expect.stringMatching(/^\d+$/) });
     expect(await processes.stop(second)).toBe(0);
 
     // B drifted (edited by hand): `cdc-sync snapshot` copies the table again at the next start, then streaming goes on.

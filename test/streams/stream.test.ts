@@ -4,21 +4,14 @@ import { describe, expect, it } from 'vitest';
 import type { Source } from '../../src/cdc/source.js';
 import type { ChangeEvent, SourceChunk } from '../../src/core/change-event.js';
 import type { TargetTable } from '../../src/core/mapping.js';
+import { ITEMS_TARGET } from '../support/items-target.js';
 import { streamSchema } from '../../src/config/schema.js';
 import { createLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import type { ApplyResult, Sink, SinkBatch } from '../../src/sinks/sink.js';
 import { Stream } from '../../src/streams/stream.js';
 
-const TARGET: TargetTable = {
-  name: { schema: 'public', name: 'items' },
-  columns: [
-    { name: 'id', type: 'integer', generated: false },
-    { name: 'name', type: 'text', generated: false },
-  ],
-  primaryKey: ['id'],
-  uniqueKeys: [['id']],
-};
+const TARGET = ITEMS_TARGET;
 
 function chunk(id: number): SourceChunk {
   const event: ChangeEvent = { table: 'public.items', op: 'insert', key: { id }, row: { id, name: `item ${id}` }, before: null, position: String(id), commitTime: new Date() };

@@ -9,6 +9,8 @@ import pg from 'pg';
 export class SteadyWriter {
   private timer: NodeJS.Timeout | undefined;
   private busy = false;
+  /** While true the writer writes nothing (an idle source). */
+  paused = false;
   private next = 1;
   writes = 0;
   errors = 0;
@@ -31,7 +33,7 @@ export class SteadyWriter {
   }
 
   private async step(): Promise<void> {
-    if (this.busy) return;
+    if (this.busy || this.paused) return;
     this.busy = true;
     const n = this.next;
     try {
@@ -46,6 +48,11 @@ export class SteadyWriter {
     } finally {
       this.busy = false;
     }
+  }
+
+  /** Resolves once no write is in progress (after `paused = true`). */
+  async settled(): Promise<void> {
+    while (this.busy) await new Promise((r) => setTimeout(r, 5));
   }
 
   async stop(): Promise<void> {

@@ -1,4 +1,6 @@
+import { append } from '../../core/arrays.js';
 import { Observable, Subject, concatMap, defer, startWith } from 'rxjs';
+import { checkSourceColumns } from '../check-columns.js';
 import type { Row, SourceChunk } from '../../core/change-event.js';
 import { ConfigError } from '../../core/errors.js';
 import type { TableConfig } from '../../core/mapping.js';
@@ -22,7 +24,7 @@ import {
   columnList,
   readChanges,
 } from './cdc-queries.js';
-import { loadMssqlDriver, type MssqlClient, type MssqlConnect } from './client.js';
+import { loadMssqlDriver, openClient, type MssqlClient, type MssqlConnect } from './client.js';
 import { MSSQL_ERRORS } from './errors.js';
 import { Lsn } from './lsn.js';
 import { TableSnapshot } from './snapshot.js';
@@ -86,7 +88,7 @@ export class MssqlCdcSource implements Source {
   async open(context: StreamContext): Promise<void> {
     this.context = context;
     const connect = this.options.connect ?? (await loadMssqlDriver());
-    this.client ??= await connect(this.options.url, { applicationName: 'cdc-sync' });
+    this.client ??= await openClient(connect, this.options.url, 'source.url');
     const [state] = await this.query(() => this.client!.query<{ cdc_enabled: boolean; capture_jobs: number; retention_minutes?: number | null }>(DATABASE_STATE));
     if (!state?.cdc_enabled) {
       throw new ConfigError('source.url: change data capture is not enabled for this database; run EXEC sys.sp_cdc_enable_db (see `cdc-sync init-sql`)');
@@ -153,10 +155,8 @@ export class MssqlCdcSource implements Source {
       for (const [j, k] of key.entries()) {
         if (!columns.some((c) => c.column_name === k)) throw new ConfigError(`${path}.key[${j}]: column ${k} is not captured for ${table.source}`);
       }
-      for (const column of Object.keys(table.columns ?? {})) {
-        if (instance === found.at(-1) && !columns.some((c) => c.column_name === column)) {
-          throw new ConfigError(`${path}.columns.${column}: column does not exist in ${table.source} (or is not captured)`);
-        }
+      if (instance === found.at(-1)) {
+        checkSourceColumns({ ...table, key: undefined }, path, columns.map((c) => c.column_name), key, ' (or is not captured)');
       }
       instances.push({ name: instance.capture_instance, start: Lsn.fromBuffer(instance.start_lsn), read: readChanges(instance.capture_instance, columnList(columns)) });
     }
@@ -249,7 +249,7 @@ export class MssqlCdcSource implements Source {
         gapped = true;
         continue;
       }
-      rows.push(...result.rows);
+      append(rows, result.rows);
       if (result.limit && (!limit || result.limit.lsn.compare(limit.lsn) < 0 || (result.limit.lsn.equals(limit.lsn) && result.limit.seqval.compare(limit.seqval) < 0))) {
         limit = result.limit;
       }
@@ -258,7 +258,7 @@ export class MssqlCdcSource implements Source {
       const resume = this.position.resumeFor(MARKER);
       const result = await this.readTable(this.marker, resume, max, false);
       if (result !== 'gap') {
-        rows.push(...result.rows);
+        append(rows, result.rows);
         if (result.limit && (!limit || result.limit.lsn.compare(limit.lsn) < 0 || (result.limit.lsn.equals(limit.lsn) && result.limit.seqval.compare(limit.seqval) < 0))) {
           limit = result.limit;
         }

@@ -1,5 +1,6 @@
 import type sql from 'mssql';
 import type * as Mssql from 'mssql';
+import { CdcSyncError, ConfigError } from '../../core/errors.js';
 import { classifyMssqlError } from './errors.js';
 import { importModule } from '../../core/import-module.js';
 
@@ -133,4 +134,33 @@ export async function loadMssqlDriver(): Promise<MssqlConnect> {
   const module = await importModule<{ connect?: MssqlConnect }>(override);
   if (typeof module.connect !== 'function') throw new Error(`${override} does not export connect()`);
   return module.connect;
+}
+
+/**
+ * Codes of a refused login: tedious's ELOGIN (its message is the server's:
+ * "Login failed for user …", "Cannot open database … requested by the
+ * login"), 18456 login failed, 4060 database cannot be opened.
+ */
+const ACCESS_DENIED = new Set(['ELOGIN', '18456', '4060']);
+
+/**
+ * The first connection of a source or sink. A refused login there is the
+ * configuration's fault (a wrong password, a database that does not exist):
+ * a ConfigError naming `urlKey`, exit code 2 at start, instead of a retry for
+ * ever. Later, on a running pool, the same codes come from an availability
+ * group failing over and stay transient (errors.ts).
+ */
+export async function openClient(connect: MssqlConnect, url: string, urlKey: string): Promise<MssqlClient> {
+  try {
+    return await connect(url, { applicationName: 'cdc-sync' });
+  } catch (error) {
+    const classified = error instanceof CdcSyncError ? error : classifyMssqlError(error);
+    // A driver loaded apart from this bundle (CDC_SYNC_MSSQL_DRIVER) has its own error classes: read the code by shape.
+    const code = classified.context.code ?? (error as { context?: { code?: string } }).context?.code ?? '';
+    if (ACCESS_DENIED.has(code)) {
+      // The server's message names the login or the database, never the password.
+      throw new ConfigError(`${urlKey}: ${classified.message}`, { context: { code }, cause: error });
+    }
+    throw classified;
+  }
 }

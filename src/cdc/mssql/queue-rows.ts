@@ -1,4 +1,5 @@
 import { keyString, type ChangeEvent, type Op, type RejectedChange, type Row, type Value } from '../../core/change-event.js';
+import { checkSourceColumns } from '../check-columns.js';
 import { ConfigError, PermanentError } from '../../core/errors.js';
 import { parseJson } from '../../core/json.js';
 import { parseQualifiedName } from '../../core/names.js';
@@ -20,15 +21,8 @@ export interface QueuedTable {
 export function describeTable(table: TableConfig, rows: TableInfoRow[], path: string): QueuedTable {
   if (rows.length === 0) throw new ConfigError(`${path}.source: table ${table.source} does not exist in the source database`);
   const columns = new Map(rows.map((r) => [r.column_name, r.column_type.toLowerCase()]));
-  for (const [j, k] of (table.key ?? []).entries()) {
-    if (!columns.has(k)) throw new ConfigError(`${path}.key[${j}]: column ${k} does not exist in ${table.source}`);
-  }
-  for (const column of Object.keys(table.columns ?? {})) {
-    if (!columns.has(column)) throw new ConfigError(`${path}.columns.${column}: column does not exist in ${table.source}`);
-  }
   const primary = rows.filter((r) => r.key_ordinal !== null).sort((a, b) => a.key_ordinal! - b.key_ordinal!);
-  const key = table.key ?? primary.map((r) => r.column_name);
-  if (key.length === 0) throw new ConfigError(`${path}.key: ${table.source} has no primary key; name the key columns`);
+  const key = checkSourceColumns(table, path, [...columns.keys()], primary.map((r) => r.column_name));
   return { source: table.source, target: table.target, key, columns };
 }
 

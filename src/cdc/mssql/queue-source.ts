@@ -10,7 +10,7 @@ import { readWithRetry } from '../read-with-retry.js';
 import { countCaptured } from '../count-captured.js';
 import type { Source } from '../source.js';
 import { quote } from './cdc-queries.js';
-import { loadMssqlDriver, type MssqlClient, type MssqlConnect } from './client.js';
+import { loadMssqlDriver, openClient, type MssqlClient, type MssqlConnect } from './client.js';
 import { MSSQL_ERRORS } from './errors.js';
 import { ClaimLedger } from './queue-ledger.js';
 import { QueuePosition } from './queue-position.js';
@@ -77,7 +77,7 @@ export class MssqlQueueSource implements Source {
     this.context = context;
     this.owner = this.options.owner ?? `${hostname()}/${context.stream}`;
     const connect = this.options.connect ?? (await loadMssqlDriver());
-    const client = (this.client ??= await connect(this.options.url, { applicationName: 'cdc-sync' }));
+    const client = (this.client ??= await openClient(connect, this.options.url, 'source.url'));
     const base = queueStatements(this.options.queueTable, 0);
     const queue = queueTableName(this.options.queueTable);
     const [found] = await this.query(() =>

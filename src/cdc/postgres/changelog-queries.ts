@@ -5,11 +5,14 @@
 
 export const CURRENT_SNAPSHOT_SQL = `SELECT pg_current_snapshot()::text AS snapshot`;
 
-/** Changes of the range (done, upto]: transactions committed at `upto` but not at `done`. */
+/**
+ * Changes of the range (done, upto]: transactions committed at `upto` but not
+ * at `done`. Of every table: the reader counts and reports changes of tables
+ * it does not capture instead of passing over them unseen.
+ */
 const IN_RANGE = `
       ($1::text IS NULL OR (c.xid >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(c.xid, $1::pg_snapshot)))
-  AND pg_visible_in_snapshot(c.xid, $2::pg_snapshot)
-  AND c.table_name = ANY($3::text[])`;
+  AND pg_visible_in_snapshot(c.xid, $2::pg_snapshot)`;
 
 /**
  * Lowest and highest id of the range, found once per range through the xid
@@ -20,8 +23,12 @@ SELECT min(c.id)::text AS low, max(c.id)::text AS high
   FROM cdc_sync.changes c
  WHERE ${IN_RANGE}`;
 
+/** Row images only of the tables in $3: a change of another table is counted, not read. */
 export const READ_PAGE_SQL = `
-SELECT c.id::text AS id, c.table_name, c.op, c.row_data, c.old_data, c.origin, c.captured_at
+SELECT c.id::text AS id, c.table_name, c.op,
+       CASE WHEN c.table_name = ANY($3::text[]) THEN c.row_data END AS row_data,
+       CASE WHEN c.table_name = ANY($3::text[]) THEN c.old_data END AS old_data,
+       c.origin, c.captured_at
   FROM cdc_sync.changes c
  WHERE c.id > $4::bigint AND c.id <= $5::bigint AND ${IN_RANGE}
  ORDER BY c.id

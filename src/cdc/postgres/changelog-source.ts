@@ -8,6 +8,7 @@ import type { StreamContext } from '../../streams/context.js';
 import type { RetryPolicy } from '../../streams/retry.js';
 import { readRows } from './read-rows.js';
 import { countCaptured } from '../count-captured.js';
+import { checkSourceColumns } from '../check-columns.js';
 import { changeLogEvent, splitRejected } from '../change-log-row.js';
 import type { Source } from '../source.js';
 import { ChangeLogPosition } from './changelog-position.js';
@@ -20,6 +21,7 @@ import {
   type ChangeRow,
 } from './changelog-queries.js';
 import { IdlePoll } from '../idle-wait.js';
+import { UnknownTables } from '../unknown-tables.js';
 
 export interface ChangeLogSourceOptions {
   url: string;
@@ -47,6 +49,7 @@ export class ChangeLogSource implements Source {
   /** Highest change id of the current range; undefined until looked up. */
   private high: bigint | undefined;
   private lastPendingCheck = 0;
+  private readonly unknownTables = new UnknownTables((table) => this.tables.has(table));
 
   constructor(private readonly options: ChangeLogSourceOptions) {}
 
@@ -65,14 +68,7 @@ export class ChangeLogSource implements Source {
       if (!row.changelog || !row.captured) {
         throw new ConfigError(`${path}.source: ${table.source} has no cdc-sync capture trigger; apply the output of \`cdc-sync init-sql\``);
       }
-      for (const [j, column] of (table.key ?? []).entries()) {
-        if (!row.columns.includes(column)) throw new ConfigError(`${path}.key[${j}]: column ${column} does not exist in ${table.source}`);
-      }
-      for (const column of Object.keys(table.columns ?? {})) {
-        if (!row.columns.includes(column)) throw new ConfigError(`${path}.columns.${column}: column does not exist in ${table.source}`);
-      }
-      const key = table.key ?? row.primary_key;
-      if (key.length === 0) throw new ConfigError(`${path}.key: ${table.source} has no primary key; name the key columns`);
+      const key = checkSourceColumns(table, path, row.columns, row.primary_key);
       this.tables.set(qualified, { source: table.source, key });
     }
     context.setConnected('source', true);
@@ -116,7 +112,7 @@ export class ChangeLogSource implements Source {
     }
     if (this.high === undefined) {
       // New range, or a restart inside one: find where its changes lie.
-      const [bounds] = await this.query<{ low: string | null; high: string | null }>(RANGE_BOUNDS_SQL, [this.cursor.done, this.cursor.upto, tables]);
+      const [bounds] = await this.query<{ low: string | null; high: string | null }>(RANGE_BOUNDS_SQL, [this.cursor.done, this.cursor.upto]);
       if (!bounds?.low || BigInt(bounds.high!) <= this.cursor.after) {
         this.cursor = this.cursor.completed();
         await this.reportPending(true);
@@ -137,9 +133,10 @@ export class ChangeLogSource implements Source {
     this.cursor = caughtUp ? this.cursor.completed() : this.cursor.advancedTo(BigInt(rows.at(-1)!.id));
     if (caughtUp) this.high = undefined;
     await this.reportPending(caughtUp);
-    if (rows.length === 0) return null;
+    const known = this.unknownTables.drop(rows, this.context);
+    if (known.length === 0) return caughtUp ? null : this.readPage();
     const position = this.cursor.toString();
-    const { events, rejected } = splitRejected(rows.map((row) => this.toEvent(row, position)));
+    const { events, rejected } = splitRejected(known.map((row) => this.toEvent(row, position)));
     countCaptured(this.context, events);
     return { events, rejected, position, caughtUp };
   }

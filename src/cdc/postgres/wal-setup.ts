@@ -21,9 +21,18 @@ ${tables.map((t) => `--   ALTER TABLE ${quoteTable(qualify(t))} REPLICA IDENTITY
 `;
 }
 
+/**
+ * A captured table: its columns, and those pgoutput publishes (generated
+ * columns are not replicated in PostgreSQL 15) with their type OIDs, which
+ * the initial copy reads the way the stream decodes them.
+ */
 export const TABLE_INFO_SQL = `
   SELECT c.oid IS NOT NULL AS exists,
-         coalesce((SELECT array_agg(attname::text) FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped), '{}') AS columns,
+         coalesce((SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped), '{}') AS columns,
+         coalesce((SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute
+                    WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped AND attgenerated = ''), '{}') AS published,
+         coalesce((SELECT array_agg(atttypid::int ORDER BY attnum) FROM pg_attribute
+                    WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped AND attgenerated = ''), '{}') AS types,
          coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum)
                      FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
                     WHERE i.indrelid = c.oid AND i.indisprimary), '{}') AS primary_key
@@ -43,12 +52,16 @@ export const MARKER_EXISTS_SQL = `SELECT to_regclass('cdc_sync.origin_marker') I
 /**
  * One page of a table's initial copy, in key order (keyset pagination):
  * `$1` the key of the last row copied as json (typed by the table's own row
- * type), `$2` the page size. Rows come as row_to_json text, read exactly as
- * the change log's images are.
+ * type), `$2` the page size. Each row comes as the text[] of its columns'
+ * output functions (format's %s calls them), the very text pgoutput sends
+ * for a change, so a copied row and a streamed change of the same key carry
+ * equal values: `2` and `'2'` for a bigint would be two keys to the batch,
+ * and a streamed delete would not meet the copied insert it must undo.
  */
-export function copyPageSql(table: string, key: string[], first: boolean): string {
+export function copyPageSql(table: string, key: string[], columns: string[], first: boolean): string {
   const t = quoteTable(qualify(table));
   const keys = key.map(quoteIdent);
+  const values = columns.map((c) => `CASE WHEN t.${quoteIdent(c)} IS NULL THEN NULL ELSE format('%s', t.${quoteIdent(c)}) END`);
   const after = first ? 'WHERE $1::json IS NULL' : `WHERE (${keys.map((k) => `t.${k}`).join(', ')}) > (SELECT ${keys.join(', ')} FROM json_populate_record(NULL::${t}, $1::json))`;
-  return `SELECT row_to_json(t)::text AS row FROM ${t} AS t ${after} ORDER BY ${keys.map((k) => `t.${k}`).join(', ')} LIMIT $2`;
+  return `SELECT ARRAY[${values.join(', ')}]::text[] AS row FROM ${t} AS t ${after} ORDER BY ${keys.map((k) => `t.${k}`).join(', ')} LIMIT $2`;
 }

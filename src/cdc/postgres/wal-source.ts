@@ -1,24 +1,29 @@
+import { append } from '../../core/arrays.js';
 import pg from 'pg';
 import { Observable, startWith, type Subscriber } from 'rxjs';
 import type { RejectedChange, ChangeEvent, Row, SourceChunk } from '../../core/change-event.js';
 import { ConfigError } from '../../core/errors.js';
 import type { TableConfig } from '../../core/mapping.js';
-import { DEFAULT_TIMEOUT_MS, connectError, createPool, describeUrl, pgSocket, type Pool } from '../../sinks/postgres/connection.js';
+import { DEFAULT_TIMEOUT_MS, connectError, createPool, pgSocket, type Pool } from '../../sinks/postgres/connection.js';
+import { describeUrl } from '../../core/endpoint.js';
 import { classifyPgError, isConnectionError } from '../../sinks/postgres/errors.js';
 import { qualifiedText, qualify, quoteIdent, quoteTable } from '../../sinks/postgres/identifiers.js';
 import type { StreamContext } from '../../streams/context.js';
 import type { RetryPolicy } from '../../streams/retry.js';
 import { readRows } from './read-rows.js';
 import { countCaptured } from '../count-captured.js';
+import { checkSourceColumns } from '../check-columns.js';
 import type { Source } from '../source.js';
 import { formatLsn, parseLsn } from './wal-lsn.js';
 import { XLOG_HEADER, isChangeMessage, standbyStatus, xlogWalEnd } from './wal-protocol.js';
 import { readCopyData } from './copy-data-reader.js';
 import { MARKER_EXISTS_SQL, PUBLICATION_SQL, RETAINED_SQL, SLOT_SQL, TABLE_INFO_SQL, copyPageSql } from './wal-setup.js';
 import { WalPosition } from './wal-position.js';
-import { parseJson } from '../../core/json.js';
+import { toJsonText } from '../../core/json.js';
+import { fromText } from './wal-values.js';
 import { ORIGIN_MARKER_TABLE, TransactionAssembler, type WalTransaction } from './wal-transactions.js';
 import { ByteQueue } from './byte-queue.js';
+import { UnknownTables } from '../unknown-tables.js';
 import { holdChunk } from './chunk-hold.js';
 
 /** Messages decoded at a time before other work (the sink's replies) gets its turn. */
@@ -57,7 +62,7 @@ export interface WalSourceOptions {
 export class WalSource implements Source {
   private pool: Pool | undefined;
   private context!: StreamContext;
-  private readonly tables = new Map<string, { source: string; key: string[] }>();
+  private readonly tables = new Map<string, { source: string; key: string[]; columns: string[]; types: number[] }>();
   private client: pg.Client | undefined;
   private queue: WalTransaction[] = [];
   private queued = 0;
@@ -90,6 +95,7 @@ export class WalSource implements Source {
   /** Skipped transactions (own writes, other tables) since the last chunk: the next chunk's position covers them. */
   private skippedEnd = 0n;
   private stopped = false;
+  private readonly unknownTables = new UnknownTables((table) => this.tables.has(table));
   /** When the server last sent anything on the replication connection (liveness). */
   private lastServerMessageAt = 0;
   private livenessTimer: NodeJS.Timeout | undefined;
@@ -105,14 +111,12 @@ export class WalSource implements Source {
     const qualifiedNames: string[] = [];
     for (const [i, table] of this.options.tables.entries()) {
       const path = `tables[${i}]`;
-      const [row] = await this.query<{ exists: boolean; columns: string[]; primary_key: string[] }>(TABLE_INFO_SQL, [quoteTable(qualify(table.source))]);
+      const [row] = await this.query<{ exists: boolean; columns: string[]; published: string[]; types: number[]; primary_key: string[] }>(TABLE_INFO_SQL, [
+        quoteTable(qualify(table.source)),
+      ]);
       if (!row?.exists) throw new ConfigError(`${path}.source: table ${table.source} does not exist in the source database`);
-      for (const [j, column] of (table.key ?? []).entries()) {
-        if (!row.columns.includes(column)) throw new ConfigError(`${path}.key[${j}]: column ${column} does not exist in ${table.source}`);
-      }
-      const key = table.key ?? row.primary_key;
-      if (key.length === 0) throw new ConfigError(`${path}.key: ${table.source} has no primary key; name the key columns`);
-      this.tables.set(qualifiedText(table.source), { source: table.source, key });
+      const key = checkSourceColumns(table, path, row.columns, row.primary_key);
+      this.tables.set(qualifiedText(table.source), { source: table.source, key, columns: row.published, types: row.types });
       qualifiedNames.push(qualifiedText(table.source));
     }
     await this.ensurePublication(qualifiedNames);
@@ -193,15 +197,20 @@ export class WalSource implements Source {
     const source = copy.tables[0]!;
     const table = this.tables.get(qualifiedText(source));
     if (!table) throw new ConfigError(`the copy names table ${source}, which this stream does not capture; reset the stream`);
-    const rows = await this.query<{ row: string }>(copyPageSql(source, table.key, copy.after === null), [
-      copy.after === null ? null : JSON.stringify(copy.after),
+    const rows = await this.query<{ row: (string | null)[] }>(copyPageSql(source, table.key, table.columns, copy.after === null), [
+      copy.after === null ? null : toJsonText(copy.after),
       this.options.readLimit,
     ]);
     const now = new Date();
     const events: ChangeEvent[] = [];
     let last: Row | null = null;
-    for (const { row: text } of rows) {
-      const row = parseJson(text) as Row;
+    for (const { row: values } of rows) {
+      // Decoded as the stream decodes a change (fromText by type OID): the same key and values either way.
+      const row: Row = {};
+      for (let i = 0; i < table.columns.length; i += 1) {
+        const text = values[i];
+        row[table.columns[i]!] = text === null || text === undefined ? null : fromText(table.types[i]!, text);
+      }
       last = {};
       for (const k of table.key) last[k] = row[k] ?? null;
       events.push({ table: table.source, op: 'insert', key: last, row, before: null, position: '', commitTime: now });
@@ -290,7 +299,12 @@ export class WalSource implements Source {
     this.serverIdle = false;
     this.holdingSince = undefined;
     this.skipUntil = this.skipUntil > this.lastEmitted ? this.skipUntil : this.lastEmitted;
-    this.assembler = new TransactionAssembler({ tables: this.tables, truncate: this.options.truncate, stream: this.context.stream });
+    this.assembler = new TransactionAssembler({
+      tables: this.tables,
+      truncate: this.options.truncate,
+      stream: this.context.stream,
+      unknownTable: (table) => this.unknownTables.skipped(table, this.context),
+    });
     const timeoutMs = this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const client = new pg.Client({
       connectionString: this.options.url,
@@ -483,8 +497,8 @@ export class WalSource implements Source {
         if (events.length + rejected.length > 0 && events.length + rejected.length + size > this.options.readLimit) break;
         this.queue.shift();
         this.queued -= size;
-        events.push(...tx.events);
-        rejected.push(...tx.rejected);
+        append(events, tx.events);
+        append(rejected, tx.rejected);
         end = tx.endLsn;
       }
       this.holdingSince = undefined;

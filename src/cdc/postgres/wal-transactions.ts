@@ -33,6 +33,8 @@ export interface AssemblerOptions {
   tables: Map<string, { source: string; key: string[] }>;
   truncate: 'apply' | 'dead-letter' | 'ignore';
   stream: string;
+  /** A change of a published table this stream does not capture (a publication FOR ALL TABLES, or shared): skipped, but reported. */
+  unknownTable?: (qualified: string) => void;
 }
 
 /**
@@ -126,7 +128,10 @@ export class TransactionAssembler {
       return;
     }
     const { table, keyColumns } = relation;
-    if (!table) return; // in the publication, not in this stream
+    if (!table) {
+      this.options.unknownTable?.(relation.qualified);
+      return;
+    }
     const events = tx.events;
     if (message.tag === 'insert') {
       const row = toRow(relation, message.newTuple);

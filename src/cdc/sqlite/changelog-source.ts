@@ -7,8 +7,10 @@ import { classifySqliteError, isSqliteConnectionError } from '../../sinks/sqlite
 import type { StreamContext } from '../../streams/context.js';
 import type { RetryPolicy } from '../../streams/retry.js';
 import { IdlePoll } from '../idle-wait.js';
+import { UnknownTables } from '../unknown-tables.js';
 import { readWithRetry } from '../read-with-retry.js';
 import { countCaptured } from '../count-captured.js';
+import { checkSourceColumns } from '../check-columns.js';
 import { changeLogEvent, splitRejected } from '../change-log-row.js';
 import type { Source } from '../source.js';
 import { captureTriggerNames } from './changelog-setup.js';
@@ -47,6 +49,7 @@ export class SqliteChangeLogSource implements Source {
   private readonly tables = new Map<string, { source: string; key: string[] }>();
   private after = 0n;
   private lastPendingCheck = 0;
+  private readonly unknownTables = new UnknownTables((table) => this.tables.has(table));
 
   constructor(private readonly options: SqliteChangeLogSourceOptions) {}
 
@@ -73,15 +76,8 @@ export class SqliteChangeLogSource implements Source {
       if (stale.length > 0) {
         context.log.warn({ table: table.source, columns: stale }, 'capture triggers do not record these columns (added later?); apply `cdc-sync init-sql` again');
       }
-      for (const [j, column] of (table.key ?? []).entries()) {
-        if (!names.includes(column)) throw new ConfigError(`${path}.key[${j}]: column ${column} does not exist in ${table.source}`);
-      }
-      for (const column of Object.keys(table.columns ?? {})) {
-        if (!names.includes(column)) throw new ConfigError(`${path}.columns.${column}: column does not exist in ${table.source}`);
-      }
       const primaryKey = columns.filter((c) => c.pk > 0).sort((a, b) => a.pk - b.pk).map((c) => c.name);
-      const key = table.key ?? primaryKey;
-      if (key.length === 0) throw new ConfigError(`${path}.key: ${table.source} has no primary key; name the key columns`);
+      const key = checkSourceColumns(table, path, names, primaryKey);
       this.tables.set(name, { source: table.source, key });
     }
     context.setConnected('source', true);
@@ -120,17 +116,22 @@ export class SqliteChangeLogSource implements Source {
     const rows = await this.read((db) =>
       db
         .prepare(
-          `SELECT id, table_name, op, row_data, old_data, origin, captured_at FROM cdc_sync_changes
-            WHERE id > ? AND table_name IN (SELECT value FROM json_each(?)) ORDER BY id LIMIT ?`,
+          // Every table's changes, row images only of captured ones: the others are counted (UnknownTables).
+          `SELECT id, table_name, op,
+                  CASE WHEN table_name IN (SELECT value FROM json_each(@tables)) THEN row_data END AS row_data,
+                  CASE WHEN table_name IN (SELECT value FROM json_each(@tables)) THEN old_data END AS old_data,
+                  origin, captured_at
+             FROM cdc_sync_changes WHERE id > @after ORDER BY id LIMIT @limit`,
         )
         .safeIntegers(true)
-        .all(this.after, JSON.stringify(tables), this.options.readLimit) as ChangeRow[],
+        .all({ tables: JSON.stringify(tables), after: this.after, limit: this.options.readLimit }) as ChangeRow[],
     );
     const caughtUp = rows.length < this.options.readLimit;
     if (rows.length > 0) this.after = BigInt(rows.at(-1)!.id);
     await this.reportPending(caughtUp);
-    if (rows.length === 0) return null;
-    const { events, rejected } = splitRejected(rows.map((row) => this.toEvent(row)));
+    const known = this.unknownTables.drop(rows, this.context);
+    if (known.length === 0) return caughtUp ? null : this.readPage();
+    const { events, rejected } = splitRejected(known.map((row) => this.toEvent(row)));
     countCaptured(this.context, events);
     return { events, rejected, position: this.after.toString(), caughtUp };
   }

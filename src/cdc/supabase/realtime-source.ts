@@ -75,10 +75,17 @@ export class SupabaseRealtimeSource implements Source {
       realtime: { transport: WebSocket as never },
     });
     for (const [i, table] of this.tables.entries()) {
-      const columns = [...new Set([...table.key, table.updatedAt, ...(table.softDelete ? [table.softDelete] : [])])].join(',');
-      const { error } = await this.client.schema(table.schema).from(table.name).select(columns).limit(0);
+      // Every column the configuration names must exist, as for every source type (checkSourceColumns).
+      const configured = this.options.tables[i]!;
+      const named = [...Object.keys(configured.columns ?? {}), ...(configured.exclude ?? [])];
+      const columns = [...new Set([...table.key, table.updatedAt, ...(table.softDelete ? [table.softDelete] : []), ...named])].join(',');
+      const { error, status } = await this.client.schema(table.schema).from(table.name).select(columns).limit(0);
       if (error && /^(42P01|PGRST205|42703|PGRST204|PGRST106)$/.test(error.code ?? '')) {
         throw new ConfigError(`tables[${i}].source: ${table.source}: ${error.message}`);
+      }
+      // At start a refused key is the configuration's fault (a wrong or anon key); never retried in silence.
+      if (error && (status === 401 || status === 403) && !/^[0-9A-Z]{5}$/.test(error.code ?? '')) {
+        throw new ConfigError(`source.key: Supabase refused the key (HTTP ${status}: ${error.message}); use the project's service-role key`);
       }
       if (error) throw new TransientError(`Supabase did not answer: ${error.message}`, { context: { stream: context.stream, table: table.source } });
     }

@@ -1,3 +1,4 @@
+import { append } from '../../core/arrays.js';
 import type { Row, Value } from '../../core/change-event.js';
 import { ConfigError } from '../../core/errors.js';
 import type { TableConfig, TableMapping, TargetColumn, TargetTable } from '../../core/mapping.js';
@@ -5,7 +6,7 @@ import { parseQualifiedName, type QualifiedName } from '../../core/names.js';
 import { utcWallClock } from '../../core/timestamps.js';
 import type { LogicalType } from '../../core/values.js';
 import type { StreamContext } from '../../streams/context.js';
-import { loadMssqlDriver, type MssqlClient, type MssqlConnect, type MssqlExecutor } from '../../cdc/mssql/client.js';
+import { loadMssqlDriver, openClient, type MssqlClient, type MssqlConnect, type MssqlExecutor } from '../../cdc/mssql/client.js';
 import { classifyMssqlError, isMssqlConnectionError } from '../../cdc/mssql/errors.js';
 import { declaredType, type TableColumn } from '../../cdc/mssql/snapshot-queries.js';
 import type { ApplyResult, Sink, SinkBatch } from '../sink.js';
@@ -68,7 +69,7 @@ export class MssqlSink implements Sink {
     this.context = context;
     try {
       const connect = this.options.connect ?? (await loadMssqlDriver());
-      this.client ??= await connect(this.options.url, { applicationName: 'cdc-sync' });
+      this.client ??= await openClient(connect, this.options.url, 'sink.url');
       await this.client.query(SETUP);
       const found: TargetTable[] = [];
       for (const [i, config] of tables.entries()) {
@@ -162,7 +163,7 @@ export class MssqlSink implements Sink {
     };
     if (shape.newerWinsBy) {
       const losers = await tx.query<Row>(conflictSql({ ...shape, newerWinsBy: shape.newerWinsBy }), param);
-      conflicts.push(...losers.map((key) => ({ table: group.table, key })));
+      append(conflicts, losers.map((key) => ({ table: group.table, key })));
     }
     const [r] = await tx.query<{ written: number }>(mergeSql(shape), param);
     return r?.written ?? 0;

@@ -1,6 +1,7 @@
 import type { Duplex } from 'node:stream';
 import pg from 'pg';
 import { from as copyFromStdin } from 'pg-copy-streams';
+import { describeUrl } from '../../core/endpoint.js';
 import { ConfigError } from '../../core/errors.js';
 import type { Logger } from '../../log.js';
 import { isPgliteUrl, openPglite } from './pglite-pool.js';
@@ -74,15 +75,6 @@ export function pgSocket(client: pg.Client | pg.PoolClient | undefined): Duplex 
   return (client as unknown as { connection?: { stream?: Duplex } } | undefined)?.connection?.stream;
 }
 
-/** The database a URL names, without credentials, for messages: `host:port/database`. */
-export function describeUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.hostname}:${u.port || '5432'}${u.pathname}`;
-  } catch {
-    return 'the configured database';
-  }
-}
 
 /**
  * Runs `query` on `client`; when no answer comes within `timeoutMs` the
@@ -117,7 +109,10 @@ export function createPool(url: string, options: PoolOptions = {}): Pool {
     connectionString: url,
     max: options.max ?? 2,
     application_name: 'cdc-sync',
-    options: '-c TimeZone=UTC',
+    // The server's side of the same deadline: a session whose client vanished (a black hole, a NAT entry
+    // dropped) would otherwise hold its transaction's row locks until the server's TCP keepalive notices,
+    // hours later, and every new connection's write of the same rows would wait behind it.
+    options: `-c TimeZone=UTC -c statement_timeout=${timeoutMs} -c idle_in_transaction_session_timeout=${timeoutMs}`,
     connectionTimeoutMillis: Math.min(timeoutMs, 10_000),
     idleTimeoutMillis: 30_000,
     // The kernel's own probe of idle connections; the deadlines below catch the rest sooner.

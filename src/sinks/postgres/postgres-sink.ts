@@ -1,3 +1,4 @@
+import { append } from '../../core/arrays.js';
 import type { ChangeEvent, Row } from '../../core/change-event.js';
 import { ConfigError } from '../../core/errors.js';
 import { toJsonText } from '../../core/json.js';
@@ -187,7 +188,7 @@ export class PostgresSink implements Sink {
           if (group.op === 'upsert' && target.newerWinsBy) {
             const shape = { ...this.shape(group), newerWinsBy: target.newerWinsBy };
             const losers = await client.query<Row>(conflictSql(shape), [param]);
-            conflicts.push(...losers.rows.map((key) => ({ table: group.table, key })));
+            append(conflicts, losers.rows.map((key) => ({ table: group.table, key })));
             if (losers.rows.length > 0 && target.captured) {
               const name = target.table.name;
               await client.query(pingBackSql(name, target.key), [toJsonText(losers.rows), `${name.schema ?? 'public'}.${name.name}`]);
@@ -299,11 +300,12 @@ export class PostgresSink implements Sink {
     };
   }
 
+  /** The stream judges the answer (and marks the sink lost); a late failure of an old probe must not. */
   async ping(): Promise<void> {
     try {
       await this.requirePool().query('SELECT 1');
     } catch (error) {
-      throw this.fail(error);
+      throw classifyPgError(error, { stream: this.context?.stream });
     }
   }
 

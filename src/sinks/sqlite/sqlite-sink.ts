@@ -1,3 +1,4 @@
+import { append } from '../../core/arrays.js';
 import type { Statement } from 'better-sqlite3';
 import type { ChangeEvent, Row, Value } from '../../core/change-event.js';
 import { ConfigError, PermanentError } from '../../core/errors.js';
@@ -150,7 +151,7 @@ export class SqliteSink implements Sink {
           // Rows without the timestamp cannot lose a comparison (as in the PostgreSQL sink).
           if (shape.newerWinsBy && group.columns.includes(shape.newerWinsBy)) {
             const losers = this.statement(conflictSql({ ...shape, newerWinsBy: shape.newerWinsBy })).all(param) as Row[];
-            conflicts.push(...losers.map((key) => ({ table: group.table, key })));
+            append(conflicts, losers.map((key) => ({ table: group.table, key })));
             if (losers.length > 0 && target.captured) {
               const keys = toJsonText(losers.map((k) => target.key.map((c) => encode(k[c] ?? null, target.types.get(c) ?? 'other'))));
               this.statement(pingBackSql(target.table, target.key, target.imageColumns)).run(target.table, keys);

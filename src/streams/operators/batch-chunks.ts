@@ -1,3 +1,4 @@
+import { append } from '../../core/arrays.js';
 import { Observable, asyncScheduler, type OperatorFunction, type SchedulerLike, type Subscription } from 'rxjs';
 import type { ChangeEvent, RejectedChange, SourceChunk } from '../../core/change-event.js';
 
@@ -45,8 +46,8 @@ export function batchChunks(options: BatchOptions): OperatorFunction<SourceChunk
       const subscription = source.subscribe({
         next(chunk) {
           if (open) {
-            open.events.push(...chunk.events);
-            open.rejected.push(...chunk.rejected);
+            append(open.events, chunk.events);
+            append(open.rejected, chunk.rejected);
             open.position = chunk.position;
             open.caughtUp = chunk.caughtUp;
           } else {

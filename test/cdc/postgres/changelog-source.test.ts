@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { pino } from 'pino';
 import { Subject } from 'rxjs';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { changelogSetupSql } from '../../../src/cdc/postgres/changelog-setup.js';
@@ -18,7 +19,8 @@ beforeAll(async () => {
   db = await createTestDatabase('changelog');
   await db.query(`CREATE TABLE items (id bigint PRIMARY KEY, name text, amount numeric(40,10), note text)`);
   await db.query(`CREATE TABLE uncaptured (id int PRIMARY KEY)`);
-  await db.query(changelogSetupSql(['public.items']));
+  await db.query(`CREATE TABLE left_over (id int PRIMARY KEY, secret text)`);
+  await db.query(changelogSetupSql(['public.items', 'public.left_over']));
 });
 
 afterAll(async () => {
@@ -26,7 +28,7 @@ afterAll(async () => {
 });
 
 beforeEach(async () => {
-  await db.query('TRUNCATE items, cdc_sync.changes');
+  await db.query('TRUNCATE items, left_over, cdc_sync.changes');
 });
 
 afterEach(async () => {
@@ -34,7 +36,7 @@ afterEach(async () => {
   await Promise.all(sources.splice(0).map((s) => s.close()));
 });
 
-async function openSource(readLimit = 100, tables = TABLES): Promise<ChangeLogSource> {
+async function openSource(readLimit = 100, tables = TABLES, context = testContext()): Promise<ChangeLogSource> {
   const source = new ChangeLogSource({
     url: db.url,
     tables,
@@ -43,7 +45,6 @@ async function openSource(readLimit = 100, tables = TABLES): Promise<ChangeLogSo
     idleIntervalMs: 20,
     retry: { attempts: 3, minDelayMs: 10, maxDelayMs: 50 },
   });
-  const context = testContext();
   sources.push(source);
   contexts.push(context);
   await source.open(context);
@@ -133,12 +134,30 @@ describe('ChangeLogSource', () => {
       [{ source: 'public.nope', target: 'x' }, /tables\[0\]\.source: table public\.nope does not exist/],
       [{ source: 'uncaptured', target: 'x' }, /no cdc-sync capture trigger.*init-sql/],
       [{ source: 'items', target: 'x', key: ['missing'] }, /tables\[0\]\.key\[0\]: column missing does not exist/],
-      [{ source: 'items', target: 'x', columns: { Nope: 'nope' } }, /tables\[0\]\.columns\.Nope: column does not exist/],
+      [{ source: 'items', target: 'x', columns: { Nope: 'nope' } }, /tables\[0\]\.columns\.Nope: column Nope does not exist in items/],
+      [{ source: 'items', target: 'x', exclude: ['name', 'Nope'] }, /tables\[0\]\.exclude\[1\]: column Nope does not exist in items/],
     ];
     for (const [table, message] of cases) {
       const error = await openSource(10, [table]).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(ConfigError);
       expect((error as Error).message).toMatch(message);
     }
+  });
+
+  it('skips changes of a captured table the stream does not name, counting them and logging the table once, without reading its rows', async () => {
+    // Pages of two: the first two pages hold only the other table's changes, and the reader goes on past them.
+    await db.query(`INSERT INTO left_over VALUES (1, 'x'), (2, 'y')`);
+    await db.query(`UPDATE left_over SET secret = 'z'`);
+    await db.query(`INSERT INTO items VALUES (1, 'a', 1, 'n')`);
+    const lines: unknown[] = [];
+    const context = testContext();
+    context.log = pino({ level: 'warn' }, { write: (line: string) => lines.push(line) });
+    const chunks = await pull(await openSource(2, TABLES, context), null, 1);
+    expect(chunks.flatMap((c) => c.events.map((e) => [e.table, e.key]))).toEqual([['items', { id: 1 }]]);
+    const suppressed = (await context.metrics.suppressed.get()).values.find((v) => v.labels.table === 'public.left_over' && v.labels.reason === 'unknown-table');
+    expect(suppressed?.value).toBe(4);
+    expect(lines).toHaveLength(1);
+    expect(JSON.stringify(lines)).toContain('public.left_over');
+    expect(JSON.stringify(lines)).not.toContain('secret');
   });
 });

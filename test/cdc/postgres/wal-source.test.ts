@@ -149,6 +149,29 @@ describe('postgres-wal source', () => {
     ]);
   });
 
+  it('counts and logs once the changes of a published table the stream does not capture (a publication FOR ALL TABLES)', async () => {
+    await db.query(`CREATE PUBLICATION ${slot} FOR ALL TABLES`);
+    const { source, context } = await openSource();
+    await db.query(`INSERT INTO full_items VALUES (1, 'x'), (2, 'y')`);
+    await db.query(`INSERT INTO items (id, name) VALUES (1, 'a')`);
+    const chunks = await pull(source, null, 1);
+    expect(chunks.flatMap((c) => c.events.map((e) => e.table))).toEqual(['items']);
+    const suppressed = (await context.metrics.suppressed.get()).values.find((v) => v.labels.table === 'public.full_items' && v.labels.reason === 'unknown-table');
+    expect(suppressed?.value).toBe(2);
+    await db.query(`DROP PUBLICATION ${slot}`);
+  });
+
+  it('refuses, as every source type does, a configured key, column or excluded column that the table does not have', async () => {
+    const cases: [TableConfig, RegExp][] = [
+      [{ source: 'items', target: 'x', key: ['missing'] }, /tables\[0\]\.key\[0\]: column missing does not exist in items/],
+      [{ source: 'items', target: 'x', columns: { Nope: 'nope' } }, /tables\[0\]\.columns\.Nope: column Nope does not exist in items/],
+      [{ source: 'items', target: 'x', exclude: ['Nope'] }, /tables\[0\]\.exclude\[0\]: column Nope does not exist in items/],
+    ];
+    for (const [table, message] of cases) {
+      await expect(openSource({ tables: [table] })).rejects.toThrow(message);
+    }
+  });
+
   it("drops transactions that cdc-sync's own PostgreSQL sink wrote (origin marker) and counts them", async () => {
     const { source, context } = await openSource();
     const sink = new PostgresSink(db.url);
@@ -294,6 +317,37 @@ describe('postgres-wal source', () => {
     expect(received.flatMap((c) => c.events.map((e) => e.key.id))).toEqual(['50']);
   });
 
+  it('copies a row with the same key and values as the stream then decodes for it, so a streamed delete meets the copied insert', async () => {
+    await db.query(`CREATE TABLE IF NOT EXISTS typed (id bigint PRIMARY KEY, at timestamptz, d date, flag boolean, amount numeric(12,2), data bytea,
+                      doc jsonb, tags text[], n int, r float8, total int GENERATED ALWAYS AS (n * 2) STORED)`);
+    await db.query(`TRUNCATE typed`);
+    await db.query(`INSERT INTO typed (id, at, d, flag, amount, data, doc, tags, n, r)
+                    VALUES (9007199254740993, '2021-01-01 10:00:00.5+00', '2021-02-03', true, 12.30, '\\xcafe', '{"a": [1, "x"]}', '{a,"b c"}', 7, 0.1),
+                           (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)`);
+    const { source } = await openSource({ tables: [{ source: 'typed', target: 'typed' }], snapshot: 'initial', readLimit: 10 });
+    await db.query(`UPDATE typed SET n = n`); // every column's new image, as pgoutput sends it
+    const demand = new Subject<void>();
+    const chunks: SourceChunk[] = [];
+    const subscription = source.chunks(null, demand).subscribe((c) => {
+      chunks.push(c);
+      setTimeout(() => demand.next(), 0);
+    });
+    await waitFor(() => chunks.some((c) => c.events.some((e) => e.op === 'update')));
+    subscription.unsubscribe();
+    // Both rows fit one page, the last of the copy; the update comes after it from the slot.
+    const copied = chunks.flatMap((c) => c.events).filter((e) => e.op === 'insert');
+    const streamed = chunks.flatMap((c) => c.events).filter((e) => e.op === 'update');
+    expect(copied.map((e) => e.key)).toEqual([{ id: '2' }, { id: '9007199254740993' }]);
+    for (const update of streamed) {
+      const copy = copied.find((e) => e.key.id === update.key.id)!;
+      expect(copy.key).toStrictEqual(update.key);
+      expect(copy.row).toStrictEqual(update.row);
+    }
+    expect(streamed).toHaveLength(2);
+    expect(copied[1]!.row).toMatchObject({ flag: true, n: 7, r: 0.1, doc: { a: [1, 'x'] }, amount: '12.30' });
+    await db.query(`DROP TABLE typed`);
+  });
+
   it('copies existing rows first (keyset pages, resumable), then streams every change made since the slot was created', async () => {
     await db.query(`INSERT INTO items (id, name, amount) SELECT i, 'row ' || i, i / 3.0 FROM generate_series(1, 25) AS i`);
     const { source } = await openSource({ snapshot: 'initial', readLimit: 10 });
@@ -314,13 +368,13 @@ describe('postgres-wal source', () => {
       [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
       [11, 12, 13, 14, 15, 16, 17, 18, 19, 20],
     ]);
-    expect(JSON.parse(copied[0]!.position).copy).toEqual({ tables: ['items'], after: { id: 10 } });
+    expect(JSON.parse(copied[0]!.position).copy).toEqual({ tables: ['items'], after: { id: '10' } });
     const rest = chunks.slice(copied.length);
     expect(rest[0]!.events.map((e) => Number(e.key.id))).toEqual([21, 22, 23, 24]);
     expect(rest[0]!.position).toBe('0/0');
     const streamed = rest.slice(1).flatMap((c) => c.events.map((e) => [e.op, Number(e.key.id)]));
     expect(streamed).toEqual([['update', 3], ['delete', 25]]);
-    expect(copied[0]!.events[2]!.row).toMatchObject({ id: 3, name: 'changed', amount: 1 }); // the copy reads current rows
+    expect(copied[0]!.events[2]!.row).toMatchObject({ id: '3', name: 'changed', amount: '1.0000000000' }); // the copy reads current rows
 
     // A restart inside the copy goes on after the last copied key.
     await source.close();

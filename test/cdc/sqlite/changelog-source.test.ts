@@ -52,6 +52,9 @@ async function openSource(readLimit = 100, tables = TABLES): Promise<SqliteChang
   return source;
 }
 
+/** The context of the source opened last. */
+const lastContext = () => contexts.at(-1)!;
+
 describe('sqlite-changelog source', () => {
   it('reads inserts, updates and deletes in commit order with keys and row images, in pages of readLimit', async () => {
     db.prepare(`INSERT INTO items (id, name, qty, photo) VALUES ('a', 'apple', 1, x'cafe')`).run();
@@ -125,5 +128,16 @@ describe('sqlite-changelog source', () => {
     expect(sql).toContain(`OLD."qty" IS NOT NEW."qty"`);
     // The generated column is in the images but not among the compared columns.
     expect(sql).not.toContain(`OLD."total" IS NOT`);
+  });
+
+  it('skips, counts and logs once the changes of a captured table the stream does not name', async () => {
+    applySqliteChangelogSetup(db, ['other']);
+    for (let id = 1; id <= 3; id += 1) db.prepare(`INSERT INTO other (id) VALUES (?)`).run(id);
+    db.prepare(`INSERT INTO items (id, name, qty) VALUES ('a', 'apple', 1)`).run();
+    const source = await openSource(2);
+    const chunks = await pull(source, null, 1);
+    expect(chunks.flatMap((c) => c.events.map((e) => e.table))).toEqual(['items']);
+    const suppressed = (await lastContext().metrics.suppressed.get()).values.find((v) => v.labels.table === 'other' && v.labels.reason === 'unknown-table');
+    expect(suppressed?.value).toBe(3);
   });
 });

@@ -15,12 +15,13 @@ function chunk(first: number, count: number, caughtUp = false, rejected: Rejecte
   return { events, rejected, position: String(first + count - 1), caughtUp };
 }
 
-/** The batch made of whole chunks, in order. */
+/** The batch made of whole chunks, in order; caught up when its last chunk was. */
 function batchOf(...chunks: SourceChunk[]): Batch {
   return {
     events: chunks.flatMap((c) => c.events),
     rejected: chunks.flatMap((c) => c.rejected),
     position: chunks.at(-1)!.position,
+    caughtUp: chunks.at(-1)!.caughtUp,
   };
 }
 

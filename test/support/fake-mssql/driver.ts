@@ -8,11 +8,12 @@ import { decode, encode } from './codec.js';
  * the driver-shaped rows back.
  */
 export const connect: MssqlConnect = async (url) => {
-  const endpoint = url.replace(/^fake-mssql:/, 'http:') + '/query';
-  const run = async <T>(query: Query, params: Params = {}): Promise<T[]> => {
+  const address = new URL(url.replace(/^fake-mssql:/, 'http:'));
+  const endpoint = `http://${address.host}/query`;
+  const run = async <T>(query: Query, params: Params = {}, login?: string): Promise<T[]> => {
     let reply: { rows?: unknown[]; error?: { message: string; number?: number; code?: string } };
     try {
-      const response = await fetch(endpoint, { method: 'POST', body: JSON.stringify(encode({ query, params })) });
+      const response = await fetch(endpoint, { method: 'POST', body: JSON.stringify(encode({ query, params, login })) });
       reply = decode(await response.json()) as typeof reply;
     } catch (error) {
       throw classifyMssqlError(Object.assign(new Error((error as Error).message), { code: 'ESOCKET' }));
@@ -20,6 +21,8 @@ export const connect: MssqlConnect = async (url) => {
     if (reply.error) throw classifyMssqlError(Object.assign(new Error(reply.error.message), reply.error));
     return reply.rows as T[];
   };
-  const client: MssqlClient = { query: run, transaction: async (work) => work({ query: run }), close: async () => undefined };
+  // The pool's first connection logs in, as mssql's pool.connect() does.
+  await run({ name: 'login', sql: '' }, {}, url);
+  const client: MssqlClient = { query: (query, params) => run(query, params), transaction: async (work) => work({ query: (query, params) => run(query, params) }), close: async () => undefined };
   return client;
 };

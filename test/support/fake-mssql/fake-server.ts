@@ -33,7 +33,26 @@ export class FakeSqlServer {
   readonly failures: { name?: string; error: Error }[] = [];
   /** Models register a snapshot taker: a transaction that throws restores every model. */
   readonly snapshots: (() => () => void)[] = [];
+  /**
+   * The only login the server accepts, when set (SQL authentication). A wrong
+   * one fails the connection as the driver reports it: tedious ends the login
+   * with a ConnectionError, code 'ELOGIN', carrying the server's message
+   * (tedious src/connection.ts, the LOGIN7 response handler; error 18456
+   * "Login failed for user '…'.", learn.microsoft.com: MSSQLSERVER_18456), and
+   * mssql's pool.connect() rejects with it (mssql lib/tedious/connection-pool.js).
+   */
+  login: { user: string; password: string } | undefined;
   private server: Server | undefined;
+
+  /** Checks a connection URL's user and password against `login`. */
+  checkLogin(url: string): void {
+    if (!this.login) return;
+    const u = new URL(url);
+    const user = decodeURIComponent(u.username);
+    if (user !== this.login.user || decodeURIComponent(u.password) !== this.login.password) {
+      throw Object.assign(new Error(`Login failed for user '${user}'.`), { name: 'ConnectionError', code: 'ELOGIN' });
+    }
+  }
 
   execute(query: Query, params: Params = {}): unknown[] {
     const values = Object.fromEntries(Object.entries(params).map(([k, p]) => [k, p.value]));
@@ -46,7 +65,14 @@ export class FakeSqlServer {
   }
 
   /** In-process client, for driver-boundary tests. */
-  readonly connect: MssqlConnect = async () => this.client();
+  readonly connect: MssqlConnect = async (url) => {
+    try {
+      this.checkLogin(url);
+    } catch (error) {
+      throw classifyMssqlError(error);
+    }
+    return this.client();
+  };
 
   client(): MssqlClient {
     const run = async <T>(query: Query, params?: Params): Promise<T[]> => {
@@ -77,10 +103,11 @@ export class FakeSqlServer {
       let body = '';
       request.on('data', (d: Buffer) => (body += d.toString()));
       request.on('end', () => {
-        const { query, params } = decode(JSON.parse(body)) as { query: Query; params: Params };
+        const { query, params, login } = decode(JSON.parse(body)) as { query: Query; params: Params; login?: string };
         let reply: unknown;
         try {
-          reply = { rows: this.execute(query, params) };
+          if (login !== undefined) this.checkLogin(login);
+          reply = { rows: login !== undefined ? [] : this.execute(query, params) };
         } catch (error) {
           const e = error as Error & { number?: number; code?: string };
           reply = { error: { message: e.message, number: e.number, code: e.code } };

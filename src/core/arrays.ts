@@ -1,0 +1,10 @@
+/**
+ * Appends `items` to `target` one by one. `target.push(...items)` passes
+ * every item as an argument, and V8 throws "Maximum call stack size
+ * exceeded" somewhere above 120,000 of them: one large source transaction
+ * (a bulk UPDATE) would fail its batch for ever.
+ */
+export function append<T>(target: T[], items: readonly T[]): T[] {
+  for (let i = 0; i < items.length; i += 1) target.push(items[i]!);
+  return target;
+}
