@@ -2,6 +2,7 @@ import pg from 'pg';
 import { loadConfigFile } from '../config/load.js';
 import { ConfigError } from '../core/errors.js';
 import { DEFAULT_NAME } from '../cdc/postgres/wal-setup.js';
+import { connectError } from '../sinks/postgres/connection.js';
 
 /** `cdc-sync drop-slot --stream S`: drops the stream's replication slot (the server then frees the WAL it kept); refuses while it is in use. */
 export async function dropSlotCommand(options: { config: string; stream: string }): Promise<string> {
@@ -10,8 +11,14 @@ export async function dropSlotCommand(options: { config: string; stream: string 
   if (!stream) throw new ConfigError(`--stream: no stream named "${options.stream}" in ${options.config}`);
   if (stream.source.type !== 'postgres-wal') throw new ConfigError(`--stream: stream "${stream.name}" has a ${stream.source.type} source, which uses no replication slot`);
   const slot = stream.source.slot ?? DEFAULT_NAME(stream.name);
-  const client = new pg.Client({ connectionString: stream.source.url, application_name: 'cdc-sync' });
-  await client.connect();
+  const client = new pg.Client({ connectionString: stream.source.url, application_name: 'cdc-sync', connectionTimeoutMillis: stream.liveness.timeoutMs });
+  // pg emits 'error' when the connection dies; the query in progress fails with it and the command reports that.
+  client.on('error', () => {});
+  try {
+    await client.connect();
+  } catch (error) {
+    throw connectError(error, `streams[${config.streams.indexOf(stream)}].source.url`);
+  }
   try {
     const { rows } = await client.query<{ active: boolean; active_pid: number | null }>(
       'SELECT active, active_pid FROM pg_replication_slots WHERE slot_name = $1',
