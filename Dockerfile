@@ -41,7 +41,8 @@ COPY sql ./sql
 RUN mkdir -p /etc/cdc-sync /app/data && chown node:node /app/data
 USER node
 
-# Heap cap: keeps the process well under 200 MB RSS; raise it with very large batch.maxSize.
+# Heap cap: measured 128 MiB (change log) and 162 MiB (postgres-wal) peak RSS draining 1M changes with the defaults
+# (BENCHMARKS.md); raise it for a very large batch.maxSize or postgres-wal source transactions of 80,000+ rows.
 # A young generation of 8 MB semi-spaces (the bin's shebang says the same) costs no throughput and ~15 MB of RSS less.
 ENV CDC_SYNC_CONFIG=/etc/cdc-sync/cdc-sync.yaml \
     NODE_OPTIONS="--max-old-space-size=160 --max-semi-space-size=8" \
