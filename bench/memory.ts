@@ -32,7 +32,7 @@ import { startPostgresCluster, type PostgresCluster } from '../test/support/post
 import { makeBacklog, tableDigest, withClient, type BacklogMix, type BacklogShape } from './backlog.js';
 import { parseMetrics, sum, type Sample } from './prometheus.js';
 import { NeighbourWatch, cpuSeconds, memory } from './proc.js';
-import { machine, writeSection, runBenchmark } from './report.js';
+import { machine, writeSection, runBenchmark, stopOnSignal } from './report.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CLI = join(ROOT, 'dist/cdc-sync.mjs');
@@ -460,12 +460,7 @@ async function main(): Promise<number> {
     if (process.env.BENCH_MEMORY_KEEP) say(`kept ${workDir}`);
     else rmSync(workDir, { recursive: true, force: true });
   };
-  const onSignal = (signal: NodeJS.Signals) => {
-    say(`\n${signal}: stopping the cluster`);
-    void stop().finally(() => process.exit(130));
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  stopOnSignal(stop, say);
   try {
     say(`cdc-sync peak memory: ${int(changes)} changes of a realistic table, default configuration, NODE_OPTIONS="${nodeOptions}"`);
     cluster = await startPostgresCluster();

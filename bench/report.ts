@@ -212,3 +212,13 @@ export function runBenchmark(main: () => Promise<number>): void {
     },
   );
 }
+
+/** Ctrl-C (or SIGTERM) of a benchmark still runs `stop` (the cluster goes away; a child cdc-sync gets the signal too). */
+export function stopOnSignal(stop: () => Promise<void>, say: (line: string) => void): void {
+  const onSignal = (signal: NodeJS.Signals) => {
+    say(`\n${signal}: stopping the cluster`);
+    void stop().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+}

@@ -14,7 +14,7 @@ import { makeBacklog, prepareSource, prepareTarget, tableDigest, withClient } fr
 import { drain, type DrainResult } from './drain.js';
 import { naiveLoop } from './naive.js';
 import { NeighbourWatch, postmasterPid } from './proc.js';
-import { checks, consoleTable, machine, markdownSection, writeSection, type Report, runBenchmark } from './report.js';
+import { checks, consoleTable, machine, markdownSection, writeSection, type Report, runBenchmark, stopOnSignal } from './report.js';
 
 /**
  * The batch size the benchmark reports by default. In sweeps of
@@ -64,13 +64,7 @@ async function main(): Promise<number> {
     await c?.stop();
     rmSync(workDir, { recursive: true, force: true });
   };
-  // Ctrl-C of the benchmark still removes the cluster (the child cdc-sync gets the signal too).
-  const onSignal = (signal: NodeJS.Signals) => {
-    say(`\n${signal}: stopping the cluster`);
-    void stop().finally(() => process.exit(130));
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  stopOnSignal(stop, say);
 
   try {
     const loadBefore = os.loadavg();
