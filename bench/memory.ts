@@ -32,7 +32,7 @@ import { startPostgresCluster, type PostgresCluster } from '../test/support/post
 import { makeBacklog, tableDigest, withClient, type BacklogMix, type BacklogShape } from './backlog.js';
 import { parseMetrics, sum, type Sample } from './prometheus.js';
 import { NeighbourWatch, cpuSeconds, memory } from './proc.js';
-import { machine, writeSection, runBenchmark, stopOnSignal } from './report.js';
+import { machine, writeSection, envInt, runBenchmark, stopOnSignal } from './report.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CLI = join(ROOT, 'dist/cdc-sync.mjs');
@@ -59,14 +59,6 @@ const say = (text: string) => process.stdout.write(`${text}\n`);
 const MiB = (bytes: number) => bytes / 2 ** 20;
 const MB = (bytes: number) => bytes / 1e6;
 const int = (n: number) => Math.round(n).toLocaleString('en-US');
-
-function envInt(name: string, fallback: number): number {
-  const text = process.env[name];
-  if (text === undefined || text.trim() === '') return fallback;
-  const value = Number(text.replace(/_/g, ''));
-  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer, not ${JSON.stringify(text)}`);
-  return value;
-}
 
 /** The runtime image's NODE_OPTIONS (the ENV line of the Dockerfile), so the measurement follows the image. */
 function imageNodeOptions(): string {

@@ -222,3 +222,12 @@ export function stopOnSignal(stop: () => Promise<void>, say: (line: string) => v
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
 }
+
+/** A positive whole number from the environment (`_` allowed as a separator), or `fallback` when unset. */
+export function envInt(name: string, fallback: number): number {
+  const text = process.env[name];
+  if (text === undefined || text.trim() === '') return fallback;
+  const value = Number(text.replace(/_/g, ''));
+  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer, not ${JSON.stringify(text)}`);
+  return value;
+}

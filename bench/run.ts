@@ -14,7 +14,7 @@ import { makeBacklog, prepareSource, prepareTarget, tableDigest, withClient } fr
 import { drain, type DrainResult } from './drain.js';
 import { naiveLoop } from './naive.js';
 import { NeighbourWatch, postmasterPid } from './proc.js';
-import { checks, consoleTable, machine, markdownSection, writeSection, type Report, runBenchmark, stopOnSignal } from './report.js';
+import { checks, consoleTable, machine, markdownSection, writeSection, type Report, envInt, runBenchmark, stopOnSignal } from './report.js';
 
 /**
  * The batch size the benchmark reports by default. In sweeps of
@@ -25,14 +25,6 @@ import { checks, consoleTable, machine, markdownSection, writeSection, type Repo
 export const DEFAULT_BATCH_SIZE = 2000;
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-
-function envInt(name: string, fallback: number): number {
-  const text = process.env[name];
-  if (text === undefined || text.trim() === '') return fallback;
-  const value = Number(text.replace(/_/g, ''));
-  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer, not ${JSON.stringify(text)}`);
-  return value;
-}
 
 function say(text: string): void {
   process.stdout.write(`${text}\n`);

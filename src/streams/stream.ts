@@ -2,9 +2,8 @@ import { append } from '../core/arrays.js';
 import { Subject, concatMap, defer, from, fromEvent, map, takeUntil } from 'rxjs';
 import type { ChangeEvent, RejectedChange, Row } from '../core/change-event.js';
 import { keyString } from '../core/change-event.js';
-import { ConfigError, TransientError, errorMessage, failureReason, isTransient } from '../core/errors.js';
+import { ConfigError, TransientError, errorMessage, failureReason } from '../core/errors.js';
 import { TableMapping } from '../core/mapping.js';
-import { describeUrl } from '../core/endpoint.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { initStreamSeries } from '../metrics/metrics.js';
@@ -21,6 +20,7 @@ import { coalesce } from './operators/coalesce.js';
 import { dropNoops } from './operators/drop-noops.js';
 import { retryTransient } from './retry.js';
 import { countByTableAndOp } from '../core/change-counts.js';
+import { StreamHealth, type Part } from './stream-health.js';
 
 /** A batch mapped and ordered for the sink, waiting its turn. */
 interface PreparedBatch {
@@ -33,7 +33,6 @@ interface PreparedBatch {
 }
 
 export type StreamState = 'starting' | 'running' | 'retrying' | 'stalled' | 'failed' | 'stopped';
-type Part = 'source' | 'sink';
 
 export interface StreamStatus {
   name: string;
@@ -79,23 +78,14 @@ export class Stream {
   private readonly abort = new AbortController();
   private readonly labels: { stream: string; direction: string };
   private readonly context: StreamContext;
-  private readonly connectedParts = { source: false, sink: false };
-  /** A part whose operations fail transiently and are being retried: the stream shows it as its state until the part works again. */
-  private readonly trouble: Record<Part, 'retrying' | 'stalled' | null> = { source: null, sink: null };
+  /** Connected parts, retries, lag and the idle sink's probe. */
+  private readonly health: StreamHealth;
   /** The stream reached `running` once: a configuration error after that stops this stream, not the process at start. */
   private ranOnce = false;
   /** Ends the running pipeline with an error, so the stream reopens from its checkpoint (the process-level guard). */
   private interrupt: ((error: Error) => void) | null = null;
   /** The batch being applied, which a reopen waits for. */
   private applying: Promise<unknown> | null = null;
-  /** Per batch read and not yet applied, oldest first: the commit time (ms) of its first change (null: no change). */
-  private readonly unapplied: (number | null)[] = [];
-  /** When the stream last knew it had applied everything the source had. */
-  private caughtUpAt = Date.now();
-  private lastSinkAnswer = 0;
-  private probing = false;
-  private sinkLostByProbe = false;
-  private ticker: NodeJS.Timeout | undefined;
   private mappings = new Map<string, TableMapping>();
   private tableOrder: string[] = [];
   private state: StreamState = 'starting';
@@ -115,34 +105,38 @@ export class Stream {
     this.name = config.name;
     this.labels = { stream: config.name, direction: config.direction };
     const log = parts.log.child({ stream: config.name });
+    this.health = new StreamHealth({
+      labels: this.labels,
+      metrics,
+      log,
+      retry: config.retry,
+      timeoutMs: config.liveness.timeoutMs,
+      sinkUrl: config.sink.url,
+      sink: parts.sink,
+      inFlight: () => this.inFlight,
+      stopping: this.abort.signal,
+      problem: (message) => (this.lastError = message),
+    });
     this.context = {
       stream: config.name,
       direction: config.direction,
       log,
       metrics,
       stopping: this.abort.signal,
-      retrying: (part, error, attempt) => this.onRetry(part, error, attempt),
+      retrying: (part, error, attempt) => this.health.retrying(part, error, attempt),
       reportProblem: (message) => {
         this.lastError = message;
         if (!this.problems.includes(message)) this.problems.push(message);
         log.error({ err: message }, 'stream problem');
       },
       idle: () => {
-        if (this.unapplied.length === 0 && this.inFlight === 0) {
-          this.caughtUpAt = Date.now();
-          metrics.lag.set(this.labels, 0);
-        }
+        this.health.idle();
         // run --once: the source read nothing new; stop once the last batch is committed.
         if (!parts.once) return;
         this.idleSeen = true;
         if (this.inFlight === 0) this.stop();
       },
-      setConnected: (part, up) => {
-        this.connectedParts[part] = up;
-        if (up) this.trouble[part] = null;
-        if (up && part === 'sink') this.lastSinkAnswer = Date.now();
-        metrics.connected.set(this.labels, this.connectedParts.source && this.connectedParts.sink ? 1 : 0);
-      },
+      setConnected: (part, up) => this.health.setConnected(part, up),
     };
     initStreamSeries(metrics, config.name, config.direction, config.tables.map((t) => t.source));
   }
@@ -158,8 +152,7 @@ export class Stream {
    */
   async run(): Promise<void> {
     let failures = 0;
-    this.ticker = setInterval(() => this.tick(), 1000);
-    this.ticker.unref();
+    this.health.start();
     try {
       while (!this.abort.signal.aborted) {
         try {
@@ -175,12 +168,12 @@ export class Stream {
           this.log.error({ err: this.lastError, failures }, 'stream failed; reopening from the last checkpoint');
           // The batch in flight finishes (or fails) before its changes are read again.
           await this.applying?.catch(() => {});
-          this.unapplied.length = 0;
+          this.health.forgetRead();
           await sleep(Math.min(this.parts.config.retry.maxDelayMs, this.parts.config.retry.minDelayMs * 2 ** failures), this.abort.signal);
         }
       }
     } finally {
-      clearInterval(this.ticker);
+      this.health.stop();
       await Promise.allSettled([this.parts.source.close(), this.parts.sink.close()]);
       this.context.setConnected('source', false);
       this.context.setConnected('sink', false);
@@ -214,7 +207,7 @@ export class Stream {
    * (retry-failed without a running stream).
    */
   async withSink<T>(work: (sink: Sink) => Promise<T>): Promise<T> {
-    if (this.connectedParts.sink) return work(this.parts.sink);
+    if (this.health.sinkConnected) return work(this.parts.sink);
     try {
       await this.openSink();
       return await work(this.parts.sink);
@@ -284,8 +277,8 @@ export class Stream {
       direction: this.parts.config.direction,
       source: this.parts.config.source.type,
       sink: this.parts.config.sink.type,
-      state: this.shownState(),
-      connected: this.connectedParts.source && this.connectedParts.sink,
+      state: this.health.shownState(this.state),
+      connected: this.health.connected,
       position: this.position,
       applied: this.applied,
       failed: this.failed,
@@ -293,75 +286,6 @@ export class Stream {
       problems: [...this.problems],
       lastAppliedAt: this.lastAppliedAt?.toISOString() ?? null,
     };
-  }
-
-  /** The state with the parts' trouble: a running stream whose source or sink is being retried shows that. */
-  private shownState(): StreamState {
-    if (this.state !== 'running' && this.state !== 'starting') return this.state;
-    const trouble = [this.trouble.source, this.trouble.sink];
-    if (trouble.includes('stalled')) return 'stalled';
-    if (trouble.includes('retrying')) return 'retrying';
-    return this.state;
-  }
-
-  private onRetry(part: Part, error: Error, attempt: number): void {
-    this.parts.metrics.retries.inc(this.labels);
-    this.lastError = `${part}: ${errorMessage(error)}`;
-    const stalled = attempt >= this.parts.config.retry.attempts;
-    if (stalled && this.trouble[part] !== 'stalled') {
-      this.log.error({ part, err: errorMessage(error), attempt }, 'still failing after the configured attempts; retrying until it recovers');
-    } else {
-      this.log.warn({ part, err: errorMessage(error), attempt, transient: isTransient(error) }, 'transient error; retrying');
-    }
-    this.trouble[part] = stalled ? 'stalled' : 'retrying';
-  }
-
-  /**
-   * Once a second: the lag, and a probe of an idle sink. While changes wait
-   * (read, not applied), the lag counts from the oldest one's commit time;
-   * while the source cannot be read, from the last moment the stream knew it
-   * was caught up (an upper bound: changes made meanwhile cannot be seen).
-   * A sink that answers nothing for the liveness time is shown as lost, also
-   * when the stream is idle and nothing else would notice.
-   */
-  private tick(): void {
-    const now = Date.now();
-    const oldest = this.unapplied.find((t) => t !== null);
-    const sourceLost = !this.connectedParts.source || this.trouble.source !== null;
-    const behind = [...(oldest !== undefined && oldest !== null ? [now - oldest] : []), ...(sourceLost ? [now - this.caughtUpAt] : [])];
-    if (behind.length > 0 && this.state !== 'stopped') this.parts.metrics.lag.set(this.labels, Math.max(0, ...behind) / 1000);
-    this.probeSink(now);
-  }
-
-  private probeSink(now: number): void {
-    const { sink, config } = this.parts;
-    const timeoutMs = config.liveness.timeoutMs;
-    // Probe an idle connected sink, and keep probing one a probe found lost: nothing else would bring it back while idle.
-    const due = this.sinkLostByProbe || (this.connectedParts.sink && now - this.lastSinkAnswer >= timeoutMs / 3);
-    if (!sink.ping || this.probing || this.inFlight > 0 || !due) return;
-    this.probing = true;
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      const message = `no answer from ${describeUrl(config.sink.url)} to a probe within ${Math.round((timeoutMs * 2) / 3)} ms`;
-      timer = setTimeout(() => reject(new TransientError(message)), (timeoutMs * 2) / 3);
-    });
-    Promise.race([sink.ping(), late])
-      .then(
-        () => {
-          this.sinkLostByProbe = false;
-          this.context.setConnected('sink', true);
-        },
-        (error: unknown) => {
-          if (this.abort.signal.aborted || this.inFlight > 0) return;
-          this.sinkLostByProbe = true;
-          this.context.setConnected('sink', false);
-          this.onRetry('sink', error instanceof Error ? error : new Error(String(error)), 1);
-        },
-      )
-      .finally(() => {
-        clearTimeout(timer);
-        this.probing = false;
-      });
   }
 
   private async openSink(): Promise<void> {
@@ -494,7 +418,7 @@ export class Stream {
     const { kept, noops } = dropNoops(mapped);
     const changes = coalesce(kept, this.tableOrder);
     this.parts.sink.prepare?.(changes);
-    this.unapplied.push(batch.events[0]?.commitTime.getTime() ?? null);
+    this.health.read(batch.events[0]?.commitTime);
     return { batch, kept, noops, failures, changes };
   }
 
@@ -536,13 +460,8 @@ export class Stream {
     }
     this.count(kept, failures, batch.rejected);
     metrics.batchDuration.observe(this.labels, (performance.now() - started) / 1000);
-    const last = batch.events.at(-1);
-    this.unapplied.shift();
-    if (last) metrics.lag.set(this.labels, Math.max(0, (Date.now() - last.commitTime.getTime()) / 1000));
-    if (batch.caughtUp && this.unapplied.length === 0) this.caughtUpAt = Date.now();
+    this.health.applied(batch.events.at(-1)?.commitTime, batch.caughtUp ?? false);
     this.lastAppliedAt = new Date();
-    this.lastSinkAnswer = Date.now();
-    this.trouble.sink = null;
     metrics.lastApplied.set(this.labels, this.lastAppliedAt.getTime() / 1000);
     this.position = batch.position;
     this.state = 'running';
@@ -584,7 +503,7 @@ export class Stream {
   }
 
   private retryHooks(part: Part) {
-    return { signal: this.abort.signal, onRetry: (error: Error, attempt: number) => this.onRetry(part, error, attempt) };
+    return { signal: this.abort.signal, onRetry: (error: Error, attempt: number) => this.health.retrying(part, error, attempt) };
   }
 
   private configError(error: ConfigError): ConfigError {

@@ -4,8 +4,7 @@ import { Observable, startWith, type Subscriber } from 'rxjs';
 import type { RejectedChange, ChangeEvent, Row, SourceChunk } from '../../core/change-event.js';
 import { ConfigError } from '../../core/errors.js';
 import type { TableConfig } from '../../core/mapping.js';
-import { DEFAULT_TIMEOUT_MS, connectError, createPool, pgSocket, type Pool } from '../../sinks/postgres/connection.js';
-import { describeUrl } from '../../core/endpoint.js';
+import { DEFAULT_TIMEOUT_MS, connectError, createPool, endSilent, pgSocket, type Pool } from '../../sinks/postgres/connection.js';
 import { classifyPgError, isConnectionError } from '../../sinks/postgres/errors.js';
 import { qualifiedText, qualify, quoteIdent, quoteTable } from '../../sinks/postgres/identifiers.js';
 import type { StreamContext } from '../../streams/context.js';
@@ -370,10 +369,7 @@ export class WalSource implements Source {
       }
       const silent = performance.now() - this.lastServerMessageAt;
       if (silent >= timeoutMs) {
-        const error = Object.assign(new Error(`no answer from PostgreSQL at ${describeUrl(this.options.url)} within ${timeoutMs} ms (replication)`), {
-          code: 'ETIMEDOUT',
-        });
-        pgSocket(client)?.destroy(error);
+        endSilent(client, this.options.url, timeoutMs, ' (replication)');
       } else if (silent >= timeoutMs / 2 && performance.now() - asked >= timeoutMs / 4) {
         asked = performance.now();
         this.sendStatus(true);

@@ -57,7 +57,7 @@ export const DEFAULT_TIMEOUT_MS = 30_000;
  * (28: invalid authorization, 28P01 a wrong password; 3D000 no such
  * database). https://www.postgresql.org/docs/current/errcodes-appendix.html
  */
-export function isAccessDenied(code: unknown): boolean {
+function isAccessDenied(code: unknown): boolean {
   return typeof code === 'string' && (code.startsWith('28') || code === '3D000');
 }
 
@@ -77,16 +77,19 @@ export function pgSocket(client: pg.Client | pg.PoolClient | undefined): Duplex 
 
 
 /**
- * Runs `query` on `client`; when no answer comes within `timeoutMs` the
- * client's socket is destroyed, which fails the query (and everything else
- * queued on that client) with a connection error (ETIMEDOUT) and keeps the
- * dead client from going back into the pool.
+ * Ends a connection that stayed silent for `timeoutMs`: destroying its
+ * socket fails the query in progress (and everything queued on the client)
+ * with a connection error, ETIMEDOUT naming the database, and keeps the dead
+ * client from going back into a pool.
  */
-export async function withDeadline<T>(client: pg.ClientBase, timeoutMs: number, where: string, query: () => Promise<T>): Promise<T> {
-  const timer = setTimeout(() => {
-    const error = Object.assign(new Error(`no answer from PostgreSQL at ${where} within ${timeoutMs} ms`), { code: 'ETIMEDOUT' });
-    pgSocket(client as pg.Client)?.destroy(error);
-  }, timeoutMs);
+export function endSilent(client: pg.ClientBase, url: string, timeoutMs: number, what = ''): void {
+  const message = `no answer from PostgreSQL at ${describeUrl(url)} within ${timeoutMs} ms${what}`;
+  pgSocket(client as pg.Client)?.destroy(Object.assign(new Error(message), { code: 'ETIMEDOUT' }));
+}
+
+/** Runs `query` on `client`, ending the connection (endSilent) when no answer comes within `timeoutMs`. */
+async function withDeadline<T>(client: pg.ClientBase, timeoutMs: number, url: string, query: () => Promise<T>): Promise<T> {
+  const timer = setTimeout(() => endSilent(client, url, timeoutMs), timeoutMs);
   try {
     return await query();
   } finally {
@@ -135,7 +138,7 @@ export function createPool(url: string, options: PoolOptions = {}): Pool {
     }
   };
   const query = <R>(client: pg.PoolClient, sql: string, params?: unknown[]) =>
-    withDeadline(client, timeoutMs, where, async () => (await client.query(sql, params)) as unknown as QueryResult<R>);
+    withDeadline(client, timeoutMs, url, async () => (await client.query(sql, params)) as unknown as QueryResult<R>);
   return {
     async query<R>(sql: string, params?: unknown[]) {
       const client = await checkout();
@@ -154,14 +157,14 @@ export function createPool(url: string, options: PoolOptions = {}): Pool {
         query: <R>(sql: string, params?: unknown[]) => query<R>(client, sql, params),
         script: async (sql: string) => {
           // pg answers a simple query with one result per statement (a bare result when there is one).
-          const results = (await withDeadline(client, timeoutMs, where, () => client.query(sql))) as unknown as pg.QueryResult | pg.QueryResult[];
+          const results = (await withDeadline(client, timeoutMs, url, () => client.query(sql))) as unknown as pg.QueryResult | pg.QueryResult[];
           return (Array.isArray(results) ? results : [results]).map((r) => r.rowCount ?? 0);
         },
         copyFrom: (sql: string, data: Buffer, sent?: () => void) =>
           withDeadline(
             client,
             timeoutMs,
-            where,
+            url,
             () =>
               new Promise<number>((resolve, reject) => {
                 const copy = client.query(copyFromStdin(sql));
