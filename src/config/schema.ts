@@ -33,7 +33,14 @@ export const tableSchema = z.strictObject({
   key: identifierList.optional(),
   columns: z.record(z.string().min(1), z.string().min(1)).optional(),
   exclude: z.array(z.string().min(1)).optional(),
-  conflict: z.enum(['source-wins', 'newer-wins']).default('source-wins'),
+  /**
+   * Unset: the newer change wins by each change's own commit/capture time,
+   * against the target's own newest change of that key (two-way set-ups; ties
+   * go to the stream's \`prefer\` side; one-way, every change is applied).
+   * newer-wins: by the \`updatedAt\` column when set, else as unset.
+   * source-wins: every incoming change is applied.
+   */
+  conflict: z.enum(['source-wins', 'newer-wins']).optional(),
   updatedAt: z.string().min(1).optional(),
   /**
    * mssql sink, target key an IDENTITY column: write the source's key values
@@ -109,6 +116,13 @@ export const streamSchema = z.strictObject({
     .string()
     .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'letters, digits, "_", "." and "-", at most 63 characters'),
   direction: z.enum(['forward', 'reverse']).default('forward'),
+  /**
+   * Which side wins two changes of one row made at the same instant on both
+   * sides (newer-wins by change time). Unset: the forward stream's source,
+   * i.e. \`source\` on a forward stream and \`sink\` on a reverse one, so the two
+   * streams of a pair agree.
+   */
+  prefer: z.enum(['source', 'sink']).optional(),
   /** A disabled stream is validated but not run (REVERSE_SYNC_ENABLED=false for supabase-realtime). */
   enabled: z.boolean().default(true),
   source: sourceSchema,

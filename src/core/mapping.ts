@@ -59,6 +59,12 @@ export class TableMapping {
   readonly targetKey: string[];
   readonly conflict: 'source-wins' | 'newer-wins';
   readonly targetUpdatedAt: string | undefined;
+  /**
+   * newer-wins without an updatedAt column: each change's own commit/capture
+   * time is its version, compared with the target's own newest captured
+   * change of the key (sinks whose target captures its changes: two-way).
+   */
+  readonly byChangeTime: boolean;
   /** Target columns this stream may update on existing rows, or null for all. */
   readonly owned: string[] | null;
   private readonly byName = new Map<string, TargetColumn>();
@@ -77,7 +83,8 @@ export class TableMapping {
   ) {
     this.source = config.source;
     this.target = target;
-    this.conflict = config.conflict ?? 'source-wins';
+    this.conflict = config.conflict ?? 'newer-wins';
+    const byColumn = config.conflict === 'newer-wins' && config.updatedAt !== undefined;
     this.explicit = Object.assign(Object.create(null) as Record<string, string>, config.columns);
     this.excluded = new Set((config.exclude ?? []).map(columnMatchKey));
     for (const column of target.columns) {
@@ -100,12 +107,10 @@ export class TableMapping {
       );
     }
     // updatedAt also names the source's column for catch-up reads; the target needs it only for newer-wins.
-    this.targetUpdatedAt =
-      config.updatedAt && this.conflict === 'newer-wins' ? this.requireColumn(config.updatedAt, `${path}.updatedAt`, config.target) : undefined;
+    // Unset conflict keeps updatedAt a source column only (the clinic example excludes it from the target).
+    this.targetUpdatedAt = byColumn ? this.requireColumn(config.updatedAt!, `${path}.updatedAt`, config.target) : undefined;
+    this.byChangeTime = this.conflict === 'newer-wins' && !byColumn;
     this.owned = config.owns ? config.owns.map((c, i) => this.requireColumn(c, `${path}.owns[${i}]`, config.target)) : null;
-    if (this.conflict === 'newer-wins' && !this.targetUpdatedAt) {
-      throw new ConfigError(`${path}.updatedAt: conflict newer-wins needs an updatedAt column`);
-    }
   }
 
   /** Target column for a source column, or null when it is excluded or the target lacks it. */

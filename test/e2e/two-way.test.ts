@@ -138,3 +138,64 @@ describe('two-way PostgreSQL ↔ PostgreSQL in one process', () => {
     expect(await stop(cli)).toBe(0);
   });
 });
+
+describe('two-way with the default conflict rule (no updatedAt column)', () => {
+  let c: TestDatabase;
+  let d: TestDatabase;
+  let config: string;
+  const DEFAULT_SCHEMA = `CREATE TABLE notes (id int PRIMARY KEY, body text NOT NULL)`;
+
+  beforeAll(async () => {
+    c = await createTestDatabase('two_way_default_c');
+    d = await createTestDatabase('two_way_default_d');
+    await c.query(DEFAULT_SCHEMA);
+    await d.query(DEFAULT_SCHEMA);
+    config = writeConfig(`
+streams:
+  - name: c-to-d
+    source: { type: postgres-changelog, url: "${c.url}", idleIntervalMs: 50 }
+    sink: { type: postgres, url: "${d.url}" }
+    tables: [{ source: public.notes, target: public.notes }]
+  - name: d-to-c
+    direction: reverse
+    source: { type: postgres-changelog, url: "${d.url}", idleIntervalMs: 50 }
+    sink: { type: postgres, url: "${c.url}" }
+    tables: [{ source: public.notes, target: public.notes }]
+http: { port: 0, host: 127.0.0.1 }
+`);
+    const init = await runCliToEnd(['init-sql', '--config', config]);
+    const [forC, forD] = init.stdout.split(/^-- stream "d-to-c".*$/m);
+    await c.query(forC!);
+    await d.query(forD!);
+  });
+
+  afterAll(async () => {
+    await c.drop();
+    await d.drop();
+  });
+
+  it('converges a row edited on both sides to the later edit, counts the conflict and logs both rows', async () => {
+    await c.query(`INSERT INTO notes VALUES (1, 'first')`);
+    await d.query(`INSERT INTO notes VALUES (1, 'first')`);
+    await c.query(`DELETE FROM cdc_sync.changes`);
+    await d.query(`DELETE FROM cdc_sync.changes`);
+    // Both edits are made before either crosses: d's is the later one.
+    await c.query(`UPDATE notes SET body = 'edited on c' WHERE id = 1`);
+    await d.query(`UPDATE notes SET body = 'edited on d' WHERE id = 1`);
+    const cli = processes.add(runCli(['run', '--config', config]));
+    const body = async (db: TestDatabase) => (await db.query<{ body: string }>(`SELECT body FROM notes WHERE id = 1`))[0]?.body;
+    await waitFor(async () => (await body(c)) === 'edited on d' && (await body(d)) === 'edited on d', 30_000, () => cli.stderr());
+    await new Promise((r) => setTimeout(r, 500));
+    expect([await body(c), await body(d)]).toEqual(['edited on d', 'edited on d']);
+    const text = await cli.metrics();
+    expect(metricValue(text, 'cdc_sync_conflicts_total', { stream: 'c-to-d', table: 'public.notes' })).toBe(1);
+    expect(metricValue(text, 'cdc_sync_conflicts_total', { stream: 'd-to-c', table: 'public.notes' })).toBe(0);
+    const logged = await d.query<{ winner: string; incoming: unknown; stored: unknown; winning: unknown; rule: string }>(
+      `SELECT winner, incoming, stored, winning, rule FROM cdc_sync.conflicts`,
+    );
+    expect(logged).toEqual([
+      { winner: 'stored', rule: 'change-time', incoming: { id: 1, body: 'edited on c' }, stored: { id: 1, body: 'edited on d' }, winning: { id: 1, body: 'edited on d' } },
+    ]);
+    expect(await processes.stop(cli, 'SIGINT')).toBe(0);
+  });
+});

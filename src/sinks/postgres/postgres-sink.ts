@@ -1,7 +1,7 @@
 import { append } from '../../core/arrays.js';
 import type { ChangeEvent, Row } from '../../core/change-event.js';
 import { ConfigError } from '../../core/errors.js';
-import { toJsonText } from '../../core/json.js';
+import { parseJson, toJsonText } from '../../core/json.js';
 import type { TableConfig, TableMapping, TargetTable } from '../../core/mapping.js';
 import { parseQualifiedName } from '../../core/names.js';
 import type { StreamContext } from '../../streams/context.js';
@@ -12,6 +12,8 @@ import { quoteTable } from './identifiers.js';
 import { classifyPgError, isConnectionError } from './errors.js';
 import { copyData } from './copy-text.js';
 import { introspectTable } from './introspect.js';
+import { logConflicts, resolveByChangeTime } from './change-time.js';
+import type { ConflictEntry } from '../conflicts.js';
 import {
   INSERT_DEAD_LETTERS_SQL,
   type UpsertShape,
@@ -57,6 +59,10 @@ interface TargetInfo {
   updatable: string[] | null;
   /** The change-log trigger captures this table here: lost conflicts are pinged back. */
   captured: boolean;
+  /** `schema.table` as the change-log trigger records it. */
+  qualified: string;
+  /** newer-wins by change time against this database's own change log (captured tables only). */
+  byChangeTime: boolean;
   /** json and jsonb columns (COPY writes their JSON text; upserts compare them as text). */
   jsonColumns: string[];
 }
@@ -87,7 +93,7 @@ export class PostgresSink implements Sink {
 
   constructor(
     private readonly url: string,
-    private readonly options: { timeoutMs?: number } = {},
+    private readonly options: { timeoutMs?: number; preferIncoming?: boolean } = {},
   ) {}
 
   async open(context: StreamContext, tables: TableConfig[]): Promise<TargetTable[]> {
@@ -120,12 +126,16 @@ export class PostgresSink implements Sink {
 
   bind(mappings: TableMapping[]): void {
     for (const m of mappings) {
+      const qualified = `${m.target.name.schema ?? 'public'}.${m.target.name.name}`;
+      const captured = this.captured.has(qualified);
       this.targets.set(m.source, {
         table: m.target,
         key: m.targetKey,
         newerWinsBy: m.conflict === 'newer-wins' ? m.targetUpdatedAt : undefined,
         updatable: m.owned,
-        captured: this.captured.has(`${m.target.name.schema}.${m.target.name.name}`),
+        captured,
+        qualified,
+        byChangeTime: captured && m.byChangeTime,
         jsonColumns: m.target.columns.filter((c) => c.type === 'json').map((c) => c.name),
       });
     }
@@ -172,11 +182,13 @@ export class PostgresSink implements Sink {
     let written = 0;
     const conflicts: { table: string; key: Row }[] = [];
     let table: string | undefined;
-    // The statement with the most rows: once it is on its way, the stream may prepare the next batch.
-    const largest = statements.reduce((best, s, i) => (s.group.events.length > statements[best]!.group.events.length ? i : best), 0);
     try {
       await this.inTransaction(async (client) => {
         await client.script(beginSql(this.context?.stream ?? null, this.marker).join(';\n'));
+        const entries = await this.resolveConflicts(client, batch.changes);
+        if (entries.losers.size > 0) statements = this.groupsOf(batch.changes.filter((e) => !entries.losers.has(e)));
+        // The statement with the most rows: once it is on its way, the stream may prepare the next batch.
+        const largest = statements.reduce((best, s, i) => (s.group.events.length > statements[best]!.group.events.length ? i : best), 0);
         for (const [i, { group, copy, param }] of statements.entries()) {
           table = group.table;
           const target = this.target(group.table);
@@ -187,11 +199,10 @@ export class PostgresSink implements Sink {
           }
           if (group.op === 'upsert' && target.newerWinsBy) {
             const shape = { ...this.shape(group), newerWinsBy: target.newerWinsBy };
-            const losers = await client.query<Row>(conflictSql(shape), [param]);
-            append(conflicts, losers.rows.map((key) => ({ table: group.table, key })));
-            if (losers.rows.length > 0 && target.captured) {
-              const name = target.table.name;
-              await client.query(pingBackSql(name, target.key), [toJsonText(losers.rows), `${name.schema ?? 'public'}.${name.name}`]);
+            const losers = (await client.query<Row>(conflictSql(shape), [param])).rows.map((row) => byUpdatedAt(row, group.table, this.context?.stream ?? ''));
+            append(entries.logged, losers);
+            if (losers.length > 0 && target.captured) {
+              await client.query(pingBackSql(target.table.name, target.key), [toJsonText(losers.map((l) => l.key)), target.qualified]);
             }
           }
           const pending = client.query(this.statementSql(group), group.op === 'truncate' ? [] : [param]);
@@ -199,6 +210,8 @@ export class PostgresSink implements Sink {
           written += (await pending).rowCount ?? 0;
         }
         table = undefined;
+        await logConflicts(client, entries.logged);
+        append(conflicts, entries.logged.map((e) => ({ table: e.table, key: e.key })));
         if (batch.deadLetters.length > 0) await client.query(INSERT_DEAD_LETTERS_SQL, [toJsonText(batch.deadLetters)]);
         await client.script(commitSql(batch.checkpoint).join(';\n'));
       });
@@ -208,6 +221,28 @@ export class PostgresSink implements Sink {
     }
     this.context?.setConnected('sink', true);
     return { written, conflicts };
+  }
+
+  /** Per table that resolves by change time: the incoming changes that lose to a newer change made here. */
+  private async resolveConflicts(client: PoolClient, changes: ChangeEvent[]): Promise<{ losers: Set<ChangeEvent>; logged: ConflictEntry[] }> {
+    const losers = new Set<ChangeEvent>();
+    const logged: ConflictEntry[] = [];
+    const byTable = new Map<string, ChangeEvent[]>();
+    for (const e of changes) {
+      if (e.op === 'truncate' || !this.target(e.table).byChangeTime) continue;
+      const list = byTable.get(e.table);
+      if (list) list.push(e);
+      else byTable.set(e.table, [e]);
+    }
+    for (const [source, events] of byTable) {
+      const resolved = await resolveByChangeTime(client, { ...this.target(source), table: this.target(source).table.name }, events, {
+        stream: this.context?.stream ?? '',
+        preferIncoming: this.options.preferIncoming ?? true,
+      });
+      for (const e of resolved.losers) losers.add(e);
+      append(logged, resolved.entries);
+    }
+    return { losers, logged };
   }
 
   /** COPY of new rows; refused (not a connection or other transient failure): CopyRefused, and the batch goes again without it. */
@@ -364,4 +399,23 @@ function rowsJson(rows: Row[]): string {
     }
   }
   return JSON.stringify(rows);
+}
+
+/** A row of `conflictSql` (key columns, the incoming and the stored row) as a conflict log entry: the stored row won. */
+function byUpdatedAt(row: Row, table: string, stream: string): ConflictEntry {
+  const { 'cdc_sync incoming': incoming, 'cdc_sync stored': stored, ...key } = row;
+  const storedRow = typeof stored === 'string' ? (parseJson(stored) as Row) : null;
+  return {
+    stream,
+    table,
+    key,
+    rule: 'updated-at',
+    op: 'update',
+    incoming: typeof incoming === 'string' ? (parseJson(incoming) as Row) : null,
+    incoming_time: null,
+    stored: storedRow,
+    stored_time: null,
+    winner: 'stored',
+    winning: storedRow,
+  };
 }

@@ -31,6 +31,22 @@ CREATE TABLE IF NOT EXISTS cdc_sync.dead_letters (
   retried_at timestamptz
 );
 CREATE INDEX IF NOT EXISTS dead_letters_open ON cdc_sync.dead_letters (stream, table_name) WHERE retried_at IS NULL;
+-- Each conflict the sink resolved, with both rows and the winner (as SymmetricDS keeps them).
+CREATE TABLE IF NOT EXISTS cdc_sync.conflicts (
+  id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  stream         text NOT NULL,
+  table_name     text NOT NULL,
+  key            jsonb,
+  rule           text NOT NULL,          -- change-time | updated-at
+  incoming_op    text NOT NULL,
+  incoming       jsonb,                  -- the change's row; null for a delete
+  incoming_time  timestamptz,            -- its commit/capture time at the source
+  stored         jsonb,                  -- the target's row; null when absent
+  stored_time    timestamptz,            -- the target's own newest change of the key
+  winner         text NOT NULL CHECK (winner IN ('incoming', 'stored')),
+  winning        jsonb,                  -- the row both sides keep; null: deleted
+  resolved_at    timestamptz NOT NULL DEFAULT now()
+);
 `;
 
 /** Serializes concurrent set-ups (two streams starting against one database). */
@@ -82,7 +98,7 @@ export function conflictSql(shape: UpsertShape & { newerWinsBy: string }): strin
   const match = shape.key.map((k) => `t.${quoteIdent(k)} = s.${quoteIdent(k)}`).join(' AND ');
   const compared = shape.columns.filter((c) => !shape.key.includes(c));
   const different = compared.length ? ` AND ${differs(shape, compared, 't', 's')}` : '';
-  return `SELECT ${shape.key.map((k) => `s.${quoteIdent(k)}`).join(', ')}
+  return `SELECT ${shape.key.map((k) => `s.${quoteIdent(k)}`).join(', ')}, row_to_json(s)::text AS "cdc_sync incoming", row_to_json(t)::text AS "cdc_sync stored"
   FROM json_populate_recordset(NULL::${table}, $1::json) AS s JOIN ${table} AS t ON ${match}
  WHERE t.${by} > s.${by}${different}`;
 }
@@ -101,6 +117,52 @@ export function pingBackSql(table: QualifiedName, key: string[]): string {
 SELECT $2, 'U', row_to_json(t)::text, 'cdc-sync ping-back'
   FROM ${t} AS t JOIN json_populate_recordset(NULL::${t}, $1::json) AS s ON ${match}`;
 }
+
+/**
+ * newer-wins by change time, step 1: lock the stored rows of the batch's
+ * keys, so a local edit in flight either committed before (and its change
+ * is seen by step 2, a new statement) or waits until this batch commits.
+ */
+export function lockRowsSql(table: QualifiedName, key: string[]): string {
+  const t = quoteTable(table);
+  const match = key.map((k) => `t.${quoteIdent(k)} = s.${quoteIdent(k)}`).join(' AND ');
+  return `SELECT 1 FROM ${t} AS t JOIN json_populate_recordset(NULL::${t}, $1::json) AS s ON ${match} FOR UPDATE OF t`;
+}
+
+/**
+ * newer-wins by change time, step 2: per incoming key (by its index in $1)
+ * the newest change this database's own change log holds for it — by its
+ * before or its after image, so a local key change counts for both keys —
+ * and the stored row. Only changes captured at or after $3 (the batch's
+ * oldest change time) can be newer, which bounds the scan. Ping-back rows
+ * are cdc-sync's, not the application's edits.
+ */
+export function localChangesSql(table: QualifiedName, key: string[]): string {
+  const t = quoteTable(table);
+  const keys = key.map((k) => `r.${quoteIdent(k)}`).join(', ');
+  const on = (a: string, b: string) => key.map((k) => `${a}.${quoteIdent(k)} = ${b}.${quoteIdent(k)}`).join(' AND ');
+  return `WITH s AS (
+  SELECT i.n - 1 AS idx, r.* FROM json_array_elements($1::json) WITH ORDINALITY AS i(k, n)
+  CROSS JOIN LATERAL json_populate_record(NULL::${t}, i.k) AS r
+), l AS (
+  SELECT ${keys}, max(c.captured_at) AS local_time
+    FROM cdc_sync.changes c
+    CROSS JOIN LATERAL (VALUES (c.row_data), (c.old_data)) AS img(d)
+    CROSS JOIN LATERAL json_populate_record(NULL::${t}, img.d::json) AS r
+   WHERE c.table_name = $2 AND c.captured_at >= $3::timestamptz AND img.d IS NOT NULL
+     AND c.origin IS DISTINCT FROM 'cdc-sync ping-back'
+   GROUP BY ${keys}
+)
+SELECT s.idx::int AS idx, l.local_time, (SELECT row_to_json(t)::text FROM ${t} AS t WHERE ${on('t', 's')}) AS stored
+  FROM s JOIN l ON ${on('l', 's')}`;
+}
+
+export const INSERT_CONFLICTS_SQL = `
+INSERT INTO cdc_sync.conflicts (stream, table_name, key, rule, incoming_op, incoming, incoming_time, stored, stored_time, winner, winning)
+SELECT stream, "table", key, rule, op, incoming, incoming_time, stored, stored_time, winner, winning
+  FROM jsonb_to_recordset($1::jsonb)
+    AS d(stream text, "table" text, key jsonb, rule text, op text, incoming jsonb, incoming_time timestamptz,
+         stored jsonb, stored_time timestamptz, winner text, winning jsonb)`;
 
 /** Whether the change-log trigger captures the table (two-way set-ups). */
 export const CAPTURED_SQL = `SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = $1::regclass AND tgname = 'cdc_sync_capture') AS captured`;

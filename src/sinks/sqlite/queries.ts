@@ -29,6 +29,22 @@ CREATE TABLE IF NOT EXISTS cdc_sync_dead_letters (
   retried_at TEXT
 );
 CREATE INDEX IF NOT EXISTS cdc_sync_dead_letters_open ON cdc_sync_dead_letters (stream, table_name) WHERE retried_at IS NULL;
+-- Each conflict the sink resolved, with both rows and the winner (as SymmetricDS keeps them).
+CREATE TABLE IF NOT EXISTS cdc_sync_conflicts (
+  id            INTEGER PRIMARY KEY AUTOINCREMENT,
+  stream        TEXT NOT NULL,
+  table_name    TEXT NOT NULL,
+  key           TEXT,
+  rule          TEXT NOT NULL,
+  incoming_op   TEXT NOT NULL,
+  incoming      TEXT,
+  incoming_time TEXT,
+  stored        TEXT,
+  stored_time   TEXT,
+  winner        TEXT NOT NULL,
+  winning       TEXT,
+  resolved_at   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
 -- See changelog-setup.ts: a row here marks the sink's own transaction, so capture triggers skip its writes.
 CREATE TABLE IF NOT EXISTS cdc_sync_origin (origin TEXT);
 `;
@@ -121,6 +137,33 @@ export function pingBackSql(table: string, key: string[], imageColumns: string[]
   return `INSERT INTO cdc_sync_changes (table_name, op, row_data, origin)
 SELECT ?, 'U', ${rowImageSql('t', imageColumns)}, 'cdc-sync ping-back' FROM ${quoteIdent(table)} AS t WHERE ${keyMatchSql(key, 't.')}`;
 }
+
+/**
+ * newer-wins by change time (see the PostgreSQL sink's localChangesSql):
+ * per incoming key (its index in ?1, an array of key arrays) the newest
+ * change this database's own change log holds for it, by its after or its
+ * before image, and the stored row as the triggers image it. The sink's
+ * BEGIN IMMEDIATE keeps every other writer out meanwhile. Key column names
+ * go into JSON paths quoted; a name with a double quote cannot be matched.
+ */
+export function localChangesSql(table: string, key: string[], imageColumns: string[]): string {
+  const picked = (image: string) => key.map((k, i) => `json_extract(${image}, '$."${k.replace(/'/g, "''")}"') AS k${i}`).join(', ');
+  const ks = key.map((_, i) => `k${i}`).join(', ');
+  const from = (image: string) =>
+    `SELECT ${picked(image)}, captured_at AS t FROM cdc_sync_changes
+      WHERE table_name = ?2 AND captured_at >= ?3 AND ${image} IS NOT NULL AND origin IS NOT 'cdc-sync ping-back'`;
+  return `WITH s AS (SELECT CAST(j.key AS INTEGER) AS idx, ${key.map((_, i) => `j.value ->> ${i} AS k${i}`).join(', ')} FROM json_each(?1) AS j),
+l AS (SELECT ${ks}, max(t) AS local_time FROM (${from('row_data')} UNION ALL ${from('old_data')}) GROUP BY ${ks})
+SELECT s.idx AS idx, l.local_time AS local_time,
+       (SELECT ${rowImageSql('t', imageColumns)} FROM ${quoteIdent(table)} AS t WHERE ${key.map((k, i) => `t.${quoteIdent(k)} = s.k${i}`).join(' AND ')}) AS stored
+  FROM s JOIN l ON ${key.map((_, i) => `l.k${i} = s.k${i}`).join(' AND ')}`;
+}
+
+export const INSERT_CONFLICTS_SQL = `
+INSERT INTO cdc_sync_conflicts (stream, table_name, key, rule, incoming_op, incoming, incoming_time, stored, stored_time, winner, winning)
+SELECT value ->> 'stream', value ->> 'table', value -> 'key', value ->> 'rule', value ->> 'op', value -> 'incoming', value ->> 'incoming_time',
+       value -> 'stored', value ->> 'stored_time', value ->> 'winner', value -> 'winning'
+  FROM json_each(?)`;
 
 export const INSERT_DEAD_LETTERS_SQL = `
 INSERT INTO cdc_sync_dead_letters (stream, table_name, key, payload, error, reason, position)

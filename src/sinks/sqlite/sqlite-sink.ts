@@ -13,6 +13,8 @@ import { groupStatements, type StatementGroup } from '../statement-groups.js';
 import { openSqlite, quoteIdent, sqliteTableName, type SqliteDatabase } from './connection.js';
 import { classifySqliteError, isSqliteConnectionError } from './errors.js';
 import { foreignKeys, introspectSqliteTable, type ForeignKey } from './introspect.js';
+import { logConflicts, resolveByChangeTime } from './change-time.js';
+import type { ConflictEntry } from '../conflicts.js';
 import {
   CLEAR_ORIGIN_SQL,
   INSERT_DEAD_LETTERS_SQL,
@@ -38,6 +40,8 @@ interface TargetInfo {
   captured: boolean;
   /** Columns of the row images the triggers write (for ping-back). */
   imageColumns: string[];
+  /** newer-wins by change time against this database's own change log (captured tables only). */
+  byChangeTime: boolean;
   foreignKeys: ForeignKey[];
 }
 
@@ -63,7 +67,10 @@ export class SqliteSink implements Sink {
   private readonly found = new Map<string, { table: TargetTable; captured: boolean; foreignKeys: ForeignKey[] }>();
   private readonly statements = new Map<string, Statement<unknown[]>>();
 
-  constructor(private readonly url: string) {}
+  constructor(
+    private readonly url: string,
+    private readonly options: { preferIncoming?: boolean } = {},
+  ) {}
 
   async open(context: StreamContext, tables: TableConfig[]): Promise<TargetTable[]> {
     this.context = context;
@@ -103,6 +110,7 @@ export class SqliteSink implements Sink {
         updatable: m.owned,
         captured: found.captured,
         imageColumns: m.target.columns.map((c) => c.name),
+        byChangeTime: found.captured && m.byChangeTime,
         foreignKeys: found.foreignKeys,
       });
     }
@@ -128,7 +136,9 @@ export class SqliteSink implements Sink {
       try {
         this.statement(SET_ORIGIN_SQL[0]).run();
         this.statement(SET_ORIGIN_SQL[1]).run(this.context?.stream ?? 'cdc-sync');
-        for (const group of groupStatements(batch.changes)) {
+        const resolved = this.resolveConflicts(batch.changes);
+        const changes = resolved.losers.size > 0 ? batch.changes.filter((e) => !resolved.losers.has(e)) : batch.changes;
+        for (const group of groupStatements(changes)) {
           table = group.table;
           applied.push(group);
           const target = this.target(group.table);
@@ -151,7 +161,7 @@ export class SqliteSink implements Sink {
           // Rows without the timestamp cannot lose a comparison (as in the PostgreSQL sink).
           if (shape.newerWinsBy && group.columns.includes(shape.newerWinsBy)) {
             const losers = this.statement(conflictSql({ ...shape, newerWinsBy: shape.newerWinsBy })).all(param) as Row[];
-            append(conflicts, losers.map((key) => ({ table: group.table, key })));
+            append(resolved.logged, losers.map((key) => byUpdatedAt(group.table, key, this.context?.stream ?? '')));
             if (losers.length > 0 && target.captured) {
               const keys = toJsonText(losers.map((k) => target.key.map((c) => encode(k[c] ?? null, target.types.get(c) ?? 'other'))));
               this.statement(pingBackSql(target.table, target.key, target.imageColumns)).run(target.table, keys);
@@ -164,6 +174,8 @@ export class SqliteSink implements Sink {
           }
         }
         table = undefined;
+        logConflicts((sql) => this.statement(sql), resolved.logged);
+        append(conflicts, resolved.logged.map((e) => ({ table: e.table, key: e.key })));
         if (batch.deadLetters.length > 0) this.statement(INSERT_DEAD_LETTERS_SQL).run(toJsonText(batch.deadLetters));
         if (batch.checkpoint) this.statement(SAVE_CHECKPOINT_SQL).run(batch.checkpoint.stream, batch.checkpoint.position);
         this.statement(CLEAR_ORIGIN_SQL).run();
@@ -182,6 +194,29 @@ export class SqliteSink implements Sink {
     }
     this.context?.setConnected('sink', true);
     return { written, conflicts };
+  }
+
+  /** Per table that resolves by change time: the incoming changes that lose to a newer change made here. */
+  private resolveConflicts(changes: ChangeEvent[]): { losers: Set<ChangeEvent>; logged: ConflictEntry[] } {
+    const losers = new Set<ChangeEvent>();
+    const logged: ConflictEntry[] = [];
+    const byTable = new Map<string, ChangeEvent[]>();
+    for (const e of changes) {
+      if (e.op === 'truncate' || !this.target(e.table).byChangeTime) continue;
+      const list = byTable.get(e.table);
+      if (list) list.push(e);
+      else byTable.set(e.table, [e]);
+    }
+    for (const [source, events] of byTable) {
+      const target = this.target(source);
+      const resolved = resolveByChangeTime((sql) => this.statement(sql), target, events, keysJson(events, target), {
+        stream: this.context?.stream ?? '',
+        preferIncoming: this.options.preferIncoming ?? true,
+      });
+      for (const e of resolved.losers) losers.add(e);
+      append(logged, resolved.entries);
+    }
+    return { losers, logged };
   }
 
   async close(): Promise<void> {
@@ -302,4 +337,9 @@ function text(value: Value): string {
   if (value instanceof Uint8Array) return `\\x${Buffer.from(value).toString('hex')}`;
   if (value !== null && typeof value === 'object') return JSON.stringify(value);
   return String(value);
+}
+
+/** A key `conflictSql` returned (newer-wins by updatedAt) as a conflict log entry: the stored row won. */
+function byUpdatedAt(table: string, key: Row, stream: string): ConflictEntry {
+  return { stream, table, key, rule: 'updated-at', op: 'update', incoming: null, incoming_time: null, stored: null, stored_time: null, winner: 'stored', winning: null };
 }

@@ -69,7 +69,7 @@ export class SupabaseSink implements Sink {
     const documents = new Map<string, OpenApiDocument>();
     const found: TargetTable[] = [];
     for (const [i, config] of tables.entries()) {
-      if (config.conflict === 'newer-wins') {
+      if (config.conflict === 'newer-wins' && config.updatedAt) {
         throw new ConfigError(`tables[${i}].conflict: newer-wins is not available with the supabase sink (a PostgREST upsert cannot compare timestamps)`);
       }
       // Column ownership (being added to TableConfig) needs a conditional update too; a merge-duplicates upsert sets every sent column.

@@ -1,0 +1,48 @@
+import type { ChangeEvent, Row } from '../core/change-event.js';
+
+/** One resolved conflict, as a sink logs it (`cdc_sync.conflicts` in PostgreSQL, `cdc_sync_conflicts` in SQLite). */
+export interface ConflictEntry {
+  stream: string;
+  /** Source table, as configured. */
+  table: string;
+  key: Row;
+  rule: 'change-time' | 'updated-at';
+  op: string;
+  incoming: Row | null;
+  incoming_time: Date | null;
+  stored: Row | null;
+  stored_time: Date | null;
+  winner: 'incoming' | 'stored';
+  winning: Row | null;
+}
+
+/**
+ * newer-wins by change time in a two-way set-up: an incoming change loses
+ * when the target's own change log holds a newer change of its key (an edit
+ * made there that the other side had not seen when it made its own). Both
+ * streams of a pair compare the same two times, each truncated to
+ * milliseconds, and break a tie the same way (`preferIncoming` is true on
+ * exactly one of them), so exactly one of two concurrent edits wins on both
+ * sides and they converge.
+ */
+export function incomingLoses(storedTime: Date, incoming: ChangeEvent, preferIncoming: boolean): boolean {
+  const newer = Math.floor(storedTime.getTime()) - incoming.commitTime.getTime();
+  return newer > 0 || (newer === 0 && !preferIncoming);
+}
+
+/** The log entry of an incoming change that lost to the stored row. */
+export function lostToStored(stream: string, incoming: ChangeEvent, stored: Row | null, storedTime: Date): ConflictEntry {
+  return {
+    stream,
+    table: incoming.table,
+    key: incoming.key,
+    rule: 'change-time',
+    op: incoming.op,
+    incoming: incoming.row,
+    incoming_time: incoming.commitTime,
+    stored,
+    stored_time: storedTime,
+    winner: 'stored',
+    winning: stored,
+  };
+}

@@ -1,0 +1,42 @@
+import type { ChangeEvent, Row } from '../../core/change-event.js';
+import { parseJson, toJsonText } from '../../core/json.js';
+import type { QualifiedName } from '../../core/names.js';
+import { incomingLoses, lostToStored, type ConflictEntry } from '../conflicts.js';
+import type { PoolClient } from './connection.js';
+import { INSERT_CONFLICTS_SQL, localChangesSql, lockRowsSql } from './queries.js';
+
+/**
+ * newer-wins by change time (see `incomingLoses`): locks the stored rows of
+ * the events' keys, then reads this database's newest own change of each.
+ * Returns the losers, to be left out of the batch, and their log entries.
+ */
+export async function resolveByChangeTime(
+  client: PoolClient,
+  target: { table: QualifiedName; qualified: string; key: string[] },
+  events: ChangeEvent[],
+  options: { stream: string; preferIncoming: boolean },
+): Promise<{ losers: ChangeEvent[]; entries: ConflictEntry[] }> {
+  const keys = toJsonText(events.map((e) => e.key));
+  await client.query(lockRowsSql(target.table, target.key), [keys]);
+  let since = events[0]!.commitTime.getTime();
+  for (const e of events) since = Math.min(since, e.commitTime.getTime());
+  const found = await client.query<{ idx: number; local_time: Date; stored: string | null }>(localChangesSql(target.table, target.key), [
+    keys,
+    target.qualified,
+    new Date(since).toISOString(),
+  ]);
+  const losers: ChangeEvent[] = [];
+  const entries: ConflictEntry[] = [];
+  for (const { idx, local_time, stored } of found.rows) {
+    const event = events[idx]!;
+    if (!incomingLoses(local_time, event, options.preferIncoming)) continue;
+    losers.push(event);
+    entries.push(lostToStored(options.stream, event, stored === null ? null : (parseJson(stored) as Row), local_time));
+  }
+  return { losers, entries };
+}
+
+/** Writes the conflict log rows in the batch's transaction. */
+export async function logConflicts(client: PoolClient, entries: ConflictEntry[]): Promise<void> {
+  if (entries.length > 0) await client.query(INSERT_CONFLICTS_SQL, [toJsonText(entries)]);
+}
