@@ -1,0 +1,131 @@
+import fc from 'fast-check';
+
+/**
+ * Random histories for the convergence checker. Keys are small numbers
+ * (offsets inside a case's own key range), so edits of both sides meet on
+ * the same rows. The schema (see sides.ts):
+ *   parent(id, name, qty, at, flag, data) — ids 0–5 are free (deleted, moved),
+ *     ids 10–13 are anchors: children point at them, so they are never
+ *     deleted or moved (two sides could not agree on a child whose parent one
+ *     of them deleted concurrently without cascades);
+ *   child(id, parent_id → parent, note) — ids 100 and up.
+ */
+export const FREE_PARENTS = [0, 1, 2, 3, 4, 5];
+export const ANCHORS = [10, 11, 12, 13];
+export const CHILD_BASE = 100;
+
+export interface ParentValues {
+  name: string | null;
+  qty: number | null;
+  /** Milliseconds since the epoch (timestamp(3) / SQLite text). */
+  at: number | null;
+  flag: boolean | null;
+  data: Uint8Array | null;
+}
+
+export type Edit =
+  /** INSERT … ON CONFLICT DO UPDATE: a new row, or a re-insert of a deleted key. */
+  | { kind: 'upsert-parent'; id: number; values: ParentValues }
+  | { kind: 'update-parent'; id: number; name: string | null; qty: number | null }
+  | { kind: 'delete-parent'; id: number }
+  /** A primary-key change, when `to` is free on this side. */
+  | { kind: 'move-parent'; from: number; to: number }
+  /** Children inserted before their (anchor) parent, in one transaction. */
+  | { kind: 'family'; parent: number; name: string; children: number[] }
+  | { kind: 'update-child'; id: number; note: string | null; parent: number }
+  | { kind: 'delete-child'; id: number }
+  | { kind: 'move-child'; from: number; to: number };
+
+export type Step =
+  | { side: 'a' | 'b'; edits: Edit[] }
+  /** SIGKILL of cdc-sync, then a new process from the checkpoints. */
+  | { fault: 'kill' }
+  /** Time for changes to cross before the next step. */
+  | { settle: number };
+
+const text = fc.oneof(
+  fc.constantFrom('', ' ', "it's", 'a"b', 'back\\slash', 'tab\there', 'ünïcødé ✓', '𝄞 music'),
+  fc.string({ maxLength: 12 }).map((s) => s.replace(/\u0000/g, '')),
+);
+const nullable = <T>(arb: fc.Arbitrary<T>) => fc.option(arb, { nil: null, freq: 4 });
+const qty = fc.oneof(fc.constantFrom(0, -1, 1, 2 ** 31 - 1, -(2 ** 31), Number.MAX_SAFE_INTEGER, Number.MIN_SAFE_INTEGER), fc.integer());
+// timestamp(3) between 1900 and 2200, whole milliseconds.
+const at = fc.oneof(fc.constantFrom(0, -2208988800000, 946684799999, 7258118400000), fc.integer({ min: -2208988800000, max: 7258118400000 }));
+const bytes = fc.oneof(fc.constant(new Uint8Array(0)), fc.uint8Array({ maxLength: 8 }));
+
+const values: fc.Arbitrary<ParentValues> = fc.record({
+  name: nullable(text),
+  qty: nullable(qty),
+  at: nullable(at),
+  flag: nullable(fc.boolean()),
+  data: nullable(bytes),
+});
+
+const freeParent = fc.constantFrom(...FREE_PARENTS);
+const anyParent = fc.constantFrom(...FREE_PARENTS, ...ANCHORS);
+const anchor = fc.constantFrom(...ANCHORS);
+const child = (span: number) => fc.integer({ min: CHILD_BASE, max: CHILD_BASE + span - 1 });
+
+function edit(span: number): fc.Arbitrary<Edit> {
+  return fc.oneof(
+    { weight: 4, arbitrary: fc.record({ kind: fc.constant('upsert-parent' as const), id: freeParent, values }) },
+    { weight: 4, arbitrary: fc.record({ kind: fc.constant('update-parent' as const), id: anyParent, name: nullable(text), qty: nullable(qty) }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant('delete-parent' as const), id: freeParent }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant('move-parent' as const), from: freeParent, to: freeParent }) },
+    {
+      weight: 2,
+      arbitrary: fc.record({
+        kind: fc.constant('family' as const),
+        parent: anchor,
+        name: text,
+        // Up to 40 children: more than the checker's batch.maxSize (16), so a transaction spans batches.
+        children: fc.uniqueArray(child(span), { minLength: 1, maxLength: 40 }),
+      }),
+    },
+    { weight: 3, arbitrary: fc.record({ kind: fc.constant('update-child' as const), id: child(span), note: nullable(text), parent: anchor }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant('delete-child' as const), id: child(span) }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('move-child' as const), from: child(span), to: child(span) }) },
+  );
+}
+
+/** A history; `sides` lists who may edit (one-way pairs: only `a`). */
+export function history(options: { sides: ('a' | 'b')[]; kills: boolean; maxSteps?: number }): fc.Arbitrary<Step[]> {
+  const span = 64;
+  const sideStep = fc.record({ side: fc.constantFrom(...options.sides), edits: fc.array(edit(span), { minLength: 1, maxLength: 4 }) });
+  const steps: fc.Arbitrary<Step>[] = [sideStep, sideStep, sideStep, sideStep, fc.record({ settle: fc.constantFrom(0, 50, 200) })];
+  if (options.kills) steps.push(fc.constant({ fault: 'kill' as const }));
+  return fc.array(fc.oneof(...steps), { minLength: 1, maxLength: options.maxSteps ?? 12 });
+}
+
+/** The history as lines a person can read and replay. */
+export function describeHistory(steps: Step[]): string {
+  return steps
+    .map((step, i) => {
+      if ('fault' in step) return `${i + 1}. kill -9 cdc-sync, start it again`;
+      if ('settle' in step) return `${i + 1}. wait ${step.settle} ms`;
+      return `${i + 1}. on ${step.side}, one transaction: ${step.edits.map(describeEdit).join('; ')}`;
+    })
+    .join('\n');
+}
+
+function describeEdit(edit: Edit): string {
+  const json = (v: unknown) => JSON.stringify(v, (_, x: unknown) => (x instanceof Uint8Array ? `\\x${Buffer.from(x).toString('hex')}` : x));
+  switch (edit.kind) {
+    case 'upsert-parent':
+      return `upsert parent ${edit.id} ${json(edit.values)}`;
+    case 'update-parent':
+      return `update parent ${edit.id} set name=${json(edit.name)}, qty=${json(edit.qty)}`;
+    case 'delete-parent':
+      return `delete parent ${edit.id} (if no child points at it)`;
+    case 'move-parent':
+      return `change parent key ${edit.from} → ${edit.to}`;
+    case 'family':
+      return `insert children ${edit.children.join(',')} of parent ${edit.parent}, then the parent (${json(edit.name)})`;
+    case 'update-child':
+      return `update child ${edit.id} set note=${json(edit.note)}, parent_id=${edit.parent}`;
+    case 'delete-child':
+      return `delete child ${edit.id}`;
+    case 'move-child':
+      return `change child key ${edit.from} → ${edit.to}`;
+  }
+}

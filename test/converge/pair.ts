@@ -1,0 +1,190 @@
+import { runCli, runCliToEnd, writeConfig, type CliProcess } from '../support/cli.js';
+import { describeHistory, type Step } from './history.js';
+import type { Side, Snapshot, UserChange } from './sides.js';
+
+/** How long a history may take to settle before the checker calls it divergent. */
+const IDLE_TIMEOUT_MS = 20_000;
+
+/**
+ * Two sides and one cdc-sync process between them, run from a config file
+ * through the CLI as a user runs it. Each case works in its own key range
+ * (`base`), so one process and one pair of databases serve every case.
+ */
+export class Pair {
+  private cli: CliProcess | undefined;
+  private config = '';
+  private cases = 0;
+
+  constructor(
+    readonly a: Side,
+    readonly b: Side,
+    private readonly options: { twoWay: boolean; maxSize?: number },
+  ) {}
+
+  async start(): Promise<void> {
+    const tables = `[{ source: parent, target: parent }, { source: child, target: child }]`;
+    const batch = `{ maxSize: ${this.options.maxSize ?? 16}, maxWaitMs: 10 }`;
+    const reverse = this.options.twoWay
+      ? `
+  - name: b-to-a
+    direction: reverse
+    source: ${this.b.source()}
+    sink: ${this.a.sink()}
+    tables: ${tables}
+    batch: ${batch}`
+      : '';
+    this.config = writeConfig(`
+streams:
+  - name: a-to-b
+    source: ${this.a.source()}
+    sink: ${this.b.sink()}
+    tables: ${tables}
+    batch: ${batch}${reverse}
+http: { port: 0, host: 127.0.0.1 }
+log: { level: warn }
+`);
+    const init = await runCliToEnd(['init-sql', '--config', this.config]);
+    if (init.code !== 0) throw new Error(`init-sql failed:\n${init.stderr}`);
+    const [forA, forB] = init.stdout.split(/^-- stream "b-to-a".*$/m);
+    await this.a.setUp(forA!);
+    if (forB) await this.b.setUp(forB);
+    await this.launch();
+  }
+
+  async stop(): Promise<void> {
+    const cli = this.cli;
+    this.cli = undefined;
+    if (cli && cli.child.exitCode === null) {
+      cli.child.kill('SIGKILL');
+      await cli.exited;
+    }
+    await this.a.close();
+    await this.b.close();
+  }
+
+  /** Runs one history in a fresh key range; throws, with the history as readable steps, when the sides end wrong. */
+  async run(steps: Step[]): Promise<void> {
+    this.cases += 1;
+    const base = this.cases * 1000;
+    const letters = (await this.a.deadLetters()) + (await this.b.deadLetters());
+    const touched = { a: 0, b: 0 };
+    for (const step of steps) {
+      if ('fault' in step) await this.kill();
+      else if ('settle' in step) await sleep(step.settle);
+      else touched[step.side] += await retried(() => (step.side === 'a' ? this.a : this.b).apply(step.edits, base));
+    }
+    const problems = await this.verify(base, touched, letters);
+    if (problems.length > 0) {
+      throw new Error(`${problems.join('\n')}\n\nhistory (ids relative to the case):\n${describeHistory(steps)}\n\ncdc-sync's last log lines:\n${this.cli?.stderr().slice(-1500) ?? ''}`);
+    }
+  }
+
+  private async verify(base: number, touched: { a: number; b: number }, lettersBefore: number): Promise<string[]> {
+    const settled = await this.settle(base);
+    const problems: string[] = [];
+    if (!settled) problems.push(`the sides did not become equal within ${IDLE_TIMEOUT_MS} ms`);
+    const [a, b] = [await this.a.snapshot(base), await this.b.snapshot(base)];
+    const changes = { a: await this.a.userChanges(base), b: await this.b.userChanges(base) };
+    const expected = expectedState(changes.a, changes.b);
+    problems.push(...differences('a', a, 'b', b));
+    problems.push(...differences('a', a, 'expected (the later change of each row wins; ties: a)', expected));
+    const letters = (await this.a.deadLetters()) + (await this.b.deadLetters()) - lettersBefore;
+    if (letters > 0) problems.push(`${letters} change(s) went to the dead letter`);
+    // Each user edit is written once on its own side and at most once on the other (twice for a key change: delete + insert).
+    const crossing = [...changes.a, ...changes.b].reduce((n, c) => n + (c.before !== null && c.after !== null && c.before !== c.after ? 2 : 1), 0);
+    const writes = (await this.a.writes(base)) + (await this.b.writes(base));
+    const allowed = touched.a + touched.b + crossing;
+    if (writes > allowed) problems.push(`${writes} row writes for ${touched.a + touched.b} user writes: at most ${allowed} expected (an echo or a write storm)`);
+    return problems;
+  }
+
+  /** Waits until both sides are equal and no side writes any more. */
+  private async settle(base: number): Promise<boolean> {
+    const deadline = Date.now() + IDLE_TIMEOUT_MS;
+    let previous = '';
+    let stableSince = 0;
+    while (Date.now() < deadline) {
+      const [a, b] = [await this.a.snapshot(base), await this.b.snapshot(base)];
+      const state = `${JSON.stringify(sorted(a))}|${JSON.stringify(sorted(b))}|${await this.a.writes(base)}|${await this.b.writes(base)}`;
+      if (state !== previous) {
+        previous = state;
+        stableSince = Date.now();
+      } else if (JSON.stringify(sorted(a)) === JSON.stringify(sorted(b)) && Date.now() - stableSince >= 600) {
+        return true;
+      }
+      await sleep(100);
+    }
+    return false;
+  }
+
+  private async launch(): Promise<void> {
+    this.cli = runCli(['run', '--config', this.config]);
+    await this.cli.port();
+  }
+
+  private async kill(): Promise<void> {
+    const cli = this.cli;
+    if (cli && cli.child.exitCode === null) {
+      cli.child.kill('SIGKILL');
+      await cli.exited;
+    }
+    await this.launch();
+  }
+}
+
+/** The final state the conflict rule promises: per row, the image of its latest change on either side (ties: a, the forward stream's source). */
+export function expectedState(a: UserChange[], b: UserChange[]): Snapshot {
+  const latest = new Map<string, { time: number; side: number; seq: number; image: Record<string, unknown> | null }>();
+  const consider = (key: string, side: number, change: UserChange, image: Record<string, unknown> | null) => {
+    const current = latest.get(key);
+    const candidate = { time: change.time, side, seq: change.seq, image };
+    if (!current || compare(candidate, current) > 0) latest.set(key, candidate);
+  };
+  for (const [side, changes] of [
+    [1, a],
+    [0, b],
+  ] as const) {
+    for (const change of changes) {
+      if (change.before !== null && change.before !== change.after) consider(`${change.table} ${change.before}`, side, change, null);
+      if (change.after !== null) consider(`${change.table} ${change.after}`, side, change, change.image);
+    }
+  }
+  const state: Snapshot = {};
+  for (const [key, { image }] of latest) if (image) state[key] = image;
+  return state;
+}
+
+function compare(x: { time: number; side: number; seq: number }, y: { time: number; side: number; seq: number }): number {
+  return x.time - y.time || x.side - y.side || x.seq - y.seq;
+}
+
+function differences(leftName: string, left: Snapshot, rightName: string, right: Snapshot): string[] {
+  const keys = [...new Set([...Object.keys(left), ...Object.keys(right)])].sort();
+  const out: string[] = [];
+  for (const key of keys) {
+    const [l, r] = [JSON.stringify(left[key] ?? null), JSON.stringify(right[key] ?? null)];
+    if (l !== r) out.push(`${key}: ${leftName} has ${l}, ${rightName} has ${r}`);
+  }
+  return out.slice(0, 12);
+}
+
+function sorted(state: Snapshot): [string, unknown][] {
+  return Object.entries(state).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** An application retries a transaction that lost a deadlock or waited out a lock, as cdc-sync's writes can cause both. */
+async function retried<T>(work: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await work();
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if (attempt >= 5 || !['40P01', '40001', 'SQLITE_BUSY', 'SQLITE_BUSY_SNAPSHOT'].includes(code ?? '')) throw error;
+      await sleep(20 * attempt);
+    }
+  }
+}
