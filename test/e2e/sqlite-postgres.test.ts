@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { instantMicros } from '../../src/core/timestamps.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 import { metricValue, runCli, runCliToEnd, waitFor, writeConfig, CliProcesses, type CliProcess } from '../support/cli.js';
 
@@ -89,8 +90,8 @@ afterAll(async () => {
   await pg?.drop();
 });
 
-function start(): CliProcess {
-  return processes.add(runCli(['run', '--config', configPath]));
+function start(env: Record<string, string> = {}): CliProcess {
+  return processes.add(runCli(['run', '--config', configPath], env));
 }
 
 interface OrderRow {
@@ -101,7 +102,8 @@ interface OrderRow {
   updated_at: number;
 }
 
-const instant = (v: unknown) => (v instanceof Date ? v.getTime() : Date.parse(String(v)));
+/** Milliseconds since 1970; SQLite text without a zone is UTC (Date.parse would read it as local time). */
+const instant = (v: unknown) => (v instanceof Date ? v.getTime() : Number((instantMicros(v) ?? 0n) / 1000n));
 
 async function pgOrders(): Promise<OrderRow[]> {
   const rows = await pg.query<Record<string, unknown>>(`SELECT id, shift_id, qty, price::float8 AS price, updated_at FROM orders ORDER BY id`);
@@ -197,5 +199,41 @@ describe('SQLite ↔ PostgreSQL two-way, through the CLI', () => {
     expect(metricValue(metrics, 'cdc_sync_conflicts_total', { stream: 'pos-to-cloud', table: 'orders' })).toBe(1);
     expect(metricValue(metrics, 'cdc_sync_conflicts_total', { stream: 'cloud-to-pos', table: 'public.orders' })).toBe(1);
     expect(await processes.stop(cli)).toBe(0);
+  });
+
+  it("keeps timestamps the same instant both ways: SQLite's own notation locally, read as UTC in the cloud whatever its time zone", async () => {
+    // Neither the cloud database's time zone nor the process's may move a zone-less SQLite timestamp.
+    await pg.query(`ALTER DATABASE ${pg.name} SET timezone TO 'Asia/Tokyo'`);
+    try {
+      const cli = start({ TZ: 'America/New_York' });
+      await pg.query(`INSERT INTO shifts VALUES ('shift_301', 'di', '2030-03-01T10:00:00.5+02:00')`);
+      await pg.query(`INSERT INTO orders (id, shift_id, qty, price, updated_at) VALUES ('ord_301', 'shift_301', 1, 1, '2030-03-01T09:00:00Z')`);
+      await waitFor(() => sqliteCount(`SELECT count(*) AS n FROM orders WHERE id = 'ord_301'`) === 1, 30_000, () => cli.stderr().slice(-3000));
+      expect(sqlite.prepare(`SELECT updated_at FROM shifts WHERE id = 'shift_301'`).get()).toEqual({ updated_at: '2030-03-01 08:00:00.500' });
+      const inHour = `SELECT id FROM orders WHERE updated_at BETWEEN datetime('2030-03-01 09:00:00') AND datetime('2030-03-01 09:00:00', '+1 hour') ORDER BY id`;
+      expect(sqlite.prepare(inHour).all()).toEqual([{ id: 'ord_301' }]);
+
+      // A local edit carries the stored text back: the same instant, so the cloud's newer-wins lets it through.
+      sqlite.prepare(`UPDATE orders SET qty = 5 WHERE id = 'ord_301'`).run();
+      // An application writing with datetime(), which is UTC by SQLite's definition.
+      sqlite.prepare(`INSERT INTO orders VALUES ('ord_302', 'shift_301', 2, 1, NULL, NULL, datetime('2030-03-01 09:30:00'))`).run();
+      const cloud = () =>
+        pg.query<{ id: string; qty: number; utc: string }>(
+          `SELECT id, qty, (updated_at AT TIME ZONE 'UTC')::text AS utc FROM orders WHERE id IN ('ord_301', 'ord_302') ORDER BY id`,
+        );
+      let seen: { id: string; qty: number; utc: string }[] = [];
+      const arrived = async () => (seen = await cloud()).map((r) => r.qty).join() === '5,2';
+      await waitFor(arrived, 30_000, () => `${JSON.stringify(seen)}\n${cli.stderr().slice(-3000)}`);
+      expect(seen).toEqual([
+        { id: 'ord_301', qty: 5, utc: '2030-03-01 09:00:00' },
+        { id: 'ord_302', qty: 2, utc: '2030-03-01 09:30:00' },
+      ]);
+      const metrics = await cli.metrics();
+      expect(metricValue(metrics, 'cdc_sync_conflicts_total', { stream: 'pos-to-cloud', table: 'orders' }) ?? 0).toBe(0);
+      expect(sqlite.prepare(inHour).all()).toEqual([{ id: 'ord_301' }, { id: 'ord_302' }]);
+      expect(await processes.stop(cli)).toBe(0);
+    } finally {
+      await pg.query(`ALTER DATABASE ${pg.name} RESET timezone`);
+    }
   });
 });

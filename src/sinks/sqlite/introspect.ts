@@ -6,7 +6,8 @@ import { tableColumns, type SqliteDatabase } from './connection.js';
  * SQLite declared types onto logical types, following SQLite's own affinity
  * rules (https://www.sqlite.org/datatype3.html#determination_of_column_affinity)
  * with the conventions applications use on top: BOOLEAN as 0/1, DATETIME and
- * TIMESTAMP as ISO text in UTC, JSON as text, UUID as text.
+ * TIMESTAMP as date-time text in UTC (`2024-01-02 03:04:05`, as datetime()
+ * writes it), JSON as text, UUID as text.
  */
 export function logicalType(declared: string): LogicalType {
   const t = declared.toUpperCase();

@@ -64,7 +64,12 @@ function valueSql(index: number, type: LogicalType): string {
   return type === 'binary' ? `unhex(${v})` : v;
 }
 
-/** `a` is newer than (or as new as, with `orEqual`) `b`: timestamps by instant, anything else by value. */
+/**
+ * `a` is newer than (or as new as, with `orEqual`) `b`: timestamps by instant,
+ * anything else by value. julianday() reads SQLite's own `2024-01-02 03:04:05`,
+ * which the sink writes, and the ISO text with 'T' and a zone that rows written
+ * earlier or by applications hold, so all of them compare right with each other.
+ */
 function newerSql(a: string, b: string, orEqual: boolean): string {
   const op = orEqual ? '>=' : '>';
   return `coalesce(julianday(${a}) ${op} julianday(${b}), ${a} ${op} ${b})`;

@@ -4,13 +4,13 @@ import type { ChangeEvent, Row, Value } from '../../core/change-event.js';
 import { ConfigError, PermanentError } from '../../core/errors.js';
 import { toJsonText } from '../../core/json.js';
 import type { TableConfig, TableMapping, TargetTable } from '../../core/mapping.js';
-import { instantMicros } from '../../core/timestamps.js';
 import type { LogicalType } from '../../core/values.js';
 import type { StreamContext } from '../../streams/context.js';
 import { captureTriggerNames } from '../../cdc/sqlite/changelog-setup.js';
 import type { ApplyResult, Sink, SinkBatch } from '../sink.js';
 import { groupStatements, type StatementGroup } from '../statement-groups.js';
 import { openSqlite, quoteIdent, sqliteTableName, type SqliteDatabase } from './connection.js';
+import { sqliteTimestamp } from './timestamp-text.js';
 import { classifySqliteError, isSqliteConnectionError } from './errors.js';
 import { foreignKeys, introspectSqliteTable, type ForeignKey } from './introspect.js';
 import { logConflicts, resolveByChangeTime } from './change-time.js';
@@ -300,16 +300,17 @@ function keysJson(events: ChangeEvent[], target: TargetInfo): string {
 /**
  * A value as it travels in the JSON parameter: booleans as 0/1, binary as hex
  * (unhex() in SQL for binary columns, `\x`-hex text elsewhere), timestamps as
- * ISO text in UTC, JSON as its text, big integers as digits.
+ * SQLite's own date-time text (instants in UTC; see timestamp-text.ts), JSON
+ * as its text, big integers as digits.
  */
 function encode(value: Value, type: LogicalType): string | number | null {
   if (value === null || value === undefined) return null;
   if (typeof value === 'boolean') return value ? 1 : 0;
   if (value instanceof Uint8Array) return type === 'binary' ? Buffer.from(value).toString('hex') : `\\x${Buffer.from(value).toString('hex')}`;
-  if (value instanceof Date) return value.toISOString();
+  if (value instanceof Date) return sqliteTimestamp(value.toISOString());
   if (typeof value === 'bigint') return value.toString();
   if (typeof value === 'object') return toJsonText(value);
-  if (typeof value === 'string' && (type === 'timestamptz' || type === 'timestamp')) return utcIso(value);
+  if (typeof value === 'string' && (type === 'timestamptz' || type === 'timestamp')) return sqliteTimestamp(value);
   if (typeof value === 'string' && type === 'binary') return value.startsWith('\\x') ? value.slice(2) : Buffer.from(value, 'base64').toString('hex');
   return value;
 }
@@ -320,16 +321,6 @@ function bindable(value: Value, type: LogicalType): string | number | bigint | B
   if (typeof value === 'bigint') return value;
   const encoded = encode(value, type);
   return type === 'binary' && typeof encoded === 'string' ? Buffer.from(encoded, 'hex') : encoded;
-}
-
-/** `2024-01-02 03:04:05.5+02` → `2024-01-02T01:04:05.5Z`; text without a zone (already UTC by convention) unchanged. */
-function utcIso(text: string): string {
-  if (!/([+-]\d{2}(:?\d{2})?|Z)$/.test(text.trim())) return text;
-  const micros = instantMicros(text);
-  if (micros === null) return text;
-  const seconds = new Date(Number(micros / 1_000_000n) * 1000).toISOString().slice(0, 19);
-  const fraction = ((micros % 1_000_000n) + 1_000_000n) % 1_000_000n;
-  return fraction === 0n ? `${seconds}Z` : `${seconds}.${fraction.toString().padStart(6, '0').replace(/0+$/, '')}Z`;
 }
 
 function text(value: Value): string {

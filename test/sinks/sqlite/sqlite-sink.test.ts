@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { ChangeEvent, Row } from '../../../src/core/change-event.js';
+import type { ChangeEvent, Row, Value } from '../../../src/core/change-event.js';
 import { PermanentError } from '../../../src/core/errors.js';
 import { TableMapping, type TableConfig, type TargetTable } from '../../../src/core/mapping.js';
 import { SqliteSink } from '../../../src/sinks/sqlite/sqlite-sink.js';
@@ -87,16 +87,52 @@ describe('sqlite sink', () => {
     });
     expect(result.written).toBe(3);
     expect(db.prepare(`SELECT id, total, paid, CASE WHEN receipt IS NOT NULL THEN hex(receipt) END AS receipt, updated_at, total_cents FROM orders ORDER BY id`).all()).toEqual([
-      { id: 'ord_001', total: 12.5, paid: 1, receipt: 'CAFE', updated_at: '2030-01-01T08:00:00.000Z', total_cents: 1250 },
-      { id: 'ord_002', total: 3, paid: 0, receipt: null, updated_at: '2030-01-01T08:00:00Z', total_cents: 300 },
+      { id: 'ord_001', total: 12.5, paid: 1, receipt: 'CAFE', updated_at: '2030-01-01 08:00:00', total_cents: 1250 },
+      { id: 'ord_002', total: 3, paid: 0, receipt: null, updated_at: '2030-01-01 08:00:00', total_cents: 300 },
     ]);
-    // A timestamp with a zone is stored as UTC ISO text.
-    expect(db.prepare(`SELECT updated_at FROM shifts`).get()).toEqual({ updated_at: '2030-01-01T08:00:00Z' });
+    // A timestamp with a zone is stored in UTC, in SQLite's own notation.
+    expect(db.prepare(`SELECT updated_at FROM shifts`).get()).toEqual({ updated_at: '2030-01-01 08:00:00' });
     expect(await sink.readCheckpoint('pg-to-sqlite')).toBe('10');
 
     const deleted = await sink.apply({ changes: [change('public.orders', 'delete', { id: 'ord_002' })], deadLetters: [] });
     expect(deleted.written).toBe(1);
     expect(db.prepare(`SELECT id FROM orders`).all()).toEqual([{ id: 'ord_001' }]);
+  });
+
+  it("writes timestamps in SQLite's canonical format so datetime() range queries find them", async () => {
+    await openSink();
+    const minute = 60_000;
+    const now = Date.now();
+    await sink.apply({
+      changes: [
+        // A Date (what drivers hand out), PostgreSQL's text forms with and without a zone, a Date with milliseconds.
+        change('public.shifts', 'insert', { id: 'date', opened_by: 'a', updated_at: new Date('2030-01-01T08:00:00Z') }),
+        change('public.shifts', 'insert', { id: 'zoned', opened_by: 'a', updated_at: '2030-01-01T10:00:00+02:00' }),
+        change('public.shifts', 'insert', { id: 'wal', opened_by: 'a', updated_at: '2030-01-01 08:00:00.5+00' }),
+        change('public.shifts', 'insert', { id: 'plain', opened_by: 'a', updated_at: '2030-01-01T08:00:00.123456' }),
+        change('public.shifts', 'insert', { id: 'millis', opened_by: 'a', updated_at: new Date('2030-01-01T08:00:00.250Z') }),
+        change('public.shifts', 'insert', { id: 'late', opened_by: 'a', updated_at: '2030-01-01T08:00:01.000Z' }),
+        change('public.shifts', 'insert', { id: 'recent', opened_by: 'a', updated_at: new Date(now - minute) }),
+        change('public.shifts', 'insert', { id: 'old', opened_by: 'a', updated_at: new Date(now - 24 * 60 * minute - minute) }),
+      ],
+      deadLetters: [],
+    });
+    const stored = (id: string) => (db.prepare(`SELECT updated_at FROM shifts WHERE id = ?`).get(id) as { updated_at: string }).updated_at;
+    expect(['date', 'zoned', 'wal', 'plain', 'millis', 'late'].map(stored)).toEqual([
+      '2030-01-01 08:00:00',
+      '2030-01-01 08:00:00',
+      '2030-01-01 08:00:00.500',
+      '2030-01-01 08:00:00.123456',
+      '2030-01-01 08:00:00.250',
+      '2030-01-01 08:00:01',
+    ]);
+    const ids = (where: string) => (db.prepare(`SELECT id FROM shifts WHERE ${where} ORDER BY id`).all() as { id: string }[]).map((r) => r.id);
+    // Whole seconds are exactly what datetime() writes.
+    expect(ids(`updated_at LIKE '2030-%' AND updated_at = datetime(updated_at)`)).toEqual(['date', 'late', 'zoned']);
+    expect(ids(`updated_at BETWEEN '2030-01-01 08:00:00' AND '2030-01-01 08:00:00.999'`)).toEqual(['date', 'millis', 'plain', 'wal', 'zoned']);
+    expect(ids(`updated_at BETWEEN datetime('2030-01-01 08:00:00') AND datetime('2030-01-01 08:00:01')`)).toEqual(['date', 'late', 'millis', 'plain', 'wal', 'zoned']);
+    // The everyday query: rows of the last day (with 'T' text, 'old' would be in and 'recent' out).
+    expect(ids(`updated_at BETWEEN datetime('now', '-1 day') AND datetime('now')`)).toEqual(['recent']);
   });
 
   it('applies a TRUNCATE as a delete of every row of the table, children first, before the changes that followed it', async () => {
@@ -205,7 +241,27 @@ describe('sqlite sink', () => {
     // Same instant in another notation is not older.
     const newer = await sink.apply({ changes: [change('public.shifts', 'update', { id: 's1', opened_by: 'newer', updated_at: '2030-01-01T02:00:06+02:00' })], deadLetters: [] });
     expect(newer).toEqual({ written: 1, conflicts: [] });
-    expect(db.prepare(`SELECT opened_by, updated_at FROM shifts`).get()).toEqual({ opened_by: 'newer', updated_at: '2030-01-01T00:00:06Z' });
+    expect(db.prepare(`SELECT opened_by, updated_at FROM shifts`).get()).toEqual({ opened_by: 'newer', updated_at: '2030-01-01 00:00:06' });
+  });
+
+  it('newer-wins compares by instant whatever the stored notation: ISO text with T and Z written before, and the canonical form', async () => {
+    await openSink();
+    const stored = ['2030-01-01T00:00:05Z', '2030-01-01T00:00:05.000Z', '2030-01-01T00:00:05', '2030-01-01 00:00:05', '2030-01-01T02:00:05+02:00'];
+    const insert = db.prepare(`INSERT INTO shifts VALUES (?, 'stored', ?)`);
+    stored.forEach((at, i) => insert.run(`s${i}`, at));
+    const update = (opened_by: string, updated_at: Value) =>
+      sink.apply({ changes: stored.map((_, i) => change('public.shifts', 'update', { id: `s${i}`, opened_by, updated_at })), deadLetters: [] });
+
+    const older = await update('older', new Date('2030-01-01T00:00:04.999Z'));
+    expect(older.written).toBe(0);
+    expect(older.conflicts).toHaveLength(stored.length);
+    // The same instant is not older: it applies, and the row now holds the canonical text.
+    const same = await update('same', '2030-01-01 02:00:05+02');
+    expect(same).toEqual({ written: stored.length, conflicts: [] });
+    expect(db.prepare(`SELECT DISTINCT updated_at FROM shifts`).all()).toEqual([{ updated_at: '2030-01-01 00:00:05' }]);
+    const newer = await update('newer', '2030-01-01T00:00:05.001Z');
+    expect(newer).toEqual({ written: stored.length, conflicts: [] });
+    expect(db.prepare(`SELECT DISTINCT opened_by, updated_at FROM shifts`).all()).toEqual([{ opened_by: 'newer', updated_at: '2030-01-01 00:00:05.001' }]);
   });
 
   it('newer-wins in a two-way set-up: a lost conflict puts the stored winner into the local change log (ping-back)', async () => {
