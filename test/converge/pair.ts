@@ -41,7 +41,6 @@ streams:
     tables: ${tables}
     batch: ${batch}${reverse}
 http: { port: 0, host: 127.0.0.1 }
-log: { level: warn }
 `);
     const init = await runCliToEnd(['init-sql', '--config', this.config]);
     if (init.code !== 0) throw new Error(`init-sql failed:\n${init.stderr}`);

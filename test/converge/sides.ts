@@ -213,7 +213,8 @@ export class PostgresSide implements Side {
   }
 
   async deadLetters(): Promise<number> {
-    const [row] = await this.db.query<{ n: string }>(`SELECT count(*) AS n FROM cdc_sync.dead_letters`);
+    // The sink makes the table when it opens, which may be after the process said it runs.
+    const [row] = await this.db.query<{ n: string }>(`SELECT CASE WHEN to_regclass('cdc_sync.dead_letters') IS NULL THEN 0 ELSE (xpath('/row/n/text()', query_to_xml('SELECT count(*) AS n FROM cdc_sync.dead_letters', false, true, '')))[1]::text::int END AS n`);
     return Number(row!.n);
   }
 
@@ -306,7 +307,7 @@ export class SqliteSide implements Side {
         return run(`DELETE FROM parent WHERE id = ?`, base + e.id);
       case 'move-parent':
         if (e.from === e.to) return 0;
-        return run(`UPDATE parent SET id = ?2 WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM parent WHERE id = ?2)`, base + e.from, base + e.to);
+        return run(`UPDATE parent SET id = ? WHERE id = ? AND NOT EXISTS (SELECT 1 FROM parent WHERE id = ?)`, base + e.to, base + e.from, base + e.to);
       case 'family': {
         let n = 0;
         for (const c of e.children) {
@@ -319,12 +320,12 @@ export class SqliteSide implements Side {
         return n + run(`INSERT INTO parent (id, name) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name`, base + e.parent, e.name);
       }
       case 'update-child':
-        return run(`UPDATE child SET note = ?2, parent_id = ?3 WHERE id = ?1 AND EXISTS (SELECT 1 FROM parent WHERE id = ?3)`, base + e.id, e.note, base + e.parent);
+        return run(`UPDATE child SET note = ?, parent_id = ? WHERE id = ? AND EXISTS (SELECT 1 FROM parent WHERE id = ?)`, e.note, base + e.parent, base + e.id, base + e.parent);
       case 'delete-child':
         return run(`DELETE FROM child WHERE id = ?`, base + e.id);
       case 'move-child':
         if (e.from === e.to) return 0;
-        return run(`UPDATE child SET id = ?2 WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM child WHERE id = ?2)`, base + e.from, base + e.to);
+        return run(`UPDATE child SET id = ? WHERE id = ? AND NOT EXISTS (SELECT 1 FROM child WHERE id = ?)`, base + e.to, base + e.from, base + e.to);
     }
   }
 
@@ -346,6 +347,7 @@ export class SqliteSide implements Side {
   }
 
   async deadLetters(): Promise<number> {
+    if (!this.db.prepare(`SELECT 1 FROM sqlite_schema WHERE name = 'cdc_sync_dead_letters'`).get()) return 0;
     return (this.db.prepare(`SELECT count(*) AS n FROM cdc_sync_dead_letters`).get() as { n: number }).n;
   }
 

@@ -18,11 +18,11 @@ export function resolveByChangeTime(
 ): { losers: ChangeEvent[]; entries: ConflictEntry[] } {
   let since = events[0]!.commitTime.getTime();
   for (const e of events) since = Math.min(since, e.commitTime.getTime());
-  const found = statement(localChangesSql(target.table, target.key, target.imageColumns)).all(
+  const found = statement(localChangesSql(target.table, target.key, target.imageColumns)).all({
     keys,
-    target.table,
-    new Date(since).toISOString(),
-  ) as { idx: number; local_time: string; stored: string | null }[];
+    table: target.table,
+    since: new Date(since).toISOString(),
+  }) as { idx: number; local_time: string; stored: string | null }[];
   const losers: ChangeEvent[] = [];
   const entries: ConflictEntry[] = [];
   for (const { idx, local_time, stored } of found) {

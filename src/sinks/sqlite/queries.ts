@@ -145,7 +145,7 @@ SELECT ?, 'U', ${rowImageSql('t', imageColumns)}, 'cdc-sync ping-back' FROM ${qu
 
 /**
  * newer-wins by change time (see the PostgreSQL sink's localChangesSql):
- * per incoming key (its index in ?1, an array of key arrays) the newest
+ * per incoming key (its index in @keys, an array of key arrays) the newest
  * change this database's own change log holds for it, by its after or its
  * before image, and the stored row as the triggers image it. The sink's
  * BEGIN IMMEDIATE keeps every other writer out meanwhile. Key column names
@@ -156,8 +156,8 @@ export function localChangesSql(table: string, key: string[], imageColumns: stri
   const ks = key.map((_, i) => `k${i}`).join(', ');
   const from = (image: string) =>
     `SELECT ${picked(image)}, captured_at AS t FROM cdc_sync_changes
-      WHERE table_name = ?2 AND captured_at >= ?3 AND ${image} IS NOT NULL AND origin IS NOT 'cdc-sync ping-back'`;
-  return `WITH s AS (SELECT CAST(j.key AS INTEGER) AS idx, ${key.map((_, i) => `j.value ->> ${i} AS k${i}`).join(', ')} FROM json_each(?1) AS j),
+      WHERE table_name = @table AND captured_at >= @since AND ${image} IS NOT NULL AND origin IS NOT 'cdc-sync ping-back'`;
+  return `WITH s AS (SELECT CAST(j.key AS INTEGER) AS idx, ${key.map((_, i) => `j.value ->> ${i} AS k${i}`).join(', ')} FROM json_each(@keys) AS j),
 l AS (SELECT ${ks}, max(t) AS local_time FROM (${from('row_data')} UNION ALL ${from('old_data')}) GROUP BY ${ks})
 SELECT s.idx AS idx, l.local_time AS local_time,
        (SELECT ${rowImageSql('t', imageColumns)} FROM ${quoteIdent(table)} AS t WHERE ${key.map((k, i) => `t.${quoteIdent(k)} = s.k${i}`).join(' AND ')}) AS stored
