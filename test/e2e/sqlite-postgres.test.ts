@@ -198,4 +198,23 @@ describe('SQLite ↔ PostgreSQL two-way, through the CLI', () => {
     expect(metricValue(metrics, 'cdc_sync_conflicts_total', { stream: 'cloud-to-pos', table: 'public.orders' })).toBe(1);
     expect(await processes.stop(cli)).toBe(0);
   });
+
+  it('a key change moves the row both ways: the old key is deleted on the target (PostgreSQL sink, SQLite sink)', async () => {
+    const cli = start();
+    sqlite.prepare(`INSERT INTO shifts VALUES ('shift_201', 'di', NULL, '2030-03-01T00:00:00Z')`).run();
+    sqlite.prepare(`INSERT INTO orders VALUES ('ord_201', 'shift_201', 1, 1, NULL, NULL, '2030-03-01T00:00:00Z')`).run();
+    await pg.query(`INSERT INTO shifts VALUES ('shift_301', 'ed', '2030-03-01T00:00:00Z')`);
+    await pg.query(`INSERT INTO orders (id, shift_id, qty, price, updated_at) VALUES ('ord_301', 'shift_301', 3, 3, '2030-03-01T00:00:00Z')`);
+    const ids = () => sqliteOrders().map((o) => o.id);
+    await waitFor(async () => ids().includes('ord_301') && (await ordersEqual()), 30_000, () => cli.stderr().slice(-3000));
+    sqlite.prepare(`UPDATE orders SET id = id || '_moved' WHERE id = 'ord_201'`).run();
+    await pg.query(`UPDATE orders SET id = id || '_moved' WHERE id = 'ord_301'`);
+    await waitFor(async () => ids().includes('ord_301_moved') && (await ordersEqual()), 30_000, () => `${JSON.stringify(sqliteOrders())}\n${cli.stderr().slice(-3000)}`);
+    expect((await pgOrders()).map((o) => o.id)).toEqual(expect.arrayContaining(['ord_201_moved', 'ord_301_moved']));
+    expect((await pgOrders()).map((o) => o.id)).not.toContain('ord_201');
+    expect(ids()).not.toContain('ord_301');
+    expect(await pg.query(`SELECT shift_id, qty FROM orders WHERE id = 'ord_201_moved'`)).toEqual([{ shift_id: 'shift_201', qty: 1 }]);
+    expect(sqlite.prepare(`SELECT shift_id, qty FROM orders WHERE id = 'ord_301_moved'`).get()).toEqual({ shift_id: 'shift_301', qty: 3 });
+    expect(await processes.stop(cli)).toBe(0);
+  });
 });
