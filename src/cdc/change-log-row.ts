@@ -1,6 +1,7 @@
 import type { ChangeEvent, Op, RejectedChange, Row } from '../core/change-event.js';
 import { PermanentError } from '../core/errors.js';
 import { parseJson } from '../core/json.js';
+import { keyChange, sameKey } from './key-change.js';
 
 /** A row of a trigger-fed change table (PostgreSQL `cdc_sync.changes`, SQLite `cdc_sync_changes`). */
 export interface ChangeLogRow {
@@ -13,10 +14,15 @@ export interface ChangeLogRow {
 
 const OPS: Record<string, Op> = { I: 'insert', U: 'update', D: 'delete' };
 
+/** What one change-table row becomes: a change, a key change's two changes, or a rejected change. */
+export type ChangeLogResult = ChangeEvent | [ChangeEvent, ChangeEvent] | RejectedChange;
+
 /**
  * The change a change-table row records, or — when its JSON is malformed or
  * its operation unknown — a rejected change with the raw payload, which goes
- * to the dead letter while the stream goes on.
+ * to the dead letter while the stream goes on. An update that changed the
+ * key is two changes, the delete of the old key and the insert of the new
+ * one (see keyChange).
  */
 export function changeLogEvent(
   row: ChangeLogRow,
@@ -24,7 +30,7 @@ export function changeLogEvent(
   position: string,
   commitTime: Date,
   stream: string,
-): ChangeEvent | RejectedChange {
+): ChangeLogResult {
   const op = OPS[row.op];
   try {
     const after = row.row_data === null ? null : asRow(parseJson(row.row_data));
@@ -33,7 +39,7 @@ export function changeLogEvent(
     if (!op || !image) throw new Error(`change ${row.id} has no ${op ? 'row image' : 'known operation'}`);
     const key: Row = {};
     for (const k of table.key) key[k] = image[k] ?? null;
-    return {
+    const event: ChangeEvent = {
       table: table.source,
       op,
       key,
@@ -43,6 +49,12 @@ export function changeLogEvent(
       commitTime,
       ...(row.origin ? { origin: row.origin } : {}),
     };
+    if (op === 'update' && before) {
+      const oldKey: Row = {};
+      for (const k of table.key) oldKey[k] = before[k] ?? null;
+      if (!sameKey(oldKey, key)) return keyChange(event, oldKey);
+    }
+    return event;
   } catch (error) {
     return {
       table: table.source,
@@ -62,12 +74,13 @@ function asRow(value: unknown): Row {
   return value as Row;
 }
 
-/** A page's changes, apart from those that go to the dead letter unread. */
-export function splitRejected(results: (ChangeEvent | RejectedChange)[]): { events: ChangeEvent[]; rejected: RejectedChange[] } {
+/** A page's changes (a key change's two in source order), apart from those that go to the dead letter unread. */
+export function splitRejected(results: ChangeLogResult[]): { events: ChangeEvent[]; rejected: RejectedChange[] } {
   const events: ChangeEvent[] = [];
   const rejected: RejectedChange[] = [];
   for (const result of results) {
-    if ('error' in result) rejected.push(result);
+    if (Array.isArray(result)) events.push(result[0], result[1]);
+    else if ('error' in result) rejected.push(result);
     else events.push(result);
   }
   return { events, rejected };

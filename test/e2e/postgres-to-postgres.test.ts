@@ -125,6 +125,36 @@ describe('postgres-changelog → postgres through the CLI', () => {
     expect(await stop(again, 'SIGTERM')).toBe(0);
   });
 
+  it('a key change moves the row: the old key is deleted on the target, also when two keys swap in one transaction', async () => {
+    const cli = start(config());
+    await a.query(`INSERT INTO "tblParents" VALUES (1, 'p')`);
+    await a.query(`INSERT INTO "tblItems" SELECT g, 1, 'item ' || g, g FROM generate_series(1, 5) g`);
+    await waitFor(async () => (await b.query('SELECT 1 FROM items')).length === 5, 30_000, () => cli.stderr());
+    await a.query(`UPDATE "tblItems" SET "ItemID" = "ItemID" + 1000 WHERE "ItemID" = 1`);
+    await a.query(`BEGIN;
+      UPDATE "tblItems" SET "ItemID" = 99 WHERE "ItemID" = 2;
+      UPDATE "tblItems" SET "ItemID" = 2 WHERE "ItemID" = 3;
+      UPDATE "tblItems" SET "ItemID" = 3 WHERE "ItemID" = 99;
+      COMMIT`);
+    await waitFor(inSync, 30_000, () => `${lastDifference}\n${cli.stderr()}`);
+    expect(await b.query(`SELECT item_id::int AS id, name FROM items ORDER BY item_id`)).toEqual([
+      { id: 2, name: 'item 3' },
+      { id: 3, name: 'item 2' },
+      { id: 4, name: 'item 4' },
+      { id: 5, name: 'item 5' },
+      { id: 1001, name: 'item 1' },
+    ]);
+    // Four edits of keys, each captured once as an update; applied as a delete and an insert each.
+    const labels = { stream: 'a-to-b', table: 'public.tblItems' };
+    await waitFor(async () => metricValue(await cli.metrics(), 'cdc_sync_events_applied_total', { ...labels, op: 'delete' }) === 4, 10_000);
+    const text = await cli.metrics();
+    expect(metricValue(text, 'cdc_sync_events_captured_total', { ...labels, op: 'update' })).toBe(4);
+    expect(metricValue(text, 'cdc_sync_events_captured_total', { ...labels, op: 'delete' }) ?? 0).toBe(0);
+    expect(metricValue(text, 'cdc_sync_events_applied_total', { ...labels, op: 'insert' })).toBe(5 + 4);
+    expect(await b.query('SELECT 1 FROM cdc_sync.dead_letters')).toEqual([]);
+    expect(await stop(cli)).toBe(0);
+  });
+
   it('sends a poison row to the dead letter and applies the rest of its batch', async () => {
     const cli = start(config());
     await a.query(`INSERT INTO "tblParents" VALUES (1, 'p')`);

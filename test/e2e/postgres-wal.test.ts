@@ -82,6 +82,27 @@ describe('postgres-wal → postgres through the CLI', () => {
     expect(init.stdout).toContain('REPLICA IDENTITY FULL');
   });
 
+  it('a key change moves the row: the old key is deleted on the target, also when two keys swap in one transaction', async () => {
+    await a.query(`INSERT INTO items SELECT g, 'item ' || g, g FROM generate_series(1, 5) g`);
+    const cli = start(config());
+    await replicating(cli);
+    await waitFor(() => inSync(), 30_000, () => `${lastDifference}\n${cli.stderr()}`);
+    await a.query(`UPDATE items SET id = id + 1000 WHERE id = 1`);
+    await a.query(`BEGIN; UPDATE items SET id = 99 WHERE id = 2; UPDATE items SET id = 2 WHERE id = 3; UPDATE items SET id = 3 WHERE id = 99; COMMIT`);
+    await waitFor(() => inSync(), 30_000, () => `${lastDifference}\n${cli.stderr()}`);
+    expect(await b.query(`SELECT id::int, name FROM items ORDER BY id`)).toEqual([
+      { id: 2, name: 'item 3' },
+      { id: 3, name: 'item 2' },
+      { id: 4, name: 'item 4' },
+      { id: 5, name: 'item 5' },
+      { id: 1001, name: 'item 1' },
+    ]);
+    const labels = { stream, table: 'public.items' };
+    await waitFor(async () => metricValue(await cli.metrics(), 'cdc_sync_events_applied_total', { ...labels, op: 'delete' }) === 4, 10_000);
+    expect(metricValue(await cli.metrics(), 'cdc_sync_events_captured_total', { ...labels, op: 'update' })).toBe(4);
+    expect(await processes.stop(cli)).toBe(0);
+  });
+
   it('keeps B equal to A through inserts, updates and deletes, never nulls an unchanged TOAST column, and drops its slot on request', async () => {
     const cli = start(config());
     await replicating(cli);

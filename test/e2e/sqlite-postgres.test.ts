@@ -236,4 +236,23 @@ describe('SQLite ↔ PostgreSQL two-way, through the CLI', () => {
       await pg.query(`ALTER DATABASE ${pg.name} RESET timezone`);
     }
   });
+
+  it('a key change moves the row both ways: the old key is deleted on the target (PostgreSQL sink, SQLite sink)', async () => {
+    const cli = start();
+    sqlite.prepare(`INSERT INTO shifts VALUES ('shift_401', 'di', NULL, '2030-03-01T00:00:00Z')`).run();
+    sqlite.prepare(`INSERT INTO orders VALUES ('ord_401', 'shift_401', 1, 1, NULL, NULL, '2030-03-01T00:00:00Z')`).run();
+    await pg.query(`INSERT INTO shifts VALUES ('shift_501', 'ed', '2030-03-01T00:00:00Z')`);
+    await pg.query(`INSERT INTO orders (id, shift_id, qty, price, updated_at) VALUES ('ord_501', 'shift_501', 3, 3, '2030-03-01T00:00:00Z')`);
+    const ids = () => sqliteOrders().map((o) => o.id);
+    await waitFor(async () => ids().includes('ord_501') && (await ordersEqual()), 30_000, () => cli.stderr().slice(-3000));
+    sqlite.prepare(`UPDATE orders SET id = id || '_moved' WHERE id = 'ord_401'`).run();
+    await pg.query(`UPDATE orders SET id = id || '_moved' WHERE id = 'ord_501'`);
+    await waitFor(async () => ids().includes('ord_501_moved') && (await ordersEqual()), 30_000, () => `${JSON.stringify(sqliteOrders())}\n${cli.stderr().slice(-3000)}`);
+    expect((await pgOrders()).map((o) => o.id)).toEqual(expect.arrayContaining(['ord_401_moved', 'ord_501_moved']));
+    expect((await pgOrders()).map((o) => o.id)).not.toContain('ord_401');
+    expect(ids()).not.toContain('ord_501');
+    expect(await pg.query(`SELECT shift_id, qty FROM orders WHERE id = 'ord_401_moved'`)).toEqual([{ shift_id: 'shift_401', qty: 1 }]);
+    expect(sqlite.prepare(`SELECT shift_id, qty FROM orders WHERE id = 'ord_501_moved'`).get()).toEqual({ shift_id: 'shift_501', qty: 3 });
+    expect(await processes.stop(cli)).toBe(0);
+  });
 });

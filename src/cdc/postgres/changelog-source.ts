@@ -1,5 +1,5 @@
 import { Observable, Subject, concatMap, defer, startWith } from 'rxjs';
-import type { ChangeEvent, RejectedChange, SourceChunk } from '../../core/change-event.js';
+import type { SourceChunk } from '../../core/change-event.js';
 import { ConfigError } from '../../core/errors.js';
 import type { TableConfig } from '../../core/mapping.js';
 import { createPool, type Pool } from '../../sinks/postgres/connection.js';
@@ -9,7 +9,7 @@ import type { RetryPolicy } from '../../streams/retry.js';
 import { readRows } from './read-rows.js';
 import { countCaptured } from '../count-captured.js';
 import { checkSourceColumns } from '../check-columns.js';
-import { changeLogEvent, splitRejected } from '../change-log-row.js';
+import { changeLogEvent, splitRejected, type ChangeLogResult } from '../change-log-row.js';
 import type { Source } from '../source.js';
 import { ChangeLogPosition } from './changelog-position.js';
 import {
@@ -142,7 +142,7 @@ export class ChangeLogSource implements Source {
   }
 
 
-  private toEvent(row: ChangeRow, position: string): ChangeEvent | RejectedChange {
+  private toEvent(row: ChangeRow, position: string): ChangeLogResult {
     // Inside a page the chunk position covers every event; a per-event
     // position would be a change id, which alone is no safe checkpoint.
     return changeLogEvent(row, this.tables.get(row.table_name)!, position, row.captured_at, this.context.stream);

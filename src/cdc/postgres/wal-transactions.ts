@@ -3,7 +3,8 @@ import { PermanentError } from '../../core/errors.js';
 import { formatLsn } from './wal-lsn.js';
 import { decodePgOutput, insertRow, type PgOutputMessage, type RelationColumn, type TupleColumn } from './wal-protocol.js';
 import { fromText } from './wal-values.js';
-import { valuesEqual } from '../../core/values.js';
+import { toJsonText } from '../../core/json.js';
+import { keyChange, sameKey } from '../key-change.js';
 
 /** The table the PostgreSQL sink updates in each of its transactions (when it exists): the WAL source drops those transactions. */
 export const ORIGIN_MARKER_TABLE = 'cdc_sync.origin_marker';
@@ -143,22 +144,35 @@ export class TransactionAssembler {
       events.push(change(table.source, 'delete', keyOf(keyColumns, before), null, before, tx.commitTime));
       return;
     }
+    // An unchanged TOAST value is missing from the new tuple: the sink leaves the target's value as it is.
     const row = toRow(relation, message.newTuple);
-    // An unchanged TOAST value is missing from the new tuple; the full old image (REPLICA IDENTITY FULL) may hold it.
     const before = message.oldTuple ? toRow(relation, message.oldTuple, message.oldKind === 'K') : null;
-    const key = keyOf(keyColumns, row);
-    if (before) {
-      const oldKey = keyOf(keyColumns, before);
-      if (!sameKey(keyColumns, oldKey, key)) {
-        // The key itself changed: the old row goes away, the new one comes in.
-        events.push(change(table.source, 'delete', oldKey, null, before, tx.commitTime));
-        if (message.oldKind === 'K') {
-          events.push(change(table.source, 'insert', key, row, null, tx.commitTime));
-          return;
-        }
-      }
+    const update = change(table.source, 'update', keyOf(keyColumns, row), row, before, tx.commitTime);
+    // An Update message carries an old tuple when the key may have changed. PostgreSQL, "Logical
+    // Replication Message Formats", Update: 'K' "Identifies the following TupleData submessage as a
+    // key. This field is optional and is only present if the update changed data in any of the
+    // column(s) that are part of the REPLICA IDENTITY index"; 'O' (the old row) "is only present if
+    // table in which the update happened has REPLICA IDENTITY set to FULL", with every update.
+    // (https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html)
+    // Without one the key is unchanged; a configured key the 'K' tuple lacks cannot be compared: a plain update.
+    if (!before || !keyColumns.every((c) => c in before)) {
+      events.push(update);
+      return;
     }
-    events.push(change(table.source, 'update', key, row, before, tx.commitTime));
+    const oldKey = keyOf(keyColumns, before);
+    if (sameKey(oldKey, update.key)) {
+      events.push(update);
+      return;
+    }
+    // The key changed: the row moves, as a delete of the old key and an insert of the new one.
+    // A new row has no target row to keep an unchanged TOAST value: the full old image (REPLICA
+    // IDENTITY FULL, sent detoasted) gives it; the old key alone ('K') does not, which the dead letter says.
+    const missing = relation.columns.filter((c) => !(c.name in row));
+    if (message.oldKind === 'O') for (const c of missing) if (c.name in before) row[c.name] = before[c.name]!;
+    const lost = missing.filter((c) => !(c.name in row)).map((c) => c.name);
+    if (lost.length > 0) tx.rejected.push(toastLost(relation, table.source, update.key, lost, this.options.stream));
+    const [moved, arrived] = keyChange(update, oldKey);
+    events.push(moved, arrived);
   }
 
   private truncate(relationIds: number[], cascade: boolean): void {
@@ -198,9 +212,24 @@ function keyOf(columns: string[], row: Row): Row {
   return key;
 }
 
-function sameKey(columns: string[], a: Row, b: Row): boolean {
-  for (const column of columns) if (!valuesEqual(a[column], b[column])) return false;
-  return true;
+/**
+ * A key change whose row had TOAST values the update left as they were: under REPLICA IDENTITY
+ * DEFAULT they are in neither tuple, so the row under its new key is written without them (NULL or
+ * the column's default). The dead letter names the columns; the keys are in its payload.
+ */
+function toastLost(relation: Relation, source: string, key: Row, columns: string[], stream: string): RejectedChange {
+  return {
+    table: source,
+    key,
+    payload: toJsonText({ keyChange: relation.qualified, key, missing: columns }),
+    error: new PermanentError(
+      `a key change of ${relation.qualified} reached the sink without the unchanged TOAST value of ${columns.join(', ')}: ` +
+        'under REPLICA IDENTITY DEFAULT the WAL does not hold it; copy the table again (cdc-sync snapshot --table) ' +
+        'or fix the row by hand, then resolve this dead letter (ALTER TABLE … REPLICA IDENTITY FULL sends the value)',
+      { reason: 'other', context: { stream, table: source } },
+    ),
+    position: '',
+  };
 }
 
 /** Columns sent as "unchanged TOAST" are left out, so the sink never overwrites them; `keyOnly`: only key columns carry values. */

@@ -1,5 +1,5 @@
 import { Observable, Subject, concatMap, defer, startWith } from 'rxjs';
-import type { ChangeEvent, RejectedChange, SourceChunk } from '../../core/change-event.js';
+import type { SourceChunk } from '../../core/change-event.js';
 import { ConfigError } from '../../core/errors.js';
 import type { TableConfig } from '../../core/mapping.js';
 import { openSqlite, quoteLiteral, sqliteTableName, tableColumns, type SqliteDatabase } from '../../sinks/sqlite/connection.js';
@@ -11,7 +11,7 @@ import { UnknownTables } from '../unknown-tables.js';
 import { readWithRetry } from '../read-with-retry.js';
 import { countCaptured } from '../count-captured.js';
 import { checkSourceColumns } from '../check-columns.js';
-import { changeLogEvent, splitRejected } from '../change-log-row.js';
+import { changeLogEvent, splitRejected, type ChangeLogResult } from '../change-log-row.js';
 import type { Source } from '../source.js';
 import { captureTriggerNames } from './changelog-setup.js';
 
@@ -136,7 +136,7 @@ export class SqliteChangeLogSource implements Source {
     return { events, rejected, position: this.after.toString(), caughtUp };
   }
 
-  private toEvent(row: ChangeRow): ChangeEvent | RejectedChange {
+  private toEvent(row: ChangeRow): ChangeLogResult {
     // Each change is its own position: everything up to its id is then read.
     const captured = new Date(row.captured_at);
     const commitTime = Number.isNaN(captured.getTime()) ? new Date() : captured;

@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { changelogSetupSql } from '../../../src/cdc/postgres/changelog-setup.js';
 import { ChangeLogSource } from '../../../src/cdc/postgres/changelog-source.js';
 import { ConfigError } from '../../../src/core/errors.js';
+import type { ChangeEvent } from '../../../src/core/change-event.js';
 import type { TableConfig } from '../../../src/core/mapping.js';
 import { createTestDatabase, type TestDatabase } from '../../support/test-database.js';
 import { testContext } from '../../support/stream-context.js';
@@ -65,6 +66,56 @@ describe('ChangeLogSource', () => {
     ]);
     expect(chunk!.events[0]!.row!.amount).toBe('12345678901234567890.0123456789');
     expect(chunk!.events[0]!.table).toBe('items');
+  });
+
+  it('a key change moves the row: a delete of the old key, then an insert of the new key, in one chunk with one position, time and origin', async () => {
+    await db.query(`INSERT INTO items VALUES (1, 'a', 1, 'n'), (2, 'b', 2, 'n')`);
+    const writer = new pg.Client({ connectionString: db.url, application_name: 'till-7' });
+    await writer.connect();
+    await writer.query(`UPDATE items SET id = id + 1000 WHERE id = 1`);
+    await writer.end();
+    await db.query(`UPDATE items SET name = 'b2' WHERE id = 2`);
+    const context = testContext();
+    const [chunk] = await pull(await openSource(100, TABLES, context), null, 1);
+    expect(chunk!.events.map((e) => [e.op, e.key, e.row?.name ?? null])).toEqual([
+      ['insert', { id: 1 }, 'a'],
+      ['insert', { id: 2 }, 'b'],
+      ['delete', { id: 1 }, null],
+      ['insert', { id: 1001 }, 'a'],
+      ['update', { id: 2 }, 'b2'],
+    ]);
+    const [moved, arrived] = chunk!.events.slice(2, 4) as [ChangeEvent, ChangeEvent];
+    expect(moved.before).toMatchObject({ id: 1, name: 'a' });
+    expect(arrived.row).toEqual({ id: 1001, name: 'a', amount: 1, note: 'n' });
+    expect(arrived.before).toEqual(moved.before);
+    for (const e of [moved, arrived]) {
+      expect(e).toMatchObject({ table: 'items', position: chunk!.position, origin: 'till-7' });
+      expect(e.commitTime).toEqual(moved.commitTime);
+    }
+    // One user edit, counted once: as the update it was.
+    const captured = (await context.metrics.captured.get()).values.map((v) => [v.labels.op, v.value]);
+    expect(Object.fromEntries(captured)).toEqual({ insert: 2, update: 2 });
+  });
+
+  it('an update of one column of a composite key is a key change too; the same key written another way (numeric 1 → 1.0) is not', async () => {
+    await db.query(`CREATE TABLE IF NOT EXISTS lines (order_id int, line_no int, qty int, PRIMARY KEY (order_id, line_no))`);
+    await db.query(`CREATE TABLE IF NOT EXISTS prices (amount numeric PRIMARY KEY, label text)`);
+    await db.query(changelogSetupSql(['public.lines', 'public.prices']));
+    await db.query(`TRUNCATE lines, prices`);
+    await db.query(`INSERT INTO lines VALUES (1, 1, 1), (1, 2, 1)`);
+    await db.query(`INSERT INTO prices VALUES (1, 'one')`);
+    await db.query(`TRUNCATE cdc_sync.changes`);
+    await db.query(`UPDATE lines SET line_no = line_no + 1000 WHERE order_id = 1 AND line_no = 1`);
+    await db.query(`UPDATE lines SET qty = 5 WHERE line_no = 2`);
+    await db.query(`UPDATE prices SET amount = 1.0 WHERE amount = 1`);
+    const tables = [{ source: 'lines', target: 'lines' }, { source: 'prices', target: 'prices' }];
+    const [chunk] = await pull(await openSource(100, tables), null, 1);
+    expect(chunk!.events.map((e) => [e.op, e.key])).toEqual([
+      ['delete', { order_id: 1, line_no: 1 }],
+      ['insert', { order_id: 1, line_no: 1001 }],
+      ['update', { order_id: 1, line_no: 2 }],
+      ['update', { amount: 1 }],
+    ]);
   });
 
   it('pages a backlog by readLimit and resumes from a stored position without repeating or skipping', async () => {

@@ -2,7 +2,7 @@ import { Subject, firstValueFrom, takeWhile, toArray, tap, timeout } from 'rxjs'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { WalSource } from '../../../src/cdc/postgres/wal-source.js';
 import { MARKER_TABLE_SQL } from '../../../src/cdc/postgres/wal-setup.js';
-import type { SourceChunk } from '../../../src/core/change-event.js';
+import type { ChangeEvent, SourceChunk } from '../../../src/core/change-event.js';
 import type { TableConfig } from '../../../src/core/mapping.js';
 import { PostgresSink } from '../../../src/sinks/postgres/postgres-sink.js';
 import { createTestDatabase, type TestDatabase } from '../../support/test-database.js';
@@ -147,6 +147,59 @@ describe('postgres-wal source', () => {
       ['delete', { id: '5' }],
       ['insert', { id: '6' }],
     ]);
+  });
+
+  it('a key change moves the row: a delete of the old key, then an insert of the new key, in its transaction, counted once as an update', async () => {
+    await db.query(`INSERT INTO items (id, name, n) VALUES (1, 'a', 7), (2, 'b', 8)`);
+    const { source, context } = await openSource();
+    await db.query(`UPDATE items SET id = id + 1000 WHERE id = 1`);
+    await db.query(`UPDATE items SET name = 'b2' WHERE id = 2`);
+    const chunks = await pull(source, null, 2);
+    expect(chunks.map((c) => c.events.map((e) => [e.op, e.key]))).toEqual([
+      [
+        ['delete', { id: '1' }],
+        ['insert', { id: '1001' }],
+      ],
+      [['update', { id: '2' }]],
+    ]);
+    const [moved, arrived] = chunks[0]!.events as [ChangeEvent, ChangeEvent];
+    expect(moved.before).toEqual({ id: '1' }); // the old key ('K'): REPLICA IDENTITY DEFAULT logs no more
+    expect(arrived.row).toEqual({ id: '1001', name: 'a', amount: null, big: null, flag: null, n: 7 });
+    expect(arrived.position).toBe(moved.position);
+    expect(arrived.commitTime).toEqual(moved.commitTime);
+    const captured = (await context.metrics.captured.get()).values.map((v) => [v.labels.op, v.value]);
+    expect(Object.fromEntries(captured)).toEqual({ update: 2 });
+  });
+
+  it('a key change keeps an unchanged TOAST value under REPLICA IDENTITY FULL (old image) and dead-letters its loss under DEFAULT', async () => {
+    const big = 'y'.repeat(20_000) + Math.random().toString(36).repeat(2000); // stored out of line
+    await db.query(`CREATE TABLE IF NOT EXISTS full_big (id int PRIMARY KEY, name text, big text)`);
+    await db.query(`ALTER TABLE full_big REPLICA IDENTITY FULL`);
+    await db.query(`ALTER TABLE full_big ALTER COLUMN big SET STORAGE EXTERNAL`);
+    await db.query(`ALTER TABLE items ALTER COLUMN big SET STORAGE EXTERNAL`);
+    await db.query(`TRUNCATE full_big`);
+    await db.query(`INSERT INTO full_big VALUES (1, 'f', $1)`, [big]);
+    await db.query(`INSERT INTO items (id, name, big) VALUES (1, 'd', $1)`, [big]);
+    const { source } = await openSource({ tables: [{ source: 'full_big', target: 'full_big' }, ...TABLES] });
+    await db.query(`UPDATE full_big SET id = id + 1000 WHERE id = 1`);
+    await db.query(`UPDATE items SET id = id + 1000 WHERE id = 1`);
+    const [full, keyOnly] = await pull(source, null, 2);
+    expect(full!.events.map((e) => [e.op, e.key])).toEqual([
+      ['delete', { id: 1 }],
+      ['insert', { id: 1001 }],
+    ]);
+    expect(full!.events[1]!.row).toEqual({ id: 1001, name: 'f', big });
+    expect(full!.rejected).toEqual([]);
+    // Under DEFAULT the value is in neither tuple: the row moves without it, and a dead letter says so.
+    expect(keyOnly!.events.map((e) => [e.op, e.key])).toEqual([
+      ['delete', { id: '1' }],
+      ['insert', { id: '1001' }],
+    ]);
+    expect('big' in keyOnly!.events[1]!.row!).toBe(false);
+    expect(keyOnly!.rejected).toHaveLength(1);
+    expect(keyOnly!.rejected[0]).toMatchObject({ table: 'items', key: { id: '1001' }, position: keyOnly!.position });
+    expect(keyOnly!.rejected[0]!.error.message).toMatch(/key change of public\.items .* TOAST value of big: under REPLICA IDENTITY DEFAULT/);
+    expect(JSON.parse(keyOnly!.rejected[0]!.payload)).toEqual({ keyChange: 'public.items', key: { id: '1001' }, missing: ['big'] });
   });
 
   it('counts and logs once the changes of a published table the stream does not capture (a publication FOR ALL TABLES)', async () => {

@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { applySqliteChangelogSetup, sqliteChangelogSetupSql } from '../../../src/cdc/sqlite/changelog-setup.js';
 import { SqliteChangeLogSource } from '../../../src/cdc/sqlite/changelog-source.js';
 import { ConfigError } from '../../../src/core/errors.js';
+import type { ChangeEvent } from '../../../src/core/change-event.js';
 import type { TableConfig } from '../../../src/core/mapping.js';
 import { SqliteSink } from '../../../src/sinks/sqlite/sqlite-sink.js';
 import { TableMapping } from '../../../src/core/mapping.js';
@@ -84,6 +85,35 @@ describe('sqlite-changelog source', () => {
     db.prepare(`UPDATE items SET name = 'pear!' WHERE id = 'b'`).run();
     const [next] = await pull(await openSource(), chunks[1]!.position, 1);
     expect(next!.events.map((e) => [e.op, e.row?.name])).toEqual([['update', 'pear!']]);
+  });
+
+  it('a key change moves the row: a delete of the old key, then an insert of the new key, with the change\'s own position, in one chunk', async () => {
+    db.exec(`CREATE TABLE parts (id INTEGER PRIMARY KEY, name TEXT, photo BLOB)`);
+    applySqliteChangelogSetup(db, ['parts']);
+    db.prepare(`INSERT INTO parts VALUES (1, 'bolt', x'cafe'), (2, 'nut', NULL)`).run();
+    db.prepare(`UPDATE parts SET id = id + 1000 WHERE id = 1`).run();
+    db.prepare(`UPDATE parts SET name = 'nut!' WHERE id = 2`).run();
+    // Pages of one change: the key change's two events still come together, in the page of their change.
+    const source = await openSource(1, [{ source: 'parts', target: 'parts' }]);
+    const chunks = await pull(source, null, 3);
+    expect(chunks.map((c) => c.events.map((e) => [e.op, e.key, e.position]))).toEqual([
+      [['insert', { id: 1 }, '1']],
+      [['insert', { id: 2 }, '2']],
+      [
+        ['delete', { id: 1 }, '3'],
+        ['insert', { id: 1001 }, '3'],
+      ],
+    ]);
+    const [moved, arrived] = chunks[2]!.events as [ChangeEvent, ChangeEvent];
+    expect(chunks[2]!.position).toBe('3');
+    expect(moved.before).toEqual({ id: 1, name: 'bolt', photo: '\\xcafe' });
+    expect(arrived.row).toEqual({ id: 1001, name: 'bolt', photo: '\\xcafe' });
+    expect(arrived.commitTime).toEqual(moved.commitTime);
+    const [next] = await pull(source, '3', 1);
+    expect(next!.events.map((e) => [e.op, e.key])).toEqual([['update', { id: 2 }]]);
+    // One user edit, counted once: as the update it was.
+    const captured = (await lastContext().metrics.captured.get()).values.map((v) => [v.labels.op, v.value]);
+    expect(Object.fromEntries(captured)).toEqual({ insert: 2, update: 2 });
   });
 
   it('does not capture updates that change nothing', async () => {

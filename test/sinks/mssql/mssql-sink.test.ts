@@ -4,6 +4,8 @@ import { PermanentError } from '../../../src/core/errors.js';
 import { TableMapping, type TableConfig } from '../../../src/core/mapping.js';
 import { MssqlDeadLetters } from '../../../src/control/retry-failed.js';
 import { MssqlSink } from '../../../src/sinks/mssql/mssql-sink.js';
+import { keyChange } from '../../../src/cdc/key-change.js';
+import { coalesce } from '../../../src/streams/operators/coalesce.js';
 import { FakeSqlServer } from '../../support/fake-mssql/fake-server.js';
 import { FakeTarget } from '../../support/fake-mssql/fake-target.js';
 import { testContext } from '../../support/stream-context.js';
@@ -159,5 +161,25 @@ describe('MssqlSink', () => {
     expect(result.conflicts).toEqual([{ table: 'public.aligner_batches', key: { AlignerBatchID: 1 } }]);
     expect(target.rows('dbo.tblAlignerBatches')).toEqual([{ AlignerBatchID: 1, Days: 1, UpdatedAt: '2030-01-01T00:00:00.000000' }]);
     expect(server.executed.filter((e) => e.name === 'sink.delete')).toHaveLength(1);
+  });
+
+  it('a key change moves the row: the old key deleted, the new one merged in; a batch applied twice ends the same', async () => {
+    const { sink, mappings } = await open([batches]);
+    target.rows('dbo.tblAlignerBatches').push({ AlignerBatchID: 1, Days: 3 }, { AlignerBatchID: 2, Days: 4 });
+    const update: ChangeEvent = {
+      table: batches.source,
+      op: 'update',
+      key: { aligner_batch_id: 1001 },
+      row: { aligner_batch_id: 1001, days: 3 },
+      before: { aligner_batch_id: 1, days: 3 },
+      position: 'p',
+      commitTime: new Date(),
+    };
+    const changes = coalesce(keyChange(update, { aligner_batch_id: 1 }).map((e) => mappings[0]!.mapEvent(e)), [batches.source]);
+    await sink.apply({ changes, deadLetters: [] });
+    await sink.apply({ changes, deadLetters: [] });
+    const ids = target.rows('dbo.tblAlignerBatches').map((r) => r.AlignerBatchID).sort((a, b) => Number(a) - Number(b));
+    expect(ids).toEqual([2, 1001]);
+    expect(target.rows('dbo.tblAlignerBatches').find((r) => r.AlignerBatchID === 1001)).toMatchObject({ Days: 3 });
   });
 });

@@ -2,6 +2,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ChangeEvent, Row } from '../../../src/core/change-event.js';
 import { TableMapping, type TableConfig } from '../../../src/core/mapping.js';
 import { PostgresSink } from '../../../src/sinks/postgres/postgres-sink.js';
+import { keyChange } from '../../../src/cdc/key-change.js';
+import { coalesce } from '../../../src/streams/operators/coalesce.js';
 import { createTestDatabase, type TestDatabase } from '../../support/test-database.js';
 import { testContext } from '../../support/stream-context.js';
 
@@ -130,6 +132,24 @@ describe('PostgresSink with COPY', () => {
     expect(await writers('kinds_a')).toEqual(['INSERT', 'INSERT', 'INSERT']);
     expect(await writers('kinds_b')).toEqual(['COPY']);
     expect(await sink.readCheckpoint('copy')).toBe('c2');
+  });
+
+  it('a key change moves the row (delete, then COPY of the new key); applied again over a target that has the new key, it is upserted', async () => {
+    await db.query(`INSERT INTO kinds_a (id, t) VALUES (1, 'one'), (2, 'two')`);
+    await db.query('TRUNCATE writes');
+    const update: ChangeEvent = { ...change('a', 'update', { id: 1001, t: 'one' }), before: { id: 1, t: 'one' } };
+    const changes = coalesce(keyChange(update, { id: 1 }), ['a', 'b']);
+    const expected = [
+      { id: 2, t: 'two' },
+      { id: 1001, t: 'one' },
+    ];
+    await sink.apply({ changes, deadLetters: [], checkpoint: { stream: 'copy', position: 'k1' } });
+    expect(await db.query(`SELECT id, t FROM kinds_a ORDER BY id`)).toEqual(expected);
+    expect(await writers('kinds_a')).toEqual(['COPY']);
+    // The same batch again (a checkpoint put back): the new key's COPY is refused, the upsert writes nothing new.
+    await sink.apply({ changes, deadLetters: [], checkpoint: { stream: 'copy', position: 'k1' } });
+    expect(await db.query(`SELECT id, t FROM kinds_a ORDER BY id`)).toEqual(expected);
+    expect(await writers('kinds_a')).toEqual(['COPY', 'INSERT']);
   });
 
   it('upserts the new rows of a table whose COPY was refused for the next 16 batches, then tries COPY again', async () => {

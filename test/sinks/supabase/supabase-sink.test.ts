@@ -4,6 +4,8 @@ import { ConfigError, PermanentError, TransientError, type CdcSyncError } from '
 import { TableMapping, type TableConfig } from '../../../src/core/mapping.js';
 import { skipNoopSetupSql } from '../../../src/sinks/supabase/skip-noop-sql.js';
 import { SupabaseSink, type SupabaseSinkOptions } from '../../../src/sinks/supabase/supabase-sink.js';
+import { keyChange } from '../../../src/cdc/key-change.js';
+import { coalesce } from '../../../src/streams/operators/coalesce.js';
 import { startPostgrest, type PostgrestStandIn } from '../../support/postgrest/server.js';
 import { testContext } from '../../support/stream-context.js';
 import { createTestDatabase, type TestDatabase } from '../../support/test-database.js';
@@ -138,6 +140,19 @@ describe('SupabaseSink: keys and values', () => {
     const del = api.requests.find((r) => r.method === 'DELETE')!;
     expect(new URLSearchParams(del.search).get('or')).toMatch(/^\(and\(region\.eq\."n,1",code\.eq\.1\),and\(region\.eq\."say \\"hi\\"",code\.eq\.1\),/);
     expect(await db.query('SELECT region, code FROM pairs ORDER BY region COLLATE "C"')).toEqual(regions.map((region) => ({ region, code: 2 })).sort((a, b) => (a.region < b.region ? -1 : 1)));
+  });
+
+  it('a key change moves the row: the old key deleted, the new one upserted; a batch sent twice ends the same', async () => {
+    await db.query(`INSERT INTO items (item_id, name) VALUES (1, 'one'), (2, 'two')`);
+    const update: ChangeEvent = { ...change('dbo.Items', 'update', { item_id: 1001 }, { item_id: 1001, name: 'one' }), before: { item_id: 1, name: 'one' } };
+    const changes = coalesce(keyChange(update, { item_id: 1 }), TABLES.map((t) => t.source));
+    await sink.apply({ changes, deadLetters: [] });
+    await sink.apply({ changes, deadLetters: [] });
+    expect(api.requests.map((r) => `${r.method} ${r.table}`)).toEqual(['DELETE items', 'POST items', 'DELETE items', 'POST items']);
+    expect(await db.query('SELECT item_id::int AS id, name FROM items ORDER BY item_id')).toEqual([
+      { id: 2, name: 'two' },
+      { id: 1001, name: 'one' },
+    ]);
   });
 
   it('deletes one-column text keys with in.(…), quoting what PostgREST would misread', async () => {
