@@ -17,6 +17,8 @@ export interface TargetTable {
   primaryKey: string[];
   /** Column sets with a unique constraint or index (ON CONFLICT targets). */
   uniqueKeys: string[][];
+  /** Tables this one's foreign keys point at (the order a batch's tables are applied in); absent when the sink cannot tell. */
+  references?: QualifiedName[];
 }
 
 /** One `tables:` entry of the configuration. */

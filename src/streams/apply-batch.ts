@@ -31,6 +31,12 @@ export async function applyBatch(
   stream: string,
   policy: RetryPolicy,
   hooks: RetryHooks,
+  /**
+   * Once the failing changes are known: those to dead-letter (the others
+   * are held back by the caller) and the checkpoint to store instead of the
+   * batch's (null: none).
+   */
+  settle?: (failed: FailedChange[]) => { letters: FailedChange[]; checkpoint: SinkBatch['checkpoint'] | null },
 ): Promise<ApplyOutcome> {
   const apply = (part: SinkBatch) => retryTransient(() => sink.apply(part), policy, hooks);
   try {
@@ -63,8 +69,10 @@ export async function applyBatch(
   await isolate(batch.changes.slice(0, middle));
   await isolate(batch.changes.slice(middle));
 
-  const deadLetters = [...batch.deadLetters, ...outcome.failed.map((f) => deadLetterFor(stream, f))];
-  await apply({ changes: [], deadLetters, ...(batch.checkpoint ? { checkpoint: batch.checkpoint } : {}) });
+  const settled = settle?.(outcome.failed) ?? { letters: outcome.failed, checkpoint: batch.checkpoint ?? null };
+  outcome.failed = settled.letters;
+  const deadLetters = [...batch.deadLetters, ...settled.letters.map((f) => deadLetterFor(stream, f))];
+  await apply({ changes: [], deadLetters, ...(batch.checkpoint && settled.checkpoint ? { checkpoint: settled.checkpoint } : {}) });
   return outcome;
 }
 

@@ -3,6 +3,8 @@ import { Subject, concatMap, defer, from, fromEvent, map, takeUntil } from 'rxjs
 import type { ChangeEvent, RejectedChange, Row } from '../core/change-event.js';
 import { keyString } from '../core/change-event.js';
 import { ConfigError, TransientError, errorMessage, failureReason } from '../core/errors.js';
+import { parentsFirst } from './table-order.js';
+import { ParkedChanges } from './parked-changes.js';
 import { TableMapping } from '../core/mapping.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -90,6 +92,7 @@ export class Stream {
   private tableOrder: string[] = [];
   private state: StreamState = 'starting';
   private position: string | null = null;
+  private readonly parked = new ParkedChanges();
   private applied = 0;
   private failed = 0;
   private lastError: string | null = null;
@@ -299,7 +302,7 @@ export class Stream {
     };
     const mappings = config.tables.map((t, i) => new TableMapping(t, targets[i]!, `tables[${i}]`, warn));
     this.mappings = new Map(mappings.map((m) => [m.source, m]));
-    this.tableOrder = mappings.map((m) => m.source);
+    this.tableOrder = parentsFirst(mappings);
     sink.bind(mappings);
   }
 
@@ -313,6 +316,7 @@ export class Stream {
       config.retry,
       this.retryHooks('sink'),
     );
+    this.parked.clear();
     this.state = 'running';
     this.ranOnce = true;
     this.log.info({ position: this.position }, 'stream started');
@@ -425,6 +429,17 @@ export class Stream {
   /** Applies one batch; returns the changes that went to the dead letter (source table names). */
   private async applyOne({ batch, kept, noops, failures, changes }: PreparedBatch, started: number, onSent: () => void): Promise<{ table: string }[]> {
     const { config, sink, metrics } = this.parts;
+    // Changes held back for a missing parent go again, in front: this batch's newer changes of a key supersede them.
+    const retried = this.parked.events();
+    if (retried.length > 0) changes = coalesce([...retried, ...changes], this.tableOrder);
+    const before = this.position;
+    // Queue sources mark rows done by the batch's position (committed): nothing may be held back past it.
+    const holds = !this.parts.source.committed;
+    const settle = (failed: FailedChange[]) => {
+      const letters = holds ? this.parked.settle(failed, { position: before, caughtUp: batch.caughtUp ?? false }) : failed;
+      const position = holds ? this.parked.checkpoint(batch.position) : batch.position;
+      return { letters, checkpoint: position === null ? null : { stream: this.name, position } };
+    };
     for (const e of noops) metrics.suppressed.inc({ ...this.labels, table: e.table, reason: 'no-op' });
     const deadLetters: DeadLetter[] = [
       ...batch.rejected.map((r) => this.rejectedLetter(r)),
@@ -438,12 +453,16 @@ export class Stream {
       this.name,
       config.retry,
       this.retryHooks('sink'),
+      settle,
     );
+    // Applied whole: nothing is held any more.
+    if (outcome.failed.length === 0 && this.parked.size > 0 && outcome.applied.length === changes.length) settle([]);
+    const stored = holds ? this.parked.checkpoint(batch.position) : batch.position;
     // A sink without transactions cannot keep dead letters: they are stored before the checkpoint moves past them.
     if (letterStore) await letterStore.append([...deadLetters, ...outcome.failed.map((f) => deadLetterFor(this.name, f))]);
     if (this.parts.checkpoints) {
       const store = this.parts.checkpoints;
-      await retryTransient(() => store.save(this.name, batch.position), config.retry, this.retryHooks('sink'));
+      if (stored !== null) await retryTransient(() => store.save(this.name, stored), config.retry, this.retryHooks('sink'));
     }
     append(failures, outcome.failed);
     for (const conflict of outcome.conflicts) {
@@ -458,12 +477,12 @@ export class Stream {
       const source = this.parts.source;
       await retryTransient(() => source.committed!(batch.position, failed), config.retry, this.retryHooks('source'));
     }
-    this.count(kept, failures, batch.rejected);
+    this.count(retried.length > 0 ? [...retried.filter((e) => !this.parked.holds(e)), ...kept] : kept, failures, batch.rejected);
     metrics.batchDuration.observe(this.labels, (performance.now() - started) / 1000);
     this.health.applied(batch.events.at(-1)?.commitTime, batch.caughtUp ?? false);
     this.lastAppliedAt = new Date();
     metrics.lastApplied.set(this.labels, this.lastAppliedAt.getTime() / 1000);
-    this.position = batch.position;
+    this.position = stored;
     this.state = 'running';
     return [...failures.map((f) => ({ table: f.event.table })), ...batch.rejected.map((r) => ({ table: r.table }))];
   }

@@ -22,7 +22,8 @@ export class Pair {
   ) {}
 
   async start(): Promise<void> {
-    const tables = `[{ source: parent, target: parent }, { source: child, target: child }]`;
+    // Children listed first: the order a batch applies tables in must come from the foreign keys, not from here.
+    const tables = `[{ source: child, target: child }, { source: parent, target: parent }]`;
     const batch = `{ maxSize: ${this.options.maxSize ?? 16}, maxWaitMs: 10 }`;
     const reverse = this.options.twoWay
       ? `

@@ -190,7 +190,10 @@ describe('postgres-changelog → postgres through the CLI', () => {
 
   it('ends with B equal to A after SIGKILL in the middle of a backlog', async () => {
     await a.query(`INSERT INTO "tblParents" SELECT g, 'p' || g FROM generate_series(1, 10) g`);
-    await a.query(`INSERT INTO "tblItems" SELECT g, 1 + g % 10, 'i' || g, g FROM generate_series(1, 30000) g`);
+    // Thirty transactions: a transaction is applied whole, so the kill can only fall between them.
+    for (let t = 0; t < 30; t += 1) {
+      await a.query(`INSERT INTO "tblItems" SELECT g, 1 + g % 10, 'i' || g, g FROM generate_series($1::int, $2::int) g`, [t * 1000 + 1, t * 1000 + 1000]);
+    }
     await a.query(`UPDATE "tblItems" SET "Price" = "Price" + 1 WHERE "ItemID" % 3 = 0`);
     await a.query(`DELETE FROM "tblItems" WHERE "ItemID" % 5 = 0`);
     const first = start(config({ maxSize: 100 }));

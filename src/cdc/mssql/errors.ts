@@ -46,6 +46,10 @@ export function classifyMssqlError(error: unknown, context: ErrorContext = {}): 
   if ((n !== undefined && TRANSIENT_NUMBERS.has(n)) || (c !== undefined && TRANSIENT_CODES.has(c))) {
     return new TransientError(err.message, { context: ctx, cause: err });
   }
+  // 547 on an INSERT or UPDATE "conflicted with the FOREIGN KEY constraint": the parent is missing (a DELETE conflicts with a REFERENCE constraint).
+  if (n === 547 && /FOREIGN KEY constraint/i.test(err.message) && /The (INSERT|UPDATE|MERGE) statement/i.test(err.message)) {
+    return new PermanentError(err.message, { context: ctx, cause: err, reason: 'missing-parent' });
+  }
   return new PermanentError(err.message, { context: ctx, cause: err, reason: (n !== undefined && PERMANENT_REASONS.get(n)) || 'other' });
 }
 

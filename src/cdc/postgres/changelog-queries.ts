@@ -28,11 +28,22 @@ export const READ_PAGE_SQL = `
 SELECT c.id::text AS id, c.table_name, c.op,
        CASE WHEN c.table_name = ANY($3::text[]) THEN c.row_data END AS row_data,
        CASE WHEN c.table_name = ANY($3::text[]) THEN c.old_data END AS old_data,
-       c.origin, c.captured_at
+       c.origin, c.captured_at, c.xid::text AS xid
   FROM cdc_sync.changes c
  WHERE c.id > $4::bigint AND c.id <= $5::bigint AND ${IN_RANGE}
  ORDER BY c.id
  LIMIT $6`;
+
+/**
+ * The last change id, past $4, of the transactions in $3 (xid8 text), so a
+ * page that ends inside a transaction can be read on to its end: a source
+ * transaction is applied whole (children inserted before their parents
+ * commit with them). Found through the xid index.
+ */
+export const TRANSACTIONS_END_SQL = `
+SELECT max(c.id)::text AS high
+  FROM cdc_sync.changes c
+ WHERE c.xid = ANY($3::xid8[]) AND c.id > $4::bigint AND ${IN_RANGE}`;
 
 /** Approximate backlog: ids are a sequence, so gaps from rollbacks make it an upper bound. */
 export const PENDING_SQL = `SELECT coalesce(max(id), 0)::text AS high FROM cdc_sync.changes`;
@@ -57,4 +68,5 @@ export interface ChangeRow {
   old_data: string | null;
   origin: string | null;
   captured_at: Date;
+  xid: string;
 }

@@ -7,6 +7,7 @@ import { qualifiedText, qualify, quoteTable } from '../../sinks/postgres/identif
 import type { StreamContext } from '../../streams/context.js';
 import type { RetryPolicy } from '../../streams/retry.js';
 import { readRows } from './read-rows.js';
+import { append } from '../../core/arrays.js';
 import { countCaptured } from '../count-captured.js';
 import { checkSourceColumns } from '../check-columns.js';
 import { changeLogEvent, splitRejected, type ChangeLogResult } from '../change-log-row.js';
@@ -18,6 +19,7 @@ import {
   RANGE_BOUNDS_SQL,
   READ_PAGE_SQL,
   TABLE_INFO_SQL,
+  TRANSACTIONS_END_SQL,
   type ChangeRow,
 } from './changelog-queries.js';
 import { IdlePoll } from '../idle-wait.js';
@@ -130,6 +132,7 @@ export class ChangeLogSource implements Source {
       this.options.readLimit,
     ]);
     const caughtUp = rows.length < this.options.readLimit;
+    if (!caughtUp) await this.readToTransactionsEnd(rows, tables);
     this.cursor = caughtUp ? this.cursor.completed() : this.cursor.advancedTo(BigInt(rows.at(-1)!.id));
     if (caughtUp) this.high = undefined;
     await this.reportPending(caughtUp);
@@ -141,6 +144,34 @@ export class ChangeLogSource implements Source {
     return { events, rejected, position, caughtUp };
   }
 
+
+  /**
+   * A full page may end inside transactions: read on until every transaction
+   * the page holds is complete (the rows in between may start others, which
+   * are completed too). The chunk grows past readLimit for a large
+   * transaction, as the WAL source's does; its position is the last id read.
+   */
+  private async readToTransactionsEnd(rows: ChangeRow[], tables: string[]): Promise<void> {
+    const seen = new Set<string>();
+    let from = 0;
+    for (;;) {
+      const xids: string[] = [];
+      for (let i = from; i < rows.length; i += 1) {
+        const xid = rows[i]!.xid;
+        if (!seen.has(xid)) {
+          seen.add(xid);
+          xids.push(xid);
+        }
+      }
+      const last = rows.at(-1)!.id;
+      if (xids.length === 0) return;
+      const [end] = await this.query<{ high: string | null }>(TRANSACTIONS_END_SQL, [this.cursor.done, this.cursor.upto, xids, last]);
+      if (!end?.high) return;
+      from = rows.length;
+      const more = await this.query<ChangeRow>(READ_PAGE_SQL, [this.cursor.done, this.cursor.upto, tables, last, end.high, null]);
+      append(rows, more);
+    }
+  }
 
   private toEvent(row: ChangeRow, position: string): ChangeLogResult {
     // Inside a page the chunk position covers every event; a per-event

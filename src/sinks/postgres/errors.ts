@@ -27,6 +27,18 @@ const PERMANENT_REASONS: Record<string, FailureReason> = {
   '42': 'schema', // undefined table/column, privileges
 };
 
+/**
+ * 23503 on an insert or update: the row points at a parent that is not there
+ * (yet), which the stream retries with later batches. On a delete it is a
+ * parent still referenced: a plain constraint. The text is ri_triggers.c's
+ * (ri_ReportViolation: "insert or update on table … violates foreign key
+ * constraint", with the detail "Key (…)=(…) is not present in table …").
+ */
+function permanentReason(code: string, message: string): FailureReason {
+  if (code === '23503' && /^insert or update on table|is not present in table/.test(message)) return 'missing-parent';
+  return PERMANENT_REASONS[code.slice(0, 2)] ?? 'other';
+}
+
 /** Node and pg errors that mean the connection, not the statement, failed. */
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND']);
 const NETWORK_MESSAGES = [/connection terminated/i, /timeout exceeded when trying to connect/i, /connection error/i, /not queryable/i, /ECONNREFUSED/];
@@ -41,7 +53,7 @@ export function classifyPgError(error: unknown, context: ErrorContext = {}): Cdc
     if (TRANSIENT_CODES.has(code) || TRANSIENT_CLASSES.has(code.slice(0, 2))) {
       return new TransientError(message, { context: ctx, cause: err });
     }
-    return new PermanentError(message, { context: ctx, cause: err, reason: PERMANENT_REASONS[code.slice(0, 2)] ?? 'other' });
+    return new PermanentError(message, { context: ctx, cause: err, reason: permanentReason(code, message) });
   }
   if ((typeof code === 'string' && NETWORK_CODES.has(code)) || NETWORK_MESSAGES.some((re) => re.test(message))) {
     return new TransientError(message, { context: { ...context, ...(typeof code === 'string' ? { code } : {}) }, cause: err });

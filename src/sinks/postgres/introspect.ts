@@ -51,6 +51,14 @@ SELECT i.indisprimary AS primary,
  WHERE i.indrelid = $1::regclass AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
  GROUP BY i.indexrelid, i.indisprimary`;
 
+// Parent tables of the table's foreign keys (itself excluded: a self-reference orders nothing between tables).
+const REFERENCES_SQL = `
+SELECT DISTINCT n.nspname AS schema, c.relname AS name
+  FROM pg_constraint f
+  JOIN pg_class c ON c.oid = f.confrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE f.conrelid = $1::regclass AND f.contype = 'f' AND f.confrelid <> f.conrelid`;
+
 /** Columns, types and keys of a table, or null when it does not exist. */
 export async function introspectTable(pool: Pool, name: QualifiedName): Promise<TargetTable | null> {
   const qualified = quoteTable(name);
@@ -58,10 +66,12 @@ export async function introspectTable(pool: Pool, name: QualifiedName): Promise<
   if (!exists.rows[0]?.oid) return null;
   const columns = await pool.query<TargetColumn & { type: string }>(COLUMNS_SQL, [qualified]);
   const unique = await pool.query<{ primary: boolean; columns: string[] }>(UNIQUE_SQL, [qualified]);
+  const references = await pool.query<{ schema: string; name: string }>(REFERENCES_SQL, [qualified]);
   return {
     name: { schema: name.schema ?? 'public', name: name.name },
     columns: columns.rows.map((c) => ({ name: c.name, type: TYPES[c.type] ?? 'other', generated: c.generated })),
     primaryKey: unique.rows.find((u) => u.primary)?.columns ?? [],
     uniqueKeys: unique.rows.map((u) => u.columns),
+    references: references.rows.map((r) => ({ schema: r.schema, name: r.name })),
   };
 }

@@ -54,6 +54,7 @@ export function introspectSqliteTable(db: SqliteDatabase, table: string): Target
       .map((c) => ({ name: c.name, type: logicalType(c.type), generated: c.hidden === 2 || c.hidden === 3 })),
     primaryKey,
     uniqueKeys,
+    references: [...new Set(foreignKeys(db, table).map((fk) => fk.parent))].filter((p) => p !== table).map((p) => ({ schema: undefined, name: p })),
   };
 }
 
