@@ -192,6 +192,18 @@ export const configSchema = z
         ctx.addIssue({ code: 'custom', path: ['streams', i, 'name'], message: `duplicate stream name "${stream.name}"` });
       }
       seen.add(stream.name);
+      // The two streams of a pair (one's source is the other's sink) must give a tie of change times to the same database, or they swap values.
+      const preferred = (s: typeof stream) => ((s.prefer ?? (s.direction === 'reverse' ? 'sink' : 'source')) === 'source' ? s.source.url : s.sink.url);
+      config.streams.slice(0, i).forEach((other, j) => {
+        if (other.source.url !== stream.sink.url || other.sink.url !== stream.source.url) return;
+        if (preferred(other) !== preferred(stream)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['streams', i, 'prefer'],
+            message: `streams[${j}] ("${other.name}") runs the other way between the same databases and gives ties to the other side; set prefer (or direction: reverse) so both name the same database`,
+          });
+        }
+      });
       if (stream.source.truncate === 'apply' && !['postgres', 'sqlite'].includes(stream.sink.type)) {
         ctx.addIssue({
           code: 'custom',

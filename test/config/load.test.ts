@@ -42,10 +42,28 @@ describe('parseConfig', () => {
     expect(stream.batch).toEqual({ maxSize: 500, maxWaitMs: 100 });
     expect(stream.retry).toEqual({ attempts: 10, minDelayMs: 200, maxDelayMs: 30_000 });
     expect(stream.direction).toBe('forward');
-    expect(stream.tables[0]!.conflict).toBe('source-wins');
+    // Unset: the newer change wins by change time (see TableMapping.byChangeTime).
+    expect(stream.tables[0]!.conflict).toBeUndefined();
+    expect(stream.prefer).toBeUndefined();
     expect(config.http.port).toBe(9464);
     expect(config.checkpoints.store).toBe('auto');
     expect(config.checkpoints.path).toBe('./data/checkpoints.json');
+  });
+
+  it('refuses two streams of a pair that would give a tie of change times to different sides', () => {
+    const reverse = (extra: string) =>
+      [
+        '  - name: cloud-to-clinic',
+        extra,
+        '    source: { type: postgres-changelog, url: "postgres://localhost/cloud" }',
+        '    sink: { type: postgres, url: "postgres://localhost/clinic" }',
+        '    tables: [{ source: public.patients, target: dbo.tblPatients }]',
+      ]
+        .filter(Boolean)
+        .join('\n');
+    expect(configError(yaml({ tail: reverse('') })).message).toMatch(/streams\[1\]\.prefer: streams\[0\] \("clinic-to-cloud"\) runs the other way/);
+    expect(() => parseConfig(yaml({ tail: reverse('    direction: reverse') }), {})).not.toThrow();
+    expect(() => parseConfig(yaml({ tail: reverse('    prefer: sink') }), {})).not.toThrow();
   });
 
   it('keeps values given in the file', () => {

@@ -146,10 +146,14 @@ describe('TableMapping', () => {
       expect(error.message).toContain('tables[0].key');
     });
 
-    it('newer-wins without updatedAt', () => {
-      const error = configError(() => mapping({ conflict: 'newer-wins' }));
-      expect(error.message).toContain('tables[0].updatedAt');
-      expect(error.message).toContain('newer-wins');
+    it('newer-wins without updatedAt is no error: it compares change times', () => {
+      const { m } = mapping({ conflict: 'newer-wins' });
+      expect(m.byChangeTime).toBe(true);
+      expect(mapping({ conflict: 'newer-wins', updatedAt: 'UpdatedAt' }).m.byChangeTime).toBe(false);
+      expect(mapping({ conflict: 'source-wins' }).m.byChangeTime).toBe(false);
+      // The default: updatedAt stays a source column (catch-up reads), not the conflict rule.
+      expect(mapping({ updatedAt: 'UpdatedAt' }).m.byChangeTime).toBe(true);
+      expect(m.targetUpdatedAt).toBeUndefined();
     });
 
     it('an updatedAt column missing in the target', () => {
