@@ -145,7 +145,7 @@ function changeOf(letter: OpenDeadLetter): ChangeEvent | null {
     return null;
   }
   if (!value || typeof value !== 'object' || Array.isArray(value)) return null;
-  const p = value as { op?: unknown; key?: unknown; row?: unknown; before?: unknown };
+  const p = value as { op?: unknown; key?: unknown; row?: unknown; before?: unknown; commitTime?: unknown };
   if (!OPS.has(p.op as Op) || !p.key || typeof p.key !== 'object') return null;
   if (p.op !== 'delete' && p.op !== 'truncate' && (!p.row || typeof p.row !== 'object')) return null;
   return {
@@ -155,7 +155,8 @@ function changeOf(letter: OpenDeadLetter): ChangeEvent | null {
     row: p.op === 'delete' || p.op === 'truncate' ? null : (p.row as Row),
     before: (p.before as Row | null | undefined) ?? null,
     position: letter.position,
-    commitTime: new Date(),
+    // The change's own time: under newer-wins by change time a newer edit made on the target since keeps its row.
+    commitTime: typeof p.commitTime === 'string' && !Number.isNaN(Date.parse(p.commitTime)) ? new Date(p.commitTime) : new Date(),
   };
 }
 

@@ -39,6 +39,8 @@ export interface ApplyResult {
   written: number;
   /** newer-wins: incoming changes that lost to a newer stored row (source table, key). */
   conflicts?: { table: string; key: Row }[];
+  /** Open dead letters closed because this batch applied a later change of their key. */
+  superseded?: number;
 }
 
 /**

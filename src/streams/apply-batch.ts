@@ -16,6 +16,8 @@ export interface ApplyOutcome {
   failed: FailedChange[];
   written: number;
   conflicts: { table: string; key: Row }[];
+  /** Open dead letters that a later change of their key made obsolete (closed by the sink). */
+  superseded: number;
 }
 
 /**
@@ -40,19 +42,20 @@ export async function applyBatch(
 ): Promise<ApplyOutcome> {
   const apply = (part: SinkBatch) => retryTransient(() => sink.apply(part), policy, hooks);
   try {
-    const { written, conflicts = [] } = await apply(batch);
-    return { applied: batch.changes, failed: [], written, conflicts };
+    const { written, conflicts = [], superseded = 0 } = await apply(batch);
+    return { applied: batch.changes, failed: [], written, conflicts, superseded };
   } catch (error) {
     if (isTransient(error) || !(error instanceof PermanentError) || batch.changes.length === 0) throw error;
   }
 
-  const outcome: ApplyOutcome = { applied: [], failed: [], written: 0, conflicts: [] };
+  const outcome: ApplyOutcome = { applied: [], failed: [], written: 0, conflicts: [], superseded: 0 };
   const isolate = async (part: ChangeEvent[]): Promise<void> => {
     if (part.length === 0) return;
     try {
-      const { written, conflicts = [] } = await apply({ changes: part, deadLetters: [] });
+      const { written, conflicts = [], superseded = 0 } = await apply({ changes: part, deadLetters: [] });
       append(outcome.applied, part);
       outcome.written += written;
+      outcome.superseded += superseded;
       append(outcome.conflicts, conflicts);
     } catch (error) {
       if (isTransient(error) || !(error instanceof PermanentError)) throw error;

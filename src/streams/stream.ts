@@ -465,6 +465,9 @@ export class Stream {
       if (stored !== null) await retryTransient(() => store.save(this.name, stored), config.retry, this.retryHooks('sink'));
     }
     append(failures, outcome.failed);
+    if (outcome.superseded > 0) {
+      this.log.info({ deadLetters: outcome.superseded }, 'dead letters superseded: a later change of their key is applied, so retry-failed will not write the older one');
+    }
     for (const conflict of outcome.conflicts) {
       metrics.conflicts.inc({ ...this.labels, table: conflict.table });
       this.log.warn({ table: conflict.table, key: conflict.key }, 'conflict: the target row is newer; the incoming change lost (newer-wins)');

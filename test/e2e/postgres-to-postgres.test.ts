@@ -247,4 +247,32 @@ describe('postgres-changelog → postgres through the CLI', () => {
     expect(good.code).toBe(0);
     expect(good.stdout).toContain('valid (a-to-b)');
   });
+  it('retry-failed never writes an older image: a dead letter whose key changed again since is superseded', async () => {
+    const path = config();
+    const cli = start(path);
+    await a.query(`INSERT INTO "tblParents" VALUES (1, 'p') ON CONFLICT DO NOTHING`);
+    await a.query(`INSERT INTO "tblItems" VALUES (9001, 1, 'poison', 1)`);
+    const open = async () =>
+      (await b.query<{ ok: boolean }>(`SELECT to_regclass('cdc_sync.dead_letters') IS NOT NULL AS ok`))[0]!.ok
+        ? b.query(`SELECT error FROM cdc_sync.dead_letters WHERE key = '{"item_id": 9001}' AND retried_at IS NULL`)
+        : [];
+    await waitFor(async () => (await open()).length === 1, 30_000, () => cli.stderr());
+    // The same key changes again, to a value the target takes: the newer change is applied.
+    await a.query(`UPDATE "tblItems" SET "Name" = 'newer' WHERE "ItemID" = 9001`);
+    await waitFor(async () => (await b.query(`SELECT name FROM items WHERE item_id = 9001`)).length === 1, 30_000, () => cli.stderr());
+    expect(await open()).toEqual([]);
+    expect(cli.logs.some((l) => String(l.msg).startsWith('dead letters superseded'))).toBe(true);
+    expect(await stop(cli)).toBe(0);
+    // Whatever made the old change fail is fixed now; retrying it would write 'poison' over 'newer'.
+    await b.query(`ALTER TABLE items DROP CONSTRAINT items_name_check`);
+    try {
+      const retry = await runCliToEnd(['retry-failed', '--config', path, '--stream', 'a-to-b'], { SOURCE_URL: a.url, SINK_URL: b.url });
+      expect(retry.code, retry.stderr).toBe(0);
+      expect(await b.query(`SELECT name FROM items WHERE item_id = 9001`)).toEqual([{ name: 'newer' }]);
+      const [letter] = await b.query<{ error: string }>(`SELECT error FROM cdc_sync.dead_letters WHERE key = '{"item_id": 9001}'`);
+      expect(letter!.error).toContain('superseded by a later change of the key');
+    } finally {
+      await b.query(`ALTER TABLE items ADD CONSTRAINT items_name_check CHECK (name <> 'poison') NOT VALID`);
+    }
+  });
 });

@@ -16,6 +16,8 @@ import { logConflicts, resolveByChangeTime } from './change-time.js';
 import type { ConflictEntry } from '../conflicts.js';
 import {
   INSERT_DEAD_LETTERS_SQL,
+  OPEN_DEAD_LETTERS_SQL,
+  SUPERSEDE_DEAD_LETTERS_SQL,
   type UpsertShape,
   READ_CHECKPOINT_SQL,
   CAPTURED_SQL,
@@ -88,6 +90,8 @@ export class PostgresSink implements Sink {
   /** Tables whose new rows go as upserts up to batch `until` (COPY was refused: the rows existed, or the table takes no COPY). */
   private readonly copyPaused = new Map<string, { until: number; span: number }>();
   private batches = 0;
+  /** Open dead letters of this stream, at most (retry-failed closes some elsewhere): none, and no batch looks for superseded ones. */
+  private openLetters = 0;
   /** Statements worked out by `prepare`, until their batch is applied. */
   private readonly prepared = new WeakMap<ChangeEvent[], PreparedGroup[]>();
 
@@ -115,6 +119,8 @@ export class PostgresSink implements Sink {
         const [row] = (await this.pool.query<{ captured: boolean }>(CAPTURED_SQL, [quoteTable(table.name)])).rows;
         if (row?.captured) this.captured.add(`${table.name.schema}.${table.name.name}`);
       }
+      const [open] = (await this.pool.query<{ n: number }>(OPEN_DEAD_LETTERS_SQL, [context.stream])).rows;
+      this.openLetters = open?.n ?? 0;
       const [marker] = (await this.pool.query<{ exists: boolean }>(`SELECT to_regclass('cdc_sync.origin_marker') IS NOT NULL AS exists`)).rows;
       this.marker = marker?.exists === true;
       context.setConnected('sink', true);
@@ -182,6 +188,7 @@ export class PostgresSink implements Sink {
     let written = 0;
     const conflicts: { table: string; key: Row }[] = [];
     let table: string | undefined;
+    let superseded = 0;
     try {
       await this.inTransaction(async (client) => {
         await client.script(beginSql(this.context?.stream ?? null, this.marker).join(';\n'));
@@ -212,6 +219,10 @@ export class PostgresSink implements Sink {
         table = undefined;
         await logConflicts(client, entries.logged);
         append(conflicts, entries.logged.map((e) => ({ table: e.table, key: e.key })));
+        if (this.openLetters > 0 && statements.length > 0) {
+          const keys = statements.flatMap((s) => (s.group.op === 'truncate' ? [] : s.group.events.map((e) => ({ table: e.table, key: e.key }))));
+          superseded = (await client.query(SUPERSEDE_DEAD_LETTERS_SQL, [this.context?.stream ?? '', toJsonText(keys)])).rowCount ?? 0;
+        }
         if (batch.deadLetters.length > 0) await client.query(INSERT_DEAD_LETTERS_SQL, [toJsonText(batch.deadLetters)]);
         await client.script(commitSql(batch.checkpoint).join(';\n'));
       });
@@ -220,7 +231,8 @@ export class PostgresSink implements Sink {
       throw this.fail(error, table);
     }
     this.context?.setConnected('sink', true);
-    return { written, conflicts };
+    this.openLetters += batch.deadLetters.length - superseded;
+    return { written, conflicts, superseded };
   }
 
   /** Per table that resolves by change time: the incoming changes that lose to a newer change made here. */

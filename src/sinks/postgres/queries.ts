@@ -194,6 +194,18 @@ export function emptyTableSql(table: QualifiedName): string {
   return `DELETE FROM ${quoteTable(table)}`;
 }
 
+/**
+ * Open dead letters of keys this batch changed again are superseded: the
+ * newer change is applied, and retrying the old one would write an older
+ * image over it. They are closed in the batch's transaction.
+ */
+export const SUPERSEDE_DEAD_LETTERS_SQL = `
+UPDATE cdc_sync.dead_letters AS d SET retried_at = now(), error = d.error || ' [superseded by a later change of the key]'
+  FROM jsonb_to_recordset($2::jsonb) AS k("table" text, key jsonb)
+ WHERE d.stream = $1 AND d.retried_at IS NULL AND d.table_name = k."table" AND d.key = k.key`;
+
+export const OPEN_DEAD_LETTERS_SQL = `SELECT count(*)::int AS n FROM cdc_sync.dead_letters WHERE stream = $1 AND retried_at IS NULL`;
+
 export const INSERT_DEAD_LETTERS_SQL = `
 INSERT INTO cdc_sync.dead_letters (stream, table_name, key, payload, error, reason, position)
 SELECT stream, "table", key, payload, error, reason, position

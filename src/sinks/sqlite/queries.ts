@@ -170,6 +170,14 @@ SELECT value ->> 'stream', value ->> 'table', value -> 'key', value ->> 'rule', 
        value -> 'stored', value ->> 'stored_time', value ->> 'winner', value -> 'winning'
   FROM json_each(?)`;
 
+/** See the PostgreSQL sink: open dead letters of keys this batch changed again are closed as superseded. */
+export const SUPERSEDE_DEAD_LETTERS_SQL = `
+UPDATE cdc_sync_dead_letters SET retried_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), error = error || ' [superseded by a later change of the key]'
+ WHERE stream = ? AND retried_at IS NULL
+   AND EXISTS (SELECT 1 FROM json_each(?) AS k WHERE k.value ->> 'table' = table_name AND json(k.value -> 'key') = json(key))`;
+
+export const OPEN_DEAD_LETTERS_SQL = `SELECT count(*) AS n FROM cdc_sync_dead_letters WHERE stream = ? AND retried_at IS NULL`;
+
 export const INSERT_DEAD_LETTERS_SQL = `
 INSERT INTO cdc_sync_dead_letters (stream, table_name, key, payload, error, reason, position)
 SELECT value ->> 'stream', value ->> 'table', value -> 'key', value ->> 'payload', value ->> 'error', value ->> 'reason', value ->> 'position'

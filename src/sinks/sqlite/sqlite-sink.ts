@@ -18,6 +18,8 @@ import type { ConflictEntry } from '../conflicts.js';
 import {
   CLEAR_ORIGIN_SQL,
   INSERT_DEAD_LETTERS_SQL,
+  OPEN_DEAD_LETTERS_SQL,
+  SUPERSEDE_DEAD_LETTERS_SQL,
   READ_CHECKPOINT_SQL,
   SAVE_CHECKPOINT_SQL,
   SCHEMA_SQL,
@@ -66,6 +68,8 @@ export class SqliteSink implements Sink {
   private readonly targets = new Map<string, TargetInfo>();
   private readonly found = new Map<string, { table: TargetTable; captured: boolean; foreignKeys: ForeignKey[] }>();
   private readonly statements = new Map<string, Statement<unknown[]>>();
+  /** Open dead letters of this stream, at most: none, and no batch looks for superseded ones. */
+  private openLetters = 0;
 
   constructor(
     private readonly url: string,
@@ -92,6 +96,7 @@ export class SqliteSink implements Sink {
         this.found.set(name, { table, captured: trigger !== undefined, foreignKeys: foreignKeys(db, name) });
         result.push(table);
       }
+      this.openLetters = (db.prepare(OPEN_DEAD_LETTERS_SQL).get(context.stream) as { n: number }).n;
       context.setConnected('sink', true);
       return result;
     } catch (error) {
@@ -131,6 +136,7 @@ export class SqliteSink implements Sink {
     const conflicts: { table: string; key: Row }[] = [];
     let table: string | undefined;
     const applied: StatementGroup[] = [];
+    let superseded = 0;
     try {
       db.exec('BEGIN IMMEDIATE');
       try {
@@ -176,6 +182,10 @@ export class SqliteSink implements Sink {
         table = undefined;
         logConflicts((sql) => this.statement(sql), resolved.logged);
         append(conflicts, resolved.logged.map((e) => ({ table: e.table, key: e.key })));
+        if (this.openLetters > 0 && changes.length > 0) {
+          const keys = changes.filter((e) => e.op !== 'truncate').map((e) => ({ table: e.table, key: e.key }));
+          superseded = this.statement(SUPERSEDE_DEAD_LETTERS_SQL).run(this.context?.stream ?? '', toJsonText(keys)).changes;
+        }
         if (batch.deadLetters.length > 0) this.statement(INSERT_DEAD_LETTERS_SQL).run(toJsonText(batch.deadLetters));
         if (batch.checkpoint) this.statement(SAVE_CHECKPOINT_SQL).run(batch.checkpoint.stream, batch.checkpoint.position);
         this.statement(CLEAR_ORIGIN_SQL).run();
@@ -193,7 +203,8 @@ export class SqliteSink implements Sink {
       throw this.fail(error, table);
     }
     this.context?.setConnected('sink', true);
-    return { written, conflicts };
+    this.openLetters += batch.deadLetters.length - superseded;
+    return { written, conflicts, superseded };
   }
 
   /** Per table that resolves by change time: the incoming changes that lose to a newer change made here. */
