@@ -30,6 +30,7 @@ export function createSource(config: StreamConfig, path: string): Source {
     idleIntervalMs: source.idleIntervalMs,
     retry: config.retry,
     timeoutMs: config.liveness.timeoutMs,
+    retentionHours: source.retentionHours,
   };
   switch (source.type) {
     case 'postgres-changelog':

@@ -31,6 +31,12 @@ export interface Source {
    * acknowledge `position` to the server.
    */
   committed?(position: string, failed: { sourceRef: string | undefined; table: string; error: string }[]): Promise<void>;
+  /**
+   * Called once `position` is stored as the stream's checkpoint (at start:
+   * the one read back). A change log may then prune what every reader has
+   * checkpointed.
+   */
+  checkpointed?(position: string): void;
   /** Push sources: changes that arrived another way (a webhook) join the same buffer. */
   push?(events: ChangeEvent[]): void;
   /** Read now instead of at the next poll (queue-notify, trigger). */

@@ -101,8 +101,13 @@ export const sourceSchema = z.strictObject({
   maxAttempts: integer((n) => n.positive()).default(10),
   /** mssql-queue: how long claimed rows stay reserved for a reader that may have died. */
   leaseSeconds: integer((n) => n.min(5)).default(60),
-  /** mssql-queue: Synced rows are deleted after this many hours. */
-  retentionHours: integer((n) => n.positive()).default(72),
+  /**
+   * mssql-queue: Synced rows are deleted after this many hours (whole hours).
+   * postgres-changelog, sqlite-changelog: changes every reader of the log
+   * has checkpointed are deleted once this old (the newer-wins rule of a
+   * two-way pair compares with the target's changes of this window).
+   */
+  retentionHours: z.preprocess((v) => (typeof v === 'string' && v.trim() !== '' ? Number(v) : v), z.number().positive()).default(72),
 });
 
 export const sinkSchema = z.strictObject({

@@ -45,6 +45,12 @@ export function createMetrics(registry = new Registry(), options: { defaultMetri
       registers,
     }),
     lag: new Gauge({ name: `${PREFIX}lag_seconds`, help: 'Now minus commit time of the last applied change; 0 when caught up.', labelNames: STREAM, registers }),
+    changeLogRows: new Gauge({
+      name: `${PREFIX}changelog_rows`,
+      help: 'Rows in the source change log (cdc_sync.changes, cdc_sync_changes) after its last pruning.',
+      labelNames: STREAM,
+      registers,
+    }),
     pending: new Gauge({ name: `${PREFIX}pending_events`, help: 'Changes waiting in the source (queue depth or backlog).', labelNames: STREAM, registers }),
     bufferEvents: new Gauge({ name: `${PREFIX}buffer_events`, help: 'Changes held in memory by a push source.', labelNames: STREAM, registers }),
     bufferCapacity: new Gauge({ name: `${PREFIX}buffer_capacity`, help: 'Capacity of the push-source buffer.', labelNames: STREAM, registers }),

@@ -317,6 +317,7 @@ export class Stream {
       this.retryHooks('sink'),
     );
     this.parked.clear();
+    if (this.position !== null) source.checkpointed?.(this.position);
     this.state = 'running';
     this.ranOnce = true;
     this.log.info({ position: this.position }, 'stream started');
@@ -486,6 +487,7 @@ export class Stream {
     this.lastAppliedAt = new Date();
     metrics.lastApplied.set(this.labels, this.lastAppliedAt.getTime() / 1000);
     this.position = stored;
+    if (stored !== null) this.parts.source.checkpointed?.(stored);
     this.state = 'running';
     return [...failures.map((f) => ({ table: f.event.table })), ...batch.rejected.map((r) => ({ table: r.table }))];
   }

@@ -258,7 +258,7 @@ export class MssqlQueueSource implements Source {
         const [row] = await this.query(() =>
           this.client!.query<{ deleted: number }>(this.statements!.purge, {
             limit: { type: 'int', value: PURGE_BATCH },
-            hours: { type: 'int', value: this.options.retentionHours },
+            hours: { type: 'int', value: Math.max(1, Math.ceil(this.options.retentionHours)) },
           }),
         );
         total += row?.deleted ?? 0;

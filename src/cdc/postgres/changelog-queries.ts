@@ -45,6 +45,19 @@ SELECT max(c.id)::text AS high
   FROM cdc_sync.changes c
  WHERE c.xid = ANY($3::xid8[]) AND c.id > $4::bigint AND ${IN_RANGE}`;
 
+/** Where this reader's checkpoint stands: transactions below the xmin of its `done` snapshot are all applied. */
+export const SAVE_READER_SQL = `
+INSERT INTO cdc_sync.readers (stream, oldest_xid) VALUES ($1, pg_snapshot_xmin($2::pg_snapshot))
+ON CONFLICT (stream) DO UPDATE SET oldest_xid = EXCLUDED.oldest_xid, updated_at = now()`;
+
+/** Changes every reader has applied, older than the retention ($1 hours); then the rows left. */
+export const PRUNE_SQL = `
+DELETE FROM cdc_sync.changes
+ WHERE xid < (SELECT min(oldest_xid) FROM cdc_sync.readers)
+   AND captured_at < now() - $1::float8 * interval '1 hour'`;
+
+export const COUNT_CHANGES_SQL = `SELECT count(*)::float8 AS n FROM cdc_sync.changes`;
+
 /** Approximate backlog: ids are a sequence, so gaps from rollbacks make it an upper bound. */
 export const PENDING_SQL = `SELECT coalesce(max(id), 0)::text AS high FROM cdc_sync.changes`;
 

@@ -20,6 +20,14 @@ CREATE TABLE IF NOT EXISTS cdc_sync.changes (
 );
 -- The reader finds each range of committed transactions by xid, then pages by id.
 CREATE INDEX IF NOT EXISTS changes_xid ON cdc_sync.changes (xid);
+-- Where each stream reading this log stands: the oldest transaction its checkpoint
+-- may still need. Changes older than every reader's are applied everywhere and are
+-- pruned after source.retentionHours. Delete the row of a stream you remove.
+CREATE TABLE IF NOT EXISTS cdc_sync.readers (
+  stream     text PRIMARY KEY,
+  oldest_xid xid8 NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
 
 -- Rows written by cdc-sync carry the session setting cdc_sync.origin and are
 -- not captured again: that is what stops a two-way sync from echoing.

@@ -20,10 +20,14 @@ import {
   READ_PAGE_SQL,
   TABLE_INFO_SQL,
   TRANSACTIONS_END_SQL,
+  SAVE_READER_SQL,
+  PRUNE_SQL,
+  COUNT_CHANGES_SQL,
   type ChangeRow,
 } from './changelog-queries.js';
 import { IdlePoll } from '../idle-wait.js';
 import { UnknownTables } from '../unknown-tables.js';
+import { ChangeLogPruning } from '../changelog-pruning.js';
 
 export interface ChangeLogSourceOptions {
   url: string;
@@ -34,6 +38,8 @@ export interface ChangeLogSourceOptions {
   retry: RetryPolicy;
   /** A statement without an answer this long ends its connection (liveness.timeoutMs). */
   timeoutMs?: number;
+  /** Changes every reader checkpointed are pruned once this old (hours). */
+  retentionHours?: number;
 }
 
 /**
@@ -52,8 +58,15 @@ export class ChangeLogSource implements Source {
   private high: bigint | undefined;
   private lastPendingCheck = 0;
   private readonly unknownTables = new UnknownTables((table) => this.tables.has(table));
+  private readonly pruning: ChangeLogPruning;
 
-  constructor(private readonly options: ChangeLogSourceOptions) {}
+  constructor(private readonly options: ChangeLogSourceOptions) {
+    this.pruning = new ChangeLogPruning(options.retentionHours ?? 72);
+  }
+
+  checkpointed(position: string): void {
+    this.pruning.checkpointed(ChangeLogPosition.parse(position).done);
+  }
 
   async open(context: StreamContext): Promise<void> {
     this.context = context;
@@ -118,6 +131,7 @@ export class ChangeLogSource implements Source {
       if (!bounds?.low || BigInt(bounds.high!) <= this.cursor.after) {
         this.cursor = this.cursor.completed();
         await this.reportPending(true);
+        await this.pruning.maybePrune(this.context, (sql, params) => this.query(sql, params), [SAVE_READER_SQL, PRUNE_SQL, COUNT_CHANGES_SQL]);
         return null;
       }
       if (this.cursor.after < BigInt(bounds.low)) this.cursor = this.cursor.advancedTo(BigInt(bounds.low) - 1n);

@@ -33,6 +33,13 @@ CREATE TABLE IF NOT EXISTS cdc_sync_changes (
 );
 -- Holds one row only inside cdc-sync's own write transactions: rows written then are not captured.
 CREATE TABLE IF NOT EXISTS cdc_sync_origin (origin TEXT);
+-- How far each stream reading this log has checkpointed: changes every reader has
+-- applied are pruned after source.retentionHours. Delete the row of a stream you remove.
+CREATE TABLE IF NOT EXISTS cdc_sync_readers (
+  stream     TEXT PRIMARY KEY,
+  after_id   INTEGER NOT NULL,
+  updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
 `;
 
 /** Names of the three capture triggers of a table. */

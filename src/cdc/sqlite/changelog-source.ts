@@ -8,6 +8,7 @@ import type { StreamContext } from '../../streams/context.js';
 import type { RetryPolicy } from '../../streams/retry.js';
 import { IdlePoll } from '../idle-wait.js';
 import { UnknownTables } from '../unknown-tables.js';
+import { ChangeLogPruning } from '../changelog-pruning.js';
 import { readWithRetry } from '../read-with-retry.js';
 import { countCaptured } from '../count-captured.js';
 import { checkSourceColumns } from '../check-columns.js';
@@ -22,7 +23,17 @@ export interface SqliteChangeLogSourceOptions {
   pollIntervalMs: number;
   idleIntervalMs: number;
   retry: RetryPolicy;
+  /** Changes every reader checkpointed are pruned once this old (hours). */
+  retentionHours?: number;
 }
+
+const SAVE_READER_SQL = `INSERT INTO cdc_sync_readers (stream, after_id) VALUES (?, ?)
+ON CONFLICT (stream) DO UPDATE SET after_id = excluded.after_id, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`;
+// captured_at is ISO text in UTC with milliseconds, so text order is time order.
+const PRUNE_SQL = `DELETE FROM cdc_sync_changes
+ WHERE id <= (SELECT min(after_id) FROM cdc_sync_readers)
+   AND captured_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', printf('-%f seconds', ? * 3600))`;
+const COUNT_CHANGES_SQL = `SELECT count(*) AS n FROM cdc_sync_changes`;
 
 interface ChangeRow {
   id: number | bigint;
@@ -50,8 +61,15 @@ export class SqliteChangeLogSource implements Source {
   private after = 0n;
   private lastPendingCheck = 0;
   private readonly unknownTables = new UnknownTables((table) => this.tables.has(table));
+  private readonly pruning: ChangeLogPruning;
 
-  constructor(private readonly options: SqliteChangeLogSourceOptions) {}
+  constructor(private readonly options: SqliteChangeLogSourceOptions) {
+    this.pruning = new ChangeLogPruning(options.retentionHours ?? 72);
+  }
+
+  checkpointed(position: string): void {
+    this.pruning.checkpointed(position === '' ? null : position);
+  }
 
   async open(context: StreamContext): Promise<void> {
     this.context = context;
@@ -129,6 +147,13 @@ export class SqliteChangeLogSource implements Source {
     const caughtUp = rows.length < this.options.readLimit;
     if (rows.length > 0) this.after = BigInt(rows.at(-1)!.id);
     await this.reportPending(caughtUp);
+    if (caughtUp) {
+      await this.pruning.maybePrune(this.context, (sql, params) =>
+          this.read((db) => {
+            const statement = db.prepare(sql);
+            return (statement.reader ? statement.all(...params) : (statement.run(...params), [])) as never;
+          }), [SAVE_READER_SQL, PRUNE_SQL, COUNT_CHANGES_SQL]);
+    }
     const known = this.unknownTables.drop(rows, this.context);
     if (known.length === 0) return caughtUp ? null : this.readPage();
     const { events, rejected } = splitRejected(known.map((row) => this.toEvent(row)));
