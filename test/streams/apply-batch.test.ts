@@ -88,7 +88,7 @@ describe('applyBatch', () => {
     const outcome = await applyBatch(sink, batch, 's1', policy, {});
     expect(sink.calls).toHaveLength(1);
     expect(sink.calls[0]!.batch).toEqual(batch);
-    expect(outcome).toEqual({ applied: batch.changes, failed: [], written: 3, conflicts: [] });
+    expect(outcome).toEqual({ applied: batch.changes, failed: [], written: 3, conflicts: [], superseded: 0 });
     expect(sink.deadLetters).toEqual([letter]);
     expect(sink.checkpoints).toEqual(['20']);
   });

@@ -232,7 +232,7 @@ export class PostgresSink implements Sink {
     }
     this.context?.setConnected('sink', true);
     this.openLetters += batch.deadLetters.length - superseded;
-    return { written, conflicts, superseded };
+    return { written, conflicts, ...(superseded > 0 ? { superseded } : {}) };
   }
 
   /** Per table that resolves by change time: the incoming changes that lose to a newer change made here. */

@@ -119,7 +119,8 @@ describe('ChangeLogSource', () => {
   });
 
   it('pages a backlog by readLimit and resumes from a stored position without repeating or skipping', async () => {
-    await db.query(`INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, 5) g`);
+    // Five transactions: a page holds whole transactions.
+    for (let g = 1; g <= 5; g += 1) await db.query(`INSERT INTO items VALUES ($1::int, 'n' || $1::int)`, [g]);
     const chunks = await pull(await openSource(2), null, 2);
     expect(chunks.map((c) => c.events.map((e) => e.key.id))).toEqual([[1, 2], [3, 4]]);
     expect(chunks.map((c) => c.caughtUp)).toEqual([false, false]);
@@ -127,6 +128,14 @@ describe('ChangeLogSource', () => {
     const [rest] = await pull(await openSource(2), chunks[1]!.position, 1);
     expect(rest!.events.map((e) => e.key.id)).toEqual([5]);
     expect(rest!.caughtUp).toBe(true);
+  });
+
+  it('reads a page on to the end of its transactions, so a transaction larger than readLimit arrives in one chunk', async () => {
+    await db.query(`INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, 5) g`);
+    await db.query(`INSERT INTO items VALUES (6, 'n6')`);
+    const chunks = await pull(await openSource(2), null, 2);
+    expect(chunks.map((c) => c.events.map((e) => e.key.id))).toEqual([[1, 2, 3, 4, 5], [6]]);
+    expect(chunks.map((c) => c.caughtUp)).toEqual([false, true]);
   });
 
   it('does not skip a change whose transaction commits after a later-numbered one was read', async () => {

@@ -181,7 +181,7 @@ describe('PostgresSink', () => {
       })
       .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PermanentError);
-    expect((error as PermanentError).reason).toBe('constraint');
+    expect((error as PermanentError).reason).toBe('missing-parent');
     expect((error as PermanentError).context).toMatchObject({ table: 'dbo.Items', code: '23503' });
     expect(await db.query('SELECT * FROM parents')).toEqual([]);
     expect(await sink.readCheckpoint('s1')).toBeNull();

@@ -31,7 +31,7 @@ describe('classifyPostgrestError', () => {
 
   it.each([
     [{ status: 409, code: '23505', message: 'duplicate key value violates unique constraint "items_pkey"', details: 'Key (id)=(1) already exists.' }, 'constraint'],
-    [{ status: 409, code: '23503', message: 'insert or update on table "items" violates foreign key constraint' }, 'constraint'],
+    [{ status: 409, code: '23503', message: 'insert or update on table "items" violates foreign key constraint' }, 'missing-parent'],
     [{ status: 400, code: '23502', message: 'null value in column "name" violates not-null constraint' }, 'constraint'],
     [{ status: 400, code: '23514', message: 'new row violates check constraint "items_name_check"' }, 'constraint'],
     [{ status: 400, code: '22P02', message: 'invalid input syntax for type uuid: "x"' }, 'invalid-data'],

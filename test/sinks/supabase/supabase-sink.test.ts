@@ -223,7 +223,7 @@ describe('SupabaseSink: no-op updates', () => {
 
 describe('SupabaseSink: errors', () => {
   it.each([
-    ['a missing parent (23503)', [item(1, { parent_id: 42 })], 'constraint', '23503'],
+    ['a missing parent (23503)', [item(1, { parent_id: 42 })], 'missing-parent', '23503'],
     ['a CHECK violation (23514)', [item(1, { name: 'poison' })], 'constraint', '23514'],
     ['a NOT NULL violation (23502)', [item(1, { name: null })], 'constraint', '23502'],
     ['a unique violation on another key (23505)', [item(1, { guid: 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11' }), item(2, { guid: 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11' })], 'constraint', '23505'],
