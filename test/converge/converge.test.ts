@@ -29,6 +29,7 @@ interface PairSpec {
 const PAIRS: PairSpec[] = [
   { name: 'postgres-changelog ⇄ postgres', twoWay: true, sides: async () => [await PostgresSide.create('a'), await PostgresSide.create('b')] },
   { name: 'sqlite-changelog ⇄ postgres', twoWay: true, sides: async () => [SqliteSide.create('a'), await PostgresSide.create('b')] },
+  { name: 'postgres-wal → postgres', twoWay: false, sides: async () => [await PostgresSide.create('a', { wal: true }), await PostgresSide.create('b')] },
 ];
 
 for (const spec of PAIRS.filter((p) => !ONLY || p.name.startsWith(ONLY))) {

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import { changelogSetupSql } from '../../src/cdc/postgres/changelog-setup.js';
 import type { Edit, ParentValues } from './history.js';
 
 /** A row as both kinds of database are compared: ids relative to the case, values in one form. */
@@ -109,17 +110,25 @@ export class PostgresSide implements Side {
     readonly label: string,
     private readonly db: TestDatabase,
     private readonly client: pg.Client,
+    private readonly wal: boolean,
   ) {}
 
-  static async create(label: string): Promise<PostgresSide> {
+  /**
+   * `wal`: the stream reads this side's WAL (postgres-wal); the change-log
+   * triggers are set up anyway, only as the record of the application's
+   * edits the expected outcome is worked out from.
+   */
+  static async create(label: string, options: { wal?: boolean } = {}): Promise<PostgresSide> {
     const db = await createTestDatabase(`converge_${label}`);
     await db.query(PG_SCHEMA);
+    if (options.wal) await db.query(changelogSetupSql(['public.parent', 'public.child']));
     const client = new pg.Client({ connectionString: db.url });
     await client.connect();
-    return new PostgresSide(label, db, client);
+    return new PostgresSide(label, db, client, options.wal ?? false);
   }
 
   source(): string {
+    if (this.wal) return `{ type: postgres-wal, url: "${this.db.url}", slot: cdc_sync_${this.db.name}, publication: cdc_sync_${this.db.name} }`;
     return `{ type: postgres-changelog, url: "${this.db.url}", idleIntervalMs: 20 }`;
   }
 
@@ -198,6 +207,9 @@ export class PostgresSide implements Side {
   }
 
   async userChanges(base: number): Promise<UserChange[]> {
+    // A one-way target captures nothing: it has no change log.
+    const [log] = await this.db.query<{ ok: boolean }>(`SELECT to_regclass('cdc_sync.changes') IS NOT NULL AS ok`);
+    if (!log!.ok) return [];
     const rows = await this.db.query<{ table_name: string; row_data: string | null; old_data: string | null; ms: string; id: string }>(
       `SELECT table_name, row_data, old_data, floor(extract(epoch FROM captured_at) * 1000)::bigint::text AS ms, id::text AS id
          FROM cdc_sync.changes WHERE origin IS DISTINCT FROM 'cdc-sync ping-back' ORDER BY id`,
@@ -219,12 +231,16 @@ export class PostgresSide implements Side {
   }
 
   async conflicts(): Promise<number> {
+    const [log] = await this.db.query<{ ok: boolean }>(`SELECT to_regclass('cdc_sync.conflicts') IS NOT NULL AS ok`);
+    if (!log!.ok) return 0;
     const [row] = await this.db.query<{ n: string }>(`SELECT count(*) AS n FROM cdc_sync.conflicts`);
     return Number(row!.n);
   }
 
   async close(): Promise<void> {
     await this.client.end();
+    // A replication slot keeps its database from being dropped.
+    if (this.wal) await this.db.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database()`).catch(() => []);
     await this.db.drop();
   }
 }
