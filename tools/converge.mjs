@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// `npm run converge -- [--runs N] [--seed S] [--pair NAME]`: the convergence checker
-// (test/converge) for as many random histories as asked, or one seed replayed.
+// `npm run converge -- [--runs N] [--seed S [--path P]] [--pair NAME] [--minutes M]`: the convergence
+// checker (test/converge) for as many random histories as asked, or one seed (one shrunk case) replayed.
 // Runs through vitest because the checker uses the suite's private PostgreSQL cluster.
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
@@ -10,10 +10,14 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '1000' },
     seed: { type: 'string' },
     pair: { type: 'string' },
+    path: { type: 'string' },
+    minutes: { type: 'string' },
   },
 });
 const env = { ...process.env, CONVERGE_RUNS: values.runs };
 if (values.seed !== undefined) env.CONVERGE_SEED = values.seed;
 if (values.pair !== undefined) env.CONVERGE_PAIR = values.pair;
+if (values.path !== undefined) env.CONVERGE_PATH = values.path;
+if (values.minutes !== undefined) env.CONVERGE_MINUTES = values.minutes;
 const result = spawnSync('npx', ['vitest', 'run', 'test/converge', '--reporter=verbose'], { stdio: 'inherit', env });
 process.exit(result.status ?? 1);

@@ -46,3 +46,16 @@ export function lostToStored(stream: string, incoming: ChangeEvent, stored: Row 
     winning: stored,
   };
 }
+
+/**
+ * Entries whose incoming change lost to a local delete (no stored row). A
+ * sink in a two-way set-up writes each into its change log as a delete
+ * stamped with the local delete's time (a ping-back), because the other
+ * side's copy of that delete may have found nothing: it arrived while the
+ * application there was still inserting the row. Stamped with the delete's
+ * time, not now, so an edit made there after the delete still wins. A
+ * winning stored row needs no ping-back: its own change crosses anyway.
+ */
+export function lostToDeletes(entries: ConflictEntry[]): ConflictEntry[] {
+  return entries.filter((e) => e.rule === 'change-time' && e.stored === null && e.stored_time !== null);
+}

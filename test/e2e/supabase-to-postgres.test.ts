@@ -70,10 +70,22 @@ async function stop(cli: CliProcess): Promise<number | null> {
   return processes.stop(cli, 'SIGTERM');
 }
 
-const portal = () => cloud.query(`SELECT id::int, note, updated_at FROM aligner_notes ORDER BY id`);
-const local = () => clinic.query(`SELECT id::int, note, updated_at FROM notes ORDER BY id`);
+interface Note {
+  id: number;
+  note: string;
+  updated_at: Date | null;
+}
+const portal = () => cloud.query<Note>(`SELECT id::int, note, updated_at FROM aligner_notes ORDER BY id`);
+const local = () => clinic.query<Note>(`SELECT id::int, note, updated_at FROM notes ORDER BY id`);
+let lastDifference = '';
 async function inSync(): Promise<boolean> {
-  return JSON.stringify(await portal()) === JSON.stringify(await local());
+  const [a, b] = [await portal(), await local()];
+  // Said when the wait fails: which rows differ, not only that they do.
+  const clinicRows = new Map(b.map((r) => [r.id, JSON.stringify(r)]));
+  const differing = a.filter((r) => clinicRows.get(r.id) !== JSON.stringify(r)).map((r) => `portal ${JSON.stringify(r)} clinic ${clinicRows.get(r.id) ?? 'missing'}`);
+  const extra = b.filter((r) => !a.some((x) => x.id === r.id)).map((r) => `clinic only ${JSON.stringify(r)}`);
+  lastDifference = [...differing, ...extra].slice(0, 10).join('\n');
+  return JSON.stringify(a) === JSON.stringify(b);
 }
 
 describe('supabase-realtime → postgres through the CLI', () => {
@@ -83,7 +95,7 @@ describe('supabase-realtime → postgres through the CLI', () => {
     await cloud.query(`INSERT INTO aligner_notes (id, note) SELECT g, 'note ' || g FROM generate_series(1, 30) g`);
     await cloud.query(`UPDATE aligner_notes SET note = 'edited by the doctor' WHERE id <= 5`);
     await cloud.query(`DELETE FROM aligner_notes WHERE id = 30`);
-    await waitFor(inSync, 30_000, () => cli.stderr());
+    await waitFor(inSync, 30_000, () => `${lastDifference}\n${cli.stderr()}`);
     expect(await stop(cli)).toBe(0);
   });
 
@@ -96,7 +108,7 @@ describe('supabase-realtime → postgres through the CLI', () => {
     await cloud.query(`DELETE FROM aligner_notes WHERE id = 29`);
     await cloud.query(`INSERT INTO aligner_notes (id, note) VALUES (100, 'new during the drop')`);
     realtime.resume();
-    await waitFor(inSync, 30_000, () => cli.stderr());
+    await waitFor(inSync, 30_000, () => `${lastDifference}\n${cli.stderr()}`);
     const text = await cli.metrics();
     expect(metricValue(text, 'cdc_sync_catchup_runs_total', { stream: 'cloud-to-clinic' })).toBeGreaterThanOrEqual(2);
     expect(await stop(cli)).toBe(0);
@@ -107,7 +119,7 @@ describe('supabase-realtime → postgres through the CLI', () => {
     await waitFor(async () => metricValue(await cli.metrics(), 'cdc_sync_connected', { stream: 'cloud-to-clinic' }) === 1, 30_000, () => cli.stderr());
     realtime.dropNextEvents(1_000);
     await cloud.query(`UPDATE aligner_notes SET note = 'dropped by realtime' WHERE id BETWEEN 11 AND 15`);
-    await waitFor(inSync, 30_000, () => cli.stderr());
+    await waitFor(inSync, 30_000, () => `${lastDifference}\n${cli.stderr()}`);
     const text = await cli.metrics();
     expect(metricValue(text, 'cdc_sync_catchup_rows_total', { table: 'public.aligner_notes' })).toBeGreaterThanOrEqual(5);
     realtime.dropNextEvents(0);
@@ -121,7 +133,7 @@ describe('supabase-realtime → postgres through the CLI', () => {
     const cli = start();
     await new Promise((r) => setTimeout(r, 300));
     await cloud.query(`UPDATE aligner_notes SET note = 'before subscribed' WHERE id = 21`);
-    await waitFor(inSync, 30_000, () => cli.stderr());
+    await waitFor(inSync, 30_000, () => `${lastDifference}\n${cli.stderr()}`);
     realtime.delaySystemMessage(0);
     expect(await stop(cli)).toBe(0);
   });

@@ -1,9 +1,20 @@
 import type { ChangeEvent, Row } from '../../core/change-event.js';
 import { parseJson, toJsonText } from '../../core/json.js';
 import type { QualifiedName } from '../../core/names.js';
-import { incomingLoses, lostToStored, type ConflictEntry } from '../conflicts.js';
+import { incomingLoses, lostToDeletes, lostToStored, type ConflictEntry } from '../conflicts.js';
 import type { PoolClient } from './connection.js';
-import { INSERT_CONFLICTS_SQL, localChangesSql, lockRowsSql } from './queries.js';
+import { INSERT_CONFLICTS_SQL, PING_BACK_DELETES_SQL, localChangesSql, lockRowsSql } from './queries.js';
+
+export interface ChangeTimeResolution {
+  losers: ChangeEvent[];
+  entries: ConflictEntry[];
+  /**
+   * Some keys had no stored row to lock. An application transaction may be
+   * inserting one of them right now: the batch's write then waits for it,
+   * and it must be judged again once the batch has written (`racedLosers`).
+   */
+  unlocked: boolean;
+}
 
 /**
  * newer-wins by change time (see `incomingLoses`): locks the stored rows of
@@ -15,9 +26,10 @@ export async function resolveByChangeTime(
   target: { table: QualifiedName; qualified: string; key: string[] },
   events: ChangeEvent[],
   options: { stream: string; preferIncoming: boolean },
-): Promise<{ losers: ChangeEvent[]; entries: ConflictEntry[] }> {
+): Promise<ChangeTimeResolution> {
   const keys = toJsonText(events.map((e) => e.key));
-  await client.query(lockRowsSql(target.table, target.key), [keys]);
+  const locked = (await client.query(lockRowsSql(target.table, target.key), [keys])).rowCount ?? 0;
+  const unlocked = locked < new Set(events.map((e) => toJsonText(e.key))).size;
   let since = events[0]!.commitTime.getTime();
   for (const e of events) since = Math.min(since, e.commitTime.getTime());
   const found = await client.query<{ idx: number; local_time: Date; stored: string | null }>(localChangesSql(target.table, target.key), [
@@ -33,7 +45,20 @@ export async function resolveByChangeTime(
     losers.push(event);
     entries.push(lostToStored(options.stream, event, stored === null ? null : (parseJson(stored) as Row), local_time));
   }
-  return { losers, entries };
+  return { losers, entries, unlocked };
+}
+
+/** The ping-back of deletes that won here (see `lostToDeletes`), in the batch's transaction. */
+export async function pingBackDeletes(
+  client: PoolClient,
+  entries: ConflictEntry[],
+  target: (table: string) => { qualified: string; key: string[] },
+): Promise<void> {
+  const rows = lostToDeletes(entries).map((e) => {
+    const { qualified, key } = target(e.table);
+    return { table: qualified, key: Object.fromEntries(key.map((k) => [k, e.key[k] ?? null])), at: e.stored_time!.toISOString() };
+  });
+  if (rows.length > 0) await client.query(PING_BACK_DELETES_SQL, [toJsonText(rows)]);
 }
 
 /** Writes the conflict log rows in the batch's transaction. */

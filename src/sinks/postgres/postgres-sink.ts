@@ -1,6 +1,6 @@
 import { append } from '../../core/arrays.js';
 import type { ChangeEvent, Row } from '../../core/change-event.js';
-import { ConfigError } from '../../core/errors.js';
+import { ConfigError, TransientError } from '../../core/errors.js';
 import { parseJson, toJsonText } from '../../core/json.js';
 import type { TableConfig, TableMapping, TargetTable } from '../../core/mapping.js';
 import { parseQualifiedName } from '../../core/names.js';
@@ -12,7 +12,7 @@ import { quoteTable } from './identifiers.js';
 import { classifyPgError, isConnectionError } from './errors.js';
 import { copyData } from './copy-text.js';
 import { introspectTable } from './introspect.js';
-import { logConflicts, resolveByChangeTime } from './change-time.js';
+import { logConflicts, pingBackDeletes, resolveByChangeTime } from './change-time.js';
 import type { ConflictEntry } from '../conflicts.js';
 import {
   INSERT_DEAD_LETTERS_SQL,
@@ -50,6 +50,20 @@ class CopyRefused extends Error {
     super(`COPY into the target of ${table} refused: ${reason}`);
   }
 }
+
+/**
+ * An application transaction the batch waited for changed a key the batch
+ * writes, and its change is newer: the batch is applied again, when that
+ * change is committed and seen from the start.
+ */
+class LocalEditRaced extends Error {
+  constructor(readonly table: string) {
+    super(`an edit made in the target while the batch was applied changed a row of ${table}`);
+  }
+}
+
+/** Applying a batch again for LocalEditRaced, at most; then it goes to the stream's retry like any transient failure. */
+const RACE_REDOS = 5;
 
 /** Batches a table's new rows skip COPY after it was refused: doubling from the first to the last, reset by a COPY that succeeds. */
 const COPY_PAUSE = { first: 16, max: 1024 };
@@ -173,10 +187,16 @@ export class PostgresSink implements Sink {
   async apply(batch: SinkBatch): Promise<ApplyResult> {
     this.batches += 1;
     let statements = this.statements(batch.changes);
-    for (;;) {
+    for (let raced = 0; ; ) {
       try {
         return await this.applyStatements(batch, statements);
       } catch (error) {
+        if (error instanceof LocalEditRaced && raced < RACE_REDOS) {
+          raced += 1;
+          this.context?.log.debug({ table: error.table, attempt: raced }, 'a local edit raced the batch; applying it again');
+          continue;
+        }
+        if (error instanceof LocalEditRaced) throw new TransientError(error.message, { context: { stream: this.context?.stream, table: error.table } });
         if (!(error instanceof CopyRefused)) throw error;
         this.pauseCopy(error);
         statements = this.groupsOf(batch.changes);
@@ -217,7 +237,13 @@ export class PostgresSink implements Sink {
           written += (await pending).rowCount ?? 0;
         }
         table = undefined;
+        if (entries.unlocked.length > 0) {
+          const again = await this.resolveConflicts(client, entries.unlocked);
+          const late = [...again.losers].find((e) => !entries.losers.has(e));
+          if (late) throw new LocalEditRaced(late.table);
+        }
         await logConflicts(client, entries.logged);
+        await pingBackDeletes(client, entries.logged, (table) => this.target(table));
         append(conflicts, entries.logged.map((e) => ({ table: e.table, key: e.key })));
         if (this.openLetters > 0 && statements.length > 0) {
           const keys = statements.flatMap((s) => (s.group.op === 'truncate' ? [] : s.group.events.map((e) => ({ table: e.table, key: e.key }))));
@@ -227,7 +253,7 @@ export class PostgresSink implements Sink {
         await client.script(commitSql(batch.checkpoint).join(';\n'));
       });
     } catch (error) {
-      if (error instanceof CopyRefused) throw error;
+      if (error instanceof CopyRefused || error instanceof LocalEditRaced) throw error;
       throw this.fail(error, table);
     }
     this.context?.setConnected('sink', true);
@@ -236,9 +262,13 @@ export class PostgresSink implements Sink {
   }
 
   /** Per table that resolves by change time: the incoming changes that lose to a newer change made here. */
-  private async resolveConflicts(client: PoolClient, changes: ChangeEvent[]): Promise<{ losers: Set<ChangeEvent>; logged: ConflictEntry[] }> {
+  private async resolveConflicts(
+    client: PoolClient,
+    changes: ChangeEvent[],
+  ): Promise<{ losers: Set<ChangeEvent>; logged: ConflictEntry[]; unlocked: ChangeEvent[] }> {
     const losers = new Set<ChangeEvent>();
     const logged: ConflictEntry[] = [];
+    const unlocked: ChangeEvent[] = [];
     const byTable = new Map<string, ChangeEvent[]>();
     for (const e of changes) {
       if (e.op === 'truncate' || !this.target(e.table).byChangeTime) continue;
@@ -253,8 +283,9 @@ export class PostgresSink implements Sink {
       });
       for (const e of resolved.losers) losers.add(e);
       append(logged, resolved.entries);
+      if (resolved.unlocked) append(unlocked, events);
     }
-    return { losers, logged };
+    return { losers, logged, unlocked };
   }
 
   /** COPY of new rows; refused (not a connection or other transient failure): CopyRefused, and the batch goes again without it. */

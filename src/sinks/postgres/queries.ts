@@ -118,6 +118,10 @@ SELECT $2, 'U', row_to_json(t)::text, 'cdc-sync ping-back'
   FROM ${t} AS t JOIN json_populate_recordset(NULL::${t}, $1::json) AS s ON ${match}`;
 }
 
+/** Deletes that won a conflict here, back into the change log (see `pingBackDeletes`); $1: [{table, key, at}]. */
+export const PING_BACK_DELETES_SQL = `INSERT INTO cdc_sync.changes (table_name, op, old_data, origin, captured_at)
+SELECT d."table", 'D', d.key::text, 'cdc-sync ping-back', d.at FROM json_to_recordset($1::json) AS d("table" text, key json, at timestamptz)`;
+
 /**
  * newer-wins by change time, step 1: lock the stored rows of the batch's
  * keys, so a local edit in flight either committed before (and its change

@@ -143,6 +143,10 @@ export function pingBackSql(table: string, key: string[], imageColumns: string[]
 SELECT ?, 'U', ${rowImageSql('t', imageColumns)}, 'cdc-sync ping-back' FROM ${quoteIdent(table)} AS t WHERE ${keyMatchSql(key, 't.')}`;
 }
 
+/** A delete that won a conflict here, back into the change log (see `lostToDeletes`). */
+export const PING_BACK_DELETE_SQL = `INSERT INTO cdc_sync_changes (table_name, op, old_data, origin, captured_at)
+VALUES (@table, 'D', @key, 'cdc-sync ping-back', @at)`;
+
 /**
  * newer-wins by change time (see the PostgreSQL sink's localChangesSql):
  * per incoming key (its index in @keys, an array of key arrays) the newest

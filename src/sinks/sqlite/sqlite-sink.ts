@@ -14,11 +14,12 @@ import { sqliteTimestamp } from './timestamp-text.js';
 import { classifySqliteError, isSqliteConnectionError } from './errors.js';
 import { foreignKeys, introspectSqliteTable, type ForeignKey } from './introspect.js';
 import { logConflicts, resolveByChangeTime } from './change-time.js';
-import type { ConflictEntry } from '../conflicts.js';
+import { lostToDeletes, type ConflictEntry } from '../conflicts.js';
 import {
   CLEAR_ORIGIN_SQL,
   INSERT_DEAD_LETTERS_SQL,
   OPEN_DEAD_LETTERS_SQL,
+  PING_BACK_DELETE_SQL,
   SUPERSEDE_DEAD_LETTERS_SQL,
   READ_CHECKPOINT_SQL,
   SAVE_CHECKPOINT_SQL,
@@ -181,6 +182,12 @@ export class SqliteSink implements Sink {
         }
         table = undefined;
         logConflicts((sql) => this.statement(sql), resolved.logged);
+        for (const lost of lostToDeletes(resolved.logged)) {
+          const target = this.target(lost.table);
+          // As the capture triggers image a row: binary as \x-hex text.
+          const key = Object.fromEntries(target.key.map((k) => [k, encode(lost.key[k] ?? null, 'other')]));
+          this.statement(PING_BACK_DELETE_SQL).run({ table: target.table, key: JSON.stringify(key), at: lost.stored_time!.toISOString() });
+        }
         append(conflicts, resolved.logged.map((e) => ({ table: e.table, key: e.key })));
         if (this.openLetters > 0 && changes.length > 0) {
           const keys = changes.filter((e) => e.op !== 'truncate').map((e) => ({ table: e.table, key: e.key }));

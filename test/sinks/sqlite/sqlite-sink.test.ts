@@ -277,6 +277,20 @@ describe('sqlite sink', () => {
     expect(JSON.parse(log[1]!.row_data)).toEqual({ id: 's1', opened_by: 'local newer', updated_at: '2030-01-01T00:00:05Z' });
   });
 
+  it('by change time: a change that lost to a local delete sends the delete back, stamped with the delete\'s own time', async () => {
+    applySqliteChangelogSetup(db, ['shifts']);
+    await openSink([{ source: 'public.shifts', target: 'shifts' }]);
+    db.prepare(`INSERT INTO shifts VALUES ('s1', 'local', NULL)`).run();
+    db.prepare(`DELETE FROM shifts WHERE id = 's1'`).run();
+    const { captured_at: deletedAt } = db.prepare(`SELECT captured_at FROM cdc_sync_changes WHERE op = 'D'`).get() as { captured_at: string };
+    const older = { ...change('public.shifts', 'update', { id: 's1', opened_by: 'cloud older', updated_at: null }), commitTime: new Date(Date.now() - 60_000) };
+    const result = await sink.apply({ changes: [older], deadLetters: [] });
+    expect(result.conflicts).toEqual([{ table: 'public.shifts', key: { id: 's1' } }]);
+    expect(db.prepare(`SELECT count(*) AS n FROM shifts`).get()).toEqual({ n: 0 });
+    const sent = db.prepare(`SELECT op, old_data, captured_at FROM cdc_sync_changes WHERE origin = 'cdc-sync ping-back'`).all();
+    expect(sent).toEqual([{ op: 'D', old_data: JSON.stringify({ id: 's1' }), captured_at: deletedAt }]);
+  });
+
   it('changes only owned columns of existing rows and writes new rows whole', async () => {
     await openSink();
     const owned: TableConfig = { source: 'public.orders', target: 'orders', owns: ['note'] };
