@@ -3,15 +3,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { history } from './history.js';
 import { Pair } from './pair.js';
 import { PostgresSide, SqliteSide, type Side } from './sides.js';
+import type { PostgresCluster } from '../support/postgres-cluster.js';
+import { startPrivateServer, type PgServer } from '../support/test-database.js';
 
 /**
  * The convergence checker: random histories of edits on both sides (inserts,
  * updates, deletes, key changes, re-inserts, children before parents in one
  * transaction, transactions larger than batch.maxSize, the same row edited
  * on both sides, NULLs and edge values) with cdc-sync killed (-9) and
- * restarted between steps. After each history: both sides equal, equal to
- * what the conflict rule says should win, no dead letter, no echo. A failure
- * shrinks to a minimal history and prints it with its seed.
+ * restarted, and the PostgreSQL server crashed and restarted, between
+ * steps. After each history: both sides equal, equal to what the conflict
+ * rule says should win, no dead letter, no echo. A failure shrinks to a
+ * minimal history and prints it with its seed.
  *
  * CONVERGE_RUNS (default 12) cases per pair; CONVERGE_SEED replays one run,
  * CONVERGE_PATH (with it) one counterexample; CONVERGE_PAIR picks one pair;
@@ -28,36 +31,41 @@ const ONLY = process.env.CONVERGE_PAIR;
 interface PairSpec {
   name: string;
   twoWay: boolean;
-  sides: () => Promise<[Side, Side]>;
+  sides: (server: PgServer) => Promise<[Side, Side]>;
 }
 
+// Each pair has its own PostgreSQL server, so a history can crash and restart it.
 const PAIRS: PairSpec[] = [
-  { name: 'postgres-changelog ⇄ postgres', twoWay: true, sides: async () => [await PostgresSide.create('a'), await PostgresSide.create('b')] },
-  { name: 'sqlite-changelog ⇄ postgres', twoWay: true, sides: async () => [SqliteSide.create('a'), await PostgresSide.create('b')] },
-  { name: 'postgres-wal → postgres', twoWay: false, sides: async () => [await PostgresSide.create('a', { wal: true }), await PostgresSide.create('b')] },
+  { name: 'postgres-changelog ⇄ postgres', twoWay: true, sides: async (server) => [await PostgresSide.create('a', { server }), await PostgresSide.create('b', { server })] },
+  { name: 'sqlite-changelog ⇄ postgres', twoWay: true, sides: async (server) => [SqliteSide.create('a'), await PostgresSide.create('b', { server })] },
+  { name: 'postgres-wal → postgres', twoWay: false, sides: async (server) => [await PostgresSide.create('a', { wal: true, server }), await PostgresSide.create('b', { server })] },
 ];
 
 for (const spec of PAIRS.filter((p) => !ONLY || p.name.startsWith(ONLY))) {
   describe(`convergence: ${spec.name}`, () => {
     let pair: Pair;
+    let cluster: PostgresCluster | undefined;
 
     beforeAll(async () => {
-      const [a, b] = await spec.sides();
-      pair = new Pair(a, b, { twoWay: spec.twoWay });
+      const started = await startPrivateServer();
+      cluster = started.cluster;
+      const [a, b] = await spec.sides(started.server);
+      pair = new Pair(a, b, { twoWay: spec.twoWay, restartDatabase: () => started.cluster.restart('immediate') });
       await pair.start();
     }, 60_000);
 
     afterAll(async () => {
       await pair?.stop();
+      await cluster?.stop();
     });
 
     it('ends with both sides equal to the winning edits, no dead letter and no echo, for random histories with kills', async () => {
       const details = await fc.check(
-        fc.asyncProperty(history({ sides: spec.twoWay ? ['a', 'b'] : ['a'], kills: true }), (steps) => pair.run(steps)),
+        fc.asyncProperty(history({ sides: spec.twoWay ? ['a', 'b'] : ['a'], kills: true, restarts: true }), (steps) => pair.run(steps)),
         { numRuns: RUNS, seed: SEED, path: PATH, endOnFailure: PATH !== undefined, interruptAfterTimeLimit: MINUTES * 60_000 },
       );
       console.log(`convergence: ${spec.name}: ${details.numRuns} histories, ${details.failed ? 'failed' : 'all converged'}${details.interrupted ? ' (stopped at the time limit)' : ''}, seed ${details.seed}`);
-      if (details.failed) throw new Error(fc.defaultReportMessage(details) ?? 'failed');
+      if (details.failed) throw new Error(`${fc.defaultReportMessage(details) ?? 'failed'}\n\n${String((details.errorInstance as Error | undefined)?.message ?? details.errorInstance)}`);
       expect(details.numRuns).toBeGreaterThan(0);
     }, (MINUTES + 2) * 60_000);
   });

@@ -38,8 +38,8 @@ export type Edit =
 
 export type Step =
   | { side: 'a' | 'b'; edits: Edit[] }
-  /** SIGKILL of cdc-sync, then a new process from the checkpoints. */
-  | { fault: 'kill' }
+  /** kill: SIGKILL of cdc-sync, then a new process from the checkpoints; restart: the PostgreSQL server crashes and starts again. */
+  | { fault: 'kill' | 'restart' }
   /** Time for changes to cross before the next step. */
   | { settle: number };
 
@@ -88,12 +88,13 @@ function edit(span: number): fc.Arbitrary<Edit> {
   );
 }
 
-/** A history; `sides` lists who may edit (one-way pairs: only `a`). */
-export function history(options: { sides: ('a' | 'b')[]; kills: boolean; maxSteps?: number }): fc.Arbitrary<Step[]> {
+/** A history; `sides` lists who may edit (one-way pairs: only `a`); `restarts`: the pair can restart its database server. */
+export function history(options: { sides: ('a' | 'b')[]; kills: boolean; restarts?: boolean; maxSteps?: number }): fc.Arbitrary<Step[]> {
   const span = 64;
   const sideStep = fc.record({ side: fc.constantFrom(...options.sides), edits: fc.array(edit(span), { minLength: 1, maxLength: 4 }) });
   const steps: fc.Arbitrary<Step>[] = [sideStep, sideStep, sideStep, sideStep, fc.record({ settle: fc.constantFrom(0, 50, 200) })];
   if (options.kills) steps.push(fc.constant({ fault: 'kill' as const }));
+  if (options.restarts) steps.push(fc.constant({ fault: 'restart' as const }));
   return fc.array(fc.oneof(...steps), { minLength: 1, maxLength: options.maxSteps ?? 12 });
 }
 
@@ -101,6 +102,7 @@ export function history(options: { sides: ('a' | 'b')[]; kills: boolean; maxStep
 export function describeHistory(steps: Step[]): string {
   return steps
     .map((step, i) => {
+      if ('fault' in step && step.fault === 'restart') return `${i + 1}. crash the PostgreSQL server (pg_ctl stop -m immediate), start it again`;
       if ('fault' in step) return `${i + 1}. kill -9 cdc-sync, start it again`;
       if ('settle' in step) return `${i + 1}. wait ${step.settle} ms`;
       return `${i + 1}. on ${step.side}, one transaction: ${step.edits.map(describeEdit).join('; ')}`;

@@ -18,7 +18,7 @@ export class Pair {
   constructor(
     readonly a: Side,
     readonly b: Side,
-    private readonly options: { twoWay: boolean; maxSize?: number },
+    private readonly options: { twoWay: boolean; maxSize?: number; restartDatabase?: () => Promise<void> },
   ) {}
 
   async start(): Promise<void> {
@@ -69,7 +69,8 @@ http: { port: 0, host: 127.0.0.1 }
     const letters = (await this.a.deadLetters()) + (await this.b.deadLetters());
     const touched = { a: 0, b: 0 };
     for (const step of steps) {
-      if ('fault' in step) await this.kill();
+      if ('fault' in step && step.fault === 'restart') await this.restartDatabase();
+      else if ('fault' in step) await this.kill();
       else if ('settle' in step) await sleep(step.settle);
       else touched[step.side] += await retried(() => (step.side === 'a' ? this.a : this.b).apply(step.edits, base));
     }
@@ -120,6 +121,14 @@ http: { port: 0, host: 127.0.0.1 }
   private async launch(): Promise<void> {
     this.cli = runCli(['run', '--config', this.config]);
     await this.cli.port();
+  }
+
+  /** The server crashes under cdc-sync, which must ride it out on its retries; the sides' own sessions connect again. */
+  private async restartDatabase(): Promise<void> {
+    if (!this.options.restartDatabase) throw new Error('this pair cannot restart its database');
+    await this.options.restartDatabase();
+    await this.a.reconnect?.();
+    await this.b.reconnect?.();
   }
 
   private async kill(): Promise<void> {

@@ -3,7 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import { createTestDatabase, type PgServer, type TestDatabase } from '../support/test-database.js';
 import { changelogSetupSql } from '../../src/cdc/postgres/changelog-setup.js';
 import type { Edit, ParentValues } from './history.js';
 
@@ -38,6 +38,8 @@ export interface Side {
   conflicts(): Promise<number>;
   /** Runs `init-sql`'s script for this side. */
   setUp(script: string): Promise<void>;
+  /** After its database server restarted: connect again. */
+  reconnect?(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -109,7 +111,7 @@ export class PostgresSide implements Side {
   private constructor(
     readonly label: string,
     private readonly db: TestDatabase,
-    private readonly client: pg.Client,
+    private client: pg.Client,
     private readonly wal: boolean,
   ) {}
 
@@ -118,13 +120,16 @@ export class PostgresSide implements Side {
    * triggers are set up anyway, only as the record of the application's
    * edits the expected outcome is worked out from.
    */
-  static async create(label: string, options: { wal?: boolean } = {}): Promise<PostgresSide> {
-    const db = await createTestDatabase(`converge_${label}`);
+  static async create(label: string, options: { wal?: boolean; server?: PgServer } = {}): Promise<PostgresSide> {
+    const db = await createTestDatabase(`converge_${label}`, options.server);
     await db.query(PG_SCHEMA);
     if (options.wal) await db.query(changelogSetupSql(['public.parent', 'public.child']));
-    const client = new pg.Client({ connectionString: db.url });
-    await client.connect();
-    return new PostgresSide(label, db, client, options.wal ?? false);
+    return new PostgresSide(label, db, await connect(db.url), options.wal ?? false);
+  }
+
+  async reconnect(): Promise<void> {
+    await this.client.end().catch(() => {});
+    this.client = await connect(this.db.url);
   }
 
   source(): string {
@@ -243,6 +248,14 @@ export class PostgresSide implements Side {
     if (this.wal) await this.db.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database()`).catch(() => []);
     await this.db.drop();
   }
+}
+
+async function connect(url: string): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url });
+  // A server restart (a fault step) ends the connection; the pair reconnects after it.
+  client.on('error', () => {});
+  await client.connect();
+  return client;
 }
 
 function inRange(c: UserChange): boolean {

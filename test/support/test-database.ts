@@ -2,15 +2,10 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
+import { startPostgresCluster, type PostgresCluster } from './postgres-cluster.js';
+import { admin, createTemplate, TEMPLATE_DATABASE, type PgServer } from './template-database.js';
 
-const TEMPLATE_DATABASE = 'cdc_template'; // keep in sync with global-setup.ts
-
-export interface PgServer {
-  host: string;
-  port: number;
-  user: string;
-  url(database: string): string;
-}
+export type { PgServer };
 
 export interface TestDatabase {
   name: string;
@@ -30,19 +25,25 @@ export function pgServer(): PgServer {
   };
 }
 
-/** Runs one statement on the maintenance database `postgres`. */
-async function admin(server: PgServer, sql: string, params: unknown[] = []): Promise<void> {
-  const client = new pg.Client({ connectionString: server.url('postgres') });
-  await client.connect();
+/**
+ * A private cluster with the template, for tests that restart or crash their
+ * server; `stop()` when done. Commits are durable as on a user's server
+ * (synchronous_commit on): a crash loses no committed transaction.
+ */
+export async function startPrivateServer(settings: Record<string, string> = {}): Promise<{ server: PgServer; cluster: PostgresCluster }> {
+  const cluster = await startPostgresCluster({ extraSettings: { synchronous_commit: 'on', ...settings } });
+  const server: PgServer = { host: cluster.host, port: cluster.port, user: cluster.user, url: cluster.url };
   try {
-    await client.query(sql, params);
-  } finally {
-    await client.end();
+    await createTemplate(server);
+  } catch (error) {
+    await cluster.stop();
+    throw error;
   }
+  return { server, cluster };
 }
 
-export async function createTestDatabase(prefix = 't'): Promise<TestDatabase> {
-  const server = pgServer();
+/** A database cloned from the template on the shared cluster, or on `server` (a private cluster that has the template too). */
+export async function createTestDatabase(prefix = 't', server: PgServer = pgServer()): Promise<TestDatabase> {
   // Lowercase + [a-z0-9_] only, so the name never needs quoting; max identifier length is 63.
   const safePrefix = prefix.toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 40);
   const name = `${safePrefix}_${randomBytes(6).toString('hex')}`;
@@ -56,7 +57,11 @@ export async function createTestDatabase(prefix = 't'): Promise<TestDatabase> {
     url,
     async query<T>(sql: string, params?: unknown[]): Promise<T[]> {
       if (dropped) throw new Error(`database ${name} was dropped`);
-      pool ??= new pg.Pool({ connectionString: url, max: 4 });
+      if (!pool) {
+        pool = new pg.Pool({ connectionString: url, max: 4 });
+        // An idle connection ended by a server restart (fault tests) is replaced on the next query.
+        pool.on('error', () => {});
+      }
       const result = await pool.query(sql, params);
       return result.rows as T[];
     },

@@ -3,7 +3,19 @@
  * pg_visible_in_snapshot on xid8). $done may be NULL: then nothing is done yet.
  */
 
-export const CURRENT_SNAPSHOT_SQL = `SELECT pg_current_snapshot()::text AS snapshot`;
+/** The server run: its start time, in µs (see ChangeLogPosition.server). */
+const SERVER_RUN = `floor(extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint::text AS server`;
+
+export const CURRENT_SNAPSHOT_SQL = `SELECT pg_current_snapshot()::text AS snapshot, ${SERVER_RUN}`;
+
+export const SERVER_RUN_SQL = `SELECT ${SERVER_RUN}`;
+
+/**
+ * The first transaction id the server hands out after its last checkpoint
+ * (`epoch:xid`); after a crash that checkpoint is the one at the end of
+ * recovery, so ids from here on may be handed out a second time.
+ */
+export const CHECKPOINT_NEXT_XID_SQL = `SELECT next_xid FROM pg_control_checkpoint()`;
 
 /**
  * Changes of the range (done, upto]: transactions committed at `upto` but not

@@ -14,7 +14,9 @@ import { changeLogEvent, splitRejected, type ChangeLogResult } from '../change-l
 import type { Source } from '../source.js';
 import { ChangeLogPosition } from './changelog-position.js';
 import {
+  CHECKPOINT_NEXT_XID_SQL,
   CURRENT_SNAPSHOT_SQL,
+  SERVER_RUN_SQL,
   PENDING_SQL,
   RANGE_BOUNDS_SQL,
   READ_PAGE_SQL,
@@ -121,9 +123,13 @@ export class ChangeLogSource implements Source {
   private async readPage(): Promise<SourceChunk | null> {
     const tables = [...this.tables.keys()];
     if (this.cursor.upto === null) {
-      const [snapshot] = await this.query<{ snapshot: string }>(CURRENT_SNAPSHOT_SQL, []);
+      const [snapshot] = await this.query<{ snapshot: string; server: string }>(CURRENT_SNAPSHOT_SQL, []);
+      await this.checkServerRun(snapshot!.server);
       this.cursor = this.cursor.withRange(snapshot!.snapshot);
       this.high = undefined;
+    } else {
+      const [run] = await this.query<{ server: string }>(SERVER_RUN_SQL, []);
+      await this.checkServerRun(run!.server);
     }
     if (this.high === undefined) {
       // New range, or a restart inside one: find where its changes lie.
@@ -158,6 +164,30 @@ export class ChangeLogSource implements Source {
     return { events, rejected, position, caughtUp };
   }
 
+
+  /**
+   * The snapshots of the position were taken in server run `server`, or the
+   * server has restarted since and may hand out again ids they call finished
+   * (see ChangeLogPosition): then they are taken back out of them. A position
+   * stored before runs were recorded has none, and takes the current one.
+   */
+  private async checkServerRun(server: string): Promise<void> {
+    if (this.cursor.server === server) return;
+    if (this.cursor.server === null || (this.cursor.done === null && this.cursor.upto === null)) {
+      this.cursor = this.cursor.onServer(server);
+      return;
+    }
+    const [row] = await this.query<{ next_xid: string }>(CHECKPOINT_NEXT_XID_SQL, []);
+    const [epoch, xid] = row!.next_xid.split(':').map((n) => BigInt(n));
+    const first = (epoch! << 32n) + xid!;
+    const before = this.cursor;
+    this.cursor = this.cursor.reissuedFrom(first, server);
+    this.high = undefined;
+    // A clean restart hands out no id twice: nothing to say then.
+    if (before.done !== this.cursor.done || before.upto !== this.cursor.upto) {
+      this.context.log.warn({ from: first.toString() }, 'the source database restarted after a crash: transactions from this id on are read even where the checkpoint had counted them');
+    }
+  }
 
   /**
    * A full page may end inside transactions: read on until every transaction
