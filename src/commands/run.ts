@@ -85,10 +85,11 @@ export async function runConfig(config: Config, options: RunOptions = {}): Promi
   log.info({ port: typeof address === 'object' ? address?.port : address, streams: streams.map((s) => s.name), once }, 'cdc-sync running');
 
   let stopping = false;
+  let deadline: NodeJS.Timeout | undefined;
   const stopAll = (reason: string) => {
     if (stopping) return;
     stopping = true;
-    setTimeout(() => {
+    deadline = setTimeout(() => {
       log.error({ timeoutMs: config.shutdown.timeoutMs }, 'streams did not stop in time; exiting');
       process.exit(EXIT_FAILURE);
     }, config.shutdown.timeoutMs).unref();
@@ -131,6 +132,8 @@ export async function runConfig(config: Config, options: RunOptions = {}): Promi
         }),
     ),
   );
+  // Stopped in time: a caller that goes on in this process (the demo, tests) must not be exited later.
+  clearTimeout(deadline);
   await server.close();
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);

@@ -98,12 +98,12 @@ export function history(options: { sides: ('a' | 'b')[]; kills: boolean; restart
   return fc.array(fc.oneof(...steps), { minLength: 1, maxLength: options.maxSteps ?? 12 });
 }
 
-/** The history as lines a person can read and replay. */
-export function describeHistory(steps: Step[]): string {
+/** The history as lines a person can read and replay; `fault` says what a kill step does. */
+export function describeHistory(steps: Step[], fault = 'kill -9 cdc-sync, start it again'): string {
   return steps
     .map((step, i) => {
       if ('fault' in step && step.fault === 'restart') return `${i + 1}. crash the PostgreSQL server (pg_ctl stop -m immediate), start it again`;
-      if ('fault' in step) return `${i + 1}. kill -9 cdc-sync, start it again`;
+      if ('fault' in step) return `${i + 1}. ${fault}`;
       if ('settle' in step) return `${i + 1}. wait ${step.settle} ms`;
       return `${i + 1}. on ${step.side}, one transaction: ${step.edits.map(describeEdit).join('; ')}`;
     })

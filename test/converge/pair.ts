@@ -1,5 +1,6 @@
-import { runCli, runCliToEnd, writeConfig, type CliProcess } from '../support/cli.js';
+import { runCliToEnd, writeConfig } from '../support/cli.js';
 import { describeHistory, type Step } from './history.js';
+import { CliRunner, InProcessRunner, type Runner } from './runner.js';
 import type { Side, Snapshot, UserChange } from './sides.js';
 
 /** How long a history may take to settle before the checker calls it divergent. */
@@ -11,14 +12,14 @@ const IDLE_TIMEOUT_MS = 20_000;
  * (`base`), so one process and one pair of databases serve every case.
  */
 export class Pair {
-  private cli: CliProcess | undefined;
+  private runner: Runner | undefined;
   private config = '';
   private cases = 0;
 
   constructor(
     readonly a: Side,
     readonly b: Side,
-    private readonly options: { twoWay: boolean; maxSize?: number; restartDatabase?: () => Promise<void> },
+    private readonly options: { twoWay: boolean; maxSize?: number; restartDatabase?: () => Promise<void>; inProcess?: boolean },
   ) {}
 
   async start(): Promise<void> {
@@ -48,16 +49,13 @@ http: { port: 0, host: 127.0.0.1 }
     const [forA, forB] = init.stdout.split(/^-- stream "b-to-a".*$/m);
     await this.a.setUp(forA!);
     if (forB) await this.b.setUp(forB);
-    await this.launch();
+    this.runner = this.options.inProcess ? new InProcessRunner(this.config) : new CliRunner(this.config);
+    await this.runner.start();
   }
 
   async stop(): Promise<void> {
-    const cli = this.cli;
-    this.cli = undefined;
-    if (cli && cli.child.exitCode === null) {
-      cli.child.kill('SIGKILL');
-      await cli.exited;
-    }
+    await this.runner?.stop();
+    this.runner = undefined;
     await this.a.close();
     await this.b.close();
   }
@@ -70,13 +68,13 @@ http: { port: 0, host: 127.0.0.1 }
     const touched = { a: 0, b: 0 };
     for (const step of steps) {
       if ('fault' in step && step.fault === 'restart') await this.restartDatabase();
-      else if ('fault' in step) await this.kill();
+      else if ('fault' in step) await this.restartCdcSync();
       else if ('settle' in step) await sleep(step.settle);
       else touched[step.side] += await retried(() => (step.side === 'a' ? this.a : this.b).apply(step.edits, base));
     }
     const problems = await this.verify(base, touched, letters);
     if (problems.length > 0) {
-      throw new Error(`${problems.join('\n')}\n\nhistory (ids relative to the case):\n${describeHistory(steps)}\n\ncdc-sync's last log lines:\n${this.cli?.stderr().slice(-1500) ?? ''}`);
+      throw new Error(`${problems.join('\n')}\n\nhistory (ids relative to the case):\n${describeHistory(steps, this.runner?.fault)}\n\ncdc-sync's last log lines:\n${this.runner?.logs() ?? ''}`);
     }
   }
 
@@ -118,9 +116,9 @@ http: { port: 0, host: 127.0.0.1 }
     return false;
   }
 
-  private async launch(): Promise<void> {
-    this.cli = runCli(['run', '--config', this.config]);
-    await this.cli.port();
+  private async restartCdcSync(): Promise<void> {
+    await this.runner!.stop();
+    await this.runner!.start();
   }
 
   /** The server crashes under cdc-sync, which must ride it out on its retries; the sides' own sessions connect again. */
@@ -131,14 +129,6 @@ http: { port: 0, host: 127.0.0.1 }
     await this.b.reconnect?.();
   }
 
-  private async kill(): Promise<void> {
-    const cli = this.cli;
-    if (cli && cli.child.exitCode === null) {
-      cli.child.kill('SIGKILL');
-      await cli.exited;
-    }
-    await this.launch();
-  }
 }
 
 /** The final state the conflict rule promises: per row, the image of its latest change on either side (ties: a, the forward stream's source). */

@@ -1,0 +1,75 @@
+import { pino } from 'pino';
+import { runConfig, type RunningProcess } from '../../src/commands/run.js';
+import { loadConfigFile } from '../../src/config/load.js';
+import { runCli, type CliProcess } from '../support/cli.js';
+
+/** How the checker runs cdc-sync between the two sides, and the fault it can inject. */
+export interface Runner {
+  /** What `kill()` does, as a history step says it. */
+  readonly fault: string;
+  start(): Promise<void>;
+  /** Stops cdc-sync without warning where it can (a fault step then starts it again, from its checkpoints). */
+  stop(): Promise<void>;
+  /** The last log lines, for a failure report. */
+  logs(): string;
+}
+
+/** The CLI as users run it, in its own process: a fault is SIGKILL. */
+export class CliRunner implements Runner {
+  readonly fault = 'kill -9 cdc-sync, start it again';
+  private cli: CliProcess | undefined;
+
+  constructor(private readonly config: string) {}
+
+  async start(): Promise<void> {
+    this.cli = runCli(['run', '--config', this.config]);
+    await this.cli.port();
+  }
+
+  async stop(): Promise<void> {
+    const cli = this.cli;
+    this.cli = undefined;
+    if (cli && cli.child.exitCode === null) {
+      cli.child.kill('SIGKILL');
+      await cli.exited;
+    }
+  }
+
+  logs(): string {
+    return this.cli?.stderr().slice(-1500) ?? '';
+  }
+}
+
+/**
+ * cdc-sync's `run` inside the test's process, for an embedded database
+ * (PGlite) that only one process can open: the side's edits and cdc-sync
+ * share its one instance, as the demo's writer does. A fault is a stop and
+ * a start (the process cannot be killed without the test).
+ */
+export class InProcessRunner implements Runner {
+  readonly fault = 'stop cdc-sync (in the test process), start it again';
+  private running: { process: RunningProcess; done: Promise<number> } | undefined;
+  private readonly lines: string[] = [];
+
+  constructor(private readonly config: string) {}
+
+  async start(): Promise<void> {
+    const log = pino({ level: 'info', base: { app: 'cdc-sync' } }, { write: (line: string) => void this.lines.push(line) });
+    let started!: (running: RunningProcess) => void;
+    const running = new Promise<RunningProcess>((resolve) => (started = resolve));
+    const done = runConfig(loadConfigFile(this.config), { log, started });
+    this.running = { process: await Promise.race([running, done.then((code) => Promise.reject(new Error(`cdc-sync ended with ${code}:\n${this.logs()}`)))]), done };
+  }
+
+  async stop(): Promise<void> {
+    const running = this.running;
+    this.running = undefined;
+    if (!running) return;
+    running.process.stop('fault');
+    await running.done;
+  }
+
+  logs(): string {
+    return this.lines.slice(-10).join('').slice(-1500);
+  }
+}
