@@ -13,3 +13,14 @@ export function pull(source: Source, from: string | null, n: number): Promise<So
     ),
   );
 }
+
+/** Follows a source from `from`, asking for the next chunk after each; `chunks` fills as they arrive. */
+export function follow(source: Source, from: string | null): { chunks: SourceChunk[]; stop(): void } {
+  const chunks: SourceChunk[] = [];
+  const demand = new Subject<void>();
+  const subscription = source.chunks(from, demand).subscribe((chunk) => {
+    chunks.push(chunk);
+    setTimeout(() => demand.next(), 0);
+  });
+  return { chunks, stop: () => subscription.unsubscribe() };
+}

@@ -11,7 +11,7 @@ export interface ChangeTimeResolution {
   /**
    * Some keys had no stored row to lock. An application transaction may be
    * inserting one of them right now: the batch's write then waits for it,
-   * and it must be judged again once the batch has written (`racedLosers`).
+   * and it must be judged again once the batch has written.
    */
   unlocked: boolean;
 }

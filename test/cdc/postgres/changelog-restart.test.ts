@@ -1,13 +1,12 @@
 import pg from 'pg';
-import { Subject } from 'rxjs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { changelogSetupSql } from '../../../src/cdc/postgres/changelog-setup.js';
 import { ChangeLogSource } from '../../../src/cdc/postgres/changelog-source.js';
-import type { SourceChunk } from '../../../src/core/change-event.js';
 import type { PostgresCluster } from '../../support/postgres-cluster.js';
 import { testContext } from '../../support/stream-context.js';
 import { createTestDatabase, startPrivateServer, type TestDatabase } from '../../support/test-database.js';
 import { waitFor } from '../../support/cli.js';
+import { follow } from '../../support/pull.js';
 
 /**
  * After a crash PostgreSQL hands out again the transaction ids that never
@@ -51,12 +50,8 @@ it('reads a transaction that got an id again after a crash, though its snapshot 
     retry: { attempts: 20, minDelayMs: 1500, maxDelayMs: 3000 },
   });
   await source.open(context);
-  const chunks: SourceChunk[] = [];
-  const demand = new Subject<void>();
-  const subscription = source.chunks(null, demand).subscribe((chunk) => {
-    chunks.push(chunk);
-    setTimeout(() => demand.next(), 0);
-  });
+  const following = follow(source, null);
+  const chunks = following.chunks;
   try {
     const app = await connect();
     await app.query(`INSERT INTO items VALUES (1, 'before the crash')`);
@@ -90,7 +85,7 @@ it('reads a transaction that got an id again after a crash, though its snapshot 
       ['insert', 2],
     ]);
   } finally {
-    subscription.unsubscribe();
+    following.stop();
     context.controller.abort();
     await source.close();
   }

@@ -8,6 +8,7 @@ import { PostgresSink } from '../../../src/sinks/postgres/postgres-sink.js';
 import { createTestDatabase, type TestDatabase } from '../../support/test-database.js';
 import { testContext } from '../../support/stream-context.js';
 import { waitFor } from '../../support/cli.js';
+import { follow } from '../../support/pull.js';
 
 let db: TestDatabase;
 let slotCounter = 0;
@@ -288,12 +289,8 @@ describe('postgres-wal source', () => {
     // The test cluster commits asynchronously, and the walsender sends only flushed WAL: wait for the whole backlog to be.
     const [{ lsn }] = (await db.query<{ lsn: string }>(`SELECT pg_current_wal_insert_lsn()::text AS lsn`)) as [{ lsn: string }];
     await waitFor(async () => (await db.query<{ done: boolean }>(`SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn AS done`, [lsn]))[0]!.done);
-    const chunks: SourceChunk[] = [];
-    const demand = new Subject<void>();
-    const subscription = source.chunks(null, demand).subscribe((chunk) => {
-      chunks.push(chunk);
-      setTimeout(() => demand.next(), 0);
-    });
+    const following = follow(source, null);
+    const chunks = following.chunks;
     try {
       await waitFor(() => chunks.reduce((n, c) => n + c.events.length, 0) >= 2000);
       // Not whatever happened to be decoded when asked: full chunks, so a round's insert, update and delete of a row meet in one.
@@ -304,7 +301,7 @@ describe('postgres-wal source', () => {
       // Handed over on the server's keepalive (caught up), not after waiting for a chunk to fill.
       expect(chunks[20]).toMatchObject({ events: [{ op: 'insert', key: { id: '99999' } }], caughtUp: true });
     } finally {
-      subscription.unsubscribe();
+      following.stop();
     }
   });
 
