@@ -50,10 +50,14 @@ SELECT c.id::text AS id, c.table_name, c.op,
  * The last change id, past $4, of the transactions in $3 (xid8 text), so a
  * page that ends inside a transaction can be read on to its end: a source
  * transaction is applied whole (children inserted before their parents
- * commit with them). Found through the xid index.
+ * commit with them). Found through the xid index: `max(c.id + 0)`, because
+ * with a bare `max(c.id)` PostgreSQL walks the primary key backwards from
+ * the end of the log instead, past every later change (312,000 rows read
+ * for one answer in a 320,000-change log; a 1,000,000-change drain fell
+ * from 86,000 to 30,000 changes/s).
  */
 export const TRANSACTIONS_END_SQL = `
-SELECT max(c.id)::text AS high
+SELECT max(c.id + 0)::text AS high
   FROM cdc_sync.changes c
  WHERE c.xid = ANY($3::xid8[]) AND c.id > $4::bigint AND ${IN_RANGE}`;
 
