@@ -1,10 +1,12 @@
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { loadConfigFile } from './config/load.js';
 import { ConfigError, errorMessage } from './core/errors.js';
 import { EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, runCommand } from './commands/run.js';
 import { demoCommand } from './commands/demo.js';
-import { initSql } from './commands/init-sql.js';
+import { SETUP_TARGETS, initSql, initSqlFiles, type SetupTarget } from './commands/init-sql.js';
 import { snapshotCommand } from './commands/snapshot.js';
 import { dropSlotCommand } from './commands/drop-slot.js';
 import { resetCommand, retryFailedCommand, statusCommand } from './commands/control.js';
@@ -52,8 +54,20 @@ function program(): Command {
     .command('init-sql')
     .description('print the database set-up (triggers, change tables) for the configured tables')
     .option('-c, --config <path>', 'configuration file', DEFAULT_CONFIG)
-    .action((options: { config: string }) => {
-      process.stdout.write(initSql(loadConfigFile(options.config)));
+    .addOption(new Option('-t, --target <database>', 'only the set-up that runs on this kind of database (a script its own client runs as is)').choices([...SETUP_TARGETS]))
+    .option('-o, --out <dir>', 'write one script per kind of database, DIR/<database>.sql, instead of printing')
+    .action((options: { config: string; target?: SetupTarget; out?: string }) => {
+      const config = loadConfigFile(options.config);
+      if (!options.out) {
+        process.stdout.write(initSql(config, options.target));
+        return;
+      }
+      mkdirSync(options.out, { recursive: true });
+      for (const [target, script] of initSqlFiles(config)) {
+        if (options.target && target !== options.target) continue;
+        writeFileSync(join(options.out, `${target}.sql`), script);
+        process.stdout.write(`${join(options.out, `${target}.sql`)}\n`);
+      }
     });
 
   cli

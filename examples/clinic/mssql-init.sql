@@ -63,8 +63,11 @@ CREATE TABLE [dbo].[tblAlignerBatches] (
   Notes                   nvarchar(max) NULL
 );
 IF OBJECT_ID(N'[dbo].[tblAlignerNotes]', N'U') IS NULL
+-- The clinic numbers its notes from 1,000,000; notes created in the portal take ids below that
+-- (postgres-init.sql), which cdc-sync writes as given (identityInsert). An id at or above the
+-- IDENTITY value would move SQL Server's counter, so cdc-sync refuses it (see README, "Into SQL Server").
 CREATE TABLE [dbo].[tblAlignerNotes] (
-  NoteID        int IDENTITY(1,1) NOT NULL CONSTRAINT [PK_tblAlignerNotes] PRIMARY KEY,
+  NoteID        int IDENTITY(1000000,1) NOT NULL CONSTRAINT [PK_tblAlignerNotes] PRIMARY KEY,
   AlignerSetID  int NOT NULL CONSTRAINT [FK_tblAlignerNotes_tblAlignerSets] REFERENCES [dbo].[tblAlignerSets] (AlignerSetID),
   NoteType      nvarchar(20) NOT NULL CONSTRAINT [DF_tblAlignerNotes_NoteType] DEFAULT (N'Lab'),
   NoteText      nvarchar(max) NOT NULL,

@@ -53,8 +53,10 @@ CREATE TABLE IF NOT EXISTS public.aligner_batches (
   notes                       text,
   updated_at                  timestamptz NOT NULL DEFAULT now()   -- catch-up reads of the reverse stream
 );
+-- Notes created in the portal take ids below the clinic's (SQL Server numbers its own from 1,000,000).
+CREATE SEQUENCE IF NOT EXISTS public.aligner_notes_portal_ids MAXVALUE 999999;
 CREATE TABLE IF NOT EXISTS public.aligner_notes (
-  note_id         integer PRIMARY KEY,
+  note_id         integer PRIMARY KEY DEFAULT nextval('public.aligner_notes_portal_ids'),
   aligner_set_id  integer NOT NULL REFERENCES public.aligner_sets (aligner_set_id),
   note_type       text NOT NULL DEFAULT 'Lab',
   note_text       text NOT NULL,

@@ -29,10 +29,10 @@ describe.skipIf(!MSSQL_URL)(`mssql-cdc on a real SQL Server${MSSQL_URL ? '' : ` 
     await db?.drop();
   });
 
-  function source(options: { readLimit?: number; snapshot?: 'initial' | 'never' } = {}) {
+  function source(options: { readLimit?: number; snapshot?: 'initial' | 'never'; tables?: TableConfig[] } = {}) {
     return new MssqlCdcSource({
       url: db.url,
-      tables,
+      tables: options.tables ?? tables,
       readLimit: options.readLimit ?? 100,
       pollIntervalMs: 100,
       idleIntervalMs: 500,
@@ -76,6 +76,72 @@ describe.skipIf(!MSSQL_URL)(`mssql-cdc on a real SQL Server${MSSQL_URL ? '' : ` 
     const { events } = await collect(s, null, (es) => es.some((e) => e.key.Code === 'new'));
     const tail = events.filter((e) => e.key.Code === 'old' || e.key.Code === 'new').slice(-2);
     expect(tail.map((e) => [e.op, e.key.Code])).toEqual([['delete', 'old'], ['insert', 'new']]);
+    await s.close();
+  });
+
+  async function captured(table: string, columns: string): Promise<TableConfig> {
+    await db.exec(`CREATE TABLE dbo.${table} (${columns})`);
+    await db.exec(`EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'${table}', @role_name = NULL, @supports_net_changes = 0`);
+    return { source: `dbo.${table}`, target: `public.${table.toLowerCase()}` };
+  }
+
+  it('keeps every row of a bulk update that moves primary keys', async () => {
+    const seq = await captured('tblSeq', 'ID int PRIMARY KEY, V nvarchar(10)');
+    await db.exec(`INSERT INTO dbo.tblSeq VALUES (1, N'a'), (2, N'b'), (3, N'c'), (4, N'd')`);
+    const s = source({ snapshot: 'initial', tables: [seq] });
+    await s.open(testContext('real'));
+    const copied = await collect(s, null, (es) => es.length >= 4);
+    await db.exec(`UPDATE dbo.tblSeq SET ID = ID + 1`);
+    await db.exec(`INSERT INTO dbo.tblSeq VALUES (100, N'end')`);
+    const moved = await collect(s, copied.position, (es) => es.some((e) => e.key.ID === 100));
+    const target = new Map(copied.events.map((e) => [Number(e.key.ID), String(e.row!.V)]));
+    for (const e of moved.events) {
+      if (e.op === 'delete') target.delete(Number(e.key.ID));
+      else target.set(Number(e.key.ID), String(e.row!.V));
+    }
+    const rows = (await db.exec(`SELECT ID, V FROM dbo.tblSeq`)) as { ID: number; V: string }[];
+    expect([...target].sort((a, b) => a[0] - b[0])).toEqual(rows.map((r) => [r.ID, r.V]).sort((a, b) => Number(a[0]) - Number(b[0])));
+    await s.close();
+  });
+
+  it('streams a table whose columns are named operation, seqval and start_lsn; money keeps four decimals; computed columns are left out', async () => {
+    const meta = await captured('tblMeta', 'ID int PRIMARY KEY, [operation] nvarchar(10), [seqval] int, [start_lsn] int, Fee money, Total AS Fee * 2');
+    const s = source({ snapshot: 'never', tables: [meta] });
+    await s.open(testContext('real'));
+    await db.exec(`INSERT INTO dbo.tblMeta (ID, [operation], [seqval], [start_lsn], Fee) VALUES (1, N'scan', 7, 9, 12.3456)`);
+    await db.exec(`UPDATE dbo.tblMeta SET [operation] = N'print' WHERE ID = 1`);
+    const { events } = await collect(s, null, (es) => es.some((e) => e.op === 'update'));
+    expect(events.map((e) => [e.op, e.row])).toEqual([
+      ['insert', { ID: 1, operation: 'scan', seqval: 7, start_lsn: 9, Fee: '12.3456' }],
+      ['update', { ID: 1, operation: 'print', seqval: 7, start_lsn: 9, Fee: '12.3456' }],
+    ]);
+    await s.close();
+  });
+
+  it('echoes nothing of a reverse batch of 400 updates read with readLimit 500', async () => {
+    const notes = await captured('tblEcho', 'ID int PRIMARY KEY, Note nvarchar(20)');
+    await db.exec(`WITH n AS (SELECT TOP (400) ROW_NUMBER() OVER (ORDER BY (SELECT NULL)) AS i FROM sys.all_objects) INSERT INTO dbo.tblEcho SELECT i, N'clinic' FROM n`);
+    const { MssqlSink } = await import('../../src/sinks/mssql/mssql-sink.js');
+    const { TableMapping } = await import('../../src/core/mapping.js');
+    const sink = new MssqlSink({ url: db.url, identityInsert: new Set() });
+    const config = { source: 'public.echo', target: 'dbo.tblEcho', key: ['id'] };
+    const [target] = await sink.open(testContext('cloud-to-clinic'), [config]);
+    const mapping = new TableMapping(config, target!, 'tables[0]', () => {});
+    sink.bind([mapping]);
+    await db.exec(`IF NOT EXISTS (SELECT 1 FROM cdc.change_tables WHERE capture_instance = N'cdc_sync_origin_marker')
+      EXEC sys.sp_cdc_enable_table @source_schema = N'cdc_sync', @source_name = N'origin_marker', @role_name = NULL`);
+    const s = source({ snapshot: 'never', readLimit: 500, tables: [notes] });
+    const context = testContext('real');
+    await s.open(context);
+    const start = await collect(s, null, (es) => es.length >= 400);
+    const changes = Array.from({ length: 400 }, (_, i) =>
+      mapping.mapEvent({ table: 'public.echo', op: 'update', key: { id: i + 1 }, row: { id: i + 1, note: 'portal' }, position: 'p', commitTime: new Date() }),
+    );
+    await sink.apply({ changes, deadLetters: [] });
+    await db.exec(`INSERT INTO dbo.tblEcho VALUES (1000, N'user')`);
+    const next = await collect(s, start.position, (es) => es.some((e) => e.key.ID === 1000));
+    expect(next.events.map((e) => e.key.ID)).toEqual([1000]);
+    await sink.close();
     await s.close();
   });
 

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChangeEvent } from '../../src/core/change-event.js';
+import { ConfigError, PermanentError } from '../../src/core/errors.js';
 import { TableMapping, type TableConfig } from '../../src/core/mapping.js';
 import { MssqlSink } from '../../src/sinks/mssql/mssql-sink.js';
 import { testContext } from '../support/stream-context.js';
@@ -68,11 +69,53 @@ describe.skipIf(!MSSQL_URL)(`mssql sink on a real SQL Server${MSSQL_URL ? '' : `
     expect(await db.exec(`SELECT NoteID, PortalID, NoteText, Lab FROM dbo.tblAlignerNotes`)).toEqual([{ NoteID: 1, PortalID: '9001', NoteText: 'edited', Lab: 'clinic' }]);
   });
 
-  it('writes the identity value as given with identityInsert', async () => {
+  it('writes the identity value as given with identityInsert below the IDENTITY value, and refuses one that would move the counter', async () => {
     const byId: TableConfig = { source: 'public.aligner_notes', target: 'dbo.tblAlignerNotes', key: ['note_id'] };
     const { sink, mappings } = await open([byId], ['dbo.tblAlignerNotes']);
+    await db.exec(`DBCC CHECKIDENT ('dbo.tblAlignerNotes', RESEED, 1000000)`);
     await sink.apply({ changes: [event(mappings[0]!, 'insert', { note_id: 500 }, { note_id: 500, portal_id: 77, note_text: 'x' })], deadLetters: [] });
     expect(await db.exec(`SELECT NoteID FROM dbo.tblAlignerNotes WHERE PortalID = 77`)).toEqual([{ NoteID: 500 }]);
+    const error = await sink
+      .apply({ changes: [event(mappings[0]!, 'insert', { note_id: 2000000 }, { note_id: 2000000, portal_id: 78, note_text: 'y' })], deadLetters: [] })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(await db.exec(`SELECT CAST(IDENT_CURRENT('dbo.tblAlignerNotes') AS int) AS current_value`)).toEqual([{ current_value: 1000000 }]);
+  });
+
+  it('writes datetime and smalldatetime from seven fraction digits, and datetimeoffset from an offset without minutes', async () => {
+    await db.exec(`CREATE TABLE dbo.tblVisits (ID int PRIMARY KEY, At datetime, Short smalldatetime, Zoned datetimeoffset(7))`);
+    const { sink, mappings } = await open([{ source: 'public.visits', target: 'dbo.tblVisits', key: ['id'] }]);
+    const row = { id: 1, at: '2024-01-02T03:04:05.1234567', short: '2024-01-02T03:04:05.123456', zoned: '2024-01-02 03:04:05.123456+02' };
+    expect((await sink.apply({ changes: [event(mappings[0]!, 'insert', { id: 1 }, row)], deadLetters: [] })).written).toBe(1);
+    expect((await sink.apply({ changes: [event(mappings[0]!, 'update', { id: 1 }, row)], deadLetters: [] })).written).toBe(0);
+    expect(await db.exec(`SELECT CONVERT(varchar(23), At, 126) AS At, CONVERT(varchar(19), Short, 126) AS Short, CONVERT(varchar(40), Zoned, 127) AS Zoned FROM dbo.tblVisits`)).toEqual([
+      { At: '2024-01-02T03:04:05.123', Short: '2024-01-02T03:04:00', Zoned: '2024-01-02T03:04:05.1234560+02:00' },
+    ]);
+  });
+
+  it('never writes rowversion or computed columns', async () => {
+    await db.exec(`CREATE TABLE dbo.tblStamped (ID int PRIMARY KEY, Name nvarchar(100), Version rowversion, Upper AS UPPER(Name))`);
+    const { sink, mappings } = await open([{ source: 'public.stamped', target: 'dbo.tblStamped', key: ['id'] }]);
+    await sink.apply({ changes: [event(mappings[0]!, 'insert', { id: 1 }, { id: 1, name: 'a', version: 'AAAAAAAAB9E=', upper: 'X' })], deadLetters: [] });
+    expect(await db.exec(`SELECT ID, Name, Upper FROM dbo.tblStamped`)).toEqual([{ ID: 1, Name: 'a', Upper: 'A' }]);
+  });
+
+  it('writes case-only, trailing-space and accent-only edits that the column collation calls equal', async () => {
+    await db.exec(`CREATE TABLE dbo.tblNames (ID int PRIMARY KEY, Name nvarchar(100) COLLATE Latin1_General_CI_AI)`);
+    const { sink, mappings } = await open([{ source: 'public.names', target: 'dbo.tblNames', key: ['id'] }]);
+    await sink.apply({ changes: [event(mappings[0]!, 'insert', { id: 1 }, { id: 1, name: 'jose' })], deadLetters: [] });
+    for (const name of ['Jose', 'Jose ', 'José']) {
+      expect((await sink.apply({ changes: [event(mappings[0]!, 'update', { id: 1 }, { id: 1, name })], deadLetters: [] })).written, name).toBe(1);
+      expect(await db.exec(`SELECT Name FROM dbo.tblNames`)).toEqual([{ Name: name }]);
+    }
+  });
+
+  it('fails a value longer than its column as invalid data, never cutting it', async () => {
+    const { sink, mappings } = await open([{ source: 'public.q', target: 'dbo.tblQueueLike', key: ['id'] }]);
+    const error = await sink.apply({ changes: [event(mappings[0]!, 'insert', { id: 77 }, { id: 77, note: 'x'.repeat(60) })], deadLetters: [] }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PermanentError);
+    expect((error as PermanentError).reason).toBe('invalid-data');
+    expect(await db.exec(`SELECT ID FROM dbo.tblQueueLike WHERE ID = 77`)).toEqual([]);
   });
 
   it('marks its writes: SESSION_CONTEXT for triggers and the origin marker row in the same transaction', async () => {

@@ -1,51 +1,34 @@
 import type { ChangeEvent, Row } from '../../core/change-event.js';
 import { Lsn } from './lsn.js';
 
-/** One row of cdc.fn_cdc_get_all_changes_<instance>, tagged with its table. */
+/** One row of a change table cdc.<instance>_CT, tagged with its table. */
 export interface CdcRow {
   table: string;
   lsn: Lsn;
+  /** Order of the statement within its transaction. */
+  commandId: number;
   seqval: Lsn;
   /** 1 delete, 2 insert, 3 update before-image, 4 update after-image. */
   operation: number;
   row: Row;
 }
 
+/** Commit order, then statement order within a transaction (__$command_id, not __$seqval: see cdc-queries.ts). */
 export function compareRows(a: CdcRow, b: CdcRow): number {
-  return a.lsn.compare(b.lsn) || a.seqval.compare(b.seqval) || a.operation - b.operation;
-}
-
-export interface Cut {
-  rows: CdcRow[];
-  /** Last (lsn, seqval) fully included; seqval null when the whole transaction at lsn is. */
-  lsn: Lsn;
-  seqval: Lsn | null;
+  return a.lsn.compare(b.lsn) || a.commandId - b.commandId || a.seqval.compare(b.seqval) || a.operation - b.operation;
 }
 
 /**
- * Trims merged rows so the chunk ends on a whole transaction. `limit` is the
- * first (lsn, seqval) some read could not see past (it was cut by TOP); rows
- * from there on are dropped, and so is the last, partly read transaction —
- * unless it is the only one, too large for one read: then the chunk ends
- * inside it, after the last whole (lsn, seqval) group, and the seqval says
- * where. `upto` is the published max LSN, the position when nothing was cut.
- */
-export function cutRows(rows: CdcRow[], limit: { lsn: Lsn; seqval: Lsn } | null, upto: Lsn): Cut {
-  if (!limit) return { rows, lsn: upto, seqval: null };
-  const before = rows.filter((r) => r.lsn.compare(limit.lsn) < 0 || (r.lsn.equals(limit.lsn) && r.seqval.compare(limit.seqval) < 0));
-  const whole = before.filter((r) => r.lsn.compare(limit.lsn) < 0);
-  if (whole.length > 0) return { rows: whole, lsn: whole.at(-1)!.lsn, seqval: null };
-  const last = before.at(-1);
-  if (!last) throw new Error('a read returned no complete change; raise readLimit');
-  return { rows: before, lsn: last.lsn, seqval: last.seqval };
-}
-
-/**
- * Turns CDC rows into change events: the before (3) and after (4) image of
- * an update become one update; a delete and an insert with the same seqval
- * (a deferred update, or an update of a unique key) become one update when
- * the key is the same, or a delete then an insert when the key changed —
- * never an insert followed by a delete, which would lose the row.
+ * Turns the rows of whole transactions into change events, one statement
+ * (table, LSN, command id) at a time. A statement changes each row once,
+ * but SQL Server may log a row whose key changed as a delete and an insert
+ * with different seqvals, the insert first, and a key-moving bulk update
+ * (`SET id = id + 1`) as deletes, inserts and updates of keys other rows
+ * had. So within a statement: the before (3) and after (4) images of one
+ * seqval pair up; a delete and an insert of the same key are one update;
+ * an update whose key changed is a delete of the old key and an insert of
+ * the new one; and every remaining delete comes before every insert or
+ * update, so no row the statement kept is lost.
  */
 export function toEvents(
   rows: CdcRow[],
@@ -57,32 +40,60 @@ export function toEvents(
   const events: ChangeEvent[] = [];
   for (let i = 0; i < rows.length; ) {
     let j = i;
-    while (j < rows.length && rows[j]!.table === rows[i]!.table && rows[j]!.lsn.equals(rows[i]!.lsn) && rows[j]!.seqval.equals(rows[i]!.seqval)) j += 1;
-    const group = rows.slice(i, j);
-    i = j;
-    const first = group[0]!;
+    const first = rows[i]!;
+    while (j < rows.length && rows[j]!.table === first.table && rows[j]!.lsn.equals(first.lsn) && rows[j]!.commandId === first.commandId) j += 1;
     const base = { table: sourceOf(first.table), position, commitTime: commitTime(first.lsn) };
-    const find = (op: number) => group.find((r) => r.operation === op)?.row;
-    const deleted = find(1);
-    const inserted = find(2);
-    const old = find(3);
-    const updated = find(4);
-    if (updated) {
-      events.push({ ...base, op: 'update', key: keyOf(first.table, updated), row: updated, before: old ?? null });
-    } else if (deleted && inserted) {
-      const oldKey = keyOf(first.table, deleted);
-      const newKey = keyOf(first.table, inserted);
-      if (JSON.stringify(oldKey) === JSON.stringify(newKey)) {
-        events.push({ ...base, op: 'update', key: newKey, row: inserted, before: deleted });
-      } else {
-        events.push({ ...base, op: 'delete', key: oldKey, row: null, before: deleted });
-        events.push({ ...base, op: 'insert', key: newKey, row: inserted });
+    const keyText = (row: Row) => JSON.stringify(keyOf(first.table, row));
+    const deletes: { key: string; row: Row }[] = [];
+    const writes: { key: string; row: Row; before: Row | null }[] = [];
+    const statement = rows.slice(i, j);
+    i = j;
+    const consumed = new Set<CdcRow>();
+    for (let k = 0; k < statement.length; k += 1) {
+      const r = statement[k]!;
+      if (consumed.has(r)) continue;
+      if (r.operation === 3) {
+        const after = statement.slice(k + 1).find((n) => n.operation === 4 && n.seqval.equals(r.seqval));
+        if (!after) continue; // the after-image is what counts; a lone before-image carries nothing to apply
+        if (keyText(r.row) === keyText(after.row)) writes.push({ key: keyText(after.row), row: after.row, before: r.row });
+        else {
+          deletes.push({ key: keyText(r.row), row: r.row });
+          writes.push({ key: keyText(after.row), row: after.row, before: null });
+        }
+        consumed.add(after);
+      } else if (r.operation === 4) {
+        writes.push({ key: keyText(r.row), row: r.row, before: null });
+      } else if (r.operation === 1) {
+        deletes.push({ key: keyText(r.row), row: r.row });
+      } else if (r.operation === 2) {
+        writes.push({ key: keyText(r.row), row: r.row, before: null });
       }
-    } else if (inserted) {
-      events.push({ ...base, op: 'insert', key: keyOf(first.table, inserted), row: inserted });
-    } else if (deleted) {
-      events.push({ ...base, op: 'delete', key: keyOf(first.table, deleted), row: null, before: deleted });
+    }
+    const deleted = new Map(deletes.map((d) => [d.key, d]));
+    const paired = new Set<string>();
+    for (const w of writes) {
+      const d = deleted.get(w.key);
+      if (d && !paired.has(w.key)) {
+        paired.add(w.key);
+        w.before ??= d.row;
+      }
+    }
+    for (const d of deletes) {
+      if (!paired.has(d.key)) events.push({ ...base, op: 'delete', key: keyOf(first.table, d.row), row: null, before: d.row });
+    }
+    for (const w of writes) {
+      const op = w.before ? 'update' : 'insert';
+      events.push({ ...base, op, key: keyOf(first.table, w.row), row: w.row, ...(w.before ? { before: w.before } : {}) });
     }
   }
   return events;
+}
+
+/**
+ * Rows a checkpoint written inside a transaction already covers (positions
+ * of older versions, which split a transaction too large for one read).
+ */
+export function afterLegacySeqval(rows: CdcRow[], lsn: Lsn, seqval: Lsn | null): CdcRow[] {
+  if (!seqval) return rows;
+  return rows.filter((r) => !r.lsn.equals(lsn) || r.seqval.compare(seqval) > 0);
 }

@@ -10,9 +10,10 @@ import { IdlePoll } from '../idle-wait.js';
 import { readWithRetry } from '../read-with-retry.js';
 import { countCaptured } from '../count-captured.js';
 import type { Source } from '../source.js';
-import { cutRows, compareRows, toEvents, type CdcRow } from './cdc-changes.js';
+import { afterLegacySeqval, compareRows, toEvents, type CdcRow } from './cdc-changes.js';
 import { ALL, CdcPosition } from './cdc-position.js';
 import {
+  AGENT_JOBS,
   CAPTURE_INSTANCES,
   CAPTURED_COLUMNS,
   COMMIT_TIMES,
@@ -20,12 +21,14 @@ import {
   MAX_LSN,
   MIN_LSN,
   PENDING_TRANSACTIONS,
+  READ_WINDOW,
   TABLE_EXISTS,
   columnList,
   readChanges,
 } from './cdc-queries.js';
 import { loadMssqlDriver, openClient, type MssqlClient, type MssqlConnect } from './client.js';
 import { MSSQL_ERRORS } from './errors.js';
+import { checkServer, type ServerState } from './server-check.js';
 import { Lsn } from './lsn.js';
 import { TableSnapshot } from './snapshot.js';
 import { splitTable } from './snapshot-queries.js';
@@ -89,12 +92,12 @@ export class MssqlCdcSource implements Source {
     this.context = context;
     const connect = this.options.connect ?? (await loadMssqlDriver());
     this.client ??= await openClient(connect, this.options.url, 'source.url');
-    const [state] = await this.query(() => this.client!.query<{ cdc_enabled: boolean; capture_jobs: number; retention_minutes?: number | null }>(DATABASE_STATE));
+    const [state] = await this.query(() => this.client!.query<ServerState & { cdc_enabled: boolean }>(DATABASE_STATE));
     if (!state?.cdc_enabled) {
       throw new ConfigError('source.url: change data capture is not enabled for this database; run EXEC sys.sp_cdc_enable_db (see `cdc-sync init-sql`)');
     }
-    if (!state.capture_jobs) context.log.warn('no CDC capture job exists for this database: changes will not be published');
-    this.retentionMinutes = state.retention_minutes ?? null;
+    checkServer(state, 'source.url');
+    await this.readAgentJobs(context);
     this.tables = [];
     for (const [i, table] of this.options.tables.entries()) this.tables.push(await this.describe(table, `tables[${i}]`));
     this.marker = await this.describe({ source: MARKER, target: MARKER, key: ['id'] }, 'origin marker').catch(() => null);
@@ -135,6 +138,22 @@ export class MssqlCdcSource implements Source {
     await client?.close();
   }
 
+  /** The capture job's presence and the cleanup job's retention, where msdb can be read. */
+  private async readAgentJobs(context: StreamContext): Promise<void> {
+    let jobs: { capture_jobs: number; retention_minutes?: number | null } | undefined;
+    try {
+      [jobs] = await this.client!.query<{ capture_jobs: number; retention_minutes?: number | null }>(AGENT_JOBS);
+    } catch (error) {
+      const code = (error as { context?: { code?: string } }).context?.code;
+      if (code !== '229' && code !== '208') throw error;
+      context.log.info({ code }, 'msdb.dbo.cdc_jobs cannot be read (no rights in msdb, or Azure SQL Database): the capture job check and the retention headroom are skipped');
+      this.retentionMinutes = null;
+      return;
+    }
+    if (!jobs?.capture_jobs) context.log.warn('no CDC capture job exists for this database: changes will not be published');
+    this.retentionMinutes = jobs?.retention_minutes ?? null;
+  }
+
   private async describe(table: TableConfig, path: string): Promise<CapturedTable> {
     const client = this.client!;
     const [schema, name] = splitTable(table.source);
@@ -143,7 +162,9 @@ export class MssqlCdcSource implements Source {
     if (!exists) throw new ConfigError(`${path}.source: table ${table.source} does not exist in the source database`);
     const key = table.key ?? (JSON.parse(exists.primary_key ?? '[]') as { name: string }[]).map((c) => c.name);
     if (key.length === 0) throw new ConfigError(`${path}.key: ${table.source} has no primary key; name the key columns`);
-    const found = await this.query(() => client.query<{ capture_instance: string; object_id: number; start_lsn: Buffer }>(CAPTURE_INSTANCES, params));
+    const found = await this.query(() =>
+      client.query<{ capture_instance: string; object_id: number; change_table: string; start_lsn: Buffer }>(CAPTURE_INSTANCES, params),
+    );
     if (found.length === 0) {
       throw new ConfigError(`${path}.source: change data capture is not enabled for ${table.source}; run sys.sp_cdc_enable_table (see \`cdc-sync init-sql\`)`);
     }
@@ -158,7 +179,7 @@ export class MssqlCdcSource implements Source {
       if (instance === found.at(-1)) {
         checkSourceColumns({ ...table, key: undefined }, path, columns.map((c) => c.column_name), key, ' (or is not captured)');
       }
-      instances.push({ name: instance.capture_instance, start: Lsn.fromBuffer(instance.start_lsn), read: readChanges(instance.capture_instance, columnList(columns)) });
+      instances.push({ name: instance.capture_instance, start: Lsn.fromBuffer(instance.start_lsn), read: readChanges(instance.change_table, columnList(columns)) });
     }
     return { source: table.source, key, instances, snapshot: new TableSnapshot(client, table.source, key) };
   }
@@ -231,58 +252,69 @@ export class MssqlCdcSource implements Source {
     return { events: table.snapshot.toEvents(page.rows, position, table.source, new Date()), rejected: [], position, caughtUp: false };
   }
 
+  /**
+   * The changes of the next whole transactions: up to `readLimit`
+   * transactions after the position (cdc.lsn_time_mapping), every table
+   * read over the same LSN window, merged in commit and statement order.
+   */
   private async changesChunk(): Promise<SourceChunk | null> {
     const max = await this.maxLsn();
     await this.reportPending(max);
     if (!max) return null;
+    const from = this.position.lsn;
+    const upto = await this.windowEnd(from, max);
     const rows: CdcRow[] = [];
-    let limit: { lsn: Lsn; seqval: Lsn } | null = null;
     let gapped = false;
     for (const table of this.tables) {
       const progress = this.position.tables[table.source];
       if (progress?.gap || progress?.snapshot) continue;
       const resume = this.position.resumeFor(table.source);
-      // Done up to max, unless the reader stopped inside the transaction at max.
-      if (resume.lsn.compare(max) > 0 || (resume.lsn.equals(max) && resume.seqval.equals(ALL))) continue;
-      const result = await this.readTable(table, resume, max);
-      if (result === 'gap') {
-        gapped = true;
-        continue;
-      }
-      append(rows, result.rows);
-      if (result.limit && (!limit || result.limit.lsn.compare(limit.lsn) < 0 || (result.limit.lsn.equals(limit.lsn) && result.limit.seqval.compare(limit.seqval) < 0))) {
-        limit = result.limit;
-      }
+      const after = resume.seqval.equals(ALL) ? resume.lsn : resume.lsn.predecessor();
+      const result = await this.readTable(table, after, upto);
+      if (result === 'gap') gapped = true;
+      else append(rows, result);
     }
-    if (this.marker) {
-      const resume = this.position.resumeFor(MARKER);
-      const result = await this.readTable(this.marker, resume, max, false);
-      if (result !== 'gap') {
-        append(rows, result.rows);
-        if (result.limit && (!limit || result.limit.lsn.compare(limit.lsn) < 0 || (result.limit.lsn.equals(limit.lsn) && result.limit.seqval.compare(limit.seqval) < 0))) {
-          limit = result.limit;
-        }
-      }
-    }
+    // A checkpoint taken inside a transaction (older versions) resumes after its seqval, but the
+    // origin marker is looked up in the whole transaction: it has the transaction's lowest seqval.
+    const inside = this.position.seqval ? from.predecessor() : from;
+    const marker = this.marker ? await this.readTable(this.marker, inside, upto, false) : [];
     rows.sort(compareRows);
-    const cut = this.dropOwnTransactions(cutRows(rows, limit, max));
-    const moved = cut.lsn.compare(this.position.lsn) !== 0 || cut.seqval?.toString() !== this.position.seqval?.toString();
-    this.position = this.position.with({ lsn: cut.lsn, seqval: cut.seqval });
-    if (cut.rows.length === 0 && !gapped) {
-      if (moved) this.context.metrics.lag.set({ stream: this.context.stream, direction: this.context.direction }, 0);
+    const own = this.ownTransactions(marker === 'gap' ? [] : marker);
+    const fresh = this.dropOwn(afterLegacySeqval(rows, from, this.position.seqval), own);
+    this.position = this.position.with({ lsn: upto, seqval: null });
+    if (fresh.length === 0 && !gapped) {
+      this.context.metrics.lag.set({ stream: this.context.stream, direction: this.context.direction }, 0);
       return null;
     }
-    const times = await this.commitTimes(cut.rows);
+    const times = await this.commitTimes(fresh);
     const position = this.position.toString();
     const byName = new Map(this.tables.map((t) => [t.source, t]));
     const events = toEvents(
-      cut.rows,
+      fresh,
       (table, row) => Object.fromEntries(byName.get(table)!.key.map((k) => [k, row[k] ?? null])) as Row,
       (table) => table,
       (lsn) => times.get(lsn.toString()) ?? new Date(),
       position,
     );
-    return { events, rejected: [], position, caughtUp: limit === null };
+    return { events, rejected: [], position, caughtUp: upto.equals(max) };
+  }
+
+  /** The commit LSN that ends the next read: `readLimit` transactions on, or the published max. */
+  private async windowEnd(after: Lsn, max: Lsn): Promise<Lsn> {
+    if (after.compare(max) >= 0) return after;
+    const [row] = await this.query(() =>
+      this.client!.query<{ lsn: Buffer | null }>(READ_WINDOW, {
+        transactions: { type: 'int', value: Math.max(1, this.options.readLimit) },
+        after_lsn: { type: 'binary10', value: after.toBuffer() },
+        max_lsn: { type: 'binary10', value: max.toBuffer() },
+      }),
+    );
+    return row?.lsn ? Lsn.fromBuffer(row.lsn) : max;
+  }
+
+  /** Commit LSNs of transactions that wrote cdc_sync.origin_marker: cdc-sync's own. */
+  private ownTransactions(marker: CdcRow[]): Set<string> {
+    return new Set(marker.map((r) => r.lsn.toString()));
   }
 
   /**
@@ -290,58 +322,54 @@ export class MssqlCdcSource implements Source {
    * written by cdc-sync's SQL Server sink (it marks every transaction), so
    * all of it is dropped and counted, and nothing goes back where it came from.
    */
-  private dropOwnTransactions(cut: ReturnType<typeof cutRows>): ReturnType<typeof cutRows> {
-    const own = new Set(cut.rows.filter((r) => r.table === MARKER).map((r) => r.lsn.toString()));
-    const rows = cut.rows.filter((r) => r.table !== MARKER && !own.has(r.lsn.toString()));
-    for (const r of cut.rows) {
-      if (r.table !== MARKER && own.has(r.lsn.toString()) && r.operation !== 3) {
+  private dropOwn(rows: CdcRow[], own: Set<string>): CdcRow[] {
+    if (own.size === 0) return rows;
+    const kept: CdcRow[] = [];
+    for (const r of rows) {
+      if (!own.has(r.lsn.toString())) kept.push(r);
+      else if (r.operation !== 3) {
         this.context.metrics.suppressed.inc({ stream: this.context.stream, direction: this.context.direction, table: r.table, reason: 'origin' });
       }
     }
-    return { ...cut, rows };
+    return kept;
   }
 
-  /** Changes of one table after `resume`, across its capture instances (old one up to the new one's start). */
-  private async readTable(table: CapturedTable, resume: { lsn: Lsn; seqval: Lsn }, max: Lsn, reportGaps = true): Promise<{ rows: CdcRow[]; limit: { lsn: Lsn; seqval: Lsn } | null } | 'gap'> {
+  /**
+   * Changes of one table committed in (after, upto], across its capture
+   * instances: an older instance up to the LSN before the newer one's start
+   * (by the read's bounds, so nothing it holds past that point is read or
+   * counted), the newer one from there on.
+   */
+  private async readTable(table: CapturedTable, after: Lsn, upto: Lsn, reportGaps = true): Promise<CdcRow[] | 'gap'> {
     const rows: CdcRow[] = [];
-    let limit: { lsn: Lsn; seqval: Lsn } | null = null;
-    const readLimit = Math.max(this.options.readLimit, 4);
     let readAny = false;
     for (const [i, instance] of table.instances.entries()) {
       const next = table.instances[i + 1];
-      if (next && next.start.compare(resume.lsn) <= 0) continue; // this instance's range is behind us
+      const to = next ? Lsn.min(upto, next.start.predecessor()) : upto;
+      if (to.compare(after) <= 0) continue; // this instance's range is behind us, or the window ends before it
       const min = await this.minLsn(instance);
-      // The first instance still to read must hold every change after `resume`:
+      // The first instance still to read must hold every change after `after`:
       // if its minimum moved past it, the cleanup job removed some of them.
       // (The origin marker has no such duty: it is read from what is there.)
-      if (reportGaps && !readAny && min.predecessor().compare(resume.lsn) > 0) {
-        this.reportGap(table, resume.lsn, min);
+      if (reportGaps && !readAny && min.predecessor().compare(after) > 0) {
+        this.reportGap(table, after, min);
         return 'gap';
       }
       readAny = true;
-      const fromLsn = Lsn.max(min, resume.lsn);
+      const from = Lsn.max(after, min.predecessor());
+      if (to.compare(from) <= 0) continue;
       const found = await this.query(() =>
-        this.client!.query<Row & { start_lsn: Buffer; seqval: Buffer; operation: number }>(instance.read, {
-          limit: { type: 'int', value: readLimit },
-          from_lsn: { type: 'binary10', value: fromLsn.toBuffer() },
-          to_lsn: { type: 'binary10', value: max.toBuffer() },
-          after_lsn: { type: 'binary10', value: resume.lsn.toBuffer() },
-          after_seqval: { type: 'binary10', value: resume.seqval.toBuffer() },
+        this.client!.query<Row & { __$start_lsn: Buffer; __$command_id: number; __$seqval: Buffer; __$operation: number }>(instance.read, {
+          after_lsn: { type: 'binary10', value: from.toBuffer() },
+          to_lsn: { type: 'binary10', value: to.toBuffer() },
         }),
       );
       for (const r of found) {
-        const { start_lsn, seqval, operation, ...row } = r;
-        const lsn = Lsn.fromBuffer(start_lsn);
-        if (next && lsn.compare(next.start) >= 0) continue; // the newer instance has these
-        rows.push({ table: table.source, lsn, seqval: Lsn.fromBuffer(seqval), operation, row: row as Row });
-      }
-      if (found.length === readLimit) {
-        const last = found.at(-1)!;
-        limit = { lsn: Lsn.fromBuffer(last.start_lsn), seqval: Lsn.fromBuffer(last.seqval) };
-        break; // later instances start later still
+        const { __$start_lsn, __$command_id, __$seqval, __$operation, ...row } = r;
+        rows.push({ table: table.source, lsn: Lsn.fromBuffer(__$start_lsn), commandId: __$command_id, seqval: Lsn.fromBuffer(__$seqval), operation: __$operation, row: row as Row });
       }
     }
-    return { rows, limit };
+    return rows;
   }
 
   private reportGap(table: CapturedTable, checkpoint: Lsn, min: Lsn): void {

@@ -1,4 +1,4 @@
-import { CdcSyncError, PermanentError, TransientError, withContext, type ErrorContext, type FailureReason } from '../../core/errors.js';
+import { CdcSyncError, ConfigError, PermanentError, TransientError, withContext, type ErrorContext, type FailureReason } from '../../core/errors.js';
 
 /**
  * SQL Server error numbers a later attempt can get past (deadlocks, timeouts,
@@ -26,12 +26,21 @@ const PERMANENT_REASONS = new Map<number, FailureReason>([
   [8152, 'invalid-data'], // string or binary data would be truncated
   [2628, 'invalid-data'], // same, SQL Server 2019+ text
   [245, 'invalid-data'], // conversion failed
+  [241, 'invalid-data'], // conversion failed when converting date and/or time from character string
+  [242, 'invalid-data'], // datetime value out of range
   [8114, 'invalid-data'], // error converting data type
   [8115, 'invalid-data'], // arithmetic overflow
   [13609, 'invalid-data'], // JSON text is not properly formatted
   [207, 'schema'], // invalid column name
   [208, 'schema'], // invalid object name
 ]);
+
+/**
+ * Errors only the operator can fix: 229 "The SELECT/INSERT/… permission was
+ * denied on the object", and the sink's identity guard (THROW 50001, see
+ * src/sinks/mssql/queries.ts). Retrying or dead-lettering would hide them.
+ */
+const CONFIGURATION_NUMBERS = new Set([229, 50001]);
 
 /** tedious/mssql error codes for the connection rather than the statement. */
 const TRANSIENT_CODES = new Set(['ETIMEOUT', 'ESOCKET', 'ECONNCLOSED', 'ECONNRESET', 'ECONNREFUSED', 'ENOTOPEN', 'ENOCONN', 'EINSTLOOKUP']);
@@ -46,6 +55,7 @@ export function classifyMssqlError(error: unknown, context: ErrorContext = {}): 
   if ((n !== undefined && TRANSIENT_NUMBERS.has(n)) || (c !== undefined && TRANSIENT_CODES.has(c))) {
     return new TransientError(err.message, { context: ctx, cause: err });
   }
+  if (n !== undefined && CONFIGURATION_NUMBERS.has(n)) return new ConfigError(err.message, { context: ctx, cause: err });
   // 547 on an INSERT or UPDATE "conflicted with the FOREIGN KEY constraint": the parent is missing (a DELETE conflicts with a REFERENCE constraint).
   if (n === 547 && /FOREIGN KEY constraint/i.test(err.message) && /The (INSERT|UPDATE|MERGE) statement/i.test(err.message)) {
     return new PermanentError(err.message, { context: ctx, cause: err, reason: 'missing-parent' });

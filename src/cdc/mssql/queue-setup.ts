@@ -138,11 +138,16 @@ BEGIN
     FROM deleted AS d
    WHERE NOT EXISTS (SELECT 1 FROM inserted AS i WHERE ${match});
   INSERT INTO ${queue} (TableName, RecordID, Operation, JsonData)
+  -- The image is read from the table, not from inserted: another AFTER trigger may have changed the row since.
   SELECT ${literal(tableName)}, ${recordId('i', table.key)},
          CASE WHEN EXISTS (SELECT 1 FROM deleted AS d WHERE ${match}) THEN N'UPDATE' ELSE N'INSERT' END,
-         ${json('i')}
-    FROM inserted AS i;
+         ${json('b')}
+    FROM inserted AS i JOIN ${quoted} AS b ON ${table.key.map((k) => `b.${quote(k)} = i.${quote(k)}`).join(' AND ')};
 END;
+GO
+-- Fire after the table's other AFTER triggers, so the image read above has their changes
+-- (https://learn.microsoft.com/sql/relational-databases/system-stored-procedures/sp-settriggerorder-transact-sql).
+${['INSERT', 'UPDATE', 'DELETE'].map((type) => `EXEC sys.sp_settriggerorder @triggername = ${literal(`${schema}.${triggerName(table.source)}`)}, @order = N'Last', @stmttype = N'${type}';`).join('\n')}
 GO
 `;
 }
@@ -163,6 +168,13 @@ export function enableCdcSql(tables: string[]): string {
     `-- cdc-sync: change data capture for the mssql-cdc source. Idempotent: safe to run again.
 IF NOT EXISTS (SELECT 1 FROM sys.databases WHERE database_id = DB_ID() AND is_cdc_enabled = 1)
   EXEC sys.sp_cdc_enable_db;
+GO
+-- With CDC on, the application's own INSERT or UPDATE of a captured varchar(max), nvarchar(max),
+-- varbinary(max) or xml value longer than 65,536 bytes fails (error 7139) unless this is -1
+-- (https://learn.microsoft.com/sql/database-engine/configure-windows/configure-the-max-text-repl-size-server-configuration-option).
+-- Server-wide; needs ALTER SETTINGS (sysadmin or serveradmin).
+EXEC sys.sp_configure N'max text repl size', -1;
+RECONFIGURE;
 GO
 `,
   ];

@@ -39,6 +39,7 @@ interface TargetInfo {
   updatable: string[] | null;
   newerWinsBy: string | undefined;
   identityInsert: boolean;
+  identity: string | undefined;
 }
 
 export interface MssqlSinkOptions {
@@ -61,6 +62,7 @@ export class MssqlSink implements Sink {
   private client: MssqlClient | undefined;
   private context!: StreamContext;
   private readonly declared = new Map<string, Map<string, string>>();
+  private readonly identities = new Map<string, string>();
   private readonly targets = new Map<string, TargetInfo>();
 
   constructor(private readonly options: MssqlSinkOptions) {}
@@ -95,6 +97,7 @@ export class MssqlSink implements Sink {
         updatable: m.owned,
         newerWinsBy: m.conflict === 'newer-wins' ? m.targetUpdatedAt : undefined,
         identityInsert: this.options.identityInsert.has(id) || this.options.identityInsert.has(m.target.name.name),
+        identity: this.identities.get(id),
       });
     }
   }
@@ -160,6 +163,7 @@ export class MssqlSink implements Sink {
       updatable: info.updatable,
       newerWinsBy: info.newerWinsBy,
       identityInsert: info.identityInsert,
+      identity: info.identity,
     };
     if (shape.newerWinsBy) {
       const losers = await tx.query<Row>(conflictSql({ ...shape, newerWinsBy: shape.newerWinsBy }), param);
@@ -182,10 +186,17 @@ export class MssqlSink implements Sink {
       indexes.set(k.index_id, index);
     }
     this.declared.set(`${name.schema}.${name.name}`, new Map(columns.map((c) => [c.column_name, declaredType(c)])));
+    const identity = columns.find((c) => c.is_identity)?.column_name;
+    if (identity) this.identities.set(`${name.schema}.${name.name}`, identity);
     return {
       name,
-      // An identity column is assigned by SQL Server (rows are matched on an alternate key) unless IDENTITY_INSERT is configured.
-      columns: columns.map((c): TargetColumn => ({ name: c.column_name, type: TYPES[c.column_type.toLowerCase()] ?? 'other', generated: c.is_computed || (c.is_identity && !identityInsert) })),
+      // An identity column is assigned by SQL Server (rows are matched on an alternate key) unless IDENTITY_INSERT is configured;
+      // computed and rowversion columns (sys.types calls rowversion `timestamp`) can never be written.
+      columns: columns.map((c): TargetColumn => ({
+        name: c.column_name,
+        type: TYPES[c.column_type.toLowerCase()] ?? 'other',
+        generated: c.is_computed || c.column_type.toLowerCase() === 'timestamp' || (c.is_identity && !identityInsert),
+      })),
       primaryKey: [...indexes.values()].find((i) => i.primary)?.columns ?? [],
       uniqueKeys: [...indexes.values()].map((i) => i.columns),
     };
@@ -211,6 +222,16 @@ export function encodeRows(rows: Row[], columns: TargetColumn[]): string {
     if (raw instanceof Uint8Array) return Buffer.from(raw).toString('base64');
     if (typeof value === 'bigint') return value.toString();
     if (typeof value === 'string' && (types.get(key) === 'timestamp' || types.get(key) === 'date')) return utcWallClock(value);
+    if (typeof value === 'string' && types.get(key) === 'timestamptz') return fullOffset(value);
     return value;
   });
+}
+
+/**
+ * datetimeoffset reads an offset as `±hh:mm` or `Z` only
+ * (https://learn.microsoft.com/sql/t-sql/data-types/datetimeoffset-transact-sql, "Supported string literal formats");
+ * PostgreSQL prints `+02` and others `+0200`.
+ */
+export function fullOffset(value: string): string {
+  return value.replace(/(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)([+-])(\d{2}):?(\d{2})?$/, (_, time: string, sign: string, hh: string, mm: string | undefined) => `${time}${sign}${hh}:${mm ?? '00'}`);
 }

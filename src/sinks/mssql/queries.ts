@@ -65,17 +65,107 @@ export interface MergeShape {
   updatable: string[] | null;
   newerWinsBy?: string | undefined;
   identityInsert: boolean;
+  /** The target's IDENTITY column, when it has one. */
+  identity?: string | undefined;
 }
 
 function target(table: QualifiedName): string {
   return `${quote(table.schema ?? 'dbo')}.${quote(table.name)}`;
 }
 
-/** OPENJSON(@rows) WITH ([c] type '$."c"', …): JSON paths quoted so any column name works. */
-function typedRows(columns: { name: string; type: string }[], parameter = '@rows'): string {
-  const path = (name: string) => literal(`$."${name.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`);
-  return `OPENJSON(${parameter}) WITH (${columns.map((c) => `${quote(c.name)} ${c.type} ${path(c.name)}`).join(', ')})`;
+/**
+ * How a target column travels through OPENJSON … WITH, and how it gets back
+ * its own type:
+ * - `datetime`/`smalldatetime` read a string with more than 3 fraction
+ *   digits as Msg 241 ("Conversion failed when converting date and/or time
+ *   from character string"; the datetime literal formats allow `.nnn` only,
+ *   https://learn.microsoft.com/sql/t-sql/data-types/datetime-transact-sql),
+ *   so they are read as datetime2(7) and converted (rounded as SQL Server
+ *   rounds to its 1/300 s);
+ * - `char`/`varchar`/`nchar`/`nvarchar(n)` are read as (max): OPENJSON
+ *   converts like CAST, which cuts a longer string silently
+ *   (https://learn.microsoft.com/sql/t-sql/functions/cast-and-convert-transact-sql,
+ *   "Truncating and rounding results"); the INSERT/UPDATE of the real column
+ *   then fails with 2628 instead and the row is dead-lettered, not cut.
+ */
+export function jsonColumn(column: { name: string; type: string }): { read: string; value: string } {
+  const q = `j.${quote(column.name)}`;
+  const base = column.type.toLowerCase().replace(/\(.*$/, '');
+  if (base === 'datetime' || base === 'smalldatetime') return { read: 'datetime2(7)', value: `CONVERT(${base}, ${q})` };
+  if (['char', 'varchar', 'nchar', 'nvarchar'].includes(base) && !/\(max\)$/i.test(column.type)) {
+    return { read: `${base.startsWith('n') ? 'nvarchar' : 'varchar'}(max)`, value: q };
+  }
+  return { read: column.type, value: q };
 }
+
+/** '$."name"': a JSON path that reads any column name. */
+function jsonPath(name: string): string {
+  return literal(`$."${name.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`);
+}
+
+/**
+ * (SELECT … FROM OPENJSON(@rows) WITH ([c] type '$."c"', …) AS j): every
+ * column in its target type; JSON paths quoted so any column name works.
+ */
+function typedRows(columns: { name: string; type: string }[], parameter = '@rows'): string {
+  const read = columns.map((c) => ({ ...c, ...jsonColumn(c) }));
+  return `(SELECT ${read.map((c) => `${c.value} AS ${quote(c.name)}`).join(', ')} FROM OPENJSON(${parameter}) WITH (${read.map((c) => `${quote(c.name)} ${c.read} ${jsonPath(c.name)}`).join(', ')}) AS j)`;
+}
+
+/**
+ * One value of "has this row changed?". The comparison must see every edit
+ * the application could make: a column's own collation (the default
+ * SQL_Latin1_General_CP1_CI_AS) calls 'Ann' and 'ANN' equal, and '=' ignores
+ * trailing spaces in any collation (https://learn.microsoft.com/sql/relational-databases/collations/collation-and-unicode-support;
+ * ANSI padding, https://learn.microsoft.com/sql/t-sql/statements/set-ansi-padding-transact-sql),
+ * so text compares in a binary collation and by length too. xml and the old
+ * LOB types cannot be compared at all and compare as (n)varchar/varbinary(max).
+ */
+export function comparable(alias: string, column: { name: string; type: string }): string[] {
+  const c = `${alias}.${quote(column.name)}`;
+  const base = column.type.toLowerCase().replace(/\(.*$/, '');
+  const BIN = 'COLLATE Latin1_General_BIN2';
+  switch (base) {
+    case 'char':
+    case 'nchar':
+      return [`${c} ${BIN}`]; // fixed width: trailing spaces are the padding itself
+    case 'varchar':
+    case 'nvarchar':
+      return [`${c} ${BIN}`, `DATALENGTH(${c})`];
+    case 'text':
+      return [`CONVERT(varchar(max), ${c}) ${BIN}`, `DATALENGTH(${c})`];
+    case 'ntext':
+    case 'xml':
+      return [`CONVERT(nvarchar(max), ${c}) ${BIN}`, `DATALENGTH(CONVERT(nvarchar(max), ${c}))`];
+    case 'image':
+      return [`CONVERT(varbinary(max), ${c})`];
+    default:
+      return [c];
+  }
+}
+
+function differs(columns: { name: string; type: string }[]): string {
+  return `EXISTS (SELECT ${columns.flatMap((c) => comparable('s', c)).join(', ')} EXCEPT SELECT ${columns.flatMap((c) => comparable('t', c)).join(', ')})`;
+}
+
+/**
+ * SET IDENTITY_INSERT moves the IDENTITY counter up to an inserted value
+ * above it ("If the value inserted is larger than the current identity value
+ * for the table, SQL Server automatically uses the new inserted value as the
+ * current identity value", https://learn.microsoft.com/sql/t-sql/statements/set-identity-insert-transact-sql):
+ * the clinic's next own row would then take an id the portal also hands
+ * out. Such a row stops the stream (error 50001, a configuration error)
+ * before anything is written.
+ */
+function identityGuard(t: string, identity: string): string {
+  const name = literal(t);
+  return `IF EXISTS (SELECT 1 FROM OPENJSON(@rows) WITH (${quote(identity)} decimal(38,0) ${jsonPath(identity)}) AS j
+            WHERE SIGN(IDENT_INCR(${name})) * (j.${quote(identity)} - IDENT_CURRENT(${name})) > 0)
+  THROW ${IDENTITY_RANGE_ERROR}, N'identityInsert: an incoming ${identity.replace(/'/g, "''")} is beyond the IDENTITY value of ${t.replace(/'/g, "''")}; writing it would move the counter and the next local row would take an id the other side also uses. Give the other side ids below the current IDENTITY value (or reseed SQL Server above its range), or map the key to an alternate-key column instead (see README, "Into SQL Server").', 1;`;
+}
+
+/** THROW number of the identity guard; classified as a configuration error. */
+export const IDENTITY_RANGE_ERROR = 50001;
 
 /**
  * One MERGE per table and column set. `EXISTS (SELECT s.… EXCEPT SELECT t.…)`
@@ -84,18 +174,20 @@ function typedRows(columns: { name: string; type: string }[], parameter = '@rows
  */
 export function mergeSql(shape: MergeShape): Query {
   const t = target(shape.table);
-  const updatable = shape.columns.map((c) => c.name).filter((c) => !shape.key.includes(c) && (!shape.updatable || shape.updatable.includes(c)));
+  const updatable = shape.columns.filter((c) => !shape.key.includes(c.name) && (!shape.updatable || shape.updatable.includes(c.name)));
   const on = shape.key.map((k) => `t.${quote(k)} = s.${quote(k)}`).join(' AND ');
   const names = shape.columns.map((c) => quote(c.name));
   const lines = [`MERGE ${t} WITH (HOLDLOCK) AS t`, `USING ${typedRows(shape.columns)} AS s`, `ON ${on}`];
   if (updatable.length > 0) {
-    const differs = `EXISTS (SELECT ${updatable.map((c) => `s.${quote(c)}`).join(', ')} EXCEPT SELECT ${updatable.map((c) => `t.${quote(c)}`).join(', ')})`;
     const newer = shape.newerWinsBy ? ` AND (t.${quote(shape.newerWinsBy)} IS NULL OR s.${quote(shape.newerWinsBy)} >= t.${quote(shape.newerWinsBy)})` : '';
-    lines.push(`WHEN MATCHED AND ${differs}${newer} THEN UPDATE SET ${updatable.map((c) => `t.${quote(c)} = s.${quote(c)}`).join(', ')}`);
+    lines.push(`WHEN MATCHED AND ${differs(updatable)}${newer} THEN UPDATE SET ${updatable.map((c) => `t.${quote(c.name)} = s.${quote(c.name)}`).join(', ')}`);
   }
   lines.push(`WHEN NOT MATCHED BY TARGET THEN INSERT (${names.join(', ')}) VALUES (${names.map((n) => `s.${n}`).join(', ')});`);
   let sql = `${lines.join('\n')}\nSELECT @@ROWCOUNT AS written;`;
-  if (shape.identityInsert) sql = `SET IDENTITY_INSERT ${t} ON;\n${sql}\nSET IDENTITY_INSERT ${t} OFF;`;
+  if (shape.identityInsert) {
+    const guard = shape.identity && shape.columns.some((c) => c.name === shape.identity) ? `${identityGuard(t, shape.identity)}\n` : '';
+    sql = `${guard}SET IDENTITY_INSERT ${t} ON;\n${sql}\nSET IDENTITY_INSERT ${t} OFF;`;
+  }
   return { name: 'sink.merge', meta: { table: `${shape.table.schema ?? 'dbo'}.${shape.table.name}`, shape: JSON.stringify(shape) }, sql };
 }
 
@@ -103,13 +195,13 @@ export function mergeSql(shape: MergeShape): Query {
 export function conflictSql(shape: MergeShape & { newerWinsBy: string }): Query {
   const t = target(shape.table);
   const by = quote(shape.newerWinsBy);
-  const compared = shape.columns.map((c) => c.name).filter((c) => !shape.key.includes(c));
+  const compared = shape.columns.filter((c) => !shape.key.includes(c.name));
   return {
     name: 'sink.conflicts',
     meta: { table: `${shape.table.schema ?? 'dbo'}.${shape.table.name}`, shape: JSON.stringify(shape) },
     sql: `SELECT ${shape.key.map((k) => `s.${quote(k)}`).join(', ')}
   FROM ${typedRows(shape.columns)} AS s JOIN ${t} AS t ON ${shape.key.map((k) => `t.${quote(k)} = s.${quote(k)}`).join(' AND ')}
- WHERE t.${by} > s.${by} AND EXISTS (SELECT ${compared.map((c) => `s.${quote(c)}`).join(', ')} EXCEPT SELECT ${compared.map((c) => `t.${quote(c)}`).join(', ')})`,
+ WHERE t.${by} > s.${by} AND ${differs(compared)}`,
   };
 }
 

@@ -148,20 +148,93 @@ describe('MssqlCdcSource', () => {
     expect(seen.flatMap((c) => c.events.map((e) => e.key.Code))).toEqual(['late']);
   });
 
-  it('ends a chunk on a transaction boundary and, for a transaction larger than one read, resumes inside it without skipping or repeating', async () => {
-    const { source } = await open({ snapshot: 'never', readLimit: 4 });
+  it('reads whole transactions, at most readLimit of them per read however large, and resumes a position taken inside one by older versions', async () => {
+    const { source } = await open({ snapshot: 'never', readLimit: 1 });
     cdc.commit([1, 2, 3].map((i) => ({ table: 'dbo.tblNotes', op: 'insert' as const, row: { Code: `a${i}`, Text: '' } })));
+    cdc.idle(); // the capture job's idle entry is no transaction
     cdc.commit([1, 2, 3].map((i) => ({ table: 'dbo.tblNotes', op: 'insert' as const, row: { Code: `b${i}`, Text: '' } })));
-    cdc.commit([1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) => ({ table: 'dbo.tblNotes', op: 'insert' as const, row: { Code: `c${i}`, Text: '' } })));
+    const big = cdc.commit([1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) => ({ table: 'dbo.tblNotes', op: 'insert' as const, row: { Code: `c${i}`, Text: '' } })));
     const chunks = await pull(source, null, 3);
-    expect(chunks.map((c) => c.events.map((e) => e.key.Code))).toEqual([['a1', 'a2', 'a3'], ['b1', 'b2', 'b3'], ['c1', 'c2', 'c3']]);
-    expect(CdcPosition.parse(chunks[1]!.position).seqval).toBeNull(); // whole transactions
-    expect(CdcPosition.parse(chunks[2]!.position).seqval).not.toBeNull(); // inside the big one
+    expect(chunks.map((c) => c.events.map((e) => e.key.Code))).toEqual([['a1', 'a2', 'a3'], ['b1', 'b2', 'b3'], ['c1', 'c2', 'c3', 'c4', 'c5', 'c6', 'c7', 'c8', 'c9']]);
+    expect(chunks.every((c) => CdcPosition.parse(c.position).seqval === null)).toBe(true);
 
-    // A new process resumes from the stored position: the rest of c, nothing twice.
-    const { source: again } = await open({ snapshot: 'never', readLimit: 4 });
-    const rest = await pull(again, chunks[2]!.position, 2);
-    expect(rest.flatMap((c) => c.events.map((e) => e.key.Code))).toEqual(['c4', 'c5', 'c6', 'c7', 'c8', 'c9']);
+    // A checkpoint of an older version, inside the big transaction after c3: the rest of c, nothing twice.
+    const c3 = cdc.instances.find((i) => i.name === 'dbo_tblNotes')!.changes.find((c) => c.row.Code === 'c3')!;
+    const legacy = new CdcPosition(CdcPosition.parse(chunks[1]!.position).lsn, null, {}).with({ lsn: CdcPosition.parse(chunks[2]!.position).lsn, seqval: null });
+    const inside = JSON.stringify({ ...JSON.parse(legacy.toString()), seqval: lsnBuffer(c3.seqval).toString('hex').toUpperCase() });
+    const { source: again } = await open({ snapshot: 'never', readLimit: 1 });
+    const [rest] = await pull(again, inside, 1);
+    expect(rest!.events.map((e) => e.key.Code)).toEqual(['c4', 'c5', 'c6', 'c7', 'c8', 'c9']);
+    expect(CdcPosition.parse(rest!.position).lsn.toBuffer().equals(lsnBuffer(big))).toBe(true);
+  });
+
+  it('orders a transaction by statement and keeps every row of a bulk key move logged insert-first with distinct seqvals', async () => {
+    cdc.commit([
+      { table: 'dbo.tblNotes', op: 'insert', row: { Code: 'k1', Text: 'one' } },
+      { table: 'dbo.tblNotes', op: 'insert', row: { Code: 'k2', Text: 'two' } },
+    ]);
+    const { source } = await open({ tables: [NOTES], snapshot: 'never' });
+    const [start] = await pull(source, null, 1);
+    // UPDATE tblNotes SET Code = next code: k1 → k2, k2 → k3, in one statement.
+    cdc.commit([{ table: 'dbo.tblNotes', op: 'key-update', moves: [{ from: { Code: 'k1' }, set: { Code: 'k2' } }, { from: { Code: 'k2' }, set: { Code: 'k3' } }] }]);
+    const [chunk] = await pull(source, start!.position, 1);
+    const target = new Map([['k1', 'one'], ['k2', 'two']]);
+    for (const e of chunk!.events) {
+      if (e.op === 'delete') target.delete(String(e.key.Code));
+      else target.set(String(e.key.Code), String(e.row!.Text));
+    }
+    expect([...target].sort()).toEqual([['k2', 'one'], ['k3', 'two']]);
+    expect(chunk!.events.map((e) => [e.op, e.key.Code])).toEqual([['delete', 'k1'], ['update', 'k2'], ['insert', 'k3']]);
+  });
+
+  it('turns an update that changed the key (before and after image) into a delete of the old key and an insert of the new one', async () => {
+    cdc.commit([{ table: 'dbo.tblNotes', op: 'insert', row: { Code: 'old', Text: 'x' } }]);
+    const { source } = await open({ tables: [NOTES], snapshot: 'never' });
+    const [start] = await pull(source, null, 1);
+    cdc.commit([{ table: 'dbo.tblNotes', op: 'update', key: { Code: 'old' }, row: { Code: 'new' } }]);
+    const [chunk] = await pull(source, start!.position, 1);
+    expect(chunk!.events.map((e) => [e.op, e.key.Code, e.row?.Text ?? null])).toEqual([['delete', 'old', null], ['insert', 'new', 'x']]);
+  });
+
+  it('keeps the changes of a table whose columns are named like CDC metadata (operation, seqval, start_lsn)', async () => {
+    cdc.createTable('dbo', 'tblSteps', [{ name: 'ID', type: 'int' }, { name: 'operation', type: 'nvarchar' }, { name: 'seqval', type: 'int' }, { name: 'start_lsn', type: 'int' }], ['ID']);
+    cdc.enableTable('dbo', 'tblSteps');
+    const { source } = await open({ tables: [{ source: 'dbo.tblSteps', target: 'public.steps' }], snapshot: 'never' });
+    cdc.commit([{ table: 'dbo.tblSteps', op: 'insert', row: { ID: 1, operation: 'scan', seqval: 7, start_lsn: 9 } }]);
+    cdc.commit([{ table: 'dbo.tblSteps', op: 'update', row: { ID: 1, operation: 'print' } }]);
+    const [chunk] = await pull(source, null, 1);
+    expect(chunk!.events.map((e) => [e.op, e.row])).toEqual([
+      ['insert', { ID: 1, operation: 'scan', seqval: 7, start_lsn: 9 }],
+      ['update', { ID: 1, operation: 'print', seqval: 7, start_lsn: 9 }],
+    ]);
+  });
+
+  it('reads money with its four decimals, leaves computed columns out (CDC records them as NULL) and gives commit times in UTC on a server in another zone', async () => {
+    cdc.utcOffsetMinutes = 120;
+    cdc.createTable('dbo', 'tblFees', [{ name: 'ID', type: 'int' }, { name: 'Fee', type: 'money' }, { name: 'Total', type: 'money', computed: true }], ['ID']);
+    cdc.enableTable('dbo', 'tblFees');
+    const { source } = await open({ tables: [{ source: 'dbo.tblFees', target: 'public.fees' }], snapshot: 'never' });
+    cdc.commit([{ table: 'dbo.tblFees', op: 'insert', row: { ID: 1, Fee: 12.3456, Total: 24.6912 } }], new Date('2024-06-01T08:00:00Z'));
+    const [chunk] = await pull(source, null, 1);
+    expect(chunk!.events[0]!.row).toEqual({ ID: 1, Fee: '12.3456' });
+    expect(chunk!.events[0]!.commitTime).toEqual(new Date('2024-06-01T08:00:00Z'));
+  });
+
+  it('runs without rights in msdb (or on Azure SQL Database): the Agent check is skipped and said once', async () => {
+    cdc.msdbDenied = true;
+    const { source, context } = await open({ tables: [NOTES], snapshot: 'never' });
+    cdc.commit([{ table: 'dbo.tblNotes', op: 'insert', row: { Code: 'n', Text: '' } }]);
+    const [chunk] = await pull(source, null, 1);
+    expect(chunk!.events.map((e) => e.key.Code)).toEqual(['n']);
+    void context;
+  });
+
+  it('refuses a server older than SQL Server 2016 SP1 or a database below compatibility level 130, saying why', async () => {
+    cdc.productVersion = '13.0.1601.5';
+    await expect(open()).rejects.toThrow(/source\.url: SQL Server 13\.0\.1601\.5 is too old.*2016 SP1/);
+    cdc.productVersion = '15.0.2000.5';
+    cdc.compatibilityLevel = 120;
+    await expect(open()).rejects.toThrow(/compatibility level is 120; OPENJSON needs 130/);
   });
 
   it('stops a table whose changes the cleanup job removed, says how to recover, and keeps the others going', async () => {
@@ -226,6 +299,27 @@ describe('MssqlCdcSource', () => {
     expect(reads).toBeGreaterThanOrEqual(2);
   });
 
+  it('crosses to a newer capture instance by the read bounds while far behind, skipping none of the other tables\' changes', async () => {
+    const { source } = await open({ snapshot: 'never', readLimit: 2 });
+    for (let i = 1; i <= 5; i += 1) cdc.commit([{ table: 'dbo.tblNotes', op: 'insert', row: { Code: `o${i}`, Text: '' } }]);
+    cdc.addColumn('dbo', 'tblNotes', { name: 'Days', type: 'int' }, 'dbo_tblNotes_v2');
+    const start = cdc.instances.find((i) => i.name === 'dbo_tblNotes_v2')!.startLsn;
+    for (let i = 1; i <= 3; i += 1) {
+      cdc.commit([{ table: 'dbo.tblNotes', op: 'insert', row: { Code: `n${i}`, Text: '', Days: i } }]);
+      cdc.commit([{ table: 'dbo.tblPatients', op: 'insert', row: patient(i, `p${i}`) }]);
+    }
+    const { source: reopened } = await open({ snapshot: 'never', readLimit: 2 });
+    void source;
+    const chunks = await pull(reopened, null, 6);
+    expect(chunks.flatMap((c) => c.events.map((e) => String(e.key.Code ?? e.key.PersonID)))).toEqual(['o1', 'o2', 'o3', 'o4', 'o5', 'n1', '1', 'n2', '2', 'n3', '3']);
+    // Every read of the old instance ended before the new one's start: nothing it holds past that was read or counted.
+    const reads = server.executed.filter((e) => e.name === 'cdc.read-changes');
+    expect(reads.length).toBeGreaterThan(0);
+    for (const read of reads) expect(Buffer.compare(read.values.after_lsn as Buffer, read.values.to_lsn as Buffer)).toBeLessThan(0);
+    const byInstance = (name: string) => cdc.instances.find((i) => i.name === name)!;
+    expect(byInstance('dbo_tblNotes').changes.some((c) => c.lsn >= start)).toBe(true); // the old instance still captures
+  });
+
   it('drops whole transactions that cdc-sync itself wrote (origin marker row) and counts them', async () => {
     cdc.createTable('cdc_sync', 'origin_marker', [{ name: 'id', type: 'int' }, { name: 'stream', type: 'nvarchar' }], ['id']);
     cdc.enableTable('cdc_sync', 'origin_marker');
@@ -239,6 +333,31 @@ describe('MssqlCdcSource', () => {
     const [chunk] = await pull(source, null, 1);
     expect(chunk!.events.map((e) => e.key.Code)).toEqual(['user']);
     expect(await context.metrics.registry.metrics()).toContain('cdc_sync_events_suppressed_total{stream="clinic",direction="forward",table="dbo.tblNotes",reason="origin"} 1');
+  });
+
+  it('echoes nothing of a large reverse batch (400 updates, readLimit 500), from the start or from a position inside it', async () => {
+    cdc.createTable('cdc_sync', 'origin_marker', [{ name: 'id', type: 'int' }, { name: 'stream', type: 'nvarchar' }], ['id']);
+    cdc.enableTable('cdc_sync', 'origin_marker');
+    cdc.commit([{ table: 'cdc_sync.origin_marker', op: 'insert', row: { id: 1, stream: 'cloud-to-clinic' } }]);
+    cdc.commit(Array.from({ length: 400 }, (_, i) => ({ table: 'dbo.tblNotes', op: 'insert' as const, row: { Code: `r${i}`, Text: 'clinic' } })));
+    const { source, context } = await open({ tables: [NOTES], snapshot: 'never', readLimit: 500 });
+    const [first] = await pull(source, null, 1);
+    expect(first!.events).toHaveLength(400);
+    const reverse = cdc.commit([
+      { table: 'cdc_sync.origin_marker', op: 'update', row: { id: 1, stream: 'cloud-to-clinic' } },
+      ...Array.from({ length: 400 }, (_, i) => ({ table: 'dbo.tblNotes', op: 'update' as const, row: { Code: `r${i}`, Text: 'portal' } })),
+    ]);
+    cdc.commit([{ table: 'dbo.tblNotes', op: 'insert', row: { Code: 'user', Text: 'typed at the clinic' } }]);
+    const [next] = await pull(source, first!.position, 1);
+    expect(next!.events.map((e) => e.key.Code)).toEqual(['user']);
+    expect(await context.metrics.registry.metrics()).toContain('reason="origin"} 400');
+
+    // A checkpoint an older version took inside the reverse transaction (after its 250th row) echoes nothing either.
+    const mid = cdc.instances.find((i) => i.name === 'dbo_tblNotes')!.changes.filter((c) => c.lsn === reverse)[499]!;
+    const inside = JSON.stringify({ lsn: lsnBuffer(reverse).toString('hex').toUpperCase(), seqval: lsnBuffer(mid.seqval).toString('hex').toUpperCase(), tables: JSON.parse(first!.position).tables });
+    const { source: again } = await open({ tables: [NOTES], snapshot: 'never', readLimit: 500 });
+    const [rest] = await pull(again, inside, 1);
+    expect(rest!.events.map((e) => e.key.Code)).toEqual(['user']);
   });
 
   it('says clearly at start-up when CDC is not enabled for the database or a table', async () => {

@@ -46,7 +46,12 @@ describe('SyncQueue triggers', () => {
     const sql = queueTriggerSql({ source: 'dbo.tblPatients', key: ['PersonID'] });
     expect(sql).toContain('CREATE OR ALTER TRIGGER [dbo].[trg_sync_tblPatients] ON [dbo].[tblPatients]\nAFTER INSERT, UPDATE, DELETE');
     expect(sql).toContain("IF SESSION_CONTEXT(N'cdc_sync.origin') IS NOT NULL RETURN;");
-    expect(sql).toContain('(SELECT i.* FOR JSON PATH, WITHOUT_ARRAY_WRAPPER, INCLUDE_NULL_VALUES)');
+    // The image comes from the table after every other AFTER trigger ran (ours fires last), not from inserted.
+    expect(sql).toContain('(SELECT b.* FOR JSON PATH, WITHOUT_ARRAY_WRAPPER, INCLUDE_NULL_VALUES)');
+    expect(sql).toContain('FROM inserted AS i JOIN [dbo].[tblPatients] AS b ON b.[PersonID] = i.[PersonID];');
+    for (const type of ['INSERT', 'UPDATE', 'DELETE']) {
+      expect(sql).toContain(`EXEC sys.sp_settriggerorder @triggername = N'dbo.trg_sync_tblPatients', @order = N'Last', @stmttype = N'${type}';`);
+    }
     expect(sql).toContain("N'DELETE', (SELECT d.* FOR JSON PATH, WITHOUT_ARRAY_WRAPPER, INCLUDE_NULL_VALUES)");
     expect(sql).toContain("CASE WHEN EXISTS (SELECT 1 FROM deleted AS d WHERE d.[PersonID] = i.[PersonID]) THEN N'UPDATE' ELSE N'INSERT' END");
     expect(sql).toContain("SELECT N'dbo.tblPatients', CONVERT(nvarchar(450), i.[PersonID]),");
@@ -105,6 +110,8 @@ streams:
     expect(sql).toContain("OBJECT_ID(N'[dbo].[tblPatients]') AND is_tracked_by_cdc = 1)");
     expect(sql).toContain("EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'tblPatients',");
     expect(sql).toContain('@supports_net_changes = 0');
+    // Captured LOB values over 64 KiB would otherwise fail the application's own writes (error 7139).
+    expect(sql).toContain("EXEC sys.sp_configure N'max text repl size', -1;\nRECONFIGURE;");
     // Two tables, plus the origin marker the reverse stream's sink writes (echo suppression).
     expect(enableCdcSql(['a.b', 'c']).match(/sp_cdc_enable_table/g)).toHaveLength(3);
     expect(enableCdcSql(['c'])).toContain("@source_schema = N'cdc_sync', @source_name = N'origin_marker'");

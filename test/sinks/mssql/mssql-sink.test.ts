@@ -1,6 +1,6 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { ChangeEvent } from '../../../src/core/change-event.js';
-import { PermanentError } from '../../../src/core/errors.js';
+import { ConfigError, PermanentError } from '../../../src/core/errors.js';
 import { TableMapping, type TableConfig } from '../../../src/core/mapping.js';
 import { MssqlDeadLetters } from '../../../src/control/retry-failed.js';
 import { MssqlSink } from '../../../src/sinks/mssql/mssql-sink.js';
@@ -112,12 +112,72 @@ describe('MssqlSink', () => {
     expect(JSON.parse(String(merge.values.rows))[0]).not.toHaveProperty('NoteID');
   });
 
-  it('writes the identity key as given with IDENTITY_INSERT when configured', async () => {
+  it('writes the identity key as given with IDENTITY_INSERT when it is below the IDENTITY value, and stops before one that would move the counter', async () => {
     const byId: TableConfig = { source: 'public.aligner_notes', target: 'dbo.tblAlignerNotes', key: ['note_id'] };
     const { sink, mappings } = await open([byId], ['dbo.tblAlignerNotes']);
-    const event = mappings[0]!.mapEvent({ table: byId.source, op: 'insert', key: { note_id: 42 }, row: { note_id: 42, portal_id: 1, note_text: 'x' }, position: 'p', commitTime: new Date() });
-    await sink.apply({ changes: [event], deadLetters: [] });
+    const insert = (id: number) =>
+      mappings[0]!.mapEvent({ table: byId.source, op: 'insert', key: { note_id: id }, row: { note_id: id, portal_id: 1, note_text: 'x' }, position: 'p', commitTime: new Date() });
+    // The clinic's IDENTITY was reseeded above the portal's range (DBCC CHECKIDENT … RESEED, 1000000).
+    target.tables.get('dbo.tblAlignerNotes')!.identityCurrent = 1_000_000;
+    await sink.apply({ changes: [insert(42)], deadLetters: [] });
     expect(target.rows('dbo.tblAlignerNotes')).toEqual([{ NoteID: 42, PortalID: 1, NoteText: 'x' }]);
+    expect(target.tables.get('dbo.tblAlignerNotes')!.identityCurrent).toBe(1_000_000);
+
+    const error = await sink.apply({ changes: [insert(2_000_000)], deadLetters: [], checkpoint: { stream: 's', position: 'p2' } }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as Error).message).toMatch(/identityInsert: an incoming NoteID is beyond the IDENTITY value of \[dbo\]\.\[tblAlignerNotes\].*alternate-key/);
+    expect(target.rows('dbo.tblAlignerNotes')).toHaveLength(1);
+    expect(target.tables.get('dbo.tblAlignerNotes')!.identityCurrent).toBe(1_000_000);
+    expect(target.checkpoints.has('s')).toBe(false);
+  });
+
+  it('writes datetime targets from values with seven fraction digits and datetimeoffset from offsets without minutes', async () => {
+    target.createTable('dbo.tblVisits', [{ name: 'ID', type: 'int' }, { name: 'At', type: 'datetime' }, { name: 'Short', type: 'smalldatetime' }, { name: 'Zoned', type: 'datetimeoffset', scale: 7 }], ['ID']);
+    const visits: TableConfig = { source: 'public.visits', target: 'dbo.tblVisits', key: ['id'] };
+    const { sink, mappings } = await open([visits]);
+    const event = mappings[0]!.mapEvent({
+      table: visits.source,
+      op: 'insert',
+      key: { id: 1 },
+      row: { id: 1, at: '2024-01-02T03:04:05.1234567', short: '2024-01-02T03:04:05.123456', zoned: '2024-01-02 03:04:05.123456+02' },
+      position: 'p',
+      commitTime: new Date(),
+    });
+    const result = await sink.apply({ changes: [event], deadLetters: [] });
+    expect(result.written).toBe(1);
+    expect(target.rows('dbo.tblVisits')[0]).toMatchObject({ ID: 1, Zoned: '2024-01-02 03:04:05.123456+02:00' });
+  });
+
+  it('never writes rowversion or computed target columns', async () => {
+    target.createTable('dbo.tblStamped', [{ name: 'ID', type: 'int' }, { name: 'Name', type: 'nvarchar', maxLength: 100 }, { name: 'Version', type: 'timestamp' }, { name: 'Upper', type: 'nvarchar', maxLength: 100, computed: true }], ['ID']);
+    const stamped: TableConfig = { source: 'public.stamped', target: 'dbo.tblStamped', key: ['id'] };
+    const { sink, mappings } = await open([stamped]);
+    const event = mappings[0]!.mapEvent({ table: stamped.source, op: 'insert', key: { id: 1 }, row: { id: 1, name: 'a', version: 'AAAAAAAAB9E=', upper: 'A' }, position: 'p', commitTime: new Date() });
+    await sink.apply({ changes: [event], deadLetters: [] });
+    expect(target.rows('dbo.tblStamped')).toEqual([{ ID: 1, Name: 'a' }]);
+  });
+
+  it('writes case-only, trailing-space and accent-only edits that the column\'s collation calls equal', async () => {
+    target.createTable('dbo.tblNames', [{ name: 'ID', type: 'int' }, { name: 'Name', type: 'nvarchar', maxLength: 200, collation: 'CI_AI' }, { name: 'Code', type: 'nchar', maxLength: 20 }], ['ID']);
+    const names: TableConfig = { source: 'public.names', target: 'dbo.tblNames', key: ['id'] };
+    const { sink, mappings } = await open([names]);
+    const update = (name: string, code = 'x') => mappings[0]!.mapEvent({ table: names.source, op: 'update', key: { id: 1 }, row: { id: 1, name, code }, position: 'p', commitTime: new Date() });
+    await sink.apply({ changes: [update('jose')], deadLetters: [] });
+    for (const edit of ['Jose', 'Jose ', 'José']) {
+      const result = await sink.apply({ changes: [update(edit)], deadLetters: [] });
+      expect(result.written, edit).toBe(1);
+      expect(target.rows('dbo.tblNames')[0]!.Name).toBe(edit);
+    }
+    expect((await sink.apply({ changes: [update('José')], deadLetters: [] })).written).toBe(0);
+  });
+
+  it('fails a value longer than its column as invalid data instead of cutting it', async () => {
+    const { sink, mappings } = await open([batches]);
+    const long = 'x'.repeat(600);
+    const error = await sink.apply({ changes: [change(mappings[0]!, 'insert', { aligner_batch_id: 1, notes: long })], deadLetters: [] }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PermanentError);
+    expect((error as PermanentError).reason).toBe('invalid-data');
+    expect(target.rows('dbo.tblAlignerBatches')).toEqual([]);
   });
 
   it('rolls back the whole batch and its checkpoint on a constraint error, classified permanent with its table', async () => {

@@ -12,6 +12,8 @@ export interface TargetColumnSpec {
   scale?: number;
   identity?: boolean;
   computed?: boolean;
+  /** Case- and accent-insensitive by default, as SQL_Latin1_General_CP1_CI_AS and friends. */
+  collation?: 'CI_AS' | 'CI_AI' | 'CS_AS' | 'BIN2';
 }
 
 interface Table {
@@ -20,6 +22,8 @@ interface Table {
   unique: string[][];
   rows: Row[];
   nextIdentity: number;
+  /** IDENT_CURRENT: the seed (1) until a row took an identity value. */
+  identityCurrent: number;
 }
 
 /**
@@ -60,8 +64,8 @@ export class FakeTarget {
       this.origins.push(String(v.stream));
       return [];
     });
-    h.set('sink.merge', (v, q) => [{ written: this.merge(JSON.parse(q.meta!.shape!) as MergeShape, JSON.parse(String(v.rows)) as Row[]) }]);
-    h.set('sink.conflicts', (v, q) => this.conflicts(JSON.parse(q.meta!.shape!) as MergeShape & { newerWinsBy: string }, JSON.parse(String(v.rows)) as Row[]));
+    h.set('sink.merge', (v, q) => [{ written: this.merge(JSON.parse(q.meta!.shape!) as MergeShape, openJson(q.sql, String(v.rows)), q.sql) }]);
+    h.set('sink.conflicts', (v, q) => this.conflicts(JSON.parse(q.meta!.shape!) as MergeShape & { newerWinsBy: string }, openJson(q.sql, String(v.rows))));
     h.set('sink.delete', (v, q) => {
       const t = this.tables.get(q.meta!.table!)!;
       const keys = JSON.parse(q.meta!.key!) as string[];
@@ -90,11 +94,11 @@ export class FakeTarget {
     });
     h.set('sink.read-checkpoint', (v) => (this.checkpoints.has(String(v.stream)) ? [{ position: this.checkpoints.get(String(v.stream)) }] : []));
     server.snapshots.push(() => {
-      const saved = [...this.tables].map(([name, t]) => [name, structuredClone(t.rows), t.nextIdentity] as const);
+      const saved = [...this.tables].map(([name, t]) => [name, structuredClone(t.rows), t.nextIdentity, t.identityCurrent] as const);
       const checkpoints = new Map(this.checkpoints);
       const letters = this.deadLetters.length;
       return () => {
-        for (const [name, rows, next] of saved) Object.assign(this.tables.get(name)!, { rows, nextIdentity: next });
+        for (const [name, rows, next, current] of saved) Object.assign(this.tables.get(name)!, { rows, nextIdentity: next, identityCurrent: current });
         this.checkpoints.clear();
         for (const [k, p] of checkpoints) this.checkpoints.set(k, p);
         this.deadLetters.splice(letters);
@@ -103,34 +107,55 @@ export class FakeTarget {
   }
 
   createTable(name: string, columns: TargetColumnSpec[], primaryKey: string[], unique: string[][] = []): void {
-    this.tables.set(name, { columns, primaryKey, unique, rows: [], nextIdentity: 1 });
+    this.tables.set(name, { columns, primaryKey, unique, rows: [], nextIdentity: 1, identityCurrent: 1 });
   }
 
   rows(name: string): Row[] {
     return this.tables.get(name)!.rows;
   }
 
-  private merge(shape: MergeShape, rows: Row[]): number {
+  private merge(shape: MergeShape, rows: Row[], sql: string): number {
     const t = this.tables.get(`${shape.table.schema}.${shape.table.name}`)!;
     if (this.poison !== undefined && rows.some((r) => Object.values(r).includes(this.poison))) {
       throw new SqlServerError("Violation of UNIQUE KEY constraint 'UQ_x'. Cannot insert duplicate key.", 2627);
+    }
+    for (const c of shape.columns) {
+      const spec = t.columns.find((x) => x.name === c.name);
+      // https://learn.microsoft.com/sql/relational-databases/errors-events/database-engine-events-and-errors-0-to-999 (271, 273)
+      if (spec?.computed) throw new SqlServerError(`The column "${c.name}" cannot be modified because it is either a computed column or is the result of a UNION operator.`, 271);
+      if (spec?.type === 'timestamp') throw new SqlServerError('Cannot insert an explicit value into a timestamp column. Use INSERT with a column list to exclude the timestamp column, or insert a DEFAULT into the timestamp column.', 273);
     }
     const identity = t.columns.find((c) => c.identity)?.name;
     if (identity && rows.some((r) => identity in r) && !shape.identityInsert) {
       throw new SqlServerError(`Cannot insert explicit value for identity column in table '${shape.table.name}' when IDENTITY_INSERT is set to OFF.`, 544);
     }
+    // The guard the statement may carry (IF EXISTS … IDENT_CURRENT … THROW 50001), evaluated as SQL Server would.
+    const guard = /THROW (\d+), N'(identityInsert:[^]*?)', 1;/.exec(sql);
+    if (identity && guard && /IDENT_CURRENT/.test(sql) && rows.some((r) => r[identity] !== null && r[identity] !== undefined && Number(r[identity]) > t.identityCurrent)) {
+      throw new SqlServerError(guard[2]!.replace(/''/g, "'"), Number(guard[1]));
+    }
     const updatable = shape.columns.map((c) => c.name).filter((c) => !shape.key.includes(c) && (!shape.updatable || shape.updatable.includes(c)));
     let written = 0;
     for (const row of rows) {
+      this.checkLengths(t, row);
       const found = t.rows.find((r) => shape.key.every((k) => String(r[k]) === String(row[k])));
       if (!found) {
         const inserted: Row = { ...row };
-        if (identity && !(identity in inserted)) inserted[identity] = t.nextIdentity++;
+        if (identity && !(identity in inserted)) {
+          inserted[identity] = t.nextIdentity++;
+          t.identityCurrent = inserted[identity] as number;
+        } else if (identity && Number(inserted[identity]) > t.identityCurrent) {
+          // "If the value inserted is larger than the current identity value for the table, SQL Server
+          // automatically uses the new inserted value as the current identity value."
+          // https://learn.microsoft.com/sql/t-sql/statements/set-identity-insert-transact-sql
+          t.identityCurrent = Number(inserted[identity]);
+          t.nextIdentity = t.identityCurrent + 1;
+        }
         t.rows.push(inserted);
         written += 1;
         continue;
       }
-      const differs = updatable.some((c) => JSON.stringify(found[c] ?? null) !== JSON.stringify(row[c] ?? null));
+      const differs = updatable.some((c) => !this.sameValue(t, c, found[c], row[c], sql));
       const by = shape.newerWinsBy;
       const newer = !by || found[by] === null || found[by] === undefined || String(row[by]) >= String(found[by]);
       if (differs && newer) {
@@ -139,6 +164,41 @@ export class FakeTarget {
       }
     }
     return written;
+  }
+
+  /**
+   * Equality as the statement's EXCEPT sees it: in the column's collation
+   * (case- and, for AI, accent-insensitive; trailing spaces ignored by '=' in
+   * every collation) unless the statement compares the column in a binary
+   * collation, and by length when it also compares DATALENGTH.
+   * https://learn.microsoft.com/sql/relational-databases/collations/collation-and-unicode-support
+   */
+  private sameValue(t: Table, column: string, stored: unknown, incoming: unknown, sql: string): boolean {
+    if (typeof stored !== 'string' || typeof incoming !== 'string') return JSON.stringify(stored ?? null) === JSON.stringify(incoming ?? null);
+    const name = column.replace(/]/g, ']]');
+    const binary = sql.includes(`s.[${name}] COLLATE Latin1_General_BIN2`);
+    const byLength = sql.includes(`DATALENGTH(s.[${name}])`);
+    if (byLength && stored.length !== incoming.length) return false;
+    if (binary) return stored.replace(/ +$/, '') === incoming.replace(/ +$/, '');
+    const collation = t.columns.find((c) => c.name === column)?.collation ?? 'CI_AS';
+    const fold = (v: string) => {
+      let x = v.replace(/ +$/, '');
+      if (collation === 'BIN2') return x;
+      if (collation.startsWith('CI')) x = x.toLowerCase();
+      if (collation.endsWith('AI')) x = x.normalize('NFD').replace(/[\u0300-\u036f]/g, '');
+      return x;
+    };
+    return fold(stored) === fold(incoming);
+  }
+
+  /** 2628: a value longer than its column (https://learn.microsoft.com/sql/relational-databases/errors-events/mssqlserver-2628-database-engine-error). */
+  private checkLengths(t: Table, row: Row): void {
+    for (const c of t.columns) {
+      const v = row[c.name];
+      if (typeof v !== 'string' || !/char$/.test(c.type) || c.maxLength === undefined || c.maxLength < 0) continue;
+      const chars = c.type.startsWith('n') ? c.maxLength / 2 : c.maxLength;
+      if (v.length > chars) throw new SqlServerError(`String or binary data would be truncated in table '${t.columns === undefined ? '' : 'target'}', column '${c.name}'. Truncated value: '${v.slice(0, chars)}'.`, 2628);
+    }
   }
 
   private conflicts(shape: MergeShape & { newerWinsBy: string }, rows: Row[]): Row[] {
@@ -151,4 +211,33 @@ export class FakeTarget {
       })
       .map((row) => Object.fromEntries(shape.key.map((k) => [k, row[k]])));
   }
+}
+
+/**
+ * What OPENJSON(@rows) WITH (…) hands the statement: each column converted
+ * to the type the WITH clause declares, as CAST would
+ * (https://learn.microsoft.com/sql/t-sql/functions/openjson-transact-sql, "with_clause"):
+ * a string longer than (n)varchar(n) is cut silently; datetime and
+ * smalldatetime take at most 3 fraction digits (Msg 241 otherwise,
+ * https://learn.microsoft.com/sql/t-sql/data-types/datetime-transact-sql).
+ */
+export function openJson(sql: string, json: string): Row[] {
+  const declared = new Map<string, string>();
+  const clause = /OPENJSON\(@rows\) WITH \(([^]*?)\) AS/.exec(sql)?.[1] ?? '';
+  for (const m of clause.matchAll(/\[((?:[^\]]|\]\])+)\] ([a-z0-9]+(?:\([^)]*\))?) N'/g)) declared.set(m[1]!.replace(/]]/g, ']'), m[2]!);
+  const rows = JSON.parse(json) as Row[];
+  return rows.map((row) =>
+    Object.fromEntries(
+      Object.entries(row).map(([name, value]) => {
+        const type = declared.get(name) ?? '';
+        if (typeof value !== 'string') return [name, value];
+        const length = /^n?(?:var)?char\((\d+)\)$/.exec(type);
+        if (length) return [name, value.slice(0, Number(length[1]))];
+        if (/^(small)?datetime$/.test(type) && /[.,]\d{4,}/.test(value)) {
+          throw new SqlServerError('Conversion failed when converting date and/or time from character string.', 241);
+        }
+        return [name, value];
+      }),
+    ),
+  );
 }
