@@ -18,7 +18,7 @@ export interface Query {
   meta?: Record<string, string>;
 }
 
-export type ParamType = 'binary10' | 'int' | 'bigint' | 'nvarchar' | 'nvarchar-max' | 'datetime2' | 'bit';
+export type ParamType = 'binary10' | 'int' | 'bigint' | 'nvarchar' | 'varchar' | 'nvarchar-max' | 'datetime2' | 'bit';
 
 export interface Param {
   type: ParamType;
@@ -46,6 +46,7 @@ const TYPES: Record<ParamType, (d: Driver) => sql.ISqlTypeFactoryWithNoParams | 
   int: (d) => d.Int,
   bigint: (d) => d.BigInt,
   nvarchar: (d) => d.NVarChar(4000),
+  varchar: (d) => d.VarChar(8000),
   'nvarchar-max': (d) => d.NVarChar(d.MAX),
   datetime2: (d) => d.DateTime2(7),
   bit: (d) => d.Bit,

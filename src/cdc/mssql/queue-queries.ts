@@ -57,8 +57,22 @@ function nameList(count: number): string {
   return Array.from({ length: count }, (_, i) => `@t${i}`).join(', ');
 }
 
-export function tableNameParams(names: string[]): Params {
-  return Object.fromEntries(names.map((n, i) => [`t${i}`, { type: 'nvarchar' as const, value: n }]));
+/**
+ * TableName values typed as the column is: an nvarchar parameter compared
+ * with an older queue's varchar column converts the column, not the value
+ * (nvarchar ranks higher, https://learn.microsoft.com/sql/t-sql/data-types/data-type-precedence-transact-sql),
+ * and the index on it is scanned instead of sought.
+ */
+export function tableNameParams(names: string[], type: 'nvarchar' | 'varchar' = 'nvarchar'): Params {
+  return Object.fromEntries(names.map((n, i) => [`t${i}`, { type, value: n }]));
+}
+
+/** How an existing queue table stores what the statements compare and read. */
+export interface QueueShape {
+  /** TableName's type: varchar in some older queues. */
+  names: 'nvarchar' | 'varchar';
+  /** CreatedAt defaults to server local time (GETDATE(), as the older scripts' queue): read it as UTC. */
+  localTime: boolean;
 }
 
 export function idList(ids: number[]): string {
@@ -69,10 +83,13 @@ const ID_TABLE = `DECLARE @list TABLE (QueueID int PRIMARY KEY);
 INSERT INTO @list (QueueID)
 SELECT DISTINCT n.i.value('text()[1]', 'int') FROM (SELECT CAST(@ids AS xml) AS doc) AS s CROSS APPLY s.doc.nodes('/i') AS n(i);`;
 
-export function queueStatements(queueTable: string, tableNames: number): QueueStatements {
+export function queueStatements(queueTable: string, tableNames: number, shape: QueueShape = { names: 'nvarchar', localTime: false }): QueueStatements {
   const q = queueTableName(queueTable);
   const meta = { queue: queueTable };
   const names = nameList(tableNames);
+  // CreatedAt in UTC whatever the queue's default; the server's current offset is used.
+  const createdAt = shape.localTime ? 'DATEADD(minute, -DATEPART(TZOFFSET, SYSDATETIMEOFFSET()), CreatedAt)' : 'CreatedAt';
+  const now = shape.localTime ? 'SYSDATETIME()' : 'SYSUTCDATETIME()';
   return {
     check: {
       name: 'queue.check',
@@ -80,7 +97,10 @@ export function queueStatements(queueTable: string, tableNames: number): QueueSt
       sql: `SELECT OBJECT_ID(@queue, N'U') AS object_id,
        COL_LENGTH(@queue, N'LockedBy') AS locked_by,
        COL_LENGTH(@queue, N'LockedUntil') AS locked_until,
-       COL_LENGTH(@queue, N'NextAttemptAt') AS next_attempt_at`,
+       COL_LENGTH(@queue, N'NextAttemptAt') AS next_attempt_at,
+       (SELECT TYPE_NAME(c.system_type_id) FROM sys.columns AS c WHERE c.object_id = OBJECT_ID(@queue, N'U') AND c.name = N'TableName') AS table_name_type,
+       (SELECT dc.definition FROM sys.columns AS c JOIN sys.default_constraints AS dc ON dc.object_id = c.default_object_id
+         WHERE c.object_id = OBJECT_ID(@queue, N'U') AND c.name = N'CreatedAt') AS created_at_default`,
     },
     tableInfo: {
       name: 'queue.table-info',
@@ -131,7 +151,7 @@ OUTPUT inserted.QueueID, inserted.TableName, inserted.RecordID, inserted.Operati
           AND e.QueueID < q.QueueID AND e.Status = N'Pending'
           AND NOT EXISTS (SELECT 1 FROM @claim AS o WHERE o.QueueID = e.QueueID));
 COMMIT TRANSACTION;
-SELECT QueueID, TableName, RecordID, Operation, JsonData, Attempts, LastError, CreatedAt FROM @out ORDER BY QueueID;`,
+SELECT QueueID, TableName, RecordID, Operation, JsonData, Attempts, LastError, ${createdAt} AS CreatedAt FROM @out ORDER BY QueueID;`,
     },
     // Rows this reader holds go back to the queue: at start (a previous life
     // of this process died holding them) and at stop; after a failure of the
@@ -183,8 +203,13 @@ UPDATE q SET Status = N'Failed', LastError = @error, LockedBy = NULL, LockedUnti
       name: 'queue.purge',
       meta,
       sql: `SET NOCOUNT ON;
-DELETE TOP (@limit) FROM ${q} WHERE Status = N'Synced' AND CreatedAt < DATEADD(hour, -@hours, SYSUTCDATETIME());
+DELETE TOP (@limit) FROM ${q} WHERE Status = N'Synced' AND CreatedAt < DATEADD(hour, -@hours, ${now});
 SELECT @@ROWCOUNT AS deleted;`,
     },
   };
+}
+
+/** A CreatedAt default in server local time: GETDATE(), SYSDATETIME(), CURRENT_TIMESTAMP (not SYSUTCDATETIME()/GETUTCDATE()). */
+export function isLocalTimeDefault(definition: string | null): boolean {
+  return definition !== null && /getdate\(|sysdatetime\(|current_timestamp/i.test(definition);
 }

@@ -14,7 +14,17 @@ import { loadMssqlDriver, openClient, type MssqlClient, type MssqlConnect } from
 import { MSSQL_ERRORS } from './errors.js';
 import { ClaimLedger } from './queue-ledger.js';
 import { QueuePosition } from './queue-position.js';
-import { idList, queueStatements, queueTableName, tableNameParams, type QueueRow, type QueueStatements, type TableInfoRow } from './queue-queries.js';
+import {
+  idList,
+  isLocalTimeDefault,
+  queueStatements,
+  queueTableName,
+  tableNameParams,
+  type QueueRow,
+  type QueueShape,
+  type QueueStatements,
+  type TableInfoRow,
+} from './queue-queries.js';
 import { QueueRowReader, describeTable, type QueuedTable } from './queue-rows.js';
 import { triggerName } from './queue-setup.js';
 import { TableSnapshot } from './snapshot.js';
@@ -58,6 +68,7 @@ export class MssqlQueueSource implements Source {
   private readonly wakeUp = new Subject<void>();
   private woken = false;
   private statements: QueueStatements | undefined;
+  private shape: QueueShape = { names: 'nvarchar', localTime: false };
   private reader!: QueueRowReader;
   private snapshots = new Map<string, TableSnapshot>();
   private position = QueuePosition.start;
@@ -81,7 +92,14 @@ export class MssqlQueueSource implements Source {
     const base = queueStatements(this.options.queueTable, 0);
     const queue = queueTableName(this.options.queueTable);
     const [found] = await this.query(() =>
-      client.query<{ object_id: number | null; locked_by: number | null; locked_until: number | null; next_attempt_at: number | null }>(base.check, {
+      client.query<{
+        object_id: number | null;
+        locked_by: number | null;
+        locked_until: number | null;
+        next_attempt_at: number | null;
+        table_name_type?: string | null;
+        created_at_default?: string | null;
+      }>(base.check, {
         queue: { type: 'nvarchar', value: queue },
       }),
     );
@@ -93,7 +111,8 @@ export class MssqlQueueSource implements Source {
     const tables: QueuedTable[] = [];
     for (const [i, table] of this.options.tables.entries()) tables.push(await this.describe(base, table, `tables[${i}]`));
     this.reader = new QueueRowReader(tables, this.options.maxAttempts, (message, ctx) => context.log.warn(ctx, message));
-    this.statements = queueStatements(this.options.queueTable, this.reader.names.length);
+    this.shape = { names: found.table_name_type === 'varchar' ? 'varchar' : 'nvarchar', localTime: isLocalTimeDefault(found.created_at_default ?? null) };
+    this.statements = queueStatements(this.options.queueTable, this.reader.names.length, this.shape);
     this.snapshots = new Map(tables.map((t) => [t.source, new TableSnapshot(client, t.source, t.key)]));
     // Rows this reader still holds: a previous life of the process died with
     // them, or the stream failed and reopens (then they wait a little, as any
@@ -220,7 +239,7 @@ export class MssqlQueueSource implements Source {
         limit: { type: 'int', value: limit },
         owner: { type: 'nvarchar', value: this.owner },
         lease: { type: 'int', value: this.options.leaseSeconds },
-        ...tableNameParams(this.reader.names),
+        ...tableNameParams(this.reader.names, this.shape.names),
       }),
     );
     await this.reportPending(claimed.length);
@@ -242,7 +261,7 @@ export class MssqlQueueSource implements Source {
     if (claimed === 0 && this.pendingKnown === 0) return;
     if (Date.now() - this.lastPending < (this.options.pendingIntervalMs ?? 5000)) return;
     this.lastPending = Date.now();
-    const [row] = await this.query(() => this.client!.query<{ pending: number }>(this.statements!.pending, tableNameParams(this.reader.names)));
+    const [row] = await this.query(() => this.client!.query<{ pending: number }>(this.statements!.pending, tableNameParams(this.reader.names, this.shape.names)));
     this.pendingKnown = row?.pending ?? 0;
     const labels = { stream: this.context.stream, direction: this.context.direction };
     this.context.metrics.pending.set(labels, this.pendingKnown);

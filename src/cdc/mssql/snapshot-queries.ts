@@ -38,12 +38,15 @@ export function declaredType(row: TableColumn): string {
 }
 
 /**
- * The next @limit rows after the key in @after (a JSON array of the last
- * key's values, or NULL for the first page). Each value is cast to its
- * column's declared type so the comparison uses the column's collation and
- * index, exactly as ORDER BY sorts: no row skipped whatever the collation.
+ * The first @limit rows, and the next @limit rows after the key in @after
+ * (a JSON array of the last key's values). Two statements, because one with
+ * `WHERE @after IS NULL OR …` gets one plan for both cases, a scan, and a
+ * big table is then read from the start for every page. Each value is cast
+ * to its column's declared type so the comparison uses the column's
+ * collation and index, exactly as ORDER BY sorts: no row skipped whatever
+ * the collation.
  */
-export function readPage(table: string, columns: string, key: KeyColumn[]): Query {
+export function readPage(table: string, columns: string, key: KeyColumn[]): { first: Query; next: Query } {
   const value = (k: KeyColumn, i: number) =>
     k.type.includes('binary') ? `CONVERT(${k.type}, JSON_VALUE(@after, '$[${i}]'), 1)` : `CAST(JSON_VALUE(@after, '$[${i}]') AS ${k.type})`;
   const after = key
@@ -56,13 +59,11 @@ export function readPage(table: string, columns: string, key: KeyColumn[]): Quer
     .map((clause) => `(${clause})`)
     .join(' OR ');
   const [schema, name] = splitTable(table);
+  const from = `SELECT TOP (@limit) ${columns}\n  FROM ${quote(schema)}.${quote(name)} AS t`;
+  const order = ` ORDER BY ${key.map((k) => `t.${quote(k.name)}`).join(', ')}`;
   return {
-    name: 'snapshot.read-page',
-    meta: { table },
-    sql: `SELECT TOP (@limit) ${columns}
-  FROM ${quote(schema)}.${quote(name)} AS t
- WHERE @after IS NULL OR ${after}
- ORDER BY ${key.map((k) => `t.${quote(k.name)}`).join(', ')}`,
+    first: { name: 'snapshot.read-page', meta: { table }, sql: `${from}\n${order}` },
+    next: { name: 'snapshot.read-page', meta: { table }, sql: `${from}\n WHERE ${after}\n${order}` },
   };
 }
 

@@ -36,10 +36,11 @@ export class TableSnapshot {
   /** The next page after `after` (null: from the start); `last` is the key to continue from. */
   async next(after: Value[] | null, limit: number): Promise<{ rows: Row[]; last: Value[] | null }> {
     if (!this.page) await this.prepare();
-    const rows = await this.client.query<Row>(this.page!, {
-      limit: { type: 'int', value: limit },
-      after: { type: 'nvarchar-max', value: after === null ? null : JSON.stringify(after.map(keyText)) },
-    });
+    const limitParam = { limit: { type: 'int' as const, value: limit } };
+    const rows =
+      after === null
+        ? await this.client.query<Row>(this.page!.first, limitParam)
+        : await this.client.query<Row>(this.page!.next, { ...limitParam, after: { type: 'nvarchar-max', value: JSON.stringify(after.map(keyText)) } });
     const lastRow = rows.at(-1);
     return { rows, last: lastRow ? this.key.map((k) => lastRow[k] ?? null) : after };
   }

@@ -286,7 +286,27 @@ describe('MssqlQueueSource: polling, snapshot, housekeeping', () => {
     const source = await readers.open(server, { purgeIntervalMs: 60_000 });
     await pull(source, null, 1);
     expect(queue.rows.map((r) => r.QueueID)).toEqual([2, 3, 4]);
-    expect(server.executed.filter((s) => s.name === 'queue.purge')).toEqual([{ name: 'queue.purge', values: { limit: 1000, hours: 72 } }]);
+    expect(server.executed.filter((s) => s.name === 'queue.purge').map((s) => s.values)).toEqual([{ limit: 1000, hours: 72 }]);
+  });
+
+  it('reads an older queue as it is: varchar TableName compared with varchar parameters, GETDATE() CreatedAt as UTC and purged by local time', async () => {
+    const { server, queue } = fakeDatabase();
+    queue.tableNameType = 'varchar';
+    queue.createdAtDefault = '(getdate())';
+    queue.utcOffsetMinutes = 180;
+    const inserted = queue.insert('dbo.tblPatients', patient(1))!;
+    const old = new Date(queue.localNow().getTime() - 73 * 3_600_000);
+    queue.enqueue({ TableName: 'x', Operation: 'INSERT', Status: 'Synced', CreatedAt: old });
+    queue.enqueue({ TableName: 'x', Operation: 'INSERT', Status: 'Synced', CreatedAt: new Date(queue.localNow().getTime() - 71 * 3_600_000) });
+    const source = await readers.open(server, { purgeIntervalMs: 60_000 });
+    const [chunk] = await pull(source, null, 1);
+    expect(Math.abs(chunk!.events[0]!.commitTime.getTime() - (inserted.CreatedAt.getTime() - 180 * 60_000))).toBeLessThan(1000);
+    expect(Math.abs(chunk!.events[0]!.commitTime.getTime() - Date.now())).toBeLessThan(60_000);
+    const claims = server.executed.filter((s) => s.name === 'queue.claim');
+    expect(claims.length).toBeGreaterThan(0);
+    expect(claims.every((c) => c.types.t0 === 'varchar')).toBe(true);
+    // The row 73 local hours old goes, the one 71 hours old stays.
+    expect(queue.rows.filter((r) => r.TableName === 'x')).toHaveLength(1);
   });
 
   it('retries a deadlock, reports the queue depth and the connection', async () => {

@@ -71,13 +71,28 @@ export class FakeQueue {
   readonly locked = new Set<number>();
   exists = true;
   leaseColumns = true;
+  /** An older queue may declare TableName varchar. */
+  tableNameType: 'nvarchar' | 'varchar' = 'nvarchar';
+  /**
+   * The CreatedAt default's definition as sys.default_constraints shows it:
+   * the older scripts' queue used GETDATE(), server local time, here
+   * `utcOffsetMinutes` ahead of UTC.
+   */
+  createdAtDefault = '(sysutcdatetime())';
+  utcOffsetMinutes = 0;
   private nextId = 1;
   private offsetMs = 0;
 
   constructor(readonly server: FakeSqlServer) {
     const h = server.handlers;
-    h.set('queue.check', () => [
-      { object_id: this.exists ? 901 : null, locked_by: this.exists && this.leaseColumns ? 400 : null, locked_until: this.exists && this.leaseColumns ? 8 : null, next_attempt_at: this.exists && this.leaseColumns ? 8 : null },
+    h.set('queue.check', (_, q) => [
+      {
+        object_id: this.exists ? 901 : null,
+        locked_by: this.exists && this.leaseColumns ? 400 : null,
+        locked_until: this.exists && this.leaseColumns ? 8 : null,
+        next_attempt_at: this.exists && this.leaseColumns ? 8 : null,
+        ...(/table_name_type/.test(q.sql) ? { table_name_type: this.tableNameType, created_at_default: this.createdAtDefault } : {}),
+      },
     ]);
     h.set('queue.table-info', (v) => {
       const table = this.tableByQuoted(v.table as string);
@@ -85,7 +100,7 @@ export class FakeQueue {
       const trigger = table.trigger && v.trigger === `trg_sync_${table.name}` ? 1 : 0;
       return table.columns.map((c) => ({ column_name: c.name, column_type: c.type, key_ordinal: table.key.includes(c.name) ? table.key.indexOf(c.name) + 1 : null, has_trigger: trigger }));
     });
-    h.set('queue.claim', (v) => this.claim(v));
+    h.set('queue.claim', (v, q) => this.claim(v, q.sql));
     h.set('queue.release', (v) => {
       for (const r of this.rows.filter((r) => r.LockedBy === v.owner && r.Status === 'Pending')) {
         r.LockedBy = null;
@@ -104,8 +119,10 @@ export class FakeQueue {
     h.set('queue.mark-synced', (v) => this.mark(v.ids as string, { Status: 'Synced', LastError: null }));
     h.set('queue.mark-failed', (v) => this.mark(v.ids as string, { Status: 'Failed', LastError: v.error as string }));
     h.set('queue.pending', (v) => [{ pending: this.rows.filter((r) => r.Status === 'Pending' && this.named(v, r)).length }]);
-    h.set('queue.purge', (v) => {
-      const cutoff = this.now().getTime() - Number(v.hours) * 3_600_000;
+    h.set('queue.purge', (v, q) => {
+      // CreatedAt compared with the clock the statement names: SYSDATETIME() is local, SYSUTCDATETIME() UTC.
+      const clock = /SYSDATETIME\(\)/.test(q.sql) ? this.localNow() : this.now();
+      const cutoff = clock.getTime() - Number(v.hours) * 3_600_000;
       const doomed = this.rows.filter((r) => r.Status === 'Synced' && r.CreatedAt.getTime() < cutoff).slice(0, Number(v.limit));
       for (const r of doomed) this.rows.splice(this.rows.indexOf(r), 1);
       return [{ deleted: doomed.length }];
@@ -124,6 +141,15 @@ export class FakeQueue {
 
   now(): Date {
     return new Date(Date.now() + this.offsetMs);
+  }
+
+  /** The server's local wall clock, as the driver reads a datetime: as if it were UTC. */
+  localNow(): Date {
+    return new Date(this.now().getTime() + this.utcOffsetMinutes * 60_000);
+  }
+
+  private localTimeDefault(): boolean {
+    return /getdate\(|sysdatetime\(|current_timestamp/i.test(this.createdAtDefault);
   }
 
   /** Moves the server's clock (lease expiry, next attempts, retention) without waiting. */
@@ -170,7 +196,7 @@ export class FakeQueue {
       Status: 'Pending',
       Attempts: 0,
       LastError: null,
-      CreatedAt: this.now(),
+      CreatedAt: this.localTimeDefault() ? this.localNow() : this.now(),
       LastAttempt: null,
       NextAttemptAt: null,
       LockedBy: null,
@@ -197,7 +223,7 @@ export class FakeQueue {
     return this.enqueue({ TableName: `${t.schema}.${t.name}`, RecordID: recordId, Operation: op, JsonData: json });
   }
 
-  private claim(v: Values): unknown[] {
+  private claim(v: Values, sql: string): unknown[] {
     const now = this.now();
     const candidates = this.rows
       .filter((r) => r.Status === 'Pending' && this.named(v, r) && !this.locked.has(r.QueueID))
@@ -222,7 +248,10 @@ export class FakeQueue {
       JsonData: r.JsonData,
       Attempts: r.Attempts,
       LastError: r.LastError,
-      CreatedAt: r.CreatedAt,
+      // As the statement reads it: converted to UTC when it says so, else the stored (maybe local) value.
+      CreatedAt: /DATEADD\(minute, -DATEPART\(TZOFFSET, SYSDATETIMEOFFSET\(\)\), CreatedAt\)/.test(sql)
+        ? new Date(r.CreatedAt.getTime() - this.utcOffsetMinutes * 60_000)
+        : r.CreatedAt,
     }));
   }
 

@@ -28,7 +28,7 @@ export class SqlServerError extends Error {
 export class FakeSqlServer {
   readonly handlers = new Map<string, Handler>();
   /** Every statement executed, in order. */
-  readonly executed: { name: string; values: Values }[] = [];
+  readonly executed: { name: string; values: Values; types: Record<string, string> }[] = [];
   /** Fail the next statements with these errors (deadlocks, timeouts...). */
   readonly failures: { name?: string; error: Error }[] = [];
   /** Models register a snapshot taker: a transaction that throws restores every model. */
@@ -56,7 +56,7 @@ export class FakeSqlServer {
 
   execute(query: Query, params: Params = {}): unknown[] {
     const values = Object.fromEntries(Object.entries(params).map(([k, p]) => [k, p.value]));
-    this.executed.push({ name: query.name, values });
+    this.executed.push({ name: query.name, values, types: Object.fromEntries(Object.entries(params).map(([k, p]) => [k, p.type])) });
     const failure = this.failures.findIndex((f) => !f.name || f.name === query.name);
     if (failure >= 0) throw this.failures.splice(failure, 1)[0]!.error;
     const handler = this.handlers.get(query.name);
