@@ -5,6 +5,7 @@ import { Pair } from './pair.js';
 import { PostgresSide } from './postgres-side.js';
 import type { Side } from './sides.js';
 import { SqliteSide } from './sqlite-side.js';
+import { MSSQL_DRIVER, MssqlSide } from './mssql-side.js';
 import type { PostgresCluster } from '../support/postgres-cluster.js';
 import { pgServer, startPrivateServer, type PgServer } from '../support/test-database.js';
 
@@ -36,6 +37,8 @@ interface PairSpec {
   sides: (server: PgServer) => Promise<[Side, Side]>;
   /** cdc-sync runs in this process (an embedded database only one process can open); no server to crash. */
   inProcess?: boolean;
+  /** Environment of the cdc-sync process (the SQL Server stand-in's driver). */
+  env?: Record<string, string>;
 }
 
 // Each pair has its own PostgreSQL server, so a history can crash and restart it.
@@ -44,6 +47,13 @@ const PAIRS: PairSpec[] = [
   { name: 'sqlite-changelog ⇄ postgres', twoWay: true, sides: async (server) => [SqliteSide.create('a'), await PostgresSide.create('b', { server })] },
   { name: 'postgres-wal → postgres', twoWay: false, sides: async (server) => [await PostgresSide.create('a', { wal: true, server }), await PostgresSide.create('b', { server })] },
   { name: 'sqlite-changelog ⇄ pglite', twoWay: true, inProcess: true, sides: async () => [SqliteSide.create('a'), await PostgresSide.createPglite('b')] },
+  // SQL Server through its stand-in (test/support/fake-mssql), which logs key changes both ways SQL Server does.
+  {
+    name: 'mssql-cdc (stand-in) → postgres',
+    twoWay: false,
+    env: { CDC_SYNC_MSSQL_DRIVER: MSSQL_DRIVER },
+    sides: async (server) => [await MssqlSide.create('a'), await PostgresSide.create('b', { server })],
+  },
 ];
 
 for (const spec of PAIRS.filter((p) => !ONLY || p.name.startsWith(ONLY))) {
@@ -58,6 +68,7 @@ for (const spec of PAIRS.filter((p) => !ONLY || p.name.startsWith(ONLY))) {
       pair = new Pair(a, b, {
         twoWay: spec.twoWay,
         inProcess: spec.inProcess ?? false,
+        ...(spec.env ? { env: spec.env } : {}),
         ...(started ? { restartDatabase: () => started.cluster.restart('immediate') } : {}),
       });
       await pair.start();

@@ -19,7 +19,7 @@ export class Pair {
   constructor(
     readonly a: Side,
     readonly b: Side,
-    private readonly options: { twoWay: boolean; maxSize?: number; restartDatabase?: () => Promise<void>; inProcess?: boolean },
+    private readonly options: { twoWay: boolean; maxSize?: number; restartDatabase?: () => Promise<void>; inProcess?: boolean; env?: Record<string, string> },
   ) {}
 
   async start(): Promise<void> {
@@ -44,12 +44,12 @@ streams:
     batch: ${batch}${reverse}
 http: { port: 0, host: 127.0.0.1 }
 `);
-    const init = await runCliToEnd(['init-sql', '--config', this.config]);
+    const init = await runCliToEnd(['init-sql', '--config', this.config], this.options.env);
     if (init.code !== 0) throw new Error(`init-sql failed:\n${init.stderr}`);
     const [forA, forB] = init.stdout.split(/^-- stream "b-to-a".*$/m);
     await this.a.setUp(forA!);
     if (forB) await this.b.setUp(forB);
-    this.runner = this.options.inProcess ? new InProcessRunner(this.config) : new CliRunner(this.config);
+    this.runner = this.options.inProcess ? new InProcessRunner(this.config) : new CliRunner(this.config, this.options.env);
     await this.runner.start();
   }
 

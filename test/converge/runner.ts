@@ -19,10 +19,13 @@ export class CliRunner implements Runner {
   readonly fault = 'kill -9 cdc-sync, start it again';
   private cli: CliProcess | undefined;
 
-  constructor(private readonly config: string) {}
+  constructor(
+    private readonly config: string,
+    private readonly env: Record<string, string> = {},
+  ) {}
 
   async start(): Promise<void> {
-    this.cli = runCli(['run', '--config', this.config]);
+    this.cli = runCli(['run', '--config', this.config], this.env);
     await this.cli.port();
   }
 
