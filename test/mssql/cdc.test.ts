@@ -145,6 +145,20 @@ describe.skipIf(!MSSQL_URL)(`mssql-cdc on a real SQL Server${MSSQL_URL ? '' : ` 
     await s.close();
   });
 
+  it('crosses to a second capture instance after ALTER TABLE by the read bounds, each change once', async () => {
+    const altered = await captured('tblAlter', 'ID int PRIMARY KEY, A nvarchar(10)');
+    for (let i = 1; i <= 5; i += 1) await db.exec(`INSERT INTO dbo.tblAlter (ID, A) VALUES (${i}, N'old')`);
+    await db.exec(`ALTER TABLE dbo.tblAlter ADD B int NULL`);
+    await db.exec(`EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'tblAlter', @capture_instance = N'dbo_tblAlter_v2', @role_name = NULL, @supports_net_changes = 0`);
+    for (let i = 6; i <= 8; i += 1) await db.exec(`INSERT INTO dbo.tblAlter (ID, A, B) VALUES (${i}, N'new', ${i})`);
+    const s = source({ snapshot: 'never', readLimit: 2, tables: [altered] });
+    await s.open(testContext('real'));
+    const { events } = await collect(s, null, (es) => es.some((e) => e.key.ID === 8));
+    expect(events.map((e) => e.key.ID)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(events.at(-1)!.row).toEqual({ ID: 8, A: 'new', B: 8 });
+    await s.close();
+  });
+
   it('stops a table after the cleanup removed changes it needs, with the way out in the message', async () => {
     const s = source({ snapshot: 'never' });
     const context = testContext('real');

@@ -138,6 +138,19 @@ describe.skipIf(!URL_)('SyncQueue on a real SQL Server', () => {
     expect(images[6]).toEqual({ OrderID: 1, LineNo: 2, Qty: 4 });
   });
 
+  it('queues the image another AFTER trigger left: the queue trigger fires last and reads the table', async () => {
+    await sql(db, `CREATE TABLE dbo.tblStamped (ID int NOT NULL PRIMARY KEY, Name nvarchar(50) NULL, Upper nvarchar(50) NULL)`);
+    await sql(db, `CREATE TRIGGER dbo.trg_upper ON dbo.tblStamped AFTER INSERT, UPDATE AS
+      BEGIN SET NOCOUNT ON; UPDATE t SET Upper = UPPER(i.Name) FROM dbo.tblStamped AS t JOIN inserted AS i ON i.ID = t.ID WHERE ISNULL(t.Upper, N'') <> UPPER(i.Name); END`);
+    await runScript(db, queueSetupSql([{ source: 'dbo.tblStamped', key: ['ID'] }]));
+    await sql(db, `INSERT INTO dbo.tblStamped (ID, Name) VALUES (1, N'ann')`);
+    const rows = (await queueRows()).filter((r) => r.TableName === 'dbo.tblStamped');
+    expect(rows.length).toBeGreaterThan(0);
+    expect(JSON.parse(rows.at(-1)!.JsonData!)).toEqual({ ID: 1, Name: 'ann', Upper: 'ANN' });
+    const order = await sql<{ is_last: boolean }>(db, `SELECT CAST(te.is_last AS bit) AS is_last FROM sys.trigger_events te JOIN sys.triggers tr ON tr.object_id = te.object_id WHERE tr.name = N'trg_sync_tblStamped'`);
+    expect(order.every((o) => o.is_last)).toBe(true);
+  });
+
   it('writes nothing for a session that set cdc_sync.origin (cdc-sync itself)', async () => {
     await sql(db, 'DELETE FROM dbo.SyncQueue');
     await sql(

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { classifyMssqlError, isMssqlConnectionError } from '../../../src/cdc/mssql/errors.js';
-import { PermanentError, TransientError } from '../../../src/core/errors.js';
+import { ConfigError, PermanentError, TransientError } from '../../../src/core/errors.js';
 
 /** Errors shaped as the mssql driver raises them: RequestError with `number`, ConnectionError with `code`. */
 const request = (number: number, message = `error ${number}`) => Object.assign(new Error(message), { name: 'RequestError', number });
@@ -27,12 +27,23 @@ describe('classifyMssqlError', () => {
     [8152, 'invalid-data'],
     [2628, 'invalid-data'],
     [245, 'invalid-data'],
+    [241, 'invalid-data'],
+    [242, 'invalid-data'],
+    [8672, 'other'],
+    [313, 'other'],
     [208, 'schema'],
   ])('treats error %i as a permanent %s failure of the row', (n, reason) => {
     const error = classifyMssqlError(request(n));
     expect(error).toBeInstanceOf(PermanentError);
     expect(error.reason).toBe(reason);
     expect(isMssqlConnectionError(error)).toBe(false);
+  });
+
+  it.each([229, 50001])('treats error %i (permission denied, the identity guard) as a configuration error that stops the stream', (n) => {
+    const error = classifyMssqlError(request(n), { table: 'dbo.T' });
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error.transient).toBe(false);
+    expect(error.context).toMatchObject({ table: 'dbo.T', code: String(n) });
   });
 
   it('keeps an error that is already classified', () => {
