@@ -4,7 +4,7 @@ import { FAILURE_REASONS } from '../core/errors.js';
 /** Metric names of DESIGN.md, in one place. Labels never carry a key or a value. */
 export const PREFIX = 'cdc_sync_';
 export const OPS = ['insert', 'update', 'delete'] as const;
-export const SUPPRESS_REASONS = ['no-op', 'origin', 'duplicate', 'unknown-table'] as const;
+export const SUPPRESS_REASONS = ['no-op', 'origin', 'duplicate', 'stale', 'unknown-table'] as const;
 export type SuppressReason = (typeof SUPPRESS_REASONS)[number];
 
 const STREAM = ['stream', 'direction'] as const;

@@ -54,7 +54,7 @@ describe('metrics', () => {
       for (const reason of SUPPRESS_REASONS) expect(samples(text, 'events_suppressed_total', { stream: 's1', table, reason })).toHaveLength(1);
     }
     expect(FAILURE_REASONS).toContain('constraint');
-    expect(SUPPRESS_REASONS).toEqual(['no-op', 'origin', 'duplicate', 'unknown-table']);
+    expect(SUPPRESS_REASONS).toEqual(['no-op', 'origin', 'duplicate', 'stale', 'unknown-table']);
   });
 
   it('counts into the initialised series', async () => {

@@ -10,6 +10,12 @@ export interface FeedTable {
 
 export interface FeedHandlers {
   change(event: ChangeEvent): void;
+  /**
+   * A record Realtime did not send whole: "Error 413: Payload Too Large"
+   * (values of at most 64 bytes kept; `key` when those include the key) or
+   * "Error 401: Unauthorized" (no record). Never applied as it is.
+   */
+  cutDown(table: FeedTable, key: Row | null, errors: string[]): void;
   /** The server confirmed it listens ("Subscribed to PostgreSQL"): events before now may be lost. */
   listening(): void;
   state(connected: boolean, detail?: string): void;
@@ -26,6 +32,12 @@ export function subscribeFeed(client: SupabaseClient, channelName: string, table
   let channel = client.channel(channelName);
   for (const table of tables) {
     channel = channel.on('postgres_changes', { event: '*', schema: table.schema, table: table.name }, (payload: RealtimePostgresChangesPayload<Row>) => {
+      // supabase/realtime priv/repo/tenant_schema/realtime/functions (apply_rls): errors 413 and 401 come with a cut-down or no record.
+      const errors = (payload as { errors?: string[] | null }).errors;
+      if (errors && errors.length > 0) {
+        handlers.cutDown(table, keyOf(table, payload), errors);
+        return;
+      }
       const event = toEvent(table, payload);
       if (event) handlers.change(event);
     });
@@ -58,4 +70,10 @@ function toEvent(table: FeedTable, payload: RealtimePostgresChangesPayload<Row>)
     position: '',
     commitTime: new Date(payload.commit_timestamp),
   };
+}
+
+/** The key of a cut-down record, when every key column survived the cut (values over 64 bytes are left out). */
+function keyOf(table: FeedTable, payload: RealtimePostgresChangesPayload<Row>): Row | null {
+  const image = { ...((payload.old as Row | undefined) ?? {}), ...((payload.new as Row | undefined) ?? {}) };
+  return table.key.every((k) => image[k] !== undefined && image[k] !== null) ? Object.fromEntries(table.key.map((k) => [k, image[k]!])) : null;
 }

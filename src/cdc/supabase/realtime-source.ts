@@ -13,8 +13,9 @@ import { readChangedRows, type CatchUpTable } from './catch-up.js';
 import { subscribeFeed } from './realtime-feed.js';
 import { RealtimePosition, type Watermark } from './realtime-position.js';
 import { TOMBSTONES } from './setup.js';
-import { instantMicros } from '../../core/timestamps.js';
 import { importModule } from '../../core/import-module.js';
+import { ServerClock, losslessDecode, losslessFetch } from './lossless.js';
+import type { FeedTable } from './realtime-feed.js';
 
 export interface RealtimeSourceOptions {
   url: string;
@@ -48,14 +49,22 @@ export class SupabaseRealtimeSource implements Source {
   private context!: StreamContext;
   private readonly tables: Table[];
   private readonly wakeUp = new Subject<void>();
-  private buffer: ChangeEvent[] = [];
+  /** Live and webhook changes in arrival order; a pending fetch holds the place of a record Realtime cut down. */
+  private buffer: (ChangeEvent | Promise<ChangeEvent | null>)[] = [];
   private position = new RealtimePosition({});
   /** Tables whose catch-up is due or running, with the cutoff of the running one. */
   private catchUp: { pending: string[]; cutoff: string } | null = null;
   private catchUpDue = true;
-  /** updated-at (µs) of the newest image handed on per key: drops what was already seen. */
-  private readonly seen = new Map<string, bigint>();
+  /**
+   * The last image handed on per key (null: deleted), to drop what was
+   * already seen. Images, not updated-at values: those come from two clocks
+   * (the clinic's, kept on cdc-sync's forward writes, and Supabase's), and a
+   * new edit may carry an earlier one.
+   */
+  private readonly seen = new Map<string, string | null>();
   private timer: NodeJS.Timeout | undefined;
+  private readonly followUps = new Set<NodeJS.Timeout>();
+  private readonly clock = new ServerClock();
 
   constructor(private readonly options: RealtimeSourceOptions) {
     this.tables = options.tables.map((t, i) => {
@@ -71,8 +80,10 @@ export class SupabaseRealtimeSource implements Source {
     const [{ createClient }, { default: WebSocket }] = await Promise.all([importModule<typeof import('@supabase/supabase-js')>('@supabase/supabase-js'), import('ws')]);
     this.client ??= createClient(this.options.url, this.options.key, {
       auth: { persistSession: false, autoRefreshToken: false },
-      // Node 20 has no global WebSocket.
-      realtime: { transport: WebSocket as never },
+      // Every digit of int8 and numeric values, in REST bodies and Realtime frames; the server's clock from the responses.
+      global: { fetch: losslessFetch(this.clock) },
+      // Node 20 has no global WebSocket. The decode reads the 2.0.0 serializer's frames.
+      realtime: { transport: WebSocket as never, vsn: '2.0.0', decode: losslessDecode as never },
     });
     for (const [i, table] of this.tables.entries()) {
       // Every column the configuration names must exist, as for every source type (checkSourceColumns).
@@ -92,8 +103,9 @@ export class SupabaseRealtimeSource implements Source {
     const labels = { stream: context.stream, direction: context.direction };
     context.metrics.bufferCapacity.set(labels, this.options.bufferSize);
     this.channel ??= subscribeFeed(this.client, `cdc-sync:${context.stream}`, this.tables, {
-      change: (event) => this.push([event]),
-      listening: () => this.requestCatchUp('subscribed'),
+      change: (event) => this.accept([event], 'live'),
+      cutDown: (table, key, errors) => this.repair(table, key, errors),
+      listening: () => this.catchUpNowAndAfterMargin('subscribed'),
       state: (connected, detail) => {
         context.setConnected('source', connected);
         if (!connected) {
@@ -115,11 +127,19 @@ export class SupabaseRealtimeSource implements Source {
     );
   }
 
-  /** Changes from outside the feed (the Database Webhook receiver) join the same buffer and rules. */
+  /**
+   * Changes from outside the feed (the Database Webhook receiver) join the
+   * same buffer and rules. pg_net sends webhooks concurrently, without
+   * order: an image of a key deleted since is refused as stale.
+   */
   push(events: ChangeEvent[]): void {
+    this.accept(events, 'webhook');
+  }
+
+  private accept(events: ChangeEvent[], via: 'live' | 'webhook'): void {
     const labels = { stream: this.context.stream, direction: this.context.direction };
     for (const event of events) {
-      if (!this.isNew(event)) continue;
+      if (!this.isNew(event, via)) continue;
       if (this.buffer.length >= this.options.bufferSize) {
         // Dropping is safe only because the catch-up read finds these rows again.
         this.context.log.warn({ capacity: this.options.bufferSize }, 'buffer full: dropping live changes and catching up');
@@ -140,11 +160,67 @@ export class SupabaseRealtimeSource implements Source {
   async close(): Promise<void> {
     clearInterval(this.timer);
     this.timer = undefined;
+    for (const t of this.followUps) clearTimeout(t);
+    this.followUps.clear();
     const channel = this.channel;
     this.channel = undefined;
     if (channel) await this.client?.removeChannel(channel);
     this.client?.realtime.disconnect();
     this.client = undefined;
+  }
+
+  /**
+   * After a (re)subscription: a catch-up now, and another once the margin
+   * has passed, because the first one leaves out the last `marginSeconds`,
+   * which is where the changes of a short outage are.
+   */
+  private catchUpNowAndAfterMargin(reason: string): void {
+    this.requestCatchUp(reason);
+    const timer = setTimeout(() => {
+      this.followUps.delete(timer);
+      this.requestCatchUp(`${reason}, after the margin`);
+    }, this.options.catchUp.marginSeconds * 1000 + 1000);
+    timer.unref();
+    this.followUps.add(timer);
+  }
+
+  /**
+   * A record Realtime cut down (413) is fetched whole by its key through
+   * REST, in its place in the buffer so that no later change overtakes it;
+   * one without a usable key (401, or a key over 64 bytes) is left to a
+   * catch-up read.
+   */
+  private repair(table: FeedTable, key: Row | null, errors: string[]): void {
+    this.context.log.warn({ table: table.source, errors }, 'Realtime sent a record without its values; reading the row through REST');
+    if (!key) {
+      this.catchUpNowAndAfterMargin('record without values');
+      return;
+    }
+    const fetched = this.fetchRow(table.source, key).catch((error: unknown) => {
+      this.context.log.warn({ table: table.source, error: (error as Error).message }, 'reading a cut-down row failed; catching up');
+      this.catchUpNowAndAfterMargin('record without values');
+      return null;
+    });
+    this.buffer.push(fetched);
+    void fetched.then(() => this.wakeUp.next());
+  }
+
+  private async fetchRow(source: string, key: Row): Promise<ChangeEvent | null> {
+    const table = this.tables.find((t) => t.source === source)!;
+    const row = await retryTransient(
+      async () => {
+        let query = this.client!.schema(table.schema).from(table.name).select('*');
+        for (const k of table.key) query = query.eq(k, key[k] as string);
+        const { data, error } = await query.limit(1);
+        if (error) throw new TransientError(`reading ${table.source} by key failed: ${error.message}`, { context: { stream: this.context.stream, table: table.source } });
+        return ((data ?? []) as Row[])[0] ?? null;
+      },
+      this.options.retry,
+      { signal: this.context.stopping },
+    );
+    // Gone since: the row's current state is "deleted".
+    const event: ChangeEvent = row ? this.rowEvent(table, row) : { table: table.source, op: 'delete', key, row: null, position: '', commitTime: new Date(this.clock.now()) };
+    return this.isNew(event, 'fetch') ? event : null;
   }
 
   private requestCatchUp(reason: string): void {
@@ -162,8 +238,9 @@ export class SupabaseRealtimeSource implements Source {
         continue;
       }
       if (this.buffer.length > 0) {
-        const events = this.buffer.splice(0, this.options.maxSize);
+        const events = await this.takeBuffered();
         this.context.metrics.bufferEvents.set({ stream: this.context.stream, direction: this.context.direction }, this.buffer.length);
+        if (events.length === 0) continue;
         countCaptured(this.context, events);
         return { events, rejected: [], position: this.position.toString(), caughtUp: this.buffer.length === 0 };
       }
@@ -173,9 +250,29 @@ export class SupabaseRealtimeSource implements Source {
     }
   }
 
+  /** Up to maxSize buffered changes, in order; waits for a fetch that holds the first place. */
+  private async takeBuffered(): Promise<ChangeEvent[]> {
+    const events: ChangeEvent[] = [];
+    while (this.buffer.length > 0 && events.length < this.options.maxSize) {
+      const first = this.buffer[0]!;
+      if (first instanceof Promise) {
+        if (events.length > 0) break;
+        const fetched = await first;
+        // An overflow may have emptied the buffer meanwhile.
+        if (this.buffer[0] === first) this.buffer.shift();
+        if (fetched) events.push(fetched);
+        continue;
+      }
+      events.push(first);
+      this.buffer.shift();
+    }
+    return events;
+  }
+
   private startCatchUp(): void {
     this.catchUpDue = false;
-    const cutoff = new Date(Date.now() - this.options.catchUp.marginSeconds * 1000).toISOString();
+    // "Now" from the server's clock (HTTP Date of its answers), not this machine's.
+    const cutoff = new Date(this.clock.now() - this.options.catchUp.marginSeconds * 1000).toISOString();
     // Tombstones first: a row deleted and later inserted again is then deleted, then copied.
     this.catchUp = { pending: [...(this.options.tombstones ? [TOMBSTONE_SOURCE] : []), ...this.tables.map((t) => t.source)], cutoff };
     this.context.metrics.catchUpRuns.inc({ stream: this.context.stream, direction: this.context.direction });
@@ -186,7 +283,7 @@ export class SupabaseRealtimeSource implements Source {
     const run = this.catchUp!;
     const table = run.pending[0] === TOMBSTONE_SOURCE ? this.tombstoneTable : this.tables.find((t) => t.source === run.pending[0])!;
     const after: Watermark = this.position.tables[table.source] ?? {
-      at: new Date(Date.now() - this.options.catchUp.lookbackHours * 3_600_000).toISOString(),
+      at: new Date(this.clock.now() - this.options.catchUp.lookbackHours * 3_600_000).toISOString(),
       key: [],
     };
     const limit = this.options.catchUp.maxRecords;
@@ -207,7 +304,7 @@ export class SupabaseRealtimeSource implements Source {
     else if (!this.position.tables[table.source]) this.position = this.position.with(table.source, after);
     const events = page.rows
       .map((row) => (table === this.tombstoneTable ? this.tombstoneEvent(row) : this.rowEvent(table, row)))
-      .filter((e): e is ChangeEvent => e !== null && this.isNew(e));
+      .filter((e): e is ChangeEvent => e !== null && this.isNew(e, 'catch-up'));
     this.context.metrics.catchUpRows.inc({ stream: this.context.stream, direction: this.context.direction, table: table.source }, events.length);
     if (events.length === 0 && !page.last) return null;
     countCaptured(this.context, events);
@@ -243,27 +340,32 @@ export class SupabaseRealtimeSource implements Source {
   }
 
   /**
-   * Was this image not handed on yet? Compared by the row's updated-at, so
-   * a live event and the catch-up read of the same change count once.
+   * Was this change not handed on yet? The same image of a key twice (live
+   * and by catch-up, or an echo of a forward write) counts once; a delete
+   * is remembered, so an unordered webhook's older image cannot bring the
+   * row back (a real re-insert arrives live, or by the next catch-up read).
    */
-  private isNew(event: ChangeEvent): boolean {
+  private isNew(event: ChangeEvent, via: 'live' | 'webhook' | 'catch-up' | 'fetch'): boolean {
     const table = this.tables.find((t) => t.source === event.table);
     if (!table) return false;
     const id = `${event.table}\u0000${keyString(event.key)}`;
-    const at = instantMicros(event.row?.[table.updatedAt]);
-    if (event.op === 'delete' || at === null) {
-      this.seen.delete(id);
-      return true;
-    }
+    const image = event.op === 'delete' ? null : imageText(event.row!);
     const previous = this.seen.get(id);
-    if (previous !== undefined && previous >= at) {
-      this.context.metrics.suppressed.inc({ stream: this.context.stream, direction: this.context.direction, table: event.table, reason: 'duplicate' });
+    const suppress = (reason: 'duplicate' | 'stale') => {
+      this.context.metrics.suppressed.inc({ stream: this.context.stream, direction: this.context.direction, table: event.table, reason });
       return false;
-    }
+    };
+    if (previous !== undefined && previous === image) return suppress('duplicate');
+    if (previous === null && via === 'webhook') return suppress('stale');
     this.seen.delete(id);
-    this.seen.set(id, at);
+    this.seen.set(id, image);
     // Bounded memory: forget the oldest keys; forgetting only costs an idempotent re-apply.
     if (this.seen.size > 100_000) this.seen.delete(this.seen.keys().next().value!);
     return true;
   }
+}
+
+/** A row image as comparable text: columns in name order, whatever order the feed or REST used. */
+function imageText(row: Row): string {
+  return JSON.stringify(Object.keys(row).sort().map((k) => [k, row[k] ?? null]), (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v));
 }

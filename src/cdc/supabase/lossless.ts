@@ -1,0 +1,76 @@
+import { parseJson } from '../../core/json.js';
+
+/**
+ * postgrest-js and realtime-js parse JSON with JSON.parse: an int8 key above
+ * 2^53 becomes another key, and numeric(30,10) loses digits. These hand them
+ * JSON in which such numbers are strings, parsed losslessly once.
+ */
+
+// The same cheap test parseJson uses: 16 digits (a dot among them) in a row.
+const LONG_DIGITS = /\d[\d.]{15}/;
+
+/** The server clock as the API gateway states it (HTTP Date), for cutoffs that must not depend on this machine's clock. */
+export class ServerClock {
+  private offsetMs = 0;
+
+  observe(date: string | null): void {
+    const at = date ? Date.parse(date) : Number.NaN;
+    // Date has whole seconds, cut down: the server's time lies in [at, at + 1 s).
+    if (!Number.isNaN(at)) this.offsetMs = at + 500 - Date.now();
+  }
+
+  now(): number {
+    return Date.now() + this.offsetMs;
+  }
+}
+
+/** A fetch for supabase-js whose JSON bodies keep every digit (numbers a double cannot hold become strings). */
+export function losslessFetch(clock: ServerClock): typeof fetch {
+  return async (input, init) => {
+    const response = await fetch(input, init);
+    clock.observe(response.headers.get('date'));
+    if (!/json/.test(response.headers.get('content-type') ?? '') || [204, 205, 304].includes(response.status)) return response;
+    const text = await response.text();
+    const body = LONG_DIGITS.test(text) ? JSON.stringify(parseJson(text)) : text;
+    const headers = new Headers(response.headers);
+    headers.delete('content-length');
+    headers.delete('content-encoding');
+    return new Response(body, { status: response.status, statusText: response.statusText, headers });
+  };
+}
+
+interface Message {
+  join_ref: unknown;
+  ref: unknown;
+  topic: unknown;
+  event: unknown;
+  payload: unknown;
+}
+
+/**
+ * realtime-js's `decode` for the 2.0.0 serializer's text frames
+ * ([join_ref, ref, topic, event, payload], realtime-js lib/serializer.ts),
+ * parsed losslessly. Binary frames carry only broadcasts, which cdc-sync
+ * does not subscribe to.
+ */
+export function losslessDecode(raw: unknown, callback: (message: Message | Record<string, never>) => void): void {
+  if (typeof raw !== 'string') return callback({});
+  const [join_ref, ref, topic, event, payload] = parseJson(raw) as unknown[];
+  if (event === 'postgres_changes') keepLongNumbers(payload);
+  return callback({ join_ref, ref, topic, event, payload });
+}
+
+/**
+ * realtime-js converts int8, numeric and float columns with parseFloat
+ * (lib/transformers.ts, convertCell → toNumber), which would undo the
+ * lossless parse: a column whose value came out as a digit string is
+ * declared text for this one message, so the string is handed on as it is.
+ */
+function keepLongNumbers(payload: unknown): void {
+  const data = (payload as { data?: { columns?: { name: string; type: string }[]; record?: Record<string, unknown>; old_record?: Record<string, unknown> } } | null)?.data;
+  if (!data?.columns) return;
+  for (const column of data.columns) {
+    const values = [data.record?.[column.name], data.old_record?.[column.name]];
+    if (values.some((v) => typeof v === 'string') && /^(int8|numeric|float8|float4|int4|int2|oid)$/.test(column.type)) column.type = 'text';
+  }
+}

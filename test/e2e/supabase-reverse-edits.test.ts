@@ -1,0 +1,136 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startPostgrest, type PostgrestStandIn } from '../support/postgrest/server.js';
+import { publishTables, startRealtimeServer, type RealtimeServer } from '../support/realtime/index.js';
+import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import { metricValue, runCli, runCliToEnd, waitFor, writeConfig, CliProcesses, type CliProcess } from '../support/cli.js';
+
+/**
+ * Edits made in the portal that the reverse stream must never lose,
+ * resurrect or corrupt, with the README's catch-up defaults (30 s margin,
+ * 60 min interval): a record Realtime cut down for size, an edit whose
+ * updated_at is behind a forward write's (two clocks), a late webhook after
+ * a delete, a short Realtime outage, and numbers JSON.parse would change.
+ */
+const SECRET = 'webhook-secret-for-the-edit-tests';
+let cloud: TestDatabase;
+let clinic: TestDatabase;
+let rest: PostgrestStandIn;
+let realtime: RealtimeServer;
+let configPath: string;
+const processes = new CliProcesses();
+
+beforeAll(async () => {
+  cloud = await createTestDatabase('cloud');
+  clinic = await createTestDatabase('clinic');
+  const columns = `id bigint PRIMARY KEY, note text NOT NULL, amount numeric(30,10), updated_at timestamptz NOT NULL DEFAULT now()`;
+  await cloud.query(`CREATE TABLE visits (${columns})`);
+  await clinic.query(`CREATE TABLE visits (${columns})`);
+  rest = await startPostgrest({ databaseUrl: cloud.url });
+  // Supabase's default poll_max_record_bytes: 1 MiB, the old image included (REPLICA IDENTITY FULL).
+  realtime = await startRealtimeServer({ databaseUrl: cloud.url, forwardHttpTo: rest.url });
+  configPath = writeConfig(`
+streams:
+  - name: cloud-to-clinic
+    direction: reverse
+    source: { type: supabase-realtime, url: ${realtime.url}, key: ${rest.key} }
+    sink: { type: postgres, url: "${clinic.url}" }
+    tables:
+      - { source: public.visits, target: public.visits, key: [id], updatedAt: updated_at }
+http: { port: 0, host: 127.0.0.1, webhookSecret: ${SECRET} }
+`);
+  const init = await runCliToEnd(['init-sql', '--config', configPath]);
+  expect(init.code).toBe(0);
+  await cloud.query(init.stdout);
+  await publishTables(cloud.url, ['public.visits'], { replicaIdentityFull: true });
+  await rest.reloadSchema();
+});
+
+afterEach(async () => {
+  await processes.killAll();
+});
+
+afterAll(async () => {
+  await realtime?.close();
+  await rest?.close();
+  await cloud.drop();
+  await clinic.drop();
+});
+
+async function started(): Promise<CliProcess> {
+  const cli = processes.add(runCli(['run', '--config', configPath]));
+  await waitFor(async () => metricValue(await cli.metrics(), 'cdc_sync_connected', { stream: 'cloud-to-clinic' }) === 1, 30_000, () => cli.stderr());
+  await waitFor(async () => (metricValue(await cli.metrics(), 'cdc_sync_catchup_runs_total', { stream: 'cloud-to-clinic' }) ?? 0) >= 1, 30_000, () => cli.stderr());
+  return cli;
+}
+
+const clinicRow = async (id: string) => (await clinic.query<{ note: string; amount: string | null }>(`SELECT note, amount::text AS amount FROM visits WHERE id = $1`, [id]))[0];
+
+describe('supabase-realtime: portal edits with the default catch-up settings', () => {
+  it('brings a 600 kB note whole when it is updated, though Realtime cut the record down (Error 413: with the old image over 1 MiB)', async () => {
+    const cli = await started();
+    await cloud.query(`INSERT INTO visits (id, note) VALUES (1, $1)`, ['o'.repeat(600_000)]);
+    await waitFor(async () => (await clinicRow('1'))?.note.length === 600_000, 15_000, () => cli.stderr());
+    const long = 'n'.repeat(600_000);
+    await cloud.query(`UPDATE visits SET note = $1 WHERE id = 1`, [long]);
+    await waitFor(async () => (await clinicRow('1'))?.note.startsWith('n') === true, 15_000, () => cli.stderr());
+    expect((await clinicRow('1'))!.note).toBe(long);
+  }, 60_000);
+
+  it("applies a doctor's edit made 2 s after a forward write stamped by a clinic clock 20 s ahead", async () => {
+    const cli = await started();
+    // What the forward stream writes: the clinic's updated_at, 20 s ahead of Supabase's clock (its writes keep it: cdc_sync.origin).
+    await cloud.query(`BEGIN; SET LOCAL cdc_sync.origin = 'clinic-to-cloud';
+      INSERT INTO visits (id, note, updated_at) VALUES (2, 'from the clinic', now() + interval '20 seconds'); COMMIT`);
+    await waitFor(async () => (await clinicRow('2'))?.note === 'from the clinic', 15_000, () => cli.stderr());
+    await new Promise((r) => setTimeout(r, 2000));
+    await cloud.query(`UPDATE visits SET note = 'edited by the doctor' WHERE id = 2`); // the portal's trigger stamps Supabase's now()
+    await waitFor(async () => (await clinicRow('2'))?.note === 'edited by the doctor', 15_000, () => cli.stderr());
+  }, 60_000);
+
+  it('keeps a row deleted in the portal deleted when a late webhook brings its older image', async () => {
+    const cli = await started();
+    await cloud.query(`INSERT INTO visits (id, note) VALUES (3, 'soon gone')`);
+    await waitFor(async () => (await clinicRow('3'))?.note === 'soon gone', 15_000, () => cli.stderr());
+    const [image] = await cloud.query<Record<string, unknown>>(`SELECT id, note, amount, updated_at FROM visits WHERE id = 3`);
+    await cloud.query(`DELETE FROM visits WHERE id = 3`);
+    await waitFor(async () => (await clinicRow('3')) === undefined, 15_000, () => cli.stderr());
+    // pg_net sends Database Webhooks concurrently, without order: the insert's arrives last.
+    const response = await fetch(await cli.url('/api/sync/webhook'), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-webhook-secret': SECRET },
+      body: JSON.stringify({ type: 'INSERT', table: 'visits', schema: 'public', record: image, old_record: null }),
+    });
+    expect(response.status).toBe(202);
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(await clinicRow('3')).toBeUndefined();
+    expect(metricValue(await cli.metrics(), 'cdc_sync_events_suppressed_total', { table: 'public.visits', reason: 'stale' })).toBe(1);
+  }, 60_000);
+
+  it('has the edits of a 2 s Realtime outage within the margin and a few seconds', async () => {
+    const cli = await started();
+    await cloud.query(`INSERT INTO visits (id, note) VALUES (4, 'before'), (5, 'before')`);
+    await waitFor(async () => (await clinicRow('5'))?.note === 'before', 15_000, () => cli.stderr());
+    realtime.pause();
+    realtime.dropConnections();
+    const lost = Date.now();
+    await cloud.query(`UPDATE visits SET note = 'during the outage' WHERE id IN (4, 5)`);
+    await new Promise((r) => setTimeout(r, 2000));
+    realtime.resume();
+    await waitFor(async () => (await clinicRow('4'))?.note === 'during the outage' && (await clinicRow('5'))?.note === 'during the outage', 45_000, () => cli.stderr());
+    expect(Date.now() - lost).toBeLessThan(30_000 + 10_000);
+  }, 90_000);
+
+  it('keeps an int8 key above 2^53 and a numeric(30,10) exact, live and in catch-up reads', async () => {
+    const cli = await started();
+    await cloud.query(`INSERT INTO visits (id, note, amount) VALUES (9007199254740993, 'big key', 12345678901234567890.1234567890)`);
+    await waitFor(async () => (await clinicRow('9007199254740993'))?.note === 'big key', 15_000, () => cli.stderr());
+    expect(await clinicRow('9007199254740993')).toEqual({ note: 'big key', amount: '12345678901234567890.1234567890' });
+    expect(await clinic.query(`SELECT id::text FROM visits WHERE id BETWEEN 9007199254740990 AND 9007199254740999`)).toEqual([{ id: '9007199254740993' }]);
+    await processes.killAll();
+    // Changed while the process is down: only a catch-up read (REST) brings it.
+    await cloud.query(`UPDATE visits SET amount = 98765432109876543210.0987654321 WHERE id = 9007199254740993`);
+    const again = await started();
+    // The catch-up at start leaves out the last 30 s (the margin); the one after the margin reads it.
+    await waitFor(async () => (await clinicRow('9007199254740993'))?.amount === '98765432109876543210.0987654321', 45_000, () => again.stderr());
+  }, 90_000);
+});
