@@ -3,6 +3,7 @@ import { startPostgrest, type PostgrestStandIn } from '../support/postgrest/serv
 import { publishTables, startRealtimeServer, type RealtimeServer } from '../support/realtime/index.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 import { metricValue, runCli, runCliToEnd, waitFor, writeConfig, CliProcesses, type CliProcess } from '../support/cli.js';
+import { createSupabaseRoles } from '../support/supabase-roles.js';
 
 /**
  * Edits made in the portal that the reverse stream must never lose,
@@ -134,3 +135,29 @@ describe('supabase-realtime: portal edits with the default catch-up settings', (
     await waitFor(async () => (await clinicRow('9007199254740993'))?.amount === '98765432109876543210.0987654321', 45_000, () => again.stderr());
   }, 90_000);
 });
+
+describe('supabase-realtime: a table the service_role may not read', () => {
+  it('exits 2 at start with the GRANT to run, instead of retrying "Supabase did not answer"', async () => {
+    await createSupabaseRoles(cloud);
+    await cloud.query(`CREATE TABLE hidden (id bigint PRIMARY KEY, note text, updated_at timestamptz)`);
+    const asServiceRole = await startPostgrest({ databaseUrl: cloud.url, role: 'service_role' });
+    try {
+      const config = writeConfig(`
+streams:
+  - name: hidden-to-clinic
+    direction: reverse
+    source: { type: supabase-realtime, url: ${asServiceRole.url}, key: ${asServiceRole.key} }
+    sink: { type: postgres, url: "${clinic.url}" }
+    tables:
+      - { source: public.hidden, target: public.visits, key: [id], updatedAt: updated_at }
+http: { port: 0, host: 127.0.0.1 }
+`);
+      const run = await runCliToEnd(['run', '--config', config]);
+      expect(run.code).toBe(2);
+      expect(run.stderr).toMatch(/tables\[0\]\.source: public\.hidden: permission denied for table hidden; run GRANT SELECT ON public\.hidden TO service_role/);
+    } finally {
+      await asServiceRole.close();
+    }
+  }, 60_000);
+});
+

@@ -94,6 +94,12 @@ export class SupabaseRealtimeSource implements Source {
       if (error && /^(42P01|PGRST205|42703|PGRST204|PGRST106)$/.test(error.code ?? '')) {
         throw new ConfigError(`tables[${i}].source: ${table.source}: ${error.message}`);
       }
+      // Tables in public on current Supabase projects are granted to no API role, service_role included.
+      if (error?.code === '42501') {
+        throw new ConfigError(
+          `tables[${i}].source: ${table.source}: ${error.message}; run GRANT SELECT ON ${table.schema}.${table.name} TO service_role (\`cdc-sync init-sql --target supabase\` prints it)`,
+        );
+      }
       // At start a refused key is the configuration's fault (a wrong or anon key); never retried in silence.
       if (error && (status === 401 || status === 403) && !/^[0-9A-Z]{5}$/.test(error.code ?? '')) {
         throw new ConfigError(`source.key: Supabase refused the key (HTTP ${status}: ${error.message}); use the project's service-role key`);

@@ -48,9 +48,23 @@ CREATE TABLE IF NOT EXISTS ${TOMBSTONES.schema}.${TOMBSTONES.name} (
 );
 CREATE INDEX IF NOT EXISTS cdc_sync_tombstones_deleted ON ${TOMBSTONES.schema}.${TOMBSTONES.name} (deleted_at, id);
 
--- The trigger arguments name the key columns.
+-- A tombstone makes cdc-sync delete the clinic's row: nobody but cdc-sync may read or write one.
+-- Row level security without a policy shuts out every role but the owner and BYPASSRLS roles
+-- (service_role), and no grant is left to the public API roles: new tables in public are granted
+-- to anon and authenticated on older projects (default privileges), to nobody on current ones.
+ALTER TABLE ${TOMBSTONES.schema}.${TOMBSTONES.name} ENABLE ROW LEVEL SECURITY;
+REVOKE ALL ON ${TOMBSTONES.schema}.${TOMBSTONES.name} FROM PUBLIC;
+DO $$ BEGIN
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN REVOKE ALL ON ${TOMBSTONES.schema}.${TOMBSTONES.name} FROM anon; END IF;
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN REVOKE ALL ON ${TOMBSTONES.schema}.${TOMBSTONES.name} FROM authenticated; END IF;
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN GRANT SELECT ON ${TOMBSTONES.schema}.${TOMBSTONES.name} TO service_role; END IF;
+END $$;
+
+-- The trigger arguments name the key columns. It runs as its owner (SECURITY DEFINER), so a portal
+-- user who may delete a row can record its tombstone without any right on the table; the fixed
+-- search_path keeps that user from redirecting the names it uses.
 CREATE OR REPLACE FUNCTION cdc_sync.record_tombstone() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
 DECLARE
   k jsonb := '{}';
   column_name text;
@@ -77,6 +91,8 @@ $$;
   END IF;
 END $$;`,
       `ALTER TABLE ${t} REPLICA IDENTITY FULL;`,
+      // cdc-sync reads through the API as service_role, which a table in public on current projects is not granted.
+      grantToServiceRole(t, 'SELECT'),
     ];
     if (table.updatedAt) {
       lines.push(
@@ -94,4 +110,11 @@ END $$;`,
     parts.push(`${lines.join('\n')}\n`);
   }
   return parts.join('\n');
+}
+
+/** A GRANT to Supabase's service_role, skipped where the role does not exist (plain PostgreSQL). */
+export function grantToServiceRole(table: string, privileges: string): string {
+  return `DO $$ BEGIN
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN GRANT ${privileges} ON ${table} TO service_role; END IF;
+END $$;`;
 }

@@ -1,4 +1,4 @@
-import { CdcSyncError, PermanentError, TransientError, type ErrorContext, type FailureReason } from '../../core/errors.js';
+import { ConfigError, CdcSyncError, PermanentError, TransientError, type ErrorContext, type FailureReason } from '../../core/errors.js';
 import { classifyPgError } from '../postgres/errors.js';
 
 /**
@@ -61,6 +61,10 @@ export function classifyPostgrestError(failure: PostgrestFailure, context: Error
   if (code.startsWith('PGRST')) {
     if (/^PGRST3\d\d$/.test(code)) return new TransientError(message, { context: ctx });
     return new PermanentError(message, { context: ctx, reason: PGRST_PERMANENT[code] ?? 'other' });
+  }
+  // "permission denied for table …": the same for every change, and only a GRANT fixes it.
+  if (code === '42501') {
+    return new ConfigError(`${message}; the service_role needs GRANT SELECT, INSERT, UPDATE, DELETE on the table (\`cdc-sync init-sql --target supabase\` prints the grants)`, { context: ctx });
   }
   if (/^[0-9A-Z]{5}$/.test(code)) {
     const classified = classifyPgError(Object.assign(new Error(message), { code }), context);

@@ -1,3 +1,4 @@
+import { grantToServiceRole } from '../../cdc/supabase/setup.js';
 import { qualify, quoteTable } from '../postgres/identifiers.js';
 
 /**
@@ -44,6 +45,8 @@ export function skipNoopTriggerSql(table: string): string {
   return `DROP TRIGGER IF EXISTS cdc_sync_skip_noop ON ${name};
 CREATE TRIGGER cdc_sync_skip_noop BEFORE UPDATE ON ${name}
   FOR EACH ROW EXECUTE FUNCTION cdc_sync.skip_noop_update();
+-- The sink writes through the API as service_role, which a table in public on current projects is not granted.
+${grantToServiceRole(name, 'SELECT, INSERT, UPDATE, DELETE')}
 `;
 }
 

@@ -1,7 +1,15 @@
 import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../../src/core/errors.js';
 import { classifyPostgrestError } from '../../../src/sinks/supabase/errors.js';
 
 describe('classifyPostgrestError', () => {
+  it('stops the stream on "permission denied" (42501) with the GRANT to run, instead of dead-lettering every change', () => {
+    const error = classifyPostgrestError({ status: 401, code: '42501', message: 'permission denied for table visits' }, { stream: 's', table: 't' });
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error.message).toMatch(/permission denied for table visits; the service_role needs GRANT SELECT, INSERT, UPDATE, DELETE/);
+    expect(error.context).toMatchObject({ stream: 's', table: 't', code: '42501' });
+  });
+
   it.each([
     // No HTTP answer at all: what supabase-js returns for a failed fetch.
     [{ status: 0, code: '', message: 'TypeError: fetch failed', details: 'TypeError: fetch failed\n\nCaused by: Error: connect ECONNREFUSED 10.0.0.1:443 (ECONNREFUSED)' }, 'ECONNREFUSED'],

@@ -58,6 +58,14 @@ export interface StandInOptions {
   key?: string;
   /** Exposed schemas (PostgREST db-schemas); the first is the default. */
   schemas?: string[];
+  /**
+   * The role the key stands for (its JWT `role` claim), which PostgREST
+   * switches to for each request: "SET LOCAL ROLE" in the request's
+   * transaction (https://postgrest.org/en/stable/references/auth.html, "Roles";
+   * PostgREST src/PostgREST/Query.hs, setPgLocals). Unset: the requests run as
+   * the pool's (owning) user, as before.
+   */
+  role?: string;
 }
 
 interface Reply {
@@ -211,8 +219,9 @@ export async function startPostgrest(options: StandInOptions): Promise<Postgrest
       await client.query(readOnly ? 'BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY' : 'BEGIN ISOLATION LEVEL READ COMMITTED');
       await client.query(
         `SELECT set_config('request.headers', $1, true), set_config('request.method', $2, true), set_config('request.path', $3, true), set_config('request.jwt.claims', $4, true)`,
-        [JSON.stringify(context.headers), context.method, context.path, JSON.stringify({ role: 'service_role' })],
+        [JSON.stringify(context.headers), context.method, context.path, JSON.stringify({ role: options.role ?? 'service_role' })],
       );
+      if (options.role) await client.query(`SET LOCAL ROLE "${options.role.replace(/"/g, '""')}"`);
       const result = await work(client);
       await client.query('COMMIT');
       return result;
