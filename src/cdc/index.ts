@@ -76,6 +76,7 @@ export function createSource(config: StreamConfig, path: string): Source {
         bufferSize: source.bufferSize ?? 10_000,
         catchUp: source.catchUp,
         tombstones: source.tombstones,
+        private: source.private,
         retry: config.retry,
       });
     default:

@@ -68,6 +68,8 @@ export const sourceSchema = z.strictObject({
   key: z.string().min(1).optional(),
   /** supabase-realtime: read deletes from the tombstone table `init-sql` sets up (else only live or soft deletes). */
   tombstones: z.boolean().default(false),
+  /** supabase-realtime: join a private channel (projects with Realtime's "Allow public access" off). */
+  private: z.boolean().default(false),
   /**
    * Changes held in memory ahead of the sink. supabase-realtime: live
    * changes (10,000 by default); on overflow they are dropped and caught up.

@@ -60,7 +60,9 @@ afterAll(async () => {
 async function started(): Promise<CliProcess> {
   const cli = processes.add(runCli(['run', '--config', configPath]));
   await waitFor(async () => metricValue(await cli.metrics(), 'cdc_sync_connected', { stream: 'cloud-to-clinic' }) === 1, 30_000, () => cli.stderr());
-  await waitFor(async () => (metricValue(await cli.metrics(), 'cdc_sync_catchup_runs_total', { stream: 'cloud-to-clinic' }) ?? 0) >= 1, 30_000, () => cli.stderr());
+  // Listening: "Subscribed to PostgreSQL" started the second catch-up (the first runs at start). Changes before it
+  // would only come with the catch-up after the margin.
+  await waitFor(async () => (metricValue(await cli.metrics(), 'cdc_sync_catchup_runs_total', { stream: 'cloud-to-clinic' }) ?? 0) >= 2, 30_000, () => cli.stderr());
   return cli;
 }
 
@@ -159,5 +161,67 @@ http: { port: 0, host: 127.0.0.1 }
       await asServiceRole.close();
     }
   }, 60_000);
+});
+
+describe('supabase-realtime: channels the server stops serving', () => {
+  function configFor(url: string, tables: string[], extra = ''): string {
+    return writeConfig(`
+streams:
+  - name: cloud-to-clinic
+    direction: reverse
+    source: { type: supabase-realtime, url: ${url}, key: ${rest.key}${extra} }
+    sink: { type: postgres, url: "${clinic.url}" }
+    tables:
+${tables.map((t) => `      - { source: public.${t}, target: public.${t}, key: [id], updatedAt: updated_at }`).join('\n')}
+http: { port: 0, host: 127.0.0.1 }
+`);
+  }
+  const connected = async (cli: CliProcess) => metricValue(await cli.metrics(), 'cdc_sync_connected', { stream: 'cloud-to-clinic' });
+  const runs = async (cli: CliProcess) => metricValue(await cli.metrics(), 'cdc_sync_catchup_runs_total', { stream: 'cloud-to-clinic' }) ?? 0;
+  /** Subscribed again: connected, and the catch-up that "Subscribed to PostgreSQL" starts has begun. */
+  const listening = async (cli: CliProcess, runsBefore: number) => (await connected(cli)) === 1 && (await runs(cli)) > runsBefore;
+
+  it('reports a table left out of the publication and a channel the server closed as down, says why, and subscribes again', async () => {
+    for (const db of [cloud, clinic]) await db.query(`CREATE TABLE unpublished (id bigint PRIMARY KEY, note text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())`);
+    const config = configFor(realtime.url, ['visits', 'unpublished']);
+    const init = await runCliToEnd(['init-sql', '--config', config, '--target', 'supabase']);
+    await cloud.query(init.stdout);
+    await cloud.query(`ALTER PUBLICATION supabase_realtime DROP TABLE unpublished`);
+    await rest.reloadSchema();
+    const cli = processes.add(runCli(['run', '--config', config]));
+    await waitFor(async () => /Unable to subscribe to changes with given parameters/.test(cli.stderr()), 30_000, () => cli.stderr());
+    expect(await connected(cli)).toBe(0);
+    expect((await fetch(await cli.url('/readyz'))).status).toBe(503);
+
+    let before = await runs(cli);
+    await cloud.query(`ALTER PUBLICATION supabase_realtime ADD TABLE unpublished`);
+    await waitFor(() => listening(cli, before), 30_000, () => cli.stderr());
+    await cloud.query(`INSERT INTO unpublished (id, note) VALUES (1, 'live after the fix')`);
+    await waitFor(async () => (await clinic.query(`SELECT 1 FROM unpublished WHERE id = 1`)).length === 1, 10_000, () => cli.stderr());
+
+    before = await runs(cli);
+    expect(realtime.closeChannels('shutting down the channel')).toBeGreaterThan(0);
+    await waitFor(async () => /the server closed the channel|shutting down the channel/.test(cli.stderr()), 10_000, () => cli.stderr());
+    await waitFor(() => listening(cli, before), 30_000, () => cli.stderr());
+    await cloud.query(`INSERT INTO unpublished (id, note) VALUES (2, 'live after the close')`);
+    await waitFor(async () => (await clinic.query(`SELECT 1 FROM unpublished WHERE id = 2`)).length === 1, 10_000, () => cli.stderr());
+  }, 120_000);
+
+  it('on a project that allows private channels only: says to set private: true, and with it streams live', async () => {
+    const privateOnly = await startRealtimeServer({ databaseUrl: cloud.url, forwardHttpTo: rest.url, privateOnly: true });
+    try {
+      const refused = processes.add(runCli(['run', '--config', configFor(privateOnly.url, ['visits'])]));
+      await waitFor(async () => /only allows private channels.*set source\.private: true|set source\.private: true/.test(refused.stderr()), 30_000, () => refused.stderr());
+      expect(await connected(refused)).toBe(0);
+      await processes.killAll();
+
+      const cli = processes.add(runCli(['run', '--config', configFor(privateOnly.url, ['visits'], ', private: true')]));
+      await waitFor(() => listening(cli, 1), 30_000, () => cli.stderr());
+      await cloud.query(`INSERT INTO visits (id, note) VALUES (70, 'private channel')`);
+      await waitFor(async () => (await clinicRow('70'))?.note === 'private channel', 15_000, () => cli.stderr());
+    } finally {
+      await privateOnly.close();
+    }
+  }, 120_000);
 });
 

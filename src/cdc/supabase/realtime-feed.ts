@@ -19,6 +19,14 @@ export interface FeedHandlers {
   /** The server confirmed it listens ("Subscribed to PostgreSQL"): events before now may be lost. */
   listening(): void;
   state(connected: boolean, detail?: string): void;
+  /**
+   * The server will send nothing more on this channel, though realtime-js
+   * may still call it subscribed: a system message with status "error"
+   * (e.g. "Unable to subscribe to changes with given parameters" for a table
+   * left out of the publication), or phx_close from the server (realtime-js
+   * then reports CLOSED and never rejoins). The source makes a new channel.
+   */
+  broken(cause: string): void;
 }
 
 const OPS: Record<string, Op> = { INSERT: 'insert', UPDATE: 'update', DELETE: 'delete' };
@@ -28,8 +36,9 @@ const OPS: Record<string, Op> = { INSERT: 'insert', UPDATE: 'update', DELETE: 'd
  * delivers at most once; the handlers hear when the feed (re)starts so the
  * source can run a catch-up read for whatever the gap swallowed.
  */
-export function subscribeFeed(client: SupabaseClient, channelName: string, tables: FeedTable[], handlers: FeedHandlers): RealtimeChannel {
-  let channel = client.channel(channelName);
+export function subscribeFeed(client: SupabaseClient, channelName: string, tables: FeedTable[], handlers: FeedHandlers, options: { private: boolean } = { private: false }): RealtimeChannel {
+  // A project with "Allow public access" off refuses channels that are not private.
+  let channel = client.channel(channelName, { config: { private: options.private } });
   for (const table of tables) {
     channel = channel.on('postgres_changes', { event: '*', schema: table.schema, table: table.name }, (payload: RealtimePostgresChangesPayload<Row>) => {
       // supabase/realtime priv/repo/tenant_schema/realtime/functions (apply_rls): errors 413 and 401 come with a cut-down or no record.
@@ -46,9 +55,12 @@ export function subscribeFeed(client: SupabaseClient, channelName: string, table
   // message with status ok follows once the server's replication poller is set up.
   channel = channel.on('system', {}, (payload: { extension?: string; status?: string; message?: string }) => {
     if (payload.extension === 'postgres_changes' && payload.status === 'ok') handlers.listening();
+    // supabase/realtime RealtimeChannel push_system_message: {extension, status, message}.
+    if (payload.status === 'error') handlers.broken(`${payload.extension ?? 'system'}: ${payload.message ?? 'error'}`);
   });
   channel.subscribe((status, error) => {
     if (status === 'SUBSCRIBED') handlers.state(true);
+    else if (status === 'CLOSED') handlers.broken('the server closed the channel');
     else handlers.state(false, `${status}${error ? `: ${error.message}` : ''}`);
   });
   return channel;

@@ -26,6 +26,8 @@ export interface RealtimeSourceOptions {
   catchUp: { intervalMinutes: number; lookbackHours: number; maxRecords: number; marginSeconds: number };
   /** Read deletes from the tombstone table `cdc-sync init-sql` sets up. */
   tombstones: boolean;
+  /** Join a private channel (projects with "Allow public access" off). */
+  private: boolean;
   retry: RetryPolicy;
 }
 
@@ -65,6 +67,8 @@ export class SupabaseRealtimeSource implements Source {
   private timer: NodeJS.Timeout | undefined;
   private readonly followUps = new Set<NodeJS.Timeout>();
   private readonly clock = new ServerClock();
+  /** Wait before making a new channel after one broke; doubles while they keep breaking. */
+  private resubscribeDelayMs = 0;
 
   constructor(private readonly options: RealtimeSourceOptions) {
     this.tables = options.tables.map((t, i) => {
@@ -108,20 +112,57 @@ export class SupabaseRealtimeSource implements Source {
     }
     const labels = { stream: context.stream, direction: context.direction };
     context.metrics.bufferCapacity.set(labels, this.options.bufferSize);
-    this.channel ??= subscribeFeed(this.client, `cdc-sync:${context.stream}`, this.tables, {
-      change: (event) => this.accept([event], 'live'),
-      cutDown: (table, key, errors) => this.repair(table, key, errors),
-      listening: () => this.catchUpNowAndAfterMargin('subscribed'),
-      state: (connected, detail) => {
-        context.setConnected('source', connected);
-        if (!connected) {
-          context.log.warn({ detail }, 'Realtime channel down; a catch-up read follows the next subscription');
-          this.requestCatchUp('channel down');
-        }
-      },
-    });
+    if (!this.channel) this.subscribe();
     const interval = this.options.catchUp.intervalMinutes * 60_000;
     this.timer ??= setInterval(() => this.requestCatchUp('interval'), interval).unref();
+  }
+
+  /**
+   * A new Realtime channel. Its callbacks act only while it is the current
+   * one: a channel given up (broken, or removed at close) stays silent.
+   */
+  private subscribe(): void {
+    const context = this.context;
+    const channel: RealtimeChannel = subscribeFeed(
+      this.client!,
+      `cdc-sync:${context.stream}`,
+      this.tables,
+      {
+        change: (event) => this.channel === channel && this.accept([event], 'live'),
+        cutDown: (table, key, errors) => this.channel === channel && this.repair(table, key, errors),
+        listening: () => {
+          if (this.channel !== channel) return;
+          this.resubscribeDelayMs = 0;
+          this.catchUpNowAndAfterMargin('subscribed');
+        },
+        state: (connected, detail) => {
+          if (this.channel !== channel) return;
+          context.setConnected('source', connected);
+          if (!connected) {
+            const hint = /private channels/.test(detail ?? '') ? ' (set source.private: true)' : '';
+            context.log.warn({ detail }, `Realtime channel down${hint}; a catch-up read follows the next subscription`);
+            this.requestCatchUp('channel down');
+          }
+        },
+        broken: (cause) => {
+          if (this.channel !== channel) return;
+          this.channel = undefined;
+          context.setConnected('source', false);
+          this.resubscribeDelayMs = Math.min(60_000, Math.max(1000, this.resubscribeDelayMs * 2));
+          context.log.warn({ cause, retryInMs: this.resubscribeDelayMs }, 'Realtime sends nothing more on this channel; catching up and subscribing again');
+          this.requestCatchUp('channel broken');
+          void this.client?.removeChannel(channel);
+          const timer = setTimeout(() => {
+            this.followUps.delete(timer);
+            if (this.client && !this.channel && !context.stopping.aborted) this.subscribe();
+          }, this.resubscribeDelayMs);
+          timer.unref();
+          this.followUps.add(timer);
+        },
+      },
+      { private: this.options.private },
+    );
+    this.channel = channel;
   }
 
   chunks(from: string | null, demand: Observable<void>): Observable<SourceChunk> {

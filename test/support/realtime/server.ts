@@ -39,6 +39,13 @@ export interface RealtimeServerOptions {
   maxRecordBytes?: number;
   /** Delay between the join reply and "Subscribed to PostgreSQL" (default 0). */
   systemMessageDelayMs?: number;
+  /**
+   * "Allow public access" off: a join without config.private is refused with
+   * the reason "This project only allows private channels" (supabase/realtime
+   * lib/realtime_web/channels/realtime_channel.ex, PrivateOnly; its
+   * test/integration/rt_channel_test.exs checks that phx_reply).
+   */
+  privateOnly?: boolean;
 }
 
 export interface RateLimit {
@@ -91,6 +98,12 @@ export interface RealtimeServer {
   /** Delay of "Subscribed to PostgreSQL" for joins from now on; changes before it are lost. */
   delaySystemMessage(ms: number): void;
   rateLimit(limit: RateLimit | null): void;
+  /**
+   * The server ends every channel, as its shutdown paths do: a system message
+   * with status error, then phx_close (RealtimeChannel shutdown_response;
+   * Phoenix socket_close). realtime-js does not rejoin a channel the server closed.
+   */
+  closeChannels(message: string): number;
   /** Decodes and delivers everything committed so far. */
   flush(): Promise<void>;
   stats(): RealtimeServerStats;
@@ -196,6 +209,7 @@ export async function startRealtimeServer(options: RealtimeServerOptions): Promi
   };
 
   const host: SessionHost = {
+    privateOnly: options.privateOnly ?? false,
     countJoin: () => void stats.joins++,
     countLeave: () => void stats.leaves++,
     countHeartbeat: () => void stats.heartbeats++,
@@ -273,6 +287,17 @@ export async function startRealtimeServer(options: RealtimeServerOptions): Promi
       wss.close();
       await poller.stop();
       if (owned) await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+    closeChannels(message) {
+      let count = 0;
+      for (const session of sessions) {
+        for (const channel of [...session.channels.values()]) {
+          session.system(channel, 'system', 'error', message);
+          session.close(channel);
+          count += 1;
+        }
+      }
+      return count;
     },
     dropConnections() {
       const count = sessions.size;

@@ -20,6 +20,8 @@ export interface ChannelRecord {
 }
 
 export interface SessionHost {
+  /** The project allows private channels only. */
+  readonly privateOnly: boolean;
   countJoin(): void;
   countLeave(): void;
   countHeartbeat(): void;
@@ -138,7 +140,8 @@ export class Session {
     if (name === '') return this.reply(addr, 'error', `{"reason":${j('TopicNameRequired: You must provide a topic name')}}`);
     if (typeof payload.access_token === 'string') this.accessToken = payload.access_token;
 
-    const config = payload.config as { postgres_changes?: unknown } | undefined;
+    const config = payload.config as { postgres_changes?: unknown; private?: unknown } | undefined;
+    if (this.host.privateOnly && config?.private !== true) return this.reply(addr, 'error', `{"reason":"This project only allows private channels"}`);
     const list = Array.isArray(config?.postgres_changes) ? config.postgres_changes : [];
     const bindings = list
       .filter((p): p is Record<string, unknown> => p !== null && typeof p === 'object' && !Array.isArray(p))
