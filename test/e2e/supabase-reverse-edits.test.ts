@@ -138,6 +138,28 @@ describe('supabase-realtime: portal edits with the default catch-up settings', (
   }, 90_000);
 });
 
+describe('supabase-realtime: catch-up pages cut by PostgREST', () => {
+  it('reads every changed row when maxRecords is above the API\'s max-rows (1,000 on Supabase)', async () => {
+    for (const db of [cloud, clinic]) await db.query(`CREATE TABLE bulk (id bigint PRIMARY KEY, note text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())`);
+    const config = writeConfig(`
+streams:
+  - name: bulk-to-clinic
+    direction: reverse
+    source: { type: supabase-realtime, url: ${realtime.url}, key: ${rest.key}, catchUp: { maxRecords: 1500, marginSeconds: 0 } }
+    sink: { type: postgres, url: "${clinic.url}" }
+    tables:
+      - { source: public.bulk, target: public.bulk, key: [id], updatedAt: updated_at }
+http: { port: 0, host: 127.0.0.1 }
+`);
+    await cloud.query((await runCliToEnd(['init-sql', '--config', config, '--target', 'supabase'])).stdout);
+    await rest.reloadSchema();
+    // Written while no process runs: only the catch-up read at start brings them.
+    await cloud.query(`INSERT INTO bulk (id, note) SELECT g, 'row ' || g FROM generate_series(1, 3500) g`);
+    const cli = processes.add(runCli(['run', '--config', config]));
+    await waitFor(async () => Number((await clinic.query<{ n: string }>(`SELECT count(*) AS n FROM bulk`))[0]!.n) === 3500, 20_000, () => cli.stderr());
+  }, 60_000);
+});
+
 describe('supabase-realtime: a table the service_role may not read', () => {
   it('exits 2 at start with the GRANT to run, instead of retrying "Supabase did not answer"', async () => {
     await createSupabaseRoles(cloud);

@@ -345,7 +345,9 @@ export class SupabaseRealtimeSource implements Source {
       this.options.retry,
       { signal: this.context.stopping, onRetry: () => this.context.metrics.retries.inc({ stream: this.context.stream, direction: this.context.direction }) },
     );
-    if (page.rows.length < limit) run.pending.shift();
+    // Done at an empty page, not at a short one: PostgREST's db-max-rows (1,000 on Supabase) cuts a page
+    // below `limit` without saying so.
+    if (page.rows.length === 0) run.pending.shift();
     if (run.pending.length === 0) this.catchUp = null;
     if (page.last) this.position = this.position.with(table.source, page.last);
     else if (!this.position.tables[table.source]) this.position = this.position.with(table.source, after);

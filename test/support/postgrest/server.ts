@@ -66,6 +66,8 @@ export interface StandInOptions {
    * the pool's (owning) user, as before.
    */
   role?: string;
+  /** db-max-rows: Supabase's default 1,000; null for none. */
+  maxRows?: number | null;
 }
 
 interface Reply {
@@ -78,6 +80,7 @@ const JSON_TYPE = 'application/json; charset=utf-8';
 
 export async function startPostgrest(options: StandInOptions): Promise<PostgrestStandIn> {
   const key = options.key ?? 'test-service-role-key';
+  const maxRows = options.maxRows === undefined ? 1000 : options.maxRows;
   const schemas = options.schemas ?? ['public'];
   const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 4, options: '-c TimeZone=UTC' });
   let cache = await loadSchemaCache(pool, schemas);
@@ -162,7 +165,10 @@ export async function startPostgrest(options: StandInOptions): Promise<Postgrest
     if (reading) {
       const range = /^(\d+)-(\d*)$/.exec(headers.range ?? '');
       const offset = q.offset ?? (range ? Number(range[1]) : 0);
-      const limit = q.limit ?? (range?.[2] ? Number(range[2]) - offset + 1 : undefined);
+      const asked = q.limit ?? (range?.[2] ? Number(range[2]) - offset + 1 : undefined);
+      // db-max-rows caps every read, asked for or not: Supabase sets it to 1,000 (API settings, "Max rows";
+      // https://postgrest.org/en/stable/references/configuration.html#db-max-rows).
+      const limit = maxRows === null ? asked : Math.min(asked ?? maxRows, maxRows);
       const [page, total] = await transaction(context, true, async (client) => {
         const rows = (await client.query<{ body: string; n: number }>(statement(readStatement(table, q, { offset, limit })))).rows[0]!;
         const counted = prefer.count ? (await client.query<{ n: number }>(statement(countStatement(table, q)))).rows[0]!.n : undefined;
