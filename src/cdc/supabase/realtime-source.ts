@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { RealtimeChannel, SupabaseClient } from '@supabase/supabase-js';
 import { Observable, Subject, concatMap, defer, startWith } from 'rxjs';
 import type { ChangeEvent, Row, SourceChunk } from '../../core/change-event.js';
@@ -414,7 +415,17 @@ export class SupabaseRealtimeSource implements Source {
   }
 }
 
-/** A row image as comparable text: columns in name order, whatever order the feed or REST used. */
+/**
+ * A row image as a short digest (columns in name order, whatever order the
+ * feed or REST used): the seen map holds up to 100,000 keys, and a row may
+ * carry a note of megabytes.
+ */
 function imageText(row: Row): string {
-  return JSON.stringify(Object.keys(row).sort().map((k) => [k, row[k] ?? null]), (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v));
+  const text = JSON.stringify(
+    Object.keys(row)
+      .sort()
+      .map((k) => [k, row[k] ?? null]),
+    (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v),
+  );
+  return createHash('sha256').update(text).digest('base64');
 }
