@@ -6,6 +6,7 @@ import { PostgresSide } from './postgres-side.js';
 import type { Side } from './sides.js';
 import { SqliteSide } from './sqlite-side.js';
 import { MSSQL_DRIVER, MssqlSide } from './mssql-side.js';
+import { SupabaseSide } from './supabase-side.js';
 import type { PostgresCluster } from '../support/postgres-cluster.js';
 import { pgServer, startPrivateServer, type PgServer } from '../support/test-database.js';
 
@@ -39,6 +40,13 @@ interface PairSpec {
   inProcess?: boolean;
   /** Environment of the cdc-sync process (the SQL Server stand-in's driver). */
   env?: Record<string, string>;
+  /** Its stand-ins keep connections to the database that a server crash would end for good: no restart faults. */
+  noRestarts?: boolean;
+  /** Realtime outages as fault steps. */
+  outages?: boolean;
+  /** Runs only when CONVERGE_PAIR names it: it still finds a defect not fixed yet (see the pair's comment). */
+  optIn?: boolean;
+  tableOptions?: string;
 }
 
 // Each pair has its own PostgreSQL server, so a history can crash and restart it.
@@ -54,9 +62,21 @@ const PAIRS: PairSpec[] = [
     env: { CDC_SYNC_MSSQL_DRIVER: MSSQL_DRIVER },
     sides: async (server) => [await MssqlSide.create('a'), await PostgresSide.create('b', { server })],
   },
+  // Supabase through its PostgREST and Realtime stand-ins, with Realtime outages as faults. Opt-in for now:
+  // CONVERGE_PAIR=supabase CONVERGE_SEED=-1384558958 CONVERGE_RUNS=25 fails at its 25th history (children
+  // inserted with their parent right after a Realtime outage never reach the target); not fixed yet.
+  {
+    name: 'supabase-realtime (stand-ins) → postgres',
+    twoWay: false,
+    noRestarts: true,
+    outages: true,
+    optIn: true,
+    tableOptions: 'updatedAt: updated_at',
+    sides: async (server) => [await SupabaseSide.create('a', server), await PostgresSide.create('b', { server })],
+  },
 ];
 
-for (const spec of PAIRS.filter((p) => !ONLY || p.name.startsWith(ONLY))) {
+for (const spec of PAIRS.filter((p) => (ONLY ? p.name.startsWith(ONLY) : !p.optIn))) {
   describe(`convergence: ${spec.name}`, () => {
     let pair: Pair;
     let cluster: PostgresCluster | undefined;
@@ -69,7 +89,12 @@ for (const spec of PAIRS.filter((p) => !ONLY || p.name.startsWith(ONLY))) {
         twoWay: spec.twoWay,
         inProcess: spec.inProcess ?? false,
         ...(spec.env ? { env: spec.env } : {}),
-        ...(started ? { restartDatabase: () => started.cluster.restart('immediate') } : {}),
+        ...(spec.tableOptions ? { tableOptions: spec.tableOptions } : {}),
+        outage: async () => {
+          if (!(a instanceof SupabaseSide)) throw new Error('this pair has no Realtime');
+          await a.outage();
+        },
+        ...(started && !spec.noRestarts ? { restartDatabase: () => started.cluster.restart('immediate') } : {}),
       });
       await pair.start();
     }, 60_000);
@@ -81,7 +106,10 @@ for (const spec of PAIRS.filter((p) => !ONLY || p.name.startsWith(ONLY))) {
 
     it('ends with both sides equal to the winning edits, no dead letter and no echo, for random histories with kills', async () => {
       const details = await fc.check(
-        fc.asyncProperty(history({ sides: spec.twoWay ? ['a', 'b'] : ['a'], kills: true, restarts: !spec.inProcess }), (steps) => pair.run(steps)),
+        fc.asyncProperty(
+          history({ sides: spec.twoWay ? ['a', 'b'] : ['a'], kills: true, restarts: !spec.inProcess && !spec.noRestarts, outages: spec.outages ?? false }),
+          (steps) => pair.run(steps),
+        ),
         { numRuns: RUNS, seed: SEED, path: PATH, endOnFailure: PATH !== undefined, interruptAfterTimeLimit: MINUTES * 60_000 },
       );
       console.log(`convergence: ${spec.name}: ${details.numRuns} histories, ${details.failed ? 'failed' : 'all converged'}${details.interrupted ? ' (stopped at the time limit)' : ''}, seed ${details.seed}`);

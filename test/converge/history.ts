@@ -38,8 +38,12 @@ export type Edit =
 
 export type Step =
   | { side: 'a' | 'b'; edits: Edit[] }
-  /** kill: SIGKILL of cdc-sync, then a new process from the checkpoints; restart: the PostgreSQL server crashes and starts again. */
-  | { fault: 'kill' | 'restart' }
+  /**
+   * kill: SIGKILL of cdc-sync, then a new process from the checkpoints;
+   * restart: the PostgreSQL server crashes and starts again;
+   * outage: Realtime loses its connections and every change for a moment.
+   */
+  | { fault: 'kill' | 'restart' | 'outage' }
   /** Time for changes to cross before the next step. */
   | { settle: number };
 
@@ -89,12 +93,13 @@ function edit(span: number): fc.Arbitrary<Edit> {
 }
 
 /** A history; `sides` lists who may edit (one-way pairs: only `a`); `restarts`: the pair can restart its database server. */
-export function history(options: { sides: ('a' | 'b')[]; kills: boolean; restarts?: boolean; maxSteps?: number }): fc.Arbitrary<Step[]> {
+export function history(options: { sides: ('a' | 'b')[]; kills: boolean; restarts?: boolean; outages?: boolean; maxSteps?: number }): fc.Arbitrary<Step[]> {
   const span = 64;
   const sideStep = fc.record({ side: fc.constantFrom(...options.sides), edits: fc.array(edit(span), { minLength: 1, maxLength: 4 }) });
   const steps: fc.Arbitrary<Step>[] = [sideStep, sideStep, sideStep, sideStep, fc.record({ settle: fc.constantFrom(0, 50, 200) })];
   if (options.kills) steps.push(fc.constant({ fault: 'kill' as const }));
   if (options.restarts) steps.push(fc.constant({ fault: 'restart' as const }));
+  if (options.outages) steps.push(fc.constant({ fault: 'outage' as const }));
   return fc.array(fc.oneof(...steps), { minLength: 1, maxLength: options.maxSteps ?? 12 });
 }
 
@@ -103,6 +108,7 @@ export function describeHistory(steps: Step[], fault = 'kill -9 cdc-sync, start 
   return steps
     .map((step, i) => {
       if ('fault' in step && step.fault === 'restart') return `${i + 1}. crash the PostgreSQL server (pg_ctl stop -m immediate), start it again`;
+      if ('fault' in step && step.fault === 'outage') return `${i + 1}. Realtime drops every connection and loses every change for 300 ms`;
       if ('fault' in step) return `${i + 1}. ${fault}`;
       if ('settle' in step) return `${i + 1}. wait ${step.settle} ms`;
       return `${i + 1}. on ${step.side}, one transaction: ${step.edits.map(describeEdit).join('; ')}`;

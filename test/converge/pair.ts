@@ -19,12 +19,23 @@ export class Pair {
   constructor(
     readonly a: Side,
     readonly b: Side,
-    private readonly options: { twoWay: boolean; maxSize?: number; restartDatabase?: () => Promise<void>; inProcess?: boolean; env?: Record<string, string> },
+    private readonly options: {
+      twoWay: boolean;
+      maxSize?: number;
+      restartDatabase?: () => Promise<void>;
+      /** A Realtime outage on a side that has one. */
+      outage?: () => Promise<void>;
+      inProcess?: boolean;
+      env?: Record<string, string>;
+      /** More settings of each table entry, e.g. `updatedAt: updated_at` for a supabase-realtime source. */
+      tableOptions?: string;
+    },
   ) {}
 
   async start(): Promise<void> {
     // Children listed first: the order a batch applies tables in must come from the foreign keys, not from here.
-    const tables = `[{ source: child, target: child }, { source: parent, target: parent }]`;
+    const more = this.options.tableOptions ? `, ${this.options.tableOptions}` : '';
+    const tables = `[{ source: child, target: child${more} }, { source: parent, target: parent${more} }]`;
     const batch = `{ maxSize: ${this.options.maxSize ?? 16}, maxWaitMs: 10 }`;
     const reverse = this.options.twoWay
       ? `
@@ -68,6 +79,7 @@ http: { port: 0, host: 127.0.0.1 }
     const touched = { a: 0, b: 0 };
     for (const step of steps) {
       if ('fault' in step && step.fault === 'restart') await this.restartDatabase();
+      else if ('fault' in step && step.fault === 'outage') await this.options.outage!();
       else if ('fault' in step) await this.restartCdcSync();
       else if ('settle' in step) await sleep(step.settle);
       else touched[step.side] += await retried(() => (step.side === 'a' ? this.a : this.b).apply(step.edits, base));

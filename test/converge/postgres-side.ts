@@ -75,15 +75,23 @@ export class PostgresSide implements Side {
   ) {}
 
   /**
-   * `wal`: the stream reads this side's WAL (postgres-wal); the change-log
+   * `wal`: the stream reads this side's WAL (postgres-wal); `portal`: a
+   * Supabase project's database (see supabase-side.ts). The change-log
    * triggers are set up anyway, only as the record of the application's
    * edits the expected outcome is worked out from.
    */
-  static async create(label: string, options: { wal?: boolean; server?: PgServer } = {}): Promise<PostgresSide> {
+  static async create(label: string, options: { wal?: boolean; portal?: boolean; server?: PgServer } = {}): Promise<PostgresSide> {
     const db = await createTestDatabase(`converge_${label}`, options.server);
     await db.query(PG_SCHEMA);
-    if (options.wal) await db.query(changelogSetupSql(['public.parent', 'public.child']));
+    // A Supabase portal's tables carry the updated-at column its catch-up reads need (the trigger init-sql prints keeps it).
+    if (options.portal) for (const t of ['parent', 'child']) await db.query(`ALTER TABLE ${t} ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now()`);
+    if (options.wal || options.portal) await db.query(changelogSetupSql(['public.parent', 'public.child']));
     return new PostgresSide(label, db, serverSessions(db.url, await connect(db.url)), options.wal ?? false);
+  }
+
+  /** The database's URL, for stand-ins that serve it (PostgREST, Realtime). */
+  get url(): string {
+    return this.db.url;
   }
 
   /** An embedded PGlite database in a new directory; cdc-sync must run in this process (InProcessRunner). */

@@ -90,6 +90,14 @@ describe('supabase-realtime: portal edits with the default catch-up settings', (
     await waitFor(async () => (await clinicRow('2'))?.note === 'edited by the doctor', 15_000, () => cli.stderr());
   }, 60_000);
 
+  it('moves a row whose key the portal changed: the clinic has the new key and not the old one', async () => {
+    const cli = await started();
+    await cloud.query(`INSERT INTO visits (id, note) VALUES (10, 'moving')`);
+    await waitFor(async () => (await clinicRow('10'))?.note === 'moving', 15_000, () => cli.stderr());
+    await cloud.query(`UPDATE visits SET id = 11 WHERE id = 10`);
+    await waitFor(async () => (await clinicRow('11'))?.note === 'moving' && (await clinicRow('10')) === undefined, 15_000, () => cli.stderr());
+  }, 60_000);
+
   it('keeps a row deleted in the portal deleted when a late webhook brings its older image', async () => {
     const cli = await started();
     await cloud.query(`INSERT INTO visits (id, note) VALUES (3, 'soon gone')`);

@@ -1,5 +1,6 @@
 import type { RealtimeChannel, RealtimePostgresChangesPayload, SupabaseClient } from '@supabase/supabase-js';
 import type { ChangeEvent, Op, Row } from '../../core/change-event.js';
+import { keyChange, sameKey } from '../key-change.js';
 
 export interface FeedTable {
   source: string;
@@ -47,8 +48,7 @@ export function subscribeFeed(client: SupabaseClient, channelName: string, table
         handlers.cutDown(table, keyOf(table, payload), errors);
         return;
       }
-      const event = toEvent(table, payload);
-      if (event) handlers.change(event);
+      for (const event of toEvents(table, payload)) handlers.change(event);
     });
   }
   // https://github.com/supabase/realtime lib/extensions/postgres_cdc_rls: the system
@@ -66,22 +66,22 @@ export function subscribeFeed(client: SupabaseClient, channelName: string, table
   return channel;
 }
 
-function toEvent(table: FeedTable, payload: RealtimePostgresChangesPayload<Row>): ChangeEvent | null {
+/**
+ * The change of one message. An update that moved the row to another key
+ * (the old image is whole: REPLICA IDENTITY FULL) is the delete of the old
+ * key and the insert of the new one, or the old row would stay on the target.
+ */
+function toEvents(table: FeedTable, payload: RealtimePostgresChangesPayload<Row>): ChangeEvent[] {
   const op = OPS[payload.eventType];
-  if (!op) return null;
+  if (!op) return [];
   const after = op === 'delete' ? null : (payload.new as Row);
   const before = payload.old && Object.keys(payload.old).length > 0 ? (payload.old as Row) : null;
   const image = after ?? before;
-  if (!image) return null;
-  return {
-    table: table.source,
-    op,
-    key: Object.fromEntries(table.key.map((k) => [k, image[k] ?? null])),
-    row: after,
-    before,
-    position: '',
-    commitTime: new Date(payload.commit_timestamp),
-  };
+  if (!image) return [];
+  const keyOfImage = (row: Row) => Object.fromEntries(table.key.map((k) => [k, row[k] ?? null])) as Row;
+  const event: ChangeEvent = { table: table.source, op, key: keyOfImage(image), row: after, before, position: '', commitTime: new Date(payload.commit_timestamp) };
+  if (op === 'update' && before && table.key.every((k) => k in before) && !sameKey(keyOfImage(before), event.key)) return keyChange(event, keyOfImage(before));
+  return [event];
 }
 
 /** The key of a cut-down record, when every key column survived the cut (values over 64 bytes are left out). */

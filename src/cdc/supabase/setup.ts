@@ -105,6 +105,11 @@ END $$;`,
       lines.push(
         `DROP TRIGGER IF EXISTS cdc_sync_tombstone ON ${t};`,
         `CREATE TRIGGER cdc_sync_tombstone AFTER DELETE ON ${t} FOR EACH ROW EXECUTE FUNCTION cdc_sync.record_tombstone(${key.map(literal).join(', ')});`,
+        // An update that moves the row to another key leaves the old key behind as surely as a delete.
+        `DROP TRIGGER IF EXISTS cdc_sync_tombstone_moved ON ${t};`,
+        `CREATE TRIGGER cdc_sync_tombstone_moved AFTER UPDATE OF ${key.map(quoteIdent).join(', ')} ON ${t} FOR EACH ROW
+  WHEN (${key.map((k) => `OLD.${quoteIdent(k)} IS DISTINCT FROM NEW.${quoteIdent(k)}`).join(' OR ')})
+  EXECUTE FUNCTION cdc_sync.record_tombstone(${key.map(literal).join(', ')});`,
       );
     }
     parts.push(`${lines.join('\n')}\n`);
