@@ -34,6 +34,9 @@ export interface RealtimeSourceOptions {
 
 const TOMBSTONE_SOURCE = '(tombstones)';
 
+/** A live change younger than this may have more rows of its transaction behind it (see midBurst). */
+const BURST_MS = 200;
+
 interface Table extends CatchUpTable {
   softDelete: string | undefined;
 }
@@ -68,6 +71,8 @@ export class SupabaseRealtimeSource implements Source {
   private timer: NodeJS.Timeout | undefined;
   private readonly followUps = new Set<NodeJS.Timeout>();
   private readonly clock = new ServerClock();
+  /** When the last live or webhook change was buffered. */
+  private lastArrival = 0;
   /** Wait before making a new channel after one broke; doubles while they keep breaking. */
   private resubscribeDelayMs = 0;
 
@@ -196,6 +201,7 @@ export class SupabaseRealtimeSource implements Source {
         break;
       }
       this.buffer.push(event);
+      this.lastArrival = Date.now();
     }
     this.context.metrics.bufferEvents.set(labels, this.buffer.length);
     this.wakeUp.next();
@@ -290,12 +296,23 @@ export class SupabaseRealtimeSource implements Source {
         this.context.metrics.bufferEvents.set({ stream: this.context.stream, direction: this.context.direction }, this.buffer.length);
         if (events.length === 0) continue;
         countCaptured(this.context, events);
-        return { events, rejected: [], position: this.position.toString(), caughtUp: this.buffer.length === 0 };
+        return { events, rejected: [], position: this.position.toString(), caughtUp: this.buffer.length === 0 && !this.midBurst() };
       }
       this.context.idle?.();
       await idleWait(60_000, this.wakeUp, this.context.stopping);
       if (this.context.stopping.aborted) return new Promise<never>(() => {});
     }
+  }
+
+  /**
+   * Realtime sends the rows of one transaction one message at a time (a
+   * child inserted before its parent arrives first). While rows are still
+   * coming in, an empty buffer does not mean the source is caught up: the
+   * batch then waits its maxWaitMs for the rest (so the parent joins it), and
+   * a child that fails for its missing parent is held, not dead-lettered.
+   */
+  private midBurst(): boolean {
+    return Date.now() - this.lastArrival < BURST_MS;
   }
 
   /** Up to maxSize buffered changes, in order; waits for a fetch that holds the first place. */
