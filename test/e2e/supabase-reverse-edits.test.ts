@@ -2,7 +2,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startPostgrest, type PostgrestStandIn } from '../support/postgrest/server.js';
 import { publishTables, startRealtimeServer, type RealtimeServer } from '../support/realtime/index.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
-import { metricValue, runCli, runCliToEnd, waitFor, writeConfig, CliProcesses, type CliProcess } from '../support/cli.js';
+import { metricValue, runCli, runCliToEnd, waitFor, CliProcesses, type CliProcess } from '../support/cli.js';
+import { reverseConfig } from '../support/supabase-config.js';
 import { createSupabaseRoles } from '../support/supabase-roles.js';
 
 /**
@@ -29,16 +30,7 @@ beforeAll(async () => {
   rest = await startPostgrest({ databaseUrl: cloud.url });
   // Supabase's default poll_max_record_bytes: 1 MiB, the old image included (REPLICA IDENTITY FULL).
   realtime = await startRealtimeServer({ databaseUrl: cloud.url, forwardHttpTo: rest.url });
-  configPath = writeConfig(`
-streams:
-  - name: cloud-to-clinic
-    direction: reverse
-    source: { type: supabase-realtime, url: ${realtime.url}, key: ${rest.key} }
-    sink: { type: postgres, url: "${clinic.url}" }
-    tables:
-      - { source: public.visits, target: public.visits, key: [id], updatedAt: updated_at }
-http: { port: 0, host: 127.0.0.1, webhookSecret: ${SECRET} }
-`);
+  configPath = reverseConfig({ url: realtime.url, key: rest.key, sinkUrl: clinic.url, tables: [['public.visits', 'public.visits']], webhookSecret: SECRET });
   const init = await runCliToEnd(['init-sql', '--config', configPath]);
   expect(init.code).toBe(0);
   await cloud.query(init.stdout);
@@ -149,16 +141,14 @@ describe('supabase-realtime: portal edits with the default catch-up settings', (
 describe('supabase-realtime: catch-up pages cut by PostgREST', () => {
   it('reads every changed row when maxRecords is above the API\'s max-rows (1,000 on Supabase)', async () => {
     for (const db of [cloud, clinic]) await db.query(`CREATE TABLE bulk (id bigint PRIMARY KEY, note text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())`);
-    const config = writeConfig(`
-streams:
-  - name: bulk-to-clinic
-    direction: reverse
-    source: { type: supabase-realtime, url: ${realtime.url}, key: ${rest.key}, catchUp: { maxRecords: 1500, marginSeconds: 0 } }
-    sink: { type: postgres, url: "${clinic.url}" }
-    tables:
-      - { source: public.bulk, target: public.bulk, key: [id], updatedAt: updated_at }
-http: { port: 0, host: 127.0.0.1 }
-`);
+    const config = reverseConfig({
+      name: 'bulk-to-clinic',
+      url: realtime.url,
+      key: rest.key,
+      sinkUrl: clinic.url,
+      tables: [['public.bulk', 'public.bulk']],
+      source: 'catchUp: { maxRecords: 1500, marginSeconds: 0 }',
+    });
     await cloud.query((await runCliToEnd(['init-sql', '--config', config, '--target', 'supabase'])).stdout);
     await rest.reloadSchema();
     // Written while no process runs: only the catch-up read at start brings them.
@@ -174,16 +164,7 @@ describe('supabase-realtime: a table the service_role may not read', () => {
     await cloud.query(`CREATE TABLE hidden (id bigint PRIMARY KEY, note text, updated_at timestamptz)`);
     const asServiceRole = await startPostgrest({ databaseUrl: cloud.url, role: 'service_role' });
     try {
-      const config = writeConfig(`
-streams:
-  - name: hidden-to-clinic
-    direction: reverse
-    source: { type: supabase-realtime, url: ${asServiceRole.url}, key: ${asServiceRole.key} }
-    sink: { type: postgres, url: "${clinic.url}" }
-    tables:
-      - { source: public.hidden, target: public.visits, key: [id], updatedAt: updated_at }
-http: { port: 0, host: 127.0.0.1 }
-`);
+      const config = reverseConfig({ name: 'hidden-to-clinic', url: asServiceRole.url, key: asServiceRole.key, sinkUrl: clinic.url, tables: [['public.hidden', 'public.visits']] });
       const run = await runCliToEnd(['run', '--config', config]);
       expect(run.code).toBe(2);
       expect(run.stderr).toMatch(/tables\[0\]\.source: public\.hidden: permission denied for table hidden; run GRANT SELECT ON public\.hidden TO service_role/);
@@ -194,18 +175,8 @@ http: { port: 0, host: 127.0.0.1 }
 });
 
 describe('supabase-realtime: channels the server stops serving', () => {
-  function configFor(url: string, tables: string[], extra = ''): string {
-    return writeConfig(`
-streams:
-  - name: cloud-to-clinic
-    direction: reverse
-    source: { type: supabase-realtime, url: ${url}, key: ${rest.key}${extra} }
-    sink: { type: postgres, url: "${clinic.url}" }
-    tables:
-${tables.map((t) => `      - { source: public.${t}, target: public.${t}, key: [id], updatedAt: updated_at }`).join('\n')}
-http: { port: 0, host: 127.0.0.1 }
-`);
-  }
+  const configFor = (url: string, tables: string[], source?: string) =>
+    reverseConfig({ url, key: rest.key, sinkUrl: clinic.url, tables: tables.map((t) => [`public.${t}`, `public.${t}`]), ...(source ? { source } : {}) });
   const connected = async (cli: CliProcess) => metricValue(await cli.metrics(), 'cdc_sync_connected', { stream: 'cloud-to-clinic' });
   const runs = async (cli: CliProcess) => metricValue(await cli.metrics(), 'cdc_sync_catchup_runs_total', { stream: 'cloud-to-clinic' }) ?? 0;
   /** Subscribed again: connected, and the catch-up that "Subscribed to PostgreSQL" starts has begun. */
@@ -245,7 +216,7 @@ http: { port: 0, host: 127.0.0.1 }
       expect(await connected(refused)).toBe(0);
       await processes.killAll();
 
-      const cli = processes.add(runCli(['run', '--config', configFor(privateOnly.url, ['visits'], ', private: true')]));
+      const cli = processes.add(runCli(['run', '--config', configFor(privateOnly.url, ['visits'], 'private: true')]));
       await waitFor(() => listening(cli, 1), 30_000, () => cli.stderr());
       await cloud.query(`INSERT INTO visits (id, note) VALUES (70, 'private channel')`);
       await waitFor(async () => (await clinicRow('70'))?.note === 'private channel', 15_000, () => cli.stderr());

@@ -2,7 +2,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startPostgrest, type PostgrestStandIn } from '../support/postgrest/server.js';
 import { publishTables, startRealtimeServer, type RealtimeServer } from '../support/realtime/index.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
-import { metricValue, runCli, runCliToEnd, waitFor, writeConfig, CliProcesses, type CliProcess } from '../support/cli.js';
+import { metricValue, runCli, runCliToEnd, waitFor, CliProcesses, type CliProcess } from '../support/cli.js';
+import { reverseConfig } from '../support/supabase-config.js';
 
 /**
  * The reverse direction, Supabase → clinic, through the real CLI: the
@@ -26,23 +27,15 @@ beforeAll(async () => {
   await clinic.query(`CREATE TABLE notes (id bigint PRIMARY KEY, note text NOT NULL, updated_at timestamptz)`);
   rest = await startPostgrest({ databaseUrl: cloud.url });
   realtime = await startRealtimeServer({ databaseUrl: cloud.url, forwardHttpTo: rest.url });
-  configPath = writeConfig(`
-streams:
-  - name: cloud-to-clinic
-    direction: reverse
-    source:
-      type: supabase-realtime
-      url: ${realtime.url}
-      key: ${rest.key}
-      tombstones: true
-      catchUp: { intervalMinutes: 0.05, maxRecords: 20, marginSeconds: 0 }
-    sink: { type: postgres, url: "${clinic.url}" }
-    tables:
-      - { source: public.aligner_notes, target: public.notes, key: [id], updatedAt: updated_at }
-    batch: { maxSize: 100, maxWaitMs: 20 }
-    retry: { attempts: 3, minDelayMs: 50, maxDelayMs: 500 }
-http: { port: 0, host: 127.0.0.1, webhookSecret: ${SECRET} }
-`);
+  configPath = reverseConfig({
+    url: realtime.url,
+    key: rest.key,
+    sinkUrl: clinic.url,
+    tables: [['public.aligner_notes', 'public.notes']],
+    source: 'tombstones: true, catchUp: { intervalMinutes: 0.05, maxRecords: 20, marginSeconds: 0 }',
+    stream: ['batch: { maxSize: 100, maxWaitMs: 20 }', 'retry: { attempts: 3, minDelayMs: 50, maxDelayMs: 500 }'],
+    webhookSecret: SECRET,
+  });
   const init = await runCliToEnd(['init-sql', '--config', configPath]);
   expect(init.code).toBe(0);
   await cloud.query(init.stdout);

@@ -279,7 +279,7 @@ export class MssqlCdcSource implements Source {
     const inside = this.position.seqval ? from.predecessor() : from;
     const marker = this.marker ? await this.readTable(this.marker, inside, upto, false) : [];
     rows.sort(compareRows);
-    const own = this.ownTransactions(marker === 'gap' ? [] : marker);
+    const own = new Set((marker === 'gap' ? [] : marker).map((r) => r.lsn.toString()));
     const fresh = this.dropOwn(afterLegacySeqval(rows, from, this.position.seqval), own);
     this.position = this.position.with({ lsn: upto, seqval: null });
     if (fresh.length === 0 && !gapped) {
@@ -312,13 +312,9 @@ export class MssqlCdcSource implements Source {
     return row?.lsn ? Lsn.fromBuffer(row.lsn) : max;
   }
 
-  /** Commit LSNs of transactions that wrote cdc_sync.origin_marker: cdc-sync's own. */
-  private ownTransactions(marker: CdcRow[]): Set<string> {
-    return new Set(marker.map((r) => r.lsn.toString()));
-  }
-
   /**
-   * Echo suppression: a transaction that changed cdc_sync.origin_marker was
+   * Echo suppression: `own` holds the commit LSNs of transactions that
+   * changed cdc_sync.origin_marker. Such a transaction was
    * written by cdc-sync's SQL Server sink (it marks every transaction), so
    * all of it is dropped and counted, and nothing goes back where it came from.
    */
