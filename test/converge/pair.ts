@@ -54,6 +54,7 @@ streams:
     tables: ${tables}
     batch: ${batch}${reverse}
 http: { port: 0, host: 127.0.0.1 }
+log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
 `);
     const init = await runCliToEnd(['init-sql', '--config', this.config], this.options.env);
     if (init.code !== 0) throw new Error(`init-sql failed:\n${init.stderr}`);

@@ -39,7 +39,7 @@ export class CliRunner implements Runner {
   }
 
   logs(): string {
-    return this.cli?.stderr().slice(-1500) ?? '';
+    return this.cli?.stderr().slice(-Number(process.env.CONVERGE_LOG_CHARS ?? 1500)) ?? '';
   }
 }
 

@@ -56,8 +56,36 @@ interface Message {
 export function losslessDecode(raw: unknown, callback: (message: Message | Record<string, never>) => void): void {
   if (typeof raw !== 'string') return callback({});
   const [join_ref, ref, topic, event, payload] = parseJson(raw) as unknown[];
-  if (event === 'postgres_changes') keepLongNumbers(payload);
+  if (event === 'postgres_changes') {
+    keepLongNumbers(payload);
+    restoreByteaPrefix(payload);
+  }
   return callback({ join_ref, ref, topic, event, payload });
+}
+
+type ChangeData = { columns?: { name: string; type: string }[]; record?: Record<string, unknown>; old_record?: Record<string, unknown> };
+
+function changeData(payload: unknown): ChangeData | undefined {
+  return (payload as { data?: ChangeData } | null)?.data;
+}
+
+/**
+ * wal2json writes a bytea value as its hex digits without the `\x`
+ * (wal2json.c, "start after \x"), and Realtime passes that text on as it
+ * is (supabase/realtime migration FixByteaDoubleEncodingInCast). PostgREST
+ * and PostgreSQL write `\x…`: the prefix back makes a Realtime image equal
+ * to the catch-up read's, and keeps hex digits from being read as base64.
+ */
+function restoreByteaPrefix(payload: unknown): void {
+  const data = changeData(payload);
+  if (!data?.columns) return;
+  for (const column of data.columns) {
+    if (column.type !== 'bytea') continue;
+    for (const image of [data.record, data.old_record]) {
+      const value = image?.[column.name];
+      if (typeof value === 'string' && !value.startsWith('\\x')) image![column.name] = `\\x${value}`;
+    }
+  }
 }
 
 /**
@@ -67,7 +95,7 @@ export function losslessDecode(raw: unknown, callback: (message: Message | Recor
  * declared text for this one message, so the string is handed on as it is.
  */
 function keepLongNumbers(payload: unknown): void {
-  const data = (payload as { data?: { columns?: { name: string; type: string }[]; record?: Record<string, unknown>; old_record?: Record<string, unknown> } } | null)?.data;
+  const data = changeData(payload);
   if (!data?.columns) return;
   for (const column of data.columns) {
     const values = [data.record?.[column.name], data.old_record?.[column.name]];

@@ -84,7 +84,12 @@ export class SupabaseSink implements Sink {
         documents.set(schema, document);
       }
       const table = tableFromOpenApi(document, name, config);
-      if (!table) throw new ConfigError(`tables[${i}].target: table ${config.target} is not exposed by the Supabase REST API (PostgREST schema cache)`);
+      // PostgREST lists only the tables the key's role holds a privilege on (openapi-mode follow-privileges, its default).
+      if (!table) {
+        throw new ConfigError(
+          `tables[${i}].target: table ${config.target} is not exposed by the Supabase REST API to the service_role: it does not exist in an exposed schema, or is not granted (run GRANT SELECT, INSERT, UPDATE, DELETE ON ${schema}.${name.name} TO service_role; \`cdc-sync init-sql --target supabase\` prints it)`,
+        );
+      }
       found.push(table);
     }
     context.setConnected('sink', true);

@@ -57,6 +57,8 @@ beforeAll(async () => {
   // The trigger cdc-sync init-sql prints for supabase sink tables; "plain" goes without it.
   await db.query(skipNoopSetupSql(['public.parents', 'public.items', 'public.pairs']));
   api = await startPostgrest({ databaseUrl: db.url });
+  // Made by hand here, so granted by hand: Supabase grants new tables to no API role.
+  await db.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON parents, items, pairs, plain TO service_role`);
   sink = await open();
 });
 
@@ -235,7 +237,7 @@ describe('SupabaseSink: errors', () => {
   });
 
   it('classifies a column or table PostgREST no longer knows (PGRST204, PGRST205) as permanent schema errors', async () => {
-    await db.query('CREATE TABLE extra (id int PRIMARY KEY, note text)');
+    await db.query('CREATE TABLE extra (id int PRIMARY KEY, note text); GRANT ALL ON extra TO service_role');
     await api.reloadSchema();
     const s = await open({}, [{ source: 'dbo.Extra', target: 'public.extra' }]);
     await db.query('ALTER TABLE extra DROP COLUMN note');
@@ -283,6 +285,12 @@ describe('SupabaseSink: errors', () => {
     const unknown = await failure(open({}, [{ source: 'a', target: 'public.nope' }]));
     expect(unknown).toBeInstanceOf(ConfigError);
     expect(unknown.message).toContain('tables[0].target: table public.nope is not exposed');
+    // A table granted to no API role, as Supabase makes new tables: PostgREST leaves it out of the OpenAPI root.
+    await db.query('CREATE TABLE IF NOT EXISTS ungranted (id int PRIMARY KEY)');
+    await api.reloadSchema();
+    const ungranted = await failure(open({}, [{ source: 'a', target: 'public.ungranted' }]));
+    expect(ungranted).toBeInstanceOf(ConfigError);
+    expect(ungranted.message).toContain('GRANT SELECT, INSERT, UPDATE, DELETE ON public.ungranted TO service_role');
     const badKey = await failure(open({ key: 'wrong' }));
     expect(badKey).toBeInstanceOf(ConfigError);
     expect(badKey.message).toContain('sink.key');

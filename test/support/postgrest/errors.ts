@@ -20,13 +20,15 @@ export class PostgrestError extends Error {
 }
 
 /** PostgreSQL's error as PostgREST forwards it: SQLSTATE as code, status by mapSQLtoHTTP. */
-export function fromPgError(error: unknown): PostgrestError {
+export function fromPgError(error: unknown, request: { anonymous: boolean } = { anonymous: false }): PostgrestError {
   const e = error as { code?: string; message?: string; detail?: string; hint?: string };
   if (typeof e.code !== 'string' || !/^[0-9A-Z]{5}$/.test(e.code)) {
     // Lost connection to the database: PostgREST's ConnectionUsageError / ClientError.
     return new PostgrestError(503, 'PGRST001', 'Database client error. Retrying the connection.', e.message ?? String(error));
   }
-  return new PostgrestError(sqlStateStatus(e.code, e.message ?? ''), e.code, e.message ?? '', e.detail ?? null, e.hint ?? null);
+  // Error.hs: insufficient privilege is 401 for the anonymous role (it could sign in), 403 for any other.
+  const status = e.code === '42501' && request.anonymous ? 401 : sqlStateStatus(e.code, e.message ?? '');
+  return new PostgrestError(status, e.code, e.message ?? '', e.detail ?? null, e.hint ?? null);
 }
 
 /** mapSQLtoHTTP, in the order Error.hs checks the codes (authenticated requests). */

@@ -2,6 +2,7 @@ import type { SupabaseClient } from '@supabase/supabase-js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../test-database.js';
 import { standInClient } from './client.js';
+import { ANON_KEY, USER_TOKEN } from '../supabase-keys.js';
 import { startPostgrest, type PostgrestStandIn } from './server.js';
 
 /** The PostgREST stand-in driven by the real supabase-js client, checked against the database. */
@@ -31,6 +32,8 @@ beforeAll(async () => {
     CREATE SCHEMA hidden;
     CREATE TABLE hidden.secrets (id int PRIMARY KEY);`);
   api = await startPostgrest({ databaseUrl: db.url, schemas: ['public', 'other'] });
+  // Supabase grants new tables to no API role: the tests' tables are granted to service_role by hand.
+  await db.query(`GRANT USAGE ON SCHEMA other TO service_role; GRANT ALL ON ALL TABLES IN SCHEMA public, other TO service_role`);
   client = standInClient(api, { 'x-cdc-sync-origin': 'tests' });
 });
 
@@ -224,9 +227,11 @@ describe('PostgREST stand-in: errors as PostgREST answers them', () => {
     expect(none.status).toBe(401);
     expect(await none.json()).toMatchObject({ message: 'No API key found in request' });
     expect((await get({ apikey: 'wrong', Authorization: 'Bearer wrong' })).status).toBe(401);
+    expect(await (await get({ apikey: api.key, Authorization: 'Bearer wrong' })).json()).toMatchObject({ code: 'PGRST301' });
+    // No bearer token: PostgREST's anonymous role (anon on Supabase), which may not read items.
     const noBearer = await get({ apikey: api.key });
     expect(noBearer.status).toBe(401);
-    expect(await noBearer.json()).toMatchObject({ code: 'PGRST301' });
+    expect(await noBearer.json()).toMatchObject({ code: '42501', message: 'permission denied for table items' });
     expect((await get({ apikey: api.key, Authorization: `Bearer ${api.key}` })).status).toBe(200);
   });
 
@@ -253,5 +258,49 @@ describe('PostgREST stand-in: errors as PostgREST answers them', () => {
     expect(api.count({ method: 'POST', table: 'items' })).toBe(4);
     expect(api.count({ method: 'GET' })).toBe(2);
     expect(await names()).toEqual(['a']);
+  });
+});
+
+describe("PostgREST stand-in: Supabase's roles", () => {
+  const as = (apikey: string, token: string) => standInClient(api, {}, { apikey, token });
+
+  it('runs each request as the role of its token, in a database that grants new tables to no API role', async () => {
+    await db.query(`CREATE TABLE IF NOT EXISTS portal_notes (id int PRIMARY KEY, owner text, body text)`);
+    await db.query(`TRUNCATE portal_notes; INSERT INTO portal_notes VALUES (1, 'ann', 'a'), (2, 'bob', 'b')`);
+    await db.query(`REVOKE ALL ON portal_notes FROM anon, authenticated, service_role`);
+    await api.reloadSchema();
+    // Granted to no API role: anon 401, any other role 403 (PostgREST Error.hs, 42501), service_role included.
+    expect(await as(ANON_KEY, ANON_KEY).from('portal_notes').select()).toMatchObject({ status: 401, error: { code: '42501' } });
+    expect(await as(ANON_KEY, USER_TOKEN).from('portal_notes').select()).toMatchObject({ status: 403, error: { code: '42501' } });
+    expect(await as(api.key, api.key).from('portal_notes').select()).toMatchObject({ status: 403, error: { code: '42501' } });
+    // Granted, with RLS on and a policy for signed-in users: service_role bypasses RLS, authenticated sees its policy's rows.
+    await db.query(`GRANT SELECT ON portal_notes TO authenticated, service_role; ALTER TABLE portal_notes ENABLE ROW LEVEL SECURITY;
+      CREATE POLICY ann_only ON portal_notes FOR SELECT TO authenticated USING (owner = 'ann')`);
+    expect((await as(api.key, api.key).from('portal_notes').select('id').order('id')).data).toEqual([{ id: 1 }, { id: 2 }]);
+    expect((await as(ANON_KEY, USER_TOKEN).from('portal_notes').select('id').order('id')).data).toEqual([{ id: 1 }]);
+    // The role is the transaction's, and the claims say it (auth.role() reads request.jwt.claims).
+    const roles = await db.query<{ rolname: string; rolinherit: boolean }>(`SELECT rolname, rolinherit FROM pg_roles WHERE rolname = 'authenticator'`);
+    expect(roles).toEqual([{ rolname: 'authenticator', rolinherit: false }]);
+  });
+
+  it('answers the OpenAPI root only to the secret key, listing the tables its role holds a privilege on', async () => {
+    const root = (apikey: string) => fetch(`${api.url}/rest/v1/`, { headers: { apikey, Authorization: `Bearer ${apikey}` } });
+    const anon = await root(ANON_KEY);
+    expect(anon.status).toBe(403);
+    expect(await anon.json()).toEqual({ message: 'Access to schema is forbidden', hint: 'Accessing the schema via the Data API is only allowed using a secret API key.' });
+    await db.query(`CREATE TABLE IF NOT EXISTS ungranted (id int PRIMARY KEY)`);
+    await db.query(`REVOKE ALL ON ungranted FROM service_role`);
+    await api.reloadSchema();
+    const doc = (await (await root(api.key)).json()) as { definitions: Record<string, unknown> };
+    expect(Object.keys(doc.definitions)).toContain('items');
+    expect(Object.keys(doc.definitions)).not.toContain('ungranted');
+  });
+
+  it('answers an upsert 201 when it inserted a row and 200 when it only updated rows (PostgREST 12)', async () => {
+    expect((await client.from('parents').upsert([{ parent_id: 1, name: 'a' }])).status).toBe(201);
+    expect((await client.from('parents').upsert([{ parent_id: 1, name: 'b' }])).status).toBe(200);
+    expect((await client.from('parents').upsert([{ parent_id: 1, name: 'c' }, { parent_id: 2, name: 'd' }])).status).toBe(201);
+    expect((await client.from('parents').upsert([{ parent_id: 2, name: 'e' }], { ignoreDuplicates: true })).status).toBe(200);
+    expect((await client.from('parents').insert([{ parent_id: 3, name: 'f' }])).status).toBe(201);
   });
 });

@@ -6,14 +6,20 @@
 // (errors.ts), and checks `apikey`/`Authorization` the way Supabase's gateway
 // does. Like PostgREST, each request runs in one transaction that first sets
 // `request.headers`, `request.method` and `request.path` (PostgREST/postgrest:
-// src/PostgREST/Query/PreQuery.hs, txVarQuery). Tests can inject failures and
-// delays and read every request it got.
+// src/PostgREST/Query/PreQuery.hs, txVarQuery). As on Supabase, it connects as
+// the NOINHERIT `authenticator` and switches to the role of the request's
+// token (anon, authenticated, service_role) in each transaction, in a
+// database that grants tables to no API role by default
+// (test/support/supabase-roles.ts). Tests can inject failures and delays and
+// read every request it got.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pg from 'pg';
+import { ANON_KEY, SERVICE_ROLE_KEY, isProjectKey, roleOfToken, type ApiRole } from '../supabase-keys.js';
+import { createSupabaseRoles } from '../supabase-roles.js';
 import { INJECTED, PostgrestError, fromPgError, invalidBody, schemaNotExposed, tableNotFound } from './errors.js';
 import { parseQueryParams } from './query-string.js';
-import { loadSchemaCache, openApiDocument } from './schema-cache.js';
+import { loadSchemaCache, openApiDocument, type CachedTable } from './schema-cache.js';
 import { countStatement, deleteStatement, insertStatement, parsePrefer, readStatement, requireColumns, requireFilters, updateStatement, type Statement } from './sql.js';
 
 export interface RecordedRequest {
@@ -39,7 +45,10 @@ export interface InjectedResponse {
 export interface PostgrestStandIn {
   /** The "Supabase project URL": supabase-js adds /rest/v1. */
   url: string;
+  /** The service-role (secret) key. */
   key: string;
+  /** The anon (publishable) key. */
+  anonKey: string;
   requests: RecordedRequest[];
   count(match?: { method?: string; table?: string }): number;
   /** The next `times` matching requests get this answer instead of reaching the database. */
@@ -55,17 +64,19 @@ export interface PostgrestStandIn {
 
 export interface StandInOptions {
   databaseUrl: string;
+  /** The service-role key. */
   key?: string;
   /** Exposed schemas (PostgREST db-schemas); the first is the default. */
   schemas?: string[];
   /**
-   * The role the key stands for (its JWT `role` claim), which PostgREST
-   * switches to for each request: "SET LOCAL ROLE" in the request's
+   * true (the default): connect as `authenticator` and run each request as
+   * the role its token stands for, "SET LOCAL ROLE" in the request's
    * transaction (https://postgrest.org/en/stable/references/auth.html, "Roles";
-   * PostgREST src/PostgREST/Query.hs, setPgLocals). Unset: the requests run as
-   * the pool's (owning) user, as before.
+   * PostgREST src/PostgREST/Query.hs, setPgLocals). false: run as the
+   * database URL's (owning) user, for tests about something else that make
+   * their own tables without grants.
    */
-  role?: string;
+  roles?: boolean;
   /** db-max-rows: Supabase's default 1,000; null for none. */
   maxRows?: number | null;
 }
@@ -79,10 +90,11 @@ interface Reply {
 const JSON_TYPE = 'application/json; charset=utf-8';
 
 export async function startPostgrest(options: StandInOptions): Promise<PostgrestStandIn> {
-  const key = options.key ?? 'test-service-role-key';
+  const key = options.key ?? SERVICE_ROLE_KEY;
   const maxRows = options.maxRows === undefined ? 1000 : options.maxRows;
   const schemas = options.schemas ?? ['public'];
-  const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 4, options: '-c TimeZone=UTC' });
+  const roles = options.roles ?? true;
+  const pool = new pg.Pool({ connectionString: roles ? await asAuthenticator(options.databaseUrl) : options.databaseUrl, max: 4, options: '-c TimeZone=UTC' });
   let cache = await loadSchemaCache(pool, schemas);
   const requests: RecordedRequest[] = [];
   let injections: { response: InjectedResponse; match: { method?: string; table?: string } | undefined }[] = [];
@@ -123,7 +135,7 @@ export async function startPostgrest(options: StandInOptions): Promise<Postgrest
       await new Promise((r) => setTimeout(r, delay.ms));
     }
     const reply = await answer(record, url, body, headers).catch((error: unknown) => {
-      const e = error instanceof PostgrestError ? error : fromPgError(error);
+      const e = error instanceof PostgrestError ? error : fromPgError(error, { anonymous: roleOf(headers, url) === 'anon' });
       return { status: e.status, body: JSON.stringify(e.body()), headers: { 'Content-Type': JSON_TYPE, 'Proxy-Status': `PostgREST; error=${e.code}` } };
     });
     record.status = reply.status;
@@ -141,17 +153,20 @@ export async function startPostgrest(options: StandInOptions): Promise<Postgrest
     // Supabase's API gateway: the project key in `apikey` (header or query), then PostgREST checks the JWT.
     const apikey = headers.apikey ?? url.searchParams.get('apikey');
     if (!apikey) return gateway(401, 'No API key found in request', 'No `apikey` request header or url param was found.');
-    if (apikey !== key) return gateway(401, 'Invalid API key', 'Double check your Supabase `anon` or `service_role` API key.');
-    if (headers.authorization !== `Bearer ${key}`) {
-      throw new PostgrestError(401, 'PGRST301', headers.authorization ? 'No suitable key or wrong key type' : 'Anonymous access is disabled');
-    }
+    if (!isProjectKey(apikey, key)) return gateway(401, 'Invalid API key', 'Double check your Supabase `anon` or `service_role` API key.');
+    const role = roleOf(headers, url);
+    if (!role) throw new PostgrestError(401, 'PGRST301', 'No suitable key or wrong key type');
     if (url.pathname !== '/rest/v1' && !url.pathname.startsWith('/rest/v1/')) return gateway(404, 'no Route matched with those values');
     const reading = record.method === 'GET' || record.method === 'HEAD';
     const schema = (reading ? headers['accept-profile'] : headers['content-profile']) ?? schemas[0]!;
     if (!schemas.includes(schema)) throw schemaNotExposed(schema, schemas);
     if (record.table === '') {
       if (!reading) throw new PostgrestError(405, 'PGRST117', `Unsupported HTTP method: ${record.method}`);
-      return { status: 200, body: JSON.stringify(openApiDocument(cache.values(), schema, url.host)), headers: { 'Content-Type': 'application/openapi+json; charset=utf-8' } };
+      // Supabase answers the OpenAPI root only to a secret key since March 2026
+      // (https://supabase.com/changelog/42949-breaking-change-removing-access-to-openapi-spec-via-the-anon-key).
+      if (apikey !== key) return gateway(403, 'Access to schema is forbidden', 'Accessing the schema via the Data API is only allowed using a secret API key.');
+      const tables = roles ? await privileged([...cache.values()], role) : [...cache.values()];
+      return { status: 200, body: JSON.stringify(openApiDocument(tables, schema, url.host)), headers: { 'Content-Type': 'application/openapi+json; charset=utf-8' } };
     }
     if (record.table.includes('/')) throw new PostgrestError(404, 'PGRST125', 'Invalid path specified in request URL');
     const table = cache.get(`${schema}.${record.table}`);
@@ -160,7 +175,7 @@ export async function startPostgrest(options: StandInOptions): Promise<Postgrest
     const prefer = parsePrefer(headers.prefer);
     const applied = ['resolution', 'return', 'count', 'missing'].filter((k) => prefer[k as keyof typeof prefer]).map((k) => `${k}=${prefer[k as keyof typeof prefer]}`);
     const base = { 'Content-Type': JSON_TYPE, ...(applied.length ? { 'Preference-Applied': applied.join(', ') } : {}) };
-    const context = { headers, method: record.method, path: url.pathname };
+    const context = { headers, method: record.method, path: url.pathname, role };
 
     if (reading) {
       const range = /^(\d+)-(\d*)$/.exec(headers.range ?? '');
@@ -184,7 +199,7 @@ export async function startPostgrest(options: StandInOptions): Promise<Postgrest
       return { status: partial ? 206 : 200, body: page.body, headers: { ...base, 'Content-Range': contentRange } };
     }
 
-    let result: { n: number; body: string | null };
+    let result: { n: number; inserted: number; body: string | null };
     if (record.method === 'POST' || record.method === 'PATCH') {
       const { text, rows } = parseBody(body);
       if (record.method === 'PATCH' && (rows.length !== 1 || text.trimStart().startsWith('['))) throw invalidBody('Payload must be a single JSON object for PATCH');
@@ -194,10 +209,10 @@ export async function startPostgrest(options: StandInOptions): Promise<Postgrest
       if (prefer.missing === 'default') throw new PostgrestError(400, 'PGRST127', 'Feature not implemented', 'the PostgREST stand-in does not implement missing=default');
       if (record.method === 'PATCH') {
         requireFilters(q, 'UPDATE');
-        result = columns.length === 0 ? { n: 0, body: '[]' } : await run(context, updateStatement(table, q, text, columns, prefer));
+        result = columns.length === 0 ? { n: 0, inserted: 0, body: '[]' } : await run(context, updateStatement(table, q, text, columns, prefer));
       } else {
         const array = text.trimStart().startsWith('[') ? text : `[${text}]`;
-        result = rows.length === 0 || columns.length === 0 ? { n: 0, body: '[]' } : await run(context, insertStatement(table, q, array, columns, prefer));
+        result = rows.length === 0 || columns.length === 0 ? { n: 0, inserted: 0, body: '[]' } : await run(context, insertStatement(table, q, array, columns, prefer));
       }
     } else if (record.method === 'DELETE') {
       requireFilters(q, 'DELETE');
@@ -206,7 +221,10 @@ export async function startPostgrest(options: StandInOptions): Promise<Postgrest
       throw new PostgrestError(400, 'PGRST127', 'Feature not implemented', `the PostgREST stand-in does not implement ${record.method}`);
     }
     const representation = prefer.return === 'representation';
-    const status = record.method === 'POST' ? 201 : representation ? 200 : 204;
+    // An upsert that inserted no row answers 200, one that inserted any 201 (PostgREST ≥ 12:
+    // src/PostgREST/Response.hs, PR #2926 "fix: HTTP status responses for upserts").
+    const upsert = prefer.resolution === 'merge-duplicates' || prefer.resolution === 'ignore-duplicates';
+    const status = record.method === 'POST' ? (upsert && result.inserted === 0 ? 200 : 201) : representation ? 200 : 204;
     return {
       status,
       ...(representation ? { body: result.body ?? '[]' } : {}),
@@ -214,8 +232,27 @@ export async function startPostgrest(options: StandInOptions): Promise<Postgrest
     };
   }
 
-  async function run(context: TxContext, s: Statement): Promise<{ n: number; body: string | null }> {
-    return transaction(context, false, async (client) => (await client.query<{ n: number; body: string | null }>(statement(s))).rows[0]!);
+  async function run(context: TxContext, s: Statement): Promise<{ n: number; inserted: number; body: string | null }> {
+    return transaction(context, false, async (client) => (await client.query<{ n: number; inserted: number; body: string | null }>(statement(s))).rows[0]!);
+  }
+
+  /** The role the request's bearer token stands for; none sent: PostgREST's db-anon-role (anon, on Supabase). */
+  function roleOf(headers: Record<string, string>, url: URL): ApiRole | undefined {
+    const bearer = /^Bearer (.+)$/i.exec(headers.authorization ?? '')?.[1];
+    if (bearer === undefined) return (headers.apikey ?? url.searchParams.get('apikey')) ? 'anon' : undefined;
+    return roleOfToken(bearer, key);
+  }
+
+  /** openapi-mode follow-privileges (PostgREST's default): only tables the role may read or write. */
+  async function privileged(tables: CachedTable[], role: ApiRole): Promise<CachedTable[]> {
+    // By oid: looking a table up by name would need the authenticator's own USAGE on its schema.
+    const { rows } = await pool.query<{ schema: string; name: string }>(
+      `SELECT n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = ANY ($2) AND has_table_privilege($1, c.oid, 'SELECT, INSERT, UPDATE, DELETE')`,
+      [role, schemas],
+    );
+    const allowed = new Set(rows.map((r) => `${r.schema}.${r.name}`));
+    return tables.filter((t) => allowed.has(`${t.schema}.${t.name}`));
   }
 
   async function transaction<T>(context: TxContext, readOnly: boolean, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
@@ -225,9 +262,9 @@ export async function startPostgrest(options: StandInOptions): Promise<Postgrest
       await client.query(readOnly ? 'BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY' : 'BEGIN ISOLATION LEVEL READ COMMITTED');
       await client.query(
         `SELECT set_config('request.headers', $1, true), set_config('request.method', $2, true), set_config('request.path', $3, true), set_config('request.jwt.claims', $4, true)`,
-        [JSON.stringify(context.headers), context.method, context.path, JSON.stringify({ role: options.role ?? 'service_role' })],
+        [JSON.stringify(context.headers), context.method, context.path, JSON.stringify({ role: context.role })],
       );
-      if (options.role) await client.query(`SET LOCAL ROLE "${options.role.replace(/"/g, '""')}"`);
+      if (roles) await client.query(`SET LOCAL ROLE ${context.role}`);
       const result = await work(client);
       await client.query('COMMIT');
       return result;
@@ -247,6 +284,7 @@ export async function startPostgrest(options: StandInOptions): Promise<Postgrest
   return {
     url: `http://127.0.0.1:${port}`,
     key,
+    anonKey: ANON_KEY,
     requests,
     count: (match) => requests.filter((r) => matches(r, match)).length,
     fail(times, response, match) {
@@ -276,6 +314,22 @@ interface TxContext {
   headers: Record<string, string>;
   method: string;
   path: string;
+  role: ApiRole;
+}
+
+/** The roles made (as the URL's owner) and the URL of the `authenticator` login. */
+async function asAuthenticator(databaseUrl: string): Promise<string> {
+  const owner = new pg.Client({ connectionString: databaseUrl });
+  await owner.connect();
+  try {
+    await createSupabaseRoles(owner);
+  } finally {
+    await owner.end();
+  }
+  const url = new URL(databaseUrl);
+  url.username = 'authenticator';
+  url.password = '';
+  return url.toString();
 }
 
 function statement(s: Statement): pg.QueryConfig {

@@ -112,11 +112,20 @@ export function countStatement(table: CachedTable, q: QueryParams): Statement {
   return { sql: `SELECT count(*)::int AS n FROM ${t}${whereSql(t, q, p)}`, params: p.values };
 }
 
+/**
+ * The statement in a CTE, its rows as the body; `inserted` counts the rows an
+ * upsert inserted rather than updated (a new row version's xmax is 0), which
+ * PostgREST answers 201 rather than 200.
+ */
 function mutation(table: CachedTable, q: QueryParams, statement: string, representation: boolean): string {
+  const t = quoteTable(table);
   const body = representation ? `coalesce(json_agg(_pgrst_t), '[]')::text` : 'NULL::text';
+  const columns = table.columns.map((c) => quoteIdent(c.name)).join(', ');
   return (
-    `WITH pgrst_source AS (${statement} RETURNING ${quoteTable(table)}.*) ` +
-    `SELECT count(*)::int AS n, ${body} AS body FROM (SELECT ${selectSql('pgrst_source', q.select)} FROM pgrst_source) _pgrst_t`
+    `WITH pgrst_mutated AS (${statement} RETURNING ${t}.*, ${t}.xmax = 0 AS "pgrst inserted"), ` +
+    `pgrst_source AS (SELECT ${columns} FROM pgrst_mutated) ` +
+    `SELECT count(*)::int AS n, (SELECT count(*) FROM pgrst_mutated WHERE "pgrst inserted")::int AS inserted, ${body} AS body ` +
+    `FROM (SELECT ${selectSql('pgrst_source', q.select)} FROM pgrst_source) _pgrst_t`
   );
 }
 

@@ -142,6 +142,72 @@ export class Poller {
     return { raw: rows.length, delivered };
   }
 
+  /**
+   * The change as subscribers of one role receive it, or null when row level
+   * security hides it from them (realtime.apply_rls, per claims role): a
+   * role that may not select every primary-key column gets "Error 401:
+   * Unauthorized" and no record; columns it may not select are left out of
+   * `columns`, `record` and `old_record`; inserts and updates of a table with
+   * RLS enabled reach it only when its policies let it see the row (the
+   * walrus_rls_stmt, run as the role with its claims). Deletes pass RLS.
+   */
+  async shape(change: WalChange, role: string): Promise<WalChange | null> {
+    if (change.errors?.some((e) => e.startsWith('Error 400'))) return change;
+    const access = await this.access(change.entity, role);
+    if (change.type !== 'DELETE' && !access.keyReadable) {
+      return { ...change, commitTimestamp: null, columnsJson: '[]', recordJson: '{}', oldRecordJson: '{}', errors: ['Error 401: Unauthorized'] };
+    }
+    if (change.type !== 'DELETE' && access.rls && !access.bypass && !(await this.visibleTo(change, role))) return null;
+    if (access.hidden.length === 0) return change;
+    const { rows } = await this.client.query<{ columns: string; record: string; old: string }>(
+      `SELECT (SELECT coalesce(jsonb_agg(c ORDER BY n), '[]') FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(c, n) WHERE c->>'name' <> ALL ($4))::text AS columns,
+              ($2::jsonb - $4::text[])::text AS record, ($3::jsonb - $4::text[])::text AS old`,
+      [change.columnsJson, change.recordJson, change.oldRecordJson, access.hidden],
+    );
+    return { ...change, columnsJson: rows[0]!.columns, recordJson: rows[0]!.record, oldRecordJson: rows[0]!.old };
+  }
+
+  /** What a role may see of a table: privileges can change at any time, so they are read at each use. */
+  private async access(entity: number, role: string): Promise<{ hidden: string[]; keyReadable: boolean; rls: boolean; bypass: boolean }> {
+    const { rows } = await this.client.query<{ hidden: string[]; key_ok: boolean | null; rls: boolean; bypass: boolean }>(
+      `SELECT coalesce(array_agg(a.attname::text) FILTER (WHERE NOT has_column_privilege($2, $1::oid, a.attnum, 'SELECT')), '{}') AS hidden,
+              bool_and(has_column_privilege($2, $1::oid, a.attnum, 'SELECT')) FILTER (WHERE a.attnum = ANY (pk.conkey)) AS key_ok,
+              (SELECT relrowsecurity FROM pg_class WHERE oid = $1::oid) AS rls,
+              coalesce((SELECT rolbypassrls OR rolsuper FROM pg_roles WHERE rolname = $2), false) AS bypass
+         FROM pg_attribute a LEFT JOIN pg_constraint pk ON pk.conrelid = a.attrelid AND pk.contype = 'p'
+        WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped`,
+      [entity, role],
+    );
+    const row = rows[0]!;
+    return { hidden: row.hidden, keyReadable: row.key_ok !== false, rls: row.rls, bypass: row.bypass };
+  }
+
+  /** walrus_rls_stmt: does the row (by primary key) exist for this role under its policies? An error counts as no. */
+  private async visibleTo(change: WalChange, role: string): Promise<boolean> {
+    const { rows: keys } = await this.client.query<{ name: string }>(
+      `SELECT a.attname AS name FROM pg_constraint pk JOIN pg_attribute a ON a.attrelid = pk.conrelid AND a.attnum = ANY (pk.conkey)
+        WHERE pk.conrelid = $1::oid AND pk.contype = 'p'`,
+      [change.entity],
+    );
+    const values = keys.map((k) => change.values.new[k.name]);
+    if (values.some((v) => v === undefined)) return false;
+    const quote = (name: string) => `"${name.replace(/"/g, '""')}"`;
+    const where = keys.map((k, i) => `${quote(k.name)} = $${i + 1}::${values[i]![0]}`).join(' AND ');
+    try {
+      await this.client.query('BEGIN');
+      await this.client.query(`SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)`, [role, JSON.stringify({ role })]);
+      const { rows } = await this.client.query<{ ok: boolean }>(
+        `SELECT EXISTS (SELECT 1 FROM ${quote(change.schema)}.${quote(change.table)} WHERE ${where}) AS ok`,
+        values.map((v) => v![1]),
+      );
+      return rows[0]!.ok;
+    } catch {
+      return false;
+    } finally {
+      await this.client.query('ROLLBACK').catch(() => {});
+    }
+  }
+
   /** Evaluates filter comparisons in the database, with the column's type. */
   async check(checks: FilterCheck[]): Promise<boolean[]> {
     if (checks.length === 0) return [];

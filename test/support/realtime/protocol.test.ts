@@ -28,7 +28,8 @@ afterAll(async () => {
 
 async function table(): Promise<string> {
   const name = `wire_${++tableNo}`;
-  await db.query(`CREATE TABLE ${name} (id int PRIMARY KEY, name text)`);
+  // Realtime sends a role only what it may select (apply_rls): these subscribers are service_role.
+  await db.query(`CREATE TABLE ${name} (id int PRIMARY KEY, name text); GRANT SELECT ON ${name} TO service_role`);
   await publishTables(db.url, [name]);
   return name;
 }
@@ -140,7 +141,7 @@ describe('Realtime stand-in wire protocol', () => {
     const small = await startRealtimeServer({ databaseUrl: db.url, maxRecordBytes: 300 });
     cleanups.push(() => small.close());
     const tbl = await table();
-    await db.query(`CREATE TABLE ${tbl}_nopk (id int, name text)`);
+    await db.query(`CREATE TABLE ${tbl}_nopk (id int, name text); GRANT SELECT ON ${tbl}_nopk TO service_role`);
     await publishTables(db.url, [`${tbl}_nopk`]);
     const frames: string[] = [];
     const client = realtimeClient(small.url, 'k', { frames });

@@ -1,6 +1,7 @@
 // The publication that decides which tables Realtime serves. A Supabase project starts with an
 // empty `supabase_realtime` publication; "enabling Realtime" for a table adds it there
 // (supabase/realtime list_changes.sql reads pg_publication_tables of that publication).
+import { createSupabaseRoles } from '../supabase-roles.js';
 import pg from 'pg';
 
 async function withClient<T>(databaseUrl: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
@@ -23,6 +24,8 @@ function qualified(table: string): string {
 /** Creates the publication (empty) unless it exists. */
 export async function ensurePublication(databaseUrl: string, publication = 'supabase_realtime'): Promise<void> {
   await withClient(databaseUrl, async (client) => {
+    // Changes are shaped per subscriber's role (anon, authenticated, service_role): the roles must exist.
+    await createSupabaseRoles(client);
     const { rowCount } = await client.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [publication]);
     if (!rowCount) await client.query(`CREATE PUBLICATION ${pg.escapeIdentifier(publication)}`);
   });

@@ -3,6 +3,8 @@ import type { RealtimePostgresChangesPayload, SupabaseClient } from '@supabase/s
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../test-database.js';
 import { publishTables, type RealtimeServer, startRealtimeServer } from './index.js';
+import { createSupabaseRoles } from '../supabase-roles.js';
+import { ANON_KEY, SERVICE_ROLE_KEY, USER_TOKEN } from '../supabase-keys.js';
 import { changeFrames, sleep, supabaseClient, waitFor } from './test-clients.js';
 
 type Row = Record<string, unknown>;
@@ -15,6 +17,7 @@ let tableNo = 0;
 
 beforeAll(async () => {
   db = await createTestDatabase('realtime');
+  await createSupabaseRoles(db);
 });
 afterEach(async () => {
   for (const c of clients) await c.removeAllChannels();
@@ -26,7 +29,8 @@ afterAll(() => db?.drop());
 
 async function table(opts: { full?: boolean; publish?: boolean } = {}): Promise<string> {
   const name = `items_${++tableNo}`;
-  await db.query(`CREATE TABLE ${name} (id int PRIMARY KEY, name text, qty numeric, tags text[], meta jsonb, done bool, at timestamptz)`);
+  // Realtime sends a role only what it may select (apply_rls): the subscribers here are service_role.
+  await db.query(`CREATE TABLE ${name} (id int PRIMARY KEY, name text, qty numeric, tags text[], meta jsonb, done bool, at timestamptz); GRANT SELECT ON ${name} TO service_role`);
   if (opts.publish !== false) await publishTables(db.url, [name], { replicaIdentityFull: opts.full });
   return name;
 }
@@ -37,8 +41,10 @@ async function start(options: { systemMessageDelayMs?: number } = {}): Promise<R
 }
 
 /** A channel with one postgres_changes binding, recording everything it hears. */
-function listen(srv: RealtimeServer, tbl: string, opts: { frames?: string[]; event?: '*' | 'INSERT' | 'UPDATE' | 'DELETE'; filter?: string } = {}) {
-  const supabase = supabaseClient(srv.url, 'test-anon-key', { frames: opts.frames });
+function listen(srv: RealtimeServer, tbl: string, opts: { frames?: string[]; event?: '*' | 'INSERT' | 'UPDATE' | 'DELETE'; filter?: string; key?: string; token?: string } = {}) {
+  const supabase = supabaseClient(srv.url, opts.key ?? SERVICE_ROLE_KEY, { frames: opts.frames });
+  // A signed-in user's token goes with the join (realtime-js: the channel's access_token).
+  if (opts.token) void supabase.realtime.setAuth(opts.token);
   clients.push(supabase);
   const heard = { changes: [] as Payload[], statuses: [] as string[], system: [] as Row[] };
   const filter = { event: opts.event ?? '*', schema: 'public', table: tbl, ...(opts.filter ? { filter: opts.filter } : {}) };
@@ -245,5 +251,43 @@ describe('Realtime stand-in with supabase-js', () => {
     await waitFor(() => srv.stats().leaves === 1, 'phx_leave at the server');
     expect(srv.stats().activeSubscriptions).toBe(0);
     expect(srv.stats().heartbeats).toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe("Realtime stand-in: each subscriber's role (apply_rls)", () => {
+  it('sends a role only what it may select: 401 with no record without the key, no hidden columns, no rows its policies hide', async () => {
+    const tbl = `notes_${++tableNo}`;
+    await db.query(`CREATE TABLE ${tbl} (id int PRIMARY KEY, owner text, secret text)`);
+    // Portal users may read id and owner of their own notes; anon may read nothing; service_role everything.
+    await db.query(`GRANT SELECT (id, owner) ON ${tbl} TO authenticated; GRANT SELECT ON ${tbl} TO service_role;
+      ALTER TABLE ${tbl} ENABLE ROW LEVEL SECURITY; CREATE POLICY own ON ${tbl} FOR SELECT TO authenticated USING (owner = 'ann')`);
+    await publishTables(db.url, [tbl], { replicaIdentityFull: true });
+    const srv = await start();
+    const service = listen(srv, tbl);
+    const anon = listen(srv, tbl, { key: ANON_KEY });
+    const user = listen(srv, tbl, { key: ANON_KEY, token: USER_TOKEN });
+    await Promise.all([service.listening(), anon.listening(), user.listening()]);
+
+    await db.query(`INSERT INTO ${tbl} VALUES (1, 'ann', 's1'), (2, 'bob', 's2')`);
+    await db.query(`DELETE FROM ${tbl} WHERE id = 2`);
+    await srv.flush();
+    await waitFor(() => service.heard.changes.length >= 3 && anon.heard.changes.length >= 2 && user.heard.changes.length >= 2, 'the changes');
+    await sleep(300);
+
+    expect(service.heard.changes.map((c) => [c.eventType, c.eventType === 'DELETE' ? c.old : c.new])).toEqual([
+      ['INSERT', { id: 1, owner: 'ann', secret: 's1' }],
+      ['INSERT', { id: 2, owner: 'bob', secret: 's2' }],
+      ['DELETE', { id: 2 }], // RLS enabled: a delete's old record is the key only
+    ]);
+    // Inserts: 401 and no record. A delete passes (apply_rls checks the key's privilege for inserts and updates only).
+    expect(anon.heard.changes.slice(0, 2).map((c) => [c.eventType, c.errors, c.new])).toEqual([
+      ['INSERT', ['Error 401: Unauthorized'], {}],
+      ['INSERT', ['Error 401: Unauthorized'], {}],
+    ]);
+    // bob's note is hidden by the policy, and secret from every note; the delete passes RLS.
+    expect(user.heard.changes.map((c) => [c.eventType, c.errors, c.eventType === 'DELETE' ? c.old : c.new])).toEqual([
+      ['INSERT', null, { id: 1, owner: 'ann' }],
+      ['DELETE', null, { id: 2 }],
+    ]);
   });
 });

@@ -172,7 +172,11 @@ export async function startRealtimeServer(options: RealtimeServerOptions): Promi
           stats.changesDropped++;
           continue;
         }
-        deliver(change, targets);
+        // apply_rls shapes a change once per claims role of its subscribers.
+        for (const role of new Set([...targets.keys()].map((c) => c.role))) {
+          const shaped = await poller.shape(change, role);
+          if (shaped) deliver(shaped, new Map([...targets].filter(([c]) => c.role === role)));
+        }
         delivered++;
       }
       return delivered;

@@ -2,6 +2,7 @@
 // lib/phoenix/socket.ex, handle_in/4) plus the parts of RealtimeWeb.RealtimeChannel
 // (supabase/realtime lib/realtime_web/channels/realtime_channel.ex) that postgres_changes
 // subscribers meet: join, leave, heartbeat, access_token, system messages.
+import { roleOfToken } from '../supabase-keys.js';
 import type { WebSocket } from 'ws';
 import { type Address, type InboundMessage, type Vsn, decodeFrame, encodeBroadcast, encodePush, encodeReply } from './protocol.js';
 import { bindingId } from './subscriptions.js';
@@ -17,6 +18,13 @@ export interface ChannelRecord {
   closed: boolean;
   /** Messages in the current one-second window (rate limit with shutdown). */
   window: { start: number; count: number };
+  /**
+   * The claims role of the join's token, which Realtime stores with each
+   * subscription (realtime.subscription.claims_role) and shapes changes by.
+   * Tokens are not verified here: one the project did not issue (tests that
+   * are not about roles pass any key) counts as service_role.
+   */
+  role: string;
 }
 
 export interface SessionHost {
@@ -155,6 +163,7 @@ export class Session {
       activation: undefined,
       closed: false,
       window: { start: 0, count: 0 },
+      role: roleOfToken(this.accessToken ?? '') ?? 'service_role',
     };
     this.channels.set(topic, channel);
     this.host.countJoin();

@@ -5,8 +5,8 @@
 // realtime.apply_rls (…/functions/apply_rls.sql) and realtime.cast (…/functions/cast.sql).
 // Those functions live in the tenant's `realtime` schema; this stand-in keeps its equivalents
 // in the poller session's pg_temp schema so that it never changes the database under test.
-// Left out on purpose: RLS and column privileges per JWT role (every subscriber sees what the
-// table owner sees), `select` column lists.
+// The per-role part of apply_rls (column privileges, 401, RLS) runs after routing, once per claims
+// role (Poller.shape). Left out on purpose: `select` column lists.
 
 /** Session set-up, run once on the connection that owns the slot. */
 export const SETUP_SQL = String.raw`
@@ -15,7 +15,8 @@ SET TimeZone = 'UTC';
 
 -- realtime.cast: a wal2json value (text) → to_jsonb of the value read as its column type, so
 -- numbers stay JSON numbers, json/jsonb become nested JSON, arrays JSON arrays, timestamps
--- ISO 8601 text as PostgreSQL's to_jsonb writes them; bytea stays the text wal2json sent.
+-- ISO 8601 text as PostgreSQL's to_jsonb writes them; bytea stays the text wal2json sent:
+-- hex digits without the \x (wal2json.c, BYTEAOID; migration FixByteaDoubleEncodingInCast).
 CREATE FUNCTION pg_temp.rt_cast(val text, typ regtype) RETURNS jsonb LANGUAGE plpgsql AS $fn$
 DECLARE result jsonb;
 BEGIN
