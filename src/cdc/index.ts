@@ -1,3 +1,4 @@
+import { OwnWrites } from '../core/own-writes.js';
 import { ConfigError } from '../core/errors.js';
 import type { StreamConfig } from '../config/schema.js';
 import { MssqlCdcSource } from './mssql/cdc-source.js';
@@ -19,7 +20,7 @@ export function walBufferSize(configured: number | undefined, readLimit: number)
 }
 
 /** The capture method a stream's `source.type` names. */
-export function createSource(config: StreamConfig, path: string): Source {
+export function createSource(config: StreamConfig, path: string, ownWrites = new OwnWrites()): Source {
   const { source } = config;
   // What every polling source takes from the configuration.
   const polling = {
@@ -78,6 +79,7 @@ export function createSource(config: StreamConfig, path: string): Source {
         tombstones: source.tombstones,
         private: source.private,
         retry: config.retry,
+        ownWrites,
       });
     default:
       throw new ConfigError(`${path}.source.type: "${source.type}" is not available in this version of cdc-sync`);

@@ -7,6 +7,7 @@ import { ConfigError } from '../core/errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { createSink } from '../sinks/index.js';
+import { OwnWrites } from '../core/own-writes.js';
 import { Stream, type StreamParts } from './stream.js';
 
 /**
@@ -20,11 +21,13 @@ export function buildStreams(
   extras: Pick<StreamParts, 'batchLog' | 'once'> = {},
 ): Stream[] {
   let fileStore: FileCheckpointStore | undefined;
+  // Two-way with Supabase: the reverse stream drops the echoes of the forward stream's writes.
+  const ownWrites = new OwnWrites();
   let deadLetterFile: FileDeadLetterStore | undefined;
   const built = config.streams.map((stream, i) => {
     const path = `streams[${i}]`;
-    const source = createSource(stream, path);
-    const sink = createSink(stream, path);
+    const source = createSource(stream, path, ownWrites);
+    const sink = createSink(stream, path, config.streams, ownWrites);
     let checkpoints: CheckpointStore | null = null;
     const store = config.checkpoints.store;
     if (store === 'file' || (store === 'auto' && !sink.storesCheckpoints)) {

@@ -71,6 +71,15 @@ const PAIRS: PairSpec[] = [
     tableOptions: 'updatedAt: updated_at',
     sides: async (server) => [await SupabaseSide.create('a', server), await PostgresSide.create('b', { server })],
   },
+  // Both ways: the supabase sink's change-time rule runs in the portal's database (cdc_sync.newer_wins).
+  {
+    name: 'supabase-realtime (stand-ins) ⇄ postgres',
+    twoWay: true,
+    noRestarts: true,
+    outages: true,
+    tableOptions: 'updatedAt: updated_at',
+    sides: async (server) => [await SupabaseSide.create('a', server), await PostgresSide.create('b', { server })],
+  },
 ];
 
 for (const spec of PAIRS.filter((p) => (ONLY ? p.name.startsWith(ONLY) : !p.optIn))) {

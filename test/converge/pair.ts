@@ -58,8 +58,23 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
 `);
     const init = await runCliToEnd(['init-sql', '--config', this.config], this.options.env);
     if (init.code !== 0) throw new Error(`init-sql failed:\n${init.stderr}`);
-    const [forA, forB] = init.stdout.split(/^-- stream "b-to-a".*$/m);
-    await this.a.setUp(forA!);
+    // Each part of the script names the database it runs on in its first line; a side takes the parts naming its URL.
+    const parts = init.stdout.split(/^(?=-- stream ")/m).filter((p) => p.trim() !== '');
+    // As init-sql writes it: without user and password (http URLs get their trailing slash).
+    const urlOf = (yaml: string) => {
+      const url = /url: "?([^",} ]+)/.exec(yaml)?.[1] ?? '\u0000';
+      if (url.startsWith('sqlite:')) return url;
+      const u = new URL(url);
+      u.username = '';
+      u.password = '';
+      return u.toString();
+    };
+    const partsOf = (side: Side) => {
+      const url = urlOf(side.source());
+      return parts.filter((p) => [`(${url})`, `behind ${url} `].some((named) => p.split('\n', 1)[0]!.includes(named))).join('\n');
+    };
+    await this.a.setUp(partsOf(this.a));
+    const forB = partsOf(this.b);
     if (forB) await this.b.setUp(forB);
     this.runner = this.options.inProcess ? new InProcessRunner(this.config) : new CliRunner(this.config, this.options.env);
     await this.runner.start();

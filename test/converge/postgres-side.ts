@@ -11,9 +11,10 @@ import { imageChange, inRange, snapshotOf, SPAN, type Side, type Snapshot, type 
 const PG_SCHEMA = `
 CREATE TABLE parent (id int PRIMARY KEY, name text, qty bigint, at timestamp(3), flag boolean, data bytea);
 CREATE TABLE child (id int PRIMARY KEY, parent_id int NOT NULL REFERENCES parent (id) DEFERRABLE INITIALLY IMMEDIATE, note text);
--- Every row write, whoever makes it: the measure of echoes and write storms.
+-- Every row write, whoever makes it: the measure of echoes and write storms. SECURITY DEFINER:
+-- a writer through Supabase's API (service_role) has no grant on the harness's table.
 CREATE TABLE write_log (n bigint GENERATED ALWAYS AS IDENTITY, tbl text, id int);
-CREATE FUNCTION log_write() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION log_write() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
 BEGIN INSERT INTO write_log (tbl, id) VALUES (TG_TABLE_NAME, coalesce(NEW.id, OLD.id)); RETURN NULL; END $$;
 CREATE TRIGGER log_write AFTER INSERT OR UPDATE OR DELETE ON parent FOR EACH ROW EXECUTE FUNCTION log_write();
 CREATE TRIGGER log_write AFTER INSERT OR UPDATE OR DELETE ON child FOR EACH ROW EXECUTE FUNCTION log_write();`;

@@ -9,8 +9,8 @@ import type { Side, Snapshot, UserChange } from './sides.js';
  * A Supabase project through its stand-ins: the portal's PostgreSQL, the
  * PostgREST stand-in for the catch-up reads and the Realtime stand-in for
  * the live feed (test/support/postgrest, test/support/realtime), read by a
- * supabase-realtime source. A source only: the supabase sink has no
- * change-time rule, so this side cannot take part in a two-way pair yet.
+ * supabase-realtime source, and written by a supabase sink through the
+ * same stand-ins.
  */
 export class SupabaseSide implements Side {
   private constructor(
@@ -39,8 +39,9 @@ export class SupabaseSide implements Side {
     return `{ type: supabase-realtime, url: ${this.realtime.url}, key: ${this.rest.key}, tombstones: true, catchUp: { intervalMinutes: 0.1, marginSeconds: 1 } }`;
   }
 
+  /** The same project URL as the source's: the sink then knows which tables a stream reads back (two-way). */
   sink(): string {
-    throw new Error('the Supabase stand-ins are a source only here (see SupabaseSide)');
+    return `{ type: supabase, url: ${this.realtime.url}, key: ${this.rest.key} }`;
   }
 
   /** `init-sql`'s Supabase part: publication, old images, the updated-at trigger, tombstones, grants. */

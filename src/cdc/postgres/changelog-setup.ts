@@ -29,13 +29,15 @@ CREATE TABLE IF NOT EXISTS cdc_sync.readers (
   updated_at timestamptz NOT NULL DEFAULT now()
 );
 
--- Rows written by cdc-sync carry the session setting cdc_sync.origin and are
+-- Rows written by cdc-sync carry the session setting cdc_sync.origin (or, written
+-- through Supabase's REST API, the request header x-cdc-sync-origin) and are
 -- not captured again: that is what stops a two-way sync from echoing.
 -- Updates that change nothing are not captured either.
 CREATE OR REPLACE FUNCTION cdc_sync.capture() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-  IF coalesce(current_setting('cdc_sync.origin', true), '') <> '' THEN
+  IF coalesce(current_setting('cdc_sync.origin', true), '') <> ''
+     OR coalesce(nullif(current_setting('request.headers', true), '')::json ->> 'x-cdc-sync-origin', '') <> '' THEN
     RETURN NULL;
   END IF;
   -- *= compares the stored images: unlike IS NOT DISTINCT FROM it works for json, point and xml columns too.

@@ -7,6 +7,8 @@ export interface FeedTable {
   schema: string;
   name: string;
   key: string[];
+  /** The updated-at column: an insert's or update's time is the row's, as in catch-up reads. */
+  updatedAt?: string;
 }
 
 export interface FeedHandlers {
@@ -79,7 +81,10 @@ function toEvents(table: FeedTable, payload: RealtimePostgresChangesPayload<Row>
   const image = after ?? before;
   if (!image) return [];
   const keyOfImage = (row: Row) => Object.fromEntries(table.key.map((k) => [k, row[k] ?? null])) as Row;
-  const event: ChangeEvent = { table: table.source, op, key: keyOfImage(image), row: after, before, position: '', commitTime: new Date(payload.commit_timestamp) };
+  // The row's updated-at, not the commit time: a row cdc-sync wrote carries the time of the change it came from.
+  const stamped = after && table.updatedAt ? after[table.updatedAt] : undefined;
+  const commitTime = typeof stamped === 'string' && !Number.isNaN(Date.parse(stamped)) ? new Date(stamped) : new Date(payload.commit_timestamp);
+  const event: ChangeEvent = { table: table.source, op, key: keyOfImage(image), row: after, before, position: '', commitTime };
   if (op === 'update' && before && table.key.every((k) => k in before) && !sameKey(keyOfImage(before), event.key)) return keyChange(event, keyOfImage(before));
   return [event];
 }

@@ -1,3 +1,4 @@
+import type { OwnWrites } from '../../core/own-writes.js';
 import { createHash } from 'node:crypto';
 import type { RealtimeChannel, SupabaseClient } from '@supabase/supabase-js';
 import { Observable, Subject, concatMap, defer, startWith } from 'rxjs';
@@ -30,6 +31,8 @@ export interface RealtimeSourceOptions {
   /** Join a private channel (projects with "Allow public access" off). */
   private: boolean;
   retry: RetryPolicy;
+  /** What this process's streams wrote into the project: their echoes are dropped (two-way). */
+  ownWrites?: OwnWrites;
 }
 
 const TOMBSTONE_SOURCE = '(tombstones)';
@@ -412,16 +415,35 @@ export class SupabaseRealtimeSource implements Source {
    * is remembered, so an unordered webhook's older image cannot bring the
    * row back (a real re-insert arrives live, or by the next catch-up read).
    */
+  /**
+   * A change cdc-sync itself made here (the forward stream of a two-way
+   * pair): an upsert carrying the change time it was written with, or the
+   * live delete of a key it deleted (its tombstones are not recorded).
+   */
+  private isEcho(event: ChangeEvent, table: Table, via: string): boolean {
+    const own = this.options.ownWrites;
+    if (!own) return false;
+    const name = `${table.schema}.${table.name}`;
+    if (event.op === 'delete') return via === 'live' && own.takeDeleteEcho(this.options.url, name, event.key);
+    const stamped = event.row?.[table.updatedAt];
+    return typeof stamped === 'string' && own.isUpsertEcho(this.options.url, name, event.key, new Date(stamped));
+  }
+
   private isNew(event: ChangeEvent, via: 'live' | 'webhook' | 'catch-up' | 'fetch'): boolean {
     const table = this.tables.find((t) => t.source === event.table);
     if (!table) return false;
     const id = `${event.table}\u0000${keyString(event.key)}`;
     const image = event.op === 'delete' ? null : imageText(event.row!);
     const previous = this.seen.get(id);
-    const suppress = (reason: 'duplicate' | 'stale') => {
+    const suppress = (reason: 'duplicate' | 'stale' | 'origin') => {
       this.context.metrics.suppressed.inc({ stream: this.context.stream, direction: this.context.direction, table: event.table, reason });
       return false;
     };
+    if (this.isEcho(event, table, via)) {
+      this.seen.delete(id);
+      this.seen.set(id, image);
+      return suppress('origin');
+    }
     if (previous !== undefined && previous === image) return suppress('duplicate');
     if (previous === null && via === 'webhook') return suppress('stale');
     this.seen.delete(id);

@@ -31,6 +31,29 @@ BEGIN
 END
 $$;
 
+-- Two-way: cdc-sync's upsert of a row carries its change's time in the column named by the
+-- trigger argument, and asks for this rule with the x-cdc-sync-ties header (the side a tie goes
+-- to). A row changed here later is kept (the update is skipped); times compare to the
+-- millisecond, as everywhere in cdc-sync. Its own change already travels the other way.
+CREATE OR REPLACE FUNCTION cdc_sync.newer_wins() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  ties text := nullif(current_setting('request.headers', true), '')::json ->> 'x-cdc-sync-ties';
+  stored timestamptz;
+  incoming timestamptz;
+BEGIN
+  IF ties IS NULL THEN
+    RETURN NEW;
+  END IF;
+  stored := date_trunc('milliseconds', (to_jsonb(OLD) ->> TG_ARGV[0])::timestamptz);
+  incoming := (to_jsonb(NEW) ->> TG_ARGV[0])::timestamptz;
+  IF stored > incoming OR (stored = incoming AND ties = 'target') THEN
+    RETURN NULL;
+  END IF;
+  RETURN NEW;
+END
+$$;
+
 DO $$ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'supabase_realtime') THEN
     CREATE PUBLICATION supabase_realtime;
@@ -69,6 +92,10 @@ DECLARE
   k jsonb := '{}';
   column_name text;
 BEGIN
+  -- cdc-sync's own deletes came from the other side, which has them already: no echo.
+  IF coalesce(nullif(current_setting('request.headers', true), '')::json ->> 'x-cdc-sync-origin', '') <> '' THEN
+    RETURN NULL;
+  END IF;
   FOREACH column_name IN ARRAY TG_ARGV LOOP
     k := k || jsonb_build_object(column_name, to_jsonb(OLD) -> column_name);
   END LOOP;
@@ -96,6 +123,9 @@ END $$;`,
     ];
     if (table.updatedAt) {
       lines.push(
+        // Named to fire first: BEFORE triggers run in name order (cdc_sync_newer_wins, cdc_sync_skip_noop, cdc_sync_touch).
+        `DROP TRIGGER IF EXISTS cdc_sync_newer_wins ON ${t};`,
+        `CREATE TRIGGER cdc_sync_newer_wins BEFORE UPDATE ON ${t} FOR EACH ROW EXECUTE FUNCTION cdc_sync.newer_wins(${literal(table.updatedAt)});`,
         `DROP TRIGGER IF EXISTS cdc_sync_touch ON ${t};`,
         `CREATE TRIGGER cdc_sync_touch BEFORE INSERT OR UPDATE ON ${t} FOR EACH ROW EXECUTE FUNCTION cdc_sync.touch_updated_at(${literal(table.updatedAt)});`,
         `CREATE INDEX IF NOT EXISTS ${quoteIdent(`${name.name}_cdc_sync_catch_up`)} ON ${t} (${[table.updatedAt, ...key].map(quoteIdent).join(', ')});`,

@@ -6,7 +6,8 @@ import type { LogicalType } from '../../core/values.js';
  * The part of PostgREST's OpenAPI (Swagger 2.0) root document the sink reads:
  * one definition per table of the requested schema, one property per column
  * in column order, `format` = the PostgreSQL type (format_type without the
- * modifier for built-in types), and "<pk/>" in the description of primary-key
+ * modifier for built-in types), "<pk/>" in the description of primary-key
+ * columns and "<fk table='parent' column='id'/>" in that of foreign-key
  * columns (PostgREST/postgrest: src/PostgREST/Response/OpenAPI.hs, makeProperty).
  */
 export interface OpenApiDocument {
@@ -51,7 +52,11 @@ export function tableFromOpenApi(document: OpenApiDocument, name: QualifiedName,
   if (!definition?.properties) return null;
   const columns: TargetColumn[] = [];
   const primaryKey: string[] = [];
+  // Parents, so that a batch without a transaction writes them before their children.
+  const references: QualifiedName[] = [];
   for (const [column, property] of Object.entries(definition.properties)) {
+    const parent = /<fk table='([^']+)'/.exec(property.description ?? '')?.[1];
+    if (parent && !references.some((r) => r.name === parent)) references.push({ schema: name.schema ?? 'public', name: parent });
     const format = (property.format ?? '').replace(/\(.*\)$/, '');
     columns.push({ name: column, type: TYPES[format] ?? 'other', generated: false });
     if (property.description?.includes('<pk/>')) primaryKey.push(column);
@@ -61,7 +66,7 @@ export function tableFromOpenApi(document: OpenApiDocument, name: QualifiedName,
   if (configured && configured.every((c): c is string => c !== undefined) && !sameSet(configured, primaryKey)) {
     uniqueKeys.push(configured);
   }
-  return { name: { schema: name.schema ?? 'public', name: name.name }, columns, primaryKey, uniqueKeys };
+  return { name: { schema: name.schema ?? 'public', name: name.name }, columns, primaryKey, uniqueKeys, references };
 }
 
 function resolve(columns: TargetColumn[], name: string): string | undefined {

@@ -84,22 +84,24 @@ export type DeleteFilter = { kind: 'in'; column: string; list: string } | { kind
  * or as raw text up to `,`/`)` (PostgREST/postgrest: src/PostgREST/ApiRequest/QueryParams.hs,
  * pListElement / pQuotedValue; pLogicSingleVal for `or`/`and`).
  */
-export function deleteFilters(key: string[], keys: Row[], limits: ChunkLimits): DeleteFilter[] {
+export function deleteFilters(key: string[], keys: Row[], limits: ChunkLimits, version?: DeleteVersion): DeleteFilter[] {
   const filters: DeleteFilter[] = [];
   const budget = Math.max(200, limits.maxFilterChars - formLength(key.join(',')) - 16);
   let pieces: string[] = [];
   let length = 0;
   const flush = () => {
     if (pieces.length === 0) return;
-    filters.push(key.length === 1 ? { kind: 'in', column: fieldName(key[0]!), list: `(${pieces.join(',')})` } : { kind: 'or', filter: pieces.join(',') });
+    filters.push(key.length === 1 && !version ? { kind: 'in', column: fieldName(key[0]!), list: `(${pieces.join(',')})` } : { kind: 'or', filter: pieces.join(',') });
     pieces = [];
     length = 0;
   };
-  for (const row of keys) {
-    const piece =
-      key.length === 1
+  for (const [i, row] of keys.entries()) {
+    const match = key.map((k) => `${fieldName(k)}.eq.${filterValue(row[k] ?? null)}`);
+    const piece = version
+      ? `and(${[...match, olderThan(version, version.times[i]!)].join(',')})`
+      : key.length === 1
         ? filterValue(row[key[0]!] ?? null)
-        : `and(${key.map((k) => `${fieldName(k)}.eq.${filterValue(row[k] ?? null)}`).join(',')})`;
+        : `and(${match.join(',')})`;
     const size = formLength(piece) + 3;
     if (pieces.length > 0 && length + size > budget) flush();
     pieces.push(piece);
@@ -107,6 +109,23 @@ export function deleteFilters(key: string[], keys: Row[], limits: ChunkLimits): 
   }
   flush();
   return filters;
+}
+
+/** Two-way deletes: each key's change time, and the side a tie goes to. */
+export interface DeleteVersion {
+  column: string;
+  times: Date[];
+  ties: 'incoming' | 'target';
+}
+
+/**
+ * The stored row changed no later than the delete (to the millisecond, as
+ * change times are compared everywhere: `incomingLoses`), or has no time.
+ */
+function olderThan(version: DeleteVersion, at: Date): string {
+  const bound = new Date(at.getTime() + (version.ties === 'incoming' ? 1 : 0)).toISOString();
+  const column = fieldName(version.column);
+  return `or(${column}.lt.${filterValue(bound)},${column}.is.null)`;
 }
 
 /** A value in PostgREST's list/logic syntax: text quoted with `\` escapes, numbers and booleans bare. */

@@ -9,6 +9,8 @@ import { classifyPostgrestError, type PostgrestFailure } from './errors.js';
 import { tableFromOpenApi, type OpenApiDocument } from './introspect.js';
 import { DEFAULT_LIMITS, chunkRows, deleteFilters, fieldName, groupRequests, toJsonRow, type ChunkLimits } from './requests.js';
 import { importModule } from '../../core/import-module.js';
+import type { OwnWrites } from '../../core/own-writes.js';
+import type { Row } from '../../core/change-event.js';
 
 export interface SupabaseSinkOptions {
   /** Project URL (https://<ref>.supabase.co); the REST API is under /rest/v1. */
@@ -18,7 +20,19 @@ export interface SupabaseSinkOptions {
   limits?: Partial<ChunkLimits>;
   /** Abort a request after this long; the abort is a transient error. */
   timeoutMs?: number;
+  /**
+   * Tables of this project a supabase-realtime stream reads (two-way), with
+   * their updated-at column: there the newer change wins by change time.
+   */
+  captured?: Map<string, string>;
+  /** Ties of change time go to the incoming change (the forward stream's source). */
+  preferIncoming?: boolean;
+  /** Where two-way writes are noted, for the reverse stream to know their echoes. */
+  ownWrites?: OwnWrites;
 }
+
+/** The header that asks the database (cdc_sync.newer_wins, see cdc/supabase/setup.ts) for the change-time rule, naming the side ties go to. */
+export const TIES_HEADER = 'x-cdc-sync-ties';
 
 /** The header that marks cdc-sync's writes (see skip-noop-sql.ts for reading it in the database). */
 export const ORIGIN_HEADER = 'x-cdc-sync-origin';
@@ -26,6 +40,8 @@ export const ORIGIN_HEADER = 'x-cdc-sync-origin';
 interface Target {
   name: QualifiedName;
   key: string[];
+  /** Two-way: the updated-at column that holds each row's change time. */
+  changeTime: string | undefined;
 }
 
 /** What supabase-js resolves a request to (it does not throw unless asked to). */
@@ -97,7 +113,11 @@ export class SupabaseSink implements Sink {
   }
 
   bind(mappings: TableMapping[]): void {
-    for (const m of mappings) this.targets.set(m.source, { name: m.target.name, key: m.targetKey });
+    for (const m of mappings) {
+      const column = this.options.captured?.get(`${m.target.name.schema ?? 'public'}.${m.target.name.name}`);
+      const changeTime = m.byChangeTime && column && m.target.columns.some((c) => c.name === column) ? column : undefined;
+      this.targets.set(m.source, { name: m.target.name, key: m.targetKey, changeTime });
+    }
   }
 
   readCheckpoint(): Promise<string | null> {
@@ -118,16 +138,23 @@ export class SupabaseSink implements Sink {
       const target = this.target(group.table);
       const from = () => client.schema(target.name.schema ?? 'public').from(target.name.name);
       if (group.op === 'truncate') throw truncateUnsupported('supabase', group.table, this.context?.stream);
+      const qualified = `${target.name.schema ?? 'public'}.${target.name.name}`;
       if (group.op === 'delete') {
-        for (const filter of deleteFilters(target.key, group.events.map((e) => e.key), this.limits)) {
+        if (target.changeTime) for (const e of group.events) this.options.ownWrites?.noteDelete(this.options.url, qualified, e.key);
+        const version = target.changeTime ? { column: target.changeTime, times: group.events.map((e) => e.commitTime), ties: this.ties } : undefined;
+        for (const filter of deleteFilters(target.key, group.events.map((e) => e.key), this.limits, version)) {
           const request = from().delete({ count: 'exact' });
           written += await this.send(group.table, filter.kind === 'in' ? request.filter(filter.column, 'in', filter.list) : request.or(filter.filter));
         }
       } else {
-        const rows = group.events.map((e) => toJsonRow(e.row!));
+        // Two-way: the row carries its change's time, and the database keeps a row changed later (cdc_sync.newer_wins).
+        const column = target.changeTime;
+        const rows = group.events.map((e) => (column ? { ...toJsonRow(e.row!), [column]: e.commitTime.toISOString() } : toJsonRow(e.row!)));
+        if (column) for (const e of group.events) this.options.ownWrites?.noteUpsert(this.options.url, qualified, keyOf(e.row!, target.key), e.commitTime);
         const onConflict = target.key.map(fieldName).join(',');
         for (const chunk of chunkRows(rows, this.limits)) {
-          written += await this.send(group.table, from().upsert(chunk as never[], { onConflict, ignoreDuplicates: false, count: 'exact' }));
+          const request = from().upsert(chunk as never[], { onConflict, ignoreDuplicates: false, count: 'exact' });
+          written += await this.send(group.table, column ? request.setHeader(TIES_HEADER, this.ties) : request);
         }
       }
     }
@@ -192,6 +219,10 @@ export class SupabaseSink implements Sink {
     throw this.fail(failure);
   }
 
+  private get ties(): 'incoming' | 'target' {
+    return (this.options.preferIncoming ?? true) ? 'incoming' : 'target';
+  }
+
   private target(source: string): Target {
     const target = this.targets.get(source);
     if (!target) throw new ConfigError(`no target described for source table ${source}`);
@@ -208,4 +239,8 @@ export class SupabaseSink implements Sink {
     if (error.transient && (failure.status === 0 || failure.status >= 500)) this.context?.setConnected('sink', false);
     return error;
   }
+}
+
+function keyOf(row: Row, key: string[]): Row {
+  return Object.fromEntries(key.map((k) => [k, row[k] ?? null]));
 }

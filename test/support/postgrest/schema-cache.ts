@@ -12,6 +12,8 @@ export interface CachedColumn {
   nullable: boolean;
   default: string | null;
   primaryKey: boolean;
+  /** The table and column a one-column foreign key of this column references. */
+  references: { table: string; column: string } | null;
 }
 
 export interface CachedTable {
@@ -28,7 +30,11 @@ SELECT n.nspname AS schema, c.relname AS table, a.attname AS name,
             ELSE format_type(a.atttypid, a.atttypmod) END AS type,
        NOT a.attnotnull AS nullable,
        pg_get_expr(d.adbin, d.adrelid) AS default,
-       coalesce(a.attnum = ANY (pk.conkey), false) AS primary_key
+       coalesce(a.attnum = ANY (pk.conkey), false) AS primary_key,
+       (SELECT json_build_object('table', rc.relname, 'column', ra.attname)
+          FROM pg_constraint fk JOIN pg_class rc ON rc.oid = fk.confrelid
+          JOIN pg_attribute ra ON ra.attrelid = fk.confrelid AND ra.attnum = fk.confkey[1]
+         WHERE fk.conrelid = c.oid AND fk.contype = 'f' AND fk.conkey = ARRAY[a.attnum] LIMIT 1) AS references
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -40,7 +46,16 @@ SELECT n.nspname AS schema, c.relname AS table, a.attname AS name,
  ORDER BY n.nspname, c.relname, a.attnum`;
 
 export async function loadSchemaCache(pool: pg.Pool, schemas: string[]): Promise<Map<string, CachedTable>> {
-  const result = await pool.query<{ schema: string; table: string; name: string; type: string; nullable: boolean; default: string | null; primary_key: boolean }>(
+  const result = await pool.query<{
+    schema: string;
+    table: string;
+    name: string;
+    type: string;
+    nullable: boolean;
+    default: string | null;
+    primary_key: boolean;
+    references: { table: string; column: string } | null;
+  }>(
     COLUMNS_SQL,
     [schemas],
   );
@@ -52,7 +67,7 @@ export async function loadSchemaCache(pool: pg.Pool, schemas: string[]): Promise
       table = { schema: row.schema, name: row.table, columns: [], primaryKey: [] };
       tables.set(id, table);
     }
-    table.columns.push({ name: row.name, type: row.type, nullable: row.nullable, default: row.default, primaryKey: row.primary_key });
+    table.columns.push({ name: row.name, type: row.type, nullable: row.nullable, default: row.default, primaryKey: row.primary_key, references: row.references });
     if (row.primary_key) table.primaryKey.push(row.name);
   }
   return tables;
@@ -74,7 +89,8 @@ const SWAGGER_TYPES: Record<string, string> = {
 /**
  * The OpenAPI root (`GET /rest/v1/`): Swagger 2.0 with one definition per
  * table of the schema, properties in column order, `format` = column type,
- * primary keys noted with "<pk/>" (PostgREST/postgrest: src/PostgREST/Response/OpenAPI.hs,
+ * primary keys noted with "<pk/>" and one-column foreign keys with
+ * "<fk table='…' column='…'/>" (PostgREST/postgrest: src/PostgREST/Response/OpenAPI.hs,
  * makeTableDef, makeProperty, toSwaggerType). Paths are listed without
  * their parameters: cdc-sync reads only the definitions.
  */
@@ -86,10 +102,14 @@ export function openApiDocument(tables: Iterable<CachedTable>, schema: string, h
     const properties: Record<string, object> = {};
     for (const column of table.columns) {
       const type = column.type.endsWith('[]') ? 'array' : column.type === 'json' || column.type === 'jsonb' ? undefined : (SWAGGER_TYPES[column.type] ?? 'string');
+      const notes = [
+        ...(column.primaryKey ? ['This is a Primary Key.<pk/>'] : []),
+        ...(column.references ? [`This is a Foreign Key to \`${column.references.table}.${column.references.column}\`.<fk table='${column.references.table}' column='${column.references.column}'/>`] : []),
+      ];
       properties[column.name] = {
         format: column.type,
         ...(type ? { type } : {}),
-        ...(column.primaryKey ? { description: 'Note:\nThis is a Primary Key.<pk/>' } : {}),
+        ...(notes.length > 0 ? { description: `Note:\n${notes.join('\n')}` } : {}),
       };
     }
     definitions[table.name] = { type: 'object', required: table.columns.filter((c) => !c.nullable).map((c) => c.name), properties };
