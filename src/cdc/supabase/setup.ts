@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS ${TOMBSTONES.schema}.${TOMBSTONES.name} (
   deleted_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE INDEX IF NOT EXISTS cdc_sync_tombstones_deleted ON ${TOMBSTONES.schema}.${TOMBSTONES.name} (deleted_at, id);
+CREATE INDEX IF NOT EXISTS cdc_sync_tombstones_key ON ${TOMBSTONES.schema}.${TOMBSTONES.name} (table_name, key);
 
 -- A tombstone makes cdc-sync delete the clinic's row: nobody but cdc-sync may read or write one.
 -- Row level security without a policy shuts out every role but the owner and BYPASSRLS roles
@@ -101,6 +102,35 @@ BEGIN
   END LOOP;
   INSERT INTO ${TOMBSTONES.schema}.${TOMBSTONES.name} (table_name, key) VALUES (TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, k);
   RETURN NULL;
+END
+$$;
+
+-- Two-way: a row deleted here after the change that would insert it again stays deleted (its
+-- tombstone is the only trace of the delete). Arguments: the updated-at column, then the key columns.
+-- Same header and tie rule as cdc_sync.newer_wins.
+CREATE OR REPLACE FUNCTION cdc_sync.newer_than_tombstone() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+  ties text := nullif(current_setting('request.headers', true), '')::json ->> 'x-cdc-sync-ties';
+  incoming timestamptz;
+  deleted timestamptz;
+  k jsonb := '{}';
+  i int;
+BEGIN
+  IF ties IS NULL THEN
+    RETURN NEW;
+  END IF;
+  incoming := (to_jsonb(NEW) ->> TG_ARGV[0])::timestamptz;
+  FOR i IN 1 .. TG_NARGS - 1 LOOP
+    k := k || jsonb_build_object(TG_ARGV[i], to_jsonb(NEW) -> TG_ARGV[i]);
+  END LOOP;
+  SELECT date_trunc('milliseconds', max(t.deleted_at)) INTO deleted
+    FROM ${TOMBSTONES.schema}.${TOMBSTONES.name} t
+   WHERE t.table_name = TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME AND t.key = k;
+  IF deleted > incoming OR (deleted = incoming AND ties = 'target') THEN
+    RETURN NULL;
+  END IF;
+  RETURN NEW;
 END
 $$;
 `);
@@ -135,6 +165,12 @@ END $$;`,
       lines.push(
         `DROP TRIGGER IF EXISTS cdc_sync_tombstone ON ${t};`,
         `CREATE TRIGGER cdc_sync_tombstone AFTER DELETE ON ${t} FOR EACH ROW EXECUTE FUNCTION cdc_sync.record_tombstone(${key.map(literal).join(', ')});`,
+        ...(table.updatedAt
+          ? [
+              `DROP TRIGGER IF EXISTS cdc_sync_newer_than_tombstone ON ${t};`,
+              `CREATE TRIGGER cdc_sync_newer_than_tombstone BEFORE INSERT ON ${t} FOR EACH ROW EXECUTE FUNCTION cdc_sync.newer_than_tombstone(${[table.updatedAt, ...key].map(literal).join(', ')});`,
+            ]
+          : []),
         // An update that moves the row to another key leaves the old key behind as surely as a delete.
         `DROP TRIGGER IF EXISTS cdc_sync_tombstone_moved ON ${t};`,
         `CREATE TRIGGER cdc_sync_tombstone_moved AFTER UPDATE OF ${key.map(quoteIdent).join(', ')} ON ${t} FOR EACH ROW

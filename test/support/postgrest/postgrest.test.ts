@@ -200,6 +200,7 @@ describe('PostgREST stand-in: reads', () => {
     expect(Object.keys(doc.definitions).sort()).toEqual(['items', 'pairs', 'parents']);
     expect(doc.definitions.items!.properties.id).toEqual({ format: 'bigint', type: 'integer', description: 'Note:\nThis is a Primary Key.<pk/>' });
     expect(doc.definitions.items!.properties.price).toEqual({ format: 'numeric', type: 'number' });
+    expect(doc.definitions.items!.properties.parent_id!.description).toBe("Note:\nThis is a Foreign Key to `parents.parent_id`.<fk table='parents' column='parent_id'/>");
     expect(doc.definitions.items!.properties.at!.format).toBe('timestamp with time zone');
     expect(Object.keys(doc.definitions.pairs!.properties).filter((c) => doc.definitions.pairs!.properties[c]!.description?.includes('<pk/>'))).toEqual(['region', 'code']);
   });
