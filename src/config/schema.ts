@@ -211,6 +211,17 @@ export const configSchema = z
           });
         }
       });
+      // Two-way with Supabase: only a tombstone tells the portal that a key was deleted after an older insert arrives.
+      if (stream.source.type === 'supabase-realtime' && !stream.source.tombstones) {
+        const writer = config.streams.findIndex((s) => s.sink.type === 'supabase' && s.sink.url === stream.source.url);
+        if (writer >= 0) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['streams', i, 'source', 'tombstones'],
+            message: `streams[${writer}] writes into this Supabase project and this stream reads it back (two-way): set tombstones: true, so that a row deleted in the portal is not brought back by an older change`,
+          });
+        }
+      }
       if (stream.source.truncate === 'apply' && !['postgres', 'sqlite'].includes(stream.sink.type)) {
         ctx.addIssue({
           code: 'custom',

@@ -66,6 +66,25 @@ describe('parseConfig', () => {
     expect(() => parseConfig(yaml({ tail: reverse('    prefer: sink') }), {})).not.toThrow();
   });
 
+  it('asks for tombstones when a Supabase project is written and read back (two-way)', () => {
+    const pair = (tombstones: boolean) =>
+      [
+        'streams:',
+        '  - name: clinic-to-portal',
+        '    source: { type: postgres-changelog, url: "postgres://localhost/clinic" }',
+        '    sink: { type: supabase, url: "https://p.supabase.co", key: k }',
+        '    tables: [{ source: public.notes, target: public.notes }]',
+        '  - name: portal-to-clinic',
+        '    direction: reverse',
+        `    source: { type: supabase-realtime, url: "https://p.supabase.co", key: k, tombstones: ${tombstones} }`,
+        '    sink: { type: postgres, url: "postgres://localhost/clinic" }',
+        '    tables: [{ source: public.notes, target: public.notes, updatedAt: updated_at }]',
+        '',
+      ].join('\n');
+    expect(configError(pair(false)).message).toMatch(/streams\[1\]\.source\.tombstones: streams\[0\] writes into this Supabase project/);
+    expect(() => parseConfig(pair(true), {})).not.toThrow();
+  });
+
   it('keeps values given in the file', () => {
     const config = parseConfig(yaml({ extra: '    batch: { maxSize: 50 }\n    retry: { attempts: 3 }', tail: 'http: { port: 8080 }\ncheckpoints: { store: file, path: /tmp/c.json }' }), {});
     expect(config.streams[0]!.batch).toEqual({ maxSize: 50, maxWaitMs: 100 });
