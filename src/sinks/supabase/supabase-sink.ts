@@ -211,7 +211,7 @@ export class SupabaseSink implements Sink {
     if (response.ok) return body as OpenApiDocument;
     const failure = { ...(body as Omit<PostgrestFailure, 'status'>), status: response.status };
     if (response.status === 401 || response.status === 403) {
-      throw new ConfigError(`sink.key: the Supabase REST API refused the key (${response.status} ${failure.message ?? ''})`);
+      throw new ConfigError(`sink.key: the Supabase REST API refused the key (${response.status} ${failure.message ?? ''}); the sink needs the project's service-role (secret) key`);
     }
     if (failure.code === 'PGRST106' || failure.code === 'PGRST126') {
       throw new ConfigError(`${path}: the Supabase REST API cannot describe schema "${schema}" (${failure.code}: ${failure.message ?? ''} ${failure.hint ?? ''})`);

@@ -294,6 +294,10 @@ describe('SupabaseSink: errors', () => {
     const badKey = await failure(open({ key: 'wrong' }));
     expect(badKey).toBeInstanceOf(ConfigError);
     expect(badKey.message).toContain('sink.key');
+    // The anon (publishable) key: Supabase answers the OpenAPI root only to a secret key.
+    const anonKey = await failure(open({ key: api.anonKey }));
+    expect(anonKey).toBeInstanceOf(ConfigError);
+    expect(anonKey.message).toMatch(/sink\.key: the Supabase REST API refused the key \(403 Access to schema is forbidden\).*service-role/);
     const newer = await failure(open({}, [{ source: 'a', target: 'public.items', conflict: 'newer-wins', updatedAt: 'at' }]));
     expect(newer.message).toContain('tables[0].conflict');
     const owned = await failure(open({}, [{ source: 'a', target: 'public.items', owns: ['Name'] } as TableConfig]));
