@@ -10,7 +10,8 @@ import { tableFromOpenApi, type OpenApiDocument } from './introspect.js';
 import { DEFAULT_LIMITS, chunkRows, deleteFilters, fieldName, groupRequests, toJsonRow, type ChunkLimits } from './requests.js';
 import { importModule } from '../../core/import-module.js';
 import type { OwnWrites } from '../../core/own-writes.js';
-import type { Row } from '../../core/change-event.js';
+import { ServerClock, losslessFetch } from '../../cdc/supabase/lossless.js';
+import type { ChangeEvent, Row } from '../../core/change-event.js';
 
 export interface SupabaseSinkOptions {
   /** Project URL (https://<ref>.supabase.co); the REST API is under /rest/v1. */
@@ -45,7 +46,7 @@ interface Target {
 }
 
 /** What supabase-js resolves a request to (it does not throw unless asked to). */
-type Answer = PromiseLike<{ error: Omit<PostgrestFailure, 'status'> | null; status: number; count: number | null }>;
+type Answer = PromiseLike<{ error: Omit<PostgrestFailure, 'status'> | null; status: number; count: number | null; data?: unknown }>;
 
 /**
  * Applies batches through Supabase's REST API (PostgREST) with the real
@@ -78,7 +79,8 @@ export class SupabaseSink implements Sink {
     this.client ??= createClient(this.options.url, this.options.key, {
       auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
       db: { timeout: this.options.timeoutMs ?? 60_000 },
-      global: { headers: { [ORIGIN_HEADER]: context.stream } },
+      // Every digit of int8 keys in the rows a two-way write returns.
+      global: { headers: { [ORIGIN_HEADER]: context.stream }, fetch: losslessFetch(new ServerClock()) },
       // Node 20 has no global WebSocket; the sink never opens one, but the client is built with it.
       realtime: { transport: ws as never },
     });
@@ -134,6 +136,7 @@ export class SupabaseSink implements Sink {
     // preference: PostgREST answers 201 without a body); delete → DELETE with the
     // filter and `Prefer: count=exact`. The count comes back in Content-Range `*/<n>`.
     let written = 0;
+    const conflicts: ChangeEvent[] = [];
     for (const group of groupRequests(batch.changes)) {
       const target = this.target(group.table);
       const from = () => client.schema(target.name.schema ?? 'public').from(target.name.name);
@@ -142,24 +145,63 @@ export class SupabaseSink implements Sink {
       if (group.op === 'delete') {
         if (target.changeTime) for (const e of group.events) this.options.ownWrites?.noteDelete(this.options.url, qualified, e.key);
         const version = target.changeTime ? { column: target.changeTime, times: group.events.map((e) => e.commitTime), ties: this.ties } : undefined;
+        const done: Row[] = [];
         for (const filter of deleteFilters(target.key, group.events.map((e) => e.key), this.limits, version)) {
           const request = from().delete({ count: 'exact' });
-          written += await this.send(group.table, filter.kind === 'in' ? request.filter(filter.column, 'in', filter.list) : request.or(filter.filter));
+          const filtered = filter.kind === 'in' ? request.filter(filter.column, 'in', filter.list) : request.or(filter.filter);
+          // Two-way: the deleted keys come back, so the ones a later portal edit kept are known.
+          const answer = await this.send(group.table, target.changeTime ? filtered.select(target.key.map(fieldName).join(',')) : filtered);
+          written += answer.count;
+          done.push(...answer.rows);
         }
+        if (target.changeTime) conflicts.push(...(await this.lost(target, group.events, done)));
       } else {
         // Two-way: the row carries its change's time, and the database keeps a row changed later (cdc_sync.newer_wins).
         const column = target.changeTime;
         const rows = group.events.map((e) => (column ? { ...toJsonRow(e.row!), [column]: e.commitTime.toISOString() } : toJsonRow(e.row!)));
         if (column) for (const e of group.events) this.options.ownWrites?.noteUpsert(this.options.url, qualified, keyOf(e.row!, target.key), e.commitTime);
         const onConflict = target.key.map(fieldName).join(',');
+        const done: Row[] = [];
         for (const chunk of chunkRows(rows, this.limits)) {
           const request = from().upsert(chunk as never[], { onConflict, ignoreDuplicates: false, count: 'exact' });
-          written += await this.send(group.table, column ? request.setHeader(TIES_HEADER, this.ties) : request);
+          // Two-way: the written keys come back; a row the database kept (changed later here) is missing from them.
+          const answer = await this.send(group.table, column ? request.select(target.key.map(fieldName).join(',')).setHeader(TIES_HEADER, this.ties) : request);
+          written += answer.count;
+          done.push(...answer.rows);
         }
+        if (column) conflicts.push(...(await this.lost(target, group.events, done)));
       }
     }
     this.context?.setConnected('sink', true);
-    return { written };
+    return { written, ...(conflicts.length > 0 ? { conflicts: conflicts.map((e) => ({ table: e.table, key: e.key })) } : {}) };
+  }
+
+  /**
+   * Two-way: the changes of a group the database did not apply, that lost to
+   * a change made here later: the stored row is newer, or (an upsert) its
+   * key was deleted later. A change it left out because the row was already
+   * so (equal, or already deleted) is no conflict.
+   */
+  private async lost(target: Target, events: ChangeEvent[], done: Row[]): Promise<ChangeEvent[]> {
+    const applied = new Set(done.map((r) => keyText(r, target.key)));
+    const skipped = events.filter((e) => !applied.has(keyText(e.op === 'delete' ? e.key : e.row!, target.key)));
+    if (skipped.length === 0) return [];
+    const column = target.changeTime!;
+    const stored = new Map<string, Row>();
+    const from = () => this.requireClient().schema(target.name.schema ?? 'public').from(target.name.name);
+    const columns = [...target.key, column].map(fieldName).join(',');
+    for (const filter of deleteFilters(target.key, skipped.map((e) => e.key), this.limits)) {
+      const request = from().select(columns);
+      const answer = await this.send(events[0]!.table, filter.kind === 'in' ? request.filter(filter.column, 'in', filter.list) : request.or(filter.filter));
+      for (const row of answer.rows) stored.set(keyText(row, target.key), row);
+    }
+    return skipped.filter((e) => {
+      const row = stored.get(keyText(e.key, target.key));
+      if (e.op === 'delete') return row !== undefined;
+      if (!row) return true;
+      const storedTime = Math.floor(Date.parse(String(row[column])));
+      return storedTime > e.commitTime.getTime() || (storedTime === e.commitTime.getTime() && this.ties === 'target');
+    });
   }
 
   async close(): Promise<void> {
@@ -168,8 +210,8 @@ export class SupabaseSink implements Sink {
     await client?.removeAllChannels();
   }
 
-  /** Rows the request affected (Content-Range `*\/n` of `Prefer: count=exact`). */
-  private async send(table: string, request: Answer): Promise<number> {
+  /** Rows the request affected (Content-Range `*\/n` of `Prefer: count=exact`), and those it returned. */
+  private async send(table: string, request: Answer): Promise<{ count: number; rows: Row[] }> {
     let answer: Awaited<Answer>;
     try {
       answer = await request;
@@ -177,7 +219,7 @@ export class SupabaseSink implements Sink {
       throw this.fail({ status: 0, message: errorMessage(error) }, table);
     }
     if (answer.error) throw this.fail({ ...answer.error, status: answer.status }, table);
-    return answer.count ?? 0;
+    return { count: answer.count ?? 0, rows: Array.isArray(answer.data) ? (answer.data as Row[]) : [] };
   }
 
   /**
@@ -243,4 +285,9 @@ export class SupabaseSink implements Sink {
 
 function keyOf(row: Row, key: string[]): Row {
   return Object.fromEntries(key.map((k) => [k, row[k] ?? null]));
+}
+
+/** Key values as text, so a key from a change and one PostgREST returned compare equal. */
+function keyText(row: Row, key: string[]): string {
+  return JSON.stringify(key.map((k) => (row[k] === null || row[k] === undefined ? null : String(row[k]))));
 }

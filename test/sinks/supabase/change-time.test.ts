@@ -58,8 +58,9 @@ beforeEach(async () => {
 });
 
 describe('supabase sink, two-way: the newer change wins by change time', () => {
-  it('keeps a portal row changed after the incoming change, and writes over an older one with the change time', async () => {
-    await sink.apply({ changes: [change('update', 1, 'clinic, older', '2026-12-03T10:00:04.000Z'), change('update', 2, 'clinic, newer', '2026-12-03T10:00:06.000Z')], deadLetters: [] });
+  it('keeps a portal row changed after the incoming change, counts the conflict, and writes over an older one with the change time', async () => {
+    const result = await sink.apply({ changes: [change('update', 1, 'clinic, older', '2026-12-03T10:00:04.000Z'), change('update', 2, 'clinic, newer', '2026-12-03T10:00:06.000Z')], deadLetters: [] });
+    expect(result).toEqual({ written: 1, conflicts: [{ table: 'public.notes', key: { id: 1 } }] });
     expect(await portal()).toEqual([
       { id: 1, note: 'portal', updated_at: '10:00:05.000' },
       { id: 2, note: 'clinic, newer', updated_at: '10:00:06.000' },
@@ -69,8 +70,13 @@ describe('supabase sink, two-way: the newer change wins by change time', () => {
   });
 
   it('deletes only rows not changed after the delete, and leaves no tombstone of its own deletes', async () => {
-    await sink.apply({ changes: [change('delete', 3, null, '2026-12-03T10:00:04.000Z'), change('delete', 4, null, '2026-12-03T10:00:06.000Z')], deadLetters: [] });
+    const result = await sink.apply({
+      changes: [change('delete', 3, null, '2026-12-03T10:00:04.000Z'), change('delete', 4, null, '2026-12-03T10:00:06.000Z'), change('delete', 9, null, '2026-12-03T10:00:06.000Z')],
+      deadLetters: [],
+    });
     expect((await portal()).map((r) => r.id)).toEqual([1, 2, 3]);
+    // Key 9 was not there: no conflict. Key 3 changed here later: one.
+    expect(result).toEqual({ written: 1, conflicts: [{ table: 'public.notes', key: { id: 3 } }] });
     expect(await db.query(`SELECT key FROM cdc_sync_tombstones`)).toEqual([]);
   });
 
@@ -78,16 +84,19 @@ describe('supabase sink, two-way: the newer change wins by change time', () => {
     await db.query(`DELETE FROM visits WHERE id IN (3, 4)`); // a portal user, now
     const older = new Date(Date.now() - 60_000).toISOString();
     const newer = new Date(Date.now() + 60_000).toISOString();
-    await sink.apply({ changes: [change('insert', 3, 'clinic, before the delete', older), change('insert', 4, 'clinic, after the delete', newer)], deadLetters: [] });
+    const result = await sink.apply({ changes: [change('insert', 3, 'clinic, before the delete', older), change('insert', 4, 'clinic, after the delete', newer)], deadLetters: [] });
+    expect(result.conflicts).toEqual([{ table: 'public.notes', key: { id: 3 } }]);
     expect((await portal()).filter((r) => r.id >= 3).map((r) => [r.id, r.note])).toEqual([[4, 'clinic, after the delete']]);
   });
 
   it('gives a tie to the side the stream prefers', async () => {
-    const tie = (s: SupabaseSink, id: number) => s.apply({ changes: [change('update', id, 'clinic, same time', '2026-12-03T10:00:05.000Z')], deadLetters: [] });
-    await tie(sink, 1);
+    const tie = async (s: SupabaseSink, id: number) => (await s.apply({ changes: [change('update', id, 'clinic, same time', '2026-12-03T10:00:05.000Z')], deadLetters: [] })).conflicts ?? [];
+    expect(await tie(sink, 1)).toEqual([]);
     const targetWins = await openSink(false);
     try {
-      await tie(targetWins, 2);
+      expect(await tie(targetWins, 2)).toEqual([{ table: 'public.notes', key: { id: 2 } }]);
+      // The same change again: the row already holds it, which is no conflict.
+      expect(await tie(sink, 1)).toEqual([]);
     } finally {
       await targetWins.close();
     }
