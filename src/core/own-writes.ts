@@ -1,4 +1,4 @@
-import type { Row } from './change-event.js';
+import { keyString, type Row } from './change-event.js';
 
 /** How long an own write is remembered: far longer than Realtime takes to send its echo. */
 const KEEP_MS = 10 * 60_000;
@@ -65,10 +65,7 @@ export class OwnWrites {
   }
 }
 
-/** Key values as text, columns in name order: a key from the database and one from the other side compare equal. */
+/** keyString: a key read back from the database (7 or '7') equals the one written. */
 function entryId(database: string, table: string, key: Row): string {
-  const values = Object.keys(key)
-    .sort()
-    .map((k) => [k, key[k] === null || key[k] === undefined ? null : String(key[k])]);
-  return `${database}\u0000${table}\u0000${JSON.stringify(values)}`;
+  return `${database}\u0000${table}\u0000${keyString(key)}`;
 }

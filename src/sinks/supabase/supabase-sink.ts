@@ -7,11 +7,11 @@ import type { StreamContext } from '../../streams/context.js';
 import type { ApplyResult, Sink, SinkBatch } from '../sink.js';
 import { classifyPostgrestError, type PostgrestFailure } from './errors.js';
 import { tableFromOpenApi, type OpenApiDocument } from './introspect.js';
-import { DEFAULT_LIMITS, chunkRows, deleteFilters, fieldName, groupRequests, toJsonRow, type ChunkLimits } from './requests.js';
+import { DEFAULT_LIMITS, chunkRows, deleteFilters, fieldName, groupRequests, toJsonRow, type ChunkLimits, type DeleteFilter } from './requests.js';
 import { importModule } from '../../core/import-module.js';
 import type { OwnWrites } from '../../core/own-writes.js';
 import { ServerClock, losslessFetch } from '../../cdc/supabase/lossless.js';
-import type { ChangeEvent, Row } from '../../core/change-event.js';
+import { keyString, type ChangeEvent, type Row } from '../../core/change-event.js';
 
 export interface SupabaseSinkOptions {
   /** Project URL (https://<ref>.supabase.co); the REST API is under /rest/v1. */
@@ -40,6 +40,8 @@ export const ORIGIN_HEADER = 'x-cdc-sync-origin';
 
 interface Target {
   name: QualifiedName;
+  /** schema.table */
+  qualified: string;
   key: string[];
   /** Two-way: the updated-at column that holds each row's change time. */
   changeTime: string | undefined;
@@ -116,9 +118,10 @@ export class SupabaseSink implements Sink {
 
   bind(mappings: TableMapping[]): void {
     for (const m of mappings) {
-      const column = this.options.captured?.get(`${m.target.name.schema ?? 'public'}.${m.target.name.name}`);
+      const qualified = `${m.target.name.schema ?? 'public'}.${m.target.name.name}`;
+      const column = this.options.captured?.get(qualified);
       const changeTime = m.byChangeTime && column && m.target.columns.some((c) => c.name === column) ? column : undefined;
-      this.targets.set(m.source, { name: m.target.name, key: m.targetKey, changeTime });
+      this.targets.set(m.source, { name: m.target.name, qualified, key: m.targetKey, changeTime });
     }
   }
 
@@ -141,14 +144,12 @@ export class SupabaseSink implements Sink {
       const target = this.target(group.table);
       const from = () => client.schema(target.name.schema ?? 'public').from(target.name.name);
       if (group.op === 'truncate') throw truncateUnsupported('supabase', group.table, this.context?.stream);
-      const qualified = `${target.name.schema ?? 'public'}.${target.name.name}`;
       if (group.op === 'delete') {
-        if (target.changeTime) for (const e of group.events) this.options.ownWrites?.noteDelete(this.options.url, qualified, e.key);
+        if (target.changeTime) for (const e of group.events) this.options.ownWrites?.noteDelete(this.options.url, target.qualified, e.key);
         const version = target.changeTime ? { column: target.changeTime, times: group.events.map((e) => e.commitTime), ties: this.ties } : undefined;
         const done: Row[] = [];
         for (const filter of deleteFilters(target.key, group.events.map((e) => e.key), this.limits, version)) {
-          const request = from().delete({ count: 'exact' });
-          const filtered = filter.kind === 'in' ? request.filter(filter.column, 'in', filter.list) : request.or(filter.filter);
+          const filtered = byKeys(from().delete({ count: 'exact' }), filter);
           // Two-way: the deleted keys come back, so the ones a later portal edit kept are known.
           const answer = await this.send(group.table, target.changeTime ? filtered.select(target.key.map(fieldName).join(',')) : filtered);
           written += answer.count;
@@ -159,7 +160,7 @@ export class SupabaseSink implements Sink {
         // Two-way: the row carries its change's time, and the database keeps a row changed later (cdc_sync.newer_wins).
         const column = target.changeTime;
         const rows = group.events.map((e) => (column ? { ...toJsonRow(e.row!), [column]: e.commitTime.toISOString() } : toJsonRow(e.row!)));
-        if (column) for (const e of group.events) this.options.ownWrites?.noteUpsert(this.options.url, qualified, keyOf(e.row!, target.key), e.commitTime);
+        if (column) for (const e of group.events) this.options.ownWrites?.noteUpsert(this.options.url, target.qualified, keyOf(e.row!, target.key), e.commitTime);
         const onConflict = target.key.map(fieldName).join(',');
         const done: Row[] = [];
         for (const chunk of chunkRows(rows, this.limits)) {
@@ -183,20 +184,19 @@ export class SupabaseSink implements Sink {
    * so (equal, or already deleted) is no conflict.
    */
   private async lost(target: Target, events: ChangeEvent[], done: Row[]): Promise<ChangeEvent[]> {
-    const applied = new Set(done.map((r) => keyText(r, target.key)));
-    const skipped = events.filter((e) => !applied.has(keyText(e.op === 'delete' ? e.key : e.row!, target.key)));
+    const applied = new Set(done.map((r) => keyString(keyOf(r, target.key))));
+    const skipped = events.filter((e) => !applied.has(keyString(e.key)));
     if (skipped.length === 0) return [];
     const column = target.changeTime!;
     const stored = new Map<string, Row>();
     const from = () => this.requireClient().schema(target.name.schema ?? 'public').from(target.name.name);
     const columns = [...target.key, column].map(fieldName).join(',');
     for (const filter of deleteFilters(target.key, skipped.map((e) => e.key), this.limits)) {
-      const request = from().select(columns);
-      const answer = await this.send(events[0]!.table, filter.kind === 'in' ? request.filter(filter.column, 'in', filter.list) : request.or(filter.filter));
-      for (const row of answer.rows) stored.set(keyText(row, target.key), row);
+      const answer = await this.send(events[0]!.table, byKeys(from().select(columns), filter));
+      for (const row of answer.rows) stored.set(keyString(keyOf(row, target.key)), row);
     }
     return skipped.filter((e) => {
-      const row = stored.get(keyText(e.key, target.key));
+      const row = stored.get(keyString(e.key));
       if (e.op === 'delete') return row !== undefined;
       if (!row) return true;
       const storedTime = Math.floor(Date.parse(String(row[column])));
@@ -287,7 +287,7 @@ function keyOf(row: Row, key: string[]): Row {
   return Object.fromEntries(key.map((k) => [k, row[k] ?? null]));
 }
 
-/** Key values as text, so a key from a change and one PostgREST returned compare equal. */
-function keyText(row: Row, key: string[]): string {
-  return JSON.stringify(key.map((k) => (row[k] === null || row[k] === undefined ? null : String(row[k]))));
+/** A request narrowed to the keys of one filter from `deleteFilters`. */
+function byKeys<T extends { filter(column: string, operator: string, value: unknown): T; or(filters: string): T }>(request: T, filter: DeleteFilter): T {
+  return filter.kind === 'in' ? request.filter(filter.column, 'in', filter.list) : request.or(filter.filter);
 }
