@@ -22,7 +22,12 @@ export function createSink(config: StreamConfig, path: string, all: StreamConfig
     case 'sqlite':
       return new SqliteSink(sink.url, { preferIncoming });
     case 'mssql':
-      return new MssqlSink({ url: sink.url, identityInsert: new Set(config.tables.filter((t) => t.identityInsert).map((t) => t.target)) });
+      return new MssqlSink({
+        url: sink.url,
+        identityInsert: new Set(config.tables.filter((t) => t.identityInsert).map((t) => t.target)),
+        queueTable: all.find((s) => s.source.type === 'mssql-queue' && s.source.url === sink.url)?.source.queueTable,
+        preferIncoming,
+      });
     default:
       throw new ConfigError(`${path}.sink.type: "${sink.type}" is not available in this version of cdc-sync`);
   }

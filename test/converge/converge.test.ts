@@ -6,6 +6,7 @@ import { PostgresSide } from './postgres-side.js';
 import type { Side } from './sides.js';
 import { SqliteSide } from './sqlite-side.js';
 import { MSSQL_DRIVER, MssqlSide } from './mssql-side.js';
+import { MssqlQueueSide } from './mssql-queue-side.js';
 import { SupabaseSide } from './supabase-side.js';
 import type { PostgresCluster } from '../support/postgres-cluster.js';
 import { pgServer, startPrivateServer, type PgServer } from '../support/test-database.js';
@@ -59,6 +60,15 @@ const PAIRS: PairSpec[] = [
     twoWay: false,
     env: { CDC_SYNC_MSSQL_DRIVER: MSSQL_DRIVER },
     sides: async (server) => [await MssqlSide.create('a'), await PostgresSide.create('b', { server })],
+  },
+  // Both ways through the SyncQueue: the mssql sink resolves by change time against the queue the triggers fill.
+  {
+    name: 'mssql-queue (stand-in) ⇄ postgres',
+    twoWay: true,
+    // init-sql writes each trigger from the key, without a connection to SQL Server.
+    tableOptions: 'key: [id]',
+    env: { CDC_SYNC_MSSQL_DRIVER: MSSQL_DRIVER },
+    sides: async (server) => [await MssqlQueueSide.create('a'), await PostgresSide.create('b', { server })],
   },
   // Supabase through its PostgREST and Realtime stand-ins (Supabase's roles and grants), with Realtime outages as faults.
   {

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChangeEvent } from '../../src/core/change-event.js';
 import { ConfigError, PermanentError } from '../../src/core/errors.js';
 import { TableMapping, type TableConfig } from '../../src/core/mapping.js';
+import { queueSetupSql } from '../../src/cdc/mssql/queue-setup.js';
 import { MssqlSink } from '../../src/sinks/mssql/mssql-sink.js';
 import { testContext } from '../support/stream-context.js';
 import { MSSQL_URL, SKIP_REASON, createSqlServerDatabase, type TestSqlServerDatabase } from './support.js';
@@ -116,6 +117,39 @@ describe.skipIf(!MSSQL_URL)(`mssql sink on a real SQL Server${MSSQL_URL ? '' : `
     expect(error).toBeInstanceOf(PermanentError);
     expect((error as PermanentError).reason).toBe('invalid-data');
     expect(await db.exec(`SELECT ID FROM dbo.tblQueueLike WHERE ID = 77`)).toEqual([]);
+  });
+
+  it("two-way through the SyncQueue: keeps the clinic's newer edit, logs the conflict, and queues a winning delete again", async () => {
+    await db.exec(`CREATE TABLE dbo.tblPatients (PatientID int PRIMARY KEY, Name nvarchar(100))`);
+    for (const batch of queueSetupSql([{ source: 'dbo.tblPatients', key: ['PatientID'] }]).split(/^\s*GO\s*$/im).map((b) => b.trim()).filter(Boolean)) await db.exec(batch);
+    const patients: TableConfig = { source: 'public.patients', target: 'dbo.tblPatients', key: ['patient_id'] };
+    const sink = new MssqlSink({ url: db.url, identityInsert: new Set(), queueTable: 'dbo.SyncQueue', preferIncoming: false });
+    const [table] = await sink.open(testContext('cloud-to-clinic'), [patients]);
+    const mapping = new TableMapping(patients, table!, 'tables[0]', () => {});
+    sink.bind([mapping]);
+    const at = (ms: number) => new Date(Date.now() + ms);
+    const change = (op: ChangeEvent['op'], id: number, name: string | null, time: Date) =>
+      mapping.mapEvent({ table: patients.source, op, key: { patient_id: id }, row: op === 'delete' ? null : { patient_id: id, name }, position: 'p', commitTime: time });
+
+    await db.exec(`INSERT INTO dbo.tblPatients VALUES (1, N'clinic'), (2, N'clinic')`);
+    await db.exec(`DELETE FROM dbo.tblPatients WHERE PatientID = 2`);
+    const result = await sink.apply({ changes: [change('update', 1, 'old portal', at(-60_000)), change('insert', 2, 'old portal', at(-60_000)), change('insert', 3, 'new portal', at(60_000))], deadLetters: [] });
+    expect(await db.exec(`SELECT PatientID, Name FROM dbo.tblPatients ORDER BY PatientID`)).toEqual([{ PatientID: 1, Name: 'clinic' }, { PatientID: 3, Name: 'new portal' }]);
+    expect(result.conflicts).toHaveLength(2);
+    expect(await db.exec(`SELECT table_name, [rule], winner FROM cdc_sync.conflicts ORDER BY id`)).toEqual([
+      { table_name: 'public.patients', rule: 'change-time', winner: 'stored' },
+      { table_name: 'public.patients', rule: 'change-time', winner: 'stored' },
+    ]);
+    // The trigger skipped cdc-sync's own insert of 3; the ping-back of 2's delete carries the delete's time.
+    const queued = await db.exec(`SELECT RecordID, Operation FROM dbo.SyncQueue ORDER BY RecordID, QueueID`);
+    expect(queued).toEqual([
+      { RecordID: '1', Operation: 'INSERT' },
+      { RecordID: '2', Operation: 'INSERT' },
+      { RecordID: '2', Operation: 'DELETE' },
+      { RecordID: '2', Operation: 'DELETE' },
+    ]);
+    expect(await db.exec(`SELECT COUNT(DISTINCT CreatedAt) AS times FROM dbo.SyncQueue WHERE RecordID = N'2' AND Operation = N'DELETE'`)).toEqual([{ times: 1 }]);
+    await sink.close();
   });
 
   it('marks its writes: SESSION_CONTEXT for triggers and the origin marker row in the same transaction', async () => {

@@ -100,7 +100,7 @@ export function triggerName(table: string): string {
 }
 
 /** RecordID of one image: the key value, or a JSON array of the key values (each rendered as FOR JSON does). */
-function recordId(alias: string, key: string[]): string {
+export function recordId(alias: string, key: string[]): string {
   if (key.length === 1) return `CONVERT(nvarchar(450), ${alias}.${quote(key[0]!)})`;
   // FOR JSON renders each value as in JsonData ({"v":…}); characters 6 to n-1 are the value.
   const values = key.map((k) => {

@@ -1,5 +1,5 @@
 import { append } from '../../core/arrays.js';
-import type { Row, Value } from '../../core/change-event.js';
+import type { ChangeEvent, Row, Value } from '../../core/change-event.js';
 import { ConfigError } from '../../core/errors.js';
 import type { TableConfig, TableMapping, TargetColumn, TargetTable } from '../../core/mapping.js';
 import { parseQualifiedName, type QualifiedName } from '../../core/names.js';
@@ -9,7 +9,12 @@ import type { StreamContext } from '../../streams/context.js';
 import { loadMssqlDriver, openClient, type MssqlClient, type MssqlConnect, type MssqlExecutor } from '../../cdc/mssql/client.js';
 import { classifyMssqlError, isMssqlConnectionError } from '../../cdc/mssql/errors.js';
 import { declaredType, type TableColumn } from '../../cdc/mssql/snapshot-queries.js';
+import { triggerName } from '../../cdc/mssql/queue-setup.js';
+import { isLocalTimeDefault } from '../../cdc/mssql/queue-queries.js';
+import type { ConflictEntry } from '../conflicts.js';
 import type { ApplyResult, Sink, SinkBatch } from '../sink.js';
+import { recordConflicts, resolveByChangeTime, type ChangeTimeTarget } from './change-time.js';
+import { QUEUE_CAPTURE, type QueueClock } from './change-time-queries.js';
 import { groupStatements, truncateUnsupported, type StatementGroup } from '../statement-groups.js';
 import {
   INSERT_DEAD_LETTERS,
@@ -19,6 +24,7 @@ import {
   SETUP,
   TARGET_COLUMNS,
   TARGET_KEYS,
+  TARGET_REFERENCES,
   conflictSql,
   deleteSql,
   mergeSql,
@@ -40,12 +46,18 @@ interface TargetInfo {
   newerWinsBy: string | undefined;
   identityInsert: boolean;
   identity: string | undefined;
+  /** newer-wins by change time against the SyncQueue that records this table's own changes (two-way). */
+  changeTime: ChangeTimeTarget | undefined;
 }
 
 export interface MssqlSinkOptions {
   url: string;
   /** Tables (target names) whose identity key is written as given (SET IDENTITY_INSERT). */
   identityInsert: Set<string>;
+  /** The queue a `mssql-queue` stream reads from this database (two-way): its rows are the database's own changes. */
+  queueTable?: string | undefined;
+  /** Ties of change time go to the incoming change. */
+  preferIncoming?: boolean;
   connect?: MssqlConnect;
 }
 
@@ -64,6 +76,7 @@ export class MssqlSink implements Sink {
   private readonly declared = new Map<string, Map<string, string>>();
   private readonly identities = new Map<string, string>();
   private readonly targets = new Map<string, TargetInfo>();
+  private readonly clocks = new Map<string, QueueClock>();
 
   constructor(private readonly options: MssqlSinkOptions) {}
 
@@ -98,7 +111,18 @@ export class MssqlSink implements Sink {
         newerWinsBy: m.conflict === 'newer-wins' ? m.targetUpdatedAt : undefined,
         identityInsert: this.options.identityInsert.has(id) || this.options.identityInsert.has(m.target.name.name),
         identity: this.identities.get(id),
+        changeTime: undefined,
       });
+      const clock = this.clocks.get(id);
+      const info = this.targets.get(m.source)!;
+      if (clock && m.byChangeTime) {
+        info.changeTime = {
+          name: m.target.name,
+          key: m.targetKey.map((name) => ({ name, type: info.declared.get(name) ?? 'nvarchar(max)' })),
+          clock,
+          encode: (keys) => encodeRows(keys, m.target.columns),
+        };
+      }
     }
   }
 
@@ -118,13 +142,17 @@ export class MssqlSink implements Sink {
         await tx.query(MARK_ORIGIN, { stream: { type: 'nvarchar', value: this.context.stream } });
         let written = 0;
         const conflicts: { table: string; key: Row }[] = [];
-        for (const group of groupStatements(batch.changes)) {
+        const resolved = await this.resolveConflicts(tx, batch.changes);
+        const changes = resolved.losers.size > 0 ? batch.changes.filter((e) => !resolved.losers.has(e)) : batch.changes;
+        for (const group of groupStatements(changes)) {
           table = group.table;
           const info = this.targets.get(group.table);
           if (!info) throw new ConfigError(`no target described for source table ${group.table}`);
           written += await this.applyGroup(tx, info, group, conflicts);
         }
         table = undefined;
+        await recordConflicts(tx, resolved.logged, (source) => this.targets.get(source)!.changeTime!);
+        append(conflicts, resolved.logged.map((e) => ({ table: e.table, key: e.key })));
         if (batch.deadLetters.length > 0) await tx.query(INSERT_DEAD_LETTERS, { rows: { type: 'nvarchar-max', value: JSON.stringify(batch.deadLetters) } });
         if (batch.checkpoint) {
           await tx.query(SAVE_CHECKPOINT, {
@@ -145,6 +173,39 @@ export class MssqlSink implements Sink {
     const client = this.client;
     this.client = undefined;
     await client?.close();
+  }
+
+  /** Per table that resolves by change time: the incoming changes that lose to a newer change made here. */
+  private async resolveConflicts(tx: MssqlExecutor, changes: ChangeEvent[]): Promise<{ losers: Set<ChangeEvent>; logged: ConflictEntry[] }> {
+    const losers = new Set<ChangeEvent>();
+    const logged: ConflictEntry[] = [];
+    const byTable = new Map<string, ChangeEvent[]>();
+    for (const e of changes) {
+      if (e.op === 'truncate' || !this.targets.get(e.table)?.changeTime) continue;
+      byTable.set(e.table, [...(byTable.get(e.table) ?? []), e]);
+    }
+    for (const [source, events] of byTable) {
+      const resolved = await resolveByChangeTime(tx, this.targets.get(source)!.changeTime!, events, {
+        stream: this.context.stream,
+        preferIncoming: this.options.preferIncoming ?? true,
+      });
+      for (const e of resolved.losers) losers.add(e);
+      append(logged, resolved.entries);
+    }
+    return { losers, logged };
+  }
+
+  /** Two-way through mssql-queue: a table whose changes cdc-sync's trigger queues resolves by change time against the queue. */
+  private async queueClock(qualified: string, name: QualifiedName): Promise<QueueClock | undefined> {
+    const queueTable = this.options.queueTable;
+    if (!queueTable) return undefined;
+    const [found] = await this.requireClient().query<{ has_trigger: number; queue_id: number | null; table_name_type: string | null; created_at_default: string | null }>(QUEUE_CAPTURE, {
+      table: { type: 'nvarchar', value: qualified },
+      trigger: { type: 'nvarchar', value: triggerName(`${name.schema}.${name.name}`) },
+      queue: { type: 'nvarchar', value: queueTable },
+    });
+    if (!found || found.has_trigger === 0 || found.queue_id === null) return undefined;
+    return { queueTable, localTime: isLocalTimeDefault(found.created_at_default), names: found.table_name_type === 'varchar' ? 'varchar' : 'nvarchar' };
   }
 
   private async applyGroup(tx: MssqlExecutor, info: TargetInfo, group: StatementGroup, conflicts: { table: string; key: Row }[]): Promise<number> {
@@ -188,6 +249,9 @@ export class MssqlSink implements Sink {
     this.declared.set(`${name.schema}.${name.name}`, new Map(columns.map((c) => [c.column_name, declaredType(c)])));
     const identity = columns.find((c) => c.is_identity)?.column_name;
     if (identity) this.identities.set(`${name.schema}.${name.name}`, identity);
+    const clock = await this.queueClock(qualified, name);
+    if (clock) this.clocks.set(`${name.schema}.${name.name}`, clock);
+    const references = await client.query<{ schema_name: string; table_name: string }>(TARGET_REFERENCES, { table: { type: 'nvarchar', value: qualified } });
     return {
       name,
       // An identity column is assigned by SQL Server (rows are matched on an alternate key) unless IDENTITY_INSERT is configured;
@@ -199,6 +263,7 @@ export class MssqlSink implements Sink {
       })),
       primaryKey: [...indexes.values()].find((i) => i.primary)?.columns ?? [],
       uniqueKeys: [...indexes.values()].map((i) => i.columns),
+      references: references.map((r) => ({ schema: r.schema_name, name: r.table_name })),
     };
   }
 

@@ -29,6 +29,14 @@ export const TARGET_KEYS: Query = {
  ORDER BY i.index_id, ic.key_ordinal`,
 };
 
+/** The tables this one's foreign keys point at: a batch writes parents first (SQL Server checks each statement). */
+export const TARGET_REFERENCES: Query = {
+  name: 'sink.references',
+  sql: `SELECT DISTINCT OBJECT_SCHEMA_NAME(fk.referenced_object_id) AS schema_name, OBJECT_NAME(fk.referenced_object_id) AS table_name
+  FROM sys.foreign_keys fk
+ WHERE fk.parent_object_id = OBJECT_ID(@table)`,
+};
+
 /** Bookkeeping of the sink, created at start when missing. */
 export const SETUP: Query = {
   name: 'sink.setup',
@@ -41,7 +49,14 @@ IF OBJECT_ID(N'cdc_sync.dead_letters') IS NULL
     payload nvarchar(max) NOT NULL, error nvarchar(max) NOT NULL, reason nvarchar(50) NOT NULL, position nvarchar(max) NOT NULL,
     failed_at datetime2 NOT NULL DEFAULT SYSUTCDATETIME(), retried_at datetime2 NULL);
 IF OBJECT_ID(N'cdc_sync.origin_marker') IS NULL
-  CREATE TABLE cdc_sync.origin_marker (id int NOT NULL PRIMARY KEY, stream nvarchar(128) NOT NULL, written_at datetime2 NOT NULL);`,
+  CREATE TABLE cdc_sync.origin_marker (id int NOT NULL PRIMARY KEY, stream nvarchar(128) NOT NULL, written_at datetime2 NOT NULL);
+-- Each conflict the sink resolved, with both rows and the winner (as SymmetricDS keeps them).
+IF OBJECT_ID(N'cdc_sync.conflicts') IS NULL
+  CREATE TABLE cdc_sync.conflicts (
+    id bigint IDENTITY PRIMARY KEY, stream nvarchar(128) NOT NULL, table_name nvarchar(256) NOT NULL, [key] nvarchar(max) NULL,
+    [rule] nvarchar(20) NOT NULL, incoming_op nvarchar(10) NOT NULL, incoming nvarchar(max) NULL, incoming_time datetime2 NULL,
+    stored nvarchar(max) NULL, stored_time datetime2 NULL, winner nvarchar(10) NOT NULL, winning nvarchar(max) NULL,
+    resolved_at datetime2 NOT NULL DEFAULT SYSUTCDATETIME());`,
 };
 
 /**
@@ -69,7 +84,7 @@ export interface MergeShape {
   identity?: string | undefined;
 }
 
-function target(table: QualifiedName): string {
+export function target(table: QualifiedName): string {
   return `${quote(table.schema ?? 'dbo')}.${quote(table.name)}`;
 }
 
@@ -107,7 +122,7 @@ function jsonPath(name: string): string {
  * (SELECT … FROM OPENJSON(@rows) WITH ([c] type '$."c"', …) AS j): every
  * column in its target type; JSON paths quoted so any column name works.
  */
-function typedRows(columns: { name: string; type: string }[], parameter = '@rows'): string {
+export function typedRows(columns: { name: string; type: string }[], parameter = '@rows'): string {
   const read = columns.map((c) => ({ ...c, ...jsonColumn(c) }));
   return `(SELECT ${read.map((c) => `${c.value} AS ${quote(c.name)}`).join(', ')} FROM OPENJSON(${parameter}) WITH (${read.map((c) => `${quote(c.name)} ${c.read} ${jsonPath(c.name)}`).join(', ')}) AS j)`;
 }

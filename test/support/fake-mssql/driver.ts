@@ -1,4 +1,4 @@
-import type { MssqlClient, MssqlConnect, Params, Query } from '../../../src/cdc/mssql/client.js';
+import type { MssqlClient, MssqlConnect } from '../../../src/cdc/mssql/client.js';
 import { classifyMssqlError } from '../../../src/cdc/mssql/errors.js';
 import { decode, encode } from './codec.js';
 
@@ -10,10 +10,10 @@ import { decode, encode } from './codec.js';
 export const connect: MssqlConnect = async (url) => {
   const address = new URL(url.replace(/^fake-mssql:/, 'http:'));
   const endpoint = `http://${address.host}/query`;
-  const run = async <T>(query: Query, params: Params = {}, login?: string): Promise<T[]> => {
+  const send = async <T>(request: Record<string, unknown>): Promise<T[]> => {
     let reply: { rows?: unknown[]; error?: { message: string; number?: number; code?: string } };
     try {
-      const response = await fetch(endpoint, { method: 'POST', body: JSON.stringify(encode({ query, params, login })) });
+      const response = await fetch(endpoint, { method: 'POST', body: JSON.stringify(encode(request)) });
       reply = decode(await response.json()) as typeof reply;
     } catch (error) {
       throw classifyMssqlError(Object.assign(new Error((error as Error).message), { code: 'ESOCKET' }));
@@ -22,7 +22,19 @@ export const connect: MssqlConnect = async (url) => {
     return reply.rows as T[];
   };
   // The pool's first connection logs in, as mssql's pool.connect() does.
-  await run({ name: 'login', sql: '' }, {}, url);
-  const client: MssqlClient = { query: (query, params) => run(query, params), transaction: async (work) => work({ query: (query, params) => run(query, params) }), close: async () => undefined };
-  return client;
+  await send({ login: url });
+  // A transaction holds its connection: begin, its statements, then commit, or rollback when the work throws.
+  const transaction: MssqlClient['transaction'] = async (work) => {
+    const [{ tx }] = await send<{ tx: number }>({ begin: true }) as [{ tx: number }];
+    let result;
+    try {
+      result = await work({ query: (query, params = {}) => send({ query, params, tx }) });
+    } catch (error) {
+      await send({ rollback: tx }).catch(() => undefined);
+      throw error;
+    }
+    await send({ commit: tx });
+    return result;
+  };
+  return { query: (query, params = {}) => send({ query, params }), transaction, close: async () => undefined };
 };

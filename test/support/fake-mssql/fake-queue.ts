@@ -18,7 +18,7 @@ export interface QueueRecord {
   LockedUntil: Date | null;
 }
 
-interface QueueTableModel {
+export interface QueueTableModel {
   schema: string;
   name: string;
   columns: FakeColumn[];
@@ -137,6 +137,16 @@ export class FakeQueue {
       })),
     );
     h.set('snapshot.read-page', (v, q) => this.readPage(q.meta!.table!, v));
+    server.snapshots.push(() => {
+      const saved = structuredClone(this.rows);
+      const next = this.nextId;
+      const tables = this.tables.map((t) => structuredClone(t.rows));
+      return () => {
+        this.rows.splice(0, this.rows.length, ...saved);
+        this.nextId = next;
+        for (const [i, rows] of tables.entries()) this.tables[i]!.rows.splice(0, this.tables[i]!.rows.length, ...rows);
+      };
+    });
   }
 
   now(): Date {
@@ -187,6 +197,28 @@ export class FakeQueue {
     return this.fire(t, 'DELETE', old!);
   }
 
+  /** An UPDATE of the key: the trigger queues the old key as DELETE and the new one as INSERT (queue-setup.ts). */
+  move(table: string, from: Row, to: Row): QueueRecord[] {
+    const t = this.table(table);
+    const index = t.rows.findIndex((r) => t.key.every((k) => collate(r[k], from[k]) === 0));
+    const old = t.rows[index]!;
+    t.rows[index] = { ...old, ...to };
+    return [this.fire(t, 'DELETE', old), this.fire(t, 'INSERT', t.rows[index]!)].filter((r): r is QueueRecord => r !== undefined);
+  }
+
+  /** RecordID as the trigger writes it: the key's text, or a JSON array of FOR JSON values for a composite key. */
+  recordId(table: string, row: Row): string {
+    const t = this.table(table);
+    const type = (c: string) => t.columns.find((x) => x.name === c)!.type;
+    return t.key.length === 1 ? String(row[t.key[0]!]) : `[${t.key.map((k) => forJsonValue(type(k), row[k])).join(',')}]`;
+  }
+
+  /** FOR JSON PATH, WITHOUT_ARRAY_WRAPPER, INCLUDE_NULL_VALUES of the given columns of a row. */
+  forJson(table: string, row: Row, columns = this.table(table).columns.map((c) => c.name)): string {
+    const t = this.table(table);
+    return `{${columns.map((c) => `${JSON.stringify(c)}:${forJsonValue(t.columns.find((x) => x.name === c)!.type, row[c])}`).join(',')}}`;
+  }
+
   /** A row written some other way (older triggers, by hand, a malformed one). */
   enqueue(row: Partial<QueueRecord> & Pick<QueueRecord, 'TableName' | 'Operation'>): QueueRecord {
     const record: QueueRecord = {
@@ -217,10 +249,8 @@ export class FakeQueue {
 
   private fire(t: QueueTableModel, op: string, row: Row): QueueRecord | undefined {
     if (!t.trigger) return undefined;
-    const type = (c: string) => t.columns.find((x) => x.name === c)!.type;
-    const json = `{${t.columns.map((c) => `${JSON.stringify(c.name)}:${forJsonValue(c.type, row[c.name])}`).join(',')}}`;
-    const recordId = t.key.length === 1 ? String(row[t.key[0]!]) : `[${t.key.map((k) => forJsonValue(type(k), row[k])).join(',')}]`;
-    return this.enqueue({ TableName: `${t.schema}.${t.name}`, RecordID: recordId, Operation: op, JsonData: json });
+    const name = `${t.schema}.${t.name}`;
+    return this.enqueue({ TableName: name, RecordID: this.recordId(name, row), Operation: op, JsonData: this.forJson(name, row) });
   }
 
   private claim(v: Values, sql: string): unknown[] {
@@ -266,14 +296,14 @@ export class FakeQueue {
     return Object.entries(v).some(([k, name]) => /^t\d+$/.test(k) && same(String(name), r.TableName));
   }
 
-  private table(name: string): QueueTableModel {
+  table(name: string): QueueTableModel {
     const [schema, table] = name.includes('.') ? name.split('.') : ['dbo', name];
     const found = this.tables.find((t) => t.schema === schema && t.name === table);
     if (!found) throw new Error(`no fake table ${name}`);
     return found;
   }
 
-  private tableByQuoted(quoted: string): QueueTableModel | undefined {
+  tableByQuoted(quoted: string): QueueTableModel | undefined {
     const [, schema, name] = /^\[(.*)\]\.\[(.*)\]$/.exec(quoted) ?? [];
     return this.tables.find((t) => t.schema === schema?.replace(/]]/g, ']') && t.name === name?.replace(/]]/g, ']'));
   }

@@ -4,6 +4,9 @@ import type { MssqlClient, MssqlConnect, Params, Query } from '../../../src/cdc/
 import { classifyMssqlError } from '../../../src/cdc/mssql/errors.js';
 import { decode, encode } from './codec.js';
 
+/** How long a transaction of the bridge may wait for its next statement before it counts as abandoned. */
+const TRANSACTION_IDLE_MS = 5_000;
+
 /** Plain parameter values, as the statement would see them. */
 export type Values = Record<string, unknown>;
 export type Handler = (values: Values, query: Query) => unknown[];
@@ -43,6 +46,10 @@ export class FakeSqlServer {
    */
   login: { user: string; password: string } | undefined;
   private server: Server | undefined;
+  /** The one transaction open over the HTTP bridge, with what undoes it. */
+  private open: { id: number; restores: (() => void)[]; idle: NodeJS.Timeout; release: () => void } | undefined;
+  private transactions = 0;
+  private turn: Promise<void> = Promise.resolve();
 
   /** Checks a connection URL's user and password against `login`. */
   checkLogin(url: string): void {
@@ -97,23 +104,89 @@ export class FakeSqlServer {
     };
   }
 
+  /**
+   * Runs `work` (an application's transaction in a test) when no transaction
+   * of the bridge is open. SQL Server's locks make writers of the same rows
+   * wait for each other; the stand-in makes every transaction wait for the
+   * open one, a stricter order that SQL Server may also produce.
+   */
+  async exclusive<T>(work: () => Promise<T> | T): Promise<T> {
+    const release = await this.take();
+    try {
+      return await work();
+    } finally {
+      release();
+    }
+  }
+
+  private take(): Promise<() => void> {
+    let release!: () => void;
+    const done = new Promise<void>((r) => (release = r));
+    const before = this.turn;
+    this.turn = before.then(() => done);
+    return before.then(() => release);
+  }
+
+  /**
+   * One request of the bridge. A transaction (begin, its statements, commit
+   * or rollback) holds the server; one left without a statement for
+   * TRANSACTION_IDLE_MS belongs to a process that died (kill -9) and is
+   * rolled back, as SQL Server rolls back the transaction of a dropped
+   * connection.
+   */
+  private async serve(request: { query: Query; params: Params; login?: string; tx?: number; begin?: true; commit?: number; rollback?: number }): Promise<unknown> {
+    if (request.login !== undefined) {
+      this.checkLogin(request.login);
+      return [];
+    }
+    if (request.begin) {
+      const release = await this.take();
+      const id = (this.transactions += 1);
+      this.open = { id, restores: this.snapshots.map((take) => take()), idle: setTimeout(() => this.end(id, false), TRANSACTION_IDLE_MS), release };
+      return [{ tx: id }];
+    }
+    if (request.commit !== undefined || request.rollback !== undefined) {
+      this.end(request.commit ?? request.rollback!, request.commit !== undefined);
+      return [];
+    }
+    if (request.tx !== undefined) {
+      const open = this.open;
+      if (open?.id !== request.tx) throw Object.assign(new Error('the connection was reset; its transaction was rolled back'), { code: 'ECONNRESET' });
+      open.idle.refresh();
+      try {
+        return this.execute(request.query, request.params);
+      } catch (error) {
+        // SET XACT_ABORT ON semantics, as the driver's transaction ends on any error.
+        this.end(open.id, false);
+        throw error;
+      }
+    }
+    return this.exclusive(() => this.execute(request.query, request.params));
+  }
+
+  private end(id: number, commit: boolean): void {
+    const open = this.open;
+    if (open?.id !== id) return;
+    clearTimeout(open.idle);
+    if (!commit) for (const restore of open.restores) restore();
+    this.open = undefined;
+    open.release();
+  }
+
   /** Serves the statements over HTTP for a CLI process (see driver.ts); returns its URL. */
   async listen(): Promise<string> {
     this.server = createServer((request, response) => {
       let body = '';
       request.on('data', (d: Buffer) => (body += d.toString()));
       request.on('end', () => {
-        const { query, params, login } = decode(JSON.parse(body)) as { query: Query; params: Params; login?: string };
-        let reply: unknown;
-        try {
-          if (login !== undefined) this.checkLogin(login);
-          reply = { rows: login !== undefined ? [] : this.execute(query, params) };
-        } catch (error) {
-          const e = error as Error & { number?: number; code?: string };
-          reply = { error: { message: e.message, number: e.number, code: e.code } };
-        }
-        response.setHeader('content-type', 'application/json');
-        response.end(JSON.stringify(encode(reply)));
+        const reply = (payload: unknown) => {
+          response.setHeader('content-type', 'application/json');
+          response.end(JSON.stringify(encode(payload)));
+        };
+        this.serve(decode(JSON.parse(body)) as Parameters<FakeSqlServer['serve']>[0]).then(
+          (rows) => reply({ rows }),
+          (error: Error & { number?: number; code?: string }) => reply({ error: { message: error.message, number: error.number, code: error.code } }),
+        );
       });
     });
     await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
@@ -121,6 +194,7 @@ export class FakeSqlServer {
   }
 
   async close(): Promise<void> {
+    if (this.open) this.end(this.open.id, false);
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
   }
 }

@@ -16,11 +16,28 @@ export interface TargetColumnSpec {
   collation?: 'CI_AS' | 'CI_AI' | 'CS_AS' | 'BIN2';
 }
 
+/** A foreign key: `columns` of this table point at the key of `table` (`schema.name`). */
+export interface TargetReference {
+  columns: string[];
+  table: string;
+  referenced: string[];
+}
+
+export interface TargetTableOptions {
+  /** The row array to keep, when another model (the SyncQueue's tables) shares the table. */
+  rows?: Row[];
+  references?: TargetReference[];
+  /** Keep values as SQL Server stores them (bytes, bit, numbers), not as the JSON they arrived in. */
+  typed?: boolean;
+}
+
 interface Table {
   columns: TargetColumnSpec[];
   primaryKey: string[];
   unique: string[][];
   rows: Row[];
+  references: TargetReference[];
+  typed: boolean;
   nextIdentity: number;
   /** IDENT_CURRENT: the seed (1) until a row took an identity value. */
   identityCurrent: number;
@@ -39,6 +56,10 @@ export class FakeTarget {
   readonly origins: string[] = [];
   /** Fail a MERGE whose rows contain this value (a unique violation, 2627). */
   poison: unknown = undefined;
+  /** cdc_sync.conflicts. */
+  readonly conflictLog: Row[] = [];
+  /** Each row the sink's statements wrote (the harness counts writes). */
+  onWrite: (table: string, row: Row) => void = () => undefined;
 
   constructor(readonly server: FakeSqlServer) {
     const h = server.handlers;
@@ -67,12 +88,25 @@ export class FakeTarget {
     h.set('sink.merge', (v, q) => [{ written: this.merge(JSON.parse(q.meta!.shape!) as MergeShape, openJson(q.sql, String(v.rows)), q.sql) }]);
     h.set('sink.conflicts', (v, q) => this.conflicts(JSON.parse(q.meta!.shape!) as MergeShape & { newerWinsBy: string }, openJson(q.sql, String(v.rows))));
     h.set('sink.delete', (v, q) => {
-      const t = this.tables.get(q.meta!.table!)!;
+      const name = q.meta!.table!;
+      const t = this.tables.get(name)!;
       const keys = JSON.parse(q.meta!.key!) as string[];
       const gone = JSON.parse(String(v.rows)) as Row[];
-      const before = t.rows.length;
-      t.rows = t.rows.filter((r) => !gone.some((g) => keys.every((k) => String(r[k]) === String(g[k]))));
-      return [{ written: before - t.rows.length }];
+      const doomed = t.rows.filter((r) => gone.some((g) => keys.every((k) => String(r[k]) === String(g[k]))));
+      this.checkReferencing(name, doomed);
+      for (const r of doomed) {
+        t.rows.splice(t.rows.indexOf(r), 1);
+        this.onWrite(name, r);
+      }
+      return [{ written: doomed.length }];
+    });
+    h.set('sink.references', (v) => {
+      const refs = table(v)?.references ?? [];
+      return [...new Set(refs.map((r) => r.table))].map((r) => ({ schema_name: r.split('.')[0], table_name: r.split('.')[1] }));
+    });
+    h.set('sink.log-conflicts', (v) => {
+      for (const entry of JSON.parse(String(v.rows)) as Row[]) this.conflictLog.push(entry);
+      return [];
     });
     h.set('sink.dead-letters', (v) => {
       for (const letter of JSON.parse(String(v.rows)) as Row[]) this.deadLetters.push({ id: this.deadLetters.length + 1, ...letter, retried_at: null });
@@ -97,17 +131,32 @@ export class FakeTarget {
       const saved = [...this.tables].map(([name, t]) => [name, structuredClone(t.rows), t.nextIdentity, t.identityCurrent] as const);
       const checkpoints = new Map(this.checkpoints);
       const letters = this.deadLetters.length;
+      const conflicts = this.conflictLog.length;
       return () => {
-        for (const [name, rows, next, current] of saved) Object.assign(this.tables.get(name)!, { rows, nextIdentity: next, identityCurrent: current });
+        for (const [name, rows, next, current] of saved) {
+          const t = this.tables.get(name)!;
+          t.rows.splice(0, t.rows.length, ...rows);
+          Object.assign(t, { nextIdentity: next, identityCurrent: current });
+        }
         this.checkpoints.clear();
         for (const [k, p] of checkpoints) this.checkpoints.set(k, p);
         this.deadLetters.splice(letters);
+        this.conflictLog.splice(conflicts);
       };
     });
   }
 
-  createTable(name: string, columns: TargetColumnSpec[], primaryKey: string[], unique: string[][] = []): void {
-    this.tables.set(name, { columns, primaryKey, unique, rows: [], nextIdentity: 1, identityCurrent: 1 });
+  createTable(name: string, columns: TargetColumnSpec[], primaryKey: string[], unique: string[][] = [], options: TargetTableOptions = {}): void {
+    this.tables.set(name, {
+      columns,
+      primaryKey,
+      unique,
+      rows: options.rows ?? [],
+      references: options.references ?? [],
+      typed: options.typed ?? false,
+      nextIdentity: 1,
+      identityCurrent: 1,
+    });
   }
 
   rows(name: string): Row[] {
@@ -135,6 +184,9 @@ export class FakeTarget {
       throw new SqlServerError(guard[2]!.replace(/''/g, "'"), Number(guard[1]));
     }
     const updatable = shape.columns.map((c) => c.name).filter((c) => !shape.key.includes(c) && (!shape.updatable || shape.updatable.includes(c)));
+    const name = `${shape.table.schema}.${shape.table.name}`;
+    if (t.typed) rows = rows.map((r) => Object.fromEntries(Object.entries(r).map(([c, v]) => [c, storedValue(t.columns.find((x) => x.name === c)?.type ?? '', v)])));
+    this.checkReferences(t, rows);
     let written = 0;
     for (const row of rows) {
       this.checkLengths(t, row);
@@ -152,6 +204,7 @@ export class FakeTarget {
           t.nextIdentity = t.identityCurrent + 1;
         }
         t.rows.push(inserted);
+        this.onWrite(name, inserted);
         written += 1;
         continue;
       }
@@ -160,6 +213,7 @@ export class FakeTarget {
       const newer = !by || found[by] === null || found[by] === undefined || String(row[by]) >= String(found[by]);
       if (differs && newer) {
         for (const c of updatable) found[c] = row[c];
+        this.onWrite(name, found);
         written += 1;
       }
     }
@@ -174,6 +228,7 @@ export class FakeTarget {
    * https://learn.microsoft.com/sql/relational-databases/collations/collation-and-unicode-support
    */
   private sameValue(t: Table, column: string, stored: unknown, incoming: unknown, sql: string): boolean {
+    if (stored instanceof Uint8Array && incoming instanceof Uint8Array) return Buffer.from(stored).equals(Buffer.from(incoming));
     if (typeof stored !== 'string' || typeof incoming !== 'string') return JSON.stringify(stored ?? null) === JSON.stringify(incoming ?? null);
     const name = column.replace(/]/g, ']]');
     const binary = sql.includes(`s.[${name}] COLLATE Latin1_General_BIN2`);
@@ -189,6 +244,34 @@ export class FakeTarget {
       return x;
     };
     return fold(stored) === fold(incoming);
+  }
+
+  /**
+   * Foreign keys are checked at the end of each statement, not of the
+   * transaction (SQL Server has no deferred constraints): error 547
+   * (https://learn.microsoft.com/sql/relational-databases/errors-events/database-engine-events-and-errors-0-to-999).
+   */
+  private checkReferences(t: Table, rows: Row[]): void {
+    for (const ref of t.references) {
+      const parents = this.tables.get(ref.table)!.rows;
+      for (const row of rows) {
+        if (ref.columns.some((c) => row[c] === null || row[c] === undefined)) continue;
+        if (!parents.some((p) => ref.referenced.every((k, i) => String(p[k]) === String(row[ref.columns[i]!])))) {
+          throw new SqlServerError(`The MERGE statement conflicted with the FOREIGN KEY constraint "FK_${ref.columns.join('_')}". The conflict occurred in table "${ref.table}".`, 547);
+        }
+      }
+    }
+  }
+
+  /** 547 for a DELETE of rows another table's rows still point at. */
+  private checkReferencing(name: string, doomed: Row[]): void {
+    for (const [childName, child] of this.tables) {
+      for (const ref of child.references.filter((r) => r.table === name)) {
+        if (doomed.some((d) => child.rows.some((c) => ref.referenced.every((k, i) => String(d[k]) === String(c[ref.columns[i]!]))))) {
+          throw new SqlServerError(`The DELETE statement conflicted with the REFERENCE constraint "FK_${ref.columns.join('_')}". The conflict occurred in table "${childName}".`, 547);
+        }
+      }
+    }
   }
 
   /** 2628: a value longer than its column (https://learn.microsoft.com/sql/relational-databases/errors-events/mssqlserver-2628-database-engine-error). */
@@ -211,6 +294,26 @@ export class FakeTarget {
       })
       .map((row) => Object.fromEntries(shape.key.map((k) => [k, row[k]])));
   }
+}
+
+/**
+ * A value as a column of `type` keeps it after OPENJSON … WITH read it from
+ * JSON: varbinary from base64 (the OPENJSON page: "binary … base64"), bigint
+ * kept as its decimal text (the driver hands bigint out as a string), bit as
+ * true/false, datetime2(3) as its wall-clock text with three fraction digits.
+ */
+function storedValue(type: string, value: unknown): unknown {
+  if (value === null || value === undefined) return null;
+  if (type === 'varbinary' || type === 'binary') return Buffer.from(String(value), 'base64');
+  if (type === 'bigint') return String(value);
+  if (type === 'int') return Number(value);
+  if (type === 'bit') return value === true || value === 1 || value === '1' || value === 'true';
+  if (type === 'datetime2') {
+    const [date, time = '00:00:00'] = String(value).replace(' ', 'T').split('T') as [string, string?];
+    const [hms, fraction = ''] = time.split('.');
+    return `${date}T${hms}.${fraction.padEnd(3, '0').slice(0, 3)}`;
+  }
+  return value;
 }
 
 /**
