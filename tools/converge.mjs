@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run converge -- [--runs N] [--seed S [--path P]] [--pair NAME] [--minutes M]`: the convergence
+// `npm run converge -- [--runs N] [--seed S [--path P]] [--pair NAME] [--minutes M] [--parallel K]`: the convergence
 // checker (test/converge) for as many random histories as asked, or one seed (one shrunk case) replayed.
 // Runs through vitest because the checker uses the suite's private PostgreSQL cluster.
 import { spawnSync } from 'node:child_process';
@@ -12,6 +12,7 @@ const { values } = parseArgs({
     pair: { type: 'string' },
     path: { type: 'string' },
     minutes: { type: 'string' },
+    parallel: { type: 'string' },
   },
 });
 const env = { ...process.env, CONVERGE_RUNS: values.runs };
@@ -19,5 +20,6 @@ if (values.seed !== undefined) env.CONVERGE_SEED = values.seed;
 if (values.pair !== undefined) env.CONVERGE_PAIR = values.pair;
 if (values.path !== undefined) env.CONVERGE_PATH = values.path;
 if (values.minutes !== undefined) env.CONVERGE_MINUTES = values.minutes;
+if (values.parallel !== undefined) env.CONVERGE_PARALLEL = values.parallel;
 const result = spawnSync('npx', ['vitest', 'run', 'test/converge', '--reporter=verbose'], { stdio: 'inherit', env });
 process.exit(result.status ?? 1);

@@ -25,13 +25,17 @@ import { pgServer, startPrivateServer, type PgServer } from '../support/test-dat
  * CONVERGE_PATH (with it) one counterexample; CONVERGE_PAIR picks one pair;
  * CONVERGE_MINUTES bounds a pair's run with its shrinking (default 4 for the
  * 12 cases of `npm test`, so a failure cannot hold CI up; then what was
- * shrunk so far is reported). `npm run converge -- --runs N --seed S --pair P`.
+ * shrunk so far is reported). CONVERGE_PARALLEL runs that many histories at
+ * once against the pair (each in its own key range; one history's faults
+ * hit the others too), for long runs: a history mostly waits for changes
+ * to cross. `npm run converge -- --runs N --seed S --pair P --parallel K`.
  */
 const RUNS = Number(process.env.CONVERGE_RUNS ?? 12);
 const MINUTES = Number(process.env.CONVERGE_MINUTES ?? (process.env.CONVERGE_RUNS === undefined ? 4 : RUNS / 20 + 10));
 const SEED = process.env.CONVERGE_SEED === undefined ? undefined : Number(process.env.CONVERGE_SEED);
 const PATH = process.env.CONVERGE_PATH;
 const ONLY = process.env.CONVERGE_PAIR;
+const PARALLEL = SEED === undefined ? Math.max(1, Number(process.env.CONVERGE_PARALLEL ?? 1)) : 1;
 
 interface PairSpec {
   name: string;
@@ -119,16 +123,32 @@ for (const spec of PAIRS.filter((p) => !ONLY || p.name.startsWith(ONLY))) {
     });
 
     it('ends with both sides equal to the winning edits, no dead letter and no echo, for random histories with kills', async () => {
-      const details = await fc.check(
-        fc.asyncProperty(
-          history({ sides: spec.twoWay ? ['a', 'b'] : ['a'], kills: true, restarts: !spec.inProcess && !spec.noRestarts, outages: spec.outages ?? false }),
-          (steps) => pair.run(steps),
-        ),
-        { numRuns: RUNS, seed: SEED, path: PATH, endOnFailure: PATH !== undefined, interruptAfterTimeLimit: MINUTES * 60_000 },
+      const property = fc.asyncProperty(
+        history({ sides: spec.twoWay ? ['a', 'b'] : ['a'], kills: true, restarts: !spec.inProcess && !spec.noRestarts, outages: spec.outages ?? false }),
+        (steps) => pair.run(steps),
       );
-      console.log(`convergence: ${spec.name}: ${details.numRuns} histories, ${details.failed ? 'failed' : 'all converged'}${details.interrupted ? ' (stopped at the time limit)' : ''}, seed ${details.seed}`);
-      if (details.failed) throw new Error(`${fc.defaultReportMessage(details) ?? 'failed'}\n\n${String((details.errorInstance as Error | undefined)?.message ?? details.errorInstance)}`);
-      expect(details.numRuns).toBeGreaterThan(0);
+      const started = Date.now();
+      const first = SEED ?? Math.floor(Math.random() * 2 ** 31);
+      // Lanes of one long run: each its own seed and share of the histories.
+      const all = await Promise.all(
+        Array.from({ length: PARALLEL }, (_, lane) =>
+          fc.check(property, {
+            numRuns: Math.ceil(RUNS / PARALLEL),
+            seed: first + lane,
+            path: PATH,
+            endOnFailure: PATH !== undefined,
+            interruptAfterTimeLimit: MINUTES * 60_000,
+          }),
+        ),
+      );
+      const runs = all.reduce((n, d) => n + d.numRuns, 0);
+      const failed = all.find((d) => d.failed);
+      const seconds = Math.round((Date.now() - started) / 1000);
+      console.log(
+        `convergence: ${spec.name}: ${runs} histories in ${seconds} s${PARALLEL > 1 ? ` (${PARALLEL} at a time)` : ''}, ${failed ? 'failed' : 'all converged'}${all.some((d) => d.interrupted) ? ' (stopped at the time limit)' : ''}, seed ${first}${PARALLEL > 1 ? `…${first + PARALLEL - 1}` : ''}`,
+      );
+      if (failed) throw new Error(`${fc.defaultReportMessage(failed) ?? 'failed'}\n\n${String((failed.errorInstance as Error | undefined)?.message ?? failed.errorInstance)}`);
+      expect(runs).toBeGreaterThan(0);
     }, (MINUTES + 2) * 60_000);
   });
 }

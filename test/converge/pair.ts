@@ -15,6 +15,12 @@ export class Pair {
   private runner: Runner | undefined;
   private config = '';
   private cases = 0;
+  /**
+   * Histories may run at once (CONVERGE_PARALLEL), each in its own key range:
+   * a step, a fault or a read of the sides takes its turn, so a server
+   * restart never meets another history's edit or read half-way.
+   */
+  private turn: Promise<unknown> = Promise.resolve();
 
   constructor(
     readonly a: Side,
@@ -91,14 +97,14 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
   async run(steps: Step[]): Promise<void> {
     this.cases += 1;
     const base = this.cases * 1000;
-    const letters = (await this.a.deadLetters()) + (await this.b.deadLetters());
+    const letters = await this.inTurn(async () => (await this.a.deadLetters()) + (await this.b.deadLetters()));
     const touched = { a: 0, b: 0 };
     for (const step of steps) {
-      if ('fault' in step && step.fault === 'restart') await this.restartDatabase();
-      else if ('fault' in step && step.fault === 'outage') await this.options.outage!();
-      else if ('fault' in step) await this.restartCdcSync();
-      else if ('settle' in step) await sleep(step.settle);
-      else touched[step.side] += await retried(() => (step.side === 'a' ? this.a : this.b).apply(step.edits, base));
+      if ('settle' in step) await sleep(step.settle);
+      else if ('fault' in step && step.fault === 'restart') await this.inTurn(() => this.restartDatabase());
+      else if ('fault' in step && step.fault === 'outage') await this.inTurn(() => this.options.outage!());
+      else if ('fault' in step) await this.inTurn(() => this.restartCdcSync());
+      else touched[step.side] += await this.inTurn(() => retried(() => (step.side === 'a' ? this.a : this.b).apply(step.edits, base)));
     }
     const problems = await this.verify(base, touched, letters);
     if (problems.length > 0) {
@@ -110,16 +116,16 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
     const settled = await this.settle(base);
     const problems: string[] = [];
     if (!settled) problems.push(`the sides did not become equal within ${IDLE_TIMEOUT_MS} ms`);
-    const [a, b] = [await this.a.snapshot(base), await this.b.snapshot(base)];
-    const changes = { a: await this.a.userChanges(base), b: await this.b.userChanges(base) };
+    const [a, b] = await this.inTurn(async () => [await this.a.snapshot(base), await this.b.snapshot(base)]);
+    const changes = await this.inTurn(async () => ({ a: await this.a.userChanges(base), b: await this.b.userChanges(base) }));
     const expected = expectedState(changes.a, changes.b);
     problems.push(...differences('a', a, 'b', b));
     problems.push(...differences('a', a, 'expected (the later change of each row wins; ties: a)', expected));
-    const letters = (await this.a.deadLetters()) + (await this.b.deadLetters()) - lettersBefore;
+    const letters = (await this.inTurn(async () => (await this.a.deadLetters()) + (await this.b.deadLetters()))) - lettersBefore;
     if (letters > 0) problems.push(`${letters} change(s) went to the dead letter`);
     // Each user edit is written once on its own side and at most once on the other (twice for a key change: delete + insert).
     const crossing = [...changes.a, ...changes.b].reduce((n, c) => n + (c.before !== null && c.after !== null && c.before !== c.after ? 2 : 1), 0);
-    const writes = (await this.a.writes(base)) + (await this.b.writes(base));
+    const writes = await this.inTurn(async () => (await this.a.writes(base)) + (await this.b.writes(base)));
     const allowed = touched.a + touched.b + crossing;
     if (writes > allowed) problems.push(`${writes} row writes for ${touched.a + touched.b} user writes: at most ${allowed} expected (an echo or a write storm)`);
     return problems;
@@ -131,8 +137,8 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
     let previous = '';
     let stableSince = 0;
     while (Date.now() < deadline) {
-      const [a, b] = [await this.a.snapshot(base), await this.b.snapshot(base)];
-      const state = `${JSON.stringify(sorted(a))}|${JSON.stringify(sorted(b))}|${await this.a.writes(base)}|${await this.b.writes(base)}`;
+      const [a, b, writes] = await this.inTurn(async () => [await this.a.snapshot(base), await this.b.snapshot(base), `${await this.a.writes(base)}|${await this.b.writes(base)}`] as const);
+      const state = `${JSON.stringify(sorted(a))}|${JSON.stringify(sorted(b))}|${writes}`;
       if (state !== previous) {
         previous = state;
         stableSince = Date.now();
@@ -142,6 +148,12 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
       await sleep(100);
     }
     return false;
+  }
+
+  private inTurn<T>(work: () => Promise<T>): Promise<T> {
+    const mine = this.turn.then(work, work);
+    this.turn = mine.catch(() => undefined);
+    return mine;
   }
 
   private async restartCdcSync(): Promise<void> {
