@@ -169,6 +169,8 @@ export const configSchema = z
       .prefault({}),
     /** Dead letters of sinks that cannot keep them in their own transaction (supabase), as JSON lines. */
     deadLetters: z.strictObject({ path: z.string().min(1).default('./data/dead-letters.jsonl') }).prefault({}),
+    /** The conflict log of sinks that cannot keep one in the target (supabase): JSON lines, by default `conflicts.jsonl` beside the dead letters. */
+    conflicts: z.strictObject({ path: z.string().min(1).optional() }).prefault({}),
     http: z
       .strictObject({
         port: integer((n) => n.min(0).max(65535)).default(9464),

@@ -31,7 +31,7 @@ export function incomingLoses(storedTime: Date, incoming: ChangeEvent, preferInc
 }
 
 /** The log entry of an incoming change that lost to the stored row. */
-export function lostToStored(stream: string, incoming: ChangeEvent, stored: Row | null, storedTime: Date): ConflictEntry {
+export function lostToStored(stream: string, incoming: ChangeEvent, stored: Row | null, storedTime: Date | null): ConflictEntry {
   return {
     stream,
     table: incoming.table,

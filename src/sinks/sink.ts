@@ -1,3 +1,4 @@
+import type { ConflictEntry } from './conflicts.js';
 import type { ChangeEvent, Row } from '../core/change-event.js';
 import type { TableConfig, TableMapping, TargetTable } from '../core/mapping.js';
 import type { StreamContext } from '../streams/context.js';
@@ -37,8 +38,12 @@ export interface SinkBatch {
 export interface ApplyResult {
   /** Rows actually written (inserted, changed or deleted); unchanged rows are not written. */
   written: number;
-  /** newer-wins: incoming changes that lost to a newer stored row (source table, key). */
-  conflicts?: { table: string; key: Row }[];
+  /**
+   * newer-wins: incoming changes that lost to a newer stored row (source
+   * table, key); with the log entry when the sink keeps no conflict log of
+   * its own (the stream writes it beside the dead letters).
+   */
+  conflicts?: { table: string; key: Row; entry?: ConflictEntry }[];
   /** Open dead letters closed because this batch applied a later change of their key. */
   superseded?: number;
 }

@@ -2,7 +2,7 @@ import { append } from '../core/arrays.js';
 import type { ChangeEvent, Row } from '../core/change-event.js';
 import { PermanentError, errorMessage, failureReason, isTransient, type FailureReason } from '../core/errors.js';
 import { toJsonText } from '../core/json.js';
-import type { DeadLetter, Sink, SinkBatch } from '../sinks/sink.js';
+import type { ApplyResult, DeadLetter, Sink, SinkBatch } from '../sinks/sink.js';
 import { retryTransient, type RetryHooks, type RetryPolicy } from './retry.js';
 
 export interface FailedChange {
@@ -15,7 +15,7 @@ export interface ApplyOutcome {
   applied: ChangeEvent[];
   failed: FailedChange[];
   written: number;
-  conflicts: { table: string; key: Row }[];
+  conflicts: NonNullable<ApplyResult['conflicts']>;
   /** Open dead letters that a later change of their key made obsolete (closed by the sink). */
   superseded: number;
 }

@@ -1,7 +1,9 @@
+import { dirname, join } from 'node:path';
 import { createSource } from '../cdc/index.js';
 import type { CheckpointStore } from '../checkpoints/checkpoint-store.js';
 import { FileCheckpointStore } from '../checkpoints/file-checkpoint-store.js';
 import type { Config } from '../config/schema.js';
+import { FileConflictLog } from '../dead-letters/file-conflict-log.js';
 import { FileDeadLetterStore } from '../dead-letters/file-dead-letter-store.js';
 import { ConfigError } from '../core/errors.js';
 import type { Logger } from '../log.js';
@@ -24,6 +26,7 @@ export function buildStreams(
   // Two-way with Supabase: the reverse stream drops the echoes of the forward stream's writes.
   const ownWrites = new OwnWrites();
   let deadLetterFile: FileDeadLetterStore | undefined;
+  let conflictFile: FileConflictLog | undefined;
   const built = config.streams.map((stream, i) => {
     const path = `streams[${i}]`;
     const source = createSource(stream, path, ownWrites);
@@ -39,7 +42,9 @@ export function buildStreams(
       );
     }
     const deadLetters = sink.storesDeadLetters ? null : (deadLetterFile ??= new FileDeadLetterStore(config.deadLetters.path));
-    return new Stream({ config: stream, path, source, sink, checkpoints, deadLetters, metrics, log, ...extras });
+    // A sink that keeps its dead letters keeps its conflict log too (cdc_sync.conflicts); the others log beside the dead letters.
+    const conflictLog = sink.storesDeadLetters ? null : (conflictFile ??= new FileConflictLog(config.conflicts.path ?? join(dirname(config.deadLetters.path), 'conflicts.jsonl')));
+    return new Stream({ config: stream, path, source, sink, checkpoints, deadLetters, conflictLog, metrics, log, ...extras });
   });
   return built.filter((stream, i) => {
     if (!config.streams[i]!.enabled) log.info({ stream: stream.name }, 'stream disabled by configuration; not run');

@@ -12,6 +12,7 @@ import { initStreamSeries } from '../metrics/metrics.js';
 import type { Source } from '../cdc/source.js';
 import type { CheckpointStore } from '../checkpoints/checkpoint-store.js';
 import type { DeadLetterStore } from '../dead-letters/dead-letter-store.js';
+import type { FileConflictLog } from '../dead-letters/file-conflict-log.js';
 import type { StreamConfig } from '../config/schema.js';
 import type { DeadLetter, Sink } from '../sinks/sink.js';
 import { applyBatch, deadLetterFor, type FailedChange } from './apply-batch.js';
@@ -61,6 +62,8 @@ export interface StreamParts {
   checkpoints: CheckpointStore | null;
   /** Where dead letters go when the sink does not store them itself (`storesDeadLetters` false). */
   deadLetters?: DeadLetterStore | null;
+  /** Where the log entries of conflicts go that the sink reports without logging them itself. */
+  conflictLog?: Pick<FileConflictLog, 'append'> | null;
   metrics: Metrics;
   log: Logger;
   /** Recent batches for `GET /api/sync/logs`. */
@@ -461,6 +464,7 @@ export class Stream {
     const stored = holds ? this.parked.checkpoint(batch.position) : batch.position;
     // A sink without transactions cannot keep dead letters: they are stored before the checkpoint moves past them.
     if (letterStore) await letterStore.append([...deadLetters, ...outcome.failed.map((f) => deadLetterFor(this.name, f))]);
+    await this.parts.conflictLog?.append(outcome.conflicts.flatMap((c) => (c.entry ? [c.entry] : [])));
     if (this.parts.checkpoints) {
       const store = this.parts.checkpoints;
       if (stored !== null) await retryTransient(() => store.save(this.name, stored), config.retry, this.retryHooks('sink'));

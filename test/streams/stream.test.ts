@@ -10,6 +10,11 @@ import { createLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import type { ApplyResult, Sink, SinkBatch } from '../../src/sinks/sink.js';
 import { Stream } from '../../src/streams/stream.js';
+import { FileConflictLog } from '../../src/dead-letters/file-conflict-log.js';
+import { lostToStored } from '../../src/sinks/conflicts.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const TARGET = ITEMS_TARGET;
 
@@ -144,6 +149,61 @@ describe('Stream', () => {
     await stopFinishing(stream, running, sink);
   });
 });
+
+describe('Stream, conflicts a sink reports without logging them', () => {
+  it('appends their entries (incoming, stored and winning row) to the conflict log file and counts them', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cdc-sync-conflicts-'));
+    const log = new FileConflictLog(join(dir, 'conflicts.jsonl'));
+    const sink = new ConflictingSink();
+    const source = new ScriptedSource();
+    const config = streamSchema.parse({
+      name: 'clinic-to-portal',
+      source: { type: 'postgres-changelog', url: 'postgres://unused' },
+      sink: { type: 'postgres', url: 'postgres://unused' },
+      tables: [{ source: 'public.items', target: 'public.items' }],
+      batch: { maxSize: 1, maxWaitMs: 0 },
+    });
+    const metrics = createMetrics(new Registry());
+    const stream = new Stream({ config, path: 'streams[0]', source, sink, checkpoints: null, deadLetters: null, conflictLog: log, metrics, log: createLogger('silent') });
+    const running = stream.run();
+    await until(() => sink.applied >= 2);
+    stream.stop();
+    await running;
+    const lines = await log.read();
+    expect(lines.slice(0, 2).map((l) => [l.key, l.winner, l.incoming, l.stored])).toEqual([
+      [{ id: 1 }, 'stored', { id: 1, name: 'item 1' }, { id: 1, name: 'portal', data: '\\x00ff' }],
+      [{ id: 2 }, 'stored', { id: 2, name: 'item 2' }, { id: 2, name: 'portal', data: '\\x00ff' }],
+    ]);
+    expect(lines[0]!.loggedAt).toMatch(/^\d{4}-/);
+    expect((await metrics.registry.getSingleMetric('cdc_sync_conflicts_total')!.get()).values.reduce((n, v) => n + v.value, 0)).toBeGreaterThanOrEqual(2);
+    rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+/** Every change loses to a stored portal row; the entry goes back to the stream (as the supabase sink's do). */
+class ConflictingSink implements Sink {
+  readonly storesCheckpoints = false;
+  readonly storesDeadLetters = false;
+  applied = 0;
+  async open(): Promise<TargetTable[]> {
+    return [TARGET];
+  }
+  bind(): void {}
+  async readCheckpoint(): Promise<string | null> {
+    return null;
+  }
+  async apply(batch: SinkBatch): Promise<ApplyResult> {
+    this.applied += 1;
+    return {
+      written: 0,
+      conflicts: batch.changes.map((e) => {
+        const stored = { id: e.key.id!, name: 'portal', data: new Uint8Array([0, 255]) };
+        return { table: e.table, key: e.key, entry: lostToStored('clinic-to-portal', e, stored, new Date()) };
+      }),
+    };
+  }
+  async close(): Promise<void> {}
+}
 
 /** A GatedSink that reports its statements sent only when the test says so. */
 class SignallingSink extends GatedSink {

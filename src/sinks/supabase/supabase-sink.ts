@@ -4,6 +4,7 @@ import { CdcSyncError, ConfigError, errorMessage } from '../../core/errors.js';
 import type { TableConfig, TableMapping, TargetTable } from '../../core/mapping.js';
 import { parseQualifiedName, type QualifiedName } from '../../core/names.js';
 import type { StreamContext } from '../../streams/context.js';
+import { lostToStored, type ConflictEntry } from '../conflicts.js';
 import type { ApplyResult, Sink, SinkBatch } from '../sink.js';
 import { classifyPostgrestError, type PostgrestFailure } from './errors.js';
 import { tableFromOpenApi, type OpenApiDocument } from './introspect.js';
@@ -139,7 +140,7 @@ export class SupabaseSink implements Sink {
     // preference: PostgREST answers 201 without a body); delete → DELETE with the
     // filter and `Prefer: count=exact`. The count comes back in Content-Range `*/<n>`.
     let written = 0;
-    const conflicts: ChangeEvent[] = [];
+    const conflicts: ConflictEntry[] = [];
     for (const group of groupRequests(batch.changes)) {
       const target = this.target(group.table);
       const from = () => client.schema(target.name.schema ?? 'public').from(target.name.name);
@@ -174,33 +175,37 @@ export class SupabaseSink implements Sink {
       }
     }
     this.context?.setConnected('sink', true);
-    return { written, ...(conflicts.length > 0 ? { conflicts: conflicts.map((e) => ({ table: e.table, key: e.key })) } : {}) };
+    return { written, ...(conflicts.length > 0 ? { conflicts: conflicts.map((entry) => ({ table: entry.table, key: entry.key, entry })) } : {}) };
   }
 
   /**
    * Two-way: the changes of a group the database did not apply, that lost to
    * a change made here later: the stored row is newer, or (an upsert) its
    * key was deleted later. A change it left out because the row was already
-   * so (equal, or already deleted) is no conflict.
+   * so (equal, or already deleted) is no conflict. Each comes with its log
+   * entry (the stored row read whole), which the stream keeps beside the
+   * dead letters: PostgREST cannot write the portal's cdc_sync schema.
    */
-  private async lost(target: Target, events: ChangeEvent[], done: Row[]): Promise<ChangeEvent[]> {
+  private async lost(target: Target, events: ChangeEvent[], done: Row[]): Promise<ConflictEntry[]> {
     const applied = new Set(done.map((r) => keyString(keyOf(r, target.key))));
     const skipped = events.filter((e) => !applied.has(keyString(e.key)));
     if (skipped.length === 0) return [];
     const column = target.changeTime!;
     const stored = new Map<string, Row>();
     const from = () => this.requireClient().schema(target.name.schema ?? 'public').from(target.name.name);
-    const columns = [...target.key, column].map(fieldName).join(',');
     for (const filter of deleteFilters(target.key, skipped.map((e) => e.key), this.limits)) {
-      const answer = await this.send(events[0]!.table, byKeys(from().select(columns), filter));
+      const answer = await this.send(events[0]!.table, byKeys(from().select('*'), filter));
       for (const row of answer.rows) stored.set(keyString(keyOf(row, target.key)), row);
     }
-    return skipped.filter((e) => {
+    return skipped.flatMap((e) => {
       const row = stored.get(keyString(e.key));
-      if (e.op === 'delete') return row !== undefined;
-      if (!row) return true;
-      const storedTime = Math.floor(Date.parse(String(row[column])));
-      return storedTime > e.commitTime.getTime() || (storedTime === e.commitTime.getTime() && this.ties === 'target');
+      const storedTime = row ? Math.floor(Date.parse(String(row[column]))) : null;
+      const loses =
+        e.op === 'delete'
+          ? row !== undefined
+          : storedTime === null || storedTime > e.commitTime.getTime() || (storedTime === e.commitTime.getTime() && this.ties === 'target');
+      // An upsert that lost to a later delete: the tombstone's time is not read.
+      return loses ? [lostToStored(this.context?.stream ?? '', e, row ?? null, storedTime === null ? null : new Date(storedTime))] : [];
     });
   }
 

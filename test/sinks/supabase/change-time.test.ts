@@ -60,7 +60,18 @@ beforeEach(async () => {
 describe('supabase sink, two-way: the newer change wins by change time', () => {
   it('keeps a portal row changed after the incoming change, counts the conflict, and writes over an older one with the change time', async () => {
     const result = await sink.apply({ changes: [change('update', 1, 'clinic, older', '2026-12-03T10:00:04.000Z'), change('update', 2, 'clinic, newer', '2026-12-03T10:00:06.000Z')], deadLetters: [] });
-    expect(result).toEqual({ written: 1, conflicts: [{ table: 'public.notes', key: { id: 1 } }] });
+    // Logged with both rows (the stream keeps the entry beside the dead letters).
+    expect(result).toMatchObject({
+      written: 1,
+      conflicts: [
+        {
+          table: 'public.notes',
+          key: { id: 1 },
+          entry: { rule: 'change-time', op: 'update', winner: 'stored', incoming: { id: 1, note: 'clinic, older' }, stored: { id: 1, note: 'portal' }, winning: { id: 1, note: 'portal' } },
+        },
+      ],
+    });
+    expect(result.conflicts![0]!.entry!.stored_time).toEqual(new Date('2026-12-03T10:00:05.000Z'));
     expect(await portal()).toEqual([
       { id: 1, note: 'portal', updated_at: '10:00:05.000' },
       { id: 2, note: 'clinic, newer', updated_at: '10:00:06.000' },
@@ -76,7 +87,7 @@ describe('supabase sink, two-way: the newer change wins by change time', () => {
     });
     expect((await portal()).map((r) => r.id)).toEqual([1, 2, 3]);
     // Key 9 was not there: no conflict. Key 3 changed here later: one.
-    expect(result).toEqual({ written: 1, conflicts: [{ table: 'public.notes', key: { id: 3 } }] });
+    expect(result).toMatchObject({ written: 1, conflicts: [{ table: 'public.notes', key: { id: 3 }, entry: { op: 'delete', incoming: null, stored: { id: 3, note: 'portal' } } }] });
     expect(await db.query(`SELECT key FROM cdc_sync_tombstones`)).toEqual([]);
   });
 
@@ -85,7 +96,7 @@ describe('supabase sink, two-way: the newer change wins by change time', () => {
     const older = new Date(Date.now() - 60_000).toISOString();
     const newer = new Date(Date.now() + 60_000).toISOString();
     const result = await sink.apply({ changes: [change('insert', 3, 'clinic, before the delete', older), change('insert', 4, 'clinic, after the delete', newer)], deadLetters: [] });
-    expect(result.conflicts).toEqual([{ table: 'public.notes', key: { id: 3 } }]);
+    expect(result.conflicts).toMatchObject([{ table: 'public.notes', key: { id: 3 }, entry: { stored: null, winning: null, incoming: { id: 3, note: 'clinic, before the delete' } } }]);
     expect((await portal()).filter((r) => r.id >= 3).map((r) => [r.id, r.note])).toEqual([[4, 'clinic, after the delete']]);
   });
 
@@ -94,7 +105,7 @@ describe('supabase sink, two-way: the newer change wins by change time', () => {
     expect(await tie(sink, 1)).toEqual([]);
     const targetWins = await openSink(false);
     try {
-      expect(await tie(targetWins, 2)).toEqual([{ table: 'public.notes', key: { id: 2 } }]);
+      expect(await tie(targetWins, 2)).toMatchObject([{ table: 'public.notes', key: { id: 2 } }]);
       // The same change again: the row already holds it, which is no conflict.
       expect(await tie(sink, 1)).toEqual([]);
     } finally {
