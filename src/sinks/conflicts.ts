@@ -30,6 +30,18 @@ export function incomingLoses(storedTime: Date, incoming: ChangeEvent, preferInc
   return newer > 0 || (newer === 0 && !preferIncoming);
 }
 
+/** A batch's row changes of the tables that resolve by change time, per source table, in batch order. */
+export function byChangeTimeTable(changes: ChangeEvent[], resolves: (table: string) => boolean): Map<string, ChangeEvent[]> {
+  const byTable = new Map<string, ChangeEvent[]>();
+  for (const e of changes) {
+    if (e.op === 'truncate' || !resolves(e.table)) continue;
+    const list = byTable.get(e.table);
+    if (list) list.push(e);
+    else byTable.set(e.table, [e]);
+  }
+  return byTable;
+}
+
 /** The log entry of an incoming change that lost to the stored row. */
 export function lostToStored(stream: string, incoming: ChangeEvent, stored: Row | null, storedTime: Date | null): ConflictEntry {
   return {

@@ -22,7 +22,7 @@ import { pgServer, startPrivateServer, type PgServer } from '../support/test-dat
  * minimal history and prints it with its seed.
  *
  * CONVERGE_RUNS (default 12) cases per pair; CONVERGE_SEED replays one run,
- * CONVERGE_PATH (with it) one counterexample; CONVERGE_PAIR picks one pair;
+ * CONVERGE_PATH (with it) one counterexample; CONVERGE_PAIR picks pairs by the start of their names (`a|b`);
  * CONVERGE_MINUTES bounds a pair's run with its shrinking (default 4 for the
  * 12 cases of `npm test`, so a failure cannot hold CI up; then what was
  * shrunk so far is reported). CONVERGE_PARALLEL runs that many histories at
@@ -34,7 +34,8 @@ const RUNS = Number(process.env.CONVERGE_RUNS ?? 12);
 const MINUTES = Number(process.env.CONVERGE_MINUTES ?? (process.env.CONVERGE_RUNS === undefined ? 4 : RUNS / 20 + 10));
 const SEED = process.env.CONVERGE_SEED === undefined ? undefined : Number(process.env.CONVERGE_SEED);
 const PATH = process.env.CONVERGE_PATH;
-const ONLY = process.env.CONVERGE_PAIR;
+/** Pairs whose names start with one of these (separated by "|"). */
+const ONLY = process.env.CONVERGE_PAIR?.split('|');
 const PARALLEL = SEED === undefined ? Math.max(1, Number(process.env.CONVERGE_PARALLEL ?? 1)) : 1;
 
 interface PairSpec {
@@ -94,7 +95,7 @@ const PAIRS: PairSpec[] = [
   },
 ];
 
-for (const spec of PAIRS.filter((p) => !ONLY || p.name.startsWith(ONLY))) {
+for (const spec of PAIRS.filter((p) => !ONLY || ONLY.some((prefix) => p.name.startsWith(prefix)))) {
   describe(`convergence: ${spec.name}`, () => {
     let pair: Pair;
     let cluster: PostgresCluster | undefined;

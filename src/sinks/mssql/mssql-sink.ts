@@ -11,7 +11,7 @@ import { classifyMssqlError, isMssqlConnectionError } from '../../cdc/mssql/erro
 import { declaredType, type TableColumn } from '../../cdc/mssql/snapshot-queries.js';
 import { triggerName } from '../../cdc/mssql/queue-setup.js';
 import { isLocalTimeDefault } from '../../cdc/mssql/queue-queries.js';
-import type { ConflictEntry } from '../conflicts.js';
+import { byChangeTimeTable, type ConflictEntry } from '../conflicts.js';
 import type { ApplyResult, Sink, SinkBatch } from '../sink.js';
 import { recordConflicts, resolveByChangeTime, type ChangeTimeTarget } from './change-time.js';
 import { QUEUE_CAPTURE, type QueueClock } from './change-time-queries.js';
@@ -103,26 +103,19 @@ export class MssqlSink implements Sink {
   bind(mappings: TableMapping[]): void {
     for (const m of mappings) {
       const id = `${m.target.name.schema}.${m.target.name.name}`;
+      const declared = this.declared.get(id)!;
+      const typed = (names: string[]) => names.map((name) => ({ name, type: declared.get(name) ?? 'nvarchar(max)' }));
+      const clock = this.clocks.get(id);
       this.targets.set(m.source, {
         table: m.target,
-        declared: this.declared.get(id)!,
+        declared,
         key: m.targetKey,
         updatable: m.owned,
         newerWinsBy: m.conflict === 'newer-wins' ? m.targetUpdatedAt : undefined,
         identityInsert: this.options.identityInsert.has(id) || this.options.identityInsert.has(m.target.name.name),
         identity: this.identities.get(id),
-        changeTime: undefined,
+        changeTime: clock && m.byChangeTime ? { name: m.target.name, key: typed(m.targetKey), clock, encode: (keys) => encodeRows(keys, m.target.columns) } : undefined,
       });
-      const clock = this.clocks.get(id);
-      const info = this.targets.get(m.source)!;
-      if (clock && m.byChangeTime) {
-        info.changeTime = {
-          name: m.target.name,
-          key: m.targetKey.map((name) => ({ name, type: info.declared.get(name) ?? 'nvarchar(max)' })),
-          clock,
-          encode: (keys) => encodeRows(keys, m.target.columns),
-        };
-      }
     }
   }
 
@@ -179,11 +172,7 @@ export class MssqlSink implements Sink {
   private async resolveConflicts(tx: MssqlExecutor, changes: ChangeEvent[]): Promise<{ losers: Set<ChangeEvent>; logged: ConflictEntry[] }> {
     const losers = new Set<ChangeEvent>();
     const logged: ConflictEntry[] = [];
-    const byTable = new Map<string, ChangeEvent[]>();
-    for (const e of changes) {
-      if (e.op === 'truncate' || !this.targets.get(e.table)?.changeTime) continue;
-      byTable.set(e.table, [...(byTable.get(e.table) ?? []), e]);
-    }
+    const byTable = byChangeTimeTable(changes, (table) => this.targets.get(table)?.changeTime !== undefined);
     for (const [source, events] of byTable) {
       const resolved = await resolveByChangeTime(tx, this.targets.get(source)!.changeTime!, events, {
         stream: this.context.stream,

@@ -13,7 +13,7 @@ import { classifyPgError, isConnectionError } from './errors.js';
 import { copyData } from './copy-text.js';
 import { introspectTable } from './introspect.js';
 import { logConflicts, pingBackDeletes, resolveByChangeTime } from './change-time.js';
-import type { ConflictEntry } from '../conflicts.js';
+import { byChangeTimeTable, type ConflictEntry } from '../conflicts.js';
 import {
   INSERT_DEAD_LETTERS_SQL,
   OPEN_DEAD_LETTERS_SQL,
@@ -269,13 +269,7 @@ export class PostgresSink implements Sink {
     const losers = new Set<ChangeEvent>();
     const logged: ConflictEntry[] = [];
     const unlocked: ChangeEvent[] = [];
-    const byTable = new Map<string, ChangeEvent[]>();
-    for (const e of changes) {
-      if (e.op === 'truncate' || !this.target(e.table).byChangeTime) continue;
-      const list = byTable.get(e.table);
-      if (list) list.push(e);
-      else byTable.set(e.table, [e]);
-    }
+    const byTable = byChangeTimeTable(changes, (table) => this.target(table).byChangeTime);
     for (const [source, events] of byTable) {
       const resolved = await resolveByChangeTime(client, { ...this.target(source), table: this.target(source).table.name }, events, {
         stream: this.context?.stream ?? '',

@@ -14,7 +14,7 @@ import { sqliteTimestamp } from './timestamp-text.js';
 import { classifySqliteError, isSqliteConnectionError } from './errors.js';
 import { foreignKeys, introspectSqliteTable, type ForeignKey } from './introspect.js';
 import { logConflicts, resolveByChangeTime } from './change-time.js';
-import { lostToDeletes, type ConflictEntry } from '../conflicts.js';
+import { byChangeTimeTable, lostToDeletes, type ConflictEntry } from '../conflicts.js';
 import {
   CLEAR_ORIGIN_SQL,
   INSERT_DEAD_LETTERS_SQL,
@@ -218,13 +218,7 @@ export class SqliteSink implements Sink {
   private resolveConflicts(changes: ChangeEvent[]): { losers: Set<ChangeEvent>; logged: ConflictEntry[] } {
     const losers = new Set<ChangeEvent>();
     const logged: ConflictEntry[] = [];
-    const byTable = new Map<string, ChangeEvent[]>();
-    for (const e of changes) {
-      if (e.op === 'truncate' || !this.target(e.table).byChangeTime) continue;
-      const list = byTable.get(e.table);
-      if (list) list.push(e);
-      else byTable.set(e.table, [e]);
-    }
+    const byTable = byChangeTimeTable(changes, (table) => this.target(table).byChangeTime);
     for (const [source, events] of byTable) {
       const target = this.target(source);
       const resolved = resolveByChangeTime((sql) => this.statement(sql), target, events, keysJson(events, target), {
