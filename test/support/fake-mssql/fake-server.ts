@@ -4,9 +4,6 @@ import type { MssqlClient, MssqlConnect, Params, Query } from '../../../src/cdc/
 import { classifyMssqlError } from '../../../src/cdc/mssql/errors.js';
 import { decode, encode } from './codec.js';
 
-/** How long a transaction of the bridge may wait for its next statement before it counts as abandoned. */
-const TRANSACTION_IDLE_MS = 5_000;
-
 /** Plain parameter values, as the statement would see them. */
 export type Values = Record<string, unknown>;
 export type Handler = (values: Values, query: Query) => unknown[];
@@ -49,6 +46,8 @@ export class FakeSqlServer {
   /** The one transaction open over the HTTP bridge, with what undoes it. */
   private open: { id: number; restores: (() => void)[]; idle: NodeJS.Timeout; release: () => void } | undefined;
   private transactions = 0;
+  /** How long a transaction of the bridge may wait for its next statement before it counts as abandoned. */
+  transactionIdleMs = 5_000;
   private turn: Promise<void> = Promise.resolve();
 
   /** Checks a connection URL's user and password against `login`. */
@@ -130,7 +129,7 @@ export class FakeSqlServer {
   /**
    * One request of the bridge. A transaction (begin, its statements, commit
    * or rollback) holds the server; one left without a statement for
-   * TRANSACTION_IDLE_MS belongs to a process that died (kill -9) and is
+   * `transactionIdleMs` belongs to a process that died (kill -9) and is
    * rolled back, as SQL Server rolls back the transaction of a dropped
    * connection.
    */
@@ -142,7 +141,7 @@ export class FakeSqlServer {
     if (request.begin) {
       const release = await this.take();
       const id = (this.transactions += 1);
-      this.open = { id, restores: this.snapshots.map((take) => take()), idle: setTimeout(() => this.end(id, false), TRANSACTION_IDLE_MS), release };
+      this.open = { id, restores: this.snapshots.map((take) => take()), idle: setTimeout(() => this.end(id, false), this.transactionIdleMs), release };
       return [{ tx: id }];
     }
     if (request.commit !== undefined || request.rollback !== undefined) {
