@@ -139,6 +139,10 @@ export class MssqlQueueSide implements Side {
     return touched;
   }
 
+  cdcSyncKilled(): void {
+    this.server.dropConnections();
+  }
+
   async snapshot(base: number): Promise<Snapshot> {
     const inCase = (r: Row) => Number(r.id) >= base && Number(r.id) < base + SPAN;
     return this.server.exclusive(() => snapshotOf(this.queue.rowsOf('dbo.parent').filter(inCase), this.queue.rowsOf('dbo.child').filter(inCase), base));

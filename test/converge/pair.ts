@@ -158,6 +158,8 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
 
   private async restartCdcSync(): Promise<void> {
     await this.runner!.stop();
+    this.a.cdcSyncKilled?.();
+    this.b.cdcSyncKilled?.();
     await this.runner!.start();
   }
 

@@ -31,6 +31,8 @@ export interface Side {
   conflicts(): Promise<number>;
   /** Runs `init-sql`'s script for this side. */
   setUp(script: string): Promise<void>;
+  /** cdc-sync was killed: a stand-in ends its sessions, as the server does when their connections drop. */
+  cdcSyncKilled?(): void;
   /** After its database server restarted: connect again. */
   reconnect?(): Promise<void>;
   close(): Promise<void>;

@@ -133,13 +133,21 @@ export class FakeSqlServer {
    * rolled back, as SQL Server rolls back the transaction of a dropped
    * connection.
    */
-  private async serve(request: { query: Query; params: Params; login?: string; tx?: number; begin?: true; commit?: number; rollback?: number }): Promise<unknown> {
+  private async serve(
+    request: { query: Query; params: Params; login?: string; tx?: number; begin?: true; commit?: number; rollback?: number },
+    gone: () => boolean = () => false,
+  ): Promise<unknown> {
     if (request.login !== undefined) {
       this.checkLogin(request.login);
       return [];
     }
     if (request.begin) {
       const release = await this.take();
+      // Its client died while the BEGIN waited for its turn: no session is left to hold the transaction.
+      if (gone()) {
+        release();
+        throw Object.assign(new Error('the connection was reset'), { code: 'ECONNRESET' });
+      }
       const id = (this.transactions += 1);
       this.open = { id, restores: this.snapshots.map((take) => take()), idle: setTimeout(() => this.end(id, false), this.transactionIdleMs), release };
       return [{ tx: id }];
@@ -163,6 +171,15 @@ export class FakeSqlServer {
     return this.exclusive(() => this.execute(request.query, request.params));
   }
 
+  /**
+   * The client process died (kill -9): its connections drop, and SQL Server
+   * rolls back the open transaction of each at once (the session ends; see
+   * https://learn.microsoft.com/sql/t-sql/language-elements/transactions-transact-sql).
+   */
+  dropConnections(): void {
+    if (this.open) this.end(this.open.id, false);
+  }
+
   private end(id: number, commit: boolean): void {
     const open = this.open;
     if (open?.id !== id) return;
@@ -182,7 +199,9 @@ export class FakeSqlServer {
           response.setHeader('content-type', 'application/json');
           response.end(JSON.stringify(encode(payload)));
         };
-        this.serve(decode(JSON.parse(body)) as Parameters<FakeSqlServer['serve']>[0]).then(
+        let dropped = false;
+        response.on('close', () => (dropped = !response.writableEnded));
+        this.serve(decode(JSON.parse(body)) as Parameters<FakeSqlServer['serve']>[0], () => dropped).then(
           (rows) => reply({ rows }),
           (error: Error & { number?: number; code?: string }) => reply({ error: { message: error.message, number: error.number, code: error.code } }),
         );
@@ -193,7 +212,7 @@ export class FakeSqlServer {
   }
 
   async close(): Promise<void> {
-    if (this.open) this.end(this.open.id, false);
+    this.dropConnections();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
   }
 }
