@@ -25,6 +25,12 @@ export interface Source {
    */
   requestSnapshot?(position: string | null, tables: string[]): string | null;
   /**
+   * The order the stream applies the tables in (parents first, by the
+   * target's foreign keys), given before `open`: a source that copies tables
+   * copies them in it, so no copied child waits for a parent copied later.
+   */
+  order?(tables: string[]): void;
+  /**
    * Called after the sink committed everything up to `position` (and it was
    * checkpointed). `failed` lists the changes that went to the dead letter, so
    * a queue can mark them Failed and the rest done; a log reader may now

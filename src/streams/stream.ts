@@ -313,6 +313,7 @@ export class Stream {
     const { config, sink, source } = this.parts;
     this.problems = [];
     await this.openSink();
+    source.order?.(this.tableOrder);
     await retryTransient(() => source.open(this.context), config.retry, this.retryHooks('source'));
     this.position = await retryTransient(
       () => (this.parts.checkpoints ? this.parts.checkpoints.load(this.name) : sink.readCheckpoint(this.name)),

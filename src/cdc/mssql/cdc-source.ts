@@ -1,4 +1,4 @@
-import { append } from '../../core/arrays.js';
+import { append, inOrder } from '../../core/arrays.js';
 import { Observable, Subject, concatMap, defer, startWith } from 'rxjs';
 import { checkSourceColumns } from '../check-columns.js';
 import type { Row, SourceChunk } from '../../core/change-event.js';
@@ -76,6 +76,7 @@ export class MssqlCdcSource implements Source {
   private context!: StreamContext;
   private readonly wakeUp = new Subject<void>();
   private tables: CapturedTable[] = [];
+  private tableOrder: string[] = [];
   /** cdc_sync.origin_marker, when CDC captures it: transactions that wrote it were made by cdc-sync. */
   private marker: CapturedTable | null = null;
   /** The reader's own position; set from `from` at the first read after `chunks(from)`. */
@@ -100,6 +101,9 @@ export class MssqlCdcSource implements Source {
     await this.readAgentJobs(context);
     this.tables = [];
     for (const [i, table] of this.options.tables.entries()) this.tables.push(await this.describe(table, `tables[${i}]`));
+    // Copies go parents first (the first table still copying is the one read).
+    const order = inOrder(this.tables.map((t) => t.source), this.tableOrder);
+    this.tables.sort((x, y) => order.indexOf(x.source) - order.indexOf(y.source));
     this.marker = await this.describe({ source: MARKER, target: MARKER, key: ['id'] }, 'origin marker').catch(() => null);
     if (!this.marker) context.log.info('cdc_sync.origin_marker is not captured: writes of a reverse stream into this database are not recognised as echoes (see `cdc-sync init-sql`)');
     const [max] = await this.query(() => this.client!.query<{ lsn: Buffer | null }>(MAX_LSN));
@@ -122,6 +126,10 @@ export class MssqlCdcSource implements Source {
   }
 
   /** Position that makes the next run re-copy `tables` (all when empty), then stream them from the copy's LSN. */
+  order(tables: string[]): void {
+    this.tableOrder = tables;
+  }
+
   requestSnapshot(position: string | null, tables: string[]): string | null {
     if (position === null) return null; // a stream without checkpoint snapshots everything anyway
     let next = CdcPosition.parse(position);

@@ -1,3 +1,4 @@
+import { inOrder } from '../../core/arrays.js';
 import { hostname } from 'node:os';
 import { Observable, Subject, concatMap, defer, startWith } from 'rxjs';
 import type { ChangeEvent, SourceChunk } from '../../core/change-event.js';
@@ -71,6 +72,7 @@ export class MssqlQueueSource implements Source {
   private shape: QueueShape = { names: 'nvarchar', localTime: false };
   private reader!: QueueRowReader;
   private snapshots = new Map<string, TableSnapshot>();
+  private tableOrder: string[] = [];
   private position = QueuePosition.start;
   private readonly ledger = new ClaimLedger();
   private owner = '';
@@ -149,7 +151,7 @@ export class MssqlQueueSource implements Source {
   /** Position that makes the next run copy `tables` (all when empty) before it goes on with the queue. */
   requestSnapshot(position: string | null, tables: string[]): string | null {
     let next = position === null ? QueuePosition.start : QueuePosition.parse(position);
-    for (const table of tables.length > 0 ? tables : this.options.tables.map((t) => t.source)) {
+    for (const table of inOrder(tables.length > 0 ? tables : this.options.tables.map((t) => t.source), this.tableOrder)) {
       if (!this.options.tables.some((t) => t.source === table)) throw new ConfigError(`--table: ${table} is not a table of this stream`);
       next = next.withSnapshot(table, null);
     }
@@ -195,9 +197,18 @@ export class MssqlQueueSource implements Source {
     return described;
   }
 
+  /**
+   * Rows of a copy are not queue rows: a child copied before its parent could
+   * not be held back for it (a queue source's batches are marked done), so
+   * the copy goes parents first.
+   */
+  order(tables: string[]): void {
+    this.tableOrder = tables;
+  }
+
   private initialPosition(): QueuePosition {
     if (this.options.snapshot === 'never') return QueuePosition.start;
-    return this.options.tables.reduce((p, t) => p.withSnapshot(t.source, null), QueuePosition.start);
+    return inOrder(this.options.tables.map((t) => t.source), this.tableOrder).reduce((p, table) => p.withSnapshot(table, null), QueuePosition.start);
   }
 
   /** Reads until there is something to hand over; waits (adaptively) while the queue is empty. */

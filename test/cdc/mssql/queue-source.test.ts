@@ -268,6 +268,18 @@ describe('MssqlQueueSource: polling, snapshot, housekeeping', () => {
     expect(resumed!.events.map((e) => e.key.PersonID)).toEqual([3]);
   });
 
+  it("copies the tables in the order the stream applies them (parents first by the target's foreign keys), not the configuration's", async () => {
+    const { server, queue } = fakeDatabase();
+    queue.insert('dbo.tblPatients', patient(1));
+    queue.insert('dbo.tblLines', { OrderID: 1, LineNo: 1, Qty: 4 });
+    const source = await readers.open(server, { snapshot: 'initial', readLimit: 2 });
+    // A child copied first could not wait for its parent: a queue source's batches are marked done.
+    source.order(['dbo.tblLines', 'dbo.tblPatients']);
+    const chunks = await pull(source, null, 2);
+    expect(chunks.map((c) => c.events.map((e) => e.table))).toEqual([['dbo.tblLines'], ['dbo.tblPatients']]);
+    expect(JSON.parse(source.requestSnapshot('{"seq":7}', [])!)).toEqual({ seq: 7, snapshot: { 'dbo.tblLines': null, 'dbo.tblPatients': null } });
+  });
+
   it('asks for a new copy of some tables through requestSnapshot', async () => {
     const { server } = fakeDatabase();
     const source = await readers.open(server);
