@@ -4,7 +4,7 @@ import { FakeQueueSink } from '../support/fake-mssql/fake-queue-sink.js';
 import { FakeSqlServer } from '../support/fake-mssql/fake-server.js';
 import { FakeTarget, type TargetColumnSpec } from '../support/fake-mssql/fake-target.js';
 import type { Edit } from './history.js';
-import { SPAN, snapshotOf, type Side, type Snapshot, type UserChange } from './sides.js';
+import { SPAN, caseChanges, snapshotOf, type RecordedChange, type Side, type Snapshot, type UserChange } from './sides.js';
 
 type Table = 'parent' | 'child';
 
@@ -39,7 +39,7 @@ export class MssqlQueueSide implements Side {
   private readonly target = new FakeTarget(this.server);
   private readonly sinkModel = new FakeQueueSink(this.server, this.queue);
   /** The application's row changes, as the trigger queued them. */
-  private readonly changes: { table: Table; before: number | null; after: number | null; image: Row | null; time: number; seq: number }[] = [];
+  private readonly changes: RecordedChange[] = [];
   /** Row writes of every writer: [table, id]. */
   private readonly written: [Table, number][] = [];
   private url = '';
@@ -149,14 +149,7 @@ export class MssqlQueueSide implements Side {
   }
 
   async userChanges(base: number): Promise<UserChange[]> {
-    return this.inCase(this.changes, (c) => c.after ?? c.before, base).map((c) => ({
-      table: c.table,
-      before: c.before === null ? null : c.before - base,
-      after: c.after === null ? null : c.after - base,
-      image: c.image && this.relative(c.table, c.image, base),
-      time: c.time,
-      seq: c.seq,
-    }));
+    return caseChanges(this.changes, base);
   }
 
   async writes(base: number): Promise<number> {
@@ -181,10 +174,5 @@ export class MssqlQueueSide implements Side {
       const n = id(item) ?? -1;
       return n >= base && n < base + SPAN;
     });
-  }
-
-  private relative(table: Table, row: Row, base: number): Record<string, unknown> {
-    const state = table === 'parent' ? snapshotOf([row], [], base) : snapshotOf([], [row], base);
-    return Object.values(state)[0]!;
   }
 }

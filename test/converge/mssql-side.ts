@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { FakeCdc, type FakeChange, type Row } from '../support/fake-mssql/fake-cdc.js';
 import { FakeSqlServer } from '../support/fake-mssql/fake-server.js';
 import type { Edit } from './history.js';
-import { SPAN, snapshotOf, type Side, type Snapshot, type UserChange } from './sides.js';
+import { SPAN, caseChanges, snapshotOf, type Side, type Snapshot, type UserChange } from './sides.js';
 
 /** The module the CLI loads instead of the `mssql` driver: it sends each statement to this side's stand-in. */
 export const MSSQL_DRIVER = resolve('dist/test/support/fake-mssql/driver.js');
@@ -131,14 +131,7 @@ export class MssqlSide implements Side {
   }
 
   async userChanges(base: number): Promise<UserChange[]> {
-    return this.inCase(base).map((c) => ({
-      table: c.table,
-      before: c.before === null ? null : c.before - base,
-      after: c.after === null ? null : c.after - base,
-      image: c.image && this.relative(c.table, c.image, base),
-      time: c.time,
-      seq: c.seq,
-    }));
+    return caseChanges(this.changes, base);
   }
 
   /** Only the application writes here (one-way): exactly the rows it touched. */
@@ -165,8 +158,4 @@ export class MssqlSide implements Side {
     await this.server.close();
   }
 
-  private relative(table: 'parent' | 'child', row: Row, base: number): Record<string, unknown> {
-    const state = table === 'parent' ? snapshotOf([row], [], base) : snapshotOf([], [row], base);
-    return Object.values(state)[0]!;
-  }
 }

@@ -96,3 +96,30 @@ export function inRange(c: UserChange): boolean {
   const id = c.after ?? c.before;
   return id !== null && id >= 0 && id < SPAN;
 }
+
+/** A change an application side recorded itself, with absolute ids and its row as the database keeps it. */
+export interface RecordedChange {
+  table: 'parent' | 'child';
+  before: number | null;
+  after: number | null;
+  image: Record<string, unknown> | null;
+  time: number;
+  seq: number;
+}
+
+/** The recorded changes of one case, with ids relative to it and rows in the compared form. */
+export function caseChanges(changes: RecordedChange[], base: number): UserChange[] {
+  return changes
+    .filter((c) => {
+      const id = c.after ?? c.before ?? -1;
+      return id >= base && id < base + SPAN;
+    })
+    .map((c) => ({
+      table: c.table,
+      before: c.before === null ? null : c.before - base,
+      after: c.after === null ? null : c.after - base,
+      image: c.image && Object.values(c.table === 'parent' ? snapshotOf([c.image], [], base) : snapshotOf([], [c.image], base))[0]!,
+      time: c.time,
+      seq: c.seq,
+    }));
+}
