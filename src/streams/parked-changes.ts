@@ -1,5 +1,6 @@
 import { keyString, type ChangeEvent } from '../core/change-event.js';
 import type { FailedChange } from './apply-batch.js';
+import { eventsFromJson, eventsToJson } from '../core/event-json.js';
 
 /**
  * Changes whose parent had not arrived yet (reason `missing-parent`), held
@@ -8,16 +9,17 @@ import type { FailedChange } from './apply-batch.js';
  * SQLite change log) or a parent that a later read brings (another table's
  * change, a late transaction) then needs no `retry-failed`.
  *
- * Nothing is lost to a crash meanwhile: while a change is held, the stream
- * stores the checkpoint it had before that change's batch (`held`), so a
- * restart reads the change again; the batches applied since are idempotent.
- * A held change that fails again in a batch after which the source had
- * nothing more to read goes to the dead letter (its parent is not coming).
+ * Nothing is lost to a crash meanwhile: the held changes are stored with the
+ * checkpoint (`checkpointText`), in the sink's transaction, so a restart
+ * holds them again. The checkpoint itself moves on with every batch: a
+ * restart must not read the batches applied since a change was held again,
+ * which would set their rows back to older values for a while and write
+ * them twice. A held change that fails again in a batch after which the
+ * source had nothing more to read goes to the dead letter (its parent is
+ * not coming).
  */
 export class ParkedChanges {
   private readonly changes = new Map<string, ChangeEvent>();
-  /** The checkpoint stored before the first held change's batch. */
-  private heldAt: string | null = null;
 
   get size(): number {
     return this.changes.size;
@@ -28,12 +30,8 @@ export class ParkedChanges {
     return [...this.changes.values()];
   }
 
-  /**
-   * After a batch: which failures to hold (the rest go to the dead letter).
-   * `position` is the checkpoint stored before this batch.
-   */
-  settle(failed: FailedChange[], options: { position: string | null; caughtUp: boolean }): FailedChange[] {
-    const wasEmpty = this.changes.size === 0;
+  /** After a batch: which failures to hold (the rest go to the dead letter). */
+  settle(failed: FailedChange[], options: { caughtUp: boolean }): FailedChange[] {
     this.changes.clear();
     if (options.caughtUp) return failed;
     const letters: FailedChange[] = [];
@@ -41,14 +39,13 @@ export class ParkedChanges {
       if (f.reason === 'missing-parent') this.changes.set(`${f.event.table}\u0000${keyString(f.event.key)}`, f.event);
       else letters.push(f);
     }
-    if (wasEmpty && this.changes.size > 0) this.heldAt = options.position;
     return letters;
   }
 
-  /** A restart reads from the stored checkpoint again, which brings every held change back. */
-  clear(): void {
+  /** At start: the changes the stored checkpoint holds (none: nothing is held). */
+  restore(events: ChangeEvent[]): void {
     this.changes.clear();
-    this.heldAt = null;
+    for (const e of events) this.changes.set(`${e.table}\u0000${keyString(e.key)}`, e);
   }
 
   /** Whether this very change is held (not a newer one of its key). */
@@ -56,8 +53,24 @@ export class ParkedChanges {
     return this.changes.get(`${event.table}\u0000${keyString(event.key)}`) === event;
   }
 
-  /** The checkpoint to store after a batch: the held one while anything is held. */
-  checkpoint(batchPosition: string): string | null {
-    return this.changes.size > 0 ? this.heldAt : batchPosition;
+  /** The checkpoint to store after a batch: its position, with the changes held now. */
+  checkpoint(batchPosition: string): string {
+    return checkpointText(batchPosition, this.events());
   }
+}
+
+/** Between the source's position and the held changes of a stored checkpoint (no source's position holds a newline). */
+const HELD = '\nheld ';
+
+/** The stored checkpoint: the source's position, then the held changes, if any. */
+export function checkpointText(position: string, held: ChangeEvent[]): string {
+  return held.length === 0 ? position : `${position}${HELD}${eventsToJson(held)}`;
+}
+
+/** A stored checkpoint as the source's position and the changes it holds. */
+export function readCheckpointText(text: string | null): { position: string | null; held: ChangeEvent[] } {
+  if (text === null) return { position: null, held: [] };
+  const at = text.indexOf(HELD);
+  if (at < 0) return { position: text, held: [] };
+  return { position: text.slice(0, at), held: eventsFromJson(text.slice(at + HELD.length)) };
 }

@@ -4,7 +4,7 @@ import type { ChangeEvent, RejectedChange, Row } from '../core/change-event.js';
 import { keyString } from '../core/change-event.js';
 import { ConfigError, TransientError, errorMessage, failureReason } from '../core/errors.js';
 import { parentsFirst } from './table-order.js';
-import { ParkedChanges } from './parked-changes.js';
+import { ParkedChanges, checkpointText, readCheckpointText } from './parked-changes.js';
 import { TableMapping } from '../core/mapping.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -196,9 +196,11 @@ export class Stream {
     const { config, sink, source, checkpoints } = this.parts;
     try {
       await sink.open(this.context, config.tables);
-      const current = checkpoints ? await checkpoints.load(this.name) : await sink.readCheckpoint(this.name);
-      const next = change(current, source);
-      if (next === null || next === current) return false;
+      const current = readCheckpointText(checkpoints ? await checkpoints.load(this.name) : await sink.readCheckpoint(this.name));
+      const position = change(current.position, source);
+      if (position === null || position === current.position) return false;
+      // Changes held for their parents stay held.
+      const next = checkpointText(position, current.held);
       if (checkpoints) await checkpoints.save(this.name, next);
       else await sink.apply({ changes: [], deadLetters: [], checkpoint: { stream: this.name, position: next } });
       return true;
@@ -315,12 +317,15 @@ export class Stream {
     await this.openSink();
     source.order?.(this.tableOrder);
     await retryTransient(() => source.open(this.context), config.retry, this.retryHooks('source'));
-    this.position = await retryTransient(
-      () => (this.parts.checkpoints ? this.parts.checkpoints.load(this.name) : sink.readCheckpoint(this.name)),
-      config.retry,
-      this.retryHooks('sink'),
+    const stored = readCheckpointText(
+      await retryTransient(
+        () => (this.parts.checkpoints ? this.parts.checkpoints.load(this.name) : sink.readCheckpoint(this.name)),
+        config.retry,
+        this.retryHooks('sink'),
+      ),
     );
-    this.parked.clear();
+    this.position = stored.position;
+    this.parked.restore(stored.held);
     if (this.position !== null) source.checkpointed?.(this.position);
     this.state = 'running';
     this.ranOnce = true;
@@ -437,13 +442,11 @@ export class Stream {
     // Changes held back for a missing parent go again, in front: this batch's newer changes of a key supersede them.
     const retried = this.parked.events();
     if (retried.length > 0) changes = coalesce([...retried, ...changes], this.tableOrder);
-    const before = this.position;
     // Queue sources mark rows done by the batch's position (committed): nothing may be held back past it.
     const holds = !this.parts.source.committed;
     const settle = (failed: FailedChange[]) => {
-      const letters = holds ? this.parked.settle(failed, { position: before, caughtUp: batch.caughtUp ?? false }) : failed;
-      const position = holds ? this.parked.checkpoint(batch.position) : batch.position;
-      return { letters, checkpoint: position === null ? null : { stream: this.name, position } };
+      const letters = holds ? this.parked.settle(failed, { caughtUp: batch.caughtUp ?? false }) : failed;
+      return { letters, checkpoint: { stream: this.name, position: this.parked.checkpoint(batch.position) } };
     };
     for (const e of noops) metrics.suppressed.inc({ ...this.labels, table: e.table, reason: 'no-op' });
     const deadLetters: DeadLetter[] = [
@@ -462,13 +465,13 @@ export class Stream {
     );
     // Applied whole: nothing is held any more.
     if (outcome.failed.length === 0 && this.parked.size > 0 && outcome.applied.length === changes.length) settle([]);
-    const stored = holds ? this.parked.checkpoint(batch.position) : batch.position;
+    const stored = this.parked.checkpoint(batch.position);
     // A sink without transactions cannot keep dead letters: they are stored before the checkpoint moves past them.
     if (letterStore) await letterStore.append([...deadLetters, ...outcome.failed.map((f) => deadLetterFor(this.name, f))]);
     await this.parts.conflictLog?.append(outcome.conflicts.flatMap((c) => (c.entry ? [c.entry] : [])));
     if (this.parts.checkpoints) {
       const store = this.parts.checkpoints;
-      if (stored !== null) await retryTransient(() => store.save(this.name, stored), config.retry, this.retryHooks('sink'));
+      await retryTransient(() => store.save(this.name, stored), config.retry, this.retryHooks('sink'));
     }
     append(failures, outcome.failed);
     if (outcome.superseded > 0) {
@@ -491,8 +494,8 @@ export class Stream {
     this.health.applied(batch.events.at(-1)?.commitTime, batch.caughtUp ?? false);
     this.lastAppliedAt = new Date();
     metrics.lastApplied.set(this.labels, this.lastAppliedAt.getTime() / 1000);
-    this.position = stored;
-    if (stored !== null) this.parts.source.checkpointed?.(stored);
+    this.position = batch.position;
+    this.parts.source.checkpointed?.(batch.position);
     this.state = 'running';
     return [...failures.map((f) => ({ table: f.event.table })), ...batch.rejected.map((r) => ({ table: r.table }))];
   }

@@ -4,7 +4,7 @@ import { FakeQueueSink } from '../support/fake-mssql/fake-queue-sink.js';
 import { FakeSqlServer } from '../support/fake-mssql/fake-server.js';
 import { FakeTarget, type TargetColumnSpec } from '../support/fake-mssql/fake-target.js';
 import type { Edit } from './history.js';
-import { SPAN, caseChanges, snapshotOf, type RecordedChange, type Side, type Snapshot, type UserChange } from './sides.js';
+import { SPAN, caseChanges, snapshotOf, type RecordedChange, type Side, type Snapshot, type UserChange, type Write } from './sides.js';
 
 type Table = 'parent' | 'child';
 
@@ -152,8 +152,8 @@ export class MssqlQueueSide implements Side {
     return caseChanges(this.changes, base);
   }
 
-  async writes(base: number): Promise<number> {
-    return this.inCase(this.written, ([, id]) => id, base).length;
+  async writes(base: number): Promise<Write[]> {
+    return this.inCase(this.written, ([, id]) => id, base).map(([table, id]) => ({ row: `${table} ${id - base}` }));
   }
 
   async deadLetters(): Promise<number> {

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { FakeCdc, type FakeChange, type Row } from '../support/fake-mssql/fake-cdc.js';
 import { FakeSqlServer } from '../support/fake-mssql/fake-server.js';
 import type { Edit } from './history.js';
-import { SPAN, caseChanges, snapshotOf, type Side, type Snapshot, type UserChange } from './sides.js';
+import { SPAN, caseChanges, snapshotOf, type Side, type Snapshot, type UserChange, type Write } from './sides.js';
 
 /** The module the CLI loads instead of the `mssql` driver: it sends each statement to this side's stand-in. */
 export const MSSQL_DRIVER = resolve('dist/test/support/fake-mssql/driver.js');
@@ -135,8 +135,8 @@ export class MssqlSide implements Side {
   }
 
   /** Only the application writes here (one-way): exactly the rows it touched. */
-  async writes(base: number): Promise<number> {
-    return this.inCase(base).length;
+  async writes(base: number): Promise<Write[]> {
+    return this.inCase(base).map((c) => ({ row: `${c.table} ${(c.after ?? c.before)! - base}`, detail: 'by the application' }));
   }
 
   private inCase(base: number) {

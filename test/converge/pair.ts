@@ -1,7 +1,7 @@
 import { runCliToEnd, writeConfig } from '../support/cli.js';
 import { describeHistory, type Step } from './history.js';
 import { CliRunner, InProcessRunner, type Runner } from './runner.js';
-import type { Side, Snapshot, UserChange } from './sides.js';
+import type { Side, Snapshot, UserChange, Write } from './sides.js';
 
 /** How long a history may take to settle before the checker calls it divergent. */
 const IDLE_TIMEOUT_MS = 20_000;
@@ -125,9 +125,13 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
     if (letters > 0) problems.push(`${letters} change(s) went to the dead letter`);
     // Each user edit is written once on its own side and at most once on the other (twice for a key change: delete + insert).
     const crossing = [...changes.a, ...changes.b].reduce((n, c) => n + (c.before !== null && c.after !== null && c.before !== c.after ? 2 : 1), 0);
-    const writes = await this.inTurn(async () => (await this.a.writes(base)) + (await this.b.writes(base)));
+    const written = await this.inTurn(async () => ({ a: await this.a.writes(base), b: await this.b.writes(base) }));
+    const writes = written.a.length + written.b.length;
     const allowed = touched.a + touched.b + crossing;
-    if (writes > allowed) problems.push(`${writes} row writes for ${touched.a + touched.b} user writes: at most ${allowed} expected (an echo or a write storm)`);
+    if (writes > allowed) {
+      problems.push(`${writes} row writes for ${touched.a + touched.b} user writes: at most ${allowed} expected (an echo or a write storm)`);
+      problems.push(`writes by row (a's and b's) against changes the applications made (a's and b's):\n${writesByRow(written, changes)}`);
+    }
     return problems;
   }
 
@@ -137,7 +141,7 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
     let previous = '';
     let stableSince = 0;
     while (Date.now() < deadline) {
-      const [a, b, writes] = await this.inTurn(async () => [await this.a.snapshot(base), await this.b.snapshot(base), `${await this.a.writes(base)}|${await this.b.writes(base)}`] as const);
+      const [a, b, writes] = await this.inTurn(async () => [await this.a.snapshot(base), await this.b.snapshot(base), `${(await this.a.writes(base)).length}|${(await this.b.writes(base)).length}`] as const);
       const state = `${JSON.stringify(sorted(a))}|${JSON.stringify(sorted(b))}|${writes}`;
       if (state !== previous) {
         previous = state;
@@ -193,6 +197,29 @@ export function expectedState(a: UserChange[], b: UserChange[]): Snapshot {
   const state: Snapshot = {};
   for (const [key, { image }] of latest) if (image) state[key] = image;
   return state;
+}
+
+/**
+ * Per row: how often each side wrote it, and how many of the applications' changes named it; the rows
+ * written more often than their changes explain come first, with each of their writes as the side logged it.
+ */
+function writesByRow(written: { a: Write[]; b: Write[] }, changes: { a: UserChange[]; b: UserChange[] }): string {
+  const rows = new Map<string, { a: number; b: number; byA: number; byB: number; log: string[] }>();
+  const row = (key: string) => rows.get(key) ?? rows.set(key, { a: 0, b: 0, byA: 0, byB: 0, log: [] }).get(key)!;
+  for (const side of ['a', 'b'] as const) {
+    for (const w of written[side]) {
+      row(w.row)[side] += 1;
+      if (w.detail) row(w.row).log.push(`${side}: ${w.detail}`);
+    }
+  }
+  for (const [side, list] of [['byA', changes.a], ['byB', changes.b]] as const) {
+    for (const c of list) for (const id of new Set([c.before, c.after])) if (id !== null) row(`${c.table} ${id}`)[side] += 1;
+  }
+  const excess = (r: { a: number; b: number; byA: number; byB: number }) => r.a + r.b - 2 * (r.byA + r.byB);
+  return [...rows]
+    .sort(([x, rx], [y, ry]) => excess(ry) - excess(rx) || (x < y ? -1 : 1))
+    .map(([key, r]) => [`  ${key}: written ${r.a}/${r.b}, changed ${r.byA}/${r.byB}`, ...(excess(r) > 0 ? r.log.map((l) => `    ${l}`) : [])].join('\n'))
+    .join('\n');
 }
 
 function compare(x: { time: number; side: number; seq: number }, y: { time: number; side: number; seq: number }): number {

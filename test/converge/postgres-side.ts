@@ -6,16 +6,21 @@ import { changelogSetupSql } from '../../src/cdc/postgres/changelog-setup.js';
 import { createPool, type Pool } from '../../src/sinks/postgres/connection.js';
 import { createTestDatabase, type PgServer } from '../support/test-database.js';
 import type { Edit, ParentValues } from './history.js';
-import { imageChange, inRange, snapshotOf, SPAN, type Side, type Snapshot, type UserChange } from './sides.js';
+import { imageChange, inRange, snapshotOf, SPAN, type Side, type Snapshot, type UserChange, type Write } from './sides.js';
 
 const PG_SCHEMA = `
 CREATE TABLE parent (id int PRIMARY KEY, name text, qty bigint, at timestamp(3), flag boolean, data bytea);
 CREATE TABLE child (id int PRIMARY KEY, parent_id int NOT NULL REFERENCES parent (id) DEFERRABLE INITIALLY IMMEDIATE, note text);
 -- Every row write, whoever makes it: the measure of echoes and write storms. SECURITY DEFINER:
 -- a writer through Supabase's API (service_role) has no grant on the harness's table.
-CREATE TABLE write_log (n bigint GENERATED ALWAYS AS IDENTITY, tbl text, id int);
+CREATE TABLE write_log (n bigint GENERATED ALWAYS AS IDENTITY, tbl text, id int, detail text);
 CREATE FUNCTION log_write() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
-BEGIN INSERT INTO write_log (tbl, id) VALUES (TG_TABLE_NAME, coalesce(NEW.id, OLD.id)); RETURN NULL; END $$;
+BEGIN
+  INSERT INTO write_log (tbl, id, detail)
+  VALUES (TG_TABLE_NAME, coalesce(NEW.id, OLD.id),
+          concat_ws(' ', TG_OP, 'by', coalesce(nullif(current_setting('cdc_sync.origin', true), ''), 'the application'), 'in transaction', pg_current_xact_id(), 'row', to_jsonb(coalesce(NEW, OLD)) - 'id'));
+  RETURN NULL;
+END $$;
 CREATE TRIGGER log_write AFTER INSERT OR UPDATE OR DELETE ON parent FOR EACH ROW EXECUTE FUNCTION log_write();
 CREATE TRIGGER log_write AFTER INSERT OR UPDATE OR DELETE ON child FOR EACH ROW EXECUTE FUNCTION log_write();`;
 
@@ -210,9 +215,9 @@ export class PostgresSide implements Side {
       .filter((c) => inRange(c));
   }
 
-  async writes(base: number): Promise<number> {
-    const [row] = await this.db.query<{ n: string }>(`SELECT count(*) AS n FROM write_log WHERE id >= $1 AND id < $2`, [base, base + SPAN]);
-    return Number(row!.n);
+  async writes(base: number): Promise<Write[]> {
+    const rows = await this.db.query<{ tbl: string; id: number; detail: string }>(`SELECT tbl, id, detail FROM write_log WHERE id >= $1 AND id < $2 ORDER BY n`, [base, base + SPAN]);
+    return rows.map((r) => ({ row: `${r.tbl} ${r.id - base}`, detail: r.detail }));
   }
 
   async deadLetters(): Promise<number> {

@@ -16,6 +16,12 @@ export interface UserChange {
   seq: number;
 }
 
+/** One row write: `table id` (id relative to the case), and what the side can tell of it (who, how). */
+export interface Write {
+  row: string;
+  detail?: string;
+}
+
 export interface Side {
   readonly label: string;
   /** The `source:` and `sink:` YAML of this side. */
@@ -25,8 +31,8 @@ export interface Side {
   apply(edits: Edit[], base: number): Promise<number>;
   snapshot(base: number): Promise<Snapshot>;
   userChanges(base: number): Promise<UserChange[]>;
-  /** Row writes of any writer (the application's and cdc-sync's) in the case's key range. */
-  writes(base: number): Promise<number>;
+  /** Row writes of any writer (the application's and cdc-sync's) in the case's key range, in order. */
+  writes(base: number): Promise<Write[]>;
   deadLetters(): Promise<number>;
   conflicts(): Promise<number>;
   /** Runs `init-sql`'s script for this side. */

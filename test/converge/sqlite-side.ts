@@ -3,18 +3,22 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Edit } from './history.js';
-import { imageChange, inRange, instant, snapshotOf, SPAN, type Side, type Snapshot, type UserChange } from './sides.js';
+import { imageChange, inRange, instant, snapshotOf, SPAN, type Side, type Snapshot, type UserChange, type Write } from './sides.js';
 
 const SQLITE_SCHEMA = `
 CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER, at DATETIME, flag BOOLEAN, data BLOB);
 CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER NOT NULL REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED, note TEXT);
-CREATE TABLE write_log (n INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT, id INTEGER);
+CREATE TABLE write_log (n INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT, id INTEGER, detail TEXT);
+-- cdc-sync's change-log set-up makes it too; the write log's triggers name it, so it exists first.
+CREATE TABLE IF NOT EXISTS cdc_sync_origin (origin TEXT);
 ${['parent', 'child']
-  .map(
-    (t) => `CREATE TRIGGER log_${t}_i AFTER INSERT ON ${t} BEGIN INSERT INTO write_log (tbl, id) VALUES ('${t}', NEW.id); END;
-CREATE TRIGGER log_${t}_u AFTER UPDATE ON ${t} BEGIN INSERT INTO write_log (tbl, id) VALUES ('${t}', NEW.id); END;
-CREATE TRIGGER log_${t}_d AFTER DELETE ON ${t} BEGIN INSERT INTO write_log (tbl, id) VALUES ('${t}', OLD.id); END;`,
-  )
+  .map((t) => {
+    const image = (row: string) => (t === 'parent' ? `json_object('name', ${row}.name, 'qty', ${row}.qty, 'at', ${row}.at, 'flag', ${row}.flag, 'data', quote(${row}.data))` : `json_object('parent_id', ${row}.parent_id, 'note', ${row}.note)`);
+    const detail = (op: string, row: string) => `'${op} by ' || coalesce((SELECT origin FROM cdc_sync_origin), 'the application') || ' row ' || ${image(row)}`;
+    return `CREATE TRIGGER log_${t}_i AFTER INSERT ON ${t} BEGIN INSERT INTO write_log (tbl, id, detail) VALUES ('${t}', NEW.id, ${detail('INSERT', 'NEW')}); END;
+CREATE TRIGGER log_${t}_u AFTER UPDATE ON ${t} BEGIN INSERT INTO write_log (tbl, id, detail) VALUES ('${t}', NEW.id, ${detail('UPDATE', 'NEW')}); END;
+CREATE TRIGGER log_${t}_d AFTER DELETE ON ${t} BEGIN INSERT INTO write_log (tbl, id, detail) VALUES ('${t}', OLD.id, ${detail('DELETE', 'OLD')}); END;`;
+  })
   .join('\n')}`;
 
 /** SQLite's canonical text for an instant (https://www.sqlite.org/lang_datefunc.html, "Time Values"). */
@@ -113,8 +117,9 @@ export class SqliteSide implements Side {
     return rows.map((r) => imageChange(r.table_name, r.row_data, r.old_data, instant(r.captured_at), r.id, base)).filter(inRange);
   }
 
-  async writes(base: number): Promise<number> {
-    return (this.db.prepare(`SELECT count(*) AS n FROM write_log WHERE id >= ? AND id < ?`).get(base, base + SPAN) as { n: number }).n;
+  async writes(base: number): Promise<Write[]> {
+    const rows = this.db.prepare(`SELECT tbl, id, detail FROM write_log WHERE id >= ? AND id < ? ORDER BY n`).all(base, base + SPAN) as { tbl: string; id: number; detail: string }[];
+    return rows.map((r) => ({ row: `${r.tbl} ${r.id - base}`, detail: r.detail }));
   }
 
   async deadLetters(): Promise<number> {

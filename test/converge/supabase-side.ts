@@ -3,7 +3,7 @@ import { startRealtimeServer, type RealtimeServer } from '../support/realtime/in
 import type { PgServer } from '../support/test-database.js';
 import type { Edit } from './history.js';
 import { PostgresSide } from './postgres-side.js';
-import type { Side, Snapshot, UserChange } from './sides.js';
+import type { Side, Snapshot, UserChange, Write } from './sides.js';
 
 /**
  * A Supabase project through its stand-ins: the portal's PostgreSQL, the
@@ -70,7 +70,7 @@ export class SupabaseSide implements Side {
     return this.portal.userChanges(base);
   }
 
-  writes(base: number): Promise<number> {
+  writes(base: number): Promise<Write[]> {
     return this.portal.writes(base);
   }
 
