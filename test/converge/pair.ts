@@ -244,14 +244,18 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** An application retries a transaction that lost a deadlock or waited out a lock, as cdc-sync's writes can cause both. */
+/**
+ * An application retries a transaction that lost a deadlock or waited out a lock, as cdc-sync's writes can cause both,
+ * and one whose key move met a row cdc-sync inserted meanwhile (`NOT EXISTS` saw the table before that insert committed:
+ * a unique violation under READ COMMITTED); run again, it sees the row and moves nothing.
+ */
 async function retried<T>(work: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt += 1) {
     try {
       return await work();
     } catch (error) {
       const code = (error as { code?: string }).code;
-      if (attempt >= 5 || !['40P01', '40001', 'SQLITE_BUSY', 'SQLITE_BUSY_SNAPSHOT'].includes(code ?? '')) throw error;
+      if (attempt >= 5 || !['40P01', '40001', '23505', 'SQLITE_BUSY', 'SQLITE_BUSY_SNAPSHOT'].includes(code ?? '')) throw error;
       await sleep(20 * attempt);
     }
   }
