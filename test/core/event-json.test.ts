@@ -25,6 +25,8 @@ describe('changes kept with a checkpoint', () => {
         const event: ChangeEvent = { table: 'public.items', op: 'update', key: { id: key }, row, before: null, position: '7', commitTime: new Date(5), origin: 'app' };
         expect(eventsFromJson(eventsToJson([event]))).toEqual([event]);
       }),
+      { numRuns: 1000 },
     );
+    expect(Object.is((eventsFromJson(eventsToJson([{ table: 't', op: 'insert', key: { id: -0 }, row: null, position: '1', commitTime: new Date(0) }]))[0]!.key.id), -0)).toBe(true);
   });
 });
