@@ -25,7 +25,7 @@ function tag(value: Value | undefined): unknown {
   if (value instanceof Uint8Array) return { $bytes: Buffer.from(value).toString('hex') };
   if (Array.isArray(value)) return value.map(tag);
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) if (v !== undefined) out[k] = tag(v);
+  for (const [k, v] of Object.entries(value)) if (v !== undefined) own(out, k, tag(v));
   // An object of the data that looks like a tag stays an object.
   return Object.keys(out).some((k) => k.startsWith('$')) ? { $object: out } : out;
 }
@@ -44,6 +44,11 @@ function untag(value: unknown): Value {
   }
   const fields = only === '$object' && Object.keys(o).length === 1 ? (o.$object as Record<string, unknown>) : o;
   const out: Record<string, Value> = {};
-  for (const [k, v] of Object.entries(fields)) out[k] = untag(v);
+  for (const [k, v] of Object.entries(fields)) own(out, k, untag(v));
   return out;
+}
+
+/** Sets a property as data, even one named `__proto__` (a column may be). */
+function own(target: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
 }
