@@ -103,15 +103,8 @@ export function inRange(c: UserChange): boolean {
   return id !== null && id >= 0 && id < SPAN;
 }
 
-/** A change an application side recorded itself, with absolute ids and its row as the database keeps it. */
-export interface RecordedChange {
-  table: 'parent' | 'child';
-  before: number | null;
-  after: number | null;
-  image: Record<string, unknown> | null;
-  time: number;
-  seq: number;
-}
+/** A change an application side recorded itself: a UserChange's shape, with absolute ids and its row as the database keeps it. */
+export type RecordedChange = UserChange;
 
 /** The recorded changes of one case, with ids relative to it and rows in the compared form. */
 export function caseChanges(changes: RecordedChange[], base: number): UserChange[] {
