@@ -49,11 +49,16 @@ export async function startTcpProxy(upstream: { host: string; port: number }): P
     };
     client.on('error', end).on('close', end);
     pair.server.on('error', end).on('close', end);
+    // A FIN is half a close: with allowHalfOpen no 'close' follows it, so a FIN the hole swallowed marks
+    // the pair too. TCP retransmits a FIN until it is acknowledged, so the peer learns of it when the
+    // hole ends, as a server mid-COPY must to roll back and release its locks.
     client.on('end', () => {
-      if (current !== 'blackhole') pair.server.end();
+      if (current === 'blackhole') pair.orphaned = true;
+      else pair.server.end();
     });
     pair.server.on('end', () => {
-      if (current !== 'blackhole') client.end();
+      if (current === 'blackhole') pair.orphaned = true;
+      else client.end();
     });
     // Bytes are forwarded only outside a black hole, which swallows them.
     client.on('data', (data: Buffer) => {

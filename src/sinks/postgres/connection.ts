@@ -98,6 +98,22 @@ async function withDeadline<T>(client: pg.ClientBase, timeoutMs: number, url: st
 }
 
 /**
+ * The server's own probe of this session's client, within about twice the
+ * deadline. Neither timeout above runs while the server waits for the
+ * rest of a message or for COPY data, so a client that vanished there
+ * (a black hole, a NAT entry dropped, a host gone) would leave its session
+ * holding the transaction's locks until the server's default keepalive,
+ * two hours later, and every retry of the same rows would wait behind it.
+ * Any role may set these; they apply to TCP connections only.
+ * https://www.postgresql.org/docs/current/runtime-config-connection.html#GUC-TCP-KEEPALIVES-IDLE
+ */
+export function serverKeepalives(timeoutMs: number): string {
+  const seconds = Math.max(1, Math.ceil(timeoutMs / 1000));
+  const interval = Math.max(1, Math.ceil(seconds / 3));
+  return `-c tcp_keepalives_idle=${seconds} -c tcp_keepalives_interval=${interval} -c tcp_keepalives_count=3 -c tcp_user_timeout=${seconds * 1000}`;
+}
+
+/**
  * A pool whose sessions say who they are (`application_name`) and agree on
  * time (UTC, so a timestamp without zone means the same on every server).
  * `pglite:PATH` (or `pglite:memory`) opens an embedded PGlite database
@@ -115,7 +131,7 @@ export function createPool(url: string, options: PoolOptions = {}): Pool {
     // The server's side of the same deadline: a session whose client vanished (a black hole, a NAT entry
     // dropped) would otherwise hold its transaction's row locks until the server's TCP keepalive notices,
     // hours later, and every new connection's write of the same rows would wait behind it.
-    options: `-c TimeZone=UTC -c statement_timeout=${timeoutMs} -c idle_in_transaction_session_timeout=${timeoutMs}`,
+    options: `-c TimeZone=UTC -c statement_timeout=${timeoutMs} -c idle_in_transaction_session_timeout=${timeoutMs} ${serverKeepalives(timeoutMs)}`,
     connectionTimeoutMillis: Math.min(timeoutMs, 10_000),
     idleTimeoutMillis: 30_000,
     // The kernel's own probe of idle connections; the deadlines below catch the rest sooner.
