@@ -1,4 +1,5 @@
 import { keyString, type Row } from './change-event.js';
+import { instantMicros } from './timestamps.js';
 
 /** How long an own write is remembered: far longer than Realtime takes to send its echo. */
 const KEEP_MS = 10 * 60_000;
@@ -30,10 +31,16 @@ export class OwnWrites {
     this.add(database, table, key, null);
   }
 
-  /** An upsert this process wrote with this change time. */
-  isUpsertEcho(database: string, table: string, key: Row, at: Date): boolean {
-    const time = at.getTime();
-    return this.live(database, table, key).some((e) => e.at === time);
+  /**
+   * An upsert this process wrote with this change time: `stored` is the
+   * updated-at column as read back, to the microsecond. cdc-sync writes
+   * whole milliseconds, and an edit made here within the same millisecond
+   * (the trigger stamps microseconds) is not an echo.
+   */
+  isUpsertEcho(database: string, table: string, key: Row, stored: string): boolean {
+    const micros = instantMicros(stored);
+    if (micros === null) return false;
+    return this.live(database, table, key).some((e) => e.at !== null && BigInt(e.at) * 1000n === micros);
   }
 
   /** A delete this process made; each is taken once, so a later real delete of the key is not dropped. */

@@ -119,8 +119,8 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
     const [a, b] = await this.inTurn(async () => [await this.a.snapshot(base), await this.b.snapshot(base)]);
     const changes = await this.inTurn(async () => ({ a: await this.a.userChanges(base), b: await this.b.userChanges(base) }));
     const expected = expectedState(changes.a, changes.b);
-    problems.push(...differences('a', a, 'b', b));
-    problems.push(...differences('a', a, 'expected (the later change of each row wins; ties: a)', expected));
+    const unequal = [...differences('a', a, 'b', b), ...differences('a', a, 'expected (the later change of each row wins; ties: a)', expected)];
+    problems.push(...unequal.map((d) => d.text));
     const letters = (await this.inTurn(async () => (await this.a.deadLetters()) + (await this.b.deadLetters()))) - lettersBefore;
     if (letters > 0) problems.push(`${letters} change(s) went to the dead letter`);
     // Each user edit is written once on its own side and at most once on the other (twice for a key change: delete + insert).
@@ -128,9 +128,10 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
     const written = await this.inTurn(async () => ({ a: await this.a.writes(base), b: await this.b.writes(base) }));
     const writes = written.a.length + written.b.length;
     const allowed = touched.a + touched.b + crossing;
-    if (writes > allowed) {
-      problems.push(`${writes} row writes for ${touched.a + touched.b} user writes: at most ${allowed} expected (an echo or a write storm)`);
-      problems.push(`writes by row (a's and b's) against changes the applications made (a's and b's):\n${writesByRow(written, changes)}`);
+    if (writes > allowed) problems.push(`${writes} row writes for ${touched.a + touched.b} user writes: at most ${allowed} expected (an echo or a write storm)`);
+    if (writes > allowed || unequal.length > 0) {
+      const focus = new Set(unequal.map((d) => d.key));
+      problems.push(`writes by row (a's and b's) against changes the applications made (a's and b's):\n${writesByRow(written, changes, focus)}`);
     }
     return problems;
   }
@@ -201,9 +202,10 @@ export function expectedState(a: UserChange[], b: UserChange[]): Snapshot {
 
 /**
  * Per row: how often each side wrote it, and how many of the applications' changes named it; the rows
- * written more often than their changes explain come first, with each of their writes as the side logged it.
+ * written more often than their changes explain, and those in `focus` (the sides ended different), come
+ * first, with each of their writes as the side logged it.
  */
-function writesByRow(written: { a: Write[]; b: Write[] }, changes: { a: UserChange[]; b: UserChange[] }): string {
+function writesByRow(written: { a: Write[]; b: Write[] }, changes: { a: UserChange[]; b: UserChange[] }, focus: Set<string>): string {
   const rows = new Map<string, { a: number; b: number; byA: number; byB: number; log: string[] }>();
   const row = (key: string) => rows.get(key) ?? rows.set(key, { a: 0, b: 0, byA: 0, byB: 0, log: [] }).get(key)!;
   for (const side of ['a', 'b'] as const) {
@@ -216,9 +218,10 @@ function writesByRow(written: { a: Write[]; b: Write[] }, changes: { a: UserChan
     for (const c of list) for (const id of new Set([c.before, c.after])) if (id !== null) row(`${c.table} ${id}`)[side] += 1;
   }
   const excess = (r: { a: number; b: number; byA: number; byB: number }) => r.a + r.b - 2 * (r.byA + r.byB);
+  const shown = (key: string, r: { a: number; b: number; byA: number; byB: number }) => focus.has(key) || excess(r) > 0;
   return [...rows]
-    .sort(([x, rx], [y, ry]) => excess(ry) - excess(rx) || (x < y ? -1 : 1))
-    .map(([key, r]) => [`  ${key}: written ${r.a}/${r.b}, changed ${r.byA}/${r.byB}`, ...(excess(r) > 0 ? r.log.map((l) => `    ${l}`) : [])].join('\n'))
+    .sort(([x, rx], [y, ry]) => Number(shown(y, ry)) - Number(shown(x, rx)) || excess(ry) - excess(rx) || (x < y ? -1 : 1))
+    .map(([key, r]) => [`  ${key}: written ${r.a}/${r.b}, changed ${r.byA}/${r.byB}`, ...(shown(key, r) ? r.log.map((l) => `    ${l}`) : [])].join('\n'))
     .join('\n');
 }
 
@@ -226,12 +229,12 @@ function compare(x: { time: number; side: number; seq: number }, y: { time: numb
   return x.time - y.time || x.side - y.side || x.seq - y.seq;
 }
 
-function differences(leftName: string, left: Snapshot, rightName: string, right: Snapshot): string[] {
+function differences(leftName: string, left: Snapshot, rightName: string, right: Snapshot): { key: string; text: string }[] {
   const keys = [...new Set([...Object.keys(left), ...Object.keys(right)])].sort();
-  const out: string[] = [];
+  const out: { key: string; text: string }[] = [];
   for (const key of keys) {
     const [l, r] = [JSON.stringify(left[key] ?? null), JSON.stringify(right[key] ?? null)];
-    if (l !== r) out.push(`${key}: ${leftName} has ${l}, ${rightName} has ${r}`);
+    if (l !== r) out.push({ key, text: `${key}: ${leftName} has ${l}, ${rightName} has ${r}` });
   }
   return out.slice(0, 12);
 }

@@ -18,7 +18,9 @@ CREATE FUNCTION log_write() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SE
 BEGIN
   INSERT INTO write_log (tbl, id, detail)
   VALUES (TG_TABLE_NAME, coalesce(NEW.id, OLD.id),
-          concat_ws(' ', TG_OP, 'by', coalesce(nullif(current_setting('cdc_sync.origin', true), ''), 'the application'), 'in transaction', pg_current_xact_id(), 'row', to_jsonb(coalesce(NEW, OLD)) - 'id'));
+          concat_ws(' ', TG_OP, 'by', coalesce(nullif(current_setting('cdc_sync.origin', true), ''),
+                                         nullif(current_setting('request.headers', true), '')::json ->> 'x-cdc-sync-origin', 'the application'),
+                    'in transaction', pg_current_xact_id(), 'at', clock_timestamp(), 'row', to_jsonb(coalesce(NEW, OLD)) - 'id'));
   RETURN NULL;
 END $$;
 CREATE TRIGGER log_write AFTER INSERT OR UPDATE OR DELETE ON parent FOR EACH ROW EXECUTE FUNCTION log_write();

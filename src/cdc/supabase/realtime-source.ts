@@ -426,7 +426,7 @@ export class SupabaseRealtimeSource implements Source {
     const name = `${table.schema}.${table.name}`;
     if (event.op === 'delete') return via === 'live' && own.takeDeleteEcho(this.options.url, name, event.key);
     const stamped = event.row?.[table.updatedAt];
-    return typeof stamped === 'string' && own.isUpsertEcho(this.options.url, name, event.key, new Date(stamped));
+    return typeof stamped === 'string' && own.isUpsertEcho(this.options.url, name, event.key, stamped);
   }
 
   private isNew(event: ChangeEvent, via: 'live' | 'webhook' | 'catch-up' | 'fetch'): boolean {

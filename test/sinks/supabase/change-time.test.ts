@@ -116,9 +116,12 @@ describe('supabase sink, two-way: the newer change wins by change time', () => {
 
   it('notes what it writes, so the reverse stream knows the echoes: the change time per key, each delete once', async () => {
     await sink.apply({ changes: [change('update', 2, 'clinic', '2026-12-03T10:00:07.000Z'), change('delete', 1, null, '2026-12-03T10:00:07.000Z')], deadLetters: [] });
-    expect(own.isUpsertEcho(api.url, 'public.visits', { id: 2 }, at('2026-12-03T10:00:07.000Z'))).toBe(true);
-    expect(own.isUpsertEcho(api.url, 'public.visits', { id: '2' }, at('2026-12-03T10:00:07.000Z'))).toBe(true);
-    expect(own.isUpsertEcho(api.url, 'public.visits', { id: 2 }, at('2026-12-03T10:00:07.001Z'))).toBe(false);
+    // The echo carries the column as the portal stored it.
+    const [written] = await db.query<{ updated_at: string }>(`SELECT updated_at::text FROM visits WHERE id = 2`);
+    expect(own.isUpsertEcho(api.url, 'public.visits', { id: 2 }, written!.updated_at)).toBe(true);
+    expect(own.isUpsertEcho(api.url, 'public.visits', { id: '2' }, '2026-12-03T10:00:07+00:00')).toBe(true);
+    expect(own.isUpsertEcho(api.url, 'public.visits', { id: 2 }, '2026-12-03T10:00:07.001+00:00')).toBe(false);
+    expect(own.isUpsertEcho(api.url, 'public.visits', { id: 2 }, '2026-12-03T10:00:07.000417+00:00')).toBe(false);
     expect(own.takeDeleteEcho(api.url, 'public.visits', { id: 1 })).toBe(true);
     expect(own.takeDeleteEcho(api.url, 'public.visits', { id: 1 })).toBe(false);
   });
