@@ -99,15 +99,12 @@ async function withDeadline<T>(client: pg.ClientBase, timeoutMs: number, url: st
 
 /**
  * The server's own probe of this session's client, within about twice the
- * deadline. Neither timeout above runs while the server waits for the
- * rest of a message or for COPY data, so a client that vanished there
- * (a black hole, a NAT entry dropped, a host gone) would leave its session
- * holding the transaction's locks until the server's default keepalive,
- * two hours later, and every retry of the same rows would wait behind it.
- * Any role may set these; they apply to TCP connections only.
+ * deadline: neither the statement nor the idle timeout runs while the
+ * server waits for the rest of a message or for COPY data. Any role may set
+ * these; they apply to TCP connections only.
  * https://www.postgresql.org/docs/current/runtime-config-connection.html#GUC-TCP-KEEPALIVES-IDLE
  */
-export function serverKeepalives(timeoutMs: number): string {
+function serverKeepalives(timeoutMs: number): string {
   const seconds = Math.max(1, Math.ceil(timeoutMs / 1000));
   const interval = Math.max(1, Math.ceil(seconds / 3));
   return `-c tcp_keepalives_idle=${seconds} -c tcp_keepalives_interval=${interval} -c tcp_keepalives_count=3 -c tcp_user_timeout=${seconds * 1000}`;
