@@ -35,7 +35,7 @@ export function createSource(config: StreamConfig, path: string, ownWrites = new
   };
   switch (source.type) {
     case 'postgres-changelog':
-      return new ChangeLogSource(polling);
+      return new ChangeLogSource({ ...polling, snapshot: source.snapshot, chunkSize: source.snapshotChunkSize });
     case 'postgres-wal':
       return new WalSource({
         url: source.url,
@@ -51,7 +51,7 @@ export function createSource(config: StreamConfig, path: string, ownWrites = new
         timeoutMs: config.liveness.timeoutMs,
       });
     case 'sqlite-changelog':
-      return new SqliteChangeLogSource(polling);
+      return new SqliteChangeLogSource({ ...polling, snapshot: source.snapshot, chunkSize: source.snapshotChunkSize });
     case 'mssql-cdc':
       return new MssqlCdcSource({
         ...polling,

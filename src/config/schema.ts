@@ -62,8 +62,10 @@ export const sourceSchema = z.strictObject({
   /** Poll delay right after a read that found work / when idle (adaptive in between). */
   pollIntervalMs: integer((n) => n.nonnegative()).default(0),
   idleIntervalMs: integer((n) => n.positive()).default(1000),
-  /** A stream without checkpoint first copies its tables (mssql-cdc, postgres-wal). */
+  /** A stream without checkpoint first copies the rows its tables hold (change-log, WAL and SQL Server sources). */
   snapshot: z.enum(['initial', 'never']).default('initial'),
+  /** sqlite-changelog, postgres-changelog: rows per chunk of that copy (each chunk is one read and at least one batch). */
+  snapshotChunkSize: integer((n) => n.positive().max(1_000_000)).default(10_000),
   /** supabase-realtime: the service-role key (SUPABASE_SERVICE_ROLE_KEY). */
   key: z.string().min(1).optional(),
   /** supabase-realtime: read deletes from the tombstone table `init-sql` sets up (else only live or soft deletes). */

@@ -35,6 +35,12 @@ export interface ChangeEvent {
   commitTime: Date;
   /** Who wrote the change, when the source can tell (echo suppression). */
   origin?: string;
+  /**
+   * A row a snapshot copied from the table, not a logged change: its
+   * commitTime is the Unix epoch (it loses to any logged change of its key)
+   * and says nothing about lag.
+   */
+  copied?: boolean;
   /** The source's own handle for this change (a queue row id), handed back in `Source.committed`. */
   sourceRef?: string;
 }

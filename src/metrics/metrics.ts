@@ -96,6 +96,18 @@ export function createMetrics(registry = new Registry(), options: { defaultMetri
       labelNames: ['stream', 'direction', 'table'] as const,
       registers,
     }),
+    snapshotRows: new Counter({
+      name: `${PREFIX}snapshot_rows_total`,
+      help: 'Existing rows copied by a snapshot (initial load or `cdc-sync snapshot`).',
+      labelNames: ['stream', 'direction', 'table'] as const,
+      registers,
+    }),
+    snapshotProgress: new Gauge({
+      name: `${PREFIX}snapshot_progress_ratio`,
+      help: 'Share of a table a snapshot has copied (rows read / rows when its copy began); 1 when done.',
+      labelNames: ['stream', 'direction', 'table'] as const,
+      registers,
+    }),
     connected: new Gauge({ name: `${PREFIX}connected`, help: '1 while source and sink are both connected.', labelNames: STREAM, registers }),
   };
 }

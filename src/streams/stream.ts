@@ -432,7 +432,7 @@ export class Stream {
     const { kept, noops } = dropNoops(mapped);
     const changes = coalesce(kept, this.tableOrder);
     this.parts.sink.prepare?.(changes);
-    this.health.read(batch.events[0]?.commitTime);
+    this.health.read(batch.events.find((e) => !e.copied)?.commitTime);
     return { batch, kept, noops, failures, changes };
   }
 
@@ -491,7 +491,7 @@ export class Stream {
     }
     this.count(retried.length > 0 ? [...retried.filter((e) => !this.parked.holds(e)), ...kept] : kept, failures, batch.rejected);
     metrics.batchDuration.observe(this.labels, (performance.now() - started) / 1000);
-    this.health.applied(batch.events.at(-1)?.commitTime, batch.caughtUp ?? false);
+    this.health.applied(batch.events.findLast((e) => !e.copied)?.commitTime, batch.caughtUp ?? false);
     this.lastAppliedAt = new Date();
     metrics.lastApplied.set(this.labels, this.lastAppliedAt.getTime() / 1000);
     this.position = batch.position;

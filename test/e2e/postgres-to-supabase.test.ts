@@ -33,7 +33,8 @@ function config(): string {
   return writeConfig(`
 streams:
   - name: a-to-supabase
-    source: { type: postgres-changelog, url: "\${SOURCE_URL}", idleIntervalMs: 100 }
+    # These tests count the change log's changes; the copy of existing rows has its own (snapshot.test.ts).
+    source: { type: postgres-changelog, url: "\${SOURCE_URL}", idleIntervalMs: 100, snapshot: never }
     sink: { type: supabase, url: "\${SUPABASE_URL}", key: "\${SUPABASE_SERVICE_ROLE_KEY}" }
     tables:
       - { source: public.tblParents, target: public.parents }

@@ -24,3 +24,38 @@ export function follow(source: Source, from: string | null): { chunks: SourceChu
   });
   return { chunks, stop: () => subscription.unsubscribe() };
 }
+
+/**
+ * Reads a source one chunk at a time, as the stream does: `next()` asks for
+ * the next chunk and waits for it, at most `waitMs` when given (null then:
+ * the source had nothing; the chunk asked for is the next one handed out).
+ */
+export function stepper(source: Source, from: string | null): { next(waitMs?: number): Promise<SourceChunk | null>; stop(): void } {
+  const demand = new Subject<void>();
+  const arrived: SourceChunk[] = [];
+  let waiting: ((chunk: SourceChunk) => void) | undefined;
+  let asked: Promise<SourceChunk> | undefined;
+  let started = false;
+  const subscription = source.chunks(from, demand).subscribe((chunk) => {
+    if (waiting) {
+      const resolve = waiting;
+      waiting = undefined;
+      resolve(chunk);
+    } else arrived.push(chunk);
+  });
+  return {
+    async next(waitMs) {
+      if (!asked) {
+        // The first chunk comes unasked (the stream's startWith); each later one after a demand.
+        if (started) demand.next();
+        started = true;
+        const ready = arrived.shift();
+        asked = ready ? Promise.resolve(ready) : new Promise((resolve) => (waiting = resolve));
+      }
+      const chunk = await (waitMs === undefined ? asked : Promise.race([asked, new Promise<null>((r) => setTimeout(() => r(null), waitMs))]));
+      if (chunk) asked = undefined;
+      return chunk;
+    },
+    stop: () => subscription.unsubscribe(),
+  };
+}

@@ -1,3 +1,5 @@
+import { quoteIdent, quoteLiteral } from '../../sinks/postgres/identifiers.js';
+
 /**
  * The change-log reader's SQL (PostgreSQL 13+ and PGlite: pg_current_snapshot,
  * pg_visible_in_snapshot on xid8). $done may be NULL: then nothing is done yet.
@@ -98,4 +100,36 @@ export interface ChangeRow {
   origin: string | null;
   captured_at: Date;
   xid: string;
+}
+
+/**
+ * A chunk of a table's existing rows and, in the same statement and so the
+ * same snapshot, `pg_current_snapshot()`: the reader applies the change log
+ * up to exactly that snapshot before the chunk (see TableCopy). Rows come as
+ * `row_to_json`, the capture trigger's own form. The first chunk has no key
+ * to start after; the next ones start after $1, the last row's key columns
+ * as a JSON object, typed by the table's own row type so the row comparison
+ * orders exactly as ORDER BY and can seek the primary key.
+ */
+export function copyChunkSql(table: string, key: string[], after: boolean): string {
+  const columns = key.map((k) => `t.${quoteIdent(k)}`).join(', ');
+  const last = key.map((k) => `(json_populate_record(NULL::${table}, $1::json)).${quoteIdent(k)}`).join(', ');
+  const keyImage = `json_build_object(${key.map((k) => `${quoteLiteral(k)}, t.${quoteIdent(k)}`).join(', ')})::text`;
+  return `
+WITH s AS (SELECT pg_current_snapshot()::text AS snapshot, ${SERVER_RUN})
+SELECT s.snapshot, s.server, c.row_data, c.copy_key
+  FROM s LEFT JOIN LATERAL (
+    SELECT row_to_json(t)::text AS row_data, ${keyImage} AS copy_key
+      FROM ${table} t${after ? `\n     WHERE ROW(${columns}) > ROW(${last})` : ''}
+     ORDER BY ${columns}
+     LIMIT $${after ? 2 : 1}) c ON true`;
+}
+
+export const countRowsSql = (table: string) => `SELECT count(*)::float8 AS n FROM ${table}`;
+
+export interface CopyRow {
+  snapshot: string;
+  server: string;
+  row_data: string | null;
+  copy_key: string | null;
 }

@@ -25,8 +25,12 @@ import {
   SAVE_READER_SQL,
   PRUNE_SQL,
   COUNT_CHANGES_SQL,
+  copyChunkSql,
+  countRowsSql,
   type ChangeRow,
+  type CopyRow,
 } from './changelog-queries.js';
+import { TableCopy, requestCopy, splitCopy, withCopy, type CopyChunk, type CopyProgress } from '../table-copy.js';
 import { IdlePoll } from '../idle-wait.js';
 import { UnknownTables } from '../unknown-tables.js';
 import { ChangeLogPruning } from '../changelog-pruning.js';
@@ -42,6 +46,10 @@ export interface ChangeLogSourceOptions {
   timeoutMs?: number;
   /** Changes every reader checkpointed are pruned once this old (hours). */
   retentionHours?: number;
+  /** A stream without checkpoint first copies the rows its tables hold (default), or only streams changes. */
+  snapshot?: 'initial' | 'never';
+  /** Rows per chunk of that copy (default: readLimit). */
+  chunkSize?: number;
 }
 
 /**
@@ -59,15 +67,33 @@ export class ChangeLogSource implements Source {
   /** Highest change id of the current range; undefined until looked up. */
   private high: bigint | undefined;
   private lastPendingCheck = 0;
+  private readonly tableCopy: TableCopy;
+  private copy: CopyProgress | null = null;
+  /** A copy chunk read at the snapshot the current range ends at: handed over with the range's last page. */
+  private held: (CopyChunk & { copy: CopyProgress }) | null = null;
   private readonly unknownTables = new UnknownTables((table) => this.tables.has(table));
   private readonly pruning: ChangeLogPruning;
 
   constructor(private readonly options: ChangeLogSourceOptions) {
     this.pruning = new ChangeLogPruning(options.retentionHours ?? 72);
+    this.tableCopy = new TableCopy(options.tables.map((t) => t.source), this.tables, options.snapshot ?? 'initial');
+  }
+
+  private get chunkSize(): number {
+    return this.options.chunkSize ?? this.options.readLimit;
+  }
+
+  order(tables: string[]): void {
+    this.tableCopy.setOrder(tables);
+  }
+
+  requestSnapshot(position: string | null, tables: string[]): string {
+    return requestCopy(position, tables, this.tableCopy.all);
   }
 
   checkpointed(position: string): void {
-    this.pruning.checkpointed(ChangeLogPosition.parse(position).done);
+    this.pruning.checkpointed(ChangeLogPosition.parse(splitCopy(position).log).done);
+    this.tableCopy.checkpointed(this.context, position);
   }
 
   async open(context: StreamContext): Promise<void> {
@@ -92,7 +118,10 @@ export class ChangeLogSource implements Source {
   }
 
   chunks(from: string | null, demand: Observable<void>): Observable<SourceChunk> {
-    this.cursor = ChangeLogPosition.parse(from);
+    const { log, copy } = this.tableCopy.start(from);
+    this.cursor = ChangeLogPosition.parse(log);
+    this.copy = copy;
+    this.held = null;
     this.high = undefined;
     return demand.pipe(
       startWith(undefined),
@@ -123,7 +152,8 @@ export class ChangeLogSource implements Source {
   private async readPage(): Promise<SourceChunk | null> {
     const tables = [...this.tables.keys()];
     if (this.cursor.upto === null) {
-      const [snapshot] = await this.query<{ snapshot: string; server: string }>(CURRENT_SNAPSHOT_SQL, []);
+      // With a copy going, the next range ends at the snapshot its next chunk is read in.
+      const [snapshot] = this.copy ? await this.readCopyChunk(this.copy) : await this.query<{ snapshot: string; server: string }>(CURRENT_SNAPSHOT_SQL, []);
       await this.checkServerRun(snapshot!.server);
       this.cursor = this.cursor.withRange(snapshot!.snapshot);
       this.high = undefined;
@@ -136,9 +166,9 @@ export class ChangeLogSource implements Source {
       const [bounds] = await this.query<{ low: string | null; high: string | null }>(RANGE_BOUNDS_SQL, [this.cursor.done, this.cursor.upto]);
       if (!bounds?.low || BigInt(bounds.high!) <= this.cursor.after) {
         this.cursor = this.cursor.completed();
-        await this.reportPending(true);
+        await this.reportPending(this.copy === null);
         await this.pruning.maybePrune(this.context, (sql, params) => this.query(sql, params), [SAVE_READER_SQL, PRUNE_SQL, COUNT_CHANGES_SQL]);
-        return null;
+        return this.held ? this.withHeldChunk({ events: [], rejected: [], position: '', caughtUp: true }) : null;
       }
       if (this.cursor.after < BigInt(bounds.low)) this.cursor = this.cursor.advancedTo(BigInt(bounds.low) - 1n);
       this.high = BigInt(bounds.high!);
@@ -151,17 +181,54 @@ export class ChangeLogSource implements Source {
       this.high.toString(),
       this.options.readLimit,
     ]);
-    const caughtUp = rows.length < this.options.readLimit;
-    if (!caughtUp) await this.readToTransactionsEnd(rows, tables);
-    this.cursor = caughtUp ? this.cursor.completed() : this.cursor.advancedTo(BigInt(rows.at(-1)!.id));
-    if (caughtUp) this.high = undefined;
+    const rangeEnd = rows.length < this.options.readLimit;
+    if (!rangeEnd) await this.readToTransactionsEnd(rows, tables);
+    this.cursor = rangeEnd ? this.cursor.completed() : this.cursor.advancedTo(BigInt(rows.at(-1)!.id));
+    if (rangeEnd) this.high = undefined;
+    const held = rangeEnd && this.held !== null;
+    const caughtUp = rangeEnd && this.copy === null;
     await this.reportPending(caughtUp);
     const known = this.unknownTables.drop(rows, this.context);
-    if (known.length === 0) return caughtUp ? null : this.readPage();
-    const position = this.cursor.toString();
+    if (known.length === 0 && !held) return caughtUp ? null : this.readPage();
+    const position = withCopy(this.cursor.toString(), this.copy);
     const { events, rejected } = splitRejected(known.map((row) => this.toEvent(row, position)));
     countCaptured(this.context, events);
-    return { events, rejected, position, caughtUp };
+    return held ? this.withHeldChunk({ events, rejected, position, caughtUp: rangeEnd }) : { events, rejected, position, caughtUp };
+  }
+
+  /**
+   * Reads the next chunk of the table being copied and holds it until the
+   * log is read up to the snapshot it was read in, which this returns.
+   */
+  private async readCopyChunk(copy: CopyProgress): Promise<CopyRow[]> {
+    const table = this.tableCopy.current(copy);
+    const quoted = quoteTable(qualify(table.name));
+    const params = copy.key === null ? [this.chunkSize] : [copy.key, this.chunkSize];
+    const rows = await this.query<CopyRow>(copyChunkSql(quoted, table.key, copy.key !== null), params);
+    const total = copy.total ?? (await this.query<{ n: number }>(countRowsSql(quoted), []))[0]!.n;
+    const found = rows.filter((r) => r.row_data !== null);
+    this.held = { rows: found.map((r) => r.row_data!), lastKey: found.at(-1)?.copy_key ?? copy.key, copy: { ...copy, total } };
+    return rows;
+  }
+
+  /**
+   * `chunk` ends the range the held copy chunk was read at: the copy chunk
+   * goes after it. Caught up (`chunk.caughtUp`: the range's end) once the copy is done.
+   */
+  private withHeldChunk(chunk: SourceChunk): SourceChunk {
+    const held = this.held!;
+    this.held = null;
+    const copied = this.tableCopy.advance(this.context, held.copy, held, this.chunkSize, (next) => withCopy(this.cursor.toString(), next));
+    this.copy = copied.copy;
+    const position = withCopy(this.cursor.toString(), this.copy);
+    for (const e of chunk.events) e.position = position;
+    for (const r of chunk.rejected) r.position = position;
+    return {
+      events: append(chunk.events, copied.events),
+      rejected: append(chunk.rejected, copied.rejected),
+      position,
+      caughtUp: this.copy === null && chunk.caughtUp,
+    };
   }
 
 

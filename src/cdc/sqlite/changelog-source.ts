@@ -10,11 +10,14 @@ import { IdlePoll } from '../idle-wait.js';
 import { UnknownTables } from '../unknown-tables.js';
 import { ChangeLogPruning } from '../changelog-pruning.js';
 import { readWithRetry } from '../read-with-retry.js';
+import { append } from '../../core/arrays.js';
 import { countCaptured } from '../count-captured.js';
 import { checkSourceColumns } from '../check-columns.js';
 import { changeLogEvent, splitRejected, type ChangeLogResult } from '../change-log-row.js';
 import type { Source } from '../source.js';
-import { captureTriggerNames } from './changelog-setup.js';
+import { TableCopy, requestCopy, splitCopy, withCopy, type CopyChunk, type CopyProgress } from '../table-copy.js';
+import { captureTriggerNames, rowImageSql } from './changelog-setup.js';
+import { copyChunkSql, COUNT_ROWS_SQL } from './copy-queries.js';
 
 export interface SqliteChangeLogSourceOptions {
   url: string;
@@ -25,6 +28,10 @@ export interface SqliteChangeLogSourceOptions {
   retry: RetryPolicy;
   /** Changes every reader checkpointed are pruned once this old (hours). */
   retentionHours?: number;
+  /** A stream without checkpoint first copies the rows its tables hold (default), or only streams changes. */
+  snapshot?: 'initial' | 'never';
+  /** Rows per chunk of that copy (default: readLimit). */
+  chunkSize?: number;
 }
 
 const SAVE_READER_SQL = `INSERT INTO cdc_sync_readers (stream, after_id) VALUES (?, ?)
@@ -58,6 +65,10 @@ export class SqliteChangeLogSource implements Source {
   private readonly wakeUp = new Subject<void>();
   /** Table name as the trigger writes it → configured source name and key columns. */
   private readonly tables = new Map<string, { source: string; key: string[] }>();
+  /** Column names of each table (as the trigger writes its name), for the copy's row images. */
+  private readonly columns = new Map<string, string[]>();
+  private readonly tableCopy: TableCopy;
+  private copy: CopyProgress | null = null;
   private after = 0n;
   private lastPendingCheck = 0;
   private readonly unknownTables = new UnknownTables((table) => this.tables.has(table));
@@ -65,10 +76,25 @@ export class SqliteChangeLogSource implements Source {
 
   constructor(private readonly options: SqliteChangeLogSourceOptions) {
     this.pruning = new ChangeLogPruning(options.retentionHours ?? 72);
+    this.tableCopy = new TableCopy(options.tables.map((t) => t.source), this.tables, options.snapshot ?? 'initial');
+  }
+
+  private get chunkSize(): number {
+    return this.options.chunkSize ?? this.options.readLimit;
+  }
+
+  order(tables: string[]): void {
+    this.tableCopy.setOrder(tables);
+  }
+
+  requestSnapshot(position: string | null, tables: string[]): string {
+    return requestCopy(position, tables, this.tableCopy.all);
   }
 
   checkpointed(position: string): void {
-    this.pruning.checkpointed(position === '' ? null : position);
+    const { log } = splitCopy(position);
+    this.pruning.checkpointed(log === '' ? null : log);
+    this.tableCopy.checkpointed(this.context, position);
   }
 
   async open(context: StreamContext): Promise<void> {
@@ -97,12 +123,15 @@ export class SqliteChangeLogSource implements Source {
       const primaryKey = columns.filter((c) => c.pk > 0).sort((a, b) => a.pk - b.pk).map((c) => c.name);
       const key = checkSourceColumns(table, path, names, primaryKey);
       this.tables.set(name, { source: table.source, key });
+      this.columns.set(name, names);
     }
     context.setConnected('source', true);
   }
 
   chunks(from: string | null, demand: Observable<void>): Observable<SourceChunk> {
-    this.after = parsePosition(from);
+    const { log, copy } = this.tableCopy.start(from);
+    this.after = parsePosition(log);
+    this.copy = copy;
     return demand.pipe(
       startWith(undefined),
       concatMap(() => defer(() => this.nextChunk())),
@@ -131,21 +160,30 @@ export class SqliteChangeLogSource implements Source {
 
   private async readPage(): Promise<SourceChunk | null> {
     const tables = [...this.tables.keys()];
-    const rows = await this.read((db) =>
-      db
-        .prepare(
-          // Every table's changes, row images only of captured ones: the others are counted (UnknownTables).
-          `SELECT id, table_name, op,
-                  CASE WHEN table_name IN (SELECT value FROM json_each(@tables)) THEN row_data END AS row_data,
-                  CASE WHEN table_name IN (SELECT value FROM json_each(@tables)) THEN old_data END AS old_data,
-                  origin, captured_at
-             FROM cdc_sync_changes WHERE id > @after ORDER BY id LIMIT @limit`,
-        )
-        .safeIntegers(true)
-        .all({ tables: JSON.stringify(tables), after: this.after, limit: this.options.readLimit }) as ChangeRow[],
+    const limit = this.options.readLimit;
+    const copy = this.copy;
+    // One read transaction: a copy chunk holds the rows exactly as they are after the log page (see TableCopy).
+    const { rows, chunk } = await this.read((db) =>
+      db.transaction(() => {
+        const rows = db
+          .prepare(
+            // Every table's changes, row images only of captured ones: the others are counted (UnknownTables).
+            `SELECT id, table_name, op,
+                    CASE WHEN table_name IN (SELECT value FROM json_each(@tables)) THEN row_data END AS row_data,
+                    CASE WHEN table_name IN (SELECT value FROM json_each(@tables)) THEN old_data END AS old_data,
+                    origin, captured_at
+               FROM cdc_sync_changes WHERE id > @after ORDER BY id LIMIT @limit`,
+          )
+          .safeIntegers(true)
+          .all({ tables: JSON.stringify(tables), after: this.after, limit }) as ChangeRow[];
+        // A full page first: the copy goes on once the log is caught up to the chunk's instant.
+        return { rows, chunk: copy && rows.length < limit ? this.readCopyChunk(db, copy) : null };
+      })(),
     );
-    const caughtUp = rows.length < this.options.readLimit;
     if (rows.length > 0) this.after = BigInt(rows.at(-1)!.id);
+    const copied = chunk && copy ? this.tableCopy.advance(this.context, chunk.copy, chunk, this.chunkSize, (next) => withCopy(this.after.toString(), next)) : null;
+    if (copied) this.copy = copied.copy;
+    const caughtUp = rows.length < limit && this.copy === null;
     await this.reportPending(caughtUp);
     if (caughtUp) {
       await this.pruning.maybePrune(this.context, (sql, params) =>
@@ -155,10 +193,23 @@ export class SqliteChangeLogSource implements Source {
           }), [SAVE_READER_SQL, PRUNE_SQL, COUNT_CHANGES_SQL]);
     }
     const known = this.unknownTables.drop(rows, this.context);
-    if (known.length === 0) return caughtUp ? null : this.readPage();
+    if (known.length === 0 && !copied) return caughtUp ? null : this.readPage();
     const { events, rejected } = splitRejected(known.map((row) => this.toEvent(row)));
     countCaptured(this.context, events);
-    return { events, rejected, position: this.after.toString(), caughtUp };
+    if (copied) {
+      append(events, copied.events);
+      append(rejected, copied.rejected);
+    }
+    return { events, rejected, position: withCopy(this.after.toString(), this.copy), caughtUp };
+  }
+
+  /** The next chunk of the table being copied, in the log page's read transaction. */
+  private readCopyChunk(db: SqliteDatabase, copy: CopyProgress): CopyChunk & { copy: CopyProgress } {
+    const table = this.tableCopy.current(copy);
+    const statement = copyChunkSql(table.name, rowImageSql('t', this.columns.get(table.name)!), table.key, copy.key !== null);
+    const rows = db.prepare(statement).all(copy.key === null ? { limit: this.chunkSize } : { key: copy.key, limit: this.chunkSize }) as { row_data: string; copy_key: string }[];
+    const total = copy.total ?? Number((db.prepare(COUNT_ROWS_SQL(table.name)).get() as { n: number }).n);
+    return { rows: rows.map((r) => r.row_data), lastKey: rows.at(-1)?.copy_key ?? copy.key, copy: { ...copy, total } };
   }
 
   private toEvent(row: ChangeRow): ChangeLogResult {

@@ -11,6 +11,10 @@ import { keyString, type ChangeEvent } from '../../core/change-event.js';
  * (COPY) and upsert the others.
  * Tables a TRUNCATE emptied come first (children first), without the
  * changes that preceded the TRUNCATE.
+ * A copied row (`copied`, see TableCopy) after a logged change of its key
+ * holds that change's result, so it takes that change's time: with its own
+ * (the epoch) it would lose to an older change on the target in a two-way
+ * pair, and the logged change it replaced would be lost there.
  */
 export function coalesce(events: ChangeEvent[], tableOrder: string[]): ChangeEvent[] {
   // Per table, the index of the newest change of each key: found by the key value itself when the key
@@ -22,6 +26,8 @@ export function coalesce(events: ChangeEvent[], tableOrder: string[]): ChangeEve
   const tables = new Map<string, { values: Map<string | number, number>; strings: Map<string, number> }>();
   // A TRUNCATE wipes the table: its earlier changes in the batch are dropped, and it is applied before the later ones.
   const truncates = new Map<string, number>();
+  // Per copied change that follows a logged one of its key: the newest logged change's time (rare: no array otherwise).
+  let loggedTime: Map<number, Date> | undefined;
   for (let i = 0; i < events.length; i += 1) {
     const event = events[i]!;
     let ids = tables.get(event.table);
@@ -48,6 +54,10 @@ export function coalesce(events: ChangeEvent[], tableOrder: string[]): ChangeEve
     if (previous !== undefined) {
       newest[previous] = 0;
       first[i] = first[previous] === -1 ? previous : first[previous]!;
+      if (event.copied) {
+        const time = events[previous]!.copied ? loggedTime?.get(previous) : events[previous]!.commitTime;
+        if (time) (loggedTime ??= new Map()).set(i, time);
+      }
     }
     newest[i] = 1;
   }
@@ -57,7 +67,9 @@ export function coalesce(events: ChangeEvent[], tableOrder: string[]): ChangeEve
   const [emptied, deletes, upserts] = [buckets(), buckets(), buckets()];
   for (let i = 0; i < events.length; i += 1) {
     if (newest[i] === 0) continue;
-    const e = first[i] === -1 ? events[i]! : withFirstWord(events[i]!, events[first[i]!]!.op);
+    let e = first[i] === -1 ? events[i]! : withFirstWord(events[i]!, events[first[i]!]!.op);
+    const time = loggedTime?.get(i);
+    if (time) e = { ...e, commitTime: time };
     (e.op === 'truncate' ? emptied : e.op === 'delete' ? deletes : upserts)[rank.get(e.table) ?? tableOrder.length]!.push(e);
   }
   return [...emptied.reverse().flat(), ...deletes.reverse().flat(), ...upserts.flat()];

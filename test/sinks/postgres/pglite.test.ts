@@ -39,10 +39,14 @@ describe('PostgreSQL adapters on PGlite', () => {
     const readContext = testContext();
     await source.open(readContext);
     const chunk = await firstValueFrom(source.chunks(null, new Subject<void>()).pipe(take(1)));
-    expect(chunk.events.map((e) => [e.op, e.key.id, e.row?.note])).toEqual([
-      ['insert', 1, 'a'],
-      ['insert', 2, 'b'],
-      ['update', 2, 'c'],
+    // The log's changes, then (a first start: snapshot initial) the copy of the rows as they are after them.
+    expect(chunk.events.map((e) => [e.op, e.key.id, e.row?.note, e.copied ?? false])).toEqual([
+      ['insert', 1, 'a', false],
+      ['insert', 2, 'b', false],
+      ['update', 2, 'c', false],
+      ['insert', 1, 'a', true],
+      ['insert', 2, 'c', true],
+      ['insert', 3, 'echo', true],
     ]);
     expect(chunk.events[0]!.row!.amount).toBe('12345678901234567890.0123456789');
     expect((await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM notes`)).rows).toEqual([{ n: 3 }]);

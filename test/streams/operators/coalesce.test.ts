@@ -146,6 +146,20 @@ describe('coalesce', () => {
     expect(coalesce([a, b], ORDER)).toEqual([{ ...b, op: 'insert' }]);
   });
 
+  it('a row copied after a logged change of its key keeps that change\'s time (the copy holds the change, and must not lose as the epoch would)', () => {
+    const logged = { ...change('orders', 'insert', { id: 1 }), commitTime: new Date('2024-05-01T10:00:00.558Z') };
+    const copied = { ...change('orders', 'insert', { id: 1 }), commitTime: new Date(0), copied: true };
+    const later = { ...change('orders', 'update', { id: 1 }), commitTime: new Date('2024-05-01T10:00:01Z') };
+    const [merged] = coalesce([logged, copied], ORDER);
+    expect(merged!.commitTime).toEqual(logged.commitTime);
+    expect(merged!.row).toBe(copied.row);
+    // Two copies in a row (a copy again on request) still carry the logged change's time.
+    expect(coalesce([logged, copied, { ...copied }], ORDER)[0]!.commitTime).toEqual(logged.commitTime);
+    // A copy alone keeps the epoch; a logged change after a copy is itself.
+    expect(coalesce([copied], ORDER)[0]!.commitTime).toEqual(new Date(0));
+    expect(coalesce([copied, later], ORDER)[0]!.commitTime).toEqual(later.commitTime);
+  });
+
   it('returns nothing for no changes', () => {
     expect(coalesce([], ORDER)).toEqual([]);
   });
