@@ -124,7 +124,7 @@ async function main(): Promise<number> {
       '',
       `**Machine**: ${m.cpus} CPUs (${m.cpuModel}), ${(m.memoryBytes / 2 ** 30).toFixed(1)} GiB, Node.js ${m.node}, PostgreSQL ${m.postgres}.`,
       '',
-      `**Workload**: a table already holding ${ROWS.toLocaleString('en')} rows (the drain benchmark's \`items\`: bigint key, text, numeric, int, timestamptz, 64-character text), none of them in the change log, fresh databases without ANALYZE. \`cdc-sync run\` with the default configuration (\`snapshot: initial\`, \`batch.maxSize\` 1000, so chunks of 1,000 rows) copies it into an empty table of a second database on the same private cluster (fsync off), timed from the process's start until its checkpoint says the copy is done (committed with the last chunk); start-up included.`,
+      `**Workload**: a table already holding ${ROWS.toLocaleString('en')} rows (the drain benchmark's \`items\`: bigint key, text, numeric, int, timestamptz, 64-character text), none of them in the change log, fresh databases without ANALYZE. \`cdc-sync run\` with the default configuration (\`snapshot: initial\`, \`snapshotChunkSize\` 10,000 rows per chunk) copies it into an empty table of a second database on the same private cluster (fsync off), timed from the process's start until its checkpoint says the copy is done (committed with the last chunk); start-up included.`,
       '',
       '| copy | rows/s | time | CPU of the cdc-sync process | target equals source | exit after SIGINT |',
       '|---|---:|---:|---:|---|---:|',
