@@ -70,16 +70,30 @@ export class TableCopy {
   private copying: string[] = [];
   private readonly rowsRead = new Map<string, number>();
 
+  /** Tables of the configuration, in its order (the apply order, once given, comes first). */
+  private readonly configured: string[];
+  private readonly snapshot: 'initial' | 'never';
+  /** Rows per chunk: `snapshotChunkSize`, else the source's readLimit. */
+  readonly chunkSize: number;
+
   /**
-   * `configured`: the stream's source tables; `tables`: the source's map from
-   * the change log's table names, filled when it opens (a checkpoint can be
-   * rewritten for a copy without opening the source).
+   * `tables`: the source's map from the change log's table names, filled
+   * when it opens (a checkpoint can be rewritten for a copy without opening
+   * the source).
    */
   constructor(
-    private readonly configured: string[],
+    options: { tables: { source: string }[]; snapshot?: 'initial' | 'never'; chunkSize?: number; readLimit: number },
     private readonly tables: Map<string, { source: string; key: string[] }>,
-    private readonly snapshot: 'initial' | 'never',
-  ) {}
+  ) {
+    this.configured = options.tables.map((t) => t.source);
+    this.snapshot = options.snapshot ?? 'initial';
+    this.chunkSize = options.chunkSize ?? options.readLimit;
+  }
+
+  /** The position that copies `tables` (all when empty) again from `position` on (`cdc-sync snapshot`). */
+  request(position: string | null, tables: string[]): string {
+    return requestCopy(position, tables, this.all);
+  }
 
   /** The stream's apply order (parents first): tables are copied in it. */
   setOrder(tables: string[]): void {

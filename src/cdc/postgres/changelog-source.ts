@@ -30,7 +30,7 @@ import {
   type ChangeRow,
   type CopyRow,
 } from './changelog-queries.js';
-import { TableCopy, requestCopy, splitCopy, withCopy, type CopyChunk, type CopyProgress } from '../table-copy.js';
+import { TableCopy, splitCopy, withCopy, type CopyChunk, type CopyProgress } from '../table-copy.js';
 import { IdlePoll } from '../idle-wait.js';
 import { UnknownTables } from '../unknown-tables.js';
 import { ChangeLogPruning } from '../changelog-pruning.js';
@@ -76,11 +76,7 @@ export class ChangeLogSource implements Source {
 
   constructor(private readonly options: ChangeLogSourceOptions) {
     this.pruning = new ChangeLogPruning(options.retentionHours ?? 72);
-    this.tableCopy = new TableCopy(options.tables.map((t) => t.source), this.tables, options.snapshot ?? 'initial');
-  }
-
-  private get chunkSize(): number {
-    return this.options.chunkSize ?? this.options.readLimit;
+    this.tableCopy = new TableCopy(options, this.tables);
   }
 
   order(tables: string[]): void {
@@ -88,7 +84,7 @@ export class ChangeLogSource implements Source {
   }
 
   requestSnapshot(position: string | null, tables: string[]): string {
-    return requestCopy(position, tables, this.tableCopy.all);
+    return this.tableCopy.request(position, tables);
   }
 
   checkpointed(position: string): void {
@@ -203,7 +199,7 @@ export class ChangeLogSource implements Source {
   private async readCopyChunk(copy: CopyProgress): Promise<CopyRow[]> {
     const table = this.tableCopy.current(copy);
     const quoted = quoteTable(qualify(table.name));
-    const params = copy.key === null ? [this.chunkSize] : [copy.key, this.chunkSize];
+    const params = copy.key === null ? [this.tableCopy.chunkSize] : [copy.key, this.tableCopy.chunkSize];
     const rows = await this.query<CopyRow>(copyChunkSql(quoted, table.key, copy.key !== null), params);
     const total = copy.total ?? (await this.query<{ n: number }>(countRowsSql(quoted), []))[0]!.n;
     const found = rows.filter((r) => r.row_data !== null);
@@ -218,7 +214,7 @@ export class ChangeLogSource implements Source {
   private withHeldChunk(chunk: SourceChunk): SourceChunk {
     const held = this.held!;
     this.held = null;
-    const copied = this.tableCopy.advance(this.context, held.copy, held, this.chunkSize, (next) => withCopy(this.cursor.toString(), next));
+    const copied = this.tableCopy.advance(this.context, held.copy, held, this.tableCopy.chunkSize, (next) => withCopy(this.cursor.toString(), next));
     this.copy = copied.copy;
     const position = withCopy(this.cursor.toString(), this.copy);
     for (const e of chunk.events) e.position = position;

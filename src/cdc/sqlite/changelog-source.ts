@@ -15,7 +15,7 @@ import { countCaptured } from '../count-captured.js';
 import { checkSourceColumns } from '../check-columns.js';
 import { changeLogEvent, splitRejected, type ChangeLogResult } from '../change-log-row.js';
 import type { Source } from '../source.js';
-import { TableCopy, requestCopy, splitCopy, withCopy, type CopyChunk, type CopyProgress } from '../table-copy.js';
+import { TableCopy, splitCopy, withCopy, type CopyChunk, type CopyProgress } from '../table-copy.js';
 import { captureTriggerNames, rowImageSql } from './changelog-setup.js';
 import { copyChunkSql, COUNT_ROWS_SQL } from './copy-queries.js';
 
@@ -76,11 +76,7 @@ export class SqliteChangeLogSource implements Source {
 
   constructor(private readonly options: SqliteChangeLogSourceOptions) {
     this.pruning = new ChangeLogPruning(options.retentionHours ?? 72);
-    this.tableCopy = new TableCopy(options.tables.map((t) => t.source), this.tables, options.snapshot ?? 'initial');
-  }
-
-  private get chunkSize(): number {
-    return this.options.chunkSize ?? this.options.readLimit;
+    this.tableCopy = new TableCopy(options, this.tables);
   }
 
   order(tables: string[]): void {
@@ -88,7 +84,7 @@ export class SqliteChangeLogSource implements Source {
   }
 
   requestSnapshot(position: string | null, tables: string[]): string {
-    return requestCopy(position, tables, this.tableCopy.all);
+    return this.tableCopy.request(position, tables);
   }
 
   checkpointed(position: string): void {
@@ -181,7 +177,7 @@ export class SqliteChangeLogSource implements Source {
       })(),
     );
     if (rows.length > 0) this.after = BigInt(rows.at(-1)!.id);
-    const copied = chunk && copy ? this.tableCopy.advance(this.context, chunk.copy, chunk, this.chunkSize, (next) => withCopy(this.after.toString(), next)) : null;
+    const copied = chunk && copy ? this.tableCopy.advance(this.context, chunk.copy, chunk, this.tableCopy.chunkSize, (next) => withCopy(this.after.toString(), next)) : null;
     if (copied) this.copy = copied.copy;
     const caughtUp = rows.length < limit && this.copy === null;
     await this.reportPending(caughtUp);
@@ -207,7 +203,7 @@ export class SqliteChangeLogSource implements Source {
   private readCopyChunk(db: SqliteDatabase, copy: CopyProgress): CopyChunk & { copy: CopyProgress } {
     const table = this.tableCopy.current(copy);
     const statement = copyChunkSql(table.name, rowImageSql('t', this.columns.get(table.name)!), table.key, copy.key !== null);
-    const rows = db.prepare(statement).all(copy.key === null ? { limit: this.chunkSize } : { key: copy.key, limit: this.chunkSize }) as { row_data: string; copy_key: string }[];
+    const rows = db.prepare(statement).all(copy.key === null ? { limit: this.tableCopy.chunkSize } : { key: copy.key, limit: this.tableCopy.chunkSize }) as { row_data: string; copy_key: string }[];
     const total = copy.total ?? Number((db.prepare(COUNT_ROWS_SQL(table.name)).get() as { n: number }).n);
     return { rows: rows.map((r) => r.row_data), lastKey: rows.at(-1)?.copy_key ?? copy.key, copy: { ...copy, total } };
   }
