@@ -62,7 +62,8 @@ export interface CopyChunk {
  * (DBLog's watermarks, with the window closed to one snapshot). A copied row
  * carries the Unix epoch as its change time: in a two-way pair it loses to
  * any change the other side logged for its key, so a copy never overwrites
- * an edit.
+ * an edit (and after a logged change of its key in the same batch it takes
+ * that change's time: see coalesce).
  */
 export class TableCopy {
   private order: string[] | undefined;
@@ -122,13 +123,13 @@ export class TableCopy {
 
   /**
    * The chunk's events, and where the copy stands after it (null: done). A
-   * chunk shorter than `limit` ends its table.
+   * chunk shorter than `chunkSize` ends its table.
    */
-  advance(context: StreamContext, copy: CopyProgress, chunk: CopyChunk, limit: number, position: (copy: CopyProgress | null) => string): { events: ChangeEvent[]; rejected: ReturnType<typeof splitRejected>['rejected']; copy: CopyProgress | null } {
+  advance(context: StreamContext, copy: CopyProgress, chunk: CopyChunk, position: (copy: CopyProgress | null) => string): { events: ChangeEvent[]; rejected: ReturnType<typeof splitRejected>['rejected']; copy: CopyProgress | null } {
     const table = this.current(copy);
     const copied = copy.copied + chunk.rows.length;
     const next: CopyProgress | null =
-      chunk.rows.length < limit
+      chunk.rows.length < this.chunkSize
         ? copy.tables.length > 1
           ? { tables: copy.tables.slice(1), key: null, copied: 0, total: null }
           : null

@@ -214,7 +214,7 @@ export class ChangeLogSource implements Source {
   private withHeldChunk(chunk: SourceChunk): SourceChunk {
     const held = this.held!;
     this.held = null;
-    const copied = this.tableCopy.advance(this.context, held.copy, held, this.tableCopy.chunkSize, (next) => withCopy(this.cursor.toString(), next));
+    const copied = this.tableCopy.advance(this.context, held.copy, held, (next) => withCopy(this.cursor.toString(), next));
     this.copy = copied.copy;
     const position = withCopy(this.cursor.toString(), this.copy);
     for (const e of chunk.events) e.position = position;
