@@ -5,21 +5,27 @@ import type { Value } from '../../core/change-event.js';
  * done (Status), so the position only carries what the database cannot:
  * the progress of a table copy (the last key copied, null: not begun) and a
  * counter that makes each chunk's position unique, so `committed` can tell
- * which claimed rows a checkpoint covers.
+ * which claimed rows a checkpoint covers. A chunk's position also lists the
+ * queue rows handed over up to it and not yet marked (`applied`): the sink
+ * stores the position with the rows, so when the process dies before
+ * marking them the next start marks them Synced instead of applying them a
+ * second time, after newer changes of their records.
  *
- * Text form: `{"seq":12,"snapshot":{"dbo.tblPatients":[1042]}}`.
+ * Text form: `{"seq":12,"snapshot":{"dbo.tblPatients":[1042]},"applied":[7,8]}`.
  */
 export class QueuePosition {
   constructor(
     readonly seq: number,
     /** Tables still to copy, in configuration order, with the last key copied. */
     readonly snapshot: Readonly<Record<string, Value[] | null>>,
+    /** QueueIDs the checkpoint covers that may not be marked yet. */
+    readonly applied: readonly number[] = [],
   ) {}
 
   static readonly start = new QueuePosition(0, {});
 
   static parse(text: string): QueuePosition {
-    let o: { seq?: unknown; snapshot?: unknown };
+    let o: { seq?: unknown; snapshot?: unknown; applied?: unknown };
     try {
       o = JSON.parse(text) as typeof o;
     } catch {
@@ -27,11 +33,17 @@ export class QueuePosition {
     }
     if (!o || typeof o !== 'object' || !Number.isSafeInteger(o.seq)) throw new Error(`not an mssql-queue position: ${text}`);
     const snapshot = o.snapshot && typeof o.snapshot === 'object' ? (o.snapshot as Record<string, Value[] | null>) : {};
-    return new QueuePosition(o.seq as number, snapshot);
+    const applied = Array.isArray(o.applied) ? o.applied.filter((id): id is number => Number.isSafeInteger(id)) : [];
+    return new QueuePosition(o.seq as number, snapshot, applied);
   }
 
   toString(): string {
-    return JSON.stringify(this.snapping ? { seq: this.seq, snapshot: this.snapshot } : { seq: this.seq });
+    return JSON.stringify({ seq: this.seq, ...(this.snapping ? { snapshot: this.snapshot } : {}), ...(this.applied.length > 0 ? { applied: this.applied } : {}) });
+  }
+
+  /** This position as stored with a chunk whose rows, and earlier unmarked ones, are `ids`. */
+  covering(ids: number[]): QueuePosition {
+    return new QueuePosition(this.seq, this.snapshot, ids);
   }
 
   /** True while a table copy is still to be made or finished. */

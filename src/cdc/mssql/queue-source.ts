@@ -74,6 +74,8 @@ export class MssqlQueueSource implements Source {
   private snapshots = new Map<string, TableSnapshot>();
   private tableOrder: string[] = [];
   private position = QueuePosition.start;
+  /** QueueIDs the stored checkpoint covers, marked Synced before the first read (see markApplied). */
+  private unmarked: number[] = [];
   private readonly ledger = new ClaimLedger();
   private owner = '';
   private opened = 0;
@@ -129,7 +131,9 @@ export class MssqlQueueSource implements Source {
 
   chunks(from: string | null, demand: Observable<void>): Observable<SourceChunk> {
     try {
-      this.position = from === null ? this.initialPosition() : QueuePosition.parse(from);
+      const stored = from === null ? this.initialPosition() : QueuePosition.parse(from);
+      this.unmarked = [...stored.applied];
+      this.position = stored.covering([]);
     } catch (error) {
       throw new ConfigError(`the checkpoint of stream ${this.context.stream} is not an mssql-queue position (was source.type changed?): ${(error as Error).message}`);
     }
@@ -217,6 +221,7 @@ export class MssqlQueueSource implements Source {
     for (;;) {
       if (generation !== this.generation) return new Promise<never>(() => {});
       if (Date.now() - this.lastPurge >= (this.options.purgeIntervalMs ?? 300_000)) await this.purge();
+      if (this.unmarked.length > 0) await this.markApplied();
       const chunk = this.position.snapping ? await this.snapshotChunk() : await this.claimChunk();
       if (chunk) return chunk;
       if (this.woken) continue; // a notification came during the read: read again now
@@ -261,7 +266,26 @@ export class MssqlQueueSource implements Source {
     return this.emit({ events, rejected, position, caughtUp: claimed.length < limit }, rows);
   }
 
+  /**
+   * Rows the stored checkpoint covers but a process that died did not mark:
+   * applied with it, so Synced now (a dead-lettered one too: its letter is
+   * in the sink). Claimed again, they would bring back older images.
+   */
+  private async markApplied(): Promise<void> {
+    const ids = this.unmarked;
+    await this.query(() => this.client!.query(this.statements!.markSynced, { ids: { type: 'nvarchar-max', value: idList(ids) } }));
+    this.context.log.info({ rows: ids.length }, 'queue rows the checkpoint covers marked Synced (the process stopped before marking them)');
+    this.unmarked = [];
+  }
+
   private emit(chunk: SourceChunk, rows: Map<number, string | null>): SourceChunk {
+    const covered = [...this.ledger.ids(), ...rows.keys()];
+    if (covered.length > 0) {
+      // Positions stay unique by seq; the ledger knows the chunk by the text handed over.
+      chunk = { ...chunk, position: QueuePosition.parse(chunk.position).covering(covered).toString() };
+      for (const e of chunk.events) e.position = chunk.position;
+      for (const r of chunk.rejected) r.position = chunk.position;
+    }
     this.ledger.add(chunk.position, rows);
     countCaptured(this.context, chunk.events);
     return chunk;

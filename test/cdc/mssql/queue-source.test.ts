@@ -137,6 +137,20 @@ describe('MssqlQueueSource: marking', () => {
     expect(queue.row(2)).toMatchObject({ LockedBy: null, LockedUntil: null, LastError: null });
   });
 
+  it('marks the rows a stored checkpoint covers Synced at the next start when the process died before marking them: they are not applied again, so no older image comes back', async () => {
+    const { server, queue } = fakeDatabase();
+    queue.insert('dbo.tblPatients', patient(1, 'a'));
+    queue.update('dbo.tblPatients', { PersonID: 1, Name: 'b' });
+    const first = await readers.open(server);
+    // The sink commits the chunk with its checkpoint; the process dies before `committed` marks the rows.
+    const [applied] = await pull(first, null, 1);
+    const restarted = await readers.open(server);
+    queue.update('dbo.tblPatients', { PersonID: 1, Name: 'c' });
+    const [next] = await pull(restarted, applied!.position, 1);
+    expect(next!.events.map((e) => [e.sourceRef, e.row?.Name])).toEqual([['3', 'c']]);
+    expect(queue.statuses()).toMatchObject({ 1: 'Synced', 2: 'Synced' });
+  });
+
   it('collapses several rows of one record in a chunk to the newest change and marks all of them Synced', async () => {
     const { server, queue } = fakeDatabase();
     queue.insert('dbo.tblPatients', patient(1, 'a'));
