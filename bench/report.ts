@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import type { BacklogMix } from './backlog.js';
@@ -230,4 +231,10 @@ export function envInt(name: string, fallback: number): number {
   const value = Number(text.replace(/_/g, ''));
   if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer, not ${JSON.stringify(text)}`);
   return value;
+}
+
+/** Prints a benchmark's section and records it in BENCHMARKS.md (unless BENCH_WRITE=0). */
+export function publishSection(section: string, title: string): void {
+  process.stdout.write(`${section}\n`);
+  if (process.env.BENCH_WRITE !== '0') writeSection(fileURLToPath(new URL('../../BENCHMARKS.md', import.meta.url)), section, title);
 }

@@ -17,7 +17,7 @@ import { applySqliteChangelogSetup } from '../src/cdc/sqlite/changelog-setup.js'
 import { startPostgresCluster, type PostgresCluster } from '../test/support/postgres-cluster.js';
 import { prepareSource, prepareTarget, tableDigest, withClient } from './backlog.js';
 import { cpuSeconds } from './proc.js';
-import { envInt, machine, runBenchmark, writeSection } from './report.js';
+import { envInt, machine, publishSection, runBenchmark } from './report.js';
 import { SHIPPED_NODE_ARGS } from './node-args.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -136,8 +136,7 @@ async function main(): Promise<number> {
       'Reproduce: `npm run bench:snapshot` (`BENCH_SNAPSHOT_ROWS`, default 500000).',
       '',
     ].join('\n');
-    say(section);
-    if (process.env.BENCH_WRITE !== '0') writeSection(join(ROOT, 'BENCHMARKS.md'), section, TITLE);
+    publishSection(section, TITLE);
     return pass ? 0 : 1;
   } finally {
     await cluster?.stop();

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startPostgresCluster, type PostgresCluster } from '../test/support/postgres-cluster.js';
 import { makeBacklog, prepareTarget, tableDigest, withClient, type BacklogMix } from './backlog.js';
-import { machine, writeSection, runBenchmark } from './report.js';
+import { machine, publishSection, runBenchmark } from './report.js';
 import { childrenCpu, cpuBetween, cpuCounters, cpuDetail, cpuSeconds, postmasterPid, stealShare } from './proc.js';
 import { SHIPPED_NODE_ARGS } from './node-args.js';
 
@@ -197,8 +197,7 @@ async function main(): Promise<number> {
       'Reproduce: `npm run bench:wal` (`BENCH_WAL_CHANGES`, default 300000; `BENCH_WAL_ROUNDS`, default 5; `BENCH_WAL_DETAIL=1` prints the CPU of each PostgreSQL process).',
       '',
     ].join('\n');
-    say(section);
-    if (process.env.BENCH_WRITE !== '0') writeSection(join(ROOT, 'BENCHMARKS.md'), section, TITLE);
+    publishSection(section, TITLE);
     return pass ? 0 : 1;
   } finally {
     await cluster?.stop();
