@@ -1,4 +1,4 @@
-import type { ChangeEvent } from '../core/change-event.js';
+import type { ChangeEvent, RejectedChange } from '../core/change-event.js';
 import { ConfigError } from '../core/errors.js';
 import type { StreamContext } from '../streams/context.js';
 import { changeLogEvent, splitRejected } from './change-log-row.js';
@@ -29,21 +29,6 @@ export function splitCopy(text: string | null): { log: string | null; copy: Copy
   if (text === null || !text.startsWith('{"copy"')) return { log: text, copy: null };
   const o = JSON.parse(text) as { copy: CopyProgress; log: string };
   return { log: o.log === '' ? null : o.log, copy: o.copy };
-}
-
-/**
- * A copy of `tables` (all, in the stream's apply order, when empty) begun at
- * the log position of `position`, keeping the rest of a copy already going.
- */
-export function requestCopy(position: string | null, tables: string[], all: string[]): string {
-  const unknown = tables.filter((t) => !all.includes(t));
-  if (unknown.length > 0) throw new ConfigError(`--table: not a table of this stream: ${unknown.join(', ')} (have: ${all.join(', ')})`);
-  const { log, copy } = splitCopy(position);
-  const wanted = tables.length === 0 ? all : all.filter((t) => tables.includes(t));
-  const going = copy?.tables ?? [];
-  // A table being copied now starts again from its first row; one still waiting keeps its place.
-  const next = [...wanted, ...going.filter((t) => !wanted.includes(t))];
-  return withCopy(log ?? '', { tables: next, key: null, copied: 0, total: null });
 }
 
 /** One chunk of the table being copied, read at the same instant as the log position it is applied after. */
@@ -91,9 +76,21 @@ export class TableCopy {
     this.chunkSize = options.chunkSize ?? options.readLimit;
   }
 
-  /** The position that copies `tables` (all when empty) again from `position` on (`cdc-sync snapshot`). */
+  /**
+   * The position that copies `tables` (all, in the apply order, when empty)
+   * again from the log position of `position` on (`cdc-sync snapshot`),
+   * keeping the rest of a copy already going.
+   */
   request(position: string | null, tables: string[]): string {
-    return requestCopy(position, tables, this.all);
+    const all = this.all;
+    const unknown = tables.filter((t) => !all.includes(t));
+    if (unknown.length > 0) throw new ConfigError(`--table: not a table of this stream: ${unknown.join(', ')} (have: ${all.join(', ')})`);
+    const { log, copy } = splitCopy(position);
+    const wanted = tables.length === 0 ? all : all.filter((t) => tables.includes(t));
+    const going = copy?.tables ?? [];
+    // A table being copied now starts again from its first row; one still waiting keeps its place.
+    const next = [...wanted, ...going.filter((t) => !wanted.includes(t))];
+    return withCopy(log ?? '', { tables: next, key: null, copied: 0, total: null });
   }
 
   /** The stream's apply order (parents first): tables are copied in it. */
@@ -125,7 +122,7 @@ export class TableCopy {
    * The chunk's events, and where the copy stands after it (null: done). A
    * chunk shorter than `chunkSize` ends its table.
    */
-  advance(context: StreamContext, copy: CopyProgress, chunk: CopyChunk, position: (copy: CopyProgress | null) => string): { events: ChangeEvent[]; rejected: ReturnType<typeof splitRejected>['rejected']; copy: CopyProgress | null } {
+  advance(context: StreamContext, copy: CopyProgress, chunk: CopyChunk, position: (copy: CopyProgress | null) => string): { events: ChangeEvent[]; rejected: RejectedChange[]; copy: CopyProgress | null } {
     const table = this.current(copy);
     const copied = copy.copied + chunk.rows.length;
     const next: CopyProgress | null =

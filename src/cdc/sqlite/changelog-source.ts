@@ -177,7 +177,7 @@ export class SqliteChangeLogSource implements Source {
       })(),
     );
     if (rows.length > 0) this.after = BigInt(rows.at(-1)!.id);
-    const copied = chunk && copy ? this.tableCopy.advance(this.context, chunk.copy, chunk, (next) => withCopy(this.after.toString(), next)) : null;
+    const copied = chunk ? this.tableCopy.advance(this.context, chunk.copy, chunk, (next) => withCopy(this.after.toString(), next)) : null;
     if (copied) this.copy = copied.copy;
     const caughtUp = rows.length < limit && this.copy === null;
     await this.reportPending(caughtUp);
