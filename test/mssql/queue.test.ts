@@ -51,12 +51,13 @@ interface QueueRow {
 }
 const queueRows = () => sql<QueueRow>(db, 'SELECT QueueID, TableName, RecordID, Operation, JsonData, Status, Attempts, LockedBy FROM dbo.SyncQueue ORDER BY QueueID');
 
-async function openReader(owner: string, readLimit: number, leaseSeconds = 60): Promise<MssqlQueueSource> {
+async function openReader(owner: string, readLimit: number, leaseSeconds = 60, snapshot: 'initial' | 'never' = 'never'): Promise<MssqlQueueSource> {
   return readers.open({ connect: connectMssql }, {
     url: withDatabase(URL_!, database),
     owner,
     readLimit,
     leaseSeconds,
+    snapshot,
     tables: [
       { source: 'dbo.tblItems', target: 'public.items' },
       { source: 'dbo.tblLines', target: 'public.lines' },
@@ -228,6 +229,25 @@ describe.skipIf(!URL_)('SyncQueue on a real SQL Server', () => {
     expect((await queueRows()).map((r) => [r.RecordID, r.Status])).toEqual([
       ['12', 'Failed'],
       ['2', 'Synced'],
+    ]);
+  });
+
+  it('leaves out of the initial copy every row whose record has a Pending queue row (composite keys too): the queue brings it', async () => {
+    await sql(db, 'DELETE FROM dbo.tblItems; DELETE FROM dbo.tblLines;');
+    await sql(db, `INSERT INTO dbo.tblItems (ItemID, Name) VALUES (31, N'a'), (32, N'b');
+                   INSERT INTO dbo.tblLines VALUES (31, 1, 1), (31, 2, 2);`);
+    await sql(db, `UPDATE dbo.SyncQueue SET Status = N'Synced'`);
+    await sql(db, `UPDATE dbo.tblItems SET Name = N'b2' WHERE ItemID = 32; UPDATE dbo.tblLines SET Qty = 3 WHERE OrderID = 31 AND [LineNo] = 2;`);
+    const pending = (await queueRows()).filter((r) => r.Status === 'Pending').map((r) => String(r.QueueID));
+    const copier = await openReader('copier', 10, 60, 'initial');
+    const chunks = await pull(copier, null, 3);
+    expect(chunks.map((c) => c.events.map((e) => [e.sourceRef ?? 'copy', Object.values(e.key).join('/')]))).toEqual([
+      [['copy', '31']],
+      [['copy', '31/1']],
+      [
+        [pending[0], '32'],
+        [pending[1], '31/2'],
+      ],
     ]);
   });
 });

@@ -146,6 +146,17 @@ export function readChanges(changeTable: string, columns: string): Query {
   };
 }
 
+/**
+ * For a row `t` of a copy page: 1 when a change table holds a change of its
+ * key after @copy_lsn, the LSN the table's changes are streamed from once
+ * its copy is done. Read in the page's own statement.
+ */
+export function changedSinceCopySql(changeTables: string[], key: string[]): string {
+  const match = key.map((k) => `c.${quote(k)} = t.${quote(k)}`).join(' AND ');
+  const exists = changeTables.map((ct) => `EXISTS (SELECT 1 FROM cdc.${quote(ct)} AS c WHERE c.__$start_lsn > @copy_lsn AND ${match})`);
+  return `CASE WHEN ${exists.join(' OR ')} THEN 1 ELSE 0 END`;
+}
+
 export function quote(name: string): string {
   return `[${name.replace(/]/g, ']]')}]`;
 }

@@ -23,6 +23,7 @@ import {
   PENDING_TRANSACTIONS,
   READ_WINDOW,
   TABLE_EXISTS,
+  changedSinceCopySql,
   columnList,
   readChanges,
 } from './cdc-queries.js';
@@ -189,7 +190,9 @@ export class MssqlCdcSource implements Source {
       }
       instances.push({ name: instance.capture_instance, start: Lsn.fromBuffer(instance.start_lsn), read: readChanges(instance.change_table, columnList(columns)) });
     }
-    return { source: table.source, key, instances, snapshot: new TableSnapshot(client, table.source, key) };
+    // A row changed after the copy's LSN is left out of it: the stream brings its changes in order.
+    const changed = { sql: changedSinceCopySql(found.map((i) => i.change_table), key), params: {} };
+    return { source: table.source, key, instances, snapshot: new TableSnapshot(client, table.source, key, changed) };
   }
 
   private async nextChunk(): Promise<SourceChunk> {
@@ -252,12 +255,12 @@ export class MssqlCdcSource implements Source {
     const lsn = progress.lsn ?? (await this.startLsn(table, (await this.maxLsn()) ?? Lsn.zero)).toString();
     if (!progress.lsn) this.context.log.info({ table: table.source, lsn }, 'snapshot started');
     const limit = this.options.readLimit;
-    const page = await this.query(() => table.snapshot.next(progress.key, limit));
-    const done = page.rows.length < limit;
+    const page = await this.query(() => table.snapshot.next(progress.key, limit, { copy_lsn: { type: 'binary10', value: Lsn.parse(lsn).toBuffer() } }));
+    const done = page.read < limit;
     this.position = this.position.withTable(table.source, done ? { after: lsn } : { snapshot: { lsn, key: page.last } });
     if (done) this.context.log.info({ table: table.source }, 'snapshot finished; streaming changes');
     const position = this.position.toString();
-    return { events: table.snapshot.toEvents(page.rows, position, table.source, new Date()), rejected: [], position, caughtUp: false };
+    return { events: table.snapshot.toEvents(page.rows, position, table.source), rejected: [], position, caughtUp: false };
   }
 
   /**

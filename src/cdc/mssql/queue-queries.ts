@@ -1,5 +1,6 @@
 import type { Params, Query } from './client.js';
 import { quote } from './cdc-queries.js';
+import { recordId } from './queue-setup.js';
 import { splitTable } from './snapshot-queries.js';
 
 /**
@@ -63,8 +64,8 @@ function nameList(count: number): string {
  * (nvarchar ranks higher, https://learn.microsoft.com/sql/t-sql/data-types/data-type-precedence-transact-sql),
  * and the index on it is scanned instead of sought.
  */
-export function tableNameParams(names: string[], type: 'nvarchar' | 'varchar' = 'nvarchar'): Params {
-  return Object.fromEntries(names.map((n, i) => [`t${i}`, { type, value: n }]));
+export function tableNameParams(names: string[], type: 'nvarchar' | 'varchar' = 'nvarchar', prefix = 't'): Params {
+  return Object.fromEntries(names.map((n, i) => [`${prefix}${i}`, { type, value: n }]));
 }
 
 /** How an existing queue table stores what the statements compare and read. */
@@ -207,6 +208,18 @@ DELETE TOP (@limit) FROM ${q} WHERE Status = N'Synced' AND CreatedAt < DATEADD(h
 SELECT @@ROWCOUNT AS deleted;`,
     },
   };
+}
+
+/**
+ * For a row `t` of a copy page: 1 while its record has a Pending queue row
+ * (any of `names`, the TableName values of its table). Read in the page's
+ * own statement, with RecordID computed as the trigger writes it, and
+ * sought on the queue's (TableName, RecordID) index.
+ */
+export function pendingRecordSql(queueTable: string, key: string[], names: number): string {
+  const list = Array.from({ length: names }, (_, i) => `@n${i}`).join(', ');
+  return `CASE WHEN EXISTS (SELECT 1 FROM ${queueTableName(queueTable)} AS q
+   WHERE q.TableName IN (${list}) AND q.RecordID = ${recordId('t', key)} AND q.Status = N'Pending') THEN 1 ELSE 0 END`;
 }
 
 /** A CreatedAt default in server local time: GETDATE(), SYSDATETIME(), CURRENT_TIMESTAMP (not SYSUTCDATETIME()/GETUTCDATE()). */

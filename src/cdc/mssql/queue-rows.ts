@@ -64,6 +64,11 @@ export class QueueRowReader {
     }
   }
 
+  /** The TableName values that name `source`. */
+  namesOf(source: string): string[] {
+    return this.names.filter((n) => this.tableFor(n)?.source === source);
+  }
+
   tableFor(tableName: string): QueuedTable | undefined {
     return this.byName.get(tableName.toLowerCase());
   }

@@ -18,6 +18,7 @@ import { QueuePosition } from './queue-position.js';
 import {
   idList,
   isLocalTimeDefault,
+  pendingRecordSql,
   queueStatements,
   queueTableName,
   tableNameParams,
@@ -117,7 +118,7 @@ export class MssqlQueueSource implements Source {
     this.reader = new QueueRowReader(tables, this.options.maxAttempts, (message, ctx) => context.log.warn(ctx, message));
     this.shape = { names: found.table_name_type === 'varchar' ? 'varchar' : 'nvarchar', localTime: isLocalTimeDefault(found.created_at_default ?? null) };
     this.statements = queueStatements(this.options.queueTable, this.reader.names.length, this.shape);
-    this.snapshots = new Map(tables.map((t) => [t.source, new TableSnapshot(client, t.source, t.key)]));
+    this.snapshots = new Map(tables.map((t) => [t.source, this.tableSnapshot(client, t)]));
     // Rows this reader still holds: a previous life of the process died with
     // them, or the stream failed and reopens (then they wait a little, as any
     // transient failure does).
@@ -201,6 +202,13 @@ export class MssqlQueueSource implements Source {
     return described;
   }
 
+  /** A copy that leaves out the rows whose record still has a Pending queue row: the queue brings them. */
+  private tableSnapshot(client: MssqlClient, table: QueuedTable): TableSnapshot {
+    const names = this.reader.namesOf(table.source);
+    const changed = { sql: pendingRecordSql(this.options.queueTable, table.key, names.length), params: tableNameParams(names, this.shape.names, 'n') };
+    return new TableSnapshot(client, table.source, table.key, changed);
+  }
+
   /**
    * Rows of a copy are not queue rows: a child copied before its parent could
    * not be held back for it (a queue source's batches are marked done), so
@@ -237,10 +245,10 @@ export class MssqlQueueSource implements Source {
     if (snapshot) {
       if (after === null) this.context.log.info({ table }, 'snapshot started');
       const page = await this.query(() => snapshot.next(after, this.options.readLimit));
-      const done = page.rows.length < this.options.readLimit;
+      const done = page.read < this.options.readLimit;
       this.position = this.position.withSnapshot(table, done ? undefined : page.last).next();
       if (done) this.context.log.info({ table }, 'snapshot finished');
-      events = snapshot.toEvents(page.rows, this.position.toString(), table, new Date());
+      events = snapshot.toEvents(page.rows, this.position.toString(), table);
     } else {
       this.position = this.position.withSnapshot(table, undefined).next(); // no longer configured
     }

@@ -37,6 +37,9 @@ export function declaredType(row: TableColumn): string {
   return t;
 }
 
+/** 1 for a row of a page whose key still has a change to stream (see TableSnapshot). */
+export const CHANGED_COLUMN = 'cdc_sync_changed';
+
 /**
  * The first @limit rows, and the next @limit rows after the key in @after
  * (a JSON array of the last key's values). Two statements, because one with
@@ -44,9 +47,10 @@ export function declaredType(row: TableColumn): string {
  * big table is then read from the start for every page. Each value is cast
  * to its column's declared type so the comparison uses the column's
  * collation and index, exactly as ORDER BY sorts: no row skipped whatever
- * the collation.
+ * the collation. `changed`, an expression over the row `t`, is read in the
+ * same statement as the row.
  */
-export function readPage(table: string, columns: string, key: KeyColumn[]): { first: Query; next: Query } {
+export function readPage(table: string, columns: string, key: KeyColumn[], changed?: string): { first: Query; next: Query } {
   const value = (k: KeyColumn, i: number) =>
     k.type.includes('binary') ? `CONVERT(${k.type}, JSON_VALUE(@after, '$[${i}]'), 1)` : `CAST(JSON_VALUE(@after, '$[${i}]') AS ${k.type})`;
   const after = key
@@ -59,7 +63,8 @@ export function readPage(table: string, columns: string, key: KeyColumn[]): { fi
     .map((clause) => `(${clause})`)
     .join(' OR ');
   const [schema, name] = splitTable(table);
-  const from = `SELECT TOP (@limit) ${columns}\n  FROM ${quote(schema)}.${quote(name)} AS t`;
+  const select = changed ? `${columns},\n       ${changed} AS ${quote(CHANGED_COLUMN)}` : columns;
+  const from = `SELECT TOP (@limit) ${select}\n  FROM ${quote(schema)}.${quote(name)} AS t`;
   const order = ` ORDER BY ${key.map((k) => `t.${quote(k.name)}`).join(', ')}`;
   return {
     first: { name: 'snapshot.read-page', meta: { table }, sql: `${from}\n${order}` },

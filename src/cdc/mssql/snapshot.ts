@@ -1,14 +1,30 @@
 import type { ChangeEvent, Row, Value } from '../../core/change-event.js';
 import { ConfigError } from '../../core/errors.js';
 import { columnList, quote } from './cdc-queries.js';
-import type { MssqlClient } from './client.js';
-import { TABLE_COLUMNS, declaredType, readPage, splitTable, type KeyColumn, type TableColumn } from './snapshot-queries.js';
+import type { MssqlClient, Params } from './client.js';
+import { COPY_TIME } from '../table-copy.js';
+import { CHANGED_COLUMN, TABLE_COLUMNS, declaredType, readPage, splitTable, type KeyColumn, type TableColumn } from './snapshot-queries.js';
+
+/**
+ * A statement fragment that tells, for a row `t` of a page, whether its key
+ * still has a change the stream has not applied yet (a Pending queue row,
+ * a change-table row after the copy's LSN): `sql` is a select-list
+ * expression that is 1 then, `params` its parameters (more may be given
+ * to each `next`).
+ */
+export interface ChangedCheck {
+  sql: string;
+  params: Params;
+}
 
 /**
  * Copies one table in key order, a page at a time (keyset pagination), as
- * insert events. Pages are independent reads, so a restart continues after
- * the last key whose page was applied. Rows changed during the copy are also
- * read from the change feed afterwards; idempotent sinks make both converge.
+ * copied upserts. Pages are independent reads, so a restart continues after
+ * the last key whose page was applied. A row whose key the `changed` check
+ * finds with a change still to stream is left out of its page: the stream
+ * brings that key's changes in order, and a copied image newer than them
+ * would otherwise be followed by older ones (Netflix DBLog's rule, with the
+ * check read in the same statement as the row).
  */
 export class TableSnapshot {
   private page: ReturnType<typeof readPage> | undefined;
@@ -17,6 +33,7 @@ export class TableSnapshot {
     private readonly client: MssqlClient,
     readonly table: string,
     private readonly key: string[],
+    private readonly changed?: ChangedCheck,
   ) {}
 
   async prepare(): Promise<void> {
@@ -30,29 +47,38 @@ export class TableSnapshot {
       if (!column) throw new ConfigError(`key column ${k} does not exist in ${this.table}`);
       return { name: k, type: declaredType(column) };
     });
-    this.page = readPage(`${schema}.${name}`, columnList(columns), keyColumns);
+    this.page = readPage(`${schema}.${name}`, columnList(columns), keyColumns, this.changed?.sql);
   }
 
-  /** The next page after `after` (null: from the start); `last` is the key to continue from. */
-  async next(after: Value[] | null, limit: number): Promise<{ rows: Row[]; last: Value[] | null }> {
+  /**
+   * The next page after `after` (null: from the start), without the rows
+   * left out; `last` is the key to continue from, `read` the rows read.
+   * `changedParams`: parameters of the `changed` check for this page.
+   */
+  async next(after: Value[] | null, limit: number, changedParams: Params = {}): Promise<{ rows: Row[]; last: Value[] | null; read: number }> {
     if (!this.page) await this.prepare();
-    const limitParam = { limit: { type: 'int' as const, value: limit } };
+    const params = { ...this.changed?.params, ...changedParams, limit: { type: 'int' as const, value: limit } };
     const rows =
       after === null
-        ? await this.client.query<Row>(this.page!.first, limitParam)
-        : await this.client.query<Row>(this.page!.next, { ...limitParam, after: { type: 'nvarchar-max', value: JSON.stringify(after.map(keyText)) } });
+        ? await this.client.query<Row>(this.page!.first, params)
+        : await this.client.query<Row>(this.page!.next, { ...params, after: { type: 'nvarchar-max', value: JSON.stringify(after.map(keyText)) } });
     const lastRow = rows.at(-1);
-    return { rows, last: lastRow ? this.key.map((k) => lastRow[k] ?? null) : after };
+    const last = lastRow ? this.key.map((k) => lastRow[k] ?? null) : after;
+    if (!this.changed) return { rows, last, read: rows.length };
+    const kept: Row[] = [];
+    for (const { [CHANGED_COLUMN]: changed, ...row } of rows) if (!changed) kept.push(row);
+    return { rows: kept, last, read: rows.length };
   }
 
-  toEvents(rows: Row[], position: string, source: string, now: Date): ChangeEvent[] {
+  toEvents(rows: Row[], position: string, source: string): ChangeEvent[] {
     return rows.map((row) => ({
       table: source,
       op: 'insert' as const,
       key: Object.fromEntries(this.key.map((k) => [k, row[k] ?? null])),
       row,
       position,
-      commitTime: now,
+      commitTime: COPY_TIME,
+      copied: true,
     }));
   }
 }

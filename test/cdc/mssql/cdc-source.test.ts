@@ -73,6 +73,24 @@ const patient = (id: number, name: string) => ({
 });
 
 describe('MssqlCdcSource', () => {
+  it('leaves out of a copy page the rows changed after the copy began: their changes follow in order, so no older image comes after a newer one (DBLog)', async () => {
+    for (const code of ['a', 'b', 'c', 'd']) cdc.commit([{ table: 'dbo.tblNotes', op: 'insert', row: { Code: code, Text: code } }]);
+    const { source } = await open({ tables: [NOTES], readLimit: 2 });
+    const [first] = await pull(source, null, 1);
+    cdc.commit([{ table: 'dbo.tblNotes', op: 'update', row: { Code: 'c', Text: 'c2' } }]);
+    cdc.commit([{ table: 'dbo.tblNotes', op: 'update', row: { Code: 'c', Text: 'c3' } }]);
+    const rest = await pull(source, first!.position, 3);
+    expect([first!, ...rest].flatMap((c) => c.events.map((e) => [e.op, e.key.Code, e.row?.Text, e.copied ?? false]))).toEqual([
+      ['insert', 'a', 'a', true],
+      ['insert', 'b', 'b', true],
+      ['insert', 'd', 'd', true],
+      ['update', 'c', 'c2', false],
+      ['update', 'c', 'c3', false],
+    ]);
+    // Copied rows lose to any logged change of their key in a two-way pair.
+    expect(first!.events[0]!.commitTime).toEqual(new Date(0));
+  });
+
   it('copies existing rows in key order (server collation) first, then streams from the LSN recorded before the copy', async () => {
     for (const code of ['b', 'A', 'c', 'B2']) cdc.commit([{ table: 'dbo.tblNotes', op: 'insert', row: { Code: code, Text: code } }]);
     const { source } = await open({ tables: [NOTES], readLimit: 2 });

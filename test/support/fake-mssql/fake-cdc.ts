@@ -426,6 +426,19 @@ export class FakeCdc {
       .filter((r) => after === null || compareKeys(r, after) > 0)
       .sort((a, b) => compareKeys(a, table.key.map((c) => b[c])))
       .slice(0, Number(v.limit))
-      .map((r) => Object.fromEntries(table.columns.map((c) => [c.name, driverValue(c.type, r[c.name], q.sql, c.name)])));
+      .map((r) => ({
+        ...Object.fromEntries(table.columns.map((c) => [c.name, driverValue(c.type, r[c.name], q.sql, c.name)])),
+        ...(/EXISTS \(SELECT 1 FROM cdc\.\[.*_CT\] AS c WHERE c\.__\$start_lsn > @copy_lsn/.test(q.sql) ? { cdc_sync_changed: this.changedSince(table, r, lsnValue(v.copy_lsn)) } : {}),
+      }));
+  }
+
+  /**
+   * changedSinceCopySql: a change of the row's key after @copy_lsn in any
+   * change table of the table. Only what the capture job has written is
+   * there: changes past the published LSN are still in the log only.
+   */
+  private changedSince(table: FakeTable, row: Row, lsn: bigint): number {
+    const same = (c: ChangeRow) => table.key.every((k) => collate(c.row[k], row[k]) === 0);
+    return this.instances.some((i) => i.table === table && i.changes.some((c) => c.lsn > lsn && c.lsn <= this.publishedLsn && same(c))) ? 1 : 0;
   }
 }

@@ -136,7 +136,7 @@ export class FakeQueue {
         scale: c.type === 'decimal' ? 2 : 0,
       })),
     );
-    h.set('snapshot.read-page', (v, q) => this.readPage(q.meta!.table!, v));
+    h.set('snapshot.read-page', (v, q) => this.readPage(q.meta!.table!, v, q.sql));
     server.snapshots.push(() => {
       const saved = structuredClone(this.rows);
       const next = this.nextId;
@@ -308,7 +308,17 @@ export class FakeQueue {
     return this.tables.find((t) => t.schema === schema?.replace(/]]/g, ']') && t.name === name?.replace(/]]/g, ']'));
   }
 
-  private readPage(tableName: string, v: Values): unknown[] {
+  /**
+   * The copy's `CASE WHEN EXISTS (… q.TableName IN (@n0, …) AND q.RecordID = <the trigger's RecordID of t>
+   * AND q.Status = N'Pending') …` (pendingRecordSql): evaluated per row, as a correlated subquery is.
+   */
+  private pendingRecord(tableName: string, v: Values, row: Row): number {
+    const id = this.recordId(tableName, row);
+    const names = Object.entries(v).filter(([k]) => /^n\d+$/.test(k)).map(([, n]) => String(n));
+    return this.rows.some((r) => r.Status === 'Pending' && r.RecordID === id && names.some((n) => same(n, r.TableName))) ? 1 : 0;
+  }
+
+  private readPage(tableName: string, v: Values, sql: string): unknown[] {
     const table = this.table(tableName);
     const after = v.after === null || v.after === undefined ? null : (JSON.parse(v.after as string) as unknown[]);
     const compare = (r: Row, k: unknown[]) => {
@@ -322,6 +332,9 @@ export class FakeQueue {
       .filter((r) => after === null || compare(r, after) > 0)
       .sort((a, b) => compare(a, table.key.map((c) => b[c])))
       .slice(0, Number(v.limit))
-      .map((r) => Object.fromEntries(table.columns.map((c) => [c.name, driverValue(c.type, r[c.name])])));
+      .map((r) => ({
+        ...Object.fromEntries(table.columns.map((c) => [c.name, driverValue(c.type, r[c.name])])),
+        ...(/q\.Status = N'Pending'\) THEN 1 ELSE 0 END AS \[cdc_sync_changed\]/.test(sql) ? { cdc_sync_changed: this.pendingRecord(tableName, v, r) } : {}),
+      }));
   }
 }
