@@ -71,16 +71,6 @@ function program(): Command {
     });
 
   cli
-    .command('snapshot')
-    .description('make the next run of a stream copy its tables again (e.g. after a CDC cleanup gap); run while the stream is stopped')
-    .option('-c, --config <path>', 'configuration file', DEFAULT_CONFIG)
-    .requiredOption('-s, --stream <name>', 'the stream')
-    .option('-t, --table <table...>', 'source tables to copy (default: all of the stream)')
-    .action(async (options: { config: string; stream: string; table?: string[] }) => {
-      process.stdout.write(await snapshotCommand(options));
-    });
-
-  cli
     .command('drop-slot')
     .description("drop a postgres-wal stream's replication slot so the server frees its WAL; refuses while the slot is in use")
     .option('-c, --config <path>', 'configuration file', DEFAULT_CONFIG)
@@ -108,6 +98,15 @@ function program(): Command {
     .option('-t, --table <table>', 'only dead letters of this source table')
     .action(async (options: { config: string; url?: string; token?: string; stream?: string; table?: string }) => {
       process.stdout.write(await retryFailedCommand(options));
+    });
+
+  processOptions(cli.command('snapshot'))
+    .description("copy a stream's tables again: in the running process while it streams (control API), else at the next start")
+    .requiredOption('-s, --stream <name>', 'the stream')
+    .option('-t, --table <table...>', 'source tables to copy (default: all of the stream)')
+    .option('-w, --wait', 'wait for the copy to finish, printing its progress (running process only)')
+    .action(async (options: { config: string; url?: string; token?: string; stream: string; table?: string[]; wait?: boolean }) => {
+      process.stdout.write(await snapshotCommand(options));
     });
 
   processOptions(cli.command('reset'))

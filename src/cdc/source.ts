@@ -24,6 +24,8 @@ export interface Source {
    * cannot snapshot leave it out.
    */
   requestSnapshot?(position: string | null, tables: string[]): string | null;
+  /** The tables a position still has to copy (the first one being copied now), for the status. */
+  copying?(position: string): string[];
   /**
    * The order the stream applies the tables in (parents first, by the
    * target's foreign keys), given before `open`: a source that copies tables

@@ -62,7 +62,7 @@ export async function runConfig(config: Config, options: RunOptions = {}): Promi
     streams: () => streams.map((s) => s.status()),
     wake: () => streams.forEach((s) => s.wake()),
     token: config.http.token,
-    control: { trigger: control.trigger, retryFailed: control.retryFailed, logs: (limit) => batchLog.recent(limit) },
+    control: { trigger: control.trigger, retryFailed: control.retryFailed, snapshot: control.snapshot, logs: (limit) => batchLog.recent(limit) },
     webhook: {
       secret: config.http.webhookSecret,
       header: config.http.webhookHeader,

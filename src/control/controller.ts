@@ -19,6 +19,12 @@ export function controller(config: Config, streams: Stream[]) {
       for (const s of chosen) s.wake();
       return chosen.map((s) => s.name);
     },
+    /** Copies the tables of one running stream again (all when `tables` is empty); resolves once the request is stored. */
+    async snapshot(request: { stream: string; tables?: string[] | undefined }): Promise<{ stream: string; tables: string[] }> {
+      const [stream] = selectStreams(streams, { stream: request.stream });
+      await stream!.requestSnapshot(request.tables ?? []);
+      return { stream: stream!.name, tables: request.tables ?? [] };
+    },
     async retryFailed(filter: { stream?: string | undefined; table?: string | undefined }): Promise<Record<string, RetryResult>> {
       const results: Record<string, RetryResult> = {};
       for (const stream of selectStreams(streams, filter)) {

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { BatchRecord } from '../control/batch-log.js';
 import type { RetryResult } from '../control/retry-failed.js';
 import type { StreamStatus } from '../streams/stream.js';
+import { ConfigError, TransientError } from '../core/errors.js';
 import { bearerMatches } from './auth.js';
 
 /** A stream or filter the request named does not exist (HTTP 404). */
@@ -20,11 +21,15 @@ export interface ControlOptions {
   trigger: (filter: { stream?: string | undefined; direction?: 'forward' | 'reverse' | undefined }) => string[];
   retryFailed: (filter: { stream?: string | undefined; table?: string | undefined }) => Promise<Record<string, RetryResult>>;
   logs: (limit: number) => BatchRecord[];
+  /** Copies a running stream's tables again; NotFoundError for an unknown stream, ConfigError for a table or source that cannot. */
+  snapshot: (request: { stream: string; tables?: string[] | undefined }) => Promise<{ stream: string; tables: string[] }>;
 }
 
 export interface ControlStatus extends StreamStatus {
   lagSeconds: number | null;
   pending: number | null;
+  /** Per table a copy of existing rows has touched in this process: rows copied, and the share of the table done. */
+  snapshot: Record<string, { rows: number; ratio: number }>;
 }
 
 /** Small bodies only: these endpoints take a stream and a table name. */
@@ -32,10 +37,11 @@ const BODY_LIMIT = 16 * 1024;
 
 const triggerBody = z.strictObject({ stream: z.string().min(1).optional(), direction: z.enum(['forward', 'reverse']).optional() });
 const retryBody = z.strictObject({ stream: z.string().min(1).optional(), table: z.string().min(1).optional() });
+const snapshotBody = z.strictObject({ stream: z.string().min(1), tables: z.array(z.string().min(1)).max(1000).optional() });
 const logsQuery = z.object({ limit: z.coerce.number().int().min(1).max(1000).default(50) });
 
 /**
- * `/api/sync/status`, `trigger`, `retry-failed` and `logs` behind
+ * `/api/sync/status`, `trigger`, `retry-failed`, `snapshot` and `logs` behind
  * `Authorization: Bearer <http.token>` (401 without it, 403 with a wrong one).
  */
 export function registerControlApi(app: FastifyInstance, options: ControlOptions): void {
@@ -76,6 +82,19 @@ export function registerControlApi(app: FastifyInstance, options: ControlOptions
     }
   });
 
+  // A copy of existing rows while the stream runs (`cdc-sync snapshot`): 202, the copy goes on in the stream.
+  app.post('/api/sync/snapshot', { preHandler: guard, bodyLimit: BODY_LIMIT }, async (request, reply) => {
+    const body = snapshotBody.safeParse(request.body ?? {});
+    if (!body.success) return invalid(reply, body.error);
+    try {
+      return reply.code(202).send({ requested: await options.snapshot(body.data) });
+    } catch (error) {
+      if (error instanceof ConfigError) return reply.code(400).send({ error: error.message });
+      if (error instanceof TransientError) return reply.code(409).send({ error: error.message });
+      return failed(reply, error);
+    }
+  });
+
   app.get('/api/sync/logs', { preHandler: guard }, async (request, reply) => {
     const query = logsQuery.safeParse(request.query ?? {});
     if (!query.success) return invalid(reply, query.error);
@@ -86,7 +105,21 @@ export function registerControlApi(app: FastifyInstance, options: ControlOptions
 /** Stream status plus lag and pending backlog from the stream's gauges. */
 export async function controlStatus(registry: Registry, streams: StreamStatus[]): Promise<ControlStatus[]> {
   const gauge = async (name: string) => (await registry.getSingleMetric(name)?.get())?.values ?? [];
-  const [lag, pending] = await Promise.all([gauge('cdc_sync_lag_seconds'), gauge('cdc_sync_pending_events')]);
-  const valueFor = (values: typeof lag, s: StreamStatus) => values.find((v) => v.labels.stream === s.name && v.labels.direction === s.direction)?.value ?? null;
-  return streams.map((s) => ({ ...s, lagSeconds: valueFor(lag, s), pending: valueFor(pending, s) }));
+  const [lag, pending, rows, ratio] = await Promise.all([
+    gauge('cdc_sync_lag_seconds'),
+    gauge('cdc_sync_pending_events'),
+    gauge('cdc_sync_snapshot_rows_total'),
+    gauge('cdc_sync_snapshot_progress_ratio'),
+  ]);
+  const mine = (values: typeof lag, s: StreamStatus) => values.filter((v) => v.labels.stream === s.name && v.labels.direction === s.direction);
+  const valueFor = (values: typeof lag, s: StreamStatus) => mine(values, s)[0]?.value ?? null;
+  const snapshot = (s: StreamStatus) => {
+    const tables: ControlStatus['snapshot'] = {};
+    for (const v of mine(ratio, s)) {
+      const table = String(v.labels.table);
+      tables[table] = { rows: mine(rows, s).find((r) => r.labels.table === table)?.value ?? 0, ratio: v.value };
+    }
+    return tables;
+  };
+  return streams.map((s) => ({ ...s, lagSeconds: valueFor(lag, s), pending: valueFor(pending, s), snapshot: snapshot(s) }));
 }

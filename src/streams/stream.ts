@@ -50,6 +50,8 @@ export interface StreamStatus {
   lastError: string | null;
   problems: string[];
   lastAppliedAt: string | null;
+  /** Tables whose copy of existing rows is not done at the last checkpoint (the first one being copied now). */
+  copying: string[];
 }
 
 export interface StreamParts {
@@ -89,6 +91,8 @@ export class Stream {
   private ranOnce = false;
   /** Ends the running pipeline with an error, so the stream reopens from its checkpoint (the process-level guard). */
   private interrupt: ((error: Error) => void) | null = null;
+  /** Copies asked for while running (`requestSnapshot`), stored as the checkpoint between two pipelines. */
+  private snapshotRequests: { tables: string[]; done: (error?: unknown) => void }[] = [];
   /** The batch being applied, which a reopen waits for. */
   private applying: Promise<unknown> | null = null;
   private mappings = new Map<string, TableMapping>();
@@ -167,6 +171,10 @@ export class Stream {
           failures = 0;
         } catch (error) {
           if (this.abort.signal.aborted) break;
+          if (error instanceof SnapshotRequested) {
+            await this.storeSnapshotRequests();
+            continue;
+          }
           if (error instanceof ConfigError) throw this.configError(error);
           failures += 1;
           this.state = 'failed';
@@ -179,6 +187,7 @@ export class Stream {
         }
       }
     } finally {
+      for (const request of this.snapshotRequests.splice(0)) request.done(new TransientError(`stream ${this.name} stopped before the copy was asked for`));
       this.health.stop();
       await Promise.allSettled([this.parts.source.close(), this.parts.sink.close()]);
       this.context.setConnected('source', false);
@@ -206,6 +215,47 @@ export class Stream {
       return true;
     } finally {
       await sink.close();
+    }
+  }
+
+  /**
+   * Copies `tables` (all when empty) again while the stream runs (`cdc-sync
+   * snapshot`, the control API): the batch in flight is finished, the
+   * copy's position is stored as the checkpoint, and the source goes on from
+   * it, so a restart in between still makes the copy. Resolves once stored.
+   */
+  requestSnapshot(tables: string[]): Promise<void> {
+    const { source, config } = this.parts;
+    if (!source.requestSnapshot) throw new ConfigError(`stream ${this.name}: a ${config.source.type} source cannot copy its tables again`);
+    const unknown = tables.filter((t) => !config.tables.some((c) => c.source === t));
+    if (unknown.length > 0) throw new ConfigError(`--table: not a table of stream ${this.name}: ${unknown.join(', ')} (have: ${config.tables.map((t) => t.source).join(', ')})`);
+    if (!this.interrupt) throw new TransientError(`stream ${this.name} is not running (${this.state}); ask again once it runs`);
+    return new Promise<void>((resolve, reject) => {
+      this.snapshotRequests.push({ tables, done: (error) => (error ? reject(error) : resolve()) });
+      this.interrupt?.(new SnapshotRequested());
+    });
+  }
+
+  /** After the pipeline stopped for `requestSnapshot`: the last batch is in, the copy's position becomes the checkpoint. */
+  private async storeSnapshotRequests(): Promise<void> {
+    await this.applying?.catch(() => {});
+    const requests = this.snapshotRequests.splice(0);
+    try {
+      const { source, sink, config } = this.parts;
+      let position = this.position;
+      for (const { tables } of requests) position = source.requestSnapshot!(position, tables);
+      if (position !== null && position !== this.position) {
+        const text = this.parked.checkpoint(position);
+        const store = this.parts.checkpoints;
+        if (store) await retryTransient(() => store.save(this.name, text), config.retry, this.retryHooks('sink'));
+        else await retryTransient(() => sink.apply({ changes: [], deadLetters: [], checkpoint: { stream: this.name, position: text } }), config.retry, this.retryHooks('sink'));
+        this.position = position;
+      }
+      this.log.info({ tables: requests.flatMap((r) => (r.tables.length ? r.tables : ['(all)'])) }, 'copy of existing rows requested');
+      for (const r of requests) r.done();
+    } catch (error) {
+      for (const r of requests) r.done(error);
+      throw error;
     }
   }
 
@@ -293,7 +343,17 @@ export class Stream {
       lastError: this.lastError,
       problems: [...this.problems],
       lastAppliedAt: this.lastAppliedAt?.toISOString() ?? null,
+      copying: this.copying(),
     };
+  }
+
+  private copying(): string[] {
+    if (this.position === null || !this.parts.source.copying) return [];
+    try {
+      return this.parts.source.copying(this.position);
+    } catch {
+      return []; // a position of another source type: the stream's own start says so
+    }
   }
 
   private async openSink(): Promise<void> {
@@ -559,4 +619,9 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     }
     signal.addEventListener('abort', done);
   });
+}
+
+/** Ends a running pipeline so that a requested copy is stored as the checkpoint (see Stream.requestSnapshot). */
+class SnapshotRequested extends Error {
+  override name = 'SnapshotRequested';
 }

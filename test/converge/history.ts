@@ -44,6 +44,14 @@ export type Step =
    * outage: Realtime loses its connections and every change for a moment.
    */
   | { fault: 'kill' | 'restart' | 'outage' }
+  /**
+   * A copy of existing rows: `live`, asked of the running process through
+   * its control API (`cdc-sync snapshot`), of one table or all; at start,
+   * cdc-sync is stopped, every stream that can copy is set to copy all its
+   * tables at its next start (`cdc-sync snapshot` offline), and started.
+   */
+  | { copy: 'live'; stream: string; table: 'parent' | 'child' | null }
+  | { copy: 'at-start' }
   /** Time for changes to cross before the next step. */
   | { settle: number };
 
@@ -92,14 +100,23 @@ function edit(span: number): fc.Arbitrary<Edit> {
   );
 }
 
-/** A history; `sides` lists who may edit (one-way pairs: only `a`); `restarts`: the pair can restart its database server. */
-export function history(options: { sides: ('a' | 'b')[]; kills: boolean; restarts?: boolean; outages?: boolean; maxSteps?: number }): fc.Arbitrary<Step[]> {
+/**
+ * A history; `sides` lists who may edit (one-way pairs: only `a`); `restarts`: the pair can restart its database server;
+ * `copies`: the streams whose source can copy existing rows; `copiesAtStart`: cdc-sync can be set to copy offline (not with
+ * an embedded database the test process holds).
+ */
+export function history(options: { sides: ('a' | 'b')[]; kills: boolean; restarts?: boolean; outages?: boolean; copies?: string[]; copiesAtStart?: boolean; maxSteps?: number }): fc.Arbitrary<Step[]> {
   const span = 64;
   const sideStep = fc.record({ side: fc.constantFrom(...options.sides), edits: fc.array(edit(span), { minLength: 1, maxLength: 4 }) });
   const steps: fc.Arbitrary<Step>[] = [sideStep, sideStep, sideStep, sideStep, fc.record({ settle: fc.constantFrom(0, 50, 200) })];
   if (options.kills) steps.push(fc.constant({ fault: 'kill' as const }));
   if (options.restarts) steps.push(fc.constant({ fault: 'restart' as const }));
   if (options.outages) steps.push(fc.constant({ fault: 'outage' as const }));
+  if (options.copies?.length) {
+    const stream = fc.constantFrom(...options.copies);
+    steps.push(fc.record({ copy: fc.constant('live' as const), stream, table: fc.constantFrom('parent' as const, 'child' as const, null) }));
+    if (options.copiesAtStart) steps.push(fc.constant({ copy: 'at-start' as const }));
+  }
   return fc.array(fc.oneof(...steps), { minLength: 1, maxLength: options.maxSteps ?? 12 });
 }
 
@@ -110,6 +127,8 @@ export function describeHistory(steps: Step[], fault = 'kill -9 cdc-sync, start 
       if ('fault' in step && step.fault === 'restart') return `${i + 1}. crash the PostgreSQL server (pg_ctl stop -m immediate), start it again`;
       if ('fault' in step && step.fault === 'outage') return `${i + 1}. Realtime drops every connection and loses every change for 300 ms`;
       if ('fault' in step) return `${i + 1}. ${fault}`;
+      if ('copy' in step && step.copy === 'live') return `${i + 1}. cdc-sync snapshot --stream ${step.stream}${step.table ? ` --table ${step.table}` : ''} (the running process copies while it streams)`;
+      if ('copy' in step) return `${i + 1}. stop cdc-sync; cdc-sync snapshot --stream <each> (offline: every table copied at the next start); start it again`;
       if ('settle' in step) return `${i + 1}. wait ${step.settle} ms`;
       return `${i + 1}. on ${step.side}, one transaction: ${step.edits.map(describeEdit).join('; ')}`;
     })

@@ -3,6 +3,9 @@ import { describeHistory, type Step } from './history.js';
 import { CliRunner, InProcessRunner, type Runner } from './runner.js';
 import type { Side, Snapshot, UserChange, Write } from './sides.js';
 
+/** The control API's bearer token in the checker's configuration. */
+const TOKEN = 'converge-token';
+
 /** How long a history may take to settle before the checker calls it divergent. */
 const IDLE_TIMEOUT_MS = 20_000;
 
@@ -35,6 +38,8 @@ export class Pair {
       env?: Record<string, string>;
       /** More settings of each table entry, e.g. `updatedAt: updated_at` for a supabase-realtime source. */
       tableOptions?: string;
+      /** Streams whose source can copy existing rows (copy steps). */
+      copies?: string[];
     },
   ) {}
 
@@ -59,7 +64,7 @@ streams:
     sink: ${this.b.sink()}
     tables: ${tables}
     batch: ${batch}${reverse}
-http: { port: 0, host: 127.0.0.1 }
+http: { port: 0, host: 127.0.0.1, token: ${TOKEN} }
 log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
 `);
     const init = await runCliToEnd(['init-sql', '--config', this.config], this.options.env);
@@ -104,6 +109,8 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
       else if ('fault' in step && step.fault === 'restart') await this.inTurn(() => this.restartDatabase());
       else if ('fault' in step && step.fault === 'outage') await this.inTurn(() => this.options.outage!());
       else if ('fault' in step) await this.inTurn(() => this.restartCdcSync());
+      else if ('copy' in step && step.copy === 'live') await this.inTurn(() => this.copyLive(step.stream, step.table));
+      else if ('copy' in step) await this.inTurn(() => this.restartCdcSync(() => this.copyAtStart()));
       else touched[step.side] += await this.inTurn(() => retried(() => (step.side === 'a' ? this.a : this.b).apply(step.edits, base)));
     }
     const problems = await this.verify(base, touched, letters);
@@ -161,11 +168,28 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
     return mine;
   }
 
-  private async restartCdcSync(): Promise<void> {
+  private async restartCdcSync(meanwhile?: () => Promise<void>): Promise<void> {
     await this.runner!.stop();
     this.a.cdcSyncKilled?.();
     this.b.cdcSyncKilled?.();
+    await meanwhile?.();
     await this.runner!.start();
+  }
+
+  /** `cdc-sync snapshot` through the running process (its control API): 202, or 409 while the stream reopens. */
+  private async copyLive(stream: string, table: 'parent' | 'child' | null): Promise<void> {
+    const url = await this.runner!.url();
+    const args = ['snapshot', '--config', this.config, '--stream', stream, '--url', url, '--token', TOKEN, ...(table ? ['--table', table] : [])];
+    const asked = await runCliToEnd(args, this.options.env);
+    if (asked.code !== 0 && !/answered 409/.test(asked.stderr)) throw new Error(`cdc-sync snapshot failed (${asked.code}):\n${asked.stderr}`);
+  }
+
+  /** With cdc-sync stopped: every stream that can copy copies all its tables at the next start. */
+  private async copyAtStart(): Promise<void> {
+    for (const stream of this.options.copies ?? []) {
+      const asked = await runCliToEnd(['snapshot', '--config', this.config, '--stream', stream], this.options.env);
+      if (asked.code !== 0) throw new Error(`cdc-sync snapshot (offline) failed (${asked.code}):\n${asked.stderr}`);
+    }
   }
 
   /** The server crashes under cdc-sync, which must ride it out on its retries; the sides' own sessions connect again. */

@@ -12,6 +12,8 @@ export interface Runner {
   stop(): Promise<void>;
   /** The last log lines, for a failure report. */
   logs(): string;
+  /** Base URL of the running process's HTTP server. */
+  url(): Promise<string>;
 }
 
 /** The CLI as users run it, in its own process: a fault is SIGKILL. */
@@ -40,6 +42,10 @@ export class CliRunner implements Runner {
 
   logs(): string {
     return this.cli?.stderr().slice(-Number(process.env.CONVERGE_LOG_CHARS ?? 1500)) ?? '';
+  }
+
+  async url(): Promise<string> {
+    return `http://127.0.0.1:${await this.cli!.port()}`;
   }
 }
 
@@ -74,5 +80,9 @@ export class InProcessRunner implements Runner {
 
   logs(): string {
     return this.lines.slice(-10).join('').slice(-1500);
+  }
+
+  async url(): Promise<string> {
+    return `http://127.0.0.1:${this.running!.process.port}`;
   }
 }

@@ -3,6 +3,7 @@ import { Registry } from 'prom-client';
 import type { FastifyInstance } from 'fastify';
 import { createHttpServer } from '../../src/server/http.js';
 import { NotFoundError } from '../../src/server/control.js';
+import { ConfigError, TransientError } from '../../src/core/errors.js';
 import { BatchLog } from '../../src/control/batch-log.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import type { StreamStatus } from '../../src/streams/stream.js';
@@ -24,11 +25,13 @@ function status(name: string, direction: string): StreamStatus {
     lastError: 'violates check constraint',
     problems: [],
     lastAppliedAt: '2026-01-01T00:00:00.000Z',
+    copying: name === 'a-to-b' ? ['public.items'] : [],
   };
 }
 
 const woken: string[] = [];
 const retries: unknown[] = [];
+const snapshots: unknown[] = [];
 const batchLog = new BatchLog(200);
 let app: FastifyInstance;
 let off: FastifyInstance;
@@ -37,6 +40,8 @@ function server(token: string | undefined): FastifyInstance {
   const metrics = createMetrics(new Registry());
   metrics.lag.set({ stream: 'a-to-b', direction: 'forward' }, 2.5);
   metrics.pending.set({ stream: 'a-to-b', direction: 'forward' }, 12);
+  metrics.snapshotRows.inc({ stream: 'a-to-b', direction: 'forward', table: 'public.items' }, 4500);
+  metrics.snapshotProgress.set({ stream: 'a-to-b', direction: 'forward', table: 'public.items' }, 0.45);
   const streams = [status('a-to-b', 'forward'), status('b-to-a', 'reverse')];
   return createHttpServer({
     registry: metrics.registry,
@@ -55,6 +60,13 @@ function server(token: string | undefined): FastifyInstance {
         return { 'a-to-b': { retried: 2, stillFailing: 1, skipped: 0 } };
       },
       logs: (limit) => batchLog.recent(limit),
+      snapshot: async (request) => {
+        if (request.stream === 'nope') throw new NotFoundError('no stream named "nope"');
+        if (request.tables?.includes('public.unknown')) throw new ConfigError('--table: not a table of stream a-to-b: public.unknown');
+        if (request.stream === 'b-to-a') throw new TransientError('stream b-to-a is not running (failed); ask again once it runs');
+        snapshots.push(request);
+        return { stream: request.stream, tables: request.tables ?? [] };
+      },
     },
   });
 }
@@ -102,8 +114,26 @@ describe('GET /api/sync/status', () => {
       ...status('a-to-b', 'forward'),
       lagSeconds: 2.5,
       pending: 12,
+      snapshot: { 'public.items': { rows: 4500, ratio: 0.45 } },
     });
     expect(second).toMatchObject({ name: 'b-to-a', direction: 'reverse', position: '{"after":"42"}', lagSeconds: null, pending: null });
+  });
+});
+
+describe('POST /api/sync/snapshot', () => {
+  it('asks a running stream for a copy of some tables (202), and says why it cannot: unknown stream 404, unknown table 400, stream not running 409', async () => {
+    const ask = (payload: unknown) => app.inject({ method: 'POST', url: '/api/sync/snapshot', headers: auth, payload: payload as object });
+    const accepted = await ask({ stream: 'a-to-b', tables: ['public.items'] });
+    expect(accepted.statusCode).toBe(202);
+    expect(accepted.json()).toEqual({ requested: { stream: 'a-to-b', tables: ['public.items'] } });
+    expect(snapshots).toEqual([{ stream: 'a-to-b', tables: ['public.items'] }]);
+    expect((await ask({ stream: 'nope' })).statusCode).toBe(404);
+    expect((await ask({ stream: 'a-to-b', tables: ['public.unknown'] })).json()).toEqual({ error: '--table: not a table of stream a-to-b: public.unknown' });
+    expect((await ask({ stream: 'b-to-a' })).statusCode).toBe(409);
+    expect((await ask({})).statusCode).toBe(400); // the stream is required: a copy of everything everywhere is not one click away
+    expect((await ask({ stream: 'a-to-b', where: 'id > 5' })).statusCode).toBe(400);
+    expect((await off.inject({ method: 'POST', url: '/api/sync/snapshot', headers: auth, payload: { stream: 'a-to-b' } })).statusCode).toBe(404);
+    expect(snapshots).toHaveLength(1);
   });
 });
 

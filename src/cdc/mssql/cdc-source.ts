@@ -131,6 +131,11 @@ export class MssqlCdcSource implements Source {
     this.tableOrder = tables;
   }
 
+  copying(position: string): string[] {
+    const { tables } = CdcPosition.parse(position);
+    return this.options.tables.map((t) => t.source).filter((t) => tables[t]?.snapshot);
+  }
+
   requestSnapshot(position: string | null, tables: string[]): string | null {
     if (position === null) return null; // a stream without checkpoint snapshots everything anyway
     let next = CdcPosition.parse(position);
@@ -258,6 +263,7 @@ export class MssqlCdcSource implements Source {
     const page = await this.query(() => table.snapshot.next(progress.key, limit, { copy_lsn: { type: 'binary10', value: Lsn.parse(lsn).toBuffer() } }));
     const done = page.read < limit;
     this.position = this.position.withTable(table.source, done ? { after: lsn } : { snapshot: { lsn, key: page.last } });
+    table.snapshot.counted(this.context, page, done);
     if (done) this.context.log.info({ table: table.source }, 'snapshot finished; streaming changes');
     const position = this.position.toString();
     return { events: table.snapshot.toEvents(page.rows, position, table.source), rejected: [], position, caughtUp: false };

@@ -163,6 +163,10 @@ export class MssqlQueueSource implements Source {
     return next.toString();
   }
 
+  copying(position: string): string[] {
+    return Object.keys(QueuePosition.parse(position).snapshot);
+  }
+
   async committed(position: string, failed: { sourceRef: string | undefined; table: string; error: string }[]): Promise<void> {
     const settlement = this.ledger.settle(position, failed);
     if (!settlement || !this.client || !this.statements) return;
@@ -247,6 +251,7 @@ export class MssqlQueueSource implements Source {
       const page = await this.query(() => snapshot.next(after, this.options.readLimit));
       const done = page.read < this.options.readLimit;
       this.position = this.position.withSnapshot(table, done ? undefined : page.last).next();
+      snapshot.counted(this.context, page, done);
       if (done) this.context.log.info({ table }, 'snapshot finished');
       events = snapshot.toEvents(page.rows, this.position.toString(), table);
     } else {

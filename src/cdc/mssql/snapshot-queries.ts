@@ -5,6 +5,12 @@ import { quote } from './cdc-queries.js';
 
 export const SNAPSHOT_MAX_LSN: Query = { name: 'snapshot.max-lsn', sql: `SELECT sys.fn_cdc_get_max_lsn() AS lsn` };
 
+/** Rows of the table as its partitions count them: no scan, for the copy's progress gauge only. */
+export const TABLE_ROWS: Query = {
+  name: 'snapshot.count-rows',
+  sql: `SELECT SUM(p.rows) AS total FROM sys.partitions p WHERE p.object_id = OBJECT_ID(@table) AND p.index_id IN (0, 1)`,
+};
+
 export const TABLE_COLUMNS: Query = {
   name: 'snapshot.columns',
   sql: `SELECT c.name AS column_name, t.name AS column_type, c.max_length, c.precision, c.scale

@@ -3,7 +3,8 @@ import { ConfigError } from '../../core/errors.js';
 import { columnList, quote } from './cdc-queries.js';
 import type { MssqlClient, Params } from './client.js';
 import { COPY_TIME } from '../table-copy.js';
-import { CHANGED_COLUMN, TABLE_COLUMNS, declaredType, readPage, splitTable, type KeyColumn, type TableColumn } from './snapshot-queries.js';
+import type { StreamContext } from '../../streams/context.js';
+import { CHANGED_COLUMN, TABLE_COLUMNS, TABLE_ROWS, declaredType, readPage, splitTable, type KeyColumn, type TableColumn } from './snapshot-queries.js';
 
 /**
  * A statement fragment that tells, for a row `t` of a page, whether its key
@@ -28,6 +29,9 @@ export interface ChangedCheck {
  */
 export class TableSnapshot {
   private page: ReturnType<typeof readPage> | undefined;
+  /** Rows read by this process since the copy (re)started, and the table's rows then, for the progress gauge. */
+  private read = 0;
+  private total: number | null = null;
 
   constructor(
     private readonly client: MssqlClient,
@@ -57,6 +61,7 @@ export class TableSnapshot {
    */
   async next(after: Value[] | null, limit: number, changedParams: Params = {}): Promise<{ rows: Row[]; last: Value[] | null; read: number }> {
     if (!this.page) await this.prepare();
+    if (after === null || this.total === null) await this.countRows(after === null);
     const params = { ...this.changed?.params, ...changedParams, limit: { type: 'int' as const, value: limit } };
     const rows =
       after === null
@@ -68,6 +73,21 @@ export class TableSnapshot {
     const kept: Row[] = [];
     for (const { [CHANGED_COLUMN]: changed, ...row } of rows) if (!changed) kept.push(row);
     return { rows: kept, last, read: rows.length };
+  }
+
+  private async countRows(restart: boolean): Promise<void> {
+    const [schema, name] = splitTable(this.table);
+    const [row] = await this.client.query<{ total: number | string | null }>(TABLE_ROWS, { table: { type: 'nvarchar', value: `${quote(schema)}.${quote(name)}` } });
+    this.total = Number(row?.total ?? 0);
+    if (restart) this.read = 0;
+  }
+
+  /** A page read: `cdc_sync_snapshot_rows_total` and the progress gauge. */
+  counted(context: StreamContext, page: { rows: Row[]; read: number }, done: boolean): void {
+    this.read += page.read;
+    const labels = { stream: context.stream, direction: context.direction, table: this.table };
+    context.metrics.snapshotRows.inc(labels, page.rows.length);
+    context.metrics.snapshotProgress.set(labels, done ? 1 : this.total ? Math.min(0.99, this.read / this.total) : 0);
   }
 
   toEvents(rows: Row[], position: string, source: string): ChangeEvent[] {

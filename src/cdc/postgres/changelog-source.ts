@@ -87,6 +87,10 @@ export class ChangeLogSource implements Source {
     return this.tableCopy.request(position, tables);
   }
 
+  copying(position: string): string[] {
+    return splitCopy(position).copy?.tables ?? [];
+  }
+
   checkpointed(position: string): void {
     this.pruning.checkpointed(ChangeLogPosition.parse(splitCopy(position).log).done);
     this.tableCopy.checkpointed(this.context, position);

@@ -190,6 +190,10 @@ export class WalSource implements Source {
     return WalPosition.parse(position).withCopy(tables.length > 0 ? tables : known).toString();
   }
 
+  copying(position: string): string[] {
+    return WalPosition.parse(position).copy?.tables ?? [];
+  }
+
   /** The next page of the table being copied, as inserts, and the position after it. */
   private async copyPage(position: WalPosition): Promise<{ chunk: SourceChunk; next: WalPosition }> {
     const copy = position.copy!;

@@ -87,6 +87,10 @@ export class SqliteChangeLogSource implements Source {
     return this.tableCopy.request(position, tables);
   }
 
+  copying(position: string): string[] {
+    return splitCopy(position).copy?.tables ?? [];
+  }
+
   checkpointed(position: string): void {
     const { log } = splitCopy(position);
     this.pruning.checkpointed(log === '' ? null : log);

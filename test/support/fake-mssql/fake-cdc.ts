@@ -211,6 +211,11 @@ export class FakeCdc {
     });
     h.set('snapshot.max-lsn', () => [{ lsn: this.publishedLsn === 0n ? null : lsnBuffer(this.publishedLsn) }]);
     h.set('snapshot.read-page', (v, q) => this.readPage(q.meta!.table!, v, q));
+    // sys.partitions.rows is bigint: the driver hands it over as a string.
+    h.set('snapshot.count-rows', (v) => {
+      const [, schema, name] = /^\[(.*)\]\.\[(.*)\]$/.exec(v.table as string) ?? [];
+      return [{ total: String(this.findTable(schema!, name!)?.rows.length ?? 0) }];
+    });
   }
 
   createTable(schema: string, name: string, columns: FakeColumn[], key: string[]): void {

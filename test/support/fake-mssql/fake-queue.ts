@@ -137,6 +137,8 @@ export class FakeQueue {
       })),
     );
     h.set('snapshot.read-page', (v, q) => this.readPage(q.meta!.table!, v, q.sql));
+    // sys.partitions.rows is bigint: the driver hands it over as a string.
+    h.set('snapshot.count-rows', (v) => [{ total: String(this.tableByQuoted(v.table as string)?.rows.length ?? 0) }]);
     server.snapshots.push(() => {
       const saved = structuredClone(this.rows);
       const next = this.nextId;
