@@ -1,5 +1,5 @@
 import { append } from '../core/arrays.js';
-import { Subject, concatMap, defer, from, fromEvent, map, takeUntil } from 'rxjs';
+import { Subject, concatMap, defer, from, fromEvent, map, takeUntil, tap } from 'rxjs';
 import type { ChangeEvent, RejectedChange, Row } from '../core/change-event.js';
 import { keyString } from '../core/change-event.js';
 import { ConfigError, TransientError, errorMessage, failureReason } from '../core/errors.js';
@@ -109,6 +109,8 @@ export class Stream {
   /** Batches being applied now; `once` waits for them before stopping. */
   private inFlight = 0;
   private idleSeen = false;
+  /** The position of the last chunk read: `once` stops when it is applied (a batch still forming is not in flight yet). */
+  private lastRead: string | null = null;
 
   constructor(private readonly parts: StreamParts) {
     const { config, metrics } = parts;
@@ -144,7 +146,7 @@ export class Stream {
         // run --once: the source read nothing new; stop once the last batch is committed.
         if (!parts.once) return;
         this.idleSeen = true;
-        if (this.inFlight === 0) this.stop();
+        this.stopWhenDrained();
       },
       setConnected: (part, up) => this.health.setConnected(part, up),
     };
@@ -385,6 +387,7 @@ export class Stream {
       ),
     );
     this.position = stored.position;
+    this.lastRead = this.position;
     this.parked.restore(stored.held);
     if (this.position !== null) source.checkpointed?.(this.position);
     this.state = 'running';
@@ -406,6 +409,7 @@ export class Stream {
         .chunks(this.position, demand)
         .pipe(
           takeUntil(fromEvent(this.abort.signal, 'abort')),
+          tap((chunk) => (this.lastRead = chunk.position)),
           batchChunks({ maxSize: config.batch.maxSize, maxWaitMs: config.batch.maxWaitMs, onAbsorbed: () => demand.next() }),
           map((batch) => this.prepare(batch)),
           concatMap((prepared) =>
@@ -456,8 +460,13 @@ export class Stream {
       throw error;
     } finally {
       this.inFlight -= 1;
-      if (this.idleSeen && this.inFlight === 0) this.stop();
+      this.stopWhenDrained();
     }
+  }
+
+  /** run --once: the source had nothing more, and everything it handed over is applied. */
+  private stopWhenDrained(): void {
+    if (this.idleSeen && this.inFlight === 0 && this.position === this.lastRead) this.stop();
   }
 
   private logBatch(batch: Batch, failed: { table: string }[], started: number, error?: string): void {

@@ -161,6 +161,17 @@ describe('postgres-wal → postgres through the CLI', () => {
     expect(await processes.stop(third)).toBe(0);
   }, 120_000);
 
+  it('run --once copies every existing row before it exits, and says the copy finished only once it is applied', async () => {
+    // 8,715 rows: not a whole number of pages or batches, as the user's table that stopped at 8,500.
+    await a.query(`INSERT INTO items SELECT g, 'old ' || g, g, NULL FROM generate_series(1, 8715) g`);
+    const once = await runCliToEnd(['run', '--once', '--config', config()], { SOURCE_URL: a.url, SINK_URL: b.url });
+    expect(once.code, once.stderr).toBe(0);
+    const [count] = await b.query<{ n: string }>(`SELECT count(*)::text AS n FROM items`);
+    expect(count!.n, once.stderr).toBe('8715');
+    expect(await inSync()).toBe(true);
+    expect(once.stderr).toContain('initial copy finished');
+  }, 120_000);
+
   it('with truncate: apply, empties B when A is truncated, keeping what A wrote after the TRUNCATE in the same transaction', async () => {
     const cli = start(config('${SOURCE_URL}', '${SINK_URL}', ', truncate: apply'));
     await replicating(cli);

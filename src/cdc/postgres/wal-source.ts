@@ -84,6 +84,8 @@ export class WalSource implements Source {
   private requests = 0;
   private subscriber: Subscriber<SourceChunk> | undefined;
   private assembler!: TransactionAssembler;
+  /** The copy's last page was read: "finished" is logged once a checkpoint without a copy is committed. */
+  private copyEnding = false;
   /** Transactions ending at or before this were applied already. */
   private skipUntil = 0n;
   private received = 0n;
@@ -150,11 +152,13 @@ export class WalSource implements Source {
             const { chunk, next } = await this.copyPage(position);
             position = next;
             copying = next.copy !== null;
+            // The last page goes down the stream before replication starts: an idle replication (run --once) would
+            // otherwise end the stream with that page unsent.
+            this.subscriber?.next(chunk);
             if (!copying) {
-              this.context.log.info({ slot: this.options.slot }, 'initial copy finished; streaming changes');
+              this.copyEnding = true;
               void this.replicate();
             }
-            this.subscriber?.next(chunk);
           }
         } catch (error) {
           this.subscriber?.error(error);
@@ -227,7 +231,12 @@ export class WalSource implements Source {
   }
 
   async committed(position: string): Promise<void> {
-    const lsn = WalPosition.parse(position).lsn;
+    const parsed = WalPosition.parse(position);
+    if (this.copyEnding && parsed.copy === null) {
+      this.copyEnding = false;
+      this.context.log.info({ slot: this.options.slot }, 'initial copy finished; streaming changes');
+    }
+    const lsn = parsed.lsn;
     if (lsn > this.flushed) this.flushed = lsn;
     this.sendStatus();
   }
