@@ -75,8 +75,9 @@ const patient = (id: number, name: string) => ({
 describe('MssqlCdcSource', () => {
   it('leaves out of a copy page the rows changed after the copy began: their changes follow in order, so no older image comes after a newer one (DBLog)', async () => {
     for (const code of ['a', 'b', 'c', 'd']) cdc.commit([{ table: 'dbo.tblNotes', op: 'insert', row: { Code: code, Text: code } }]);
-    const { source } = await open({ tables: [NOTES], readLimit: 2 });
+    const { source, context } = await open({ tables: [NOTES], readLimit: 2 });
     const [first] = await pull(source, null, 1);
+    expect((await context.metrics.snapshotProgress.get()).values[0]?.value).toBe(0.5);
     cdc.commit([{ table: 'dbo.tblNotes', op: 'update', row: { Code: 'c', Text: 'c2' } }]);
     cdc.commit([{ table: 'dbo.tblNotes', op: 'update', row: { Code: 'c', Text: 'c3' } }]);
     const rest = await pull(source, first!.position, 3);
@@ -89,6 +90,10 @@ describe('MssqlCdcSource', () => {
     ]);
     // Copied rows lose to any logged change of their key in a two-way pair.
     expect(first!.events[0]!.commitTime).toEqual(new Date(0));
+    // Progress: rows read of the rows the table had (sys.partitions) when its copy began; rows left out are not counted as copied.
+    const metric = async (name: 'snapshotRows' | 'snapshotProgress') => (await context.metrics[name].get()).values.find((v) => v.labels.table === 'dbo.tblNotes')?.value;
+    expect(await metric('snapshotRows')).toBe(3);
+    expect(await metric('snapshotProgress')).toBe(1);
   });
 
   it('copies existing rows in key order (server collation) first, then streams from the LSN recorded before the copy', async () => {

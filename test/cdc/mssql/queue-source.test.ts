@@ -280,6 +280,10 @@ describe('MssqlQueueSource: polling, snapshot, housekeeping', () => {
     expect(JSON.parse(chunks[0]!.position)).toEqual({ seq: 1, snapshot: { 'dbo.tblPatients': [2], 'dbo.tblLines': null } });
     const claims = server.executed.findIndex((s) => s.name === 'queue.claim');
     expect(server.executed.slice(0, claims).filter((s) => s.name === 'snapshot.read-page')).toHaveLength(3);
+    const metric = async (name: 'snapshotRows' | 'snapshotProgress', table: string) => (await source.ctx.metrics[name].get()).values.find((v) => v.labels.table === table)?.value;
+    expect(await metric('snapshotRows', 'dbo.tblPatients')).toBe(3);
+    expect(await metric('snapshotProgress', 'dbo.tblPatients')).toBe(1);
+    expect(await metric('snapshotRows', 'dbo.tblLines')).toBe(1);
     // A restart after the first page continues with key 3: nothing copied twice.
     const [resumed] = await pull(await readers.open(server, { snapshot: 'initial', readLimit: 2, owner: 'b' }), chunks[0]!.position, 1);
     expect(resumed!.events.map((e) => e.key.PersonID)).toEqual([3]);
