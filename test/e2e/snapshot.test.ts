@@ -140,7 +140,7 @@ describe('snapshot of existing rows (sqlite-changelog → postgres, default conf
       const asked = await runCliToEnd(['snapshot', '--config', live, '--stream', 'shop', '--table', 'items', '--wait', '--url', url]);
       expect(asked.code, asked.stderr).toBe(0);
       expect(asked.stdout).toMatch(/^stream shop: items copied again \(items \d+ rows\)/);
-      expect(asked.stderr).toMatch(/shop: copying items: \d+ rows \(\d+%\)/);
+      expect(asked.stderr).toMatch(/shop: copying items: \d+ rows/);
       expect(asked.stderr).toContain('shop: copy done');
       writer.stop();
       await targetEqualsSource(() => `after ${writer.edits} edits`);

@@ -141,7 +141,11 @@ export class MssqlCdcSource implements Source {
     let next = CdcPosition.parse(position);
     for (const table of tables.length > 0 ? tables : this.options.tables.map((t) => t.source)) {
       if (!this.options.tables.some((t) => t.source === table)) throw new ConfigError(`--table: ${table} is not a table of this stream`);
-      next = next.withTable(table, { snapshot: { lsn: null, key: null } });
+      // The copy streams on from where the table stood, so a delete not yet applied is not lost (a copy only
+      // upserts); after a cleanup gap those changes are gone, and it starts from the LSN its copy begins at.
+      const resume = next.resumeFor(table);
+      const lsn = next.tables[table]?.gap ? null : (resume.seqval.equals(ALL) ? resume.lsn : resume.lsn.predecessor()).toString();
+      next = next.withTable(table, { snapshot: { lsn, key: null } });
     }
     return next.toString();
   }
