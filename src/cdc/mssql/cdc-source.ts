@@ -87,6 +87,8 @@ export class MssqlCdcSource implements Source {
   private lastEmit = 0;
   private lastPendingCheck = 0;
   private retentionMinutes: number | null = null;
+  /** Bumped by each chunks() call (see nextChunk). */
+  private generation = 0;
 
   constructor(private readonly options: MssqlCdcSourceOptions) {}
 
@@ -116,9 +118,10 @@ export class MssqlCdcSource implements Source {
     // A reopened stream resumes from its checkpoint, not from where this reader stopped.
     this.started = false;
     this.from = from;
+    const generation = ++this.generation;
     return demand.pipe(
       startWith(undefined),
-      concatMap(() => defer(() => this.nextChunk())),
+      concatMap(() => defer(() => this.nextChunk(generation))),
     );
   }
 
@@ -204,13 +207,17 @@ export class MssqlCdcSource implements Source {
     return { source: table.source, key, instances, snapshot: new TableSnapshot(client, table.source, key, changed) };
   }
 
-  private async nextChunk(): Promise<SourceChunk> {
+  private async nextChunk(generation: number): Promise<SourceChunk> {
+    if (generation !== this.generation) return new Promise<never>(() => {});
     if (!this.started) {
       this.position = await this.initialPosition(this.from);
       this.started = true;
     }
     const idle = new IdlePoll(this.options, this.wakeUp);
     for (;;) {
+      // A read loop of an earlier subscription (the stream reopened, or restarted for a copy) stops here: it would
+      // move this reader's position past changes the new subscription has not handed over.
+      if (generation !== this.generation) return new Promise<never>(() => {});
       const snapshotting = this.tables.find((t) => this.position.tables[t.source]?.snapshot);
       const chunk = snapshotting ? await this.snapshotChunk(snapshotting) : await this.changesChunk();
       if (chunk) return this.emit(chunk);

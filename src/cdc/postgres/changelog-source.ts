@@ -74,6 +74,9 @@ export class ChangeLogSource implements Source {
   private readonly unknownTables = new UnknownTables((table) => this.tables.has(table));
   private readonly pruning: ChangeLogPruning;
 
+  /** Bumped by each chunks() call (see nextChunk). */
+  private generation = 0;
+
   constructor(private readonly options: ChangeLogSourceOptions) {
     this.pruning = new ChangeLogPruning(options.retentionHours ?? 72);
     this.tableCopy = new TableCopy(options, this.tables);
@@ -118,6 +121,7 @@ export class ChangeLogSource implements Source {
   }
 
   chunks(from: string | null, demand: Observable<void>): Observable<SourceChunk> {
+    const generation = ++this.generation;
     const { log, copy } = this.tableCopy.start(from);
     this.cursor = ChangeLogPosition.parse(log);
     this.copy = copy;
@@ -125,7 +129,7 @@ export class ChangeLogSource implements Source {
     this.high = undefined;
     return demand.pipe(
       startWith(undefined),
-      concatMap(() => defer(() => this.nextChunk())),
+      concatMap(() => defer(() => this.nextChunk(generation))),
     );
   }
 
@@ -140,9 +144,12 @@ export class ChangeLogSource implements Source {
   }
 
   /** Reads until there is something to hand over; waits (adaptively) while the log is empty. */
-  private async nextChunk(): Promise<SourceChunk> {
+  private async nextChunk(generation: number): Promise<SourceChunk> {
     const idle = new IdlePoll(this.options, this.wakeUp);
     for (;;) {
+      // A read loop of an earlier subscription (the stream reopened, or restarted for a copy) stops here: it would
+      // move this reader's position past changes the new subscription has not handed over.
+      if (generation !== this.generation) return new Promise<never>(() => {});
       const chunk = await this.readPage();
       if (chunk) return chunk;
       if (!(await idle.wait(this.context))) return new Promise<never>(() => {});
