@@ -1,3 +1,4 @@
+import { inOrder } from '../../core/arrays.js';
 import { append } from '../../core/arrays.js';
 import pg from 'pg';
 import { Observable, startWith, type Subscriber } from 'rxjs';
@@ -86,6 +87,7 @@ export class WalSource implements Source {
   private assembler!: TransactionAssembler;
   /** The copy's last page was read: "finished" is logged once a checkpoint without a copy is committed. */
   private copyEnding = false;
+  private tableOrder: string[] = [];
   /** Transactions ending at or before this were applied already. */
   private skipUntil = 0n;
   private received = 0n;
@@ -132,7 +134,7 @@ export class WalSource implements Source {
     return new Observable<SourceChunk>((subscriber) => {
       this.subscriber = subscriber;
       const start = WalPosition.parse(from);
-      const all = this.options.tables.map((t) => t.source);
+      const all = inOrder(this.options.tables.map((t) => t.source), this.tableOrder);
       let position = from === null && this.options.snapshot === 'initial' ? start.withCopy(all) : start;
       this.skipUntil = start.lsn;
       this.flushed = this.skipUntil;
@@ -191,7 +193,12 @@ export class WalSource implements Source {
     for (const table of tables) {
       if (!known.includes(table)) throw new ConfigError(`--table ${table}: not a table of this stream (${known.join(', ')})`);
     }
-    return WalPosition.parse(position).withCopy(tables.length > 0 ? tables : known).toString();
+    return WalPosition.parse(position).withCopy(inOrder(tables.length > 0 ? tables : known, this.tableOrder)).toString();
+  }
+
+  /** The stream's apply order (parents first): tables are copied in it, so no copied child meets a missing parent. */
+  order(tables: string[]): void {
+    this.tableOrder = tables;
   }
 
   copying(position: string): string[] {
