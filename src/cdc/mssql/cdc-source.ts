@@ -1,4 +1,5 @@
 import { append, inOrder } from '../../core/arrays.js';
+import { ReadGeneration } from '../read-generation.js';
 import { Observable, Subject, concatMap, defer, startWith } from 'rxjs';
 import { checkSourceColumns } from '../check-columns.js';
 import type { Row, SourceChunk } from '../../core/change-event.js';
@@ -87,8 +88,7 @@ export class MssqlCdcSource implements Source {
   private lastEmit = 0;
   private lastPendingCheck = 0;
   private retentionMinutes: number | null = null;
-  /** Bumped by each chunks() call (see nextChunk). */
-  private generation = 0;
+  private readonly generations = new ReadGeneration();
 
   constructor(private readonly options: MssqlCdcSourceOptions) {}
 
@@ -118,7 +118,7 @@ export class MssqlCdcSource implements Source {
     // A reopened stream resumes from its checkpoint, not from where this reader stopped.
     this.started = false;
     this.from = from;
-    const generation = ++this.generation;
+    const generation = this.generations.next();
     return demand.pipe(
       startWith(undefined),
       concatMap(() => defer(() => this.nextChunk(generation))),
@@ -208,16 +208,14 @@ export class MssqlCdcSource implements Source {
   }
 
   private async nextChunk(generation: number): Promise<SourceChunk> {
-    if (generation !== this.generation) return new Promise<never>(() => {});
+    if (this.generations.stale(generation)) return new Promise<never>(() => {});
     if (!this.started) {
       this.position = await this.initialPosition(this.from);
       this.started = true;
     }
     const idle = new IdlePoll(this.options, this.wakeUp);
     for (;;) {
-      // A read loop of an earlier subscription (the stream reopened, or restarted for a copy) stops here: it would
-      // move this reader's position past changes the new subscription has not handed over.
-      if (generation !== this.generation) return new Promise<never>(() => {});
+      if (this.generations.stale(generation)) return new Promise<never>(() => {});
       const snapshotting = this.tables.find((t) => this.position.tables[t.source]?.snapshot);
       const chunk = snapshotting ? await this.snapshotChunk(snapshotting) : await this.changesChunk();
       if (chunk) return this.emit(chunk);

@@ -1,4 +1,5 @@
 import { inOrder } from '../../core/arrays.js';
+import { ReadGeneration } from '../read-generation.js';
 import { hostname } from 'node:os';
 import { Observable, Subject, concatMap, defer, startWith } from 'rxjs';
 import type { ChangeEvent, SourceChunk } from '../../core/change-event.js';
@@ -84,8 +85,7 @@ export class MssqlQueueSource implements Source {
   private lastPending = 0;
   private pendingKnown = -1;
   private renewTimer: NodeJS.Timeout | undefined;
-  /** Bumped by each chunks() call: a read of an earlier subscription (the stream failed meanwhile) stops. */
-  private generation = 0;
+  private readonly generations = new ReadGeneration();
 
   constructor(private readonly options: MssqlQueueSourceOptions) {}
 
@@ -141,7 +141,7 @@ export class MssqlQueueSource implements Source {
     clearInterval(this.renewTimer);
     this.renewTimer = setInterval(() => void this.renew(), (this.options.leaseSeconds * 1000) / 3);
     this.renewTimer.unref();
-    const generation = ++this.generation;
+    const generation = this.generations.next();
     return demand.pipe(
       startWith(undefined),
       concatMap(() => defer(() => this.nextChunk(generation))),
@@ -231,7 +231,7 @@ export class MssqlQueueSource implements Source {
   private async nextChunk(generation: number): Promise<SourceChunk> {
     const idle = new IdlePoll(this.options, this.wakeUp);
     for (;;) {
-      if (generation !== this.generation) return new Promise<never>(() => {});
+      if (this.generations.stale(generation)) return new Promise<never>(() => {});
       if (Date.now() - this.lastPurge >= (this.options.purgeIntervalMs ?? 300_000)) await this.purge();
       if (this.unmarked.length > 0) await this.markApplied();
       const chunk = this.position.snapping ? await this.snapshotChunk() : await this.claimChunk();

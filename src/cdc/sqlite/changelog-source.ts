@@ -1,4 +1,5 @@
 import { Observable, Subject, concatMap, defer, startWith } from 'rxjs';
+import { ReadGeneration } from '../read-generation.js';
 import type { SourceChunk } from '../../core/change-event.js';
 import { ConfigError } from '../../core/errors.js';
 import type { TableConfig } from '../../core/mapping.js';
@@ -74,8 +75,7 @@ export class SqliteChangeLogSource implements Source {
   private readonly unknownTables = new UnknownTables((table) => this.tables.has(table));
   private readonly pruning: ChangeLogPruning;
 
-  /** Bumped by each chunks() call (see nextChunk). */
-  private generation = 0;
+  private readonly generations = new ReadGeneration();
 
   constructor(private readonly options: SqliteChangeLogSourceOptions) {
     this.pruning = new ChangeLogPruning(options.retentionHours ?? 72);
@@ -132,7 +132,7 @@ export class SqliteChangeLogSource implements Source {
   }
 
   chunks(from: string | null, demand: Observable<void>): Observable<SourceChunk> {
-    const generation = ++this.generation;
+    const generation = this.generations.next();
     const { log, copy } = this.tableCopy.start(from);
     this.after = parsePosition(log);
     this.copy = copy;
@@ -156,9 +156,7 @@ export class SqliteChangeLogSource implements Source {
   private async nextChunk(generation: number): Promise<SourceChunk> {
     const idle = new IdlePoll(this.options, this.wakeUp);
     for (;;) {
-      // A read loop of an earlier subscription (the stream reopened, or restarted for a copy) stops here: it would
-      // move this reader's position past changes the new subscription has not handed over.
-      if (generation !== this.generation) return new Promise<never>(() => {});
+      if (this.generations.stale(generation)) return new Promise<never>(() => {});
       const chunk = await this.readPage();
       if (chunk) return chunk;
       if (!(await idle.wait(this.context))) return new Promise<never>(() => {});
