@@ -61,8 +61,17 @@ export class SupabaseRealtimeSource implements Source {
   /** Live and webhook changes in arrival order; a pending fetch holds the place of a record Realtime cut down. */
   private buffer: (ChangeEvent | Promise<ChangeEvent | null>)[] = [];
   private position = new RealtimePosition({});
-  /** Tables whose catch-up is due or running, with the cutoff of the running one. */
-  private catchUp: { pending: string[]; cutoff: string } | null = null;
+  /**
+   * Tables whose catch-up is due or running, with the cutoff of the running
+   * one, and how many buffered entries must be handed on before its next
+   * page is read (null: not counted yet).
+   */
+  private catchUp: { pending: string[]; cutoff: string; ahead: number | null } | null = null;
+  /**
+   * While a catch-up page is read: per key whose image changed meanwhile,
+   * the image it had when the read began (see isNew).
+   */
+  private duringRead: Map<string, string | null | undefined> | null = null;
   private catchUpDue = true;
   /**
    * The last image handed on per key (null: deleted), to drop what was
@@ -200,6 +209,7 @@ export class SupabaseRealtimeSource implements Source {
         // Dropping is safe only because the catch-up read finds these rows again.
         this.context.log.warn({ capacity: this.options.bufferSize }, 'buffer full: dropping live changes and catching up');
         this.buffer = [];
+        if (this.catchUp) this.catchUp.ahead = 0;
         this.requestCatchUp('overflow');
         break;
       }
@@ -290,16 +300,25 @@ export class SupabaseRealtimeSource implements Source {
     for (;;) {
       if (this.catchUpDue && !this.catchUp) this.startCatchUp();
       if (this.catchUp) {
+        // What waited in the buffer when a page is read is older than what the page reads: it goes first,
+        // or a row would end with the older image. Changes that arrive during the read come after the page.
+        const run = this.catchUp;
+        run.ahead ??= this.buffer.length;
+        if (run.ahead > 0) {
+          const chunk = await this.bufferedChunk(run.ahead);
+          run.ahead = Math.max(0, run.ahead - chunk.taken);
+          if (chunk.events.length > 0) return chunk;
+          continue;
+        }
+        run.ahead = null;
         const chunk = await this.catchUpPage();
         if (chunk) return chunk;
         continue;
       }
       if (this.buffer.length > 0) {
-        const events = await this.takeBuffered();
-        this.context.metrics.bufferEvents.set({ stream: this.context.stream, direction: this.context.direction }, this.buffer.length);
-        if (events.length === 0) continue;
-        countCaptured(this.context, events);
-        return { events, rejected: [], position: this.position.toString(), caughtUp: this.buffer.length === 0 && !this.midBurst() };
+        const chunk = await this.bufferedChunk(this.buffer.length);
+        if (chunk.events.length > 0) return chunk;
+        continue;
       }
       this.context.idle?.();
       await idleWait(60_000, this.wakeUp, this.context.stopping);
@@ -318,23 +337,34 @@ export class SupabaseRealtimeSource implements Source {
     return Date.now() - this.lastArrival < BURST_MS;
   }
 
-  /** Up to maxSize buffered changes, in order; waits for a fetch that holds the first place. */
-  private async takeBuffered(): Promise<ChangeEvent[]> {
+  /**
+   * The next buffered changes, at most maxSize of the first `limit` entries,
+   * in order; waits for a fetch that holds the first place. `taken`: how
+   * many entries left the buffer.
+   */
+  private async bufferedChunk(limit: number): Promise<SourceChunk & { taken: number }> {
     const events: ChangeEvent[] = [];
-    while (this.buffer.length > 0 && events.length < this.options.maxSize) {
+    let taken = 0;
+    while (this.buffer.length > 0 && taken < limit && events.length < this.options.maxSize) {
       const first = this.buffer[0]!;
       if (first instanceof Promise) {
         if (events.length > 0) break;
         const fetched = await first;
         // An overflow may have emptied the buffer meanwhile.
-        if (this.buffer[0] === first) this.buffer.shift();
+        if (this.buffer[0] !== first) break;
+        this.buffer.shift();
+        taken += 1;
         if (fetched) events.push(fetched);
         continue;
       }
       events.push(first);
       this.buffer.shift();
+      taken += 1;
     }
-    return events;
+    this.context.metrics.bufferEvents.set({ stream: this.context.stream, direction: this.context.direction }, this.buffer.length);
+    if (events.length > 0) countCaptured(this.context, events);
+    const caughtUp = this.catchUp === null && this.buffer.length === 0 && !this.midBurst();
+    return { events, rejected: [], position: this.position.toString(), caughtUp, taken };
   }
 
   private startCatchUp(): void {
@@ -342,7 +372,7 @@ export class SupabaseRealtimeSource implements Source {
     // "Now" from the server's clock (HTTP Date of its answers), not this machine's.
     const cutoff = new Date(this.clock.now() - this.options.catchUp.marginSeconds * 1000).toISOString();
     // Tombstones first: a row deleted and later inserted again is then deleted, then copied.
-    this.catchUp = { pending: [...(this.options.tombstones ? [TOMBSTONE_SOURCE] : []), ...this.tables.map((t) => t.source)], cutoff };
+    this.catchUp = { pending: [...(this.options.tombstones ? [TOMBSTONE_SOURCE] : []), ...this.tables.map((t) => t.source)], cutoff, ahead: null };
     this.context.metrics.catchUpRuns.inc({ stream: this.context.stream, direction: this.context.direction });
   }
 
@@ -355,6 +385,8 @@ export class SupabaseRealtimeSource implements Source {
       key: [],
     };
     const limit = this.options.catchUp.maxRecords;
+    const changedDuringRead = new Map<string, string | null | undefined>();
+    this.duringRead = changedDuringRead;
     const page = await retryTransient(
       async () => {
         try {
@@ -365,7 +397,7 @@ export class SupabaseRealtimeSource implements Source {
       },
       this.options.retry,
       { signal: this.context.stopping, onRetry: () => this.context.metrics.retries.inc({ stream: this.context.stream, direction: this.context.direction }) },
-    );
+    ).finally(() => (this.duringRead = null));
     // Done at an empty page, not at a short one: PostgREST's db-max-rows (1,000 on Supabase) cuts a page
     // below `limit` without saying so.
     if (page.rows.length === 0) run.pending.shift();
@@ -374,7 +406,7 @@ export class SupabaseRealtimeSource implements Source {
     else if (!this.position.tables[table.source]) this.position = this.position.with(table.source, after);
     const events = page.rows
       .map((row) => (table === this.tombstoneTable ? this.tombstoneEvent(row) : this.rowEvent(table, row)))
-      .filter((e): e is ChangeEvent => e !== null && this.isNew(e, 'catch-up'));
+      .filter((e): e is ChangeEvent => e !== null && this.isNew(e, 'catch-up', changedDuringRead));
     this.context.metrics.catchUpRows.inc({ stream: this.context.stream, direction: this.context.direction, table: table.source }, events.length);
     if (events.length === 0 && !page.last) return null;
     countCaptured(this.context, events);
@@ -410,12 +442,6 @@ export class SupabaseRealtimeSource implements Source {
   }
 
   /**
-   * Was this change not handed on yet? The same image of a key twice (live
-   * and by catch-up, or an echo of a forward write) counts once; a delete
-   * is remembered, so an unordered webhook's older image cannot bring the
-   * row back (a real re-insert arrives live, or by the next catch-up read).
-   */
-  /**
    * A change cdc-sync itself made here (the forward stream of a two-way
    * pair): an upsert carrying the change time it was written with, or the
    * live delete of a key it deleted (its tombstones are not recorded).
@@ -429,27 +455,40 @@ export class SupabaseRealtimeSource implements Source {
     return typeof stamped === 'string' && own.isUpsertEcho(this.options.url, name, event.key, stamped);
   }
 
-  private isNew(event: ChangeEvent, via: 'live' | 'webhook' | 'catch-up' | 'fetch'): boolean {
+  /**
+   * Was this change not handed on yet? The same image of a key twice (live
+   * and by catch-up, or an echo of a forward write) counts once; a delete
+   * is remembered, so an unordered webhook's older image cannot bring the
+   * row back (a real re-insert arrives live, or by the next catch-up read).
+   */
+  private isNew(event: ChangeEvent, via: 'live' | 'webhook' | 'catch-up' | 'fetch', changedDuringRead?: Map<string, string | null | undefined>): boolean {
     const table = this.tables.find((t) => t.source === event.table);
     if (!table) return false;
     const id = `${event.table}\u0000${keyString(event.key)}`;
     const image = event.op === 'delete' ? null : imageText(event.row!);
-    const previous = this.seen.get(id);
+    // A page is handed on before the changes that arrived while it was read: it is judged by, and
+    // leaves as the last image, what a key had when the read began.
+    const later = changedDuringRead?.has(id) ?? false;
+    const previous = later ? changedDuringRead!.get(id) : this.seen.get(id);
+    const remember = () => {
+      if (later) return;
+      if (this.duringRead && !this.duringRead.has(id)) this.duringRead.set(id, this.seen.get(id));
+      this.seen.delete(id);
+      this.seen.set(id, image);
+      // Bounded memory: forget the oldest keys; forgetting only costs an idempotent re-apply.
+      if (this.seen.size > 100_000) this.seen.delete(this.seen.keys().next().value!);
+    };
     const suppress = (reason: 'duplicate' | 'stale' | 'origin') => {
       this.context.metrics.suppressed.inc({ stream: this.context.stream, direction: this.context.direction, table: event.table, reason });
       return false;
     };
     if (this.isEcho(event, table, via)) {
-      this.seen.delete(id);
-      this.seen.set(id, image);
+      remember();
       return suppress('origin');
     }
     if (previous !== undefined && previous === image) return suppress('duplicate');
     if (previous === null && via === 'webhook') return suppress('stale');
-    this.seen.delete(id);
-    this.seen.set(id, image);
-    // Bounded memory: forget the oldest keys; forgetting only costs an idempotent re-apply.
-    if (this.seen.size > 100_000) this.seen.delete(this.seen.keys().next().value!);
+    remember();
     return true;
   }
 }
