@@ -146,8 +146,10 @@ export class MssqlCdcSource implements Source {
       if (!this.options.tables.some((t) => t.source === table)) throw new ConfigError(`--table: ${table} is not a table of this stream`);
       // The copy streams on from where the table stood, so a delete not yet applied is not lost (a copy only
       // upserts); after a cleanup gap those changes are gone, and it starts from the LSN its copy begins at.
+      // A copy still running keeps its LSN: the stream's own may lie before the table's capture instance began.
+      const progress = next.tables[table];
       const resume = next.resumeFor(table);
-      const lsn = next.tables[table]?.gap ? null : (resume.seqval.equals(ALL) ? resume.lsn : resume.lsn.predecessor()).toString();
+      const lsn = progress?.snapshot ? progress.snapshot.lsn : progress?.gap ? null : (resume.seqval.equals(ALL) ? resume.lsn : resume.lsn.predecessor()).toString();
       next = next.withTable(table, { snapshot: { lsn, key: null } });
     }
     return next.toString();

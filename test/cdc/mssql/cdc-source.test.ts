@@ -292,6 +292,28 @@ describe('MssqlCdcSource', () => {
     void context;
   });
 
+  it('keeps the LSN of a copy still running when the copy is asked for again, so the table streams on after it without a false cleanup gap', async () => {
+    // Rows exist, but the capture job has published nothing yet: the stream starts at LSN 0 and copies from the instance's start.
+    cdc.autoPublish = false;
+    for (const code of ['a', 'b']) cdc.commit([{ table: 'dbo.tblNotes', op: 'insert', row: { Code: code, Text: code } }]);
+    const { source } = await open({ tables: [NOTES], readLimit: 1 });
+    const [page] = await pull(source, null, 1);
+    const copyLsn = CdcPosition.parse(page!.position).tables['dbo.tblNotes']!.snapshot!.lsn;
+    expect(copyLsn).not.toBeNull();
+
+    const again = source.requestSnapshot(page!.position, []);
+    expect(CdcPosition.parse(again!).tables['dbo.tblNotes']!.snapshot).toEqual({ lsn: copyLsn, key: null });
+    cdc.publish();
+    cdc.commit([{ table: 'dbo.tblNotes', op: 'update', row: { Code: 'a', Text: 'changed after the copy' } }]);
+    cdc.publish();
+    const { source: reopened, context } = await open({ tables: [NOTES], readLimit: 1 });
+    // Three copy pages (every row changed after the copy's LSN, so left out of it), then the three transactions.
+    const chunks = await pull(reopened, again, 6);
+    expect(context.problems).toEqual([]);
+    const events = chunks.flatMap((c) => c.events).map((e) => [e.op, e.key.Code, e.row?.Text]);
+    expect(events).toEqual([['insert', 'a', 'a'], ['insert', 'b', 'b'], ['update', 'a', 'changed after the copy']]);
+  });
+
   it('moves the checkpoint on an idle database (heartbeat) so cleanup never overtakes it', async () => {
     const { source } = await open({ snapshot: 'never', heartbeatMs: 20 });
     const before = cdc.commit([{ table: 'dbo.tblNotes', op: 'insert', row: { Code: 'x', Text: '' } }]);
