@@ -83,7 +83,9 @@ export async function createTestDatabase(prefix = 't', server: PgServer = pgServ
           await admin(server, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
           return;
         } catch (err) {
-          if (attempt >= 20 || !/replication slot/i.test((err as Error).message)) throw err;
+          // A test that crashed its server may end while the server still recovers (57P03).
+          const retriable = /replication slot/i.test((err as Error).message) || (err as { code?: string }).code === '57P03';
+          if (attempt >= 100 || !retriable) throw err;
           await new Promise((resolve) => setTimeout(resolve, 100));
         }
       }
