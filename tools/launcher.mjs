@@ -11,6 +11,17 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import vm from 'node:vm';
 
+// A signal before the command installs its own handlers (compiling, loading the configuration) stops at once
+// with exit 0 and a line saying so: nothing runs yet. Without it Node.js exits 143 in silence, and as PID 1
+// in a container (no default action there) the signal would be ignored until the runtime kills the process.
+const stopEarly = (signal) => {
+  process.stderr.write(`${JSON.stringify({ level: 30, time: new Date().toISOString(), app: 'cdc-sync', signal, msg: 'stopped before start' })}\n`);
+  process.exit(0);
+};
+process.on('SIGTERM', stopEarly);
+process.on('SIGINT', stopEarly);
+globalThis.__cdcSyncEarlySignal = stopEarly;
+
 const bundle = fileURLToPath(new URL('./cdc-sync.cjs', import.meta.url));
 const cacheFile = process.env.CDC_SYNC_CODE_CACHE === 'off' ? null : codeCacheFile();
 let cachedData;

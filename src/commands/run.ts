@@ -11,6 +11,7 @@ import { BatchLog } from '../control/batch-log.js';
 import { controller } from '../control/controller.js';
 import { CronSchedule, runOnSchedule } from './schedule.js';
 import { guardProcess } from './process-guard.js';
+import { endEarlySignalHandler } from './early-signal.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -109,6 +110,7 @@ export async function runConfig(config: Config, options: RunOptions = {}): Promi
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  endEarlySignalHandler();
   const unguard = guardProcess(log, (error) => {
     if (!stopping) for (const stream of streams) stream.reopen(error);
   });

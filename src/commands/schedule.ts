@@ -1,5 +1,6 @@
 import type { Logger } from '../log.js';
 import type { CronSchedule } from '../core/cron.js';
+import { endEarlySignalHandler } from './early-signal.js';
 
 export { CronSchedule } from '../core/cron.js';
 
@@ -25,6 +26,7 @@ export async function runOnSchedule(
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  endEarlySignalHandler();
   cancel?.addEventListener('abort', onSignal);
   if (cancel?.aborted) stopped = true;
   try {

@@ -97,4 +97,32 @@ describe('stopping', () => {
     await locker.query('ROLLBACK');
     await locker.end();
   });
+
+  it('stops with 0 and a log line on SIGTERM at any moment of its start-up, before its streams run', async () => {
+    // A sink that refuses connections keeps the stream opening (retrying) for as long as the test needs.
+    const refused = writeConfig(`
+streams:
+  - name: a-to-b
+    source: { type: postgres-changelog, url: "${a.url}" }
+    sink: { type: postgres, url: "postgres://nobody@127.0.0.1:1/none" }
+    tables: [{ source: public.items, target: public.items }]
+http: { port: 0, host: 127.0.0.1 }
+`);
+    // The moments: the bundle compiled but not run yet (the launcher's code-cache report), the HTTP server
+    // up while the stream opens, the stream retrying its sink; and a stream that opens at once.
+    const moments = [
+      { file: refused, when: /code cache:/, afterMs: 0 },
+      { file: refused, when: /cdc-sync running/, afterMs: 0 },
+      { file: refused, when: /cdc-sync running/, afterMs: 800 },
+      { file: config(5000), when: /cdc-sync running/, afterMs: 0 },
+    ];
+    for (const { file, when, afterMs } of moments) {
+      const cli = processes.add(runCli(['run', '--config', file], { CDC_SYNC_CODE_CACHE: 'report' }));
+      await waitFor(() => when.test(cli.stderr()), 20_000, () => cli.stderr());
+      await new Promise((r) => setTimeout(r, afterMs));
+      const said = () => `SIGTERM ${afterMs} ms after ${when}:\n${cli.stderr()}`;
+      expect(await processes.stop(cli, 'SIGTERM'), said()).toBe(0);
+      expect(cli.logs.some((l) => /^stop/.test(String(l.msg))), said()).toBe(true);
+    }
+  });
 });
