@@ -28,8 +28,9 @@ export function parseConfig(text: string, env: Environment = process.env, source
   const problems: string[] = [];
   const substituted = substitute(document, [], env, problems);
   if (problems.length > 0) throw new ConfigError(`${source}: ${problems.join('; ')}`);
-  const result = configSchema.safeParse(applyLegacyEnvironment(substituted, env));
-  if (!result.success) throw new ConfigError(`${source}: ${formatIssues(result.error.issues)}`);
+  const input = applyLegacyEnvironment(substituted, env);
+  const result = configSchema.safeParse(input);
+  if (!result.success) throw new ConfigError(`${source}: ${formatIssues(result.error.issues, input)}`);
   return result.data;
 }
 
@@ -40,8 +41,43 @@ export function formatPath(path: ReadonlyArray<PropertyKey>): string {
     .join('');
 }
 
-function formatIssues(issues: ReadonlyArray<z.core.$ZodIssue>): string {
-  return issues.map((issue) => `${formatPath(issue.path) || '(top level)'}: ${issue.message}`).join('; ');
+function formatIssues(issues: ReadonlyArray<z.core.$ZodIssue>, input: unknown): string {
+  return issues
+    .map((issue) => {
+      const path = formatPath(issue.path) || '(top level)';
+      // A key left out: say what to write, not the validator's "expected string, received undefined".
+      const absent = (issue.code === 'invalid_type' || issue.code === 'invalid_value') && issue.path.length > 0 && valueAt(input, issue.path) === undefined;
+      if (absent) return `${path}: missing; ${missingHint(issue)}`;
+      return `${path}: ${issue.message}`;
+    })
+    .join('; ');
+}
+
+function valueAt(node: unknown, path: ReadonlyArray<PropertyKey>): unknown {
+  let value = node;
+  for (const part of path) {
+    if (value === null || typeof value !== 'object') return undefined;
+    value = (value as Record<PropertyKey, unknown>)[part];
+  }
+  return value;
+}
+
+/** What to write for a required key, by where it is: `streams[0].source` is a database, `tables[0].source` a table. */
+function missingHint(issue: z.core.$ZodIssue): string {
+  const key = String(issue.path.at(-1));
+  const inTable = issue.path.includes('tables');
+  const examples: Record<string, string> = {
+    streams: 'streams: [{ name: …, source: …, sink: …, tables: […] }]',
+    name: 'name: clinic-to-cloud (a name for the stream, used in metrics and logs)',
+    source: inTable ? 'source: dbo.tblPatients (the table changes are read from)' : 'source: { type: mssql-cdc, url: "mssql://user:${PASSWORD}@host:1433/db" } (the database changes are read from)',
+    sink: 'sink: { type: postgres, url: "postgres://user:${PASSWORD}@host:5432/db" } (the database changes are written to)',
+    tables: 'tables: [{ source: dbo.tblPatients, target: public.patients }]',
+    target: 'target: public.patients (the table changes are written to)',
+    url: 'url: "…" (the connection URL, or a file path for SQLite; ${VAR} reads a password from the environment)',
+  };
+  if (examples[key]) return `write ${examples[key]}`;
+  if (issue.code === 'invalid_value') return `write ${key}: one of ${issue.values.map(String).join(', ')}`;
+  return `write ${key}: <${issue.code === 'invalid_type' ? issue.expected : 'value'}>`;
 }
 
 const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;

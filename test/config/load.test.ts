@@ -153,9 +153,14 @@ describe('parseConfig', () => {
     expect(configError(yaml({ extra: '        conflict: newest' })).message).toContain('streams[0].tables[0].conflict');
   });
 
-  it('names a missing required key', () => {
+  it('names a missing required key and says what to write there, not the validator\'s words', () => {
     const text = yaml().replace('      url: postgres://localhost/cloud\n', '');
-    expect(configError(text).message).toContain('streams[0].sink.url');
+    expect(configError(text).message).toMatch(/streams\[0\]\.sink\.url: missing; write url: "…" \(the connection URL/);
+    const noSource = configError('streams:\n  - name: x\n    sink: { type: postgres, url: "postgres://x" }\n    tables: [{ target: a }]\n');
+    expect(noSource.message).toMatch(/streams\[0\]\.source: missing; write source: \{ type: mssql-cdc, url: .*\(the database changes are read from\)/);
+    expect(noSource.message).toMatch(/streams\[0\]\.tables\[0\]\.source: missing; write source: dbo\.tblPatients \(the table changes are read from\)/);
+    expect(configError('streams:\n  - name: x\n    source: { url: "postgres://y" }\n').message).toMatch(/streams\[0\]\.source\.type: missing; write type: one of mssql-cdc, .*postgres-changelog/);
+    expect(noSource.message).not.toMatch(/received undefined/);
   });
 
   it('rejects text that is not YAML', () => {

@@ -244,6 +244,10 @@ describe('postgres-changelog → postgres through the CLI', () => {
     const result = await runCliToEnd(['validate', '--config', bad]);
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('streams[0].tables');
+    const missing = writeConfig(`streams:\n  - name: x\n    source: { type: postgres-changelog }\n    sink: { type: postgres, url: b }\n    tables: [{ source: public.a, target: public.a }]\n`);
+    const told = await runCliToEnd(['validate', '--config', missing]);
+    expect(told.code).toBe(2);
+    expect(told.stderr).toContain('streams[0].source.url: missing; write url: "…" (the connection URL');
     const good = await runCliToEnd(['validate', '--config', config()], { SOURCE_URL: a.url, SINK_URL: b.url });
     expect(good.code).toBe(0);
     expect(good.stdout).toContain('valid (a-to-b)');
