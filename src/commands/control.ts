@@ -3,7 +3,7 @@ import { FileCheckpointStore } from '../checkpoints/file-checkpoint-store.js';
 import { loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { controller } from '../control/controller.js';
-import type { RetryResult } from '../control/retry-failed.js';
+import { deadLetterStoreFor, type RetryResult } from '../control/retry-failed.js';
 import { ConfigError, errorMessage } from '../core/errors.js';
 import { createLogger } from '../log.js';
 import { createMetrics } from '../metrics/metrics.js';
@@ -18,14 +18,39 @@ function offlineStreams(config: Config): Stream[] {
   return buildStreams(config, createMetrics(new Registry()), createLogger('warn'));
 }
 
-/** `cdc-sync status`: from the running process, or each stream's stored checkpoint when none runs. */
+/**
+ * A running process whose control API can answer: its URL when one runs and
+ * a token is given (--token or http.token); null otherwise, and the command
+ * works against the databases (the API is off without a token).
+ */
+async function controllableProcess(config: Config, options: ProcessOptions): Promise<{ url: string | null; token: string | undefined }> {
+  const url = await runningProcess(config, options);
+  return { url, token: options.token ?? config.http.token };
+}
+
+/** Open dead letters of a stream, from its store; null when the store cannot be read (reported as '?'). */
+async function openDeadLetters(config: Config, stream: string): Promise<number | null> {
+  let store: ReturnType<typeof deadLetterStoreFor> | undefined;
+  try {
+    store = deadLetterStoreFor(config, stream);
+    return (await store.open(stream)).length;
+  } catch (error) {
+    // No cdc_sync schema yet: the stream never wrote a dead letter.
+    if ((error as { code?: string }).code === '42P01') return 0;
+    return null;
+  } finally {
+    await store?.close().catch(() => {});
+  }
+}
+
+/** `cdc-sync status`: from the running process, or each stream's stored checkpoint when none runs (or its API is off). */
 export async function statusCommand(options: ProcessOptions & { json?: boolean }): Promise<string> {
   const config = loadConfigFile(options.config);
-  const url = await runningProcess(config, options);
-  let rows: Partial<ControlStatus>[];
+  const { url, token } = await controllableProcess(config, options);
+  let rows: (Partial<ControlStatus> & { deadLetters?: number | null })[];
   let source: string;
-  if (url) {
-    rows = (await ask<{ streams: ControlStatus[] }>(url, '/api/sync/status', options.token ?? config.http.token)).streams;
+  if (url && token) {
+    rows = (await ask<{ streams: ControlStatus[] }>(url, '/api/sync/status', token)).streams;
     source = `running process at ${url}`;
   } else {
     rows = [];
@@ -36,16 +61,18 @@ export async function statusCommand(options: ProcessOptions & { json?: boolean }
           position = current;
           return null; // read only
         });
-        rows.push({ ...stream.status(), state: 'stopped', position });
+        rows.push({ ...stream.status(), state: url ? 'running' : 'stopped', position });
       } catch (error) {
-        rows.push({ ...stream.status(), state: 'stopped', position: null, lastError: errorMessage(error) });
+        rows.push({ ...stream.status(), state: url ? 'running' : 'stopped', position: null, lastError: errorMessage(error) });
       }
     }
-    source = 'no process running; checkpoints read from the stores';
+    source = url ? `process running at ${url} without http.token (its API is off); checkpoints read from the stores` : 'no process running; checkpoints read from the stores';
   }
+  // The store's count, not the process's: a restart does not make 500 open dead letters 0.
+  for (const row of rows) row.deadLetters = row.name ? await openDeadLetters(config, row.name) : null;
   if (options.json) return `${JSON.stringify({ running: url !== null, streams: rows }, null, 2)}\n`;
-  const columns = ['name', 'direction', 'source', 'sink', 'state', 'connected', 'lagSeconds', 'pending', 'applied', 'failed', 'position', 'lastError'] as const;
-  const cells = rows.map((r) => columns.map((c) => (r[c] === undefined || r[c] === null ? '-' : String(r[c]))));
+  const columns = ['name', 'direction', 'source', 'sink', 'state', 'connected', 'lagSeconds', 'pending', 'applied', 'failed', 'deadLetters', 'position', 'lastError'] as const;
+  const cells = rows.map((r) => columns.map((c) => (c === 'deadLetters' && r[c] === null ? '?' : r[c] === undefined || r[c] === null ? '-' : String(r[c]))));
   const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((row) => row[i]!.length)));
   const line = (values: readonly string[]) => values.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd();
   return `${source}\n${[line(columns), ...cells.map(line)].join('\n')}\n`;
@@ -58,16 +85,16 @@ export async function retryFailedCommand(options: ProcessOptions & { stream?: st
     throw new ConfigError(`--stream: no stream named "${options.stream}" (have: ${config.streams.map((s) => s.name).join(', ')})`);
   }
   const filter = { stream: options.stream, table: options.table };
-  const url = await runningProcess(config, options);
+  const { url, token } = await controllableProcess(config, options);
   let result: { retried: number; stillFailing: number; skipped?: number };
-  if (url) {
-    result = await ask(url, '/api/sync/retry-failed', options.token ?? config.http.token, filter);
+  if (url && token) {
+    result = await ask(url, '/api/sync/retry-failed', token, filter);
   } else {
     const streams: Record<string, RetryResult> = await controller(config, offlineStreams(config)).retryFailed(filter);
     const total = (k: keyof RetryResult) => Object.values(streams).reduce((n, r) => n + r[k], 0);
     result = { retried: total('retried'), stillFailing: total('stillFailing'), skipped: total('skipped') };
   }
-  return `${JSON.stringify({ via: url ?? 'direct', ...result })}\n`;
+  return `${JSON.stringify({ via: url && token ? url : 'direct', ...result })}\n`;
 }
 
 /**

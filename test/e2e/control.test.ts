@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 import { runCli, runCliToEnd, waitFor, writeConfig, type CliProcess } from '../support/cli.js';
@@ -184,6 +185,32 @@ describe('cdc-sync status and reset', () => {
     const wrongToken = await cli(['status', '--config', path, '--url', url, '--token', 'wrong']);
     expect(wrongToken.code).toBe(1);
     expect(wrongToken.stderr).toContain('403');
+    expect(await stop(process)).toBe(0);
+  }, 60_000);
+
+  it('status and retry-failed work against the databases when the running process has no http.token, and status counts the open dead letters of the store', async () => {
+    const path = config();
+    const noToken = writeConfig(readFileSync(path, 'utf8').replace(`, token: ${TOKEN}`, ''));
+    await a.query(`INSERT INTO "tblItems" VALUES (1, 'ok'), (2, 'poison'), (3, 'poison')`);
+    expect((await cli(['run', '--once', '--config', noToken])).code).toBe(0);
+    const process = start(noToken);
+    const url = (await process.url('')).replace(/\/$/, '');
+    const status = await cli(['status', '--config', noToken, '--url', url, '--json']);
+    expect(status.code, status.stderr).toBe(0);
+    const shown = JSON.parse(status.stdout) as { running: boolean; streams: { name: string; deadLetters: number; position: string | null }[] };
+    expect(shown.streams[0]).toMatchObject({ name: 'a-to-b', deadLetters: 2 });
+    expect(shown.streams[0]!.position).not.toBeNull();
+    const table = await cli(['status', '--config', noToken, '--url', url]);
+    expect(table.stdout).toMatch(/without http\.token/);
+    expect(table.stdout).toMatch(/^name\s+.*deadLetters/m);
+
+    await b.query(`ALTER TABLE items DROP CONSTRAINT no_poison`);
+    const retried = await cli(['retry-failed', '--config', noToken, '--url', url]);
+    expect(retried.code, retried.stderr).toBe(0);
+    expect(JSON.parse(retried.stdout)).toMatchObject({ via: 'direct', retried: 2, stillFailing: 0 });
+    expect(await targetNames()).toEqual(['1:ok', '2:poison', '3:poison']);
+    const after = JSON.parse((await cli(['status', '--config', noToken, '--url', url, '--json'])).stdout) as { streams: { deadLetters: number }[] };
+    expect(after.streams[0]!.deadLetters).toBe(0);
     expect(await stop(process)).toBe(0);
   }, 60_000);
 
