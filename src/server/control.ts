@@ -35,7 +35,16 @@ export interface ControlStatus extends StreamStatus {
 /** Small bodies only: these endpoints take a stream and a table name. */
 const BODY_LIMIT = 16 * 1024;
 
-const triggerBody = z.strictObject({ stream: z.string().min(1).optional(), direction: z.enum(['forward', 'reverse']).optional() });
+/**
+ * Directions by our names and by the older scripts' (seed documents 004 and
+ * 002): `pull` is on-premises → cloud (SQLite → PostgreSQL there), `push`
+ * cloud → on-premises, `both` every stream; `sql-to-postgres` and
+ * `postgres-to-sql` name the same two ways.
+ */
+const DIRECTIONS = { forward: 'forward', reverse: 'reverse', both: undefined, pull: 'forward', push: 'reverse', 'sql-to-postgres': 'forward', 'postgres-to-sql': 'reverse' } as const;
+const direction = z.enum(Object.keys(DIRECTIONS) as [keyof typeof DIRECTIONS, ...(keyof typeof DIRECTIONS)[]]).transform((d) => DIRECTIONS[d]);
+const triggerBody = z.strictObject({ stream: z.string().min(1).optional(), direction: direction.optional() });
+const triggerQuery = z.object({ stream: z.string().min(1).optional(), direction: direction.optional() });
 const retryBody = z.strictObject({ stream: z.string().min(1).optional(), table: z.string().min(1).optional() });
 const snapshotBody = z.strictObject({ stream: z.string().min(1), tables: z.array(z.string().min(1)).max(1000).optional() });
 const logsQuery = z.object({ limit: z.coerce.number().int().min(1).max(1000).default(50) });
@@ -60,15 +69,25 @@ export function registerControlApi(app: FastifyInstance, options: ControlOptions
 
   app.get('/api/sync/status', { preHandler: guard }, async () => ({ streams: await controlStatus(options.registry, options.streams()) }));
 
+  // `?direction=both|push|pull` as the older scripts sent it, or the same in a JSON body; `ok` and `success` are what they answered.
   app.post('/api/sync/trigger', { preHandler: guard, bodyLimit: BODY_LIMIT }, async (request, reply) => {
+    const query = triggerQuery.safeParse(request.query ?? {});
+    if (!query.success) return invalid(reply, query.error);
     const body = triggerBody.safeParse(request.body ?? {});
     if (!body.success) return invalid(reply, body.error);
     try {
-      return { triggered: options.trigger(body.data) };
+      return { ok: true, success: true, triggered: options.trigger({ ...query.data, ...body.data }) };
     } catch (error) {
       return failed(reply, error);
     }
   });
+
+  // The older scripts' counts: per stream and table, changes applied and failed, what is pending, and when it last synced.
+  app.get('/api/sync/stats', { preHandler: guard }, async () => ({ streams: await streamStats(options.registry, options.streams()) }));
+
+  app.get('/api/sync/checkpoints', { preHandler: guard }, async () => ({
+    checkpoints: options.streams().map((s) => ({ stream: s.name, direction: s.direction, position: s.position, lastAppliedAt: s.lastAppliedAt })),
+  }));
 
   app.post('/api/sync/retry-failed', { preHandler: guard, bodyLimit: BODY_LIMIT }, async (request, reply) => {
     const body = retryBody.safeParse(request.body ?? {});
@@ -122,4 +141,35 @@ export async function controlStatus(registry: Registry, streams: StreamStatus[])
     return tables;
   };
   return streams.map((s) => ({ ...s, lagSeconds: valueFor(lag, s), pending: valueFor(pending, s), snapshot: snapshot(s) }));
+}
+
+export interface StreamStats {
+  stream: string;
+  direction: string;
+  applied: number;
+  failed: number;
+  pending: number | null;
+  lastSyncAt: string | null;
+  tables: Record<string, { applied: number; failed: number }>;
+}
+
+/** Applied and failed changes per stream and source table (this process's counters), the backlog and the last apply. */
+export async function streamStats(registry: Registry, streams: StreamStatus[]): Promise<StreamStats[]> {
+  const values = async (name: string) => (await registry.getSingleMetric(name)?.get())?.values ?? [];
+  const [applied, failedCounts, pending] = await Promise.all([values('cdc_sync_events_applied_total'), values('cdc_sync_events_failed_total'), values('cdc_sync_pending_events')]);
+  return streams.map((s) => {
+    const mine = (list: typeof applied) => list.filter((v) => v.labels.stream === s.name && v.labels.direction === s.direction);
+    const tables: StreamStats['tables'] = {};
+    const count = (list: typeof applied, key: 'applied' | 'failed') => {
+      for (const v of mine(list)) {
+        const table = String(v.labels.table ?? '');
+        tables[table] ??= { applied: 0, failed: 0 };
+        tables[table][key] += v.value;
+      }
+    };
+    count(applied, 'applied');
+    count(failedCounts, 'failed');
+    const total = (key: 'applied' | 'failed') => Object.values(tables).reduce((n, t) => n + t[key], 0);
+    return { stream: s.name, direction: s.direction, applied: total('applied'), failed: total('failed'), pending: mine(pending)[0]?.value ?? null, lastSyncAt: s.lastAppliedAt, tables };
+  });
 }

@@ -131,9 +131,22 @@ describe('dead letters and retry-failed', () => {
     // Logs show the batch with the failure; status shows the checkpoint.
     const logs = (await (await control(process, '/api/sync/logs?limit=10')).json()) as { batches: { stream: string; tables: Record<string, { applied: number; failed: number }> }[] };
     expect(logs.batches.some((batch) => batch.stream === 'a-to-b' && batch.tables['public.tblItems']?.failed === 1)).toBe(true);
-    const status = (await (await control(process, '/api/sync/status')).json()) as { streams: { name: string; position: string | null; failed: number }[] };
+    const status = (await (await control(process, '/api/sync/status')).json()) as { streams: { name: string; position: string | null; failed: number; applied: number }[] };
     expect(status.streams[0]).toMatchObject({ name: 'a-to-b', failed: 1 });
     expect(status.streams[0]!.position).not.toBeNull();
+
+    // The older scripts' endpoints: their counts, checkpoints and trigger directions.
+    const stats = (await (await control(process, '/api/sync/stats')).json()) as { streams: { stream: string; failed: number; tables: Record<string, { applied: number; failed: number }> }[] };
+    // Applied counts every change the sink committed (the initial copy's rows and their logged inserts alike).
+    const applied = status.streams[0]!.applied;
+    expect(applied).toBeGreaterThanOrEqual(2);
+    expect(stats.streams[0]).toMatchObject({ stream: 'a-to-b', applied, failed: 1, tables: { 'public.tblItems': { applied, failed: 1 } } });
+    const checkpoints = (await (await control(process, '/api/sync/checkpoints')).json()) as { checkpoints: { stream: string; position: string | null }[] };
+    expect(checkpoints.checkpoints).toEqual([expect.objectContaining({ stream: 'a-to-b', position: status.streams[0]!.position })]);
+    const pull = await fetch(await process.url('/api/sync/trigger?direction=pull'), { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(await pull.json()).toEqual({ ok: true, success: true, triggered: ['a-to-b'] });
+    const push = await fetch(await process.url('/api/sync/trigger?direction=push'), { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(await push.json()).toMatchObject({ triggered: [] });
     expect(await stop(process)).toBe(0);
   }, 60_000);
 

@@ -140,14 +140,25 @@ describe('POST /api/sync/snapshot', () => {
 describe('POST /api/sync/trigger', () => {
   it('wakes all streams for an empty body and only the named ones otherwise', async () => {
     woken.length = 0;
-    expect((await app.inject({ method: 'POST', url: '/api/sync/trigger', headers: auth })).json()).toEqual({ triggered: ['a-to-b', 'b-to-a'] });
-    expect((await app.inject({ method: 'POST', url: '/api/sync/trigger', headers: auth, payload: { direction: 'reverse' } })).json()).toEqual({
+    expect((await app.inject({ method: 'POST', url: '/api/sync/trigger', headers: auth })).json()).toEqual({ ok: true, success: true, triggered: ['a-to-b', 'b-to-a'] });
+    expect((await app.inject({ method: 'POST', url: '/api/sync/trigger', headers: auth, payload: { direction: 'reverse' } })).json()).toMatchObject({
       triggered: ['b-to-a'],
     });
-    expect((await app.inject({ method: 'POST', url: '/api/sync/trigger', headers: auth, payload: { stream: 'a-to-b' } })).json()).toEqual({
+    expect((await app.inject({ method: 'POST', url: '/api/sync/trigger', headers: auth, payload: { stream: 'a-to-b' } })).json()).toMatchObject({
       triggered: ['a-to-b'],
     });
     expect(woken).toEqual(['a-to-b', 'b-to-a', 'b-to-a', 'a-to-b']);
+  });
+
+  it('takes the older scripts\' directions: ?direction=both|push|pull and sql-to-postgres / postgres-to-sql in the body', async () => {
+    const triggered = async (request: { url: string; payload?: object }) =>
+      ((await app.inject({ method: 'POST', headers: auth, ...request })).json() as { ok: boolean; triggered: string[] }).triggered;
+    expect(await triggered({ url: '/api/sync/trigger?direction=both' })).toEqual(['a-to-b', 'b-to-a']);
+    expect(await triggered({ url: '/api/sync/trigger?direction=pull' })).toEqual(['a-to-b']);
+    expect(await triggered({ url: '/api/sync/trigger?direction=push' })).toEqual(['b-to-a']);
+    expect(await triggered({ url: '/api/sync/trigger', payload: { direction: 'sql-to-postgres' } })).toEqual(['a-to-b']);
+    expect(await triggered({ url: '/api/sync/trigger', payload: { direction: 'postgres-to-sql' } })).toEqual(['b-to-a']);
+    expect((await app.inject({ method: 'POST', url: '/api/sync/trigger?direction=sideways', headers: auth })).statusCode).toBe(400);
   });
 
   it('answers 404 for an unknown stream', async () => {
@@ -202,5 +213,39 @@ describe('GET /api/sync/logs', () => {
     const few = (await app.inject({ method: 'GET', url: '/api/sync/logs?limit=3', headers: auth })).json().batches;
     expect(few.map((b: { tables: Record<string, { applied: number }> }) => b.tables['public.items']!.applied)).toEqual([249, 248, 247]);
     expect((await app.inject({ method: 'GET', url: '/api/sync/logs?limit=abc', headers: auth })).statusCode).toBe(400);
+  });
+});
+
+describe('GET /api/sync/stats and /api/sync/checkpoints (the older scripts\' endpoints)', () => {
+  it('counts applied and failed changes per stream and table, with the backlog and the last sync time', async () => {
+    const metrics = createMetrics(new Registry());
+    metrics.applied.inc({ stream: 'a-to-b', direction: 'forward', table: 'public.items', op: 'insert' }, 5);
+    metrics.applied.inc({ stream: 'a-to-b', direction: 'forward', table: 'public.items', op: 'update' }, 2);
+    metrics.applied.inc({ stream: 'a-to-b', direction: 'forward', table: 'public.notes', op: 'delete' }, 1);
+    metrics.failed.inc({ stream: 'a-to-b', direction: 'forward', table: 'public.items', reason: 'permanent' }, 3);
+    metrics.pending.set({ stream: 'a-to-b', direction: 'forward' }, 12);
+    const streams = [status('a-to-b', 'forward')];
+    const stats = createHttpServer({ registry: metrics.registry, streams: () => streams, wake: () => undefined, token: TOKEN, control: { trigger: () => [], retryFailed: async () => ({}), logs: () => [], snapshot: async () => ({ stream: '', tables: [] }) } });
+    try {
+      expect((await stats.inject({ method: 'GET', url: '/api/sync/stats', headers: auth })).json()).toEqual({
+        streams: [
+          {
+            stream: 'a-to-b',
+            direction: 'forward',
+            applied: 8,
+            failed: 3,
+            pending: 12,
+            lastSyncAt: '2026-01-01T00:00:00.000Z',
+            tables: { 'public.items': { applied: 7, failed: 3 }, 'public.notes': { applied: 1, failed: 0 } },
+          },
+        ],
+      });
+      expect((await stats.inject({ method: 'GET', url: '/api/sync/checkpoints', headers: auth })).json()).toEqual({
+        checkpoints: [{ stream: 'a-to-b', direction: 'forward', position: '{"after":"42"}', lastAppliedAt: '2026-01-01T00:00:00.000Z' }],
+      });
+      expect((await stats.inject({ method: 'GET', url: '/api/sync/stats' })).statusCode).toBe(401);
+    } finally {
+      await stats.close();
+    }
   });
 });
