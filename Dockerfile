@@ -8,6 +8,12 @@
 
 # ---- build: dev dependencies, TypeScript compile, bundle ------------------------------------------
 FROM node:20-slim AS build
+# Compilers for the native addon of the SQLite driver (better-sqlite3): built from source where its
+# prebuilt binary cannot be downloaded, against the base image's own Node.js headers.
+RUN apt-get update \
+  && apt-get install -y --no-install-recommends python3 make g++ \
+  && rm -rf /var/lib/apt/lists/*
+ENV npm_config_nodedir=/usr/local
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci
@@ -19,6 +25,8 @@ COPY test/support ./test/support
 # The bundler step of the build (dist/cdc-sync.cjs) and the command line that runs it (dist/cdc-sync.mjs).
 COPY tools/bundle.mjs tools/launcher.mjs ./tools/
 RUN npm run build
+# The production dependencies, native addons built: the runtime stage copies them as they are.
+RUN npm prune --omit=dev && npm cache clean --force
 
 # ---- runtime: production dependencies and the compiled CLI only ---------------------------
 FROM node:20-slim AS runtime
@@ -30,7 +38,7 @@ RUN apt-get update \
 WORKDIR /app
 ENV NODE_ENV=production
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
+COPY --from=build /app/node_modules ./node_modules
 # The CLI is one bundled file and its launcher; native addons and the drivers loaded on first use come from node_modules.
 COPY --from=build /app/dist/cdc-sync.mjs /app/dist/cdc-sync.cjs /app/dist/cdc-sync.cjs.map ./dist/
 # The T-SQL set-up files, for operators: docker run --rm --entrypoint cat cdc-sync sql/cdc/sync-queue.sql
@@ -46,7 +54,8 @@ USER node
 # A young generation of 8 MB semi-spaces (the bin's shebang says the same) costs no throughput and ~15 MB of RSS less.
 ENV CDC_SYNC_CONFIG=/etc/cdc-sync/cdc-sync.yaml \
     NODE_OPTIONS="--max-old-space-size=160 --max-semi-space-size=8" \
-    CDC_SYNC_HEALTHCHECK_URL=http://127.0.0.1:9464/healthz
+    CDC_SYNC_HEALTHCHECK_URL=http://127.0.0.1:9464/healthz \
+    CDC_SYNC_DEMO_HOST=0.0.0.0
 # One start now leaves V8's code cache for the bundle in /tmp (tools/launcher.mjs), made with the
 # options above, so the container's first start is as quick as the next ones.
 RUN node /app/dist/cdc-sync.mjs --help > /dev/null

@@ -36,7 +36,9 @@ function program(): Command {
     .description('run a complete two-way sync with nothing to install: SQLite (the clinic) ⇄ PGlite (the portal) under ./data/demo')
     .option('--dir <path>', 'where the demo databases live', './data/demo')
     .option('--port <port>', 'HTTP port for /metrics', (v) => Number(v), 9464)
-    .action(async (options: { dir: string; port: number }) => {
+    // In a container the metrics must be reachable through -p 9464:9464: the image sets CDC_SYNC_DEMO_HOST=0.0.0.0.
+    .option('--host <address>', 'address the HTTP server binds (default: CDC_SYNC_DEMO_HOST, else 127.0.0.1)', process.env.CDC_SYNC_DEMO_HOST ?? '127.0.0.1')
+    .action(async (options: { dir: string; port: number; host: string }) => {
       process.exitCode = await demoCommand(options);
     });
 

@@ -17,10 +17,10 @@ import { compareSides } from '../demo/compare.js';
  * writer changes both sides; a line shows the flow; /metrics is served.
  * Ctrl-C stops it cleanly and says whether both sides agree.
  */
-export async function demoCommand(options: { dir?: string; port?: number }): Promise<number> {
+export async function demoCommand(options: { dir?: string; port?: number; host?: string }): Promise<number> {
   const paths = demoPaths(resolve(options.dir ?? './data/demo'));
   mkdirSync(paths.dir, { recursive: true });
-  const config = demoConfig(paths, options.port ?? 9464);
+  const config = demoConfig(paths, options.port ?? 9464, options.host);
 
   const clinic = openSqlite(paths.clinic, 'demo clinic database');
   const portal = createPool(`pglite:${paths.portal}`);

@@ -18,7 +18,7 @@ export function demoPaths(dir: string): DemoPaths {
  * six tables to the portal, and the doctors' notes and aligner days back,
  * owned by the portal (the clinic keeps everything else of those rows).
  */
-export function demoConfig(paths: DemoPaths, port: number): Config {
+export function demoConfig(paths: DemoPaths, port: number, host = '127.0.0.1'): Config {
   const forward = DEMO_TABLES.map((t) => `      - { source: ${t.clinic}, target: public.${t.portal} }`).join('\n');
   return parseConfig(
     `
@@ -39,7 +39,7 @@ ${forward}
       - { source: public.aligner_notes, target: tblAlignerNotes, owns: [note_text, updated_at] }
     batch: { maxSize: 500, maxWaitMs: 50 }
 checkpoints: { store: auto }
-http: { port: ${port}, host: 127.0.0.1 }
+http: { port: ${port}, host: "${host}" }
 log: { level: warn }
 `,
     {},
