@@ -44,12 +44,16 @@ function program(): Command {
 
   cli
     .command('validate')
-    .description('check a configuration file without running it')
+    .description('check a configuration file against its databases (tables, columns, set-up) without running it; writes nothing')
     .option('-c, --config <path>', 'configuration file', DEFAULT_CONFIG)
-    .action((options: { config: string }) => {
+    .option('--offline', 'check the file only (syntax, settings), without connecting to the databases')
+    .action(async (options: { config: string; offline?: boolean }) => {
       const config = loadConfigFile(options.config);
-      buildStreams(config, createMetrics(new Registry()), createLogger('silent' as 'info'));
-      process.stdout.write(`${options.config}: valid (${config.streams.map((s) => s.name).join(', ')})\n`);
+      const streams = buildStreams(config, createMetrics(new Registry()), createLogger(options.offline ? ('silent' as 'info') : 'error'));
+      // The checks `run` makes at start, one stream after the other; the first that fails exits 2 (configuration) or 1 (a database did not answer).
+      if (!options.offline) for (const stream of streams) await stream.check();
+      const checked = options.offline ? 'the file only' : 'against the databases';
+      process.stdout.write(`${options.config}: valid, checked ${checked} (${config.streams.map((s) => s.name).join(', ')})\n`);
     });
 
   cli

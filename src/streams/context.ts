@@ -21,4 +21,9 @@ export interface StreamContext {
   idle?(): void;
   /** Stop asking: the stream is shutting down (long waits should end early). */
   readonly stopping: AbortSignal;
+  /**
+   * `cdc-sync validate`: open only to run the checks a start runs; create,
+   * write and subscribe to nothing (no schema, slot, publication or channel).
+   */
+  readonly checkOnly?: boolean;
 }

@@ -607,6 +607,26 @@ export class Stream {
     return { signal: this.abort.signal, onRetry: (error: Error, attempt: number) => this.health.retrying(part, error, attempt) };
   }
 
+  /**
+   * `cdc-sync validate`: the checks a start makes (the tables and columns of
+   * both databases, the mapping between them, the source's set-up), without
+   * running the stream: nothing is created, written or subscribed to.
+   */
+  async check(): Promise<void> {
+    const { config, sink, source } = this.parts;
+    const context: StreamContext = { ...this.context, checkOnly: true };
+    try {
+      const targets = await sink.open(context, config.tables);
+      const mappings = config.tables.map((t, i) => new TableMapping(t, targets[i]!, `tables[${i}]`, (message, details) => this.log.warn(details, message)));
+      source.order?.(parentsFirst(mappings));
+      await source.open(context);
+    } catch (error) {
+      throw error instanceof ConfigError ? this.configError(error) : error;
+    } finally {
+      await Promise.allSettled([source.close(), sink.close()]);
+    }
+  }
+
   private configError(error: ConfigError): ConfigError {
     this.state = 'failed';
     this.lastError = error.message;

@@ -249,8 +249,34 @@ describe('postgres-changelog → postgres through the CLI', () => {
     expect(told.code).toBe(2);
     expect(told.stderr).toContain('streams[0].source.url: missing; write url: "…" (the connection URL');
     const good = await runCliToEnd(['validate', '--config', config()], { SOURCE_URL: a.url, SINK_URL: b.url });
-    expect(good.code).toBe(0);
-    expect(good.stdout).toContain('valid (a-to-b)');
+    expect(good.code, good.stderr).toBe(0);
+    expect(good.stdout).toContain('valid, checked against the databases (a-to-b)');
+  });
+
+  it('validate runs the checks of a start against the databases, writes nothing to them, and --offline checks the file only', async () => {
+    const env = { SOURCE_URL: a.url, SINK_URL: b.url };
+    // A target table that does not exist, and an excluded column that does not.
+    const noTable = await runCliToEnd(['validate', '--config', config({ extraTable: '      - { source: public.tblParents, target: public.no_such_table }' })], env);
+    expect(noTable.code).toBe(2);
+    expect(noTable.stderr).toContain('streams[0].tables[2].target: table public.no_such_table does not exist in the sink database');
+    const noColumn = await runCliToEnd(['validate', '--config', config({ extraTable: '      - { source: public.tblParents, target: public.parents, exclude: [Nope] }' })], env);
+    expect(noColumn.code).toBe(2);
+    expect(noColumn.stderr).toMatch(/streams\[0\]\.tables\[2\]\.exclude\[0\]: column Nope does not exist/);
+    expect((await runCliToEnd(['validate', '--offline', '--config', config({ extraTable: '      - { source: public.tblParents, target: public.no_such_table }' })], env)).code).toBe(0);
+    // A database that does not answer: exit 1, saying which.
+    const down = await runCliToEnd(['validate', '--config', config({ sinkUrl: 'postgres://nobody@127.0.0.1:1/none' })], env);
+    expect(down.code).toBe(1);
+    expect(down.stderr).toMatch(/ECONNREFUSED|connect/);
+    // Nothing written: a sink database that never ran a stream still has no cdc_sync schema after validate.
+    const fresh = await createTestDatabase('e2e_validate_fresh');
+    try {
+      await fresh.query(TARGET_SCHEMA);
+      const checked = await runCliToEnd(['validate', '--config', config({ sinkUrl: fresh.url })], env);
+      expect(checked.code, checked.stderr).toBe(0);
+      expect(await fresh.query(`SELECT to_regnamespace('cdc_sync') AS schema`)).toEqual([{ schema: null }]);
+    } finally {
+      await fresh.drop();
+    }
   });
   it('retry-failed never writes an older image: a dead letter whose key changed again since is superseded', async () => {
     const path = config();

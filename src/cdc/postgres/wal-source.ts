@@ -122,6 +122,7 @@ export class WalSource implements Source {
       this.tables.set(qualifiedText(table.source), { source: table.source, key, columns: row.published, types: row.types });
       qualifiedNames.push(qualifiedText(table.source));
     }
+    if (context.checkOnly) return;
     await this.ensurePublication(qualifiedNames);
     await this.ensureSlot();
     context.metrics.bufferCapacity.set({ stream: context.stream, direction: context.direction }, this.options.bufferSize);

@@ -128,6 +128,7 @@ export class SupabaseRealtimeSource implements Source {
       }
       if (error) throw new TransientError(`Supabase did not answer: ${error.message}`, { context: { stream: context.stream, table: table.source } });
     }
+    if (context.checkOnly) return;
     const labels = { stream: context.stream, direction: context.direction };
     context.metrics.bufferCapacity.set(labels, this.options.bufferSize);
     if (!this.channel) this.subscribe();

@@ -120,6 +120,7 @@ export class PostgresSink implements Sink {
     try {
       await this.inTransaction(async (client) => {
         this.copyIn = client.copyFrom !== undefined;
+        if (context.checkOnly) return;
         await client.query('BEGIN');
         await client.query(SETUP_LOCK_SQL);
         await client.query(SCHEMA_SQL);
@@ -133,8 +134,10 @@ export class PostgresSink implements Sink {
         const [row] = (await this.pool.query<{ captured: boolean }>(CAPTURED_SQL, [quoteTable(table.name)])).rows;
         if (row?.captured) this.captured.add(`${table.name.schema}.${table.name.name}`);
       }
-      const [open] = (await this.pool.query<{ n: number }>(OPEN_DEAD_LETTERS_SQL, [context.stream])).rows;
-      this.openLetters = open?.n ?? 0;
+      if (!context.checkOnly) {
+        const [open] = (await this.pool.query<{ n: number }>(OPEN_DEAD_LETTERS_SQL, [context.stream])).rows;
+        this.openLetters = open?.n ?? 0;
+      }
       const [marker] = (await this.pool.query<{ exists: boolean }>(`SELECT to_regclass('cdc_sync.origin_marker') IS NOT NULL AS exists`)).rows;
       this.marker = marker?.exists === true;
       context.setConnected('sink', true);

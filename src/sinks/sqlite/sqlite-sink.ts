@@ -82,7 +82,7 @@ export class SqliteSink implements Sink {
     try {
       this.db ??= openSqlite(this.url, 'sink.url', { mustExist: true });
       const db = this.db;
-      db.exec(SCHEMA_SQL);
+      if (!context.checkOnly) db.exec(SCHEMA_SQL);
       const result: TargetTable[] = [];
       for (const [i, config] of tables.entries()) {
         let name: string;
@@ -97,7 +97,7 @@ export class SqliteSink implements Sink {
         this.found.set(name, { table, captured: trigger !== undefined, foreignKeys: foreignKeys(db, name) });
         result.push(table);
       }
-      this.openLetters = (db.prepare(OPEN_DEAD_LETTERS_SQL).get(context.stream) as { n: number }).n;
+      if (!context.checkOnly) this.openLetters = (db.prepare(OPEN_DEAD_LETTERS_SQL).get(context.stream) as { n: number }).n;
       context.setConnected('sink', true);
       return result;
     } catch (error) {
