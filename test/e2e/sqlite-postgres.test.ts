@@ -256,3 +256,40 @@ describe('SQLite ↔ PostgreSQL two-way, through the CLI', () => {
     expect(await processes.stop(cli)).toBe(0);
   });
 });
+
+describe('SQLite table names', () => {
+  it('match case-insensitively, as SQLite does: `invoices` in the configuration is the table Invoices, as source and as target', async () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'cdc-sync-case-')), 'shop.db');
+    const db = new Database(path);
+    db.exec(`CREATE TABLE Invoices (Id INTEGER PRIMARY KEY, Total NUMERIC NOT NULL); INSERT INTO Invoices VALUES (1, 10), (2, 20)`);
+    db.close();
+    await pg.query(`CREATE TABLE invoices (id int PRIMARY KEY, total numeric NOT NULL)`);
+    const both = writeConfig(`
+streams:
+  - name: shop-to-cloud
+    source: { type: sqlite-changelog, url: "sqlite:${path}" }
+    sink: { type: postgres, url: "${pg.url}" }
+    tables: [{ source: invoices, target: public.invoices }]
+  - name: cloud-to-shop
+    direction: reverse
+    source: { type: postgres-changelog, url: "${pg.url}" }
+    sink: { type: sqlite, url: "sqlite:${path}" }
+    tables: [{ source: public.invoices, target: INVOICES }]
+http: { port: 0, host: 127.0.0.1 }
+`);
+    const init = await runCliToEnd(['init-sql', '--config', both, '--target', 'sqlite']);
+    expect(init.code, init.stderr).toBe(0);
+    const local = new Database(path);
+    local.exec(init.stdout);
+    local.close();
+    await pg.query((await runCliToEnd(['init-sql', '--config', both, '--target', 'postgres'])).stdout);
+    const checked = await runCliToEnd(['validate', '--config', both]);
+    expect(checked.code, checked.stderr).toBe(0);
+    const once = await runCliToEnd(['run', '--once', '--config', both]);
+    expect(once.code, once.stderr).toBe(0);
+    expect(await pg.query(`SELECT id, total::int AS total FROM invoices ORDER BY id`)).toEqual([
+      { id: 1, total: 10 },
+      { id: 2, total: 20 },
+    ]);
+  });
+});

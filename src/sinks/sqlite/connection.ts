@@ -67,7 +67,8 @@ export interface SqliteColumnInfo {
 
 /** Columns of a table, generated ones included, or null when the table does not exist. */
 export function tableColumns(db: SqliteDatabase, table: string): SqliteColumnInfo[] | null {
-  const exists = db.prepare(`SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?`).get(table);
+  // SQLite matches table names case-insensitively (`invoices` finds `Invoices`): so does this check.
+  const exists = db.prepare(`SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ? COLLATE NOCASE`).get(table);
   if (!exists) return null;
   return db.prepare(`SELECT name, type, pk, hidden FROM pragma_table_xinfo(?) ORDER BY cid`).all(table) as SqliteColumnInfo[];
 }
