@@ -1,12 +1,11 @@
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
-import { waitFor } from '../support/cli.js';
+import { waitFor, writeConfig } from '../support/cli.js';
 
 /**
  * The image, built from the real Dockerfile by `npm run image:build`
@@ -99,19 +98,15 @@ describe.runIf(report !== null && report.status !== 'skipped')('the container im
       await target.query(`CREATE TABLE items (id int PRIMARY KEY, name text)`);
       await source.query(`INSERT INTO items SELECT g, 'before ' || g FROM generate_series(1, 100) g`);
       const port = await freePort();
-      const dir = mkdtempSync(join(tmpdir(), 'cdc-sync-image-'));
-      const config = join(dir, 'cdc-sync.yaml');
-      writeFileSync(
-        config,
-        `streams:
+      const config = writeConfig(`streams:
   - name: items
     source: { type: postgres-wal, url: "\${SOURCE_URL}" }
     sink: { type: postgres, url: "\${SINK_URL}" }
     tables: [{ source: public.items, target: public.items }]
 http: { port: ${port} }
-`,
-      );
-      chmodSync(dir, 0o755);
+`);
+      // The container's user (uid 1000) reads it.
+      chmodSync(dirname(config), 0o755);
       chmodSync(config, 0o644);
       // Host networking: the container reaches this run's cluster on 127.0.0.1.
       const name = await start(['--network', 'host', '-v', `${config}:/etc/cdc-sync/cdc-sync.yaml:ro`, '-e', `SOURCE_URL=${source.url}`, '-e', `SINK_URL=${target.url}`, image]);
