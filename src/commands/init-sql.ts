@@ -1,4 +1,5 @@
 import { enableCdcSql, queueTriggerSql, syncQueueSql } from '../cdc/mssql/queue-setup.js';
+import { ConfigError } from '../core/errors.js';
 import { changelogSetupSql } from '../cdc/postgres/changelog-setup.js';
 import { DEFAULT_NAME, walSetupSql } from '../cdc/postgres/wal-setup.js';
 import { sqliteChangelogSetupSql } from '../cdc/sqlite/changelog-setup.js';
@@ -104,6 +105,8 @@ function setupParts(config: Config): SetupPart[] {
  */
 function sinkSetupSql(stream: Config['streams'][number]): SetupPart | null {
   if (stream.sink.type !== 'supabase') return null;
+  const unnamed = stream.tables.findIndex((t) => !t.target);
+  if (unnamed >= 0) throw new ConfigError(`stream ${stream.name}: tables[${unnamed}].target: name the target table; its set-up is written without a connection to the database`);
   return {
     target: 'supabase',
     text:

@@ -29,7 +29,8 @@ const identifierList = z.array(z.string().min(1)).min(1);
 
 export const tableSchema = z.strictObject({
   source: z.string().min(1),
-  target: z.string().min(1),
+  /** Left out: the sink's table named like the source's, ignoring case and underscores (found at start, logged). */
+  target: z.string().min(1).optional().transform((t) => t ?? ''),
   key: identifierList.optional(),
   columns: z.record(z.string().min(1), z.string().min(1)).optional(),
   exclude: z.array(z.string().min(1)).optional(),

@@ -24,6 +24,7 @@ export interface TargetTable {
 /** One `tables:` entry of the configuration. */
 export interface TableConfig {
   source: string;
+  /** '' when the configuration left it out: the sink finds it (matchTarget). */
   target: string;
   key?: string[] | undefined;
   columns?: Record<string, string> | undefined;

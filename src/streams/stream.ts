@@ -5,7 +5,8 @@ import { keyString } from '../core/change-event.js';
 import { ConfigError, TransientError, errorMessage, failureReason } from '../core/errors.js';
 import { parentsFirst } from './table-order.js';
 import { ParkedChanges, checkpointText, readCheckpointText } from './parked-changes.js';
-import { TableMapping } from '../core/mapping.js';
+import { TableMapping, type TargetTable } from '../core/mapping.js';
+import { formatQualifiedName } from '../core/names.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { initStreamSeries } from '../metrics/metrics.js';
@@ -361,6 +362,7 @@ export class Stream {
   private async openSink(): Promise<void> {
     const { config, sink } = this.parts;
     const targets = await retryTransient(() => sink.open(this.context, config.tables), config.retry, this.retryHooks('sink'));
+    this.nameFoundTargets(targets);
     const warned = new Set<string>();
     const warn = (message: string, context: Record<string, string>) => {
       const id = `${message}${JSON.stringify(context)}`;
@@ -617,6 +619,7 @@ export class Stream {
     const context: StreamContext = { ...this.context, checkOnly: true };
     try {
       const targets = await sink.open(context, config.tables);
+      this.nameFoundTargets(targets);
       const mappings = config.tables.map((t, i) => new TableMapping(t, targets[i]!, `tables[${i}]`, (message, details) => this.log.warn(details, message)));
       source.order?.(parentsFirst(mappings));
       await source.open(context);
@@ -624,6 +627,15 @@ export class Stream {
       throw error instanceof ConfigError ? this.configError(error) : error;
     } finally {
       await Promise.allSettled([source.close(), sink.close()]);
+    }
+  }
+
+  /** Targets the configuration left out, as the sink found them (matchTarget): named from now on, and said once. */
+  private nameFoundTargets(targets: TargetTable[]): void {
+    for (const [i, table] of this.parts.config.tables.entries()) {
+      if (table.target) continue;
+      table.target = formatQualifiedName(targets[i]!.name);
+      this.log.info({ table: table.source, target: table.target }, `tables[${i}].target left out: the sink's table named like the source's is used`);
     }
   }
 

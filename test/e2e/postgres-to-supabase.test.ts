@@ -205,4 +205,21 @@ describe('postgres-changelog → supabase through the CLI', () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('streams[0].sink.key');
   });
+
+  it('finds a target left out among the tables the REST API exposes (ignoring case and underscores), or says none is named like the source', async () => {
+    const write = (source: string) =>
+      writeConfig(`streams:
+  - name: x
+    source: { type: postgres-changelog, url: "\${SOURCE_URL}" }
+    sink: { type: supabase, url: "\${SUPABASE_URL}", key: "\${SUPABASE_SERVICE_ROLE_KEY}" }
+    tables: [{ source: ${source} }]
+`);
+    // The sink finds public.parents for a source named Parents; the check then stops at the source, which has no such table.
+    const found = await runCliToEnd(['validate', '--config', write('public.Parents')], env());
+    expect(found.code).toBe(2);
+    expect(found.stderr).toContain('streams[0].tables[0].source: table public.Parents does not exist in the source database');
+    const none = await runCliToEnd(['validate', '--config', write('public.tblParents')], env());
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('streams[0].tables[0].target: no table of the sink database is named like public.tblParents');
+  });
 });

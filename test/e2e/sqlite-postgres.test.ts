@@ -293,3 +293,51 @@ http: { port: 0, host: 127.0.0.1 }
     ]);
   });
 });
+
+describe('a target left out of the configuration', () => {
+  it('is the sink\'s table named like the source\'s ignoring case and underscores (InvoiceLine ↔ invoice_line), both ways, and the choice is logged', async () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'cdc-sync-target-')), 'shop.db');
+    const db = new Database(path);
+    db.exec(`CREATE TABLE InvoiceLine (Id INTEGER PRIMARY KEY, Qty INTEGER NOT NULL); INSERT INTO InvoiceLine VALUES (1, 3)`);
+    db.close();
+    await pg.query(`CREATE TABLE invoice_line (id int PRIMARY KEY, qty int NOT NULL); INSERT INTO invoice_line VALUES (2, 5)`);
+    const both = writeConfig(`
+streams:
+  - name: lines-to-cloud
+    source: { type: sqlite-changelog, url: "sqlite:${path}" }
+    sink: { type: postgres, url: "${pg.url}" }
+    tables: [{ source: InvoiceLine }]
+  - name: cloud-to-lines
+    direction: reverse
+    source: { type: postgres-changelog, url: "${pg.url}" }
+    sink: { type: sqlite, url: "sqlite:${path}" }
+    tables: [{ source: public.invoice_line }]
+http: { port: 0, host: 127.0.0.1 }
+`);
+    const local = new Database(path);
+    local.exec((await runCliToEnd(['init-sql', '--config', both, '--target', 'sqlite'])).stdout);
+    local.close();
+    await pg.query((await runCliToEnd(['init-sql', '--config', both, '--target', 'postgres'])).stdout);
+    const once = await runCliToEnd(['run', '--once', '--config', both]);
+    expect(once.code, once.stderr).toBe(0);
+    expect(once.stderr).toMatch(/"table":"InvoiceLine","target":"public.invoice_line".*tables\[0\]\.target left out/);
+    expect(once.stderr).toMatch(/"table":"public.invoice_line","target":"InvoiceLine"/);
+    expect(await pg.query(`SELECT id, qty FROM invoice_line ORDER BY id`)).toEqual([
+      { id: 1, qty: 3 },
+      { id: 2, qty: 5 },
+    ]);
+    const after = new Database(path);
+    expect(after.prepare(`SELECT Id, Qty FROM InvoiceLine ORDER BY Id`).all()).toEqual([
+      { Id: 1, Qty: 3 },
+      { Id: 2, Qty: 5 },
+    ]);
+    after.close();
+
+    // Two tables named alike: the target must be named.
+    await pg.query(`CREATE SCHEMA IF NOT EXISTS billing; CREATE TABLE billing.invoiceline (id int PRIMARY KEY)`);
+    const twice = await runCliToEnd(['validate', '--config', both]);
+    expect(twice.code, twice.stderr).toBe(2);
+    expect(twice.stderr).toMatch(/streams\[0\]\.tables\[0\]\.target: several tables of the sink database are named like InvoiceLine \(.*\); name the target table/);
+    expect(twice.stderr).toContain('billing.invoiceline');
+  });
+});

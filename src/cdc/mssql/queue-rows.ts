@@ -49,8 +49,9 @@ export class QueueRowReader {
   ) {
     for (const table of tables) {
       const [schema, name] = splitTable(table.source);
-      const target = parseQualifiedName(table.target);
-      for (const alias of [table.source, `${schema}.${name}`, name, table.target, target.name]) {
+      // An older script's trigger may name the target table (when the configuration names it).
+      const target = table.target ? [table.target, parseQualifiedName(table.target).name] : [];
+      for (const alias of [table.source, `${schema}.${name}`, name, ...target]) {
         // SQL Server's usual collations compare names without case; so does this map.
         const id = alias.toLowerCase();
         const owner = this.byName.get(id);

@@ -88,6 +88,7 @@ export class MssqlSink implements Sink {
       await this.client.query(SETUP);
       const found: TargetTable[] = [];
       for (const [i, config] of tables.entries()) {
+        if (!config.target) throw new ConfigError(`tables[${i}].target: name the target table (the mssql sink does not look it up)`);
         const name = parseQualifiedName(config.target);
         const table = await this.introspect({ schema: name.schema ?? 'dbo', name: name.name }, this.options.identityInsert.has(config.target));
         if (!table) throw new ConfigError(`tables[${i}].target: table ${config.target} does not exist in the sink database`);

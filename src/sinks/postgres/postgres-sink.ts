@@ -1,5 +1,6 @@
 import { append } from '../../core/arrays.js';
 import type { ChangeEvent, Row } from '../../core/change-event.js';
+import { matchTarget } from '../../core/target-match.js';
 import { ConfigError, TransientError } from '../../core/errors.js';
 import { parseJson, toJsonText } from '../../core/json.js';
 import type { TableConfig, TableMapping, TargetTable } from '../../core/mapping.js';
@@ -25,6 +26,7 @@ import {
   copyInSql,
   pingBackSql,
   SCHEMA_SQL,
+  TABLE_NAMES_SQL,
   SETUP_LOCK_SQL,
   beginSql,
   commitSql,
@@ -127,9 +129,11 @@ export class PostgresSink implements Sink {
         await client.query('COMMIT');
       });
       const found: TargetTable[] = [];
+      let names: string[] | undefined;
       for (const [i, config] of tables.entries()) {
-        const table = await introspectTable(this.pool, parseQualifiedName(config.target));
-        if (!table) throw new ConfigError(`tables[${i}].target: table ${config.target} does not exist in the sink database`);
+        const target = config.target || matchTarget(config.source, (names ??= (await this.pool.query<{ name: string }>(TABLE_NAMES_SQL)).rows.map((r) => r.name)), `tables[${i}]`);
+        const table = await introspectTable(this.pool, parseQualifiedName(target));
+        if (!table) throw new ConfigError(`tables[${i}].target: table ${target} does not exist in the sink database`);
         found.push(table);
         const [row] = (await this.pool.query<{ captured: boolean }>(CAPTURED_SQL, [quoteTable(table.name)])).rows;
         if (row?.captured) this.captured.add(`${table.name.schema}.${table.name.name}`);

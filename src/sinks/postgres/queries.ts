@@ -247,3 +247,9 @@ ON CONFLICT (stream) DO UPDATE SET position = EXCLUDED.position, updated_at = no
 }
 
 export const READ_CHECKPOINT_SQL = `SELECT position FROM cdc_sync.checkpoints WHERE stream = $1`;
+
+/** The database's own tables as schema.name, for a target the configuration left out (matchTarget). */
+export const TABLE_NAMES_SQL = `SELECT n.nspname || '.' || c.relname AS name
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'cdc_sync') AND n.nspname NOT LIKE 'pg\\_%'`;

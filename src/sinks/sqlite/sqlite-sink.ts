@@ -1,4 +1,5 @@
 import { append } from '../../core/arrays.js';
+import { matchTarget } from '../../core/target-match.js';
 import type { Statement } from 'better-sqlite3';
 import type { ChangeEvent, Row, Value } from '../../core/change-event.js';
 import { ConfigError, PermanentError } from '../../core/errors.js';
@@ -87,12 +88,12 @@ export class SqliteSink implements Sink {
       for (const [i, config] of tables.entries()) {
         let name: string;
         try {
-          name = sqliteTableName(config.target);
+          name = sqliteTableName(config.target || matchTarget(config.source, tableNames(db), `tables[${i}]`));
         } catch (error) {
           throw new ConfigError(`tables[${i}].target: ${(error as Error).message}`);
         }
         const table = introspectSqliteTable(db, name);
-        if (!table) throw new ConfigError(`tables[${i}].target: table ${config.target} does not exist in the sink database`);
+        if (!table) throw new ConfigError(`tables[${i}].target: table ${name} does not exist in the sink database`);
         const trigger = db.prepare(`SELECT 1 FROM sqlite_schema WHERE type = 'trigger' AND name = ?`).get(captureTriggerNames(name).update);
         this.found.set(name, { table, captured: trigger !== undefined, foreignKeys: foreignKeys(db, name) });
         result.push(table);
@@ -345,4 +346,9 @@ function text(value: Value): string {
 /** A key `conflictSql` returned (newer-wins by updatedAt) as a conflict log entry: the stored row won. */
 function byUpdatedAt(table: string, key: Row, stream: string): ConflictEntry {
   return { stream, table, key, rule: 'updated-at', op: 'update', incoming: null, incoming_time: null, stored: null, stored_time: null, winner: 'stored', winning: null };
+}
+
+/** The database's own tables, for a target the configuration left out (matchTarget). */
+function tableNames(db: SqliteDatabase): string[] {
+  return (db.prepare(`SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE 'cdc\\_sync\\_%' ESCAPE '\\'`).all() as { name: string }[]).map((r) => r.name);
 }

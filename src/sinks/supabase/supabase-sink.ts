@@ -1,4 +1,5 @@
 import { truncateUnsupported } from '../statement-groups.js';
+import { matchTarget } from '../../core/target-match.js';
 import type { SupabaseClient } from '@supabase/supabase-js';
 import { CdcSyncError, ConfigError, errorMessage } from '../../core/errors.js';
 import type { TableConfig, TableMapping, TargetTable } from '../../core/mapping.js';
@@ -97,7 +98,10 @@ export class SupabaseSink implements Sink {
       if ((config as { owns?: unknown }).owns !== undefined) {
         throw new ConfigError(`tables[${i}].owns: column ownership is not available with the supabase sink (a PostgREST upsert sets every column it sends)`);
       }
-      const name = parseQualifiedName(config.target);
+      // Left out: a table of the exposed public schema named like the source's.
+      if (!config.target && !documents.has('public')) documents.set('public', await this.readDefinitions('public', `tables[${i}].target`));
+      const target = config.target || matchTarget(config.source, Object.keys(documents.get('public')?.definitions ?? {}).map((t) => `public.${t}`), `tables[${i}]`);
+      const name = parseQualifiedName(target);
       const schema = name.schema ?? 'public';
       let document = documents.get(schema);
       if (!document) {
@@ -108,7 +112,7 @@ export class SupabaseSink implements Sink {
       // PostgREST lists only the tables the key's role holds a privilege on (openapi-mode follow-privileges, its default).
       if (!table) {
         throw new ConfigError(
-          `tables[${i}].target: table ${config.target} is not exposed by the Supabase REST API to the service_role: it does not exist in an exposed schema, or is not granted (run GRANT SELECT, INSERT, UPDATE, DELETE ON ${schema}.${name.name} TO service_role; \`cdc-sync init-sql --target supabase\` prints it)`,
+          `tables[${i}].target: table ${target} is not exposed by the Supabase REST API to the service_role: it does not exist in an exposed schema, or is not granted (run GRANT SELECT, INSERT, UPDATE, DELETE ON ${schema}.${name.name} TO service_role; \`cdc-sync init-sql --target supabase\` prints it)`,
         );
       }
       found.push(table);

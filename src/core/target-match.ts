@@ -1,0 +1,23 @@
+import { ConfigError } from './errors.js';
+import { columnMatchKey } from './names.js';
+
+/**
+ * `tables[i].target` left out: the sink's table whose name is the source
+ * table's ignoring case and underscores (`InvoiceLine` finds `invoice_line`),
+ * as columns are matched. Schemas are not part of the comparison; more than
+ * one such table is an error that names them, none is an error too.
+ * `candidates` are the sink's tables as `schema.name` (or `name`).
+ */
+export function matchTarget(source: string, candidates: readonly string[], path: string): string {
+  const wanted = columnMatchKey(baseName(source));
+  const found = candidates.filter((c) => columnMatchKey(baseName(c)) === wanted);
+  if (found.length === 1) return found[0]!;
+  if (found.length === 0) {
+    throw new ConfigError(`${path}.target: no table of the sink database is named like ${source} (ignoring case and underscores); name the target table`);
+  }
+  throw new ConfigError(`${path}.target: several tables of the sink database are named like ${source} (${found.join(', ')}); name the target table`);
+}
+
+function baseName(table: string): string {
+  return table.slice(table.lastIndexOf('.') + 1);
+}
