@@ -49,7 +49,8 @@ function program(): Command {
     .option('--offline', 'check the file only (syntax, settings), without connecting to the databases')
     .action(async (options: { config: string; offline?: boolean }) => {
       const config = loadConfigFile(options.config);
-      const streams = buildStreams(config, createMetrics(new Registry()), createLogger(options.offline ? ('silent' as 'info') : 'error'));
+      // Silent: the first problem is printed once, as the exit message (the stream's own "stops" line would mislead here).
+      const streams = buildStreams(config, createMetrics(new Registry()), createLogger('silent' as 'info'));
       // The checks `run` makes at start, one stream after the other; the first that fails exits 2 (configuration) or 1 (a database did not answer).
       if (!options.offline) for (const stream of streams) await stream.check();
       const checked = options.offline ? 'the file only' : 'against the databases';
