@@ -107,6 +107,8 @@ export class Stream {
   /** Conditions the operator must resolve (a table stopped by a CDC cleanup gap); cleared on reopen. */
   private problems: string[] = [];
   private lastAppliedAt: Date | null = null;
+  /** Reopens since the last committed batch: the backoff before the next one grows with them. */
+  private failuresInRow = 0;
   /** Batches being applied now; `once` waits for them before stopping. */
   private inFlight = 0;
   private idleSeen = false;
@@ -164,14 +166,13 @@ export class Stream {
    * database dropped); the stream is then `failed` and stays stopped.
    */
   async run(): Promise<void> {
-    let failures = 0;
     this.health.start();
     try {
       while (!this.abort.signal.aborted) {
         try {
           await this.open();
           await this.pump();
-          failures = 0;
+          this.failuresInRow = 0;
         } catch (error) {
           if (this.abort.signal.aborted) break;
           if (error instanceof SnapshotRequested) {
@@ -179,7 +180,7 @@ export class Stream {
             continue;
           }
           if (error instanceof ConfigError) throw this.configError(error);
-          failures += 1;
+          const failures = (this.failuresInRow += 1);
           this.state = 'failed';
           this.lastError = errorMessage(error);
           this.log.error({ err: this.lastError, failures }, 'stream failed; reopening from the last checkpoint');
@@ -568,6 +569,8 @@ export class Stream {
     this.position = batch.position;
     this.parts.source.checkpointed?.(batch.position);
     this.state = 'running';
+    // Working again: the next failure waits minDelayMs, not what failures long ago had built up to.
+    this.failuresInRow = 0;
     return [...failures.map((f) => ({ table: f.event.table })), ...batch.rejected.map((r) => ({ table: r.table }))];
   }
 

@@ -225,6 +225,24 @@ describe('Stream faults', () => {
     await running;
   });
 
+  it('starts its reopen backoff over once a batch commits again: failures hours apart do not add up to the longest wait', async () => {
+    const sink = new ControlledSink();
+    let next = 0;
+    const source = new ListSource(() => [{ events: [change((next += 1))], rejected: [], position: String(next), caughtUp: true }]);
+    const { stream, lines } = build(source, sink, { retry: { attempts: 3, minDelayMs: 10, maxDelayMs: 60_000 } });
+    const running = stream.run();
+    for (let blip = 1; blip <= 8; blip += 1) {
+      await until(() => sink.applied.length === blip);
+      stream.reopen(new Error('Connection terminated unexpectedly'));
+    }
+    await until(() => sink.applied.length === 9);
+    // Each blip came after a committed batch: each is the first failure in a row, and waited minDelayMs · 2, not 10 · 2^8 ms.
+    const counts = lines.filter((l) => l.msg === 'stream failed; reopening from the last checkpoint').map((l) => l.failures);
+    expect(counts).toEqual([1, 1, 1, 1, 1, 1, 1, 1]);
+    stream.stop();
+    await running;
+  });
+
   it('a permanent error of the sink at open is neither swallowed nor retried as a configuration error', async () => {
     const sink = new ControlledSink();
     sink.openError = new PermanentError('relation "cdc_sync.checkpoints" is locked');
