@@ -6,7 +6,7 @@
 // dist/cdc-sync.mjs, is tools/launcher.mjs: it runs the bundle through V8's code cache.
 // CommonJS, not an ES module: V8's code cache is open to scripts only (vm.Script).
 import { build } from 'esbuild';
-import { chmodSync, copyFileSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 
 const pkg = JSON.parse(readFileSync('package.json', 'utf8'));
 const EXTERNAL = ['better-sqlite3', 'mssql', '@supabase/supabase-js', '@electric-sql/pglite'];
@@ -31,7 +31,10 @@ const nodeOnlyPg = {
   },
 };
 
-await build({
+// Written whole, then renamed into place: a process that starts while the bundle is being rebuilt reads the old
+// file or the new one, never half of one.
+const built = await build({
+  write: false,
   entryPoints: ['dist/src/cli.js'],
   outfile: 'dist/cdc-sync.cjs',
   bundle: true,
@@ -44,8 +47,15 @@ await build({
   logLevel: 'warning',
   plugins: [nodeOnlyPg],
 });
+for (const file of built.outputFiles) replaceWhole(file.path, file.contents);
 
 // The bundle of earlier builds was the command line itself.
 rmSync('dist/cdc-sync.mjs.map', { force: true });
-copyFileSync('tools/launcher.mjs', 'dist/cdc-sync.mjs');
-chmodSync('dist/cdc-sync.mjs', 0o755);
+replaceWhole('dist/cdc-sync.mjs', readFileSync('tools/launcher.mjs'), 0o755);
+
+function replaceWhole(path, contents, mode = 0o644) {
+  const partial = `${path}.${process.pid}.partial`;
+  writeFileSync(partial, contents, { mode });
+  chmodSync(partial, mode);
+  renameSync(partial, path);
+}

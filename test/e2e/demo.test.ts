@@ -16,7 +16,9 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 describe('npm start (the embedded demo)', () => {
   it('syncs the clinic and the portal both ways, serves /metrics, and stops cleanly on SIGINT with both sides equal', async () => {
     const data = join(dir, 'data');
-    const child = spawn('npm', ['start', '--', '--dir', data, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Without prestart's build: `npm test` built dist/ already, and building again would rewrite the files
+    // other test files' processes are loading at this moment (a half-written bundle is a SyntaxError there).
+    const child = spawn('npm', ['start', '--ignore-scripts', '--', '--dir', data, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
