@@ -121,22 +121,32 @@ export function registerControlApi(app: FastifyInstance, options: ControlOptions
   });
 }
 
+type Series = { value: number; labels: Partial<Record<string, string | number>> }[];
+
+/** Every series of one metric of the registry (none when it is not registered). */
+async function seriesOf(registry: Registry, name: string): Promise<Series> {
+  return (await registry.getSingleMetric(name)?.get())?.values ?? [];
+}
+
+/** The series of one stream. */
+function ofStream(values: Series, s: StreamStatus): Series {
+  return values.filter((v) => v.labels.stream === s.name && v.labels.direction === s.direction);
+}
+
 /** Stream status plus lag and pending backlog from the stream's gauges. */
 export async function controlStatus(registry: Registry, streams: StreamStatus[]): Promise<ControlStatus[]> {
-  const gauge = async (name: string) => (await registry.getSingleMetric(name)?.get())?.values ?? [];
   const [lag, pending, rows, ratio] = await Promise.all([
-    gauge('cdc_sync_lag_seconds'),
-    gauge('cdc_sync_pending_events'),
-    gauge('cdc_sync_snapshot_rows_total'),
-    gauge('cdc_sync_snapshot_progress_ratio'),
+    seriesOf(registry, 'cdc_sync_lag_seconds'),
+    seriesOf(registry, 'cdc_sync_pending_events'),
+    seriesOf(registry, 'cdc_sync_snapshot_rows_total'),
+    seriesOf(registry, 'cdc_sync_snapshot_progress_ratio'),
   ]);
-  const mine = (values: typeof lag, s: StreamStatus) => values.filter((v) => v.labels.stream === s.name && v.labels.direction === s.direction);
-  const valueFor = (values: typeof lag, s: StreamStatus) => mine(values, s)[0]?.value ?? null;
+  const valueFor = (values: typeof lag, s: StreamStatus) => ofStream(values, s)[0]?.value ?? null;
   const snapshot = (s: StreamStatus) => {
     const tables: ControlStatus['snapshot'] = {};
-    for (const v of mine(ratio, s)) {
+    for (const v of ofStream(ratio, s)) {
       const table = String(v.labels.table);
-      tables[table] = { rows: mine(rows, s).find((r) => r.labels.table === table)?.value ?? 0, ratio: v.value };
+      tables[table] = { rows: ofStream(rows, s).find((r) => r.labels.table === table)?.value ?? 0, ratio: v.value };
     }
     return tables;
   };
@@ -155,13 +165,15 @@ export interface StreamStats {
 
 /** Applied and failed changes per stream and source table (this process's counters), the backlog and the last apply. */
 export async function streamStats(registry: Registry, streams: StreamStatus[]): Promise<StreamStats[]> {
-  const values = async (name: string) => (await registry.getSingleMetric(name)?.get())?.values ?? [];
-  const [applied, failedCounts, pending] = await Promise.all([values('cdc_sync_events_applied_total'), values('cdc_sync_events_failed_total'), values('cdc_sync_pending_events')]);
+  const [applied, failedCounts, pending] = await Promise.all([
+    seriesOf(registry, 'cdc_sync_events_applied_total'),
+    seriesOf(registry, 'cdc_sync_events_failed_total'),
+    seriesOf(registry, 'cdc_sync_pending_events'),
+  ]);
   return streams.map((s) => {
-    const mine = (list: typeof applied) => list.filter((v) => v.labels.stream === s.name && v.labels.direction === s.direction);
     const tables: StreamStats['tables'] = {};
-    const count = (list: typeof applied, key: 'applied' | 'failed') => {
-      for (const v of mine(list)) {
+    const count = (list: Series, key: 'applied' | 'failed') => {
+      for (const v of ofStream(list, s)) {
         const table = String(v.labels.table ?? '');
         tables[table] ??= { applied: 0, failed: 0 };
         tables[table][key] += v.value;
@@ -170,6 +182,6 @@ export async function streamStats(registry: Registry, streams: StreamStatus[]): 
     count(applied, 'applied');
     count(failedCounts, 'failed');
     const total = (key: 'applied' | 'failed') => Object.values(tables).reduce((n, t) => n + t[key], 0);
-    return { stream: s.name, direction: s.direction, applied: total('applied'), failed: total('failed'), pending: mine(pending)[0]?.value ?? null, lastSyncAt: s.lastAppliedAt, tables };
+    return { stream: s.name, direction: s.direction, applied: total('applied'), failed: total('failed'), pending: ofStream(pending, s)[0]?.value ?? null, lastSyncAt: s.lastAppliedAt, tables };
   });
 }

@@ -363,6 +363,14 @@ export class Stream {
   private async openSink(): Promise<void> {
     const { config, sink } = this.parts;
     const targets = await retryTransient(() => sink.open(this.context, config.tables), config.retry, this.retryHooks('sink'));
+    const mappings = this.mapTo(targets);
+    this.mappings = new Map(mappings.map((m) => [m.source, m]));
+    this.tableOrder = parentsFirst(mappings);
+    sink.bind(mappings);
+  }
+
+  /** The configured tables mapped onto the targets the sink found (a target left out is named from now on). */
+  private mapTo(targets: TargetTable[]): TableMapping[] {
     this.nameFoundTargets(targets);
     const warned = new Set<string>();
     const warn = (message: string, context: Record<string, string>) => {
@@ -370,10 +378,7 @@ export class Stream {
       if (!warned.has(id)) this.log.warn(context, message);
       warned.add(id);
     };
-    const mappings = config.tables.map((t, i) => new TableMapping(t, targets[i]!, `tables[${i}]`, warn));
-    this.mappings = new Map(mappings.map((m) => [m.source, m]));
-    this.tableOrder = parentsFirst(mappings);
-    sink.bind(mappings);
+    return this.parts.config.tables.map((t, i) => new TableMapping(t, targets[i]!, `tables[${i}]`, warn));
   }
 
   private async open(): Promise<void> {
@@ -621,10 +626,7 @@ export class Stream {
     const { config, sink, source } = this.parts;
     const context: StreamContext = { ...this.context, checkOnly: true };
     try {
-      const targets = await sink.open(context, config.tables);
-      this.nameFoundTargets(targets);
-      const mappings = config.tables.map((t, i) => new TableMapping(t, targets[i]!, `tables[${i}]`, (message, details) => this.log.warn(details, message)));
-      source.order?.(parentsFirst(mappings));
+      source.order?.(parentsFirst(this.mapTo(await sink.open(context, config.tables))));
       await source.open(context);
     } catch (error) {
       throw error instanceof ConfigError ? this.configError(error) : error;
