@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// `npm run converge -- [--runs N] [--seed S [--path P]] [--pair NAME] [--minutes M] [--parallel K]`: the convergence
-// checker (test/converge) for as many random histories as asked, or one seed (one shrunk case) replayed.
+// `npm run converge -- [--runs N] [--seed S [--path P]] [--pair NAME] [--minutes M] [--parallel K] [--history JSON]`: the
+// convergence checker (test/converge) for as many random histories as asked, one seed replayed, or one history exactly
+// as a failure printed it (`--history`, with its `--pair`).
 // Runs through vitest because the checker uses the suite's private PostgreSQL cluster.
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
@@ -13,6 +14,7 @@ const { values } = parseArgs({
     path: { type: 'string' },
     minutes: { type: 'string' },
     parallel: { type: 'string' },
+    history: { type: 'string' },
   },
 });
 const env = { ...process.env, CONVERGE_RUNS: values.runs };
@@ -21,5 +23,6 @@ if (values.pair !== undefined) env.CONVERGE_PAIR = values.pair;
 if (values.path !== undefined) env.CONVERGE_PATH = values.path;
 if (values.minutes !== undefined) env.CONVERGE_MINUTES = values.minutes;
 if (values.parallel !== undefined) env.CONVERGE_PARALLEL = values.parallel;
+if (values.history !== undefined) env.CONVERGE_HISTORY = values.history;
 const result = spawnSync('npx', ['vitest', 'run', 'test/converge', '--reporter=verbose'], { stdio: 'inherit', env });
 process.exit(result.status ?? 1);

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { history } from './history.js';
+import { history, parseHistory } from './history.js';
 import { Pair } from './pair.js';
 import { PostgresSide } from './postgres-side.js';
 import type { Side } from './sides.js';
@@ -21,8 +21,9 @@ import { pgServer, startPrivateServer, type PgServer } from '../support/test-dat
  * rule says should win, no dead letter, no echo. A failure shrinks to a
  * minimal history and prints it with its seed.
  *
- * CONVERGE_RUNS (default 12) cases per pair; CONVERGE_SEED replays one run,
- * CONVERGE_PATH (with it) one counterexample; CONVERGE_PAIR picks pairs by the start of their names (`a|b`);
+ * CONVERGE_RUNS (default 12) cases per pair; CONVERGE_SEED replays one run;
+ * CONVERGE_HISTORY runs one history as a failure printed it (its JSON), once;
+ * CONVERGE_PAIR picks pairs by the start of their names (`a|b`);
  * CONVERGE_MINUTES bounds a pair's run with its shrinking (default 4 for the
  * 12 cases of `npm test`, so a failure cannot hold CI up; then what was
  * shrunk so far is reported). CONVERGE_PARALLEL runs that many histories at
@@ -34,6 +35,8 @@ const RUNS = Number(process.env.CONVERGE_RUNS ?? 12);
 const MINUTES = Number(process.env.CONVERGE_MINUTES ?? (process.env.CONVERGE_RUNS === undefined ? 4 : RUNS / 20 + 10));
 const SEED = process.env.CONVERGE_SEED === undefined ? undefined : Number(process.env.CONVERGE_SEED);
 const PATH = process.env.CONVERGE_PATH;
+/** One history as a failure printed it (JSON), run once. */
+const HISTORY = process.env.CONVERGE_HISTORY;
 /** Pairs whose names start with one of these (separated by "|"). */
 const ONLY = process.env.CONVERGE_PAIR?.split('|');
 const PARALLEL = SEED === undefined ? Math.max(1, Number(process.env.CONVERGE_PARALLEL ?? 1)) : 1;
@@ -113,6 +116,7 @@ for (const spec of PAIRS.filter((p) => !ONLY || ONLY.some((prefix) => p.name.sta
       cluster = started?.cluster;
       const [a, b] = await spec.sides(started?.server ?? pgServer());
       pair = new Pair(a, b, {
+        name: spec.name,
         twoWay: spec.twoWay,
         inProcess: spec.inProcess ?? false,
         ...(spec.env ? { env: spec.env } : {}),
@@ -133,10 +137,14 @@ for (const spec of PAIRS.filter((p) => !ONLY || ONLY.some((prefix) => p.name.sta
     });
 
     it('ends with both sides equal to the winning edits, no dead letter and no echo, for random histories with kills', async () => {
-      const property = fc.asyncProperty(
-        history({ sides: spec.twoWay ? ['a', 'b'] : ['a'], kills: true, restarts: !spec.inProcess && !spec.noRestarts, outages: spec.outages ?? false, copies: spec.copies ?? [], copiesAtStart: !spec.inProcess }),
-        (steps) => pair.run(steps),
-      );
+      const histories = history({ sides: spec.twoWay ? ['a', 'b'] : ['a'], kills: true, restarts: !spec.inProcess && !spec.noRestarts, outages: spec.outages ?? false, copies: spec.copies ?? [], copiesAtStart: !spec.inProcess });
+      const property = fc.asyncProperty(histories, (steps) => pair.run(steps));
+      if (HISTORY !== undefined) {
+        // Exactly the history a failure printed (fast-check's seed and path do not reach a counterexample's shrink again).
+        await pair.run(parseHistory(HISTORY));
+        console.log(`convergence: ${spec.name}: the given history converged`);
+        return;
+      }
       const started = Date.now();
       const first = SEED ?? Math.floor(Math.random() * 2 ** 31);
       // Lanes of one long run: each its own seed and share of the histories.

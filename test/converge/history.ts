@@ -120,6 +120,20 @@ export function history(options: { sides: ('a' | 'b')[]; kills: boolean; restart
   return fc.array(fc.oneof(...steps), { minLength: 1, maxLength: options.maxSteps ?? 12 });
 }
 
+/** The history as JSON (bytes as `{"hex": …}`), for CONVERGE_HISTORY. */
+export function historyJson(steps: Step[]): string {
+  return JSON.stringify(steps, (_, x: unknown) => (x instanceof Uint8Array ? { hex: Buffer.from(x).toString('hex') } : x));
+}
+
+export function parseHistory(json: string): Step[] {
+  return JSON.parse(json, (_, x: unknown) => (x !== null && typeof x === 'object' && 'hex' in x && typeof x.hex === 'string' ? new Uint8Array(Buffer.from(x.hex, 'hex')) : x)) as Step[];
+}
+
+/** The command that runs exactly this history against the pair. */
+export function replayCommand(pair: string, steps: Step[]): string {
+  return `npm run converge -- --pair '${pair}' --history '${historyJson(steps)}'`;
+}
+
 /** The history as lines a person can read and replay; `fault` says what a kill step does. */
 export function describeHistory(steps: Step[], fault = 'kill -9 cdc-sync, start it again'): string {
   return steps

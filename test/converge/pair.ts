@@ -1,5 +1,5 @@
 import { runCliToEnd, writeConfig } from '../support/cli.js';
-import { describeHistory, type Step } from './history.js';
+import { describeHistory, replayCommand, type Step } from './history.js';
 import { CliRunner, InProcessRunner, type Runner } from './runner.js';
 import type { Side, Snapshot, UserChange, Write } from './sides.js';
 
@@ -29,6 +29,8 @@ export class Pair {
     readonly a: Side,
     readonly b: Side,
     private readonly options: {
+      /** The pair's name in the checker (CONVERGE_PAIR), for the replay command. */
+      name: string;
       twoWay: boolean;
       maxSize?: number;
       restartDatabase?: () => Promise<void>;
@@ -113,13 +115,22 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
       else if ('copy' in step) await this.inTurn(() => this.restartCdcSync(() => this.copyAtStart()));
       else touched[step.side] += await this.inTurn(() => retried(() => (step.side === 'a' ? this.a : this.b).apply(step.edits, base)));
     }
-    const problems = await this.verify(base, touched, letters);
+    const { problems, keys } = await this.verify(base, touched, letters);
     if (problems.length > 0) {
-      throw new Error(`${problems.join('\n')}\n\nhistory (ids relative to the case):\n${describeHistory(steps, this.runner?.fault)}\n\ncdc-sync's last log lines:\n${this.runner?.logs() ?? ''}`);
+      const ids = [...new Set(keys.map((key) => base + Number(key.split(' ')[1])))];
+      throw new Error(
+        [
+          problems.join('\n'),
+          `history (ids relative to the case):\n${describeHistory(steps, this.runner?.fault)}`,
+          `replay this history alone: ${replayCommand(this.options.name, steps)}`,
+          `cdc-sync's log lines about the rows that differ (ids ${ids.join(', ')}):\n${this.runner?.about(ids) || '(none)'}`,
+          `cdc-sync's last log lines:\n${this.runner?.logs() ?? ''}`,
+        ].join('\n\n'),
+      );
     }
   }
 
-  private async verify(base: number, touched: { a: number; b: number }, lettersBefore: number): Promise<string[]> {
+  private async verify(base: number, touched: { a: number; b: number }, lettersBefore: number): Promise<{ problems: string[]; keys: string[] }> {
     const settled = await this.settle(base);
     const problems: string[] = [];
     if (!settled) problems.push(`the sides did not become equal within ${IDLE_TIMEOUT_MS} ms`);
@@ -140,7 +151,7 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
       const focus = new Set(unequal.map((d) => d.key));
       problems.push(`writes by row (a's and b's) against changes the applications made (a's and b's):\n${writesByRow(written, changes, focus)}`);
     }
-    return problems;
+    return { problems, keys: unequal.map((d) => d.key) };
   }
 
   /** Waits until both sides are equal and no side writes any more. */

@@ -12,6 +12,8 @@ export interface Runner {
   stop(): Promise<void>;
   /** The last log lines, for a failure report. */
   logs(): string;
+  /** Every log line (of this and earlier runs of the process) about a row with one of these ids, for a failure report. */
+  about(ids: number[]): string;
   /** Base URL of the running process's HTTP server. */
   url(): Promise<string>;
 }
@@ -20,6 +22,8 @@ export interface Runner {
 export class CliRunner implements Runner {
   readonly fault = 'kill -9 cdc-sync, start it again';
   private cli: CliProcess | undefined;
+  /** The log of the processes a fault ended (the last few MB of it). */
+  private earlier = '';
 
   constructor(
     private readonly config: string,
@@ -38,10 +42,15 @@ export class CliRunner implements Runner {
       cli.child.kill('SIGKILL');
       await cli.exited;
     }
+    if (cli) this.earlier = `${this.earlier}${cli.stderr()}`.slice(-4_000_000);
   }
 
   logs(): string {
     return this.cli?.stderr().slice(-Number(process.env.CONVERGE_LOG_CHARS ?? 1500)) ?? '';
+  }
+
+  about(ids: number[]): string {
+    return linesAbout(`${this.earlier}${this.cli?.stderr() ?? ''}`.split('\n'), ids);
   }
 
   async url(): Promise<string> {
@@ -82,7 +91,21 @@ export class InProcessRunner implements Runner {
     return this.lines.slice(-10).join('').slice(-1500);
   }
 
+  about(ids: number[]): string {
+    return linesAbout(this.lines, ids);
+  }
+
   async url(): Promise<string> {
     return `http://127.0.0.1:${this.running!.process.port}`;
   }
+}
+
+/** Log lines whose `key` names one of the ids (cdc-sync logs a row's key, never its values, at info level). */
+function linesAbout(lines: string[], ids: number[]): string {
+  const named = new RegExp(`"key":\\{[^}]*"id":(${ids.join('|')})[,}]`);
+  return lines
+    .filter((line) => named.test(line))
+    .slice(-40)
+    .map((line) => line.trimEnd())
+    .join('\n');
 }
