@@ -65,3 +65,24 @@ export function copyPageSql(table: string, key: string[], columns: string[], fir
   const after = first ? 'WHERE $1::json IS NULL' : `WHERE (${keys.map((k) => `t.${k}`).join(', ')}) > (SELECT ${keys.join(', ')} FROM json_populate_record(NULL::${t}, $1::json))`;
   return `SELECT ARRAY[${values.join(', ')}]::text[] AS row FROM ${t} AS t ${after} ORDER BY ${keys.map((k) => `t.${k}`).join(', ')} LIMIT $2`;
 }
+
+/**
+ * A copy chunk (copyPageSql, $1 and $2), the statement's snapshot (which
+ * transactions the chunk sees) and its watermark in one statement:
+ * a transactional logical message (prefix `cdc-sync`, content $3) written
+ * after the statement's snapshot was taken, so every transaction the chunk
+ * sees committed before the message's LSN (see WalCopier). Transactional,
+ * so the statement's commit flushes it and the stream reaches it at once
+ * (a non-transactional one waits for the WAL writer); it needs no table
+ * write, only a primary.
+ */
+export function walCopyChunkSql(table: string, key: string[], columns: string[], first: boolean): string {
+  return `SELECT m.marker::text AS marker, m.snapshot, c.row
+  FROM (SELECT pg_current_snapshot()::text AS snapshot, pg_logical_emit_message(true, 'cdc-sync', $3::text) AS marker) AS m
+  LEFT JOIN LATERAL (${copyPageSql(table, key, columns, first)}) AS c ON true`;
+}
+
+/** The planner's row estimate of a table (no scan; -1 or 0 before the first ANALYZE), for the copy's progress gauge. */
+export const ROW_ESTIMATE_SQL = `SELECT reltuples::float8 AS n FROM pg_class WHERE oid = to_regclass($1)`;
+
+export const SERVER_VERSION_SQL = `SELECT current_setting('server_version_num')::int AS version`;

@@ -2,7 +2,7 @@ import { inOrder } from '../../core/arrays.js';
 import { append } from '../../core/arrays.js';
 import pg from 'pg';
 import { Observable, startWith, type Subscriber } from 'rxjs';
-import type { RejectedChange, ChangeEvent, Row, SourceChunk } from '../../core/change-event.js';
+import type { RejectedChange, ChangeEvent, SourceChunk } from '../../core/change-event.js';
 import { ConfigError } from '../../core/errors.js';
 import type { TableConfig } from '../../core/mapping.js';
 import { DEFAULT_TIMEOUT_MS, connectError, createPool, endSilent, pgSocket, type Pool } from '../../sinks/postgres/connection.js';
@@ -17,14 +17,18 @@ import type { Source } from '../source.js';
 import { formatLsn, parseLsn } from './wal-lsn.js';
 import { XLOG_HEADER, isChangeMessage, standbyStatus, xlogWalEnd } from './wal-protocol.js';
 import { readCopyData } from './copy-data-reader.js';
-import { MARKER_EXISTS_SQL, PUBLICATION_SQL, RETAINED_SQL, SLOT_SQL, TABLE_INFO_SQL, copyPageSql } from './wal-setup.js';
-import { WalPosition } from './wal-position.js';
+import { MARKER_EXISTS_SQL, PUBLICATION_SQL, RETAINED_SQL, ROW_ESTIMATE_SQL, SERVER_VERSION_SQL, SLOT_SQL, TABLE_INFO_SQL, walCopyChunkSql } from './wal-setup.js';
+import { WalCopier, type WalCopyItem, type WalTable } from './wal-copy.js';
+import { WalPosition, type WalCopy } from './wal-position.js';
 import { toJsonText } from '../../core/json.js';
-import { fromText } from './wal-values.js';
 import { ORIGIN_MARKER_TABLE, TransactionAssembler, type WalTransaction } from './wal-transactions.js';
+import { COPY_TIME } from '../table-copy.js';
 import { ByteQueue } from './byte-queue.js';
 import { UnknownTables } from '../unknown-tables.js';
 import { holdChunk } from './chunk-hold.js';
+
+/** A decoded transaction, or a copied chunk (`copyAfter` set: where the copy stands after it; no LSN of its own). */
+type Queued = WalTransaction & { copyAfter?: WalCopy | null };
 
 /** Messages decoded at a time before other work (the sink's replies) gets its turn. */
 const DECODE_SLICE = 2000;
@@ -62,9 +66,10 @@ export interface WalSourceOptions {
 export class WalSource implements Source {
   private pool: Pool | undefined;
   private context!: StreamContext;
-  private readonly tables = new Map<string, { source: string; key: string[]; columns: string[]; types: number[] }>();
+  private readonly tables = new Map<string, WalTable>();
   private client: pg.Client | undefined;
-  private queue: WalTransaction[] = [];
+  /** Decoded transactions, and copied chunks (`copyAfter`: where the copy stands after them), in stream order. */
+  private queue: Queued[] = [];
   private queued = 0;
   /**
    * XLogData received and not decoded yet, as bytes. Decoded in slices, only
@@ -87,6 +92,9 @@ export class WalSource implements Source {
   private assembler!: TransactionAssembler;
   /** The copy's last page was read: "finished" is logged once a checkpoint without a copy is committed. */
   private copyEnding = false;
+  private copier: WalCopier | undefined;
+  /** PostgreSQL 14 and later send logical messages (the copy's watermarks) when asked. */
+  private messages = false;
   private tableOrder: string[] = [];
   /** Transactions ending at or before this were applied already. */
   private skipUntil = 0n;
@@ -123,6 +131,8 @@ export class WalSource implements Source {
       qualifiedNames.push(qualifiedText(table.source));
     }
     if (context.checkOnly) return;
+    const [server] = await this.query<{ version: number }>(SERVER_VERSION_SQL, []);
+    this.messages = (server?.version ?? 0) >= 140000;
     await this.ensurePublication(qualifiedNames);
     await this.ensureSlot();
     context.metrics.bufferCapacity.set({ stream: context.stream, direction: context.direction }, this.options.bufferSize);
@@ -136,53 +146,54 @@ export class WalSource implements Source {
       this.subscriber = subscriber;
       const start = WalPosition.parse(from);
       const all = inOrder(this.options.tables.map((t) => t.source), this.tableOrder);
-      let position = from === null && this.options.snapshot === 'initial' ? start.withCopy(all) : start;
+      const position = from === null && this.options.snapshot === 'initial' ? start.withCopy(all) : start;
       this.skipUntil = start.lsn;
       this.flushed = this.skipUntil;
       this.lastEmitted = this.skipUntil;
       this.queue = [];
       this.queued = 0;
       this.requests = 0;
-      let copying = position.copy !== null;
-      let reading = false;
-      // The copy is read page by page on demand; replication starts when it is done, from the position before it.
-      const copyPages = async () => {
-        if (reading) return;
-        reading = true;
-        try {
-          while (copying && this.requests > 0 && this.subscriber) {
-            this.requests -= 1;
-            const { chunk, next } = await this.copyPage(position);
-            position = next;
-            copying = next.copy !== null;
-            // The last page goes down the stream before replication starts: an idle replication (run --once) would
-            // otherwise end the stream with that page unsent.
-            this.subscriber?.next(chunk);
-            if (!copying) {
-              this.copyEnding = true;
-              void this.replicate();
-            }
-          }
-        } catch (error) {
-          this.subscriber?.error(error);
-        } finally {
-          reading = false;
-        }
-        if (!copying) this.deliver();
-      };
+      // The copy runs beside replication, a chunk at a time between watermarks (WalCopier).
+      this.copier = new WalCopier(this.context, {
+        table: (source) => {
+          const table = this.tables.get(qualifiedText(source));
+          if (!table) throw new ConfigError(`the copy names table ${source}, which this stream does not capture; reset the stream`);
+          return table;
+        },
+        reader: {
+          chunk: async (source, after, limit) => {
+            const table = this.tables.get(qualifiedText(source))!;
+            const rows = await this.query<{ marker: string; snapshot: string; row: (string | null)[] | null }>(walCopyChunkSql(source, table.key, table.columns, after === null), [
+              after === null ? null : toJsonText(after),
+              limit,
+              this.context.stream,
+            ]);
+            return { marker: rows[0]!.marker, snapshot: rows[0]!.snapshot, rows: rows.flatMap((r) => (r.row ? [r.row] : [])) };
+          },
+          estimate: async (source) => {
+            const [row] = await this.query<{ n: number | null }>(ROW_ESTIMATE_SQL, [quoteTable(qualify(source))]);
+            return row?.n !== null && row?.n !== undefined && row.n > 0 ? row.n : null;
+          },
+        },
+        limit: this.options.readLimit,
+        sentThrough: () => this.sentThrough,
+        push: (item) => this.queueCopy(item),
+        fail: (error) => this.subscriber?.error(error),
+      });
+      this.copier.start(position.copy);
+      if (position.copy) {
+        const { tables, after } = position.copy;
+        this.context.log.info({ tables, resumedAfter: after ?? undefined }, 'initial copy started; changes stream beside it');
+      }
       const demands = demand.pipe(startWith(undefined)).subscribe(() => {
         this.requests += 1;
-        if (copying) void copyPages();
-        else this.deliver();
+        this.deliver();
       });
-      if (copying) {
-        const { tables, after } = position.copy!;
-        this.context.log.info({ tables, resumedAfter: after ?? undefined }, 'initial copy started; changes made meanwhile are streamed after it');
-      }
-      else void this.replicate();
+      void this.replicate();
       return () => {
         demands.unsubscribe();
         this.subscriber = undefined;
+        this.copier?.stop();
         this.stopReplication();
       };
     });
@@ -206,36 +217,12 @@ export class WalSource implements Source {
     return WalPosition.parse(position).copy?.tables ?? [];
   }
 
-  /** The next page of the table being copied, as inserts, and the position after it. */
-  private async copyPage(position: WalPosition): Promise<{ chunk: SourceChunk; next: WalPosition }> {
-    const copy = position.copy!;
-    const source = copy.tables[0]!;
-    const table = this.tables.get(qualifiedText(source));
-    if (!table) throw new ConfigError(`the copy names table ${source}, which this stream does not capture; reset the stream`);
-    const rows = await this.query<{ row: (string | null)[] }>(copyPageSql(source, table.key, table.columns, copy.after === null), [
-      copy.after === null ? null : toJsonText(copy.after),
-      this.options.readLimit,
-    ]);
-    const now = new Date();
-    const events: ChangeEvent[] = [];
-    let last: Row | null = null;
-    for (const { row: values } of rows) {
-      // Decoded as the stream decodes a change (fromText by type OID): the same key and values either way.
-      const row: Row = {};
-      for (let i = 0; i < table.columns.length; i += 1) {
-        const text = values[i];
-        row[table.columns[i]!] = text === null || text === undefined ? null : fromText(table.types[i]!, text);
-      }
-      last = {};
-      for (const k of table.key) last[k] = row[k] ?? null;
-      events.push({ table: table.source, op: 'insert', key: last, row, before: null, position: '', commitTime: now });
-    }
-    const next = position.copied(rows.length < this.options.readLimit ? null : last);
-    const text = next.toString();
-    for (const e of events) e.position = text;
-    if (next.copy?.tables[0] !== source) this.context.log.info({ table: source }, 'table copied');
-    countCaptured(this.context, events);
-    return { chunk: { events, rejected: [], position: text, caughtUp: false }, next };
+  /** A copied chunk joins the queue where its watermark fell. */
+  private queueCopy(item: WalCopyItem): void {
+    if (item.after === null) this.copyEnding = true;
+    this.queue.push({ endLsn: 0n, xid: 0, commitTime: COPY_TIME, events: item.events, rejected: [], ownWrite: false, copyAfter: item.after });
+    this.queued += item.events.length;
+    this.deliver();
   }
 
   async committed(position: string): Promise<void> {
@@ -318,6 +305,8 @@ export class WalSource implements Source {
     this.paused = false;
     this.serverIdle = false;
     this.holdingSince = undefined;
+    this.copier?.reset();
+    this.copier?.readNext(0);
     this.skipUntil = this.skipUntil > this.lastEmitted ? this.skipUntil : this.lastEmitted;
     this.assembler = new TransactionAssembler({
       tables: this.tables,
@@ -368,7 +357,9 @@ export class WalSource implements Source {
     this.context.setConnected('source', true);
     this.context.log.info({ slot: this.options.slot, start, checkpoint: formatLsn(this.skipUntil) }, 'logical replication started');
     const publication = quoteIdent(this.options.publication).replace(/'/g, "''");
-    await client.query(`START_REPLICATION SLOT ${this.options.slot} LOGICAL ${start} (proto_version '1', publication_names '${publication}')`);
+    // messages: the copy's watermarks (WalCopier) arrive as soon as they are committed (PostgreSQL 15 skips empty transactions).
+    const messages = this.messages ? `, messages 'true'` : '';
+    await client.query(`START_REPLICATION SLOT ${this.options.slot} LOGICAL ${start} (proto_version '1', publication_names '${publication}'${messages})`);
   }
 
   /**
@@ -419,6 +410,7 @@ export class WalSource implements Source {
   private passOver(walEnd: bigint): boolean {
     const before = this.flushPosition();
     if (!this.assembler.open && walEnd > this.sentThrough) this.sentThrough = walEnd;
+    if (!this.assembler.open) this.copier?.passed(walEnd);
     if (this.flushPosition() <= before) return false;
     this.sendStatus();
     return true;
@@ -483,6 +475,8 @@ export class WalSource implements Source {
   private onTransaction(tx: WalTransaction): void {
     if (tx.endLsn > this.sentThrough) this.sentThrough = tx.endLsn;
     if (tx.endLsn <= this.skipUntil) return; // applied before the restart
+    // Before the ownWrite check: cdc-sync's own writes are newer than a chunk read before them, too.
+    this.copier?.seen(tx);
     if (tx.ownWrite) {
       const counts = new Map<string, number>();
       for (const e of tx.events) counts.set(e.table, (counts.get(e.table) ?? 0) + 1);
@@ -501,36 +495,51 @@ export class WalSource implements Source {
     this.deliver();
   }
 
-  /** One chunk per request: whole transactions, up to readLimit changes (at least one transaction). */
+  /** One chunk per request: whole transactions (and copied chunks), up to readLimit changes (at least one item). */
   private deliver(): void {
+    const copier = this.copier;
     while (this.requests > 0 && this.queue.length > 0 && this.subscriber) {
       if (this.holdPartial()) break;
       const events: ChangeEvent[] = [];
       const rejected: RejectedChange[] = [];
-      let end = 0n;
+      let end = this.lastEmitted;
+      let copy = copier?.current ?? null;
       while (this.queue.length > 0) {
-        const tx = this.queue[0]!;
-        const size = tx.events.length + tx.rejected.length;
+        const item = this.queue[0]!;
+        const size = item.events.length + item.rejected.length;
         if (events.length + rejected.length > 0 && events.length + rejected.length + size > this.options.readLimit) break;
         this.queue.shift();
         this.queued -= size;
-        append(events, tx.events);
-        append(rejected, tx.rejected);
-        end = tx.endLsn;
+        if (item.copyAfter !== undefined) {
+          copy = item.copyAfter;
+          copier?.deliveredChunk(copy);
+        } else {
+          end = item.endLsn;
+        }
+        // While a copy runs, every position carries it (a restart goes on after its last delivered chunk).
+        if (copy !== null || item.copyAfter !== undefined) {
+          const position = new WalPosition(end, copy).toString();
+          for (const e of item.events) e.position = position;
+          for (const r of item.rejected) r.position = position;
+        }
+        append(events, item.events);
+        append(rejected, item.rejected);
       }
       this.holdingSince = undefined;
-      const position = formatLsn(end);
+      const position = new WalPosition(end, copy).toString();
       // Events keep their own transaction's end LSN (a valid checkpoint each); the chunk's is the last one.
       this.requests -= 1;
       this.lastEmitted = end;
       if (this.skippedEnd <= end) this.skippedEnd = 0n;
-      countCaptured(this.context, events);
+      countCaptured(this.context, events.filter((e) => !e.copied));
       this.controlFlow();
       this.reportHeld();
-      this.subscriber.next({ events, rejected, position, caughtUp: this.queue.length === 0 && this.pending.length === 0 && this.serverIdle });
+      const caughtUp = this.queue.length === 0 && this.pending.length === 0 && this.serverIdle && !copier?.active;
+      this.subscriber.next({ events, rejected, position, caughtUp });
     }
+    copier?.readNext(this.queued);
     this.scheduleDecode();
-    if (this.queue.length === 0 && this.pending.length === 0 && this.requests > 0) this.context.idle?.();
+    if (this.queue.length === 0 && this.pending.length === 0 && this.requests > 0 && !copier?.active) this.context.idle?.();
   }
 
   /** Whether to hold a chunk that is not full back (holdChunk); if so, looks again after `holdMs`. */

@@ -11,6 +11,8 @@ export const ORIGIN_MARKER_TABLE = 'cdc_sync.origin_marker';
 
 export interface WalTransaction {
   endLsn: bigint;
+  /** The top-level transaction id (32 bits, as pgoutput's Begin sends it). */
+  xid: number;
   commitTime: Date;
   events: ChangeEvent[];
   rejected: RejectedChange[];
@@ -89,7 +91,7 @@ export class TransactionAssembler {
       }
       case 'begin':
         // The final LSN is the commit's start; the checkpoint is the end, known at Commit (events get it then).
-        this.current = { endLsn: 0n, commitTime: message.commitTime, events: [], rejected: [], ownWrite: false, position: '' };
+        this.current = { endLsn: 0n, xid: message.xid, commitTime: message.commitTime, events: [], rejected: [], ownWrite: false, position: '' };
         return null;
       case 'commit': {
         const tx = this.current;
@@ -99,7 +101,7 @@ export class TransactionAssembler {
         const position = formatLsn(message.endLsn);
         for (const e of tx.events) e.position = position;
         for (const r of tx.rejected) r.position = position;
-        return { endLsn: tx.endLsn, commitTime: tx.commitTime, events: tx.events, rejected: tx.rejected, ownWrite: tx.ownWrite };
+        return { endLsn: tx.endLsn, xid: tx.xid, commitTime: tx.commitTime, events: tx.events, rejected: tx.rejected, ownWrite: tx.ownWrite };
       }
       case 'insert':
       case 'update':

@@ -40,6 +40,27 @@ afterEach(async () => {
   await Promise.all(sources.splice(0).map((s) => s.close()));
 });
 
+/** Pulls chunks (demanding the next as each arrives) until `done` holds for all events so far. */
+async function pullUntil(source: WalSource, from: string | null, done: (events: ChangeEvent[]) => boolean): Promise<SourceChunk[]> {
+  const demand = new Subject<void>();
+  const chunks: SourceChunk[] = [];
+  let failed: unknown;
+  const subscription = source.chunks(from, demand).subscribe({
+    next: (c) => {
+      chunks.push(c);
+      setTimeout(() => demand.next(), 0);
+    },
+    error: (error: unknown) => (failed = error),
+  });
+  try {
+    await waitFor(() => failed !== undefined || done(chunks.flatMap((c) => c.events)), 15_000, () => JSON.stringify(chunks.map((c) => [c.position, c.events.map((e) => `${e.copied ? 'copy' : e.op} ${JSON.stringify(e.key)}`)])));
+  } finally {
+    subscription.unsubscribe();
+  }
+  if (failed) throw failed;
+  return chunks;
+}
+
 async function openSource(
   options: {
     tables?: TableConfig[];
@@ -376,16 +397,8 @@ describe('postgres-wal source', () => {
                            (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)`);
     const { source } = await openSource({ tables: [{ source: 'typed', target: 'typed' }], snapshot: 'initial', readLimit: 10 });
     await db.query(`UPDATE typed SET n = n`); // every column's new image, as pgoutput sends it
-    const demand = new Subject<void>();
-    const chunks: SourceChunk[] = [];
-    const subscription = source.chunks(null, demand).subscribe((c) => {
-      chunks.push(c);
-      setTimeout(() => demand.next(), 0);
-    });
-    await waitFor(() => chunks.some((c) => c.events.some((e) => e.op === 'update')));
-    subscription.unsubscribe();
-    // Both rows fit one page, the last of the copy; the update comes after it from the slot.
-    const copied = chunks.flatMap((c) => c.events).filter((e) => e.op === 'insert');
+    const chunks = await pullUntil(source, null, (all) => all.filter((e) => e.copied).length === 2 && all.filter((e) => e.op === 'update').length === 2);
+    const copied = chunks.flatMap((c) => c.events).filter((e) => e.copied);
     const streamed = chunks.flatMap((c) => c.events).filter((e) => e.op === 'update');
     expect(copied.map((e) => e.key)).toEqual([{ id: '2' }, { id: '9007199254740993' }]);
     for (const update of streamed) {
@@ -393,45 +406,36 @@ describe('postgres-wal source', () => {
       expect(copy.key).toStrictEqual(update.key);
       expect(copy.row).toStrictEqual(update.row);
     }
-    expect(streamed).toHaveLength(2);
     expect(copied[1]!.row).toMatchObject({ flag: true, n: 7, r: 0.1, doc: { a: [1, 'x'] }, amount: '12.30' });
     await db.query(`DROP TABLE typed`);
   });
 
-  it('copies existing rows first (keyset pages, resumable), then streams every change made since the slot was created', async () => {
+  it('copies existing rows in keyset chunks beside the stream (resumable), each chunk a copy (epoch change time) that no change it missed follows', async () => {
     await db.query(`INSERT INTO items (id, name, amount) SELECT i, 'row ' || i, i / 3.0 FROM generate_series(1, 25) AS i`);
     const { source } = await openSource({ snapshot: 'initial', readLimit: 10 });
-    // Made after the slot exists: comes from the slot after the copy, whether or not the copy saw it.
+    // Made after the slot exists, before the copy reads: streamed, and seen by the copy.
     await db.query(`UPDATE items SET name = 'changed' WHERE id = 3`);
     await db.query(`DELETE FROM items WHERE id = 25`);
-    const demand = new Subject<void>();
-    const chunks: SourceChunk[] = [];
-    const subscription = source.chunks(null, demand).subscribe((c) => {
-      chunks.push(c);
-      setTimeout(() => demand.next(), 0);
-    });
-    await waitFor(() => chunks.some((c) => c.events.some((e) => e.op === 'delete')));
-    subscription.unsubscribe();
-    const copied = chunks.filter((c) => c.position.startsWith('{'));
-    // Pages of 10 in key order; each page's position says where to go on after a restart.
-    expect(copied.map((c) => c.events.map((e) => Number(e.key.id)))).toEqual([
+    const chunks = await pullUntil(source, null, (all) => all.some((e) => e.op === 'delete') && all.filter((e) => e.copied).length === 24);
+    const copied = chunks.filter((c) => c.events.some((e) => e.copied));
+    // Chunks of 10 in key order; each chunk's position says where to go on after a restart.
+    expect(copied.map((c) => c.events.filter((e) => e.copied).map((e) => Number(e.key.id)))).toEqual([
       [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
       [11, 12, 13, 14, 15, 16, 17, 18, 19, 20],
+      [21, 22, 23, 24],
     ]);
     expect(JSON.parse(copied[0]!.position).copy).toEqual({ tables: ['items'], after: { id: '10' } });
-    const rest = chunks.slice(copied.length);
-    expect(rest[0]!.events.map((e) => Number(e.key.id))).toEqual([21, 22, 23, 24]);
-    expect(rest[0]!.position).toBe('0/0');
-    const streamed = rest.slice(1).flatMap((c) => c.events.map((e) => [e.op, Number(e.key.id)]));
+    expect(copied[2]!.position).toMatch(/^\d+\/[0-9A-F]+$/); // the copy is done: a bare LSN again
+    expect(copied[0]!.events.find((e) => e.key.id === '3')).toMatchObject({ row: { id: '3', name: 'changed', amount: '1.0000000000' }, commitTime: new Date(0) });
+    const streamed = chunks.flatMap((c) => c.events.filter((e) => !e.copied).map((e) => [e.op, Number(e.key.id)]));
     expect(streamed).toEqual([['update', 3], ['delete', 25]]);
-    expect(copied[0]!.events[2]!.row).toMatchObject({ id: '3', name: 'changed', amount: '1.0000000000' }); // the copy reads current rows
 
     // A restart inside the copy goes on after the last copied key.
     await source.close();
     sources.splice(sources.indexOf(source), 1);
     const again = await openSource({ snapshot: 'initial', readLimit: 10 });
-    const resumed = await firstValueFrom(again.source.chunks(copied[0]!.position, new Subject<void>()).pipe(timeout(15_000)));
-    expect(resumed.events.map((e) => Number(e.key.id))).toEqual([11, 12, 13, 14, 15, 16, 17, 18, 19, 20]);
+    const resumed = await pullUntil(again.source, copied[0]!.position, (all) => all.filter((e) => e.copied).length >= 10);
+    expect(resumed.flatMap((c) => c.events.filter((e) => e.copied)).slice(0, 10).map((e) => Number(e.key.id))).toEqual([11, 12, 13, 14, 15, 16, 17, 18, 19, 20]);
   });
 
   it('cdc-sync snapshot: copies the named tables again, then streams on from the stored position', async () => {
