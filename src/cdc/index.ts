@@ -76,6 +76,7 @@ export function createSource(config: StreamConfig, path: string, ownWrites = new
         maxSize: config.batch.maxSize,
         bufferSize: source.bufferSize ?? 10_000,
         catchUp: source.catchUp,
+        snapshot: source.snapshot,
         tombstones: source.tombstones,
         private: source.private,
         retry: config.retry,

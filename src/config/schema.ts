@@ -63,7 +63,7 @@ export const sourceSchema = z.strictObject({
   /** Poll delay right after a read that found work / when idle (adaptive in between). */
   pollIntervalMs: integer((n) => n.nonnegative()).default(0),
   idleIntervalMs: integer((n) => n.positive()).default(1000),
-  /** A stream without checkpoint first copies the rows its tables hold (change-log, WAL and SQL Server sources). */
+  /** A stream without checkpoint first copies the rows its tables hold (every source type; supabase-realtime: a catch-up read from the start). */
   snapshot: z.enum(['initial', 'never']).default('initial'),
   /** sqlite-changelog, postgres-changelog: rows per chunk of that copy (each chunk is one read and at least one batch). */
   snapshotChunkSize: integer((n) => n.positive().max(1_000_000)).default(10_000),

@@ -88,6 +88,7 @@ const PAIRS: PairSpec[] = [
   {
     name: 'supabase-realtime (stand-ins) → postgres',
     twoWay: false,
+    copies: ['a-to-b'],
     noRestarts: true,
     outages: true,
     tableOptions: 'updatedAt: updated_at',
@@ -97,8 +98,8 @@ const PAIRS: PairSpec[] = [
   {
     name: 'supabase-realtime (stand-ins) ⇄ postgres',
     twoWay: true,
-    // The portal's stream (supabase-realtime) cannot copy; the one back from PostgreSQL can.
-    copies: ['b-to-a'],
+    // The portal's stream copies as a catch-up read from the start; the one back from PostgreSQL from its change log.
+    copies: BOTH,
     noRestarts: true,
     outages: true,
     tableOptions: 'updatedAt: updated_at',

@@ -1,10 +1,19 @@
 import type { Value } from '../../core/change-event.js';
 
-/** How far a table's catch-up read got: every row up to (updated-at, key) is applied. */
+/**
+ * How far a table's catch-up read got: every row up to (updated-at, key) is
+ * applied. `copying`: a copy of every row (`snapshot: initial`, `cdc-sync
+ * snapshot`) is under way; it began at the empty watermark (`at` '') and
+ * ends with the table's first empty page.
+ */
 export interface Watermark {
   at: string;
   key: Value[];
+  copying?: true;
 }
+
+/** The watermark a copy of every row starts from. */
+export const COPY_FROM_START: Watermark = { at: '', key: [], copying: true };
 
 /**
  * Position of a supabase-realtime source: one catch-up watermark per table
@@ -27,5 +36,12 @@ export class RealtimePosition {
 
   with(table: string, watermark: Watermark): RealtimePosition {
     return new RealtimePosition({ ...this.tables, [table]: watermark });
+  }
+
+  /** The tables whose copy is under way. */
+  get copying(): string[] {
+    return Object.entries(this.tables)
+      .filter(([, w]) => w.copying)
+      .map(([table]) => table);
   }
 }

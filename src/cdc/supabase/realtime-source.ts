@@ -13,7 +13,7 @@ import { countCaptured } from '../count-captured.js';
 import type { Source } from '../source.js';
 import { readChangedRows, type CatchUpTable } from './catch-up.js';
 import { subscribeFeed } from './realtime-feed.js';
-import { RealtimePosition, type Watermark } from './realtime-position.js';
+import { COPY_FROM_START, RealtimePosition, type Watermark } from './realtime-position.js';
 import { TOMBSTONES } from './setup.js';
 import { importModule } from '../../core/import-module.js';
 import { ServerClock, losslessDecode, losslessFetch } from './lossless.js';
@@ -26,6 +26,8 @@ export interface RealtimeSourceOptions {
   maxSize: number;
   bufferSize: number;
   catchUp: { intervalMinutes: number; lookbackHours: number; maxRecords: number; marginSeconds: number };
+  /** `initial`: a stream without checkpoint first reads every row of its tables (a catch-up from the start). */
+  snapshot?: 'initial' | 'never';
   /** Read deletes from the tombstone table `cdc-sync init-sql` sets up. */
   tombstones: boolean;
   /** Join a private channel (projects with "Allow public access" off). */
@@ -185,7 +187,7 @@ export class SupabaseRealtimeSource implements Source {
   }
 
   chunks(from: string | null, demand: Observable<void>): Observable<SourceChunk> {
-    this.position = RealtimePosition.parse(from);
+    this.position = from === null && (this.options.snapshot ?? 'initial') === 'initial' ? RealtimePosition.parse(this.requestSnapshot(null, [])) : RealtimePosition.parse(from);
     this.catchUpDue = true;
     return demand.pipe(
       startWith(undefined),
@@ -289,6 +291,24 @@ export class SupabaseRealtimeSource implements Source {
     // Gone since: the row's current state is "deleted".
     const event: ChangeEvent = row ? this.rowEvent(table, row) : { table: table.source, op: 'delete', key, row: null, position: '', commitTime: new Date(this.clock.now()) };
     return this.isNew(event, 'fetch') ? event : null;
+  }
+
+  /**
+   * The copy of existing rows is a catch-up read from the start (the empty
+   * watermark) instead of from the last one: keyset pages by (updated-at,
+   * key), with the same guards against overtaking live changes.
+   */
+  requestSnapshot(position: string | null, tables: string[]): string {
+    const known = this.tables.map((t) => t.source);
+    const unknown = tables.filter((t) => !known.includes(t));
+    if (unknown.length > 0) throw new ConfigError(`--table: not a table of this stream: ${unknown.join(', ')} (have: ${known.join(', ')})`);
+    let next = RealtimePosition.parse(position);
+    for (const table of tables.length > 0 ? tables : known) next = next.with(table, COPY_FROM_START);
+    return next.toString();
+  }
+
+  copying(position: string): string[] {
+    return RealtimePosition.parse(position).copying;
   }
 
   private requestCatchUp(reason: string): void {
@@ -403,8 +423,13 @@ export class SupabaseRealtimeSource implements Source {
     // below `limit` without saying so.
     if (page.rows.length === 0) run.pending.shift();
     if (run.pending.length === 0) this.catchUp = null;
-    if (page.last) this.position = this.position.with(table.source, page.last);
-    else if (!this.position.tables[table.source]) this.position = this.position.with(table.source, after);
+    // A copy is under way until its table reads an empty page.
+    const copying: Partial<Watermark> = after.copying ? { copying: true } : {};
+    if (page.last) this.position = this.position.with(table.source, { ...page.last, ...copying });
+    else if (after.copying) {
+      this.position = this.position.with(table.source, { at: after.at, key: after.key });
+      this.context.log.info({ table: table.source }, 'copy of existing rows finished');
+    } else if (!this.position.tables[table.source]) this.position = this.position.with(table.source, after);
     const events = page.rows
       .map((row) => (table === this.tombstoneTable ? this.tombstoneEvent(row) : this.rowEvent(table, row)))
       .filter((e): e is ChangeEvent => e !== null && this.isNew(e, 'catch-up', changedDuringRead));

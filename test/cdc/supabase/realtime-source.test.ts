@@ -42,8 +42,9 @@ afterAll(async () => {
   await cloud.drop();
 });
 
-async function openSource(): Promise<{ source: SupabaseRealtimeSource; context: ReturnType<typeof testContext> }> {
+async function openSource(snapshot: 'initial' | 'never' = 'initial'): Promise<{ source: SupabaseRealtimeSource; context: ReturnType<typeof testContext> }> {
   const source = new SupabaseRealtimeSource({
+    snapshot,
     url: realtime.url,
     key: rest.key,
     tables: TABLES,
@@ -103,5 +104,52 @@ describe('SupabaseRealtimeSource', () => {
     const expected = new Map((await cloud.query<{ id: string; note: string }>(`SELECT id::text, note FROM notes`)).map((r) => [r.id, r.note]));
     expect(expected.size).toBe(5);
     expect(applied([first!, ...chunks])).toEqual(expected);
+  });
+
+  it('copies every existing row at the first start (older than the lookback too), resumably by page, and again on request, beside live changes', async () => {
+    // Two days old: a catch-up with its one-hour lookback would never read these.
+    // Loaded before cdc-sync's touch trigger, which stamps every write with now().
+    await cloud.query(`ALTER TABLE notes DISABLE TRIGGER cdc_sync_touch`);
+    await cloud.query(`INSERT INTO notes (id, note, updated_at) SELECT g, 'old ' || g, now() - interval '2 days' + g * interval '1 ms' FROM generate_series(1, 250) g`);
+    await cloud.query(`ALTER TABLE notes ENABLE TRIGGER cdc_sync_touch`);
+    const never = await openSource('never');
+    const skipped = stepper(never.source, null);
+    cleanups.push(() => skipped.stop());
+    expect(await skipped.next(2000)).toBeNull();
+
+    const { source } = await openSource();
+    const reader = stepper(source, null);
+    cleanups.push(() => reader.stop());
+    const chunks: SourceChunk[] = [];
+    for (let chunk = await reader.next(5000); chunk; chunk = await reader.next(1000)) chunks.push(chunk);
+    expect(applied(chunks).size).toBe(250);
+    // Pages of maxRecords (100): each page's position is a resumable watermark, marked as copying until the empty page.
+    expect(chunks.map((c) => c.events.length)).toEqual([100, 100, 50]);
+    expect(source.copying(chunks[0]!.position)).toEqual(['public.notes']);
+    expect(JSON.parse(chunks[0]!.position).tables['public.notes'].key).toEqual([100]);
+    const done = chunks.at(-1)!.position;
+    reader.stop();
+
+    // A restart inside the copy goes on after the last page applied.
+    const resumed = stepper((await openSource()).source, chunks[0]!.position);
+    cleanups.push(() => resumed.stop());
+    const first = await resumed.next(5000);
+    expect(first?.events.map((e) => Number(e.key.id))[0]).toBe(101);
+    resumed.stop();
+
+    // `cdc-sync snapshot`: every row again from a finished position, with a live edit made meanwhile kept.
+    const again = await openSource();
+    const position = again.source.requestSnapshot(done, []);
+    expect(again.source.copying(position)).toEqual(['public.notes']);
+    expect(() => again.source.requestSnapshot(done, ['public.nope'])).toThrow(/not a table of this stream/);
+    const copy = stepper(again.source, position);
+    cleanups.push(() => copy.stop());
+    const recopied: SourceChunk[] = [(await copy.next(5000))!];
+    await cloud.query(`UPDATE notes SET note = 'live' WHERE id = 7`);
+    for (let chunk = await copy.next(5000); chunk; chunk = await copy.next(1500)) recopied.push(chunk);
+    const rows = applied(recopied);
+    expect(rows.size).toBe(250);
+    expect(rows.get('7')).toBe('live');
+    expect(again.source.copying(recopied.at(-1)!.position)).toEqual([]);
   });
 });
