@@ -111,8 +111,9 @@ function program(): Command {
     .description("copy a stream's tables again: in the running process while it streams (control API), else at the next start")
     .requiredOption('-s, --stream <name>', 'the stream')
     .option('-t, --table <table...>', 'source tables to copy (default: all of the stream)')
+    .option('--where <condition>', "copy only the rows this SQL condition holds for, in the source's own SQL (one --table; PostgreSQL and SQLite sources)")
     .option('-w, --wait', 'wait for the copy to finish, printing its progress (running process only)')
-    .action(async (options: { config: string; url?: string; token?: string; stream: string; table?: string[]; wait?: boolean }) => {
+    .action(async (options: { config: string; url?: string; token?: string; stream: string; table?: string[]; where?: string; wait?: boolean }) => {
       process.stdout.write(await snapshotCommand(options));
     });
 

@@ -20,10 +20,11 @@ export interface Source {
   chunks(from: string | null, demand: Observable<void>): Observable<SourceChunk>;
   /**
    * The position that makes the next run copy `tables` again (all when empty)
-   * and stream them from the copy on; for `cdc-sync snapshot`. Sources that
-   * cannot snapshot leave it out.
+   * and stream them from the copy on; for `cdc-sync snapshot`. `where`
+   * (one table only) limits the copy to the rows a condition holds for
+   * (see copy-filter.ts). Sources that cannot snapshot leave it out.
    */
-  requestSnapshot?(position: string | null, tables: string[]): string | null;
+  requestSnapshot?(position: string | null, tables: string[], where?: string): string | null;
   /** The tables a position still has to copy (the first one being copied now), for the status. */
   copying?(position: string): string[];
   /**

@@ -14,6 +14,8 @@ export interface CopyProgress {
   key: string | null;
   copied: number;
   total: number | null;
+  /** `cdc-sync snapshot --where`: only the rows of the first table this condition holds for (copy-filter.ts). */
+  where?: string;
 }
 
 /**
@@ -81,7 +83,7 @@ export class TableCopy {
    * again from the log position of `position` on (`cdc-sync snapshot`),
    * keeping the rest of a copy already going.
    */
-  request(position: string | null, tables: string[]): string {
+  request(position: string | null, tables: string[], where?: string): string {
     const all = this.all;
     const unknown = tables.filter((t) => !all.includes(t));
     if (unknown.length > 0) throw new ConfigError(`--table: not a table of this stream: ${unknown.join(', ')} (have: ${all.join(', ')})`);
@@ -90,7 +92,7 @@ export class TableCopy {
     const going = copy?.tables ?? [];
     // A table being copied now starts again from its first row; one still waiting keeps its place.
     const next = [...wanted, ...going.filter((t) => !wanted.includes(t))];
-    return withCopy(log ?? '', { tables: next, key: null, copied: 0, total: null });
+    return withCopy(log ?? '', { tables: next, key: null, copied: 0, total: null, ...(where === undefined ? {} : { where }) });
   }
 
   /** The stream's apply order (parents first): tables are copied in it. */

@@ -1,6 +1,7 @@
 import { Registry } from 'prom-client';
 import { loadConfigFile } from '../config/load.js';
 import { ConfigError } from '../core/errors.js';
+import { checkWhere } from '../cdc/copy-filter.js';
 import { createLogger } from '../log.js';
 import { createMetrics } from '../metrics/metrics.js';
 import type { ControlStatus } from '../server/control.js';
@@ -10,6 +11,8 @@ import { ask, runningProcess, type ProcessOptions } from './process-api.js';
 export interface SnapshotOptions extends ProcessOptions {
   stream: string;
   table?: string[];
+  /** Only the rows of the one table this condition holds for (copy-filter.ts). */
+  where?: string;
   /** Through a running process: wait until the copy is done, printing its progress. */
   wait?: boolean;
   /** Where progress lines go (stderr). */
@@ -29,11 +32,12 @@ export async function snapshotCommand(options: SnapshotOptions): Promise<string>
     throw new ConfigError(`--stream: no stream named "${options.stream}" (have: ${config.streams.map((s) => s.name).join(', ')})`);
   }
   const tables = options.table ?? [];
-  const what = tables.length ? tables.join(', ') : 'all tables';
+  checkWhere(tables, options.where);
+  const what = `${tables.length ? tables.join(', ') : 'all tables'}${options.where === undefined ? '' : ` (rows where ${options.where})`}`;
   const url = await runningProcess(config, options);
   if (url) {
     const token = options.token ?? config.http.token;
-    await ask(url, '/api/sync/snapshot', token, { stream: options.stream, ...(tables.length ? { tables } : {}) });
+    await ask(url, '/api/sync/snapshot', token, { stream: options.stream, ...(tables.length ? { tables } : {}), ...(options.where === undefined ? {} : { where: options.where }) });
     if (!options.wait) return `stream ${options.stream}: copying ${what} again in the running process at ${url}\n`;
     const status = await waitForCopy(url, token, options.stream, tables, options);
     const rows = Object.entries(status.snapshot).filter(([t]) => tables.length === 0 || tables.includes(t));
@@ -42,7 +46,7 @@ export async function snapshotCommand(options: SnapshotOptions): Promise<string>
   const stream = buildStreams(config, createMetrics(new Registry()), createLogger('warn')).find((s) => s.name === options.stream)!;
   const changed = await stream.rewriteCheckpoint((position, source) => {
     if (!source.requestSnapshot) throw new ConfigError(`stream ${options.stream}: its source type cannot take a snapshot`);
-    return source.requestSnapshot(position, tables);
+    return source.requestSnapshot(position, tables, options.where);
   });
   return changed
     ? `stream ${options.stream}: ${what} will be copied again at the next start (no process is running)\n`

@@ -20,9 +20,9 @@ export function controller(config: Config, streams: Stream[]) {
       return chosen.map((s) => s.name);
     },
     /** Copies the tables of one running stream again (all when `tables` is empty); resolves once the request is stored. */
-    async snapshot(request: { stream: string; tables?: string[] | undefined }): Promise<{ stream: string; tables: string[] }> {
+    async snapshot(request: { stream: string; tables?: string[] | undefined; where?: string | undefined }): Promise<{ stream: string; tables: string[] }> {
       const [stream] = selectStreams(streams, { stream: request.stream });
-      await stream!.requestSnapshot(request.tables ?? []);
+      await stream!.requestSnapshot(request.tables ?? [], request.where);
       return { stream: stream!.name, tables: request.tables ?? [] };
     },
     async retryFailed(filter: { stream?: string | undefined; table?: string | undefined }): Promise<Record<string, RetryResult>> {

@@ -22,7 +22,7 @@ export interface ControlOptions {
   retryFailed: (filter: { stream?: string | undefined; table?: string | undefined }) => Promise<Record<string, RetryResult>>;
   logs: (limit: number) => BatchRecord[];
   /** Copies a running stream's tables again; NotFoundError for an unknown stream, ConfigError for a table or source that cannot. */
-  snapshot: (request: { stream: string; tables?: string[] | undefined }) => Promise<{ stream: string; tables: string[] }>;
+  snapshot: (request: { stream: string; tables?: string[] | undefined; where?: string | undefined }) => Promise<{ stream: string; tables: string[] }>;
 }
 
 export interface ControlStatus extends StreamStatus {
@@ -46,7 +46,7 @@ const direction = z.enum(Object.keys(DIRECTIONS) as [keyof typeof DIRECTIONS, ..
 const triggerBody = z.strictObject({ stream: z.string().min(1).optional(), direction: direction.optional() });
 const triggerQuery = z.object({ stream: z.string().min(1).optional(), direction: direction.optional() });
 const retryBody = z.strictObject({ stream: z.string().min(1).optional(), table: z.string().min(1).optional() });
-const snapshotBody = z.strictObject({ stream: z.string().min(1), tables: z.array(z.string().min(1)).max(1000).optional() });
+const snapshotBody = z.strictObject({ stream: z.string().min(1), tables: z.array(z.string().min(1)).max(1000).optional(), where: z.string().min(1).max(10_000).optional() });
 const logsQuery = z.object({ limit: z.coerce.number().int().min(1).max(1000).default(50) });
 
 /**

@@ -25,6 +25,7 @@ import { dropNoops } from './operators/drop-noops.js';
 import { retryTransient } from './retry.js';
 import { countByTableAndOp } from '../core/change-counts.js';
 import { StreamHealth, type Part } from './stream-health.js';
+import { checkWhere } from '../cdc/copy-filter.js';
 
 /** A batch mapped and ordered for the sink, waiting its turn. */
 interface PreparedBatch {
@@ -93,7 +94,7 @@ export class Stream {
   /** Ends the running pipeline with an error, so the stream reopens from its checkpoint (the process-level guard). */
   private interrupt: ((error: Error) => void) | null = null;
   /** Copies asked for while running (`requestSnapshot`), stored as the checkpoint between two pipelines. */
-  private snapshotRequests: { tables: string[]; done: (error?: unknown) => void }[] = [];
+  private snapshotRequests: { tables: string[]; where: string | undefined; done: (error?: unknown) => void }[] = [];
   /** The batch being applied, which a reopen waits for. */
   private applying: Promise<unknown> | null = null;
   private mappings = new Map<string, TableMapping>();
@@ -228,14 +229,17 @@ export class Stream {
    * copy's position is stored as the checkpoint, and the source goes on from
    * it, so a restart in between still makes the copy. Resolves once stored.
    */
-  requestSnapshot(tables: string[]): Promise<void> {
+  requestSnapshot(tables: string[], where?: string): Promise<void> {
     const { source, config } = this.parts;
     if (!source.requestSnapshot) throw new ConfigError(`stream ${this.name}: a ${config.source.type} source cannot copy its tables again`);
     const unknown = tables.filter((t) => !config.tables.some((c) => c.source === t));
     if (unknown.length > 0) throw new ConfigError(`--table: not a table of stream ${this.name}: ${unknown.join(', ')} (have: ${config.tables.map((t) => t.source).join(', ')})`);
+    checkWhere(tables, where);
+    // Refused now, not when the request is stored: a wrong condition must fail the command that gave it.
+    source.requestSnapshot(this.position, tables, where);
     if (!this.interrupt) throw new TransientError(`stream ${this.name} is not running (${this.state}); ask again once it runs`);
     return new Promise<void>((resolve, reject) => {
-      this.snapshotRequests.push({ tables, done: (error) => (error ? reject(error) : resolve()) });
+      this.snapshotRequests.push({ tables, where, done: (error) => (error ? reject(error) : resolve()) });
       this.interrupt?.(new SnapshotRequested());
     });
   }
@@ -247,7 +251,7 @@ export class Stream {
     try {
       const { source, sink, config } = this.parts;
       let position = this.position;
-      for (const { tables } of requests) position = source.requestSnapshot!(position, tables);
+      for (const { tables, where } of requests) position = source.requestSnapshot!(position, tables, where);
       if (position !== null && position !== this.position) {
         const text = this.parked.checkpoint(position);
         const store = this.parts.checkpoints;

@@ -216,6 +216,30 @@ function behaviours(name: string, harness: () => Harness) {
       await closeAll();
     });
 
+    it('copies only the rows a --where condition holds for, in chunks by key, and the next table whole', async () => {
+      const h = harness();
+      await h.reset();
+      await h.exec(`INSERT INTO items (id, name) VALUES ${values(20).map((i) => `(${i + 1}, '${i % 2 ? 'odd' : 'even'}')`).join(', ')}`);
+      await h.exec(`INSERT INTO pairs (a, b, v) VALUES (1, 'a', 'v'), (2, 'b', 'w')`);
+      const { source } = await h.open(3, 'never');
+      const reader = stepper(source, null);
+      const first = (await reader.next())!;
+      reader.stop();
+      await closeAll();
+      const { source: again } = await h.open(3, 'never');
+      // Only the rows named 'even' of items; a copy of pairs waiting behind it is whole.
+      const position = again.requestSnapshot!(again.requestSnapshot!(first.position, ['pairs']), ['items'], "name = 'even' AND id > 4");
+      const chunks: SourceChunk[] = [];
+      const rereader = stepper(again, position);
+      await drain(() => rereader.next(), chunks);
+      const copied = chunks.flatMap((c) => c.events).filter((e) => e.copied);
+      expect(copied.filter((e) => e.table === 'items').map((e) => e.key.id)).toEqual([5, 7, 9, 11, 13, 15, 17, 19]);
+      expect(copied.filter((e) => e.table === 'pairs')).toHaveLength(2);
+      expect(splitCopy(chunks[0]!.position).copy).toMatchObject({ tables: ['items', 'pairs'], where: "name = 'even' AND id > 4" });
+      rereader.stop();
+      await closeAll();
+    });
+
     it('no chunk takes a row back to an older state while a writer changes random rows during the whole copy', async () => {
       const h = harness();
       await h.reset();

@@ -154,6 +154,30 @@ describe('snapshot of existing rows (sqlite-changelog → postgres, default conf
       writer.stop();
     }
   }, 240_000);
+
+  it('copies only the rows a --where condition holds for, in the running process; refuses a condition without exactly one table', async () => {
+    const token = 'snapshot-token';
+    const live = writeConfig(readFileSync(configPath, 'utf8').replace('http: { port: 0, host: 127.0.0.1 }', `http: { port: 0, host: 127.0.0.1, token: ${token} }`));
+    const running = processes.add(runCli(['run', '--config', live]));
+    await waitFor(() => targetMatches(), 120_000, running.stderr);
+    await pg.query(`UPDATE items SET name = 'drift' WHERE id % 10 IN (0, 1)`);
+    const url = (await running.url('')).replace(/\/$/, '');
+    const refused = await runCliToEnd(['snapshot', '--config', live, '--stream', 'shop', '--where', 'id % 10 = 0', '--url', url]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('--where limits the copy of one table');
+    const stacked = await runCliToEnd(['snapshot', '--config', live, '--stream', 'shop', '--table', 'items', '--where', 'id = 1; DELETE FROM items', '--url', url]);
+    expect(stacked.code).not.toBe(0);
+    expect(stacked.stderr).toContain('without ";"');
+    const asked = await runCliToEnd(['snapshot', '--config', live, '--stream', 'shop', '--table', 'items', '--where', 'id % 10 = 0', '--wait', '--url', url]);
+    expect(asked.code, asked.stderr).toBe(0);
+    expect(asked.stdout).toMatch(/^stream shop: items \(rows where id % 10 = 0\) copied again/);
+    // The condition's rows are put right; the others the copy was not asked for keep their drift.
+    await waitFor(async () => (await pg.query(`SELECT 1 FROM items WHERE id % 10 = 0 AND name = 'drift'`)).length === 0, 60_000, running.stderr);
+    const drifted = await pg.query<{ n: string }>(`SELECT count(*)::text AS n FROM items WHERE id % 10 = 1 AND name = 'drift'`);
+    expect(Number(drifted[0]!.n)).toBeGreaterThan(9000);
+    expect(metricValue(await running.metrics(), 'cdc_sync_snapshot_progress_ratio', { table: 'items' })).toBe(1);
+    expect(await processes.stop(running)).toBe(0);
+  }, 240_000);
 });
 
 /** Whether the target already holds the source's row count (a stream with nothing left to copy). */

@@ -1,4 +1,5 @@
 import { append, inOrder } from '../../core/arrays.js';
+import { noWhere } from '../copy-filter.js';
 import { ReadGeneration } from '../read-generation.js';
 import { Observable, Subject, concatMap, defer, startWith } from 'rxjs';
 import { checkSourceColumns } from '../check-columns.js';
@@ -139,7 +140,8 @@ export class MssqlCdcSource implements Source {
     return this.options.tables.map((t) => t.source).filter((t) => tables[t]?.snapshot);
   }
 
-  requestSnapshot(position: string | null, tables: string[]): string | null {
+  requestSnapshot(position: string | null, tables: string[], where?: string): string | null {
+    noWhere('mssql-cdc', where);
     if (position === null) return null; // a stream without checkpoint snapshots everything anyway
     let next = CdcPosition.parse(position);
     for (const table of tables.length > 0 ? tables : this.options.tables.map((t) => t.source)) {

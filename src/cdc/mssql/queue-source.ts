@@ -1,4 +1,5 @@
 import { inOrder } from '../../core/arrays.js';
+import { noWhere } from '../copy-filter.js';
 import { ReadGeneration } from '../read-generation.js';
 import { hostname } from 'node:os';
 import { Observable, Subject, concatMap, defer, startWith } from 'rxjs';
@@ -154,7 +155,8 @@ export class MssqlQueueSource implements Source {
   }
 
   /** Position that makes the next run copy `tables` (all when empty) before it goes on with the queue. */
-  requestSnapshot(position: string | null, tables: string[]): string | null {
+  requestSnapshot(position: string | null, tables: string[], where?: string): string | null {
+    noWhere('mssql-queue', where);
     let next = position === null ? QueuePosition.start : QueuePosition.parse(position);
     for (const table of inOrder(tables.length > 0 ? tables : this.options.tables.map((t) => t.source), this.tableOrder)) {
       if (!this.options.tables.some((t) => t.source === table)) throw new ConfigError(`--table: ${table} is not a table of this stream`);

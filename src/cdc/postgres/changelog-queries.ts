@@ -111,7 +111,7 @@ export interface ChangeRow {
  * as a JSON object, typed by the table's own row type so the row comparison
  * orders exactly as ORDER BY and can seek the primary key.
  */
-export function copyChunkSql(table: string, key: string[], after: boolean): string {
+export function copyChunkSql(table: string, key: string[], after: boolean, where?: string): string {
   const columns = key.map((k) => `t.${quoteIdent(k)}`).join(', ');
   const last = key.map((k) => `(json_populate_record(NULL::${table}, $1::json)).${quoteIdent(k)}`).join(', ');
   const keyImage = `json_build_object(${key.map((k) => `${quoteLiteral(k)}, t.${quoteIdent(k)}`).join(', ')})::text`;
@@ -120,12 +120,14 @@ WITH s AS (SELECT pg_current_snapshot()::text AS snapshot, ${SERVER_RUN})
 SELECT s.snapshot, s.server, c.row_data, c.copy_key
   FROM s LEFT JOIN LATERAL (
     SELECT row_to_json(t)::text AS row_data, ${keyImage} AS copy_key
-      FROM ${table} t${after ? `\n     WHERE ROW(${columns}) > ROW(${last})` : ''}
+      FROM ${table} t${whereClause([...(after ? [`ROW(${columns}) > ROW(${last})`] : []), ...(where === undefined ? [] : [`(${where})`])])}
      ORDER BY ${columns}
      LIMIT $${after ? 2 : 1}) c ON true`;
 }
 
-export const countRowsSql = (table: string) => `SELECT count(*)::float8 AS n FROM ${table}`;
+export const countRowsSql = (table: string, where?: string) => `SELECT count(*)::float8 AS n FROM ${table} t${whereClause(where === undefined ? [] : [`(${where})`])}`;
+
+const whereClause = (conditions: string[]) => (conditions.length === 0 ? '' : `\n     WHERE ${conditions.join(' AND ')}`);
 
 export interface CopyRow {
   snapshot: string;

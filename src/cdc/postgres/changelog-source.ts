@@ -86,8 +86,8 @@ export class ChangeLogSource implements Source {
     this.tableCopy.setOrder(tables);
   }
 
-  requestSnapshot(position: string | null, tables: string[]): string {
-    return this.tableCopy.request(position, tables);
+  requestSnapshot(position: string | null, tables: string[], where?: string): string {
+    return this.tableCopy.request(position, tables, where);
   }
 
   copying(position: string): string[] {
@@ -209,8 +209,8 @@ export class ChangeLogSource implements Source {
     const table = this.tableCopy.current(copy);
     const quoted = quoteTable(qualify(table.name));
     const params = copy.key === null ? [this.tableCopy.chunkSize] : [copy.key, this.tableCopy.chunkSize];
-    const rows = await this.query<CopyRow>(copyChunkSql(quoted, table.key, copy.key !== null), params);
-    const total = copy.total ?? (await this.query<{ n: number }>(countRowsSql(quoted), []))[0]!.n;
+    const rows = await this.query<CopyRow>(copyChunkSql(quoted, table.key, copy.key !== null, copy.where), params);
+    const total = copy.total ?? (await this.query<{ n: number }>(countRowsSql(quoted, copy.where), []))[0]!.n;
     const found = rows.filter((r) => r.row_data !== null);
     this.held = { rows: found.map((r) => r.row_data!), lastKey: found.at(-1)?.copy_key ?? copy.key, copy: { ...copy, total } };
     return rows;

@@ -17,7 +17,7 @@ export interface WalTable {
 
 /** What the copy reads through: one chunk and its watermark in one statement (walCopyChunkSql), and a row estimate. */
 export interface WalCopyReader {
-  chunk(table: string, after: Row | null, limit: number): Promise<{ marker: string; snapshot: string; rows: (string | null)[][] }>;
+  chunk(table: string, after: Row | null, limit: number, where: string | undefined): Promise<{ marker: string; snapshot: string; rows: (string | null)[][] }>;
   estimate(table: string): Promise<number | null>;
 }
 
@@ -162,7 +162,7 @@ export class WalCopier {
     if (copy.after === null || !this.copiedOf.has(table.source)) {
       this.copiedOf.set(table.source, { rows: 0, superseded: 0, total: await this.options.reader.estimate(table.source) });
     }
-    const { marker, snapshot, rows } = await this.options.reader.chunk(table.source, copy.after, this.options.limit);
+    const { marker, snapshot, rows } = await this.options.reader.chunk(table.source, copy.after, this.options.limit, copy.where);
     const events: ChangeEvent[] = [];
     let last: Row | null = null;
     for (const values of rows) {
@@ -177,7 +177,7 @@ export class WalCopier {
       events.push({ table: table.source, op: 'insert', key: last, row, before: null, position: '', commitTime: COPY_TIME, copied: true });
     }
     const rest = copy.tables.slice(1);
-    const next: WalCopy | null = rows.length < this.options.limit ? (rest.length > 0 ? { tables: rest, after: null } : null) : { tables: copy.tables, after: last };
+    const next: WalCopy | null = rows.length < this.options.limit ? (rest.length > 0 ? { tables: rest, after: null } : null) : { ...copy, after: last };
     const stats = this.copiedOf.get(table.source)!;
     stats.rows += rows.length;
     this.context.metrics.snapshotRows.inc(labels, rows.length);

@@ -5,6 +5,8 @@ import { formatLsn, parseLsn } from './wal-lsn.js';
 export interface WalCopy {
   tables: string[];
   after: Row | null;
+  /** `cdc-sync snapshot --where`: only the rows of the first table this condition holds for (copy-filter.ts). */
+  where?: string;
 }
 
 /**
@@ -27,16 +29,8 @@ export class WalPosition {
     return new WalPosition(parseLsn(parsed.lsn), parsed.copy ?? null);
   }
 
-  /** The copy moved on: `after` the given key, or to the next table when `after` is null; none left ends the copy. */
-  copied(after: Row | null): WalPosition {
-    if (!this.copy) return this;
-    if (after) return new WalPosition(this.lsn, { tables: this.copy.tables, after });
-    const rest = this.copy.tables.slice(1);
-    return new WalPosition(this.lsn, rest.length > 0 ? { tables: rest, after: null } : null);
-  }
-
-  withCopy(tables: string[]): WalPosition {
-    return new WalPosition(this.lsn, tables.length > 0 ? { tables, after: null } : null);
+  withCopy(tables: string[], where?: string): WalPosition {
+    return new WalPosition(this.lsn, tables.length > 0 ? { tables, after: null, ...(where === undefined ? {} : { where }) } : null);
   }
 
   toString(): string {

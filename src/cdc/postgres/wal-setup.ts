@@ -58,12 +58,13 @@ export const MARKER_EXISTS_SQL = `SELECT to_regclass('cdc_sync.origin_marker') I
  * equal values: `2` and `'2'` for a bigint would be two keys to the batch,
  * and a streamed delete would not meet the copied insert it must undo.
  */
-export function copyPageSql(table: string, key: string[], columns: string[], first: boolean): string {
+export function copyPageSql(table: string, key: string[], columns: string[], first: boolean, where?: string): string {
   const t = quoteTable(qualify(table));
   const keys = key.map(quoteIdent);
   const values = columns.map((c) => `CASE WHEN t.${quoteIdent(c)} IS NULL THEN NULL ELSE format('%s', t.${quoteIdent(c)}) END`);
   const after = first ? 'WHERE $1::json IS NULL' : `WHERE (${keys.map((k) => `t.${k}`).join(', ')}) > (SELECT ${keys.join(', ')} FROM json_populate_record(NULL::${t}, $1::json))`;
-  return `SELECT ARRAY[${values.join(', ')}]::text[] AS row FROM ${t} AS t ${after} ORDER BY ${keys.map((k) => `t.${k}`).join(', ')} LIMIT $2`;
+  const only = where === undefined ? '' : ` AND (${where})`;
+  return `SELECT ARRAY[${values.join(', ')}]::text[] AS row FROM ${t} AS t ${after}${only} ORDER BY ${keys.map((k) => `t.${k}`).join(', ')} LIMIT $2`;
 }
 
 /**
@@ -76,10 +77,10 @@ export function copyPageSql(table: string, key: string[], columns: string[], fir
  * (a non-transactional one waits for the WAL writer); it needs no table
  * write, only a primary.
  */
-export function walCopyChunkSql(table: string, key: string[], columns: string[], first: boolean): string {
+export function walCopyChunkSql(table: string, key: string[], columns: string[], first: boolean, where?: string): string {
   return `SELECT m.marker::text AS marker, m.snapshot, c.row
   FROM (SELECT pg_current_snapshot()::text AS snapshot, pg_logical_emit_message(true, 'cdc-sync', $3::text) AS marker) AS m
-  LEFT JOIN LATERAL (${copyPageSql(table, key, columns, first)}) AS c ON true`;
+  LEFT JOIN LATERAL (${copyPageSql(table, key, columns, first, where)}) AS c ON true`;
 }
 
 /** The planner's row estimate of a table (no scan; -1 or 0 before the first ANALYZE), for the copy's progress gauge. */

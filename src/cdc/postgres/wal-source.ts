@@ -161,9 +161,9 @@ export class WalSource implements Source {
           return table;
         },
         reader: {
-          chunk: async (source, after, limit) => {
+          chunk: async (source, after, limit, where) => {
             const table = this.tables.get(qualifiedText(source))!;
-            const rows = await this.query<{ marker: string; snapshot: string; row: (string | null)[] | null }>(walCopyChunkSql(source, table.key, table.columns, after === null), [
+            const rows = await this.query<{ marker: string; snapshot: string; row: (string | null)[] | null }>(walCopyChunkSql(source, table.key, table.columns, after === null, where), [
               after === null ? null : toJsonText(after),
               limit,
               this.context.stream,
@@ -200,12 +200,12 @@ export class WalSource implements Source {
   }
 
   /** The position that copies `tables` (all when empty) again, then streams on from where the stream was. */
-  requestSnapshot(position: string | null, tables: string[]): string | null {
+  requestSnapshot(position: string | null, tables: string[], where?: string): string | null {
     const known = this.options.tables.map((t) => t.source);
     for (const table of tables) {
       if (!known.includes(table)) throw new ConfigError(`--table ${table}: not a table of this stream (${known.join(', ')})`);
     }
-    return WalPosition.parse(position).withCopy(inOrder(tables.length > 0 ? tables : known, this.tableOrder)).toString();
+    return WalPosition.parse(position).withCopy(inOrder(tables.length > 0 ? tables : known, this.tableOrder), where).toString();
   }
 
   /** The stream's apply order (parents first): tables are copied in it, so no copied child meets a missing parent. */

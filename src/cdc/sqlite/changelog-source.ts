@@ -86,8 +86,8 @@ export class SqliteChangeLogSource implements Source {
     this.tableCopy.setOrder(tables);
   }
 
-  requestSnapshot(position: string | null, tables: string[]): string {
-    return this.tableCopy.request(position, tables);
+  requestSnapshot(position: string | null, tables: string[], where?: string): string {
+    return this.tableCopy.request(position, tables, where);
   }
 
   copying(position: string): string[] {
@@ -211,9 +211,9 @@ export class SqliteChangeLogSource implements Source {
   /** The next chunk of the table being copied, in the log page's read transaction. */
   private readCopyChunk(db: SqliteDatabase, copy: CopyProgress): CopyChunk & { copy: CopyProgress } {
     const table = this.tableCopy.current(copy);
-    const statement = copyChunkSql(table.name, rowImageSql('t', this.columns.get(table.name)!), table.key, copy.key !== null);
+    const statement = copyChunkSql(table.name, rowImageSql('t', this.columns.get(table.name)!), table.key, copy.key !== null, copy.where);
     const rows = db.prepare(statement).all(copy.key === null ? { limit: this.tableCopy.chunkSize } : { key: copy.key, limit: this.tableCopy.chunkSize }) as { row_data: string; copy_key: string }[];
-    const total = copy.total ?? Number((db.prepare(COUNT_ROWS_SQL(table.name)).get() as { n: number }).n);
+    const total = copy.total ?? Number((db.prepare(COUNT_ROWS_SQL(table.name, copy.where)).get() as { n: number }).n);
     return { rows: rows.map((r) => r.row_data), lastKey: rows.at(-1)?.copy_key ?? copy.key, copy: { ...copy, total } };
   }
 

@@ -13,14 +13,19 @@ import { quoteIdent, quoteLiteral } from '../../sinks/sqlite/connection.js';
  * ORDER BY does. Two statements, because `@key IS NULL OR …` keeps SQLite
  * from seeking the primary key.
  */
-export function copyChunkSql(table: string, rowImage: string, key: string[], after: boolean): string {
+export function copyChunkSql(table: string, rowImage: string, key: string[], after: boolean, where?: string): string {
   const columns = key.map((k) => `t.${quoteIdent(k)}`).join(', ');
   const keyImage = `json_object(${key.map((k) => `${quoteLiteral(k)}, t.${quoteIdent(k)}`).join(', ')})`;
-  const where = after ? `\n WHERE (${columns}) > (SELECT ${key.map((k) => `json_extract(@key, ${quoteLiteral(`$."${k.replace(/"/g, '\\"')}"`)})`).join(', ')})` : '';
+  const conditions = [
+    ...(after ? [`(${columns}) > (SELECT ${key.map((k) => `json_extract(@key, ${quoteLiteral(`$."${k.replace(/"/g, '\\"')}"`)})`).join(', ')})`] : []),
+    ...(where === undefined ? [] : [`(${where})`]),
+  ];
   return `SELECT ${rowImage} AS row_data, ${keyImage} AS copy_key
-  FROM ${quoteIdent(table)} AS t${where}
+  FROM ${quoteIdent(table)} AS t${whereClause(conditions)}
  ORDER BY ${columns}
  LIMIT @limit`;
 }
 
-export const COUNT_ROWS_SQL = (table: string) => `SELECT count(*) AS n FROM ${quoteIdent(table)}`;
+export const COUNT_ROWS_SQL = (table: string, where?: string) => `SELECT count(*) AS n FROM ${quoteIdent(table)} AS t${whereClause(where === undefined ? [] : [`(${where})`])}`;
+
+const whereClause = (conditions: string[]) => (conditions.length === 0 ? '' : `\n WHERE ${conditions.join(' AND ')}`);

@@ -1,4 +1,5 @@
 import type { OwnWrites } from '../../core/own-writes.js';
+import { noWhere } from '../copy-filter.js';
 import { createHash } from 'node:crypto';
 import type { RealtimeChannel, SupabaseClient } from '@supabase/supabase-js';
 import { Observable, Subject, concatMap, defer, startWith } from 'rxjs';
@@ -298,7 +299,9 @@ export class SupabaseRealtimeSource implements Source {
    * watermark) instead of from the last one: keyset pages by (updated-at,
    * key), with the same guards against overtaking live changes.
    */
-  requestSnapshot(position: string | null, tables: string[]): string {
+  requestSnapshot(position: string | null, tables: string[], where?: string): string {
+    // Its pages are PostgREST reads, which take filters in their own syntax, not SQL.
+    noWhere('supabase-realtime', where);
     const known = this.tables.map((t) => t.source);
     const unknown = tables.filter((t) => !known.includes(t));
     if (unknown.length > 0) throw new ConfigError(`--table: not a table of this stream: ${unknown.join(', ')} (have: ${known.join(', ')})`);

@@ -327,6 +327,8 @@ describe('MssqlQueueSource: polling, snapshot, housekeeping', () => {
     const chunks = await pull(source, null, 2);
     expect(chunks.map((c) => c.events.map((e) => e.table))).toEqual([['dbo.tblLines'], ['dbo.tblPatients']]);
     expect(JSON.parse(source.requestSnapshot('{"seq":7}', [])!)).toEqual({ seq: 7, snapshot: { 'dbo.tblLines': null, 'dbo.tblPatients': null } });
+    // Its pages are prepared statements per table: a copy limited by a condition is for the PostgreSQL and SQLite sources.
+    expect(() => source.requestSnapshot('{"seq":7}', ['dbo.tblLines'], 'id > 1')).toThrow(/copies whole tables; leave --where out/);
   });
 
   it('asks for a new copy of some tables through requestSnapshot', async () => {

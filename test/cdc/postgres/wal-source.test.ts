@@ -438,6 +438,17 @@ describe('postgres-wal source', () => {
     expect(resumed.flatMap((c) => c.events.filter((e) => e.copied)).slice(0, 10).map((e) => Number(e.key.id))).toEqual([11, 12, 13, 14, 15, 16, 17, 18, 19, 20]);
   });
 
+  it('copies only the rows a --where condition holds for when asked (cdc-sync snapshot --where)', async () => {
+    await db.query(`INSERT INTO items (id, name, amount) SELECT i, 'row ' || i, i FROM generate_series(1, 30) AS i`);
+    const { source } = await openSource({ snapshot: 'never', readLimit: 4 });
+    const position = source.requestSnapshot('0/0', ['items'], 'amount > 20 AND id % 2 = 0');
+    expect(JSON.parse(position!).copy).toEqual({ tables: ['items'], after: null, where: 'amount > 20 AND id % 2 = 0' });
+    const chunks = await pullUntil(source, position, (all) => all.some((e) => e.copied && e.key.id === '30'));
+    expect(chunks.flatMap((c) => c.events.filter((e) => e.copied).map((e) => Number(e.key.id)))).toEqual([22, 24, 26, 28, 30]);
+    // Each chunk's position carries the condition, so a restart goes on copying only those rows.
+    expect(JSON.parse(chunks.find((c) => c.events.some((e) => e.copied))!.position).copy).toMatchObject({ where: 'amount > 20 AND id % 2 = 0' });
+  });
+
   it('cdc-sync snapshot: copies the named tables again, then streams on from the stored position', async () => {
     const { source } = await openSource();
     expect(JSON.parse(source.requestSnapshot('0/16B3748', ['items'])!)).toEqual({ lsn: '0/16B3748', copy: { tables: ['items'], after: null } });
