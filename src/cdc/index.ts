@@ -44,6 +44,7 @@ export function createSource(config: StreamConfig, path: string, ownWrites = new
         publication: source.publication ?? DEFAULT_NAME(config.name),
         truncate: source.truncate,
         snapshot: source.snapshot,
+        chunkSize: source.snapshotChunkSize,
         readLimit: source.readLimit ?? config.batch.maxSize,
         bufferSize: walBufferSize(source.bufferSize, source.readLimit ?? config.batch.maxSize),
         statusIntervalMs: source.statusIntervalMs,

@@ -65,7 +65,7 @@ export const sourceSchema = z.strictObject({
   idleIntervalMs: integer((n) => n.positive()).default(1000),
   /** A stream without checkpoint first copies the rows its tables hold (every source type; supabase-realtime: a catch-up read from the start). */
   snapshot: z.enum(['initial', 'never']).default('initial'),
-  /** sqlite-changelog, postgres-changelog: rows per chunk of that copy (each chunk is one read and at least one batch). */
+  /** sqlite-changelog, postgres-changelog, postgres-wal: rows per chunk of that copy (each chunk is one read and at least one batch). */
   snapshotChunkSize: integer((n) => n.positive().max(1_000_000)).default(10_000),
   /** supabase-realtime: the service-role key (SUPABASE_SERVICE_ROLE_KEY). */
   key: z.string().min(1).optional(),

@@ -196,23 +196,23 @@ export class WalCopier {
    */
   private close(): void {
     const window = this.window!;
-    const touched = this.touched ?? [];
+    // Only transactions the chunk did not see count, and of them only changes of its table.
+    const unseen = (this.touched ?? []).filter(({ xid, events }) => !window.visible(xid) && events.some((e) => e.table === window.table.source));
     this.window = null;
     this.touched = null;
-    const rows = new Map(window.events.map((e) => [keyText(e.key), e]));
-    for (const { xid, events } of touched) {
-      if (window.visible(xid)) continue;
+    const rows = unseen.length === 0 ? null : new Map(window.events.map((e) => [keyText(e.key), e]));
+    for (const { events } of rows ? unseen : []) {
       for (const change of events) {
         if (change.table !== window.table.source) continue;
         const key = keyText(change.key);
-        const copied = rows.get(key);
+        const copied = rows!.get(key);
         if (!copied) continue;
         const partial = change.op === 'update' && window.table.columns.some((c) => !(c in change.row!));
         if (partial) copied.row = { ...copied.row, ...change.row };
-        else rows.delete(key);
+        else rows!.delete(key);
       }
     }
-    const events = [...rows.values()];
+    const events = rows ? [...rows.values()] : window.events;
     const stats = this.copiedOf.get(window.table.source)!;
     stats.superseded += window.events.length - events.length;
     if (window.next?.tables[0] !== window.table.source) {

@@ -52,8 +52,10 @@ export const MARKER_EXISTS_SQL = `SELECT to_regclass('cdc_sync.origin_marker') I
 /**
  * One page of a table's initial copy, in key order (keyset pagination):
  * `$1` the key of the last row copied as json (typed by the table's own row
- * type), `$2` the page size. Each row comes as the text[] of its columns'
- * output functions (format's %s calls them), the very text pgoutput sends
+ * type), `$2` the page size. Each row comes as `found` (true) and its
+ * columns `c0`, `c1`, … as the text of their output functions (format's %s
+ * calls them; columns, not one text[], which the driver would have to
+ * parse again), the very text pgoutput sends
  * for a change, so a copied row and a streamed change of the same key carry
  * equal values: `2` and `'2'` for a bigint would be two keys to the batch,
  * and a streamed delete would not meet the copied insert it must undo.
@@ -64,7 +66,7 @@ export function copyPageSql(table: string, key: string[], columns: string[], fir
   const values = columns.map((c) => `CASE WHEN t.${quoteIdent(c)} IS NULL THEN NULL ELSE format('%s', t.${quoteIdent(c)}) END`);
   const after = first ? 'WHERE $1::json IS NULL' : `WHERE (${keys.map((k) => `t.${k}`).join(', ')}) > (SELECT ${keys.join(', ')} FROM json_populate_record(NULL::${t}, $1::json))`;
   const only = where === undefined ? '' : ` AND (${where})`;
-  return `SELECT ARRAY[${values.join(', ')}]::text[] AS row FROM ${t} AS t ${after}${only} ORDER BY ${keys.map((k) => `t.${k}`).join(', ')} LIMIT $2`;
+  return `SELECT true AS found, ${values.map((v, i) => `${v} AS c${i}`).join(', ')} FROM ${t} AS t ${after}${only} ORDER BY ${keys.map((k) => `t.${k}`).join(', ')} LIMIT $2`;
 }
 
 /**
@@ -73,13 +75,15 @@ export function copyPageSql(table: string, key: string[], columns: string[], fir
  * a transactional logical message (prefix `cdc-sync`, content $3) written
  * after the statement's snapshot was taken, so every transaction the chunk
  * sees committed before the message's LSN (see WalCopier). Transactional,
- * so the statement's commit flushes it and the stream reaches it at once
- * (a non-transactional one waits for the WAL writer); it needs no table
- * write, only a primary.
+ * and committed with synchronous_commit on for this transaction whatever
+ * the server's setting, so the commit flushes it and the walsender sends it
+ * at once (a walsender sends only flushed WAL; the WAL writer would take up
+ * to wal_writer_delay). It needs no table write, only a primary.
  */
 export function walCopyChunkSql(table: string, key: string[], columns: string[], first: boolean, where?: string): string {
-  return `SELECT m.marker::text AS marker, m.snapshot, c.row
-  FROM (SELECT pg_current_snapshot()::text AS snapshot, pg_logical_emit_message(true, 'cdc-sync', $3::text) AS marker) AS m
+  return `SELECT m.marker::text AS marker, m.snapshot, c.*
+  FROM (SELECT pg_current_snapshot()::text AS snapshot, set_config('synchronous_commit', 'on', true) AS flush,
+               pg_logical_emit_message(true, 'cdc-sync', $3::text) AS marker) AS m
   LEFT JOIN LATERAL (${copyPageSql(table, key, columns, first, where)}) AS c ON true`;
 }
 

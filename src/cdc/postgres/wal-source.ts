@@ -41,8 +41,10 @@ export interface WalSourceOptions {
   slot: string;
   publication: string;
   truncate: 'apply' | 'dead-letter' | 'ignore';
-  /** `initial`: a stream without checkpoint first copies its tables, then streams from the slot. */
+  /** `initial`: a stream without checkpoint first copies its tables, beside the stream from the slot. */
   snapshot: 'initial' | 'never';
+  /** Rows per chunk of a copy (snapshotChunkSize; default readLimit). */
+  chunkSize?: number;
   /** Changes per chunk (whole transactions; one transaction may exceed it). */
   readLimit: number;
   /** Decoded changes held in memory before the socket is paused. */
@@ -163,19 +165,22 @@ export class WalSource implements Source {
         reader: {
           chunk: async (source, after, limit, where) => {
             const table = this.tables.get(qualifiedText(source))!;
-            const rows = await this.query<{ marker: string; snapshot: string; row: (string | null)[] | null }>(walCopyChunkSql(source, table.key, table.columns, after === null, where), [
+            const rows = await this.query<Record<string, string | null>>(walCopyChunkSql(source, table.key, table.columns, after === null, where), [
               after === null ? null : toJsonText(after),
               limit,
               this.context.stream,
             ]);
-            return { marker: rows[0]!.marker, snapshot: rows[0]!.snapshot, rows: rows.flatMap((r) => (r.row ? [r.row] : [])) };
+            const columns = table.columns.map((_, i) => `c${i}`);
+            // One row without `found` when the chunk is empty (the LEFT JOIN of the watermark's row).
+            const found = rows.filter((r) => r.found !== null);
+            return { marker: rows[0]!.marker!, snapshot: rows[0]!.snapshot!, rows: found.map((r) => columns.map((c) => r[c] ?? null)) };
           },
           estimate: async (source) => {
             const [row] = await this.query<{ n: number | null }>(ROW_ESTIMATE_SQL, [quoteTable(qualify(source))]);
             return row?.n !== null && row?.n !== undefined && row.n > 0 ? row.n : null;
           },
         },
-        limit: this.options.readLimit,
+        limit: this.options.chunkSize ?? this.options.readLimit,
         sentThrough: () => this.sentThrough,
         push: (item) => this.queueCopy(item),
         fail: (error) => this.subscriber?.error(error),
