@@ -13,7 +13,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
-import { applySqliteChangelogSetup } from '../src/cdc/sqlite/changelog-setup.js';
+import { applySqliteChangelogSetup } from '../src/db/sqlite/changelog-setup.js';
 import { startPostgresCluster, type PostgresCluster } from '../test/support/postgres-cluster.js';
 import { prepareSource, prepareTarget, tableDigest, withClient } from './backlog.js';
 import { cpuSeconds } from './proc.js';

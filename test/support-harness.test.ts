@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { pgSocket } from '../src/sinks/postgres/connection.js';
+import { pgSocket } from '../src/db/postgres/connection.js';
 import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.js';
 import { createTestDatabase, pgServer, type TestDatabase } from './support/test-database.js';
 

@@ -8,7 +8,7 @@ import { ConfigError, errorMessage } from '../core/errors.js';
 import { createLogger } from '../log.js';
 import { createMetrics } from '../metrics/metrics.js';
 import type { ControlStatus } from '../server/control.js';
-import { createPool } from '../sinks/postgres/connection.js';
+import { createPool } from '../db/postgres/connection.js';
 import { buildStreams } from '../streams/build.js';
 import type { Stream } from '../streams/stream.js';
 import { snapshotCommand } from './snapshot.js';

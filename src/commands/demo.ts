@@ -6,8 +6,8 @@ import { demoConfig, demoPaths } from '../demo/demo-config.js';
 import { showProgress } from '../demo/progress.js';
 import { CLINIC_SCHEMA, PORTAL_SCHEMA } from '../demo/schema.js';
 import { DemoWriter } from '../demo/writer.js';
-import { createPool } from '../sinks/postgres/connection.js';
-import { openSqlite } from '../sinks/sqlite/connection.js';
+import { createPool } from '../db/postgres/connection.js';
+import { openSqlite } from '../db/sqlite/connection.js';
 import { compareSides } from '../demo/compare.js';
 
 /**

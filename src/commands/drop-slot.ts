@@ -2,7 +2,7 @@ import pg from 'pg';
 import { loadConfigFile } from '../config/load.js';
 import { ConfigError } from '../core/errors.js';
 import { DEFAULT_NAME } from '../cdc/postgres/wal-setup.js';
-import { connectError } from '../sinks/postgres/connection.js';
+import { connectError } from '../db/postgres/connection.js';
 
 /** `cdc-sync drop-slot --stream S`: drops the stream's replication slot (the server then frees the WAL it kept); refuses while it is in use. */
 export async function dropSlotCommand(options: { config: string; stream: string }): Promise<string> {

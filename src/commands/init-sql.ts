@@ -1,10 +1,10 @@
-import { enableCdcSql, queueTriggerSql, syncQueueSql } from '../cdc/mssql/queue-setup.js';
+import { enableCdcSql, queueTriggerSql, syncQueueSql } from '../db/mssql/queue-setup.js';
 import { ConfigError } from '../core/errors.js';
 import { changelogSetupSql } from '../cdc/postgres/changelog-setup.js';
 import { DEFAULT_NAME, walSetupSql } from '../cdc/postgres/wal-setup.js';
-import { sqliteChangelogSetupSql } from '../cdc/sqlite/changelog-setup.js';
-import { openSqlite } from '../sinks/sqlite/connection.js';
-import { supabaseSourceSetupSql } from '../cdc/supabase/setup.js';
+import { sqliteChangelogSetupSql } from '../db/sqlite/changelog-setup.js';
+import { openSqlite } from '../db/sqlite/connection.js';
+import { supabaseSourceSetupSql } from '../db/supabase/setup.js';
 import type { Config } from '../config/schema.js';
 import { skipNoopSetupSql } from '../sinks/supabase/skip-noop-sql.js';
 

@@ -1,4 +1,4 @@
-import type { Environment } from './load.js';
+import type { Environment } from './environment.js';
 
 /**
  * Settings of the older sync scripts keep working where they mean the same

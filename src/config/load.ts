@@ -5,7 +5,8 @@ import { ConfigError } from '../core/errors.js';
 import { applyLegacyEnvironment } from './legacy-env.js';
 import { configSchema, type Config } from './schema.js';
 
-export type Environment = Record<string, string | undefined>;
+export type { Environment } from './environment.js';
+import type { Environment } from './environment.js';
 
 /** Reads, substitutes `${VAR}` and validates a configuration file. Throws ConfigError naming key paths. */
 export function loadConfigFile(path: string, env: Environment = process.env): Config {

@@ -4,26 +4,14 @@ import { errorMessage } from '../core/errors.js';
 import { parseJson } from '../core/json.js';
 import type { Config } from '../config/schema.js';
 import { FileDeadLetterStore } from '../dead-letters/file-dead-letter-store.js';
-import { loadMssqlDriver, type MssqlClient, type MssqlConnect } from '../cdc/mssql/client.js';
+import { loadMssqlDriver, type MssqlClient, type MssqlConnect } from '../db/mssql/client.js';
 import { MARK_DEAD_LETTERS_RETRIED, OPEN_DEAD_LETTERS } from '../sinks/mssql/queries.js';
-import { createPool } from '../sinks/postgres/connection.js';
+import { createPool } from '../db/postgres/connection.js';
 import type { Stream } from '../streams/stream.js';
 import { SqliteDeadLetters } from '../sinks/sqlite/dead-letters.js';
+import type { DeadLetterRetryStore, OpenDeadLetter } from '../dead-letters/retry-store.js';
 
-/** An open (not yet retried) dead letter: its store's id, source table and payload. */
-export interface OpenDeadLetter {
-  id: string;
-  table: string;
-  payload: string;
-  position: string;
-}
-
-/** Reading and marking dead letters, one implementation per place they are kept. */
-export interface DeadLetterRetryStore {
-  open(stream: string, table?: string): Promise<OpenDeadLetter[]>;
-  markRetried(ids: string[]): Promise<void>;
-  close(): Promise<void>;
-}
+export type { DeadLetterRetryStore, OpenDeadLetter } from '../dead-letters/retry-store.js';
 
 /** The sink keeps them in `cdc_sync.dead_letters` of its PostgreSQL database; retried ones get `retried_at`. */
 export class PostgresDeadLetters implements DeadLetterRetryStore {

@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import { columnMatchKey } from '../core/names.js';
-import type { Pool } from '../sinks/postgres/connection.js';
+import type { Pool } from '../db/postgres/connection.js';
 import { DEMO_TABLES } from './schema.js';
 
 /** Row sets of every demo table on both sides, compared by column match keys (PersonID ~ person_id). */

@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import type { Pool } from '../sinks/postgres/connection.js';
+import type { Pool } from '../db/postgres/connection.js';
 
 /**
  * Makes changes on both sides, as people would: the clinic adds patients,

@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { changelogSetupSql } from '../../src/cdc/postgres/changelog-setup.js';
 import { ChangeLogSource } from '../../src/cdc/postgres/changelog-source.js';
-import { applySqliteChangelogSetup } from '../../src/cdc/sqlite/changelog-setup.js';
+import { applySqliteChangelogSetup } from '../../src/db/sqlite/changelog-setup.js';
 import { SqliteChangeLogSource } from '../../src/cdc/sqlite/changelog-source.js';
 import type { Source } from '../../src/cdc/source.js';
 import { splitCopy } from '../../src/cdc/table-copy.js';

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { connectionConfig } from '../../src/cdc/mssql/client.js';
+import { connectionConfig } from '../../src/db/mssql/client.js';
 import { promtool } from '../grafana/support.js';
 import {
   ContainerPaths,

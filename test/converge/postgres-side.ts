@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { changelogSetupSql } from '../../src/cdc/postgres/changelog-setup.js';
-import { createPool, type Pool } from '../../src/sinks/postgres/connection.js';
+import { createPool, type Pool } from '../../src/db/postgres/connection.js';
 import { createTestDatabase, type PgServer } from '../support/test-database.js';
 import type { Edit, ParentValues } from './history.js';
 import { imageChange, inRange, snapshotOf, SPAN, type Side, type Snapshot, type UserChange, type Write } from './sides.js';

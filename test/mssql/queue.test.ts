@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { quote } from '../../src/cdc/mssql/cdc-queries.js';
-import { connectMssql, type MssqlClient } from '../../src/cdc/mssql/client.js';
-import { queueSetupSql, syncQueueSql } from '../../src/cdc/mssql/queue-setup.js';
+import { quote } from '../../src/db/mssql/identifiers.js';
+import { connectMssql, type MssqlClient } from '../../src/db/mssql/client.js';
+import { queueSetupSql, syncQueueSql } from '../../src/db/mssql/queue-setup.js';
 import type { MssqlQueueSource } from '../../src/cdc/mssql/queue-source.js';
 import { parseJson } from '../../src/core/json.js';
 import { harness, pull } from '../support/queue-harness.js';

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChangeEvent } from '../../src/core/change-event.js';
 import { ConfigError, PermanentError } from '../../src/core/errors.js';
 import { TableMapping, type TableConfig } from '../../src/core/mapping.js';
-import { queueSetupSql } from '../../src/cdc/mssql/queue-setup.js';
+import { queueSetupSql } from '../../src/db/mssql/queue-setup.js';
 import { MssqlSink } from '../../src/sinks/mssql/mssql-sink.js';
 import { testContext } from '../support/stream-context.js';
 import { MSSQL_URL, SKIP_REASON, createSqlServerDatabase, type TestSqlServerDatabase } from './support.js';

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Subject } from 'rxjs';
-import { connectMssql, type MssqlClient } from '../../src/cdc/mssql/client.js';
+import { connectMssql, type MssqlClient } from '../../src/db/mssql/client.js';
 import type { Source } from '../../src/cdc/source.js';
 import type { ChangeEvent } from '../../src/core/change-event.js';
 

@@ -1,5 +1,5 @@
 import { MssqlQueueSource, type MssqlQueueSourceOptions } from '../../src/cdc/mssql/queue-source.js';
-import type { MssqlConnect } from '../../src/cdc/mssql/client.js';
+import type { MssqlConnect } from '../../src/db/mssql/client.js';
 import type { SourceChunk } from '../../src/core/change-event.js';
 import type { TableConfig } from '../../src/core/mapping.js';
 import { FakeQueue } from './fake-mssql/fake-queue.js';

@@ -1,4 +1,5 @@
-import type { Query } from './client.js';
+import type { Query } from '../../db/mssql/client.js';
+import { quote } from '../../db/mssql/identifiers.js';
 
 /**
  * T-SQL of the `mssql-cdc` source. Every statement reads SQL Server's own CDC
@@ -157,6 +158,3 @@ export function changedSinceCopySql(changeTables: string[], key: string[]): stri
   return `CASE WHEN ${exists.join(' OR ')} THEN 1 ELSE 0 END`;
 }
 
-export function quote(name: string): string {
-  return `[${name.replace(/]/g, ']]')}]`;
-}

@@ -29,12 +29,12 @@ import {
   columnList,
   readChanges,
 } from './cdc-queries.js';
-import { loadMssqlDriver, openClient, type MssqlClient, type MssqlConnect } from './client.js';
-import { MSSQL_ERRORS } from './errors.js';
+import { loadMssqlDriver, openClient, type MssqlClient, type MssqlConnect } from '../../db/mssql/client.js';
+import { MSSQL_ERRORS } from '../../db/mssql/errors.js';
 import { checkServer, type ServerState } from './server-check.js';
 import { Lsn } from './lsn.js';
 import { TableSnapshot } from './snapshot.js';
-import { splitTable } from './snapshot-queries.js';
+import { splitTable } from '../../db/mssql/identifiers.js';
 
 const MARKER = 'cdc_sync.origin_marker';
 

@@ -1,7 +1,6 @@
-import type { Params, Query } from './client.js';
-import { quote } from './cdc-queries.js';
-import { recordId } from './queue-setup.js';
-import { splitTable } from './snapshot-queries.js';
+import type { Params, Query } from '../../db/mssql/client.js';
+import { queueTableName, quote, splitTable } from '../../db/mssql/identifiers.js';
+import { recordId } from '../../db/mssql/queue-setup.js';
 
 /**
  * T-SQL of the `mssql-queue` source: the SyncQueue table the triggers of
@@ -46,11 +45,6 @@ export interface TableInfoRow {
   key_ordinal: number | null;
   /** 1 when the table has a trigger named `trg_sync_<table>`. */
   has_trigger: number;
-}
-
-export function queueTableName(queueTable: string): string {
-  const [schema, name] = splitTable(queueTable);
-  return `${quote(schema)}.${quote(name)}`;
 }
 
 /** `@t0, @t1, …`: the TableName values this reader owns (see tableNameParams). */
@@ -222,7 +216,3 @@ export function pendingRecordSql(queueTable: string, key: string[], names: numbe
    WHERE q.TableName IN (${list}) AND q.RecordID = ${recordId('t', key)} AND q.Status = N'Pending') THEN 1 ELSE 0 END`;
 }
 
-/** A CreatedAt default in server local time: GETDATE(), SYSDATETIME(), CURRENT_TIMESTAMP (not SYSUTCDATETIME()/GETUTCDATE()). */
-export function isLocalTimeDefault(definition: string | null): boolean {
-  return definition !== null && /getdate\(|sysdatetime\(|current_timestamp/i.test(definition);
-}

@@ -5,7 +5,7 @@ import { parseJson } from '../../core/json.js';
 import { parseQualifiedName } from '../../core/names.js';
 import type { TableConfig } from '../../core/mapping.js';
 import type { QueueRow, TableInfoRow } from './queue-queries.js';
-import { splitTable } from './snapshot-queries.js';
+import { splitTable } from '../../db/mssql/identifiers.js';
 
 /** A configured table as the queue reader knows it after open(). */
 export interface QueuedTable {

@@ -2,7 +2,7 @@ import { inOrder } from '../../core/arrays.js';
 import { noWhere } from '../copy-filter.js';
 import { ReadGeneration } from '../read-generation.js';
 import { hostname } from 'node:os';
-import { Observable, Subject, concatMap, defer, startWith } from 'rxjs';
+import { concatMap, defer, Observable, startWith, Subject } from 'rxjs';
 import type { ChangeEvent, SourceChunk } from '../../core/change-event.js';
 import { ConfigError } from '../../core/errors.js';
 import type { TableConfig } from '../../core/mapping.js';
@@ -12,27 +12,16 @@ import { IdlePoll } from '../idle-wait.js';
 import { readWithRetry } from '../read-with-retry.js';
 import { countCaptured } from '../count-captured.js';
 import type { Source } from '../source.js';
-import { quote } from './cdc-queries.js';
-import { loadMssqlDriver, openClient, type MssqlClient, type MssqlConnect } from './client.js';
-import { MSSQL_ERRORS } from './errors.js';
+import { queueTableName, quote, splitTable } from '../../db/mssql/identifiers.js';
+import { loadMssqlDriver, type MssqlClient, type MssqlConnect, openClient } from '../../db/mssql/client.js';
+import { MSSQL_ERRORS } from '../../db/mssql/errors.js';
 import { ClaimLedger } from './queue-ledger.js';
 import { QueuePosition } from './queue-position.js';
-import {
-  idList,
-  isLocalTimeDefault,
-  pendingRecordSql,
-  queueStatements,
-  queueTableName,
-  tableNameParams,
-  type QueueRow,
-  type QueueShape,
-  type QueueStatements,
-  type TableInfoRow,
-} from './queue-queries.js';
-import { QueueRowReader, describeTable, type QueuedTable } from './queue-rows.js';
-import { triggerName } from './queue-setup.js';
+import { idList, pendingRecordSql, type QueueRow, type QueueShape, queueStatements, type QueueStatements, type TableInfoRow, tableNameParams } from './queue-queries.js';
+import { isLocalTimeDefault } from '../../db/mssql/columns.js';
+import { describeTable, type QueuedTable, QueueRowReader } from './queue-rows.js';
+import { triggerName } from '../../db/mssql/queue-setup.js';
 import { TableSnapshot } from './snapshot.js';
-import { splitTable } from './snapshot-queries.js';
 
 export interface MssqlQueueSourceOptions {
   url: string;

@@ -1,5 +1,5 @@
-import type { Query } from './client.js';
-import { quote } from './cdc-queries.js';
+import type { Query } from '../../db/mssql/client.js';
+import { quote, splitTable } from '../../db/mssql/identifiers.js';
 
 /** T-SQL of the initial snapshot: a keyset walk over the table's key, compared by SQL Server itself. */
 
@@ -23,24 +23,6 @@ export interface KeyColumn {
   name: string;
   /** Declared type, e.g. `nvarchar(50)`, `decimal(18,2)`, `int`. */
   type: string;
-}
-
-/** `nvarchar(50)` from sys.columns (max_length is in bytes; -1 means max). */
-export interface TableColumn {
-  column_name: string;
-  column_type: string;
-  max_length: number;
-  precision: number;
-  scale: number;
-}
-
-export function declaredType(row: TableColumn): string {
-  const t = row.column_type.toLowerCase();
-  if (['varchar', 'char', 'varbinary', 'binary'].includes(t)) return `${t}(${row.max_length === -1 ? 'max' : row.max_length})`;
-  if (['nvarchar', 'nchar'].includes(t)) return `${t}(${row.max_length === -1 ? 'max' : row.max_length / 2})`;
-  if (['decimal', 'numeric'].includes(t)) return `${t}(${row.precision},${row.scale})`;
-  if (['datetime2', 'datetimeoffset', 'time'].includes(t)) return `${t}(${row.scale})`;
-  return t;
 }
 
 /** 1 for a row of a page whose key still has a change to stream (see TableSnapshot). */
@@ -78,7 +60,3 @@ export function readPage(table: string, columns: string, key: KeyColumn[], chang
   };
 }
 
-export function splitTable(table: string): [string, string] {
-  const dot = table.indexOf('.');
-  return dot < 0 ? ['dbo', table] : [table.slice(0, dot), table.slice(dot + 1)];
-}

@@ -1,10 +1,12 @@
 import type { ChangeEvent, Row, Value } from '../../core/change-event.js';
 import { ConfigError } from '../../core/errors.js';
-import { columnList, quote } from './cdc-queries.js';
-import type { MssqlClient, Params } from './client.js';
+import { columnList } from './cdc-queries.js';
+import { quote, splitTable } from '../../db/mssql/identifiers.js';
+import type { MssqlClient, Params } from '../../db/mssql/client.js';
 import { COPY_TIME } from '../table-copy.js';
 import type { StreamContext } from '../../streams/context.js';
-import { CHANGED_COLUMN, TABLE_COLUMNS, TABLE_ROWS, declaredType, readPage, splitTable, type KeyColumn, type TableColumn } from './snapshot-queries.js';
+import { CHANGED_COLUMN, type KeyColumn, readPage, TABLE_COLUMNS, TABLE_ROWS } from './snapshot-queries.js';
+import { declaredType, type TableColumn } from '../../db/mssql/columns.js';
 
 /**
  * A statement fragment that tells, for a row `t` of a page, whether its key

@@ -1,4 +1,4 @@
-import { quoteIdent, quoteLiteral } from '../../sinks/postgres/identifiers.js';
+import { quoteIdent, quoteLiteral } from '../../db/postgres/identifiers.js';
 
 /**
  * The change-log reader's SQL (PostgreSQL 13+ and PGlite: pg_current_snapshot,

@@ -1,4 +1,4 @@
-import { quoteTable, qualify } from '../../sinks/postgres/identifiers.js';
+import { quoteTable, qualify } from '../../db/postgres/identifiers.js';
 
 /**
  * Set-up for the `postgres-changelog` source: one change table, one trigger

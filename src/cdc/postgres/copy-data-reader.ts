@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { pgSocket } from '../../sinks/postgres/connection.js';
+import { pgSocket } from '../../db/postgres/connection.js';
 
 export interface CopyDataHandlers {
   /** `messages` whole CopyData messages carrying XLogData, which are `bytes[start, end)`; the buffer is not reused. */

@@ -1,6 +1,6 @@
 import { ConfigError } from '../../core/errors.js';
-import type { Pool } from '../../sinks/postgres/connection.js';
-import { classifyPgError, isConnectionError } from '../../sinks/postgres/errors.js';
+import type { Pool } from '../../db/postgres/connection.js';
+import { classifyPgError, isConnectionError } from '../../db/postgres/errors.js';
 import type { StreamContext } from '../../streams/context.js';
 import type { RetryPolicy } from '../../streams/retry.js';
 import { readWithRetry } from '../read-with-retry.js';

@@ -1,4 +1,4 @@
-import { quoteIdent, quoteTable, qualify } from '../../sinks/postgres/identifiers.js';
+import { quoteIdent, quoteTable, qualify } from '../../db/postgres/identifiers.js';
 
 export const DEFAULT_NAME = (stream: string) => `cdc_sync_${stream.replace(/[^A-Za-z0-9_]/g, '_').toLowerCase()}`.slice(0, 63);
 

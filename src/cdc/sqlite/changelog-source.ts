@@ -3,8 +3,8 @@ import { ReadGeneration } from '../read-generation.js';
 import type { SourceChunk } from '../../core/change-event.js';
 import { ConfigError } from '../../core/errors.js';
 import type { TableConfig } from '../../core/mapping.js';
-import { openSqlite, quoteLiteral, sqliteTableName, tableColumns, type SqliteDatabase } from '../../sinks/sqlite/connection.js';
-import { classifySqliteError, isSqliteConnectionError } from '../../sinks/sqlite/errors.js';
+import { openSqlite, quoteLiteral, sqliteTableName, tableColumns, type SqliteDatabase } from '../../db/sqlite/connection.js';
+import { classifySqliteError, isSqliteConnectionError } from '../../db/sqlite/errors.js';
 import type { StreamContext } from '../../streams/context.js';
 import type { RetryPolicy } from '../../streams/retry.js';
 import { IdlePoll } from '../idle-wait.js';
@@ -17,7 +17,7 @@ import { checkSourceColumns } from '../check-columns.js';
 import { changeLogEvent, splitRejected, type ChangeLogResult } from '../change-log-row.js';
 import type { Source } from '../source.js';
 import { TableCopy, splitCopy, withCopy, type CopyChunk, type CopyProgress } from '../table-copy.js';
-import { captureTriggerNames, rowImageSql } from './changelog-setup.js';
+import { captureTriggerNames, rowImageSql } from '../../db/sqlite/changelog-setup.js';
 import { copyChunkSql, COUNT_ROWS_SQL } from './copy-queries.js';
 
 export interface SqliteChangeLogSourceOptions {

@@ -1,4 +1,4 @@
-import { quoteIdent, quoteLiteral } from '../../sinks/sqlite/connection.js';
+import { quoteIdent, quoteLiteral } from '../../db/sqlite/connection.js';
 
 /**
  * SQL of the sqlite-changelog source's copy of existing rows: a keyset walk

@@ -15,9 +15,9 @@ import type { Source } from '../source.js';
 import { readChangedRows, type CatchUpTable } from './catch-up.js';
 import { subscribeFeed } from './realtime-feed.js';
 import { COPY_FROM_START, RealtimePosition, type Watermark } from './realtime-position.js';
-import { TOMBSTONES } from './setup.js';
+import { TOMBSTONES } from '../../db/supabase/setup.js';
 import { importModule } from '../../core/import-module.js';
-import { ServerClock, losslessDecode, losslessFetch } from './lossless.js';
+import { ServerClock, losslessDecode, losslessFetch } from '../../db/supabase/lossless.js';
 import type { FeedTable } from './realtime-feed.js';
 
 export interface RealtimeSourceOptions {

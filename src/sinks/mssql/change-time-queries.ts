@@ -1,7 +1,6 @@
-import type { Query } from '../../cdc/mssql/client.js';
-import { quote } from '../../cdc/mssql/cdc-queries.js';
-import { queueTableName } from '../../cdc/mssql/queue-queries.js';
-import { recordId } from '../../cdc/mssql/queue-setup.js';
+import type { Query } from '../../db/mssql/client.js';
+import { queueTableName, quote } from '../../db/mssql/identifiers.js';
+import { recordId } from '../../db/mssql/queue-setup.js';
 import type { QualifiedName } from '../../core/names.js';
 import { target, typedRows } from './queries.js';
 

@@ -1,4 +1,4 @@
-import type { MssqlExecutor, Params } from '../../cdc/mssql/client.js';
+import type { MssqlExecutor, Params } from '../../db/mssql/client.js';
 import type { ChangeEvent, Row } from '../../core/change-event.js';
 import { parseJson, toJsonText } from '../../core/json.js';
 import type { QualifiedName } from '../../core/names.js';

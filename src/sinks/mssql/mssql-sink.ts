@@ -6,29 +6,16 @@ import { parseQualifiedName, type QualifiedName } from '../../core/names.js';
 import { utcWallClock } from '../../core/timestamps.js';
 import type { LogicalType } from '../../core/values.js';
 import type { StreamContext } from '../../streams/context.js';
-import { loadMssqlDriver, openClient, type MssqlClient, type MssqlConnect, type MssqlExecutor } from '../../cdc/mssql/client.js';
-import { classifyMssqlError, isMssqlConnectionError } from '../../cdc/mssql/errors.js';
-import { declaredType, type TableColumn } from '../../cdc/mssql/snapshot-queries.js';
-import { triggerName } from '../../cdc/mssql/queue-setup.js';
-import { isLocalTimeDefault } from '../../cdc/mssql/queue-queries.js';
+import { loadMssqlDriver, type MssqlClient, type MssqlConnect, type MssqlExecutor, openClient } from '../../db/mssql/client.js';
+import { classifyMssqlError, isMssqlConnectionError } from '../../db/mssql/errors.js';
+import { declaredType, isLocalTimeDefault, type TableColumn } from '../../db/mssql/columns.js';
+import { triggerName } from '../../db/mssql/queue-setup.js';
 import { byChangeTimeTable, type ConflictEntry } from '../conflicts.js';
 import type { ApplyResult, Sink, SinkBatch } from '../sink.js';
-import { recordConflicts, resolveByChangeTime, type ChangeTimeTarget } from './change-time.js';
+import { type ChangeTimeTarget, recordConflicts, resolveByChangeTime } from './change-time.js';
 import { QUEUE_CAPTURE, type QueueClock } from './change-time-queries.js';
-import { groupStatements, truncateUnsupported, type StatementGroup } from '../statement-groups.js';
-import {
-  INSERT_DEAD_LETTERS,
-  MARK_ORIGIN,
-  READ_CHECKPOINT,
-  SAVE_CHECKPOINT,
-  SETUP,
-  TARGET_COLUMNS,
-  TARGET_KEYS,
-  TARGET_REFERENCES,
-  conflictSql,
-  deleteSql,
-  mergeSql,
-} from './queries.js';
+import { groupStatements, type StatementGroup, truncateUnsupported } from '../statement-groups.js';
+import { conflictSql, deleteSql, INSERT_DEAD_LETTERS, MARK_ORIGIN, mergeSql, READ_CHECKPOINT, SAVE_CHECKPOINT, SETUP, TARGET_COLUMNS, TARGET_KEYS, TARGET_REFERENCES } from './queries.js';
 
 const TYPES: Record<string, LogicalType> = {
   bit: 'boolean', tinyint: 'integer', smallint: 'integer', int: 'integer', bigint: 'integer',

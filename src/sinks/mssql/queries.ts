@@ -1,6 +1,6 @@
-import type { Query } from '../../cdc/mssql/client.js';
-import { quote } from '../../cdc/mssql/cdc-queries.js';
-import { literal } from '../../cdc/mssql/queue-setup.js';
+import type { Query } from '../../db/mssql/client.js';
+import { quote } from '../../db/mssql/identifiers.js';
+import { literal } from '../../db/mssql/queue-setup.js';
 import type { QualifiedName } from '../../core/names.js';
 
 /**

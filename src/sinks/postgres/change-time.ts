@@ -2,7 +2,7 @@ import type { ChangeEvent, Row } from '../../core/change-event.js';
 import { parseJson, toJsonText } from '../../core/json.js';
 import type { QualifiedName } from '../../core/names.js';
 import { incomingLoses, lostToDeletes, lostToStored, type ConflictEntry } from '../conflicts.js';
-import type { PoolClient } from './connection.js';
+import type { PoolClient } from '../../db/postgres/connection.js';
 import { INSERT_CONFLICTS_SQL, PING_BACK_DELETES_SQL, localChangesSql, lockRowsSql } from './queries.js';
 
 export interface ChangeTimeResolution {

@@ -1,5 +1,5 @@
 import type { QualifiedName } from '../../core/names.js';
-import { quoteIdent, quoteLiteral, quoteTable } from './identifiers.js';
+import { quoteIdent, quoteLiteral, quoteTable } from '../../db/postgres/identifiers.js';
 
 /**
  * The sink's SQL. Every statement takes its rows as one json parameter and

@@ -1,5 +1,5 @@
-import type { DeadLetterRetryStore, OpenDeadLetter } from '../../control/retry-failed.js';
-import { openSqlite, type SqliteDatabase } from './connection.js';
+import type { DeadLetterRetryStore, OpenDeadLetter } from '../../dead-letters/retry-store.js';
+import { openSqlite, type SqliteDatabase } from '../../db/sqlite/connection.js';
 
 /**
  * `cdc-sync retry-failed` for the sqlite sink: its `cdc_sync_dead_letters`

@@ -1,6 +1,6 @@
 import type { LogicalType } from '../../core/values.js';
-import { rowImageSql } from '../../cdc/sqlite/changelog-setup.js';
-import { quoteIdent } from './connection.js';
+import { rowImageSql } from '../../db/sqlite/changelog-setup.js';
+import { quoteIdent } from '../../db/sqlite/connection.js';
 
 /**
  * The sink's SQL. Every statement takes its rows as one JSON parameter, an

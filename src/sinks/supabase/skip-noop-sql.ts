@@ -1,5 +1,5 @@
-import { grantToServiceRole } from '../../cdc/supabase/setup.js';
-import { qualify, quoteTable } from '../postgres/identifiers.js';
+import { grantToServiceRole } from '../../db/supabase/setup.js';
+import { qualify, quoteTable } from '../../db/postgres/identifiers.js';
 
 /**
  * Set-up for tables a `supabase` sink writes. PostgREST's merge-duplicates

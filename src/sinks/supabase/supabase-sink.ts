@@ -12,7 +12,7 @@ import { tableFromOpenApi, type OpenApiDocument } from './introspect.js';
 import { DEFAULT_LIMITS, chunkRows, deleteFilters, fieldName, groupRequests, toJsonRow, type ChunkLimits, type DeleteFilter } from './requests.js';
 import { importModule } from '../../core/import-module.js';
 import type { OwnWrites } from '../../core/own-writes.js';
-import { ServerClock, losslessFetch } from '../../cdc/supabase/lossless.js';
+import { ServerClock, losslessFetch } from '../../db/supabase/lossless.js';
 import { keyString, type ChangeEvent, type Row } from '../../core/change-event.js';
 
 export interface SupabaseSinkOptions {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { applySqliteChangelogSetup, sqliteChangelogSetupSql } from '../../../src/cdc/sqlite/changelog-setup.js';
+import { applySqliteChangelogSetup, sqliteChangelogSetupSql } from '../../../src/db/sqlite/changelog-setup.js';
 import { SqliteChangeLogSource } from '../../../src/cdc/sqlite/changelog-source.js';
 import { ConfigError } from '../../../src/core/errors.js';
 import type { ChangeEvent } from '../../../src/core/change-event.js';

@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SupabaseRealtimeSource } from '../../../src/cdc/supabase/realtime-source.js';
-import { supabaseSourceSetupSql } from '../../../src/cdc/supabase/setup.js';
+import { supabaseSourceSetupSql } from '../../../src/db/supabase/setup.js';
 import type { SourceChunk } from '../../../src/core/change-event.js';
 import type { TableConfig } from '../../../src/core/mapping.js';
 import { startPostgrest, type PostgrestStandIn } from '../../support/postgrest/server.js';

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { changelogSetupSql } from '../../../src/cdc/postgres/changelog-setup.js';
 import { ChangeLogSource } from '../../../src/cdc/postgres/changelog-source.js';
 import { TableMapping, type TableConfig } from '../../../src/core/mapping.js';
-import { createPool } from '../../../src/sinks/postgres/connection.js';
+import { createPool } from '../../../src/db/postgres/connection.js';
 import { PostgresSink } from '../../../src/sinks/postgres/postgres-sink.js';
 import { testContext } from '../../support/stream-context.js';
 

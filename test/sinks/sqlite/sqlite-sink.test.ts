@@ -7,7 +7,7 @@ import type { ChangeEvent, Row, Value } from '../../../src/core/change-event.js'
 import { PermanentError } from '../../../src/core/errors.js';
 import { TableMapping, type TableConfig, type TargetTable } from '../../../src/core/mapping.js';
 import { SqliteSink } from '../../../src/sinks/sqlite/sqlite-sink.js';
-import { applySqliteChangelogSetup } from '../../../src/cdc/sqlite/changelog-setup.js';
+import { applySqliteChangelogSetup } from '../../../src/db/sqlite/changelog-setup.js';
 import type { DeadLetter } from '../../../src/sinks/sink.js';
 import { testContext } from '../../support/stream-context.js';
 

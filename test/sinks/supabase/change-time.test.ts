@@ -2,7 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ChangeEvent } from '../../../src/core/change-event.js';
 import { TableMapping, type TableConfig } from '../../../src/core/mapping.js';
 import { OwnWrites } from '../../../src/core/own-writes.js';
-import { supabaseSourceSetupSql } from '../../../src/cdc/supabase/setup.js';
+import { supabaseSourceSetupSql } from '../../../src/db/supabase/setup.js';
 import { skipNoopSetupSql } from '../../../src/sinks/supabase/skip-noop-sql.js';
 import { SupabaseSink } from '../../../src/sinks/supabase/supabase-sink.js';
 import { startPostgrest, type PostgrestStandIn } from '../../support/postgrest/server.js';

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { MssqlClient } from '../../../src/cdc/mssql/client.js';
+import type { MssqlClient } from '../../../src/db/mssql/client.js';
 import { SAVE_CHECKPOINT } from '../../../src/sinks/mssql/queries.js';
 import { connect } from './driver.js';
 import { FakeSqlServer } from './fake-server.js';

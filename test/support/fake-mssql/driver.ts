@@ -1,5 +1,5 @@
-import type { MssqlClient, MssqlConnect } from '../../../src/cdc/mssql/client.js';
-import { classifyMssqlError } from '../../../src/cdc/mssql/errors.js';
+import type { MssqlClient, MssqlConnect } from '../../../src/db/mssql/client.js';
+import { classifyMssqlError } from '../../../src/db/mssql/errors.js';
 import { decode, encode } from './codec.js';
 
 /**

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { MssqlClient, MssqlConnect, Params, Query } from '../../../src/cdc/mssql/client.js';
-import { classifyMssqlError } from '../../../src/cdc/mssql/errors.js';
+import type { MssqlClient, MssqlConnect, Params, Query } from '../../../src/db/mssql/client.js';
+import { classifyMssqlError } from '../../../src/db/mssql/errors.js';
 import { decode, encode } from './codec.js';
 
 /** Plain parameter values, as the statement would see them. */

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { supabaseSourceSetupSql } from '../../../src/cdc/supabase/setup.js';
+import { supabaseSourceSetupSql } from '../../../src/db/supabase/setup.js';
 import { createTestDatabase, type TestDatabase } from '../../support/test-database.js';
 import { createSupabaseRoles } from '../../support/supabase-roles.js';
 

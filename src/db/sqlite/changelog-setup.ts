@@ -1,5 +1,5 @@
 import { ConfigError } from '../../core/errors.js';
-import { quoteIdent, quoteLiteral, sqliteTableName, tableColumns, type SqliteDatabase } from '../../sinks/sqlite/connection.js';
+import { quoteIdent, quoteLiteral, sqliteTableName, tableColumns, type SqliteDatabase } from './connection.js';
 
 /**
  * Set-up for the `sqlite-changelog` source: one change table, the origin

@@ -1,4 +1,4 @@
-import { quoteIdent, quoteTable, qualify } from '../../sinks/postgres/identifiers.js';
+import { quoteIdent, quoteTable, qualify } from '../postgres/identifiers.js';
 import type { TableConfig } from '../../core/mapping.js';
 
 export const TOMBSTONES = { schema: 'public', name: 'cdc_sync_tombstones' };

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { PGlite } from '@electric-sql/pglite';
-import type { Pool, PoolClient, QueryResult } from './connection.js';
+import type { Pool, PoolClient, QueryResult } from './pool.js';
 import { importModule } from '../../core/import-module.js';
 
 export function isPgliteUrl(url: string): boolean {

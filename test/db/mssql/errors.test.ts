@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { classifyMssqlError, isMssqlConnectionError } from '../../../src/cdc/mssql/errors.js';
+import { classifyMssqlError, isMssqlConnectionError } from '../../../src/db/mssql/errors.js';
 import { ConfigError, PermanentError, TransientError } from '../../../src/core/errors.js';
 
 /** Errors shaped as the mssql driver raises them: RequestError with `number`, ConnectionError with `code`. */

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { enableCdcSql, queueTriggerSql, syncQueueSql, triggerName } from '../../../src/cdc/mssql/queue-setup.js';
+import { enableCdcSql, queueTriggerSql, syncQueueSql, triggerName } from '../../../src/db/mssql/queue-setup.js';
 import { initSql } from '../../../src/commands/init-sql.js';
 import { parseConfig } from '../../../src/config/load.js';
 import { ConfigError } from '../../../src/core/errors.js';

@@ -1,7 +1,6 @@
 import { ConfigError } from '../../core/errors.js';
 import { validateIdentifier } from '../../core/names.js';
-import { quote } from './cdc-queries.js';
-import { splitTable } from './snapshot-queries.js';
+import { quote, splitTable } from './identifiers.js';
 
 /**
  * T-SQL set-up of the SQL Server sources, printed by `cdc-sync init-sql`:
