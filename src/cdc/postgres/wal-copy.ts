@@ -60,8 +60,14 @@ export class WalCopier {
   private delivered: WalCopy | null = null;
   private reading = false;
   private window: Window | null = null;
-  /** The transactions decoded since the running read began (their events, for the keys they touch). */
-  private touched: { xid: number; events: ChangeEvent[] }[] | null = null;
+  /**
+   * The transactions decoded since the running read began: their id and
+   * their changes of the table being copied, as key text and (for an update
+   * without an unchanged TOAST value) the values it carries. Only that, not
+   * the events: a window stays open while the stream works through a
+   * backlog, and must not keep all of it in memory.
+   */
+  private touched: { table: WalTable; changes: { xid: number; key: string; partial: Row | null }[] } | null = null;
   /** Bumped by reset: a read begun before it is dropped. */
   private generation = 0;
   private readonly copiedOf = new Map<string, { rows: number; superseded: number; total: number | null }>();
@@ -127,7 +133,13 @@ export class WalCopier {
    */
   seen(tx: { endLsn: bigint; xid: number; events: ChangeEvent[] }): void {
     if (this.window && tx.endLsn > this.window.marker) this.close();
-    if (this.touched && tx.events.length > 0) this.touched.push({ xid: tx.xid, events: tx.events });
+    const touched = this.touched;
+    if (!touched) return;
+    for (const change of tx.events) {
+      if (change.table !== touched.table.source) continue;
+      const partial = change.op === 'update' && touched.table.columns.some((c) => !(c in change.row!));
+      touched.changes.push({ xid: tx.xid, key: keyText(change.key), partial: partial ? change.row : null });
+    }
   }
 
   /** The server has sent everything up to `lsn` (a keepalive, or a skipped transaction). */
@@ -142,7 +154,7 @@ export class WalCopier {
     const table = this.options.table(copy.tables[0]!);
     const generation = this.generation;
     this.reading = true;
-    this.touched = [];
+    this.touched = { table, changes: [] };
     void this.read(table, copy).then(
       (window) => {
         if (generation !== this.generation) return;
@@ -196,21 +208,16 @@ export class WalCopier {
    */
   private close(): void {
     const window = this.window!;
-    // Only transactions the chunk did not see count, and of them only changes of its table.
-    const unseen = (this.touched ?? []).filter(({ xid, events }) => !window.visible(xid) && events.some((e) => e.table === window.table.source));
+    // Only the changes of transactions the chunk did not see count.
+    const unseen = (this.touched?.changes ?? []).filter(({ xid }) => !window.visible(xid));
     this.window = null;
     this.touched = null;
     const rows = unseen.length === 0 ? null : new Map(window.events.map((e) => [keyText(e.key), e]));
-    for (const { events } of rows ? unseen : []) {
-      for (const change of events) {
-        if (change.table !== window.table.source) continue;
-        const key = keyText(change.key);
-        const copied = rows!.get(key);
-        if (!copied) continue;
-        const partial = change.op === 'update' && window.table.columns.some((c) => !(c in change.row!));
-        if (partial) copied.row = { ...copied.row, ...change.row };
-        else rows!.delete(key);
-      }
+    for (const { key, partial } of rows ? unseen : []) {
+      const copied = rows!.get(key);
+      if (!copied) continue;
+      if (partial) copied.row = { ...copied.row, ...partial };
+      else rows!.delete(key);
     }
     const events = rows ? [...rows.values()] : window.events;
     const stats = this.copiedOf.get(window.table.source)!;
