@@ -161,68 +161,6 @@ describe('postgres-wal → postgres through the CLI', () => {
     expect(await processes.stop(third)).toBe(0);
   }, 120_000);
 
-  it('copies 100,000 existing rows beside the stream while a writer changes random rows, killed -9 mid-copy, and again on request in the running process: B ends equal to A', async () => {
-    await a.query(`INSERT INTO items SELECT g, 'old ' || g, g, NULL FROM generate_series(1, 100000) g`);
-    // The writer: random updates, deletes and re-inserts of existing keys, one small transaction at a time.
-    let writing = true;
-    let writes = 0;
-    const writer = (async () => {
-      const client = new pg.Client({ connectionString: a.url });
-      await client.connect();
-      while (writing) {
-        const id = 1 + Math.floor(Math.random() * 100000);
-        const kind = writes % 3;
-        if (kind === 0) await client.query(`UPDATE items SET name = 'w ' || $2::text, price = price + 1 WHERE id = $1`, [id, writes]);
-        else if (kind === 1) await client.query(`DELETE FROM items WHERE id = $1`, [id]);
-        else await client.query(`INSERT INTO items VALUES ($1, 'back ' || $2::text, 0, NULL) ON CONFLICT (id) DO UPDATE SET name = excluded.name`, [id, writes]);
-        writes += 1;
-        // About a thousand transactions a second, not as many as the machine can: the copy has to finish in CI's time.
-        await new Promise((r) => setTimeout(r, 1));
-      }
-      await client.end();
-    })();
-    try {
-      await copyWhileWriting();
-    } finally {
-      writing = false;
-      await writer;
-    }
-    async function copyWhileWriting(): Promise<void> {
-    const copyStarted = (cli: CliProcess) => cli.logs.find((l) => String(l.msg).startsWith('initial copy started'));
-    const resumedAt: number[] = [];
-    // Killed twice while copying: each run goes on after the last chunk the one before it applied.
-    for (let run = 0; run < 2; run += 1) {
-      const cli = start(config());
-      await waitFor(() => copyStarted(cli) !== undefined, 30_000, () => cli.stderr());
-      const after = copyStarted(cli)!.resumedAfter as { id: string } | undefined;
-      resumedAt.push(after ? Number(after.id) : 0);
-      const [{ n }] = (await b.query<{ n: number }>(`SELECT count(*)::int AS n FROM items`)) as [{ n: number }];
-      await waitFor(async () => ((await b.query<{ n: number }>(`SELECT count(*)::int AS n FROM items`)) as [{ n: number }])[0].n > n + 5000 + Math.random() * 20000, 60_000, () => cli.stderr());
-      await processes.stop(cli, 'SIGKILL');
-    }
-    const last = start(config());
-    await waitFor(() => last.logs.some((l) => l.msg === 'initial copy finished; streaming changes'), 120_000, () => last.stderr());
-    resumedAt.push(Number((copyStarted(last)!.resumedAfter as { id: string }).id));
-    expect(resumedAt[0]).toBe(0);
-    expect(resumedAt[1]).toBeGreaterThan(0);
-    expect(resumedAt[2]).toBeGreaterThan(resumedAt[1]!);
-
-    // B drifts; a copy asked of the running process (its control API) repairs it while the writer goes on.
-    await b.query(`UPDATE items SET name = 'drifted' WHERE id % 7 = 0`);
-    const url = `http://127.0.0.1:${await last.port()}`;
-    const asked = await runCliToEnd(['snapshot', '--config', config(), '--stream', stream, '--url', url, '--wait'], { SOURCE_URL: a.url, SINK_URL: b.url });
-    expect(asked.code, asked.stderr).toBe(0);
-    expect(asked.stdout).toContain('copied again');
-    writing = false;
-    await writer;
-    await waitFor(() => inSync(), 60_000, () => `${lastDifference}\n${last.stderr()}`);
-    const copied = last.logs.filter((l) => l.msg === 'table copied');
-    expect(copied.length).toBe(2);
-    console.log(`wal copy: ${writes} writer transactions during the copies; runs resumed after ${resumedAt.join(', ')}; rows superseded by changes the chunks missed: ${copied.map((l) => l.superseded).join(', ')}`);
-    expect(await processes.stop(last)).toBe(0);
-    }
-  }, 300_000);
-
   it('run --once copies every existing row before it exits, and says the copy finished only once it is applied', async () => {
     // 8,715 rows: not a whole number of pages or batches, as the user's table that stopped at 8,500.
     await a.query(`INSERT INTO items SELECT g, 'old ' || g, g, NULL FROM generate_series(1, 8715) g`);
