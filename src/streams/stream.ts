@@ -26,6 +26,7 @@ import { retryTransient } from './retry.js';
 import { countByTableAndOp } from '../core/change-counts.js';
 import { StreamHealth, type Part } from './stream-health.js';
 import { checkWhere } from '../cdc/copy-filter.js';
+import { CopyRequested, CopyRequests } from './copy-requests.js';
 
 /** A batch mapped and ordered for the sink, waiting its turn. */
 interface PreparedBatch {
@@ -94,7 +95,7 @@ export class Stream {
   /** Ends the running pipeline with an error, so the stream reopens from its checkpoint (the process-level guard). */
   private interrupt: ((error: Error) => void) | null = null;
   /** Copies asked for while running (`requestSnapshot`), stored as the checkpoint between two pipelines. */
-  private snapshotRequests: { tables: string[]; where: string | undefined; done: (error?: unknown) => void }[] = [];
+  private readonly copyRequests = new CopyRequests();
   /** The batch being applied, which a reopen waits for. */
   private applying: Promise<unknown> | null = null;
   private mappings = new Map<string, TableMapping>();
@@ -176,8 +177,8 @@ export class Stream {
           this.failuresInRow = 0;
         } catch (error) {
           if (this.abort.signal.aborted) break;
-          if (error instanceof SnapshotRequested) {
-            await this.storeSnapshotRequests();
+          if (error instanceof CopyRequested) {
+            await this.storeCopyRequests();
             continue;
           }
           if (error instanceof ConfigError) throw this.configError(error);
@@ -192,7 +193,7 @@ export class Stream {
         }
       }
     } finally {
-      for (const request of this.snapshotRequests.splice(0)) request.done(new TransientError(`stream ${this.name} stopped before the copy was asked for`));
+      this.copyRequests.dropAll(this.name);
       this.health.stop();
       await Promise.allSettled([this.parts.source.close(), this.parts.sink.close()]);
       this.context.setConnected('source', false);
@@ -238,17 +239,15 @@ export class Stream {
     // Refused now, not when the request is stored: a wrong condition must fail the command that gave it.
     source.requestSnapshot(this.position, tables, where);
     if (!this.interrupt) throw new TransientError(`stream ${this.name} is not running (${this.state}); ask again once it runs`);
-    return new Promise<void>((resolve, reject) => {
-      this.snapshotRequests.push({ tables, where, done: (error) => (error ? reject(error) : resolve()) });
-      this.interrupt?.(new SnapshotRequested());
-    });
+    const stored = this.copyRequests.add({ tables, where });
+    this.interrupt?.(new CopyRequested());
+    return stored;
   }
 
   /** After the pipeline stopped for `requestSnapshot`: the last batch is in, the copy's position becomes the checkpoint. */
-  private async storeSnapshotRequests(): Promise<void> {
+  private async storeCopyRequests(): Promise<void> {
     await this.applying?.catch(() => {});
-    const requests = this.snapshotRequests.splice(0);
-    try {
+    await this.copyRequests.storeAll(async (requests) => {
       const { source, sink, config } = this.parts;
       let position = this.position;
       for (const { tables, where } of requests) position = source.requestSnapshot!(position, tables, where);
@@ -260,11 +259,7 @@ export class Stream {
         this.position = position;
       }
       this.log.info({ tables: requests.flatMap((r) => (r.tables.length ? r.tables : ['(all)'])) }, 'copy of existing rows requested');
-      for (const r of requests) r.done();
-    } catch (error) {
-      for (const r of requests) r.done(error);
-      throw error;
-    }
+    });
   }
 
   /**
@@ -669,9 +664,4 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     }
     signal.addEventListener('abort', done);
   });
-}
-
-/** Ends a running pipeline so that a requested copy is stored as the checkpoint (see Stream.requestSnapshot). */
-class SnapshotRequested extends Error {
-  override name = 'SnapshotRequested';
 }
