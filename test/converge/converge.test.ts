@@ -111,11 +111,15 @@ for (const spec of PAIRS.filter((p) => !ONLY || ONLY.some((prefix) => p.name.sta
   describe(`convergence: ${spec.name}`, () => {
     let pair: Pair;
     let cluster: PostgresCluster | undefined;
+    /** Sides that can hold rows no change log saw, whose stream can copy them. */
+    let existing: ('a' | 'b')[] = [];
 
     beforeAll(async () => {
       const started = spec.inProcess ? undefined : await startPrivateServer();
       cluster = started?.cluster;
       const [a, b] = await spec.sides(started?.server ?? pgServer());
+      const untracked = (side: Side) => side.applyUntracked !== undefined && !(side instanceof PostgresSide && side.wal);
+      existing = (['a', 'b'] as const).filter((s) => untracked(s === 'a' ? a : b) && (spec.copies ?? []).includes(s === 'a' ? 'a-to-b' : 'b-to-a'));
       pair = new Pair(a, b, {
         name: spec.name,
         twoWay: spec.twoWay,
@@ -138,7 +142,7 @@ for (const spec of PAIRS.filter((p) => !ONLY || ONLY.some((prefix) => p.name.sta
     });
 
     it('ends with both sides equal to the winning edits, no dead letter and no echo, for random histories with kills', async () => {
-      const histories = history({ sides: spec.twoWay ? ['a', 'b'] : ['a'], kills: true, restarts: !spec.inProcess && !spec.noRestarts, outages: spec.outages ?? false, copies: spec.copies ?? [], copiesAtStart: !spec.inProcess });
+      const histories = history({ sides: spec.twoWay ? ['a', 'b'] : ['a'], kills: true, restarts: !spec.inProcess && !spec.noRestarts, outages: spec.outages ?? false, copies: spec.copies ?? [], copiesAtStart: !spec.inProcess, existing });
       const property = fc.asyncProperty(histories, (steps) => pair.run(steps));
       if (HISTORY !== undefined) {
         // Exactly the history a failure printed (fast-check's seed and path do not reach a counterexample's shrink again).

@@ -13,6 +13,8 @@ import fc from 'fast-check';
 export const FREE_PARENTS = [0, 1, 2, 3, 4, 5];
 export const ANCHORS = [10, 11, 12, 13];
 export const CHILD_BASE = 100;
+/** Parents that exist before capture (written with capture off, then copied): no other step touches them. */
+export const EXISTING_PARENTS = [20, 21, 22, 23];
 
 export interface ParentValues {
   name: string | null;
@@ -53,7 +55,14 @@ export type Step =
   | { copy: 'live'; stream: string; table: 'parent' | 'child' | null }
   | { copy: 'at-start' }
   /** Time for changes to cross before the next step. */
-  | { settle: number };
+  | { settle: number }
+  /**
+   * Rows that exist before capture: written on one side with its capture
+   * off (cdc-sync's own origin marker), so no change log holds them, then
+   * copied by that side's stream (`cdc-sync snapshot --table parent` to the
+   * running process). Only a copy can bring them across.
+   */
+  | { existing: 'a' | 'b'; parents: { id: number; values: ParentValues }[] };
 
 const text = fc.oneof(
   fc.constantFrom('', ' ', "it's", 'a"b', 'back\\slash', 'tab\there', 'ünïcødé ✓', '𝄞 music'),
@@ -105,7 +114,17 @@ function edit(span: number): fc.Arbitrary<Edit> {
  * `copies`: the streams whose source can copy existing rows; `copiesAtStart`: cdc-sync can be set to copy offline (not with
  * an embedded database the test process holds).
  */
-export function history(options: { sides: ('a' | 'b')[]; kills: boolean; restarts?: boolean; outages?: boolean; copies?: string[]; copiesAtStart?: boolean; maxSteps?: number }): fc.Arbitrary<Step[]> {
+export function history(options: {
+  sides: ('a' | 'b')[];
+  kills: boolean;
+  restarts?: boolean;
+  outages?: boolean;
+  copies?: string[];
+  copiesAtStart?: boolean;
+  /** Sides that can hold rows no change log saw (and whose stream can copy them): a history may start with some. */
+  existing?: ('a' | 'b')[];
+  maxSteps?: number;
+}): fc.Arbitrary<Step[]> {
   const span = 64;
   const sideStep = fc.record({ side: fc.constantFrom(...options.sides), edits: fc.array(edit(span), { minLength: 1, maxLength: 4 }) });
   const steps: fc.Arbitrary<Step>[] = [sideStep, sideStep, sideStep, sideStep, fc.record({ settle: fc.constantFrom(0, 50, 200) })];
@@ -117,7 +136,14 @@ export function history(options: { sides: ('a' | 'b')[]; kills: boolean; restart
     steps.push(fc.record({ copy: fc.constant('live' as const), stream, table: fc.constantFrom('parent' as const, 'child' as const, null) }));
     if (options.copiesAtStart) steps.push(fc.constant({ copy: 'at-start' as const }));
   }
-  return fc.array(fc.oneof(...steps), { minLength: 1, maxLength: options.maxSteps ?? 12 });
+  const rest = fc.array(fc.oneof(...steps), { minLength: 1, maxLength: options.maxSteps ?? 12 });
+  if (!options.existing?.length) return rest;
+  const existing = fc.record({
+    existing: fc.constantFrom(...options.existing),
+    parents: fc.uniqueArray(fc.record({ id: fc.constantFrom(...EXISTING_PARENTS), values }), { minLength: 1, maxLength: EXISTING_PARENTS.length, selector: (p) => p.id }),
+  });
+  // At the start of a history, as a user starts from tables that already hold rows.
+  return fc.tuple(fc.option(existing, { nil: null, freq: 3 }), rest).map(([first, steps]) => (first ? [first, ...steps] : steps));
 }
 
 /** The history as JSON (bytes as `{"hex": …}`), for CONVERGE_HISTORY. */
@@ -144,6 +170,11 @@ export function describeHistory(steps: Step[], fault = 'kill -9 cdc-sync, start 
       if ('copy' in step && step.copy === 'live') return `${i + 1}. cdc-sync snapshot --stream ${step.stream}${step.table ? ` --table ${step.table}` : ''} (the running process copies while it streams)`;
       if ('copy' in step) return `${i + 1}. stop cdc-sync; cdc-sync snapshot --stream <each> (offline: every table copied at the next start); start it again`;
       if ('settle' in step) return `${i + 1}. wait ${step.settle} ms`;
+      if ('existing' in step) {
+        const stream = step.existing === 'a' ? 'a-to-b' : 'b-to-a';
+        const rows = step.parents.map((p) => describeEdit({ kind: 'upsert-parent', id: p.id, values: p.values })).join('; ');
+        return `${i + 1}. rows that exist before capture, on ${step.existing} (written with its capture off): ${rows}; then cdc-sync snapshot --stream ${stream} --table parent`;
+      }
       return `${i + 1}. on ${step.side}, one transaction: ${step.edits.map(describeEdit).join('; ')}`;
     })
     .join('\n');

@@ -1,7 +1,7 @@
 import { runCliToEnd, writeConfig } from '../support/cli.js';
-import { describeHistory, replayCommand, type Step } from './history.js';
+import { describeHistory, replayCommand, type Edit, type Step } from './history.js';
 import { CliRunner, InProcessRunner, type Runner } from './runner.js';
-import type { Side, Snapshot, UserChange, Write } from './sides.js';
+import { parentImage, type Side, type Snapshot, type UserChange, type Write } from './sides.js';
 
 /** The control API's bearer token in the checker's configuration. */
 const TOKEN = 'converge-token';
@@ -106,6 +106,7 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
     const base = this.cases * 1000;
     const letters = await this.inTurn(async () => (await this.a.deadLetters()) + (await this.b.deadLetters()));
     const touched = { a: 0, b: 0 };
+    const existing: { side: 'a' | 'b'; change: UserChange }[] = [];
     for (const step of steps) {
       if ('settle' in step) await sleep(step.settle);
       else if ('fault' in step && step.fault === 'restart') await this.inTurn(() => this.restartDatabase());
@@ -113,9 +114,17 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
       else if ('fault' in step) await this.inTurn(() => this.restartCdcSync());
       else if ('copy' in step && step.copy === 'live') await this.inTurn(() => this.copyLive(step.stream, step.table));
       else if ('copy' in step) await this.inTurn(() => this.restartCdcSync(() => this.copyAtStart()));
+      else if ('existing' in step) {
+        const side = step.existing === 'a' ? this.a : this.b;
+        const edits = step.parents.map((p): Edit => ({ kind: 'upsert-parent', id: p.id, values: p.values }));
+        touched[step.existing] += await this.inTurn(() => retried(() => side.applyUntracked!(edits, base)));
+        // No change log holds them: in the expected outcome they are older than any logged change, as the copy's rows are.
+        existing.push(...step.parents.map((p, i) => ({ side: step.existing, change: { table: 'parent' as const, before: null, after: p.id, image: parentImage(p.id, p.values), time: -1, seq: -1 - i } })));
+        await this.inTurn(() => this.copyLive(step.existing === 'a' ? 'a-to-b' : 'b-to-a', 'parent'));
+      }
       else touched[step.side] += await this.inTurn(() => retried(() => (step.side === 'a' ? this.a : this.b).apply(step.edits, base)));
     }
-    const { problems, keys } = await this.verify(base, touched, letters);
+    const { problems, keys } = await this.verify(base, touched, letters, existing);
     if (problems.length > 0) {
       const ids = [...new Set(keys.map((key) => base + Number(key.split(' ')[1])))];
       throw new Error(
@@ -130,12 +139,18 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
     }
   }
 
-  private async verify(base: number, touched: { a: number; b: number }, lettersBefore: number): Promise<{ problems: string[]; keys: string[] }> {
+  private async verify(
+    base: number,
+    touched: { a: number; b: number },
+    lettersBefore: number,
+    existing: { side: 'a' | 'b'; change: UserChange }[] = [],
+  ): Promise<{ problems: string[]; keys: string[] }> {
     const settled = await this.settle(base);
     const problems: string[] = [];
     if (!settled) problems.push(`the sides did not become equal within ${IDLE_TIMEOUT_MS} ms`);
     const [a, b] = await this.inTurn(async () => [await this.a.snapshot(base), await this.b.snapshot(base)]);
     const changes = await this.inTurn(async () => ({ a: await this.a.userChanges(base), b: await this.b.userChanges(base) }));
+    for (const { side, change } of existing) changes[side].unshift(change);
     const expected = expectedState(changes.a, changes.b);
     const unequal = [...differences('a', a, 'b', b), ...differences('a', a, 'expected (the later change of each row wins; ties: a)', expected)];
     problems.push(...unequal.map((d) => d.text));

@@ -79,7 +79,7 @@ export class PostgresSide implements Side {
     readonly label: string,
     private readonly db: SideDatabase,
     private readonly sessions: Sessions,
-    private readonly wal: boolean,
+    readonly wal: boolean,
   ) {}
 
   /**
@@ -142,6 +142,25 @@ export class PostgresSide implements Side {
       let touched = 0;
       await q('BEGIN', []);
       try {
+        for (const e of edits) touched += await this.edit(q, e, base);
+        await q('COMMIT', []);
+      } catch (error) {
+        await q('ROLLBACK', []);
+        throw error;
+      }
+      return touched;
+    });
+  }
+
+  async applyUntracked(edits: Edit[], base: number): Promise<number> {
+    // A WAL holds every write: no row of a postgres-wal side exists without its change.
+    if (this.wal) throw new Error(`side ${this.label} reads its WAL: it has no rows its capture did not see`);
+    return this.sessions.run(async (q) => {
+      let touched = 0;
+      await q('BEGIN', []);
+      try {
+        // The capture trigger skips writes of a session with cdc_sync.origin set (db/postgres: changelog-setup), as cdc-sync's own.
+        await q(`SELECT set_config('cdc_sync.origin', 'existing rows', true)`, []);
         for (const e of edits) touched += await this.edit(q, e, base);
         await q('COMMIT', []);
       } catch (error) {

@@ -1,4 +1,4 @@
-import type { Edit } from './history.js';
+import type { Edit, ParentValues } from './history.js';
 
 /** A row as both kinds of database are compared: ids relative to the case, values in one form. */
 export type Snapshot = Record<string, Record<string, unknown>>;
@@ -29,6 +29,13 @@ export interface Side {
   sink(): string;
   /** Applies the edits as one transaction; returns the rows they touched. */
   apply(edits: Edit[], base: number): Promise<number>;
+  /**
+   * The upserts as one transaction with the side's capture off (cdc-sync's
+   * origin marker): rows that exist without a change-log entry, as rows
+   * written before capture was set up. Sides whose capture cannot be
+   * bypassed (a WAL, Realtime, SQL Server) leave it out.
+   */
+  applyUntracked?(edits: Edit[], base: number): Promise<number>;
   snapshot(base: number): Promise<Snapshot>;
   userChanges(base: number): Promise<UserChange[]>;
   /** Row writes of any writer (the application's and cdc-sync's) in the case's key range, in order. */
@@ -75,6 +82,11 @@ function relative(row: Record<string, unknown>, base: number): Record<string, un
   return 'parent_id' in row
     ? { id: Number(row.id) - base, parent_id: Number(row.parent_id) - base, note: row.note ?? null }
     : parentRow(Number(row.id) - base, row.name, row.qty, row.at, row.flag, row.data);
+}
+
+/** A parent row as snapshots and change images hold it, from the values a history wrote. */
+export function parentImage(id: number, v: ParentValues): Record<string, unknown> {
+  return parentRow(id, v.name, v.qty, v.at === null ? null : new Date(v.at), v.flag, v.data);
 }
 
 export function snapshotOf(parents: Record<string, unknown>[], children: Record<string, unknown>[], base: number): Snapshot {

@@ -61,6 +61,18 @@ export class SqliteSide implements Side {
     return transaction.immediate();
   }
 
+  async applyUntracked(edits: Edit[], base: number): Promise<number> {
+    const run = (sql: string, ...params: unknown[]) => this.db.prepare(sql).run(...params).changes;
+    // The capture triggers skip writes while cdc_sync_origin holds a row (db/sqlite/changelog-setup.ts), as for cdc-sync's own.
+    const transaction = this.db.transaction(() => {
+      run(`INSERT INTO cdc_sync_origin (origin) VALUES ('existing rows')`);
+      const n = edits.reduce((sum, e) => sum + this.edit(run, e, base), 0);
+      run(`DELETE FROM cdc_sync_origin`);
+      return n;
+    });
+    return transaction.immediate();
+  }
+
   private edit(run: (sql: string, ...params: unknown[]) => number, e: Edit, base: number): number {
     switch (e.kind) {
       case 'upsert-parent': {

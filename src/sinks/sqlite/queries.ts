@@ -75,6 +75,20 @@ function newerSql(a: string, b: string, orEqual: boolean): string {
   return `coalesce(julianday(${a}) ${op} julianday(${b}), ${a} ${op} ${b})`;
 }
 
+/**
+ * Whether stored `a` and incoming `b` differ. Timestamps compare by instant
+ * to the millisecond when both read as one and neither has more fractional
+ * digits: `2021-01-01 00:00:00.000`, as an application wrote it, is the
+ * `2021-01-01 00:00:00` the sink writes for it (a copy must not rewrite every
+ * such row); any other value, by its stored value.
+ */
+function differsSql(a: string, b: string, type: LogicalType): string {
+  if (type !== 'timestamp' && type !== 'timestamptz') return `${a} IS NOT ${b}`;
+  const fine = (x: string) => `${x} NOT GLOB '*.[0-9][0-9][0-9][0-9]*'`;
+  return `(CASE WHEN julianday(${a}) IS NOT NULL AND julianday(${b}) IS NOT NULL AND ${fine(a)} AND ${fine(b)}
+    THEN strftime('%Y-%m-%d %H:%M:%f', ${a}) IS NOT strftime('%Y-%m-%d %H:%M:%f', ${b}) ELSE ${a} IS NOT ${b} END)`;
+}
+
 export function upsertSql(shape: Shape): string {
   const t = quoteIdent(shape.table);
   const cols = shape.columns.map((c) => quoteIdent(c.name)).join(', ');
@@ -88,7 +102,8 @@ export function upsertSql(shape: Shape): string {
   if (updatable.length === 0) return `${head} ON CONFLICT (${conflict}) DO NOTHING`;
   const set = updatable.map((c) => `${quoteIdent(c)} = excluded.${quoteIdent(c)}`).join(', ');
   // Skip rows that would not change: no write, no trigger, no echo.
-  const changed = updatable.map((c) => `${t}.${quoteIdent(c)} IS NOT excluded.${quoteIdent(c)}`).join(' OR ');
+  const typeOf = new Map(shape.columns.map((c) => [c.name, c.type]));
+  const changed = updatable.map((c) => differsSql(`${t}.${quoteIdent(c)}`, `excluded.${quoteIdent(c)}`, typeOf.get(c)!)).join(' OR ');
   const by = shape.newerWinsBy ? quoteIdent(shape.newerWinsBy) : undefined;
   const newer = by ? ` AND (${t}.${by} IS NULL OR ${newerSql(`excluded.${by}`, `${t}.${by}`, true)})` : '';
   return `${head} ON CONFLICT (${conflict}) DO UPDATE SET ${set} WHERE (${changed})${newer}`;
@@ -109,7 +124,8 @@ export function conflictSql(shape: Shape & { newerWinsBy: string }): string {
   const s = (c: string) => `s.c${index.get(c)}`;
   const match = shape.key.map((k) => `t.${quoteIdent(k)} = ${s(k)}`).join(' AND ');
   const compared = shape.columns.map((c) => c.name).filter((c) => !shape.key.includes(c));
-  const differs = compared.length ? ` AND (${compared.map((c) => `t.${quoteIdent(c)} IS NOT ${s(c)}`).join(' OR ')})` : '';
+  const typeOf = new Map(shape.columns.map((c) => [c.name, c.type]));
+  const differs = compared.length ? ` AND (${compared.map((c) => differsSql(`t.${quoteIdent(c)}`, s(c), typeOf.get(c)!)).join(' OR ')})` : '';
   const by = quoteIdent(shape.newerWinsBy);
   return `SELECT ${shape.key.map((k) => `t.${quoteIdent(k)} AS ${quoteIdent(k)}`).join(', ')}
   FROM ${incomingSql(shape)} AS s JOIN ${t} AS t ON ${match}

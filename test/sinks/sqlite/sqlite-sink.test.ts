@@ -135,6 +135,33 @@ describe('sqlite sink', () => {
     expect(ids(`updated_at BETWEEN datetime('now', '-1 day') AND datetime('now')`)).toEqual(['recent']);
   });
 
+  it("writes nothing for a timestamp that is the stored one in another notation (an application's .000 or T…Z), and still writes a real change of it", async () => {
+    await openSink();
+    db.exec(`INSERT INTO shifts (id, opened_by, updated_at) VALUES ('ms', 'a', '2030-01-01 08:00:00.000'), ('iso', 'a', '2030-01-01T08:00:00Z'), ('fine', 'a', '2030-01-01 08:00:00.0001')`);
+    const before = writes();
+    const same = await sink.apply({
+      changes: [
+        change('public.shifts', 'update', { id: 'ms', opened_by: 'a', updated_at: new Date('2030-01-01T08:00:00Z') }),
+        change('public.shifts', 'update', { id: 'iso', opened_by: 'a', updated_at: '2030-01-01T08:00:00' }),
+      ],
+      deadLetters: [],
+    });
+    expect(same.written).toBe(0);
+    expect(writes()).toBe(before);
+    const stored = (id: string) => (db.prepare(`SELECT updated_at FROM shifts WHERE id = ?`).get(id) as { updated_at: string }).updated_at;
+    expect(stored('ms')).toBe('2030-01-01 08:00:00.000');
+    // A millisecond later is a change; so is a tenth of a millisecond, which the instant comparison cannot see.
+    const changed = await sink.apply({
+      changes: [
+        change('public.shifts', 'update', { id: 'ms', opened_by: 'a', updated_at: new Date('2030-01-01T08:00:00.001Z') }),
+        change('public.shifts', 'update', { id: 'fine', opened_by: 'a', updated_at: '2030-01-01T08:00:00.0002' }),
+      ],
+      deadLetters: [],
+    });
+    expect(changed.written).toBe(2);
+    expect([stored('ms'), stored('fine')]).toEqual(['2030-01-01 08:00:00.001', '2030-01-01 08:00:00.0002']);
+  });
+
   it('applies a TRUNCATE as a delete of every row of the table, children first, before the changes that followed it', async () => {
     await openSink();
     db.exec(`INSERT INTO shifts (id, opened_by) VALUES ('s1', 'ann'); INSERT INTO orders (id, shift_id, total) VALUES ('o1', 's1', 1), ('o2', 's1', 2)`);
