@@ -137,30 +137,23 @@ export class PostgresSide implements Side {
     await this.db.query(script);
   }
 
-  async apply(edits: Edit[], base: number): Promise<number> {
-    return this.sessions.run(async (q) => {
-      let touched = 0;
-      await q('BEGIN', []);
-      try {
-        for (const e of edits) touched += await this.edit(q, e, base);
-        await q('COMMIT', []);
-      } catch (error) {
-        await q('ROLLBACK', []);
-        throw error;
-      }
-      return touched;
-    });
+  apply(edits: Edit[], base: number): Promise<number> {
+    return this.transaction(edits, base, false);
   }
 
-  async applyUntracked(edits: Edit[], base: number): Promise<number> {
+  applyUntracked(edits: Edit[], base: number): Promise<number> {
     // A WAL holds every write: no row of a postgres-wal side exists without its change.
     if (this.wal) throw new Error(`side ${this.label} reads its WAL: it has no rows its capture did not see`);
+    return this.transaction(edits, base, true);
+  }
+
+  /** The edits as one transaction; `untracked`: with cdc_sync.origin set, which the capture trigger skips (as cdc-sync's own writes). */
+  private transaction(edits: Edit[], base: number, untracked: boolean): Promise<number> {
     return this.sessions.run(async (q) => {
       let touched = 0;
       await q('BEGIN', []);
       try {
-        // The capture trigger skips writes of a session with cdc_sync.origin set (db/postgres: changelog-setup), as cdc-sync's own.
-        await q(`SELECT set_config('cdc_sync.origin', 'existing rows', true)`, []);
+        if (untracked) await q(`SELECT set_config('cdc_sync.origin', 'existing rows', true)`, []);
         for (const e of edits) touched += await this.edit(q, e, base);
         await q('COMMIT', []);
       } catch (error) {
