@@ -3,7 +3,7 @@ import { append } from '../../core/arrays.js';
 import pg from 'pg';
 import { Observable, startWith, type Subscriber } from 'rxjs';
 import type { RejectedChange, ChangeEvent, SourceChunk } from '../../core/change-event.js';
-import { ConfigError } from '../../core/errors.js';
+import { CdcSyncError, ConfigError, errorMessage } from '../../core/errors.js';
 import type { TableConfig } from '../../core/mapping.js';
 import { DEFAULT_TIMEOUT_MS, connectError, createPool, endSilent, pgSocket, type Pool } from '../../db/postgres/connection.js';
 import { classifyPgError, isConnectionError } from '../../db/postgres/errors.js';
@@ -26,6 +26,24 @@ import { COPY_TIME } from '../table-copy.js';
 import { ByteQueue } from './byte-queue.js';
 import { UnknownTables } from '../unknown-tables.js';
 import { holdChunk } from './chunk-hold.js';
+
+/**
+ * The server refused the copy's read: no EXECUTE on pg_logical_emit_message
+ * or no SELECT on the table (42501), a read-only transaction (25006), or a
+ * standby (55000: no WAL can be written during recovery). Waiting does not
+ * help: a configuration error, which stops the stream with what to do.
+ */
+function watermarkRefused(error: unknown, table: string): ConfigError | null {
+  const code = error instanceof CdcSyncError ? error.context.code : undefined;
+  if (code !== '42501' && code !== '25006' && code !== '55000') return null;
+  if (code === '42501' && !/pg_logical_emit_message/.test(errorMessage(error))) {
+    return new ConfigError(`source.url: the copy of ${table} cannot read it (${errorMessage(error)}); grant SELECT on it to this login`);
+  }
+  return new ConfigError(
+    `source.url: the copy of ${table} writes its watermark with pg_logical_emit_message, which the server refused (${errorMessage(error)}); ` +
+      'grant EXECUTE on it to this login (GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) TO …), point source.url at the primary, or set source.snapshot: never',
+  );
+}
 
 /** A decoded transaction, or a copied chunk (`copyAfter` set: where the copy stands after it; no LSN of its own). */
 type Queued = WalTransaction & { copyAfter?: WalCopy | null };
@@ -169,7 +187,9 @@ export class WalSource implements Source {
               after === null ? null : toJsonText(after),
               limit,
               this.context.stream,
-            ]);
+            ]).catch((error: unknown) => {
+              throw watermarkRefused(error, source) ?? error;
+            });
             const columns = table.columns.map((_, i) => `c${i}`);
             // One row without `found` when the chunk is empty (the LEFT JOIN of the watermark's row).
             const found = rows.filter((r) => r.found !== null);

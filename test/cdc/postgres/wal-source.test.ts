@@ -3,6 +3,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { WalSource } from '../../../src/cdc/postgres/wal-source.js';
 import { MARKER_TABLE_SQL } from '../../../src/cdc/postgres/wal-setup.js';
 import type { ChangeEvent, SourceChunk } from '../../../src/core/change-event.js';
+import { ConfigError } from '../../../src/core/errors.js';
 import type { TableConfig } from '../../../src/core/mapping.js';
 import { PostgresSink } from '../../../src/sinks/postgres/postgres-sink.js';
 import { createTestDatabase, type TestDatabase } from '../../support/test-database.js';
@@ -447,6 +448,26 @@ describe('postgres-wal source', () => {
     expect(chunks.flatMap((c) => c.events.filter((e) => e.copied).map((e) => Number(e.key.id)))).toEqual([22, 24, 26, 28, 30]);
     // Each chunk's position carries the condition, so a restart goes on copying only those rows.
     expect(JSON.parse(chunks.find((c) => c.events.some((e) => e.copied))!.position).copy).toMatchObject({ where: 'amount > 20 AND id % 2 = 0' });
+  });
+
+  it('stops with what to do when the login may not write the watermark (no EXECUTE on pg_logical_emit_message), instead of retrying for ever', async () => {
+    await db.query(`DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'wal_reader') THEN CREATE ROLE wal_reader LOGIN REPLICATION; END IF; END $$`);
+    await db.query(`GRANT SELECT ON items TO wal_reader; GRANT USAGE ON SCHEMA cdc_sync TO wal_reader`);
+    await db.query(`CREATE PUBLICATION ${slot} FOR TABLE items, cdc_sync.origin_marker`);
+    await db.query(`REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) FROM PUBLIC`);
+    try {
+      const url = new URL(db.url);
+      url.username = 'wal_reader';
+      const { source } = await openSource({ url: url.toString(), snapshot: 'initial' });
+      const failed = await pullUntil(source, null, () => false).then(
+        () => null,
+        (error: unknown) => error,
+      );
+      expect(failed).toBeInstanceOf(ConfigError);
+      expect(String((failed as Error).message)).toMatch(/pg_logical_emit_message.*GRANT EXECUTE ON FUNCTION pg_logical_emit_message\(boolean, text, text\)/s);
+    } finally {
+      await db.query(`GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) TO PUBLIC`);
+    }
   });
 
   it('cdc-sync snapshot: copies the named tables again, then streams on from the stored position', async () => {
