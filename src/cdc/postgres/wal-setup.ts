@@ -47,7 +47,9 @@ export const SLOT_SQL = `SELECT plugin, database, active, confirmed_flush_lsn::t
 
 export const RETAINED_SQL = `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::float8 AS bytes FROM pg_replication_slots WHERE slot_name = $1`;
 
-export const MARKER_EXISTS_SQL = `SELECT to_regclass('cdc_sync.origin_marker') IS NOT NULL AS exists`;
+/** From the catalog, not to_regclass: a login without USAGE on schema cdc_sync (a read-only one) may ask too. */
+export const MARKER_EXISTS_SQL = `SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                                  WHERE n.nspname = 'cdc_sync' AND c.relname = 'origin_marker') AS exists`;
 
 /**
  * One page of a table's initial copy, in key order (keyset pagination):
