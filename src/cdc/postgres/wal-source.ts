@@ -230,7 +230,11 @@ export class WalSource implements Source {
     for (const table of tables) {
       if (!known.includes(table)) throw new ConfigError(`--table ${table}: not a table of this stream (${known.join(', ')})`);
     }
-    return WalPosition.parse(position).withCopy(inOrder(tables.length > 0 ? tables : known, this.tableOrder), where).toString();
+    const current = WalPosition.parse(position);
+    const wanted = inOrder(tables.length > 0 ? tables : known, this.tableOrder);
+    // A copy already going keeps its other tables, after the wanted ones (the one being copied starts again from its first row).
+    const going = (current.copy?.tables ?? []).filter((t) => !wanted.includes(t));
+    return current.withCopy([...wanted, ...going], where).toString();
   }
 
   /** The stream's apply order (parents first): tables are copied in it, so no copied child meets a missing parent. */

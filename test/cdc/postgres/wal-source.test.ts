@@ -475,5 +475,9 @@ describe('postgres-wal source', () => {
     const { source } = await openSource();
     expect(JSON.parse(source.requestSnapshot('0/16B3748', ['items'])!)).toEqual({ lsn: '0/16B3748', copy: { tables: ['items'], after: null } });
     expect(() => source.requestSnapshot('0/16B3748', ['nope'])).toThrow(/not a table of this stream/);
+    // Asked while a copy of other tables goes on: those stay to be copied, after the one asked for.
+    const two = new WalSource({ url: db.url, tables: [{ source: 'items', target: 'items' }, { source: 'other', target: 'other' }], slot, publication: slot, truncate: 'dead-letter', snapshot: 'never', readLimit: 10, bufferSize: 100, statusIntervalMs: 200, retry: { attempts: 1, minDelayMs: 1, maxDelayMs: 1 } });
+    const going = JSON.stringify({ lsn: '0/10', copy: { tables: ['other', 'items'], after: { id: '5' } } });
+    expect(JSON.parse(two.requestSnapshot(going, ['items'])!)).toEqual({ lsn: '0/10', copy: { tables: ['items', 'other'], after: null } });
   });
 });
