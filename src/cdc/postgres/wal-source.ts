@@ -3,7 +3,7 @@ import { append } from '../../core/arrays.js';
 import pg from 'pg';
 import { Observable, startWith, type Subscriber } from 'rxjs';
 import type { RejectedChange, ChangeEvent, SourceChunk } from '../../core/change-event.js';
-import { CdcSyncError, ConfigError, errorMessage } from '../../core/errors.js';
+import { ConfigError } from '../../core/errors.js';
 import type { TableConfig } from '../../core/mapping.js';
 import { DEFAULT_TIMEOUT_MS, connectError, createPool, endSilent, pgSocket, type Pool } from '../../db/postgres/connection.js';
 import { classifyPgError, isConnectionError } from '../../db/postgres/errors.js';
@@ -17,33 +17,15 @@ import type { Source } from '../source.js';
 import { formatLsn, parseLsn } from './wal-lsn.js';
 import { XLOG_HEADER, isChangeMessage, standbyStatus, xlogWalEnd } from './wal-protocol.js';
 import { readCopyData } from './copy-data-reader.js';
-import { MARKER_EXISTS_SQL, PUBLICATION_SQL, RETAINED_SQL, ROW_ESTIMATE_SQL, SERVER_VERSION_SQL, SLOT_SQL, TABLE_INFO_SQL, walCopyChunkSql } from './wal-setup.js';
+import { MARKER_EXISTS_SQL, PUBLICATION_SQL, RETAINED_SQL, SERVER_VERSION_SQL, SLOT_SQL, TABLE_INFO_SQL } from './wal-setup.js';
+import { walCopyReader } from './wal-copy-reader.js';
 import { WalCopier, type WalCopyItem, type WalTable } from './wal-copy.js';
 import { WalPosition, type WalCopy } from './wal-position.js';
-import { toJsonText } from '../../core/json.js';
 import { ORIGIN_MARKER_TABLE, TransactionAssembler, type WalTransaction } from './wal-transactions.js';
 import { COPY_TIME } from '../table-copy.js';
 import { ByteQueue } from './byte-queue.js';
 import { UnknownTables } from '../unknown-tables.js';
 import { holdChunk } from './chunk-hold.js';
-
-/**
- * The server refused the copy's read: no EXECUTE on pg_logical_emit_message
- * or no SELECT on the table (42501), a read-only transaction (25006), or a
- * standby (55000: no WAL can be written during recovery). Waiting does not
- * help: a configuration error, which stops the stream with what to do.
- */
-function watermarkRefused(error: unknown, table: string): ConfigError | null {
-  const code = error instanceof CdcSyncError ? error.context.code : undefined;
-  if (code !== '42501' && code !== '25006' && code !== '55000') return null;
-  if (code === '42501' && !/pg_logical_emit_message/.test(errorMessage(error))) {
-    return new ConfigError(`source.url: the copy of ${table} cannot read it (${errorMessage(error)}); grant SELECT on it to this login`);
-  }
-  return new ConfigError(
-    `source.url: the copy of ${table} writes its watermark with pg_logical_emit_message, which the server refused (${errorMessage(error)}); ` +
-      'grant EXECUTE on it to this login (GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) TO …), point source.url at the primary, or set source.snapshot: never',
-  );
-}
 
 /** A decoded transaction, or a copied chunk (`copyAfter` set: where the copy stands after it; no LSN of its own). */
 type Queued = WalTransaction & { copyAfter?: WalCopy | null };
@@ -180,26 +162,7 @@ export class WalSource implements Source {
           if (!table) throw new ConfigError(`the copy names table ${source}, which this stream does not capture; reset the stream`);
           return table;
         },
-        reader: {
-          chunk: async (source, after, limit, where) => {
-            const table = this.tables.get(qualifiedText(source))!;
-            const rows = await this.query<Record<string, string | null>>(walCopyChunkSql(source, table.key, table.columns, after === null, where), [
-              after === null ? null : toJsonText(after),
-              limit,
-              this.context.stream,
-            ]).catch((error: unknown) => {
-              throw watermarkRefused(error, source) ?? error;
-            });
-            const columns = table.columns.map((_, i) => `c${i}`);
-            // One row without `found` when the chunk is empty (the LEFT JOIN of the watermark's row).
-            const found = rows.filter((r) => r.found !== null);
-            return { marker: rows[0]!.marker!, snapshot: rows[0]!.snapshot!, rows: found.map((r) => columns.map((c) => r[c] ?? null)) };
-          },
-          estimate: async (source) => {
-            const [row] = await this.query<{ n: number | null }>(ROW_ESTIMATE_SQL, [quoteTable(qualify(source))]);
-            return row?.n !== null && row?.n !== undefined && row.n > 0 ? row.n : null;
-          },
-        },
+        reader: walCopyReader((sql, params) => this.query(sql, params), (source) => this.tables.get(qualifiedText(source))!, this.context.stream),
         limit: this.options.chunkSize ?? this.options.readLimit,
         sentThrough: () => this.sentThrough,
         push: (item) => this.queueCopy(item),
