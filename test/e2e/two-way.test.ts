@@ -97,6 +97,8 @@ describe('two-way PostgreSQL ↔ PostgreSQL in one process', () => {
     await b.query(`UPDATE items SET name = 'newer edit on b', updated_at = '2030-01-01T00:00:05Z' WHERE id = 50`);
     const cli = start();
     await waitFor(async () => (await equal()) && (await a.query(`SELECT 1 FROM items WHERE id = 50 AND name = 'newer edit on b'`)).length === 1, 30_000, () => cli.stderr());
+    // b can hold the winner before a's older edit reaches it and loses there: the count comes with that batch.
+    await waitFor(async () => metricValue(await cli.metrics(), 'cdc_sync_conflicts_total', { stream: 'a-to-b', table: 'public.items' }) === 1, 30_000, () => cli.stderr());
     const text = await cli.metrics();
     expect(metricValue(text, 'cdc_sync_conflicts_total', { stream: 'a-to-b', table: 'public.items' })).toBe(1);
     expect(metricValue(text, 'cdc_sync_conflicts_total', { stream: 'b-to-a', table: 'public.items' })).toBe(0);

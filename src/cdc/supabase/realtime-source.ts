@@ -189,7 +189,9 @@ export class SupabaseRealtimeSource implements Source {
 
   chunks(from: string | null, demand: Observable<void>): Observable<SourceChunk> {
     this.position = from === null && (this.options.snapshot ?? 'initial') === 'initial' ? RealtimePosition.parse(this.requestSnapshot(null, [])) : RealtimePosition.parse(from);
-    this.catchUpDue = true;
+    // Live changes the stream had taken but not applied when it stopped (to store a copy's start, say) are gone
+    // with it: the catch-up now reads only up to the margin, and the one after the margin finds the newest of them.
+    this.catchUpNowAndAfterMargin('stream started');
     return demand.pipe(
       startWith(undefined),
       concatMap(() => defer(() => this.next())),
@@ -437,7 +439,8 @@ export class SupabaseRealtimeSource implements Source {
       .map((row) => (table === this.tombstoneTable ? this.tombstoneEvent(row) : this.rowEvent(table, row)))
       .filter((e): e is ChangeEvent => e !== null && this.isNew(e, 'catch-up', changedDuringRead));
     this.context.metrics.catchUpRows.inc({ stream: this.context.stream, direction: this.context.direction, table: table.source }, events.length);
-    if (events.length === 0 && !page.last) return null;
+    // A copy that ends with this empty page still hands its position on: the checkpoint (and the status) must say it is done.
+    if (events.length === 0 && !page.last && !after.copying) return null;
     countCaptured(this.context, events);
     return { events, rejected: [], position: this.position.toString(), caughtUp: this.catchUp === null && this.buffer.length === 0 };
   }

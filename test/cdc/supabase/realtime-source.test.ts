@@ -123,8 +123,10 @@ describe('SupabaseRealtimeSource', () => {
     const chunks: SourceChunk[] = [];
     for (let chunk = await reader.next(5000); chunk; chunk = await reader.next(1000)) chunks.push(chunk);
     expect(applied(chunks).size).toBe(250);
-    // Pages of maxRecords (100): each page's position is a resumable watermark, marked as copying until the empty page.
-    expect(chunks.map((c) => c.events.length)).toEqual([100, 100, 50]);
+    // Pages of maxRecords (100): each page's position is a resumable watermark, marked as copying until the empty page,
+    // whose position (without a change) says the copy is done.
+    expect(chunks.map((c) => c.events.length)).toEqual([100, 100, 50, 0]);
+    expect(source.copying(chunks.at(-1)!.position)).toEqual([]);
     expect(source.copying(chunks[0]!.position)).toEqual(['public.notes']);
     expect(JSON.parse(chunks[0]!.position).tables['public.notes'].key).toEqual([100]);
     const done = chunks.at(-1)!.position;
