@@ -1,5 +1,4 @@
-import type { ChangeEvent, Row } from '../../core/change-event.js';
-import { toJsonText } from '../../core/json.js';
+import { keyString, type ChangeEvent, type Row } from '../../core/change-event.js';
 import type { StreamContext } from '../../streams/context.js';
 import { countCaptured } from '../count-captured.js';
 import { COPY_TIME } from '../table-copy.js';
@@ -138,7 +137,7 @@ export class WalCopier {
     for (const change of tx.events) {
       if (change.table !== touched.table.source) continue;
       const partial = change.op === 'update' && touched.table.columns.some((c) => !(c in change.row!));
-      touched.changes.push({ xid: tx.xid, key: keyText(change.key), partial: partial ? change.row : null });
+      touched.changes.push({ xid: tx.xid, key: keyString(change.key), partial: partial ? change.row : null });
     }
   }
 
@@ -212,7 +211,7 @@ export class WalCopier {
     const unseen = (this.touched?.changes ?? []).filter(({ xid }) => !window.visible(xid));
     this.window = null;
     this.touched = null;
-    const rows = unseen.length === 0 ? null : new Map(window.events.map((e) => [keyText(e.key), e]));
+    const rows = unseen.length === 0 ? null : new Map(window.events.map((e) => [keyString(e.key), e]));
     for (const { key, partial } of rows ? unseen : []) {
       const copied = rows!.get(key);
       if (!copied) continue;
@@ -230,11 +229,6 @@ export class WalCopier {
     countCaptured(this.context, events);
     this.options.push({ events, after: window.next });
   }
-}
-
-/** A key as text, whatever the order of its columns (the copy's and pgoutput's may differ). */
-function keyText(key: Row): string {
-  return toJsonText(Object.entries(key).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
 /**
