@@ -33,11 +33,12 @@ export class IdlePoll {
     this.delay = options.pollIntervalMs;
   }
 
-  /** Tells the stream the source is idle (run --once), then waits; false when the stream is stopping. */
-  async wait(context: StreamContext): Promise<boolean> {
+  /** Tells the stream the source is idle (run --once), then waits; false when the stream is stopping or `stop` (its read loop was given up) aborted. */
+  async wait(context: StreamContext, stop: AbortSignal): Promise<boolean> {
     this.delay = Math.min(Math.max(this.delay * 2, 50), this.options.idleIntervalMs);
     context.idle?.();
-    await idleWait(this.delay, this.wakeUp, context.stopping);
-    return !context.stopping.aborted;
+    const either = AbortSignal.any([context.stopping, stop]);
+    await idleWait(this.delay, this.wakeUp, either);
+    return !either.aborted;
   }
 }

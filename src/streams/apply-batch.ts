@@ -1,5 +1,5 @@
 import { append } from '../core/arrays.js';
-import type { ChangeEvent, Row } from '../core/change-event.js';
+import type { ChangeEvent } from '../core/change-event.js';
 import { PermanentError, errorMessage, failureReason, isTransient, type FailureReason } from '../core/errors.js';
 import { toJsonText } from '../core/json.js';
 import type { ApplyResult, DeadLetter, Sink, SinkBatch } from '../sinks/sink.js';

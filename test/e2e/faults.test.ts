@@ -9,7 +9,7 @@ import { CliProcesses, metricValue, runCli, runCliToEnd, waitFor, writeConfig, t
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 import { SteadyWriter, itemRows } from '../support/steady-writer.js';
 import { FakeSqlServer } from '../support/fake-mssql/fake-server.js';
-import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 /**

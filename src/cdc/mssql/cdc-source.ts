@@ -1,7 +1,7 @@
 import { append, inOrder } from '../../core/arrays.js';
 import { noWhere } from '../copy-filter.js';
 import { ReadGeneration } from '../read-generation.js';
-import { Observable, Subject, concatMap, defer, startWith } from 'rxjs';
+import { Observable, Subject } from 'rxjs';
 import { checkSourceColumns } from '../check-columns.js';
 import type { Row, SourceChunk } from '../../core/change-event.js';
 import { ConfigError } from '../../core/errors.js';
@@ -116,13 +116,14 @@ export class MssqlCdcSource implements Source {
   }
 
   chunks(from: string | null, demand: Observable<void>): Observable<SourceChunk> {
-    // A reopened stream resumes from its checkpoint, not from where this reader stopped.
-    this.started = false;
-    this.from = from;
-    const generation = this.generations.next();
-    return demand.pipe(
-      startWith(undefined),
-      concatMap(() => defer(() => this.nextChunk(generation))),
+    return this.generations.chunks(
+      demand,
+      () => {
+        // A reopened stream resumes from its checkpoint, not from where this reader stopped.
+        this.started = false;
+        this.from = from;
+      },
+      (stale, stop) => this.nextChunk(stale, stop),
     );
   }
 
@@ -211,15 +212,15 @@ export class MssqlCdcSource implements Source {
     return { source: table.source, key, instances, snapshot: new TableSnapshot(client, table.source, key, changed) };
   }
 
-  private async nextChunk(generation: number): Promise<SourceChunk> {
-    if (this.generations.stale(generation)) return new Promise<never>(() => {});
+  private async nextChunk(stale: () => boolean, stop: AbortSignal): Promise<SourceChunk | null> {
+    if (stale()) return null;
     if (!this.started) {
       this.position = await this.initialPosition(this.from);
       this.started = true;
     }
     const idle = new IdlePoll(this.options, this.wakeUp);
     for (;;) {
-      if (this.generations.stale(generation)) return new Promise<never>(() => {});
+      if (stale()) return null;
       const snapshotting = this.tables.find((t) => this.position.tables[t.source]?.snapshot);
       const chunk = snapshotting ? await this.snapshotChunk(snapshotting) : await this.changesChunk();
       if (chunk) return this.emit(chunk);
@@ -227,7 +228,7 @@ export class MssqlCdcSource implements Source {
         // An idle database still moves the checkpoint, so the cleanup job never removes what it points at.
         return this.emit({ events: [], rejected: [], position: this.position.toString(), caughtUp: true });
       }
-      if (!(await idle.wait(this.context))) return new Promise<never>(() => {});
+      if (!(await idle.wait(this.context, stop))) return null;
     }
   }
 

@@ -1,5 +1,5 @@
 import type { Params, Query } from '../../db/mssql/client.js';
-import { queueTableName, quote, splitTable } from '../../db/mssql/identifiers.js';
+import { queueTableName } from '../../db/mssql/identifiers.js';
 import { recordId } from '../../db/mssql/queue-setup.js';
 
 /**

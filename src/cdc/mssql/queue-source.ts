@@ -2,7 +2,7 @@ import { inOrder } from '../../core/arrays.js';
 import { noWhere } from '../copy-filter.js';
 import { ReadGeneration } from '../read-generation.js';
 import { hostname } from 'node:os';
-import { concatMap, defer, Observable, startWith, Subject } from 'rxjs';
+import { Observable, Subject } from 'rxjs';
 import type { ChangeEvent, SourceChunk } from '../../core/change-event.js';
 import { ConfigError } from '../../core/errors.js';
 import type { TableConfig } from '../../core/mapping.js';
@@ -121,20 +121,21 @@ export class MssqlQueueSource implements Source {
   }
 
   chunks(from: string | null, demand: Observable<void>): Observable<SourceChunk> {
-    try {
-      const stored = from === null ? this.initialPosition() : QueuePosition.parse(from);
-      this.unmarked = [...stored.applied];
-      this.position = stored.covering([]);
-    } catch (error) {
-      throw new ConfigError(`the checkpoint of stream ${this.context.stream} is not an mssql-queue position (was source.type changed?): ${(error as Error).message}`);
-    }
     clearInterval(this.renewTimer);
     this.renewTimer = setInterval(() => void this.renew(), (this.options.leaseSeconds * 1000) / 3);
     this.renewTimer.unref();
-    const generation = this.generations.next();
-    return demand.pipe(
-      startWith(undefined),
-      concatMap(() => defer(() => this.nextChunk(generation))),
+    return this.generations.chunks(
+      demand,
+      () => {
+        try {
+          const stored = from === null ? this.initialPosition() : QueuePosition.parse(from);
+          this.unmarked = [...stored.applied];
+          this.position = stored.covering([]);
+        } catch (error) {
+          throw new ConfigError(`the checkpoint of stream ${this.context.stream} is not an mssql-queue position (was source.type changed?): ${(error as Error).message}`);
+        }
+      },
+      (stale, stop) => this.nextChunk(stale, stop),
     );
   }
 
@@ -219,16 +220,16 @@ export class MssqlQueueSource implements Source {
   }
 
   /** Reads until there is something to hand over; waits (adaptively) while the queue is empty. */
-  private async nextChunk(generation: number): Promise<SourceChunk> {
+  private async nextChunk(stale: () => boolean, stop: AbortSignal): Promise<SourceChunk | null> {
     const idle = new IdlePoll(this.options, this.wakeUp);
     for (;;) {
-      if (this.generations.stale(generation)) return new Promise<never>(() => {});
+      if (stale()) return null;
       if (Date.now() - this.lastPurge >= (this.options.purgeIntervalMs ?? 300_000)) await this.purge();
       if (this.unmarked.length > 0) await this.markApplied();
       const chunk = this.position.snapping ? await this.snapshotChunk() : await this.claimChunk();
       if (chunk) return chunk;
       if (this.woken) continue; // a notification came during the read: read again now
-      if (!(await idle.wait(this.context))) return new Promise<never>(() => {});
+      if (!(await idle.wait(this.context, stop))) return null;
     }
   }
 

@@ -1,4 +1,4 @@
-import { Observable, Subject, concatMap, defer, startWith } from 'rxjs';
+import { Observable, Subject } from 'rxjs';
 import { ReadGeneration } from '../read-generation.js';
 import type { SourceChunk } from '../../core/change-event.js';
 import { ConfigError } from '../../core/errors.js';
@@ -132,13 +132,14 @@ export class SqliteChangeLogSource implements Source {
   }
 
   chunks(from: string | null, demand: Observable<void>): Observable<SourceChunk> {
-    const generation = this.generations.next();
-    const { log, copy } = this.tableCopy.start(from);
-    this.after = parsePosition(log);
-    this.copy = copy;
-    return demand.pipe(
-      startWith(undefined),
-      concatMap(() => defer(() => this.nextChunk(generation))),
+    return this.generations.chunks(
+      demand,
+      () => {
+        const { log, copy } = this.tableCopy.start(from);
+        this.after = parsePosition(log);
+        this.copy = copy;
+      },
+      (stale, stop) => this.nextChunk(stale, stop),
     );
   }
 
@@ -153,13 +154,13 @@ export class SqliteChangeLogSource implements Source {
   }
 
   /** Reads until there is something to hand over; waits (adaptively) while the log is empty. */
-  private async nextChunk(generation: number): Promise<SourceChunk> {
+  private async nextChunk(stale: () => boolean, stop: AbortSignal): Promise<SourceChunk | null> {
     const idle = new IdlePoll(this.options, this.wakeUp);
     for (;;) {
-      if (this.generations.stale(generation)) return new Promise<never>(() => {});
+      if (stale()) return null;
       const chunk = await this.readPage();
       if (chunk) return chunk;
-      if (!(await idle.wait(this.context))) return new Promise<never>(() => {});
+      if (!(await idle.wait(this.context, stop))) return null;
     }
   }
 

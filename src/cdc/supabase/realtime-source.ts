@@ -2,7 +2,7 @@ import type { OwnWrites } from '../../core/own-writes.js';
 import { noWhere } from '../copy-filter.js';
 import { createHash } from 'node:crypto';
 import type { RealtimeChannel, SupabaseClient } from '@supabase/supabase-js';
-import { Observable, Subject, concatMap, defer, startWith } from 'rxjs';
+import { Observable, Subject } from 'rxjs';
 import type { ChangeEvent, Row, SourceChunk } from '../../core/change-event.js';
 import { keyString } from '../../core/change-event.js';
 import { ConfigError, TransientError } from '../../core/errors.js';
@@ -10,6 +10,7 @@ import type { TableConfig } from '../../core/mapping.js';
 import type { StreamContext } from '../../streams/context.js';
 import { retryTransient, type RetryPolicy } from '../../streams/retry.js';
 import { idleWait } from '../idle-wait.js';
+import { ReadGeneration } from '../read-generation.js';
 import { countCaptured } from '../count-captured.js';
 import type { Source } from '../source.js';
 import { readChangedRows, type CatchUpTable } from './catch-up.js';
@@ -74,7 +75,7 @@ export class SupabaseRealtimeSource implements Source {
    * While a catch-up page is read: per key whose image changed meanwhile,
    * the image it had when the read began (see isNew).
    */
-  private duringRead: Map<string, string | null | undefined> | null = null;
+  private duringRead: Map<string, Seen | undefined> | null = null;
   private catchUpDue = true;
   /**
    * The last image handed on per key (null: deleted), to drop what was
@@ -82,10 +83,11 @@ export class SupabaseRealtimeSource implements Source {
    * (the clinic's, kept on cdc-sync's forward writes, and Supabase's), and a
    * new edit may carry an earlier one.
    */
-  private readonly seen = new Map<string, string | null>();
+  private readonly seen = new Map<string, Seen>();
   private timer: NodeJS.Timeout | undefined;
   private readonly followUps = new Set<NodeJS.Timeout>();
   private readonly clock = new ServerClock();
+  private readonly generations = new ReadGeneration();
   /** When the last live or webhook change was buffered. */
   private lastArrival = 0;
   /** Wait before making a new channel after one broke; doubles while they keep breaking. */
@@ -188,13 +190,17 @@ export class SupabaseRealtimeSource implements Source {
   }
 
   chunks(from: string | null, demand: Observable<void>): Observable<SourceChunk> {
-    this.position = from === null && (this.options.snapshot ?? 'initial') === 'initial' ? RealtimePosition.parse(this.requestSnapshot(null, [])) : RealtimePosition.parse(from);
-    // Live changes the stream had taken but not applied when it stopped (to store a copy's start, say) are gone
-    // with it: the catch-up now reads only up to the margin, and the one after the margin finds the newest of them.
-    this.catchUpNowAndAfterMargin('stream started');
-    return demand.pipe(
-      startWith(undefined),
-      concatMap(() => defer(() => this.next())),
+    return this.generations.chunks(
+      demand,
+      () => {
+        this.position = from === null && (this.options.snapshot ?? 'initial') === 'initial' ? RealtimePosition.parse(this.requestSnapshot(null, [])) : RealtimePosition.parse(from);
+        // Live changes the stream had taken but not applied when it stopped (to store a copy's start, say) are gone
+        // with it: the catch-up now reads only up to the margin, and the one after the margin finds the newest of them.
+        this.catchUp = null;
+        this.catchUpNowAndAfterMargin('stream started');
+        this.forgetHandedOn();
+      },
+      (stale, stop) => this.next(stale, stop),
     );
   }
 
@@ -210,15 +216,16 @@ export class SupabaseRealtimeSource implements Source {
   private accept(events: ChangeEvent[], via: 'live' | 'webhook'): void {
     const labels = { stream: this.context.stream, direction: this.context.direction };
     for (const event of events) {
-      if (!this.isNew(event, via)) continue;
       if (this.buffer.length >= this.options.bufferSize) {
-        // Dropping is safe only because the catch-up read finds these rows again.
+        // Dropping is safe only because the catch-up read finds these rows again (this one, and the rest, not judged yet).
         this.context.log.warn({ capacity: this.options.bufferSize }, 'buffer full: dropping live changes and catching up');
+        this.forgetHandedOn(this.buffer);
         this.buffer = [];
         if (this.catchUp) this.catchUp.ahead = 0;
         this.requestCatchUp('overflow');
         break;
       }
+      if (!this.isNew(event, via)) continue;
       this.buffer.push(event);
       this.lastArrival = Date.now();
     }
@@ -322,8 +329,9 @@ export class SupabaseRealtimeSource implements Source {
     this.wakeUp.next();
   }
 
-  private async next(): Promise<SourceChunk> {
+  private async next(stale: () => boolean, stop: AbortSignal): Promise<SourceChunk | null> {
     for (;;) {
+      if (stale()) return null;
       if (this.catchUpDue && !this.catchUp) this.startCatchUp();
       if (this.catchUp) {
         // What waited in the buffer when a page is read is older than what the page reads: it goes first,
@@ -347,8 +355,9 @@ export class SupabaseRealtimeSource implements Source {
         continue;
       }
       this.context.idle?.();
-      await idleWait(60_000, this.wakeUp, this.context.stopping);
-      if (this.context.stopping.aborted) return new Promise<never>(() => {});
+      const either = AbortSignal.any([this.context.stopping, stop]);
+      await idleWait(60_000, this.wakeUp, either);
+      if (either.aborted) return null;
     }
   }
 
@@ -411,7 +420,7 @@ export class SupabaseRealtimeSource implements Source {
       key: [],
     };
     const limit = this.options.catchUp.maxRecords;
-    const changedDuringRead = new Map<string, string | null | undefined>();
+    const changedDuringRead = new Map<string, Seen | undefined>();
     this.duringRead = changedDuringRead;
     const page = await retryTransient(
       async () => {
@@ -478,6 +487,23 @@ export class SupabaseRealtimeSource implements Source {
    * pair): an upsert carrying the change time it was written with, or the
    * live delete of a key it deleted (its tombstones are not recorded).
    */
+  /**
+   * The seen map says what was handed on, not what was applied: changes a
+   * full buffer dropped (`dropped`), or every change handed on before the
+   * stream stopped (a copy request, a failed batch: those in its batch are
+   * gone), must not be dropped as duplicates when a catch-up read finds them
+   * again. A delete still refuses an older webhook image of its key.
+   */
+  private forgetHandedOn(dropped?: (ChangeEvent | Promise<ChangeEvent | null>)[]): void {
+    const ids = dropped
+      ? dropped.flatMap((e) => (e instanceof Promise ? [] : [`${e.table}\u0000${keyString(e.key)}`]))
+      : [...this.seen.keys()];
+    for (const id of ids) {
+      if (this.seen.get(id) === null) this.seen.set(id, UNAPPLIED_DELETE);
+      else this.seen.delete(id);
+    }
+  }
+
   private isEcho(event: ChangeEvent, table: Table, via: string): boolean {
     const own = this.options.ownWrites;
     if (!own) return false;
@@ -493,7 +519,7 @@ export class SupabaseRealtimeSource implements Source {
    * is remembered, so an unordered webhook's older image cannot bring the
    * row back (a real re-insert arrives live, or by the next catch-up read).
    */
-  private isNew(event: ChangeEvent, via: 'live' | 'webhook' | 'catch-up' | 'fetch', changedDuringRead?: Map<string, string | null | undefined>): boolean {
+  private isNew(event: ChangeEvent, via: 'live' | 'webhook' | 'catch-up' | 'fetch', changedDuringRead?: Map<string, Seen | undefined>): boolean {
     const table = this.tables.find((t) => t.source === event.table);
     if (!table) return false;
     const id = `${event.table}\u0000${keyString(event.key)}`;
@@ -519,11 +545,16 @@ export class SupabaseRealtimeSource implements Source {
       return suppress('origin');
     }
     if (previous !== undefined && previous === image) return suppress('duplicate');
-    if (previous === null && via === 'webhook') return suppress('stale');
+    if ((previous === null || previous === UNAPPLIED_DELETE) && via === 'webhook') return suppress('stale');
     remember();
     return true;
   }
 }
+
+/** A delete handed on that may not have been applied: not a duplicate of the tombstone a catch-up finds, still newer than a webhook's image. */
+const UNAPPLIED_DELETE = Symbol('unapplied delete');
+/** What the seen map holds per key: the image's digest, null for a delete. */
+type Seen = string | null | typeof UNAPPLIED_DELETE;
 
 /**
  * A row image as a short digest (columns in name order, whatever order the

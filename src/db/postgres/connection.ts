@@ -11,7 +11,7 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (v) => v);
 pg.types.setTypeParser(pg.types.builtins.NUMERIC, (v) => v);
 
 export type { Pool, PoolClient, QueryResult } from './pool.js';
-import type { Pool, PoolClient, QueryResult } from './pool.js';
+import type { Pool, QueryResult } from './pool.js';
 
 export interface PoolOptions {
   max?: number;

@@ -42,14 +42,14 @@ afterAll(async () => {
   await cloud.drop();
 });
 
-async function openSource(snapshot: 'initial' | 'never' = 'initial'): Promise<{ source: SupabaseRealtimeSource; context: ReturnType<typeof testContext> }> {
+async function openSource(snapshot: 'initial' | 'never' = 'initial', bufferSize = 10_000): Promise<{ source: SupabaseRealtimeSource; context: ReturnType<typeof testContext> }> {
   const source = new SupabaseRealtimeSource({
     snapshot,
     url: realtime.url,
     key: rest.key,
     tables: TABLES,
     maxSize: 100,
-    bufferSize: 10_000,
+    bufferSize,
     // No margin: a catch-up read sees the newest commits, as a slow or late Realtime makes it see them.
     catchUp: { intervalMinutes: 60, lookbackHours: 1, maxRecords: 100, marginSeconds: 0 },
     tombstones: true,
@@ -153,5 +153,38 @@ describe('SupabaseRealtimeSource', () => {
     expect(rows.size).toBe(250);
     expect(rows.get('7')).toBe('live');
     expect(again.source.copying(recopied.at(-1)!.position)).toEqual([]);
+  });
+
+  it('hands on again, after a restart, the live changes it had handed on that the stopped stream never applied', async () => {
+    const { source, context } = await openSource();
+    const reader = stepper(source, null);
+    cleanups.push(() => reader.stop());
+    let position: string | null = null;
+    for (let chunk = await reader.next(2000); chunk; chunk = await reader.next(1000)) position = chunk.position;
+    await waitFor(async () => context.connected.source === true, 10_000);
+    await cloud.query(`INSERT INTO notes (id, note) VALUES (1, 'taken, never applied'), (2, 'taken, never applied')`);
+    const taken: SourceChunk[] = [];
+    while (taken.flatMap((c) => c.events).length < 2) taken.push((await reader.next(5000))!);
+    // The stream stops before it applies them (a copy request, a sink failure) and starts again from its checkpoint.
+    reader.stop();
+    const restarted = stepper(source, position);
+    cleanups.push(() => restarted.stop());
+    const again: SourceChunk[] = [];
+    for (let chunk = await restarted.next(5000); chunk; chunk = await restarted.next(1500)) again.push(chunk);
+    expect(applied(again)).toEqual(new Map([['1', 'taken, never applied'], ['2', 'taken, never applied']]));
+  });
+
+  it('hands on by catch-up the live changes a full buffer dropped', async () => {
+    const { source, context } = await openSource('initial', 3);
+    const reader = stepper(source, null);
+    cleanups.push(() => reader.stop());
+    for (let chunk = await reader.next(2000); chunk; chunk = await reader.next(1000));
+    await waitFor(async () => context.connected.source === true, 10_000);
+    // The sink is busy (nothing asked for): ten changes arrive for a buffer of three.
+    for (let id = 1; id <= 10; id += 1) await cloud.query(`INSERT INTO notes (id, note) VALUES ($1, 'overflowed')`, [id]);
+    await new Promise((r) => setTimeout(r, 1100));
+    const chunks: SourceChunk[] = [];
+    for (let chunk = await reader.next(5000); chunk; chunk = await reader.next(1500)) chunks.push(chunk);
+    expect(applied(chunks).size).toBe(10);
   });
 });
