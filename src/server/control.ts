@@ -3,7 +3,7 @@ import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import type { BatchRecord } from '../control/batch-log.js';
 import type { RetryResult } from '../control/retry-failed.js';
-import type { StreamStatus } from '../streams/stream.js';
+import type { StreamStatus } from '../streams/stream-status.js';
 import { ConfigError, TransientError } from '../core/errors.js';
 import { bearerMatches } from './auth.js';
 

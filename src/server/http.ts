@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
-import type { StreamStatus } from '../streams/stream.js';
+import type { StreamStatus } from '../streams/stream-status.js';
 import { bearerMatches } from './auth.js';
 import { registerControlApi, type ControlOptions } from './control.js';
 import { registerWebhook, type WebhookOptions } from './webhook.js';

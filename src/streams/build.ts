@@ -10,7 +10,8 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { createSink } from '../sinks/index.js';
 import { OwnWrites } from '../core/own-writes.js';
-import { Stream, type StreamParts } from './stream.js';
+import { Stream } from './stream.js';
+import type { StreamParts } from './stream-parts.js';
 
 /**
  * Streams for a configuration, without connecting to anything: `validate`

@@ -1,9 +1,22 @@
-import { TransientError } from '../core/errors.js';
+import type { Source } from '../cdc/source.js';
+import { checkWhere } from '../cdc/copy-filter.js';
+import type { StreamConfig } from '../config/schema.js';
+import { ConfigError, TransientError } from '../core/errors.js';
 
 /** A copy asked for while the stream runs (`cdc-sync snapshot`, the control API). */
 export interface CopyRequest {
   tables: string[];
   where: string | undefined;
+}
+
+/** Throws when the stream cannot make the copy of `tables` (all when empty) asked for at `position`. */
+export function checkCopyRequest(config: StreamConfig, source: Source, position: string | null, tables: string[], where?: string): void {
+  if (!source.requestSnapshot) throw new ConfigError(`stream ${config.name}: a ${config.source.type} source cannot copy its tables again`);
+  const unknown = tables.filter((t) => !config.tables.some((c) => c.source === t));
+  if (unknown.length > 0) throw new ConfigError(`--table: not a table of stream ${config.name}: ${unknown.join(', ')} (have: ${config.tables.map((t) => t.source).join(', ')})`);
+  checkWhere(tables, where);
+  // Refused now, not when the request is stored: a wrong condition must fail the command that gave it.
+  source.requestSnapshot(position, tables, where);
 }
 
 /** Ends the running pipeline so that the requested copies are stored as the checkpoint (see Stream.requestSnapshot). */

@@ -3,7 +3,7 @@ import { TransientError, errorMessage, isTransient } from '../core/errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { Sink } from '../sinks/sink.js';
-import type { RetryPolicy } from './retry.js';
+import type { RetryHooks, RetryPolicy } from './retry.js';
 
 export type Part = 'source' | 'sink';
 type Trouble = 'retrying' | 'stalled' | null;
@@ -86,6 +86,11 @@ export class StreamHealth {
       log.warn({ part, err: errorMessage(error), attempt, transient: isTransient(error) }, 'transient error; retrying');
     }
     this.trouble[part] = stalled ? 'stalled' : 'retrying';
+  }
+
+  /** For `retryTransient` on `part`: each retry is reported (`retrying`); the stream's stop ends the retries. */
+  retryHooks(part: Part): RetryHooks {
+    return { signal: this.options.stopping, onRetry: (error: Error, attempt: number) => this.retrying(part, error, attempt) };
   }
 
   /** A running stream whose source or sink is being retried shows that as its state. */

@@ -6,7 +6,7 @@ import { NotFoundError } from '../../src/server/control.js';
 import { ConfigError, TransientError } from '../../src/core/errors.js';
 import { BatchLog } from '../../src/control/batch-log.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
-import type { StreamStatus } from '../../src/streams/stream.js';
+import type { StreamStatus } from '../../src/streams/stream-status.js';
 
 const TOKEN = 'control-token-123';
 const auth = { authorization: `Bearer ${TOKEN}` };
