@@ -5,6 +5,7 @@ import type { MssqlClient } from '../../db/mssql/client.js';
 import { splitTable } from '../../db/mssql/identifiers.js';
 import type { StreamContext } from '../../streams/context.js';
 import { checkSourceColumns } from '../check-columns.js';
+import type { RetriedRead } from '../read-with-retry.js';
 import type { CdcRow } from './cdc-changes.js';
 import {
   AGENT_JOBS,
@@ -37,9 +38,6 @@ export interface CapturedTable {
   snapshot: TableSnapshot;
 }
 
-/** A read run with the source's retries. */
-type Retried = <T>(run: () => Promise<T>) => Promise<T>;
-
 /**
  * The mssql-cdc source's reads of SQL Server's CDC objects: capture
  * instances and their columns, the LSN functions, the change tables and
@@ -48,7 +46,7 @@ type Retried = <T>(run: () => Promise<T>) => Promise<T>;
 export class CdcReads {
   constructor(
     private readonly client: () => MssqlClient,
-    private readonly query: Retried,
+    private readonly query: RetriedRead,
   ) {}
 
   /** The capture job's presence and the cleanup job's retention in minutes, where msdb can be read. */
