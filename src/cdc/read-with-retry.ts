@@ -2,6 +2,9 @@ import type { CdcSyncError } from '../core/errors.js';
 import type { StreamContext } from '../streams/context.js';
 import { retryTransient, type RetryPolicy } from '../streams/retry.js';
 
+/** A source's readWithRetry, bound to its context, policy and driver. */
+export type RetriedRead = <T>(run: () => Promise<T>) => Promise<T>;
+
 /**
  * A source's read: transient errors are retried with the stream's backoff,
  * logged, counted and shown as the stream's state, as the sink's are; the

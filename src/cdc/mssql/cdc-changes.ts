@@ -97,3 +97,19 @@ export function afterLegacySeqval(rows: CdcRow[], lsn: Lsn, seqval: Lsn | null):
   if (!seqval) return rows;
   return rows.filter((r) => !r.lsn.equals(lsn) || r.seqval.compare(seqval) > 0);
 }
+
+/**
+ * Echo suppression: `own` holds the commit LSNs of transactions that
+ * changed cdc_sync.origin_marker. Such a transaction was
+ * written by cdc-sync's SQL Server sink (it marks every transaction), so
+ * all of it is dropped and counted, and nothing goes back where it came from.
+ */
+export function dropOwn(rows: CdcRow[], own: Set<string>, suppressed: (row: CdcRow) => void): CdcRow[] {
+  if (own.size === 0) return rows;
+  const kept: CdcRow[] = [];
+  for (const r of rows) {
+    if (!own.has(r.lsn.toString())) kept.push(r);
+    else if (r.operation !== 3) suppressed(r);
+  }
+  return kept;
+}

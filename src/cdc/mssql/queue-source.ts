@@ -12,16 +12,16 @@ import { IdlePoll } from '../idle-wait.js';
 import { readWithRetry } from '../read-with-retry.js';
 import { countCaptured } from '../count-captured.js';
 import type { Source } from '../source.js';
-import { queueTableName, quote, splitTable } from '../../db/mssql/identifiers.js';
 import { loadMssqlDriver, type MssqlClient, type MssqlConnect, openClient } from '../../db/mssql/client.js';
 import { MSSQL_ERRORS } from '../../db/mssql/errors.js';
 import { ClaimLedger } from './queue-ledger.js';
 import { QueuePosition } from './queue-position.js';
-import { idList, pendingRecordSql, type QueueRow, type QueueShape, queueStatements, type QueueStatements, type TableInfoRow, tableNameParams } from './queue-queries.js';
+import { idList, pendingRecordSql, type QueueRow, type QueueShape, queueStatements, type QueueStatements, tableNameParams } from './queue-queries.js';
 import { isLocalTimeDefault } from '../../db/mssql/columns.js';
-import { describeTable, type QueuedTable, QueueRowReader } from './queue-rows.js';
-import { triggerName } from '../../db/mssql/queue-setup.js';
+import { type QueuedTable, QueueRowReader } from './queue-rows.js';
 import { TableSnapshot } from './snapshot.js';
+import { checkQueueTable, describeQueuedTable } from './queue-check.js';
+import { QueueUpkeep } from './queue-upkeep.js';
 
 export interface MssqlQueueSourceOptions {
   url: string;
@@ -44,8 +44,6 @@ export interface MssqlQueueSourceOptions {
   /** The driver; default the configured one (`loadMssqlDriver`). Tests hand in a stand-in. */
   connect?: MssqlConnect;
 }
-
-const PURGE_BATCH = 1000;
 
 /**
  * Reads the trigger-fed SyncQueue of the older scripts. Each read claims the
@@ -71,13 +69,15 @@ export class MssqlQueueSource implements Source {
   private readonly ledger = new ClaimLedger();
   private owner = '';
   private opened = 0;
-  private lastPurge = 0;
   private lastPending = 0;
   private pendingKnown = -1;
   private renewTimer: NodeJS.Timeout | undefined;
   private readonly generations = new ReadGeneration();
+  private readonly upkeep: QueueUpkeep;
 
-  constructor(private readonly options: MssqlQueueSourceOptions) {}
+  constructor(private readonly options: MssqlQueueSourceOptions) {
+    this.upkeep = new QueueUpkeep(() => this.context, () => this.client, () => this.statements, (run) => this.query(run), options);
+  }
 
   async open(context: StreamContext): Promise<void> {
     this.context = context;
@@ -85,26 +85,11 @@ export class MssqlQueueSource implements Source {
     const connect = this.options.connect ?? (await loadMssqlDriver());
     const client = (this.client ??= await openClient(connect, this.options.url, 'source.url'));
     const base = queueStatements(this.options.queueTable, 0);
-    const queue = queueTableName(this.options.queueTable);
-    const [found] = await this.query(() =>
-      client.query<{
-        object_id: number | null;
-        locked_by: number | null;
-        locked_until: number | null;
-        next_attempt_at: number | null;
-        table_name_type?: string | null;
-        created_at_default?: string | null;
-      }>(base.check, {
-        queue: { type: 'nvarchar', value: queue },
-      }),
-    );
-    const init = 'apply the output of `cdc-sync init-sql` (sql/cdc/sync-queue.sql)';
-    if (!found?.object_id) throw new ConfigError(`source.queueTable: ${this.options.queueTable} does not exist in the source database; ${init}`);
-    if (!found.locked_by || !found.locked_until || !found.next_attempt_at) {
-      throw new ConfigError(`source.queueTable: ${this.options.queueTable} lacks the lease columns LockedBy, LockedUntil, NextAttemptAt; ${init}`);
-    }
+    const found = await checkQueueTable(() => client, (run) => this.query(run), this.options.queueTable, base.check);
     const tables: QueuedTable[] = [];
-    for (const [i, table] of this.options.tables.entries()) tables.push(await this.describe(base, table, `tables[${i}]`));
+    for (const [i, table] of this.options.tables.entries()) {
+      tables.push(await describeQueuedTable(() => this.client!, (run) => this.query(run), base.tableInfo, table, `tables[${i}]`, context));
+    }
     this.reader = new QueueRowReader(tables, this.options.maxAttempts, (message, ctx) => context.log.warn(ctx, message));
     this.shape = { names: found.table_name_type === 'varchar' ? 'varchar' : 'nvarchar', localTime: isLocalTimeDefault(found.created_at_default ?? null) };
     this.statements = queueStatements(this.options.queueTable, this.reader.names.length, this.shape);
@@ -122,7 +107,7 @@ export class MssqlQueueSource implements Source {
 
   chunks(from: string | null, demand: Observable<void>): Observable<SourceChunk> {
     clearInterval(this.renewTimer);
-    this.renewTimer = setInterval(() => void this.renew(), (this.options.leaseSeconds * 1000) / 3);
+    this.renewTimer = setInterval(() => void this.upkeep.renew(this.ledger.ids(), this.owner), (this.options.leaseSeconds * 1000) / 3);
     this.renewTimer.unref();
     return this.generations.chunks(
       demand,
@@ -183,21 +168,6 @@ export class MssqlQueueSource implements Source {
     await client?.close();
   }
 
-  private async describe(base: QueueStatements, table: TableConfig, path: string): Promise<QueuedTable> {
-    const [schema, name] = splitTable(table.source);
-    const rows = await this.query(() =>
-      this.client!.query<TableInfoRow>(base.tableInfo, {
-        table: { type: 'nvarchar', value: `${quote(schema)}.${quote(name)}` },
-        trigger: { type: 'nvarchar', value: triggerName(table.source) },
-      }),
-    );
-    const described = describeTable(table, rows, path);
-    if (!rows[0]!.has_trigger) {
-      this.context.log.warn({ table: table.source, trigger: triggerName(table.source) }, 'table has no cdc-sync queue trigger; see `cdc-sync init-sql`');
-    }
-    return described;
-  }
-
   /** A copy that leaves out the rows whose record still has a Pending queue row: the queue brings them. */
   private tableSnapshot(client: MssqlClient, table: QueuedTable): TableSnapshot {
     const names = this.reader.namesOf(table.source);
@@ -224,7 +194,7 @@ export class MssqlQueueSource implements Source {
     const idle = new IdlePoll(this.options, this.wakeUp);
     for (;;) {
       if (stale()) return null;
-      if (Date.now() - this.lastPurge >= (this.options.purgeIntervalMs ?? 300_000)) await this.purge();
+      if (this.upkeep.purgeDue) await this.upkeep.purge();
       if (this.unmarked.length > 0) await this.markApplied();
       const chunk = this.position.snapping ? await this.snapshotChunk() : await this.claimChunk();
       if (chunk) return chunk;
@@ -306,41 +276,6 @@ export class MssqlQueueSource implements Source {
     const labels = { stream: this.context.stream, direction: this.context.direction };
     this.context.metrics.pending.set(labels, this.pendingKnown);
     if (this.pendingKnown === 0) this.context.metrics.lag.set(labels, 0);
-  }
-
-  /** Deletes Synced rows older than the retention, a few small batches at a time. */
-  private async purge(): Promise<void> {
-    this.lastPurge = Date.now();
-    let total = 0;
-    try {
-      for (let i = 0; i < 10; i += 1) {
-        const [row] = await this.query(() =>
-          this.client!.query<{ deleted: number }>(this.statements!.purge, {
-            limit: { type: 'int', value: PURGE_BATCH },
-            hours: { type: 'int', value: Math.max(1, Math.ceil(this.options.retentionHours)) },
-          }),
-        );
-        total += row?.deleted ?? 0;
-        if ((row?.deleted ?? 0) < PURGE_BATCH) break;
-      }
-    } catch (error) {
-      // Housekeeping: the queue works without it; say so and try at the next interval.
-      this.context.log.warn({ err: (error as Error).message }, 'purging Synced queue rows failed');
-    }
-    if (total > 0) this.context.log.info({ deleted: total, retentionHours: this.options.retentionHours }, 'purged Synced queue rows');
-  }
-
-  /** Keeps the lease of rows handed over but not yet committed (a sink retrying for minutes). */
-  private async renew(): Promise<void> {
-    const ids = this.ledger.ids();
-    if (ids.length === 0 || !this.client || !this.statements) return;
-    await this.client
-      .query(this.statements.renew, {
-        ids: { type: 'nvarchar-max', value: idList(ids) },
-        owner: { type: 'nvarchar', value: this.owner },
-        lease: { type: 'int', value: this.options.leaseSeconds },
-      })
-      .catch((error: unknown) => this.context.log.warn({ err: (error as Error).message }, 'renewing queue leases failed'));
   }
 
   private releaseParams(delayMs: number) {

@@ -1,5 +1,6 @@
 import type { SupabaseClient } from '@supabase/supabase-js';
 import type { Row, Value } from '../../core/change-event.js';
+import { TransientError } from '../../core/errors.js';
 import type { Watermark } from './realtime-position.js';
 
 export interface CatchUpTable {
@@ -58,4 +59,13 @@ export function keysetFilter(table: CatchUpTable, after: Watermark): string {
     branches.push(`and(${[...equal, `${k}.gt.${quote(after.key[i]!)}`].join(',')})`);
   });
   return branches.join(',');
+}
+
+/** The row of one key (a record Realtime cut down); null when it is gone. */
+export async function readRowByKey(client: SupabaseClient, table: CatchUpTable, key: Row, stream: string): Promise<Row | null> {
+  let query = client.schema(table.schema).from(table.name).select('*');
+  for (const k of table.key) query = query.eq(k, key[k] as string);
+  const { data, error } = await query.limit(1);
+  if (error) throw new TransientError(`reading ${table.source} by key failed: ${error.message}`, { context: { stream, table: table.source } });
+  return ((data ?? []) as Row[])[0] ?? null;
 }

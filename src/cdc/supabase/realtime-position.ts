@@ -38,6 +38,20 @@ export class RealtimePosition {
     return new RealtimePosition({ ...this.tables, [table]: watermark });
   }
 
+  /**
+   * After a catch-up page of `table` that read from `after`: at its last row;
+   * at an empty page, a copy ends and a table read for the first time keeps
+   * the watermark the read began at.
+   */
+  afterPage(table: string, after: Watermark, last: Watermark | null): RealtimePosition {
+    // A copy is under way until its table reads an empty page.
+    const copying: Partial<Watermark> = after.copying ? { copying: true } : {};
+    if (last) return this.with(table, { ...last, ...copying });
+    if (after.copying) return this.with(table, { at: after.at, key: after.key });
+    if (!this.tables[table]) return this.with(table, after);
+    return this;
+  }
+
   /** The tables whose copy is under way. */
   get copying(): string[] {
     return Object.entries(this.tables)

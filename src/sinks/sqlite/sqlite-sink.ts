@@ -1,8 +1,8 @@
 import { append } from '../../core/arrays.js';
 import { matchTarget } from '../../core/target-match.js';
 import type { Statement } from 'better-sqlite3';
-import type { ChangeEvent, Row, Value } from '../../core/change-event.js';
-import { ConfigError, PermanentError } from '../../core/errors.js';
+import type { ChangeEvent, Row } from '../../core/change-event.js';
+import { ConfigError } from '../../core/errors.js';
 import { toJsonText } from '../../core/json.js';
 import type { TableConfig, TableMapping, TargetTable } from '../../core/mapping.js';
 import type { LogicalType } from '../../core/values.js';
@@ -10,8 +10,7 @@ import type { StreamContext } from '../../streams/context.js';
 import { captureTriggerNames } from '../../db/sqlite/changelog-setup.js';
 import type { ApplyResult, Sink, SinkBatch } from '../sink.js';
 import { groupStatements, type StatementGroup } from '../statement-groups.js';
-import { openSqlite, quoteIdent, sqliteTableName, type SqliteDatabase } from '../../db/sqlite/connection.js';
-import { sqliteTimestamp } from './timestamp-text.js';
+import { openSqlite, sqliteTableName, type SqliteDatabase } from '../../db/sqlite/connection.js';
 import { classifySqliteError, isSqliteConnectionError } from '../../db/sqlite/errors.js';
 import { foreignKeys, introspectSqliteTable, type ForeignKey } from './introspect.js';
 import { logConflicts, resolveByChangeTime } from './change-time.js';
@@ -33,6 +32,8 @@ import {
   upsertSql,
   type Shape,
 } from './queries.js';
+import { encode, keysJson, rowsJson } from './json-params.js';
+import { explainForeignKey } from './missing-parent.js';
 
 interface TargetInfo {
   table: string;
@@ -178,7 +179,7 @@ export class SqliteSink implements Sink {
           try {
             written += this.statement(upsertSql(shape)).run(param).changes;
           } catch (error) {
-            throw this.explainForeignKey(error, applied);
+            throw explainForeignKey(error, applied, (source) => this.target(source), (sql) => this.statement(sql));
           }
         }
         table = undefined;
@@ -201,7 +202,7 @@ export class SqliteSink implements Sink {
           db.exec('COMMIT');
         } catch (error) {
           // Deferred foreign keys are checked here, still inside the transaction.
-          throw this.explainForeignKey(error, applied);
+          throw explainForeignKey(error, applied, (source) => this.target(source), (sql) => this.statement(sql));
         }
       } catch (error) {
         if (db.inTransaction) db.exec('ROLLBACK');
@@ -239,40 +240,6 @@ export class SqliteSink implements Sink {
     db?.close();
   }
 
-  /**
-   * A foreign-key failure names no row. Look, inside the failed transaction
-   * (so parents written earlier in it count), for the first upserted row whose
-   * parent is missing and say which parent.
-   */
-  private explainForeignKey(error: unknown, groups: StatementGroup[]): unknown {
-    if ((error as { code?: unknown }).code !== 'SQLITE_CONSTRAINT_FOREIGNKEY') return error;
-    for (const group of groups) {
-      if (group.op !== 'upsert') continue;
-      const target = this.target(group.table);
-      for (const fk of target.foreignKeys) {
-        if (!fk.columns.every((c) => group.columns.includes(c)) || fk.parentColumns.length !== fk.columns.length) continue;
-        const exists = this.statement(
-          `SELECT 1 FROM ${quoteIdent(fk.parent)} WHERE ${fk.parentColumns.map((c) => `${quoteIdent(c)} = ?`).join(' AND ')} LIMIT 1`,
-        );
-        for (const event of group.events) {
-          const values = fk.columns.map((c) => event.row![c] ?? null);
-          if (values.some((v) => v === null)) continue;
-          if (exists.get(...values.map((v, i) => bindable(v, target.types.get(fk.columns[i]!) ?? 'other')))) continue;
-          const key = target.key.map((k) => text(event.key[k] ?? null)).join(',');
-          return new PermanentError(`${target.table}:${key} missing ${fk.columns.join(',')} -> ${fk.parent}[${values.map(text).join(',')}]`, {
-            reason: 'missing-parent',
-            context: { table: group.table },
-            cause: error,
-          });
-        }
-      }
-    }
-    return new PermanentError(`${(error as Error).message}: a change deletes a row that others still reference, or points to a missing row`, {
-      reason: 'constraint',
-      cause: error,
-    });
-  }
-
   private statement(sql: string): Statement<unknown[]> {
     let statement = this.statements.get(sql);
     if (!statement) {
@@ -300,47 +267,6 @@ export class SqliteSink implements Sink {
     if (isSqliteConnectionError(classified)) this.context?.setConnected('sink', false);
     return classified;
   }
-}
-
-function rowsJson(events: ChangeEvent[], columns: { name: string; type: LogicalType }[]): string {
-  return JSON.stringify(events.map((e) => columns.map((c) => encode(e.row![c.name] ?? null, c.type))));
-}
-
-function keysJson(events: ChangeEvent[], target: TargetInfo): string {
-  return JSON.stringify(events.map((e) => target.key.map((k) => encode(e.key[k] ?? null, target.types.get(k) ?? 'other'))));
-}
-
-/**
- * A value as it travels in the JSON parameter: booleans as 0/1, binary as hex
- * (unhex() in SQL for binary columns, `\x`-hex text elsewhere), timestamps as
- * SQLite's own date-time text (instants in UTC; see timestamp-text.ts), JSON
- * as its text, big integers as digits.
- */
-function encode(value: Value, type: LogicalType): string | number | null {
-  if (value === null || value === undefined) return null;
-  if (typeof value === 'boolean') return value ? 1 : 0;
-  if (value instanceof Uint8Array) return type === 'binary' ? Buffer.from(value).toString('hex') : `\\x${Buffer.from(value).toString('hex')}`;
-  if (value instanceof Date) return sqliteTimestamp(value.toISOString());
-  if (typeof value === 'bigint') return value.toString();
-  if (typeof value === 'object') return toJsonText(value);
-  if (typeof value === 'string' && (type === 'timestamptz' || type === 'timestamp')) return sqliteTimestamp(value);
-  if (typeof value === 'string' && type === 'binary') return value.startsWith('\\x') ? value.slice(2) : Buffer.from(value, 'base64').toString('hex');
-  return value;
-}
-
-/** A value bound directly (missing-parent lookups): like encode, binary as a blob. */
-function bindable(value: Value, type: LogicalType): string | number | bigint | Buffer | null {
-  if (value instanceof Uint8Array) return Buffer.from(value);
-  if (typeof value === 'bigint') return value;
-  const encoded = encode(value, type);
-  return type === 'binary' && typeof encoded === 'string' ? Buffer.from(encoded, 'hex') : encoded;
-}
-
-function text(value: Value): string {
-  if (value instanceof Date) return value.toISOString();
-  if (value instanceof Uint8Array) return `\\x${Buffer.from(value).toString('hex')}`;
-  if (value !== null && typeof value === 'object') return JSON.stringify(value);
-  return String(value);
 }
 
 /** A key `conflictSql` returned (newer-wins by updatedAt) as a conflict log entry: the stored row won. */

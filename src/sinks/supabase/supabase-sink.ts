@@ -11,6 +11,7 @@ import { classifyPostgrestError, type PostgrestFailure } from './errors.js';
 import { tableFromOpenApi, type OpenApiDocument } from './introspect.js';
 import { DEFAULT_LIMITS, chunkRows, deleteFilters, fieldName, groupRequests, toJsonRow, type ChunkLimits, type DeleteFilter } from './requests.js';
 import { importModule } from '../../core/import-module.js';
+import { readDefinitions } from './definitions.js';
 import type { OwnWrites } from '../../core/own-writes.js';
 import { ServerClock, losslessFetch } from '../../db/supabase/lossless.js';
 import { keyString, type ChangeEvent, type Row } from '../../core/change-event.js';
@@ -231,43 +232,8 @@ export class SupabaseSink implements Sink {
     return { count: answer.count ?? 0, rows: Array.isArray(answer.data) ? (answer.data as Row[]) : [] };
   }
 
-  /**
-   * The OpenAPI root of one schema (`GET /rest/v1/` with `Accept-Profile`).
-   * supabase-js has no call for it, so this is a plain fetch with the headers
-   * supabase-js would send (supabase/supabase-js: packages/core/supabase-js/src/lib/fetch.ts).
-   */
-  private async readDefinitions(schema: string, path: string): Promise<OpenApiDocument> {
-    let response: Response;
-    try {
-      response = await fetch(this.restUrl, {
-        headers: {
-          apikey: this.options.key,
-          Authorization: `Bearer ${this.options.key}`,
-          'Accept-Profile': schema,
-          Accept: 'application/openapi+json, application/json',
-        },
-        signal: AbortSignal.timeout(this.options.timeoutMs ?? 60_000),
-      });
-    } catch (error) {
-      const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-      throw this.fail({ status: 0, message: errorMessage(error), details: cause ? `${cause.message ?? ''} (${cause.code ?? ''})` : null });
-    }
-    const text = await response.text();
-    let body: unknown;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      body = { message: text };
-    }
-    if (response.ok) return body as OpenApiDocument;
-    const failure = { ...(body as Omit<PostgrestFailure, 'status'>), status: response.status };
-    if (response.status === 401 || response.status === 403) {
-      throw new ConfigError(`sink.key: the Supabase REST API refused the key (${response.status} ${failure.message ?? ''}); the sink needs the project's service-role (secret) key`);
-    }
-    if (failure.code === 'PGRST106' || failure.code === 'PGRST126') {
-      throw new ConfigError(`${path}: the Supabase REST API cannot describe schema "${schema}" (${failure.code}: ${failure.message ?? ''} ${failure.hint ?? ''})`);
-    }
-    throw this.fail(failure);
+  private readDefinitions(schema: string, path: string): Promise<OpenApiDocument> {
+    return readDefinitions(this.restUrl, this.options.key, this.options.timeoutMs ?? 60_000, schema, path, (failure) => this.fail(failure));
   }
 
   private get ties(): 'incoming' | 'target' {
