@@ -14,15 +14,14 @@ import { checkSourceColumns } from '../check-columns.js';
 import { changeLogEvent, splitRejected, type ChangeLogResult } from '../change-log-row.js';
 import type { Source } from '../source.js';
 import { ChangeLogPosition } from './changelog-position.js';
+import { readChangePage } from './changelog-page.js';
 import {
   CHECKPOINT_NEXT_XID_SQL,
   CURRENT_SNAPSHOT_SQL,
   SERVER_RUN_SQL,
   PENDING_SQL,
   RANGE_BOUNDS_SQL,
-  READ_PAGE_SQL,
   TABLE_INFO_SQL,
-  TRANSACTIONS_END_SQL,
   SAVE_READER_SQL,
   PRUNE_SQL,
   COUNT_CHANGES_SQL,
@@ -179,16 +178,7 @@ export class ChangeLogSource implements Source {
       if (this.cursor.after < BigInt(bounds.low)) this.cursor = this.cursor.advancedTo(BigInt(bounds.low) - 1n);
       this.high = BigInt(bounds.high!);
     }
-    const rows = await this.query<ChangeRow>(READ_PAGE_SQL, [
-      this.cursor.done,
-      this.cursor.upto,
-      tables,
-      this.cursor.after.toString(),
-      this.high.toString(),
-      this.options.readLimit,
-    ]);
-    const rangeEnd = rows.length < this.options.readLimit;
-    if (!rangeEnd) await this.readToTransactionsEnd(rows, tables);
+    const { rows, rangeEnd } = await readChangePage((sql, params) => this.query(sql, params), this.cursor, tables, this.high, this.options.readLimit);
     this.cursor = rangeEnd ? this.cursor.completed() : this.cursor.advancedTo(BigInt(rows.at(-1)!.id));
     if (rangeEnd) this.high = undefined;
     const held = rangeEnd && this.held !== null;
@@ -268,34 +258,6 @@ export class ChangeLogSource implements Source {
     // A clean restart hands out no id twice: nothing to say then.
     if (before.done !== this.cursor.done || before.upto !== this.cursor.upto) {
       this.context.log.warn({ from: first.toString() }, 'the source database restarted after a crash: transactions from this id on are read even where the checkpoint had counted them');
-    }
-  }
-
-  /**
-   * A full page may end inside transactions: read on until every transaction
-   * the page holds is complete (the rows in between may start others, which
-   * are completed too). The chunk grows past readLimit for a large
-   * transaction, as the WAL source's does; its position is the last id read.
-   */
-  private async readToTransactionsEnd(rows: ChangeRow[], tables: string[]): Promise<void> {
-    const seen = new Set<string>();
-    let from = 0;
-    for (;;) {
-      const xids: string[] = [];
-      for (let i = from; i < rows.length; i += 1) {
-        const xid = rows[i]!.xid;
-        if (!seen.has(xid)) {
-          seen.add(xid);
-          xids.push(xid);
-        }
-      }
-      const last = rows.at(-1)!.id;
-      if (xids.length === 0) return;
-      const [end] = await this.query<{ high: string | null }>(TRANSACTIONS_END_SQL, [this.cursor.done, this.cursor.upto, xids, last]);
-      if (!end?.high) return;
-      from = rows.length;
-      const more = await this.query<ChangeRow>(READ_PAGE_SQL, [this.cursor.done, this.cursor.upto, tables, last, end.high, null]);
-      append(rows, more);
     }
   }
 

@@ -28,3 +28,71 @@ export function holdChunk(state: HoldState): boolean {
   if (!state.undecoded && state.sinceLastXLogData >= state.holdMs) return false;
   return state.sinceHeld < 10 * state.holdMs;
 }
+
+/** How long a chunk that is not full waits for more after the last XLogData while the server sends no keepalive (holdChunk). */
+const HOLD_MS = 100;
+
+/** A chunk that is not full, held back (holdChunk), and what the server sent last, which decides for how long. */
+export class ChunkHold {
+  /** A keepalive came after the last XLogData: the server has sent all the WAL it has for now. */
+  private idle = false;
+  private lastXLogAt = 0;
+  /** When the chunk now held back was first held. */
+  private holdingSince: number | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly holdMs: number;
+
+  constructor(holdMs: number | undefined) {
+    this.holdMs = holdMs ?? HOLD_MS;
+  }
+
+  get serverIdle(): boolean {
+    return this.idle;
+  }
+
+  xlogData(): void {
+    this.idle = false;
+    this.lastXLogAt = performance.now();
+  }
+
+  keepalive(): void {
+    this.idle = true;
+  }
+
+  /** A new connection: nothing received on it yet, nothing held. */
+  reset(): void {
+    this.idle = false;
+    this.holdingSince = undefined;
+  }
+
+  released(): void {
+    this.holdingSince = undefined;
+  }
+
+  /** Whether to hold a chunk that is not full back (holdChunk); if so, `retry` looks again after `holdMs`. */
+  hold(full: boolean, undecoded: boolean, retry: () => void): boolean {
+    const holdMs = this.holdMs;
+    const now = performance.now();
+    this.holdingSince ??= now;
+    const hold = holdChunk({
+      full,
+      serverIdle: this.idle,
+      undecoded,
+      sinceLastXLogData: now - this.lastXLogAt,
+      sinceHeld: now - this.holdingSince,
+      holdMs,
+    });
+    if (hold && !this.timer) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        retry();
+      }, holdMs);
+    }
+    return hold;
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}

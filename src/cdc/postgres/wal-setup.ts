@@ -93,3 +93,11 @@ export function walCopyChunkSql(table: string, key: string[], columns: string[],
 export const ROW_ESTIMATE_SQL = `SELECT reltuples::float8 AS n FROM pg_class WHERE oid = to_regclass($1)`;
 
 export const SERVER_VERSION_SQL = `SELECT current_setting('server_version_num')::int AS version`;
+
+/** Starts streaming from the slot at `start` (pgoutput, protocol 1). */
+export function startReplicationSql(slot: string, start: string, publicationName: string, sendMessages: boolean): string {
+  const publication = quoteIdent(publicationName).replace(/'/g, "''");
+  // messages: the copy's watermarks (WalCopier) arrive as soon as they are committed (PostgreSQL 15 skips empty transactions).
+  const messages = sendMessages ? `, messages 'true'` : '';
+  return `START_REPLICATION SLOT ${slot} LOGICAL ${start} (proto_version '1', publication_names '${publication}'${messages})`;
+}

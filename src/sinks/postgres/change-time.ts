@@ -1,9 +1,11 @@
+import { append } from '../../core/arrays.js';
 import type { ChangeEvent, Row } from '../../core/change-event.js';
 import { parseJson, toJsonText } from '../../core/json.js';
 import type { QualifiedName } from '../../core/names.js';
-import { incomingLoses, lostToDeletes, lostToStored, type ConflictEntry } from '../conflicts.js';
+import { byChangeTimeTable, incomingLoses, lostToDeletes, lostToStored, type ConflictEntry } from '../conflicts.js';
 import type { PoolClient } from '../../db/postgres/connection.js';
 import { INSERT_CONFLICTS_SQL, PING_BACK_DELETES_SQL, localChangesSql, lockRowsSql } from './queries.js';
+import type { TargetInfo } from './target-info.js';
 
 export interface ChangeTimeResolution {
   losers: ChangeEvent[];
@@ -46,6 +48,26 @@ export async function resolveByChangeTime(
     entries.push(lostToStored(options.stream, event, stored === null ? null : (parseJson(stored) as Row), local_time));
   }
   return { losers, entries, unlocked };
+}
+
+/** Per table that resolves by change time: the incoming changes that lose to a newer change made here. */
+export async function resolveChangeTimeConflicts(
+  client: PoolClient,
+  changes: ChangeEvent[],
+  target: (table: string) => TargetInfo,
+  options: { stream: string; preferIncoming: boolean },
+): Promise<{ losers: Set<ChangeEvent>; logged: ConflictEntry[]; unlocked: ChangeEvent[] }> {
+  const losers = new Set<ChangeEvent>();
+  const logged: ConflictEntry[] = [];
+  const unlocked: ChangeEvent[] = [];
+  const byTable = byChangeTimeTable(changes, (table) => target(table).byChangeTime);
+  for (const [source, events] of byTable) {
+    const resolved = await resolveByChangeTime(client, { ...target(source), table: target(source).table.name }, events, options);
+    for (const e of resolved.losers) losers.add(e);
+    append(logged, resolved.entries);
+    if (resolved.unlocked) append(unlocked, events);
+  }
+  return { losers, logged, unlocked };
 }
 
 /** The ping-back of deletes that won here (see `lostToDeletes`), in the batch's transaction. */

@@ -2,56 +2,32 @@ import { append } from '../../core/arrays.js';
 import type { ChangeEvent, Row } from '../../core/change-event.js';
 import { matchTarget } from '../../core/target-match.js';
 import { ConfigError, TransientError } from '../../core/errors.js';
-import { parseJson, toJsonText } from '../../core/json.js';
+import { toJsonText } from '../../core/json.js';
 import type { TableConfig, TableMapping, TargetTable } from '../../core/mapping.js';
 import { parseQualifiedName } from '../../core/names.js';
 import type { StreamContext } from '../../streams/context.js';
 import type { ApplyResult, Sink, SinkBatch } from '../sink.js';
-import { groupStatements, type StatementGroup } from '../statement-groups.js';
 import { createPool, type Pool, type PoolClient } from '../../db/postgres/connection.js';
 import { quoteTable } from '../../db/postgres/identifiers.js';
 import { classifyPgError, isConnectionError } from '../../db/postgres/errors.js';
-import { copyData } from './copy-text.js';
 import { introspectTable } from './introspect.js';
-import { logConflicts, pingBackDeletes, resolveByChangeTime } from './change-time.js';
-import { byChangeTimeTable, type ConflictEntry } from '../conflicts.js';
+import { logConflicts, pingBackDeletes, resolveChangeTimeConflicts } from './change-time.js';
+import { groupsOf, statementSql, upsertShape, type PreparedGroup } from './batch-statements.js';
+import { CopyRefused, NewRowCopy } from './new-row-copy.js';
+import { targetInfo, type TargetInfo } from './target-info.js';
+import { resolveByUpdatedAt } from './updated-at.js';
 import {
   INSERT_DEAD_LETTERS_SQL,
   OPEN_DEAD_LETTERS_SQL,
   SUPERSEDE_DEAD_LETTERS_SQL,
-  type UpsertShape,
   READ_CHECKPOINT_SQL,
   CAPTURED_SQL,
-  conflictSql,
-  copyInSql,
-  pingBackSql,
   SCHEMA_SQL,
   TABLE_NAMES_SQL,
   SETUP_LOCK_SQL,
   beginSql,
   commitSql,
-  deleteSql,
-  emptyTableSql,
-  upsertSql,
 } from './queries.js';
-
-interface PreparedGroup {
-  group: StatementGroup;
-  /** New rows only: their COPY text, written with `copyInSql`; null: the json statement. */
-  copy: Buffer | null;
-  /** The rows as the json statement's parameter ('' for a copy or a truncate). */
-  param: string;
-}
-
-/** COPY of a table's new rows failed for a reason other than the connection: the batch is applied again without it. */
-class CopyRefused extends Error {
-  constructor(
-    readonly table: string,
-    readonly reason: string,
-  ) {
-    super(`COPY into the target of ${table} refused: ${reason}`);
-  }
-}
 
 /**
  * An application transaction the batch waited for changed a key the batch
@@ -66,24 +42,6 @@ class LocalEditRaced extends Error {
 
 /** Applying a batch again for LocalEditRaced, at most; then it goes to the stream's retry like any transient failure. */
 const RACE_REDOS = 5;
-
-/** Batches a table's new rows skip COPY after it was refused: doubling from the first to the last, reset by a COPY that succeeds. */
-const COPY_PAUSE = { first: 16, max: 1024 };
-
-interface TargetInfo {
-  table: TargetTable;
-  key: string[];
-  newerWinsBy: string | undefined;
-  updatable: string[] | null;
-  /** The change-log trigger captures this table here: lost conflicts are pinged back. */
-  captured: boolean;
-  /** `schema.table` as the change-log trigger records it. */
-  qualified: string;
-  /** newer-wins by change time against this database's own change log (captured tables only). */
-  byChangeTime: boolean;
-  /** json and jsonb columns (COPY writes their JSON text; upserts compare them as text). */
-  jsonColumns: string[];
-}
 
 /**
  * Applies batches to PostgreSQL: per table one set-based statement for the
@@ -103,9 +61,7 @@ export class PostgresSink implements Sink {
   private marker = false;
   /** The connections take COPY (servers; not PGlite). */
   private copyIn = false;
-  /** Tables whose new rows go as upserts up to batch `until` (COPY was refused: the rows existed, or the table takes no COPY). */
-  private readonly copyPaused = new Map<string, { until: number; span: number }>();
-  private batches = 0;
+  private readonly newRows = new NewRowCopy();
   /** Open dead letters of this stream, at most (retry-failed closes some elsewhere): none, and no batch looks for superseded ones. */
   private openLetters = 0;
   /** Statements worked out by `prepare`, until their batch is applied. */
@@ -152,20 +108,7 @@ export class PostgresSink implements Sink {
   }
 
   bind(mappings: TableMapping[]): void {
-    for (const m of mappings) {
-      const qualified = `${m.target.name.schema ?? 'public'}.${m.target.name.name}`;
-      const captured = this.captured.has(qualified);
-      this.targets.set(m.source, {
-        table: m.target,
-        key: m.targetKey,
-        newerWinsBy: m.conflict === 'newer-wins' ? m.targetUpdatedAt : undefined,
-        updatable: m.owned,
-        captured,
-        qualified,
-        byChangeTime: captured && m.byChangeTime,
-        jsonColumns: m.target.columns.filter((c) => c.type === 'json').map((c) => c.name),
-      });
-    }
+    for (const m of mappings) this.targets.set(m.source, targetInfo(m, this.captured));
   }
 
   async readCheckpoint(stream: string): Promise<string | null> {
@@ -192,7 +135,7 @@ export class PostgresSink implements Sink {
    * set-ups, to ping the winning rows back.
    */
   async apply(batch: SinkBatch): Promise<ApplyResult> {
-    this.batches += 1;
+    this.newRows.nextBatch();
     let statements = this.statements(batch.changes);
     for (let raced = 0; ; ) {
       try {
@@ -205,7 +148,7 @@ export class PostgresSink implements Sink {
         }
         if (error instanceof LocalEditRaced) throw new TransientError(error.message, { context: { stream: this.context?.stream, table: error.table } });
         if (!(error instanceof CopyRefused)) throw error;
-        this.pauseCopy(error);
+        this.newRows.pause(error, this.context?.log);
         statements = this.groupsOf(batch.changes);
       }
     }
@@ -228,18 +171,14 @@ export class PostgresSink implements Sink {
           const target = this.target(group.table);
           const sent = i === largest ? batch.onSent : undefined;
           if (copy !== null) {
-            written += await this.copyRows(client, group, copy, sent);
+            written += await this.newRows.copy(client, target.table.name, group, copy, this.context?.stream, sent);
             continue;
           }
           if (group.op === 'upsert' && target.newerWinsBy) {
-            const shape = { ...this.shape(group), newerWinsBy: target.newerWinsBy };
-            const losers = (await client.query<Row>(conflictSql(shape), [param])).rows.map((row) => byUpdatedAt(row, group.table, this.context?.stream ?? ''));
-            append(entries.logged, losers);
-            if (losers.length > 0 && target.captured) {
-              await client.query(pingBackSql(target.table.name, target.key), [toJsonText(losers.map((l) => l.key)), target.qualified]);
-            }
+            const shape = { ...upsertShape(group, target), newerWinsBy: target.newerWinsBy };
+            append(entries.logged, await resolveByUpdatedAt(client, target, shape, param, group.table, this.context?.stream ?? ''));
           }
-          const pending = client.query(this.statementSql(group), group.op === 'truncate' ? [] : [param]);
+          const pending = client.query(statementSql(group, target), group.op === 'truncate' ? [] : [param]);
           sent?.();
           written += (await pending).rowCount ?? 0;
         }
@@ -268,71 +207,13 @@ export class PostgresSink implements Sink {
     return { written, conflicts, ...(superseded > 0 ? { superseded } : {}) };
   }
 
-  /** Per table that resolves by change time: the incoming changes that lose to a newer change made here. */
-  private async resolveConflicts(
-    client: PoolClient,
-    changes: ChangeEvent[],
-  ): Promise<{ losers: Set<ChangeEvent>; logged: ConflictEntry[]; unlocked: ChangeEvent[] }> {
-    const losers = new Set<ChangeEvent>();
-    const logged: ConflictEntry[] = [];
-    const unlocked: ChangeEvent[] = [];
-    const byTable = byChangeTimeTable(changes, (table) => this.target(table).byChangeTime);
-    for (const [source, events] of byTable) {
-      const resolved = await resolveByChangeTime(client, { ...this.target(source), table: this.target(source).table.name }, events, {
-        stream: this.context?.stream ?? '',
-        preferIncoming: this.options.preferIncoming ?? true,
-      });
-      for (const e of resolved.losers) losers.add(e);
-      append(logged, resolved.entries);
-      if (resolved.unlocked) append(unlocked, events);
-    }
-    return { losers, logged, unlocked };
-  }
-
-  /** COPY of new rows; refused (not a connection or other transient failure): CopyRefused, and the batch goes again without it. */
-  private async copyRows(client: PoolClient, group: StatementGroup, data: Buffer, sent?: () => void): Promise<number> {
-    let written: number;
-    try {
-      written = await client.copyFrom!(copyInSql(this.target(group.table).table.name, group.columns), data, sent);
-    } catch (error) {
-      const classified = classifyPgError(error, { stream: this.context?.stream, table: group.table });
-      if (classified.transient) throw error;
-      throw new CopyRefused(group.table, classified.message);
-    }
-    const paused = this.copyPaused.get(group.table);
-    if (paused && this.batches > paused.until) this.copyPaused.delete(group.table);
-    return written;
-  }
-
-  private pauseCopy(refused: CopyRefused): void {
-    const span = Math.min(COPY_PAUSE.max, (this.copyPaused.get(refused.table)?.span ?? COPY_PAUSE.first / 2) * 2);
-    this.copyPaused.set(refused.table, { until: this.batches + span, span });
-    // The reason may quote a key (a unique violation): debug only.
-    this.context?.log.debug({ table: refused.table, batches: span, err: refused.reason }, 'COPY of new rows refused; upserting them for a while');
+  private resolveConflicts(client: PoolClient, changes: ChangeEvent[]) {
+    const options = { stream: this.context?.stream ?? '', preferIncoming: this.options.preferIncoming ?? true };
+    return resolveChangeTimeConflicts(client, changes, (table) => this.target(table), options);
   }
 
   private copyAllowed(table: string): boolean {
-    const paused = this.copyPaused.get(table);
-    return this.copyIn && (!paused || this.batches > paused.until);
-  }
-
-  private shape(group: StatementGroup): UpsertShape {
-    const target = this.target(group.table);
-    return {
-      table: target.table.name,
-      columns: group.columns,
-      key: target.key,
-      newerWinsBy: target.newerWinsBy,
-      updatable: target.updatable,
-      jsonColumns: target.jsonColumns,
-    };
-  }
-
-  /** The statement of a group, its rows in `$1` (none for a truncate). */
-  private statementSql(group: StatementGroup): string {
-    const target = this.target(group.table);
-    if (group.op === 'truncate') return emptyTableSql(target.table.name);
-    return group.op === 'delete' ? deleteSql(target.table.name, target.key) : upsertSql(this.shape(group));
+    return this.copyIn && this.newRows.allowed(table);
   }
 
   /** The statements for a batch's changes: prepared ahead, or now (a part of a bisected batch, or a table whose COPY was refused since). */
@@ -343,40 +224,8 @@ export class PostgresSink implements Sink {
     return this.groupsOf(changes);
   }
 
-  /** Per group its statement's data; the group's new rows (`insert` changes) split off for COPY where the table takes it. */
   private groupsOf(changes: ChangeEvent[]): PreparedGroup[] {
-    const prepared: PreparedGroup[] = [];
-    for (const group of groupStatements(changes)) {
-      if (group.op === 'truncate') {
-        prepared.push({ group, copy: null, param: '' });
-        continue;
-      }
-      if (group.op === 'upsert' && this.copyAllowed(group.table)) {
-        const { copy, rest } = this.splitNewRows(group);
-        if (copy) prepared.push(copy);
-        if (rest.events.length > 0) prepared.push({ group: rest, copy: null, param: rowsJson(rest.events.map((e) => e.row!)) });
-        continue;
-      }
-      prepared.push({ group, copy: null, param: rowsJson(group.events.map((e) => (group.op === 'delete' ? e.key : e.row!))) });
-    }
-    return prepared;
-  }
-
-  /** The group's new rows as one COPY (when every value has a text form), and the group of the others. */
-  private splitNewRows(group: StatementGroup): { copy: PreparedGroup | null; rest: StatementGroup } {
-    const inserts = group.events.filter((e) => e.op === 'insert');
-    if (inserts.length === 0) return { copy: null, rest: group };
-    const json = this.target(group.table).jsonColumns;
-    const data = copyData(
-      inserts.map((e) => e.row!),
-      group.columns.map((name) => ({ name, json: json.includes(name) })),
-    );
-    if (data === null) return { copy: null, rest: group };
-    const others = inserts.length === group.events.length ? [] : group.events.filter((e) => e.op !== 'insert');
-    return {
-      copy: { group: { ...group, events: inserts }, copy: data, param: '' },
-      rest: { ...group, events: others },
-    };
+    return groupsOf(changes, (table) => this.target(table), (table) => this.copyAllowed(table));
   }
 
   /** The stream judges the answer (and marks the sink lost); a late failure of an old probe must not. */
@@ -427,39 +276,4 @@ export class PostgresSink implements Sink {
     if (isConnectionError(classified)) this.context?.setConnected('sink', false);
     return classified;
   }
-}
-
-/**
- * The statement parameter: toJsonText's replacer only changes binary and
- * bigint values, so rows of plain values (text, numbers, booleans, null,
- * Dates) go through JSON.stringify without one, which is several times
- * faster. Anything else (binary, bigint, nested json) takes toJsonText.
- */
-function rowsJson(rows: Row[]): string {
-  for (const row of rows) {
-    for (const column in row) {
-      const value = row[column];
-      if (typeof value === 'bigint' || (typeof value === 'object' && value !== null && !(value instanceof Date))) return toJsonText(rows);
-    }
-  }
-  return JSON.stringify(rows);
-}
-
-/** A row of `conflictSql` (key columns, the incoming and the stored row) as a conflict log entry: the stored row won. */
-function byUpdatedAt(row: Row, table: string, stream: string): ConflictEntry {
-  const { 'cdc_sync incoming': incoming, 'cdc_sync stored': stored, ...key } = row;
-  const storedRow = typeof stored === 'string' ? (parseJson(stored) as Row) : null;
-  return {
-    stream,
-    table,
-    key,
-    rule: 'updated-at',
-    op: 'update',
-    incoming: typeof incoming === 'string' ? (parseJson(incoming) as Row) : null,
-    incoming_time: null,
-    stored: storedRow,
-    stored_time: null,
-    winner: 'stored',
-    winning: storedRow,
-  };
 }

@@ -1,0 +1,83 @@
+import type { ChangeEvent, Row } from '../../core/change-event.js';
+import { toJsonText } from '../../core/json.js';
+import { groupStatements, type StatementGroup } from '../statement-groups.js';
+import { copyData } from './copy-text.js';
+import { deleteSql, emptyTableSql, upsertSql, type UpsertShape } from './queries.js';
+import type { TargetInfo } from './target-info.js';
+
+export interface PreparedGroup {
+  group: StatementGroup;
+  /** New rows only: their COPY text, written with `copyInSql`; null: the json statement. */
+  copy: Buffer | null;
+  /** The rows as the json statement's parameter ('' for a copy or a truncate). */
+  param: string;
+}
+
+export function upsertShape(group: StatementGroup, target: TargetInfo): UpsertShape {
+  return {
+    table: target.table.name,
+    columns: group.columns,
+    key: target.key,
+    newerWinsBy: target.newerWinsBy,
+    updatable: target.updatable,
+    jsonColumns: target.jsonColumns,
+  };
+}
+
+/** The statement of a group, its rows in `$1` (none for a truncate). */
+export function statementSql(group: StatementGroup, target: TargetInfo): string {
+  if (group.op === 'truncate') return emptyTableSql(target.table.name);
+  return group.op === 'delete' ? deleteSql(target.table.name, target.key) : upsertSql(upsertShape(group, target));
+}
+
+/** Per group its statement's data; the group's new rows (`insert` changes) split off for COPY where the table takes it. */
+export function groupsOf(changes: ChangeEvent[], target: (table: string) => TargetInfo, copyAllowed: (table: string) => boolean): PreparedGroup[] {
+  const prepared: PreparedGroup[] = [];
+  for (const group of groupStatements(changes)) {
+    if (group.op === 'truncate') {
+      prepared.push({ group, copy: null, param: '' });
+      continue;
+    }
+    if (group.op === 'upsert' && copyAllowed(group.table)) {
+      const { copy, rest } = splitNewRows(group, target);
+      if (copy) prepared.push(copy);
+      if (rest.events.length > 0) prepared.push({ group: rest, copy: null, param: rowsJson(rest.events.map((e) => e.row!)) });
+      continue;
+    }
+    prepared.push({ group, copy: null, param: rowsJson(group.events.map((e) => (group.op === 'delete' ? e.key : e.row!))) });
+  }
+  return prepared;
+}
+
+/** The group's new rows as one COPY (when every value has a text form), and the group of the others. */
+function splitNewRows(group: StatementGroup, target: (table: string) => TargetInfo): { copy: PreparedGroup | null; rest: StatementGroup } {
+  const inserts = group.events.filter((e) => e.op === 'insert');
+  if (inserts.length === 0) return { copy: null, rest: group };
+  const json = target(group.table).jsonColumns;
+  const data = copyData(
+    inserts.map((e) => e.row!),
+    group.columns.map((name) => ({ name, json: json.includes(name) })),
+  );
+  if (data === null) return { copy: null, rest: group };
+  const others = inserts.length === group.events.length ? [] : group.events.filter((e) => e.op !== 'insert');
+  return {
+    copy: { group: { ...group, events: inserts }, copy: data, param: '' },
+    rest: { ...group, events: others },
+  };
+}
+
+/**
+ * The statement parameter: toJsonText's replacer only changes binary and
+ * bigint values, so rows of plain values (text, numbers, booleans, null,
+ * Dates) go through JSON.stringify without one, which is several times
+ * faster. Anything else (binary, bigint, nested json) takes toJsonText.
+ */
+function rowsJson(rows: Row[]): string {
+  for (const row of rows) {
+    for (const column in row) {
+      const value = row[column];
+      if (typeof value === 'bigint' || (typeof value === 'object' && value !== null && !(value instanceof Date))) return toJsonText(rows);
+    }
+  }
+  return JSON.stringify(rows);
+}
