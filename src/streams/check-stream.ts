@@ -13,7 +13,9 @@ import { parentsFirst } from './table-order.js';
 export async function checkStream(parts: StreamParts, context: StreamContext, configError: (error: ConfigError) => ConfigError): Promise<void> {
   const { config, sink, source } = parts;
   try {
-    source.order?.(parentsFirst(mapTables(config.tables, await sink.open(context, config.tables), context.log)));
+    // Not inside `source.order?.(…)`: for a source without `order` the optional call would skip the sink's checks.
+    const order = parentsFirst(mapTables(config.tables, await sink.open(context, config.tables), context.log));
+    source.order?.(order);
     await source.open(context);
   } catch (error) {
     throw error instanceof ConfigError ? configError(error) : error;

@@ -217,3 +217,25 @@ class SignallingSink extends GatedSink {
     this.onSent?.();
   }
 }
+
+describe('Stream.check (cdc-sync validate)', () => {
+  it('checks the sink’s tables and the mapping for a source that takes no table order (supabase-realtime)', async () => {
+    const source = new ScriptedSource();
+    expect('order' in source).toBe(false);
+    const opened: string[] = [];
+    const sink = new GatedSink();
+    sink.open = async () => {
+      opened.push('sink');
+      return [{ ...TARGET, columns: TARGET.columns.filter((c) => c.name !== 'name') }];
+    };
+    const config = streamSchema.parse({
+      name: 'check',
+      source: { type: 'postgres-changelog', url: 'postgres://unused' },
+      sink: { type: 'postgres', url: 'postgres://unused' },
+      tables: [{ source: 'public.items', target: 'public.items', columns: { name: 'name' } }],
+    });
+    const stream = new Stream({ config, path: 'streams[0]', source, sink, checkpoints: null, metrics: createMetrics(new Registry()), log: createLogger('silent') });
+    await expect(stream.check()).rejects.toThrow(/name/);
+    expect(opened).toEqual(['sink']);
+  });
+});
