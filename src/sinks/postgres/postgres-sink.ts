@@ -10,7 +10,7 @@ import type { ApplyResult, Sink, SinkBatch } from '../sink.js';
 import { createPool, type Pool, type PoolClient } from '../../db/postgres/connection.js';
 import { quoteTable } from '../../db/postgres/identifiers.js';
 import { classifyPgError, isConnectionError } from '../../db/postgres/errors.js';
-import { introspectTable } from './introspect.js';
+import { introspectTable } from '../../db/postgres/introspect.js';
 import { logConflicts, pingBackDeletes, resolveChangeTimeConflicts } from './change-time.js';
 import { groupsOf, statementSql, upsertShape, type PreparedGroup } from './batch-statements.js';
 import { CopyRefused, NewRowCopy } from './new-row-copy.js';

@@ -4,7 +4,7 @@ import { PermanentError } from '../../core/errors.js';
 import type { LogicalType } from '../../core/values.js';
 import { quoteIdent } from '../../db/sqlite/connection.js';
 import type { StatementGroup } from '../statement-groups.js';
-import type { ForeignKey } from './introspect.js';
+import type { ForeignKey } from '../../db/sqlite/introspect.js';
 import { encode } from './json-params.js';
 
 /**

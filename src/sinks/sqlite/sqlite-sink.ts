@@ -12,7 +12,7 @@ import type { ApplyResult, Sink, SinkBatch } from '../sink.js';
 import { groupStatements, type StatementGroup } from '../statement-groups.js';
 import { openSqlite, sqliteTableName, type SqliteDatabase } from '../../db/sqlite/connection.js';
 import { classifySqliteError, isSqliteConnectionError } from '../../db/sqlite/errors.js';
-import { foreignKeys, introspectSqliteTable, type ForeignKey } from './introspect.js';
+import { foreignKeys, introspectSqliteTable, type ForeignKey } from '../../db/sqlite/introspect.js';
 import { logConflicts, resolveByChangeTime } from './change-time.js';
 import { byChangeTimeTable, lostToDeletes, type ConflictEntry } from '../conflicts.js';
 import {

@@ -1,6 +1,6 @@
 import { ConfigError, errorMessage, type CdcSyncError } from '../../core/errors.js';
 import type { PostgrestFailure } from './errors.js';
-import type { OpenApiDocument } from './introspect.js';
+import type { OpenApiDocument } from '../../db/supabase/introspect.js';
 
 /**
  * The OpenAPI root of one schema (`GET /rest/v1/` with `Accept-Profile`).

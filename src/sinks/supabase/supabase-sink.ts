@@ -8,7 +8,7 @@ import type { StreamContext } from '../../streams/context.js';
 import { lostToStored, type ConflictEntry } from '../conflicts.js';
 import type { ApplyResult, Sink, SinkBatch } from '../sink.js';
 import { classifyPostgrestError, type PostgrestFailure } from './errors.js';
-import { tableFromOpenApi, type OpenApiDocument } from './introspect.js';
+import { tableFromOpenApi, type OpenApiDocument } from '../../db/supabase/introspect.js';
 import { DEFAULT_LIMITS, chunkRows, deleteFilters, fieldName, groupRequests, toJsonRow, type ChunkLimits, type DeleteFilter } from './requests.js';
 import { importModule } from '../../core/import-module.js';
 import { readDefinitions } from './definitions.js';

@@ -1,8 +1,8 @@
 import type { TargetColumn, TargetTable } from '../../core/mapping.js';
 import type { QualifiedName } from '../../core/names.js';
 import type { LogicalType } from '../../core/values.js';
-import type { Pool } from '../../db/postgres/connection.js';
-import { quoteTable } from '../../db/postgres/identifiers.js';
+import type { Pool } from './connection.js';
+import { quoteTable } from './identifiers.js';
 
 const TYPES: Record<string, LogicalType> = {
   bool: 'boolean',

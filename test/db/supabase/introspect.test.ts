@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { tableFromOpenApi } from '../../../src/sinks/supabase/introspect.js';
+import { tableFromOpenApi } from '../../../src/db/supabase/introspect.js';
 
 // Descriptions as PostgREST writes them (src/PostgREST/Response/OpenAPI.hs, makeProperty).
 const DOCUMENT = {

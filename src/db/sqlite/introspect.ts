@@ -1,6 +1,6 @@
 import type { TargetTable } from '../../core/mapping.js';
 import type { LogicalType } from '../../core/values.js';
-import { tableColumns, type SqliteDatabase } from '../../db/sqlite/connection.js';
+import { tableColumns, type SqliteDatabase } from './connection.js';
 
 /**
  * SQLite declared types onto logical types, following SQLite's own affinity
