@@ -1,3 +1,4 @@
+import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startPostgrest, type PostgrestStandIn } from '../support/postgrest/server.js';
 import { publishTables, startRealtimeServer, type RealtimeServer } from '../support/realtime/index.js';
@@ -148,6 +149,35 @@ describe('supabase-realtime → postgres through the CLI', () => {
     expect((await post(SECRET)).status).toBe(202);
     await waitFor(async () => (await clinic.query(`SELECT note FROM notes WHERE id = 500`)).length === 1, 30_000, () => cli.stderr());
     realtime.resume();
+    expect(await stop(cli)).toBe(0);
+  });
+
+  it('copies again, through `cdc-sync snapshot --where`, only the rows PostgREST filters hold for; refuses a SQL condition', async () => {
+    // The control API needs a token.
+    const live = configPath.replace(/\.ya?ml$/, '-token.yaml');
+    writeFileSync(live, readFileSync(configPath, 'utf8').replace('http: { port: 0, host: 127.0.0.1', 'http: { port: 0, host: 127.0.0.1, token: snapshot-token'));
+    const cli = processes.add(runCli(['run', '--config', live]));
+    // Rows 1–7 in sync (the webhook test left a row of its own on the clinic side).
+    const first = async () => JSON.stringify((await portal()).filter((r) => r.id <= 7)) === JSON.stringify((await local()).filter((r) => r.id <= 7));
+    await waitFor(first, 30_000, cli.stderr);
+    // A start reads again, now and once more a second after the margin (0 here), what changed since the last catch-up:
+    // drift made before that second read would be put right by it, not by the copy.
+    await new Promise((r) => setTimeout(r, 2500));
+    // Drift on the clinic side, as a manual edit makes it: the copy puts right only the rows it is asked for.
+    await clinic.query(`UPDATE notes SET note = 'drift' WHERE id <= 6`);
+    const url = (await cli.url('')).replace(/\/$/, '');
+    const sql = await runCliToEnd(['snapshot', '--config', live, '--stream', 'cloud-to-clinic', '--table', 'public.aligner_notes', '--where', 'id <= 3', '--url', url]);
+    expect(sql.code).not.toBe(0);
+    expect(sql.stderr, sql.stderr).toContain('PostgREST');
+    const asked = await runCliToEnd(['snapshot', '--config', live, '--stream', 'cloud-to-clinic', '--table', 'public.aligner_notes', '--where', 'id.lte.3', '--wait', '--url', url]);
+    expect(asked.code, asked.stderr).toBe(0);
+    await waitFor(async () => (await clinic.query(`SELECT 1 FROM notes WHERE id <= 3 AND note = 'drift'`)).length === 0, 30_000, cli.stderr);
+    expect((await clinic.query<{ id: number }>(`SELECT id::int FROM notes WHERE note = 'drift' ORDER BY id`)).map((r) => r.id)).toEqual([4, 5, 6]);
+    // Live changes go on after the copy.
+    await cloud.query(`UPDATE aligner_notes SET note = 'after the copy' WHERE id = 7`);
+    await waitFor(async () => (await clinic.query(`SELECT 1 FROM notes WHERE id = 7 AND note = 'after the copy'`)).length === 1, 30_000, cli.stderr);
+    // The drift left on purpose is put back, so that later tests start in sync.
+    for (const row of (await portal()).filter((r) => r.id >= 4 && r.id <= 6)) await clinic.query(`UPDATE notes SET note = $1 WHERE id = $2`, [row.note, row.id]);
     expect(await stop(cli)).toBe(0);
   });
 });

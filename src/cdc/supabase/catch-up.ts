@@ -1,6 +1,6 @@
 import type { SupabaseClient } from '@supabase/supabase-js';
 import type { Row, Value } from '../../core/change-event.js';
-import { TransientError } from '../../core/errors.js';
+import { ConfigError, TransientError } from '../../core/errors.js';
 import type { Watermark } from './realtime-position.js';
 
 export interface CatchUpTable {
@@ -33,6 +33,8 @@ export async function readChangedRows(
     .lt(table.updatedAt, cutoff)
     .order(table.updatedAt, { ascending: true });
   if (after.at) query = query.or(keysetFilter(table, after));
+  // One more logic tree: PostgREST ANDs it with the keyset's (each `or` parameter is a condition of its own).
+  if (after.where) query = query.or(`and(${after.where})`);
   for (const k of table.key) query = query.order(k, { ascending: true });
   const { data, error } = await query.limit(limit);
   if (error) throw error;
@@ -59,6 +61,22 @@ export function keysetFilter(table: CatchUpTable, after: Watermark): string {
     branches.push(`and(${[...equal, `${k}.gt.${quote(after.key[i]!)}`].join(',')})`);
   });
   return branches.join(',');
+}
+
+/**
+ * `cdc-sync snapshot --where` for a source read through PostgREST: its
+ * filters, not SQL, as the parameter `and=(…)` takes them (comma: all hold;
+ * `or(…)` groups alternatives).
+ * https://postgrest.org/en/stable/references/api/tables_views.html#logical-operators
+ */
+export function checkPostgrestWhere(where: string | undefined): void {
+  if (where === undefined) return;
+  const filter = /^(not\.)?((and|or)\(|[A-Za-z_][\w$]*(->>?[\w$']+)*\.(not\.)?(eq|neq|gt|gte|lt|lte|like|ilike|match|imatch|in|is|isdistinct|fts|plfts|phfts|wfts|cs|cd|ov|sl|sr|nxr|nxl|adj)(\(\w+\))?\.)/;
+  if (!filter.test(where.trim())) {
+    throw new ConfigError(
+      `--where: a supabase-realtime source reads through PostgREST and takes its filters, not SQL: e.g. status.eq.active, or and(region.eq.eu,total.gt.100) (got: ${where})`,
+    );
+  }
 }
 
 /** The row of one key (a record Realtime cut down); null when it is gone. */

@@ -1,5 +1,4 @@
 import type { OwnWrites } from '../../core/own-writes.js';
-import { noWhere } from '../copy-filter.js';
 import type { SupabaseClient } from '@supabase/supabase-js';
 import { Observable, Subject } from 'rxjs';
 import type { ChangeEvent, Row, SourceChunk } from '../../core/change-event.js';
@@ -11,8 +10,8 @@ import { idleWait } from '../idle-wait.js';
 import { ReadGeneration } from '../read-generation.js';
 import { countCaptured } from '../count-captured.js';
 import type { Source } from '../source.js';
-import { readChangedRows, readRowByKey } from './catch-up.js';
-import { COPY_FROM_START, RealtimePosition, type Watermark } from './realtime-position.js';
+import { checkPostgrestWhere, readChangedRows, readRowByKey } from './catch-up.js';
+import { RealtimePosition, type Watermark } from './realtime-position.js';
 import { importModule } from '../../core/import-module.js';
 import { ServerClock, losslessDecode, losslessFetch } from '../../db/supabase/lossless.js';
 import type { FeedTable } from './realtime-feed.js';
@@ -188,12 +187,12 @@ export class SupabaseRealtimeSource implements Source {
    */
   requestSnapshot(position: string | null, tables: string[], where?: string): string {
     // Its pages are PostgREST reads, which take filters in their own syntax, not SQL.
-    noWhere('supabase-realtime', where);
+    checkPostgrestWhere(where);
     const known = this.tables.map((t) => t.source);
     const unknown = tables.filter((t) => !known.includes(t));
     if (unknown.length > 0) throw new ConfigError(`--table: not a table of this stream: ${unknown.join(', ')} (have: ${known.join(', ')})`);
     let next = RealtimePosition.parse(position);
-    for (const table of tables.length > 0 ? tables : known) next = next.with(table, COPY_FROM_START);
+    for (const table of tables.length > 0 ? tables : known) next = next.copy(table, where);
     return next.toString();
   }
 

@@ -187,4 +187,28 @@ describe('SupabaseRealtimeSource', () => {
     for (let chunk = await reader.next(5000); chunk; chunk = await reader.next(1500)) chunks.push(chunk);
     expect(applied(chunks).size).toBe(10);
   });
+
+  it('copies again only the rows PostgREST filters hold for (--where), then reads on from its watermark before the copy; refuses SQL', async () => {
+    await cloud.query(`INSERT INTO notes (id, note) SELECT g, CASE WHEN g % 2 = 0 THEN 'keep ' ELSE 'skip ' END || g FROM generate_series(1, 20) g`);
+    const { source } = await openSource();
+    const reader = stepper(source, null);
+    cleanups.push(() => reader.stop());
+    let done: string | null = null;
+    for (let chunk = await reader.next(5000); chunk; chunk = await reader.next(1500)) done = chunk.position;
+    reader.stop();
+    const before = JSON.parse(done!).tables['public.notes'];
+    expect(before.copying).toBeUndefined();
+
+    expect(() => source.requestSnapshot(done, ['public.notes'], "note like 'keep%'")).toThrow(/PostgREST.*status\.eq\.active/);
+    const position = source.requestSnapshot(done, ['public.notes'], 'note.like.keep*,id.lte.10');
+    expect(source.copying(position)).toEqual(['public.notes']);
+    const copy = stepper(source, position);
+    cleanups.push(() => copy.stop());
+    const chunks: SourceChunk[] = [];
+    for (let chunk = await copy.next(5000); chunk; chunk = await copy.next(1500)) chunks.push(chunk);
+    expect([...applied(chunks).keys()].sort((a, b) => Number(a) - Number(b))).toEqual(['2', '4', '6', '8', '10']);
+    // The copy's last row says nothing about the rows it left out: the table is back at its watermark before the copy.
+    expect(JSON.parse(chunks.at(-1)!.position).tables['public.notes']).toEqual(before);
+    expect(source.copying(chunks.at(-1)!.position)).toEqual([]);
+  });
 });
