@@ -41,11 +41,12 @@ const HISTORY = process.env.CONVERGE_HISTORY;
 const ONLY = process.env.CONVERGE_PAIR?.split('|');
 const PARALLEL = SEED === undefined ? Math.max(1, Number(process.env.CONVERGE_PARALLEL ?? 1)) : 1;
 /**
- * Histories may start from rows that exist before capture: in long runs (CONVERGE_RUNS given) unless
- * CONVERGE_EXISTING=0, not in `npm test` unless CONVERGE_EXISTING=1 — one failure of it (seed 1770077417,
- * postgres-changelog: rows written before capture never reached b after their copy) is not explained yet.
+ * Histories may start from rows that exist before capture (CONVERGE_EXISTING=0 leaves that step out). Its one
+ * failure (seed 1770077417, postgres-changelog: rows written before capture never reached b after their copy)
+ * matches a read loop of a given-up subscription moving the copy on after the new one had started (fixed in
+ * ReadGeneration); it did not recur in the long runs since.
  */
-const EXISTING = process.env.CONVERGE_EXISTING === undefined ? process.env.CONVERGE_RUNS !== undefined : process.env.CONVERGE_EXISTING === '1';
+const EXISTING = process.env.CONVERGE_EXISTING !== '0';
 
 interface PairSpec {
   name: string;
