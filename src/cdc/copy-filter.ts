@@ -14,8 +14,3 @@ export function checkWhere(tables: string[], where: string | undefined): void {
   // One condition, not more statements (a driver that takes several would run them).
   if (/;|--|\/\*/.test(where)) throw new ConfigError(`--where: a condition without ";" or comments, e.g. "updated_at > '2024-01-01'" (got: ${where})`);
 }
-
-/** For sources whose copy cannot take a condition. */
-export function noWhere(type: string, where: string | undefined): void {
-  if (where !== undefined) throw new ConfigError(`--where: a ${type} source copies whole tables; leave --where out`);
-}

@@ -111,4 +111,20 @@ describe('mssql-cdc → postgres through the CLI', () => {
     await waitFor(async () => (await patients()).find((p) => p.person_id === 4)?.patient_name === 'streams again', 30_000, () => third.stderr());
     expect(await stop(third)).toBe(0);
   });
+
+  it('copies again, with `cdc-sync snapshot --where`, only the rows the T-SQL condition holds for', async () => {
+    // Drift on the target, as a manual edit makes it.
+    await pg.query(`UPDATE patients SET patient_name = 'drift' WHERE person_id IN (5, 20)`);
+    const snapshot = await runCliToEnd(['snapshot', '--config', configPath, '--stream', 'clinic-to-cloud', '--table', 'dbo.tblPatients', '--where', 'PersonID <= 10'], {
+      CDC_SYNC_MSSQL_DRIVER: DRIVER,
+    });
+    expect(snapshot.code, snapshot.stderr).toBe(0);
+    expect(snapshot.stdout).toContain('dbo.tblPatients');
+    const cli = start();
+    await waitFor(async () => (await patients()).find((p) => p.person_id === 5)?.patient_name === 'p5', 30_000, () => cli.stderr());
+    cdc.commit([{ table: 'dbo.tblPatients', op: 'update', row: { PersonID: 6, PatientName: 'after the copy' } }]);
+    await waitFor(async () => (await patients()).find((p) => p.person_id === 6)?.patient_name === 'after the copy', 30_000, () => cli.stderr());
+    expect((await patients()).find((p) => p.person_id === 20)!.patient_name).toBe('drift');
+    expect(await stop(cli)).toBe(0);
+  });
 });

@@ -5,8 +5,8 @@ import { Lsn } from './lsn.js';
 export interface TableProgress {
   /** Changes of this table are applied only after this LSN (the LSN its last snapshot started at). */
   after?: string;
-  /** A snapshot in progress: started at `lsn` (null: not begun), copied up to key `key`. */
-  snapshot?: { lsn: string | null; key: Value[] | null };
+  /** A snapshot in progress: started at `lsn` (null: not begun), copied up to key `key`, of the rows `where` holds for (all without). */
+  snapshot?: { lsn: string | null; key: Value[] | null; where?: string };
   /** The cleanup job removed changes this table still needed; it waits for a re-snapshot. */
   gap?: string;
 }

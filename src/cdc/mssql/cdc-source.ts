@@ -1,5 +1,4 @@
 import { append, inOrder } from '../../core/arrays.js';
-import { noWhere } from '../copy-filter.js';
 import { ReadGeneration } from '../read-generation.js';
 import { Observable, Subject } from 'rxjs';
 import type { Row, SourceChunk } from '../../core/change-event.js';
@@ -113,7 +112,6 @@ export class MssqlCdcSource implements Source {
   }
 
   requestSnapshot(position: string | null, tables: string[], where?: string): string | null {
-    noWhere('mssql-cdc', where);
     if (position === null) return null; // a stream without checkpoint snapshots everything anyway
     let next = CdcPosition.parse(position);
     for (const table of tables.length > 0 ? tables : this.options.tables.map((t) => t.source)) {
@@ -124,7 +122,7 @@ export class MssqlCdcSource implements Source {
       const progress = next.tables[table];
       const resume = next.resumeFor(table);
       const lsn = progress?.snapshot ? progress.snapshot.lsn : progress?.gap ? null : (resume.seqval.equals(ALL) ? resume.lsn : resume.lsn.predecessor()).toString();
-      next = next.withTable(table, { snapshot: { lsn, key: null } });
+      next = next.withTable(table, { snapshot: { lsn, key: null, ...(where === undefined ? {} : { where }) } });
     }
     return next.toString();
   }
@@ -192,9 +190,9 @@ export class MssqlCdcSource implements Source {
     const lsn = progress.lsn ?? (await this.startLsn(table, (await this.reads.maxLsn()) ?? Lsn.zero)).toString();
     if (!progress.lsn) this.context.log.info({ table: table.source, lsn }, 'snapshot started');
     const limit = this.options.readLimit;
-    const page = await this.query(() => table.snapshot.next(progress.key, limit, { copy_lsn: { type: 'binary10', value: Lsn.parse(lsn).toBuffer() } }));
+    const page = await this.query(() => table.snapshot.next(progress.key, limit, { copy_lsn: { type: 'binary10', value: Lsn.parse(lsn).toBuffer() } }, progress.where));
     const done = page.read < limit;
-    this.position = this.position.withTable(table.source, done ? { after: lsn } : { snapshot: { lsn, key: page.last } });
+    this.position = this.position.withTable(table.source, done ? { after: lsn } : { snapshot: { lsn, key: page.last, ...(progress.where === undefined ? {} : { where: progress.where }) } });
     table.snapshot.counted(this.context, page, done);
     if (done) this.context.log.info({ table: table.source }, 'snapshot finished; streaming changes');
     const position = this.position.toString();

@@ -1,5 +1,4 @@
 import { inOrder } from '../../core/arrays.js';
-import { noWhere } from '../copy-filter.js';
 import { ReadGeneration } from '../read-generation.js';
 import { hostname } from 'node:os';
 import { Observable, Subject } from 'rxjs';
@@ -131,11 +130,10 @@ export class MssqlQueueSource implements Source {
 
   /** Position that makes the next run copy `tables` (all when empty) before it goes on with the queue. */
   requestSnapshot(position: string | null, tables: string[], where?: string): string | null {
-    noWhere('mssql-queue', where);
     let next = position === null ? QueuePosition.start : QueuePosition.parse(position);
     for (const table of inOrder(tables.length > 0 ? tables : this.options.tables.map((t) => t.source), this.tableOrder)) {
       if (!this.options.tables.some((t) => t.source === table)) throw new ConfigError(`--table: ${table} is not a table of this stream`);
-      next = next.withSnapshot(table, null);
+      next = next.withSnapshot(table, null, where);
     }
     return next.toString();
   }
@@ -210,7 +208,7 @@ export class MssqlQueueSource implements Source {
     let events: ChangeEvent[] = [];
     if (snapshot) {
       if (after === null) this.context.log.info({ table }, 'snapshot started');
-      const page = await this.query(() => snapshot.next(after, this.options.readLimit));
+      const page = await this.query(() => snapshot.next(after, this.options.readLimit, {}, this.position.where[table]));
       const done = page.read < this.options.readLimit;
       this.position = this.position.withSnapshot(table, done ? undefined : page.last).next();
       snapshot.counted(this.context, page, done);

@@ -36,9 +36,10 @@ export const CHANGED_COLUMN = 'cdc_sync_changed';
  * to its column's declared type so the comparison uses the column's
  * collation and index, exactly as ORDER BY sorts: no row skipped whatever
  * the collation. `changed`, an expression over the row `t`, is read in the
- * same statement as the row.
+ * same statement as the row. `where`: the condition of `cdc-sync snapshot
+ * --where`, T-SQL as the user wrote it (checkWhere refused `;` and comments).
  */
-export function readPage(table: string, columns: string, key: KeyColumn[], changed?: string): { first: Query; next: Query } {
+export function readPage(table: string, columns: string, key: KeyColumn[], changed?: string, where?: string): { first: Query; next: Query } {
   const value = (k: KeyColumn, i: number) =>
     k.type.includes('binary') ? `CONVERT(${k.type}, JSON_VALUE(@after, '$[${i}]'), 1)` : `CAST(JSON_VALUE(@after, '$[${i}]') AS ${k.type})`;
   const after = key
@@ -54,9 +55,11 @@ export function readPage(table: string, columns: string, key: KeyColumn[], chang
   const select = changed ? `${columns},\n       ${changed} AS ${quote(CHANGED_COLUMN)}` : columns;
   const from = `SELECT TOP (@limit) ${select}\n  FROM ${quote(schema)}.${quote(name)} AS t`;
   const order = ` ORDER BY ${key.map((k) => `t.${quote(k.name)}`).join(', ')}`;
+  const meta: Record<string, string> = where === undefined ? { table } : { table, where };
+  const condition = where === undefined ? '' : `(${where})`;
   return {
-    first: { name: 'snapshot.read-page', meta: { table }, sql: `${from}\n${order}` },
-    next: { name: 'snapshot.read-page', meta: { table }, sql: `${from}\n WHERE ${after}\n${order}` },
+    first: { name: 'snapshot.read-page', meta, sql: `${from}\n${condition ? ` WHERE ${condition}\n` : ''}${order}` },
+    next: { name: 'snapshot.read-page', meta, sql: `${from}\n WHERE ${condition ? `(${after}) AND ${condition}` : after}\n${order}` },
   };
 }
 

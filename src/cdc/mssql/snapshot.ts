@@ -30,7 +30,9 @@ export interface ChangedCheck {
  * check read in the same statement as the row).
  */
 export class TableSnapshot {
-  private page: ReturnType<typeof readPage> | undefined;
+  /** The page statements, per `--where` condition ('' for none). */
+  private readonly pages = new Map<string, ReturnType<typeof readPage>>();
+  private shape: { name: string; columns: string; key: KeyColumn[] } | undefined;
   /** Rows read by this process since the copy (re)started, and the table's rows then, for the progress gauge. */
   private read = 0;
   private total: number | null = null;
@@ -53,22 +55,35 @@ export class TableSnapshot {
       if (!column) throw new ConfigError(`key column ${k} does not exist in ${this.table}`);
       return { name: k, type: declaredType(column) };
     });
-    this.page = readPage(`${schema}.${name}`, columnList(columns), keyColumns, this.changed?.sql);
+    this.shape = { name: `${schema}.${name}`, columns: columnList(columns), key: keyColumns };
+    this.pages.clear();
+  }
+
+  private async page(where: string | undefined): Promise<ReturnType<typeof readPage>> {
+    if (!this.shape) await this.prepare();
+    let page = this.pages.get(where ?? '');
+    if (!page) {
+      const { name, columns, key } = this.shape!;
+      page = readPage(name, columns, key, this.changed?.sql, where);
+      this.pages.set(where ?? '', page);
+    }
+    return page;
   }
 
   /**
    * The next page after `after` (null: from the start), without the rows
    * left out; `last` is the key to continue from, `read` the rows read.
-   * `changedParams`: parameters of the `changed` check for this page.
+   * `changedParams`: parameters of the `changed` check for this page;
+   * `where`: only the rows this condition holds for (`cdc-sync snapshot --where`).
    */
-  async next(after: Value[] | null, limit: number, changedParams: Params = {}): Promise<{ rows: Row[]; last: Value[] | null; read: number }> {
-    if (!this.page) await this.prepare();
+  async next(after: Value[] | null, limit: number, changedParams: Params = {}, where?: string): Promise<{ rows: Row[]; last: Value[] | null; read: number }> {
+    const page = await this.page(where);
     if (after === null || this.total === null) await this.countRows(after === null);
     const params = { ...this.changed?.params, ...changedParams, limit: { type: 'int' as const, value: limit } };
     const rows =
       after === null
-        ? await this.client.query<Row>(this.page!.first, params)
-        : await this.client.query<Row>(this.page!.next, { ...params, after: { type: 'nvarchar-max', value: JSON.stringify(after.map(keyText)) } });
+        ? await this.client.query<Row>(page.first, params)
+        : await this.client.query<Row>(page.next, { ...params, after: { type: 'nvarchar-max', value: JSON.stringify(after.map(keyText)) } });
     const lastRow = rows.at(-1);
     const last = lastRow ? this.key.map((k) => lastRow[k] ?? null) : after;
     if (!this.changed) return { rows, last, read: rows.length };

@@ -327,8 +327,23 @@ describe('MssqlQueueSource: polling, snapshot, housekeeping', () => {
     const chunks = await pull(source, null, 2);
     expect(chunks.map((c) => c.events.map((e) => e.table))).toEqual([['dbo.tblLines'], ['dbo.tblPatients']]);
     expect(JSON.parse(source.requestSnapshot('{"seq":7}', [])!)).toEqual({ seq: 7, snapshot: { 'dbo.tblLines': null, 'dbo.tblPatients': null } });
-    // Its pages are prepared statements per table: a copy limited by a condition is for the PostgreSQL and SQLite sources.
-    expect(() => source.requestSnapshot('{"seq":7}', ['dbo.tblLines'], 'id > 1')).toThrow(/copies whole tables; leave --where out/);
+  });
+
+  it('copies again only the rows a --where condition holds for, the condition in the page statement, kept in the position across a restart', async () => {
+    const { server, queue } = fakeDatabase();
+    for (const id of [1, 2, 3, 4, 5, 6]) queue.insert('dbo.tblPatients', patient(id));
+    for (const r of queue.rows) r.Status = 'Synced';
+    const source = await readers.open(server, { readLimit: 2 });
+    const position = source.requestSnapshot('{"seq":7}', ['dbo.tblPatients'], '[PersonID] % 2 = 0 OR PersonID = 1')!;
+    expect(JSON.parse(position)).toEqual({ seq: 7, snapshot: { 'dbo.tblPatients': null }, where: { 'dbo.tblPatients': '[PersonID] % 2 = 0 OR PersonID = 1' } });
+    const [first] = await pull(source, position, 1);
+    expect(first!.events.map((e) => e.key.PersonID)).toEqual([1, 2]);
+    const pages = server.executed.filter((s) => s.name === 'snapshot.read-page');
+    expect(pages).toHaveLength(1);
+    // A restart goes on with the condition; the copy ends, and with it the condition.
+    const chunks = await pull(await readers.open(server, { readLimit: 2, owner: 'b' }), first!.position, 2);
+    expect(chunks.flatMap((c) => c.events.map((e) => e.key.PersonID))).toEqual([4, 6]);
+    expect(JSON.parse(chunks.at(-1)!.position)).toEqual({ seq: 10 });
   });
 
   it('asks for a new copy of some tables through requestSnapshot', async () => {

@@ -12,3 +12,15 @@ describe('snapshot pages', () => {
     );
   });
 });
+
+describe('readPage with a --where condition', () => {
+  it('puts the condition, in parentheses, beside the key after the last page, and in a first page of its own', () => {
+    const { first, next } = readPage('dbo.items', '[id], [name]', [{ name: 'id', type: 'int' }], undefined, 'name IS NOT NULL OR id < 5');
+    expect(first.sql).toMatch(/FROM \[dbo\]\.\[items\] AS t\n WHERE \(name IS NOT NULL OR id < 5\)\n ORDER BY t\.\[id\]$/);
+    expect(next.sql).toMatch(/WHERE \(\(t\.\[id\] > CAST\(JSON_VALUE\(@after, '\$\[0\]'\) AS int\)\)\) AND \(name IS NOT NULL OR id < 5\)\n ORDER BY/);
+    expect(next.meta).toEqual({ table: 'dbo.items', where: 'name IS NOT NULL OR id < 5' });
+    const whole = readPage('dbo.items', '[id], [name]', [{ name: 'id', type: 'int' }]);
+    expect(whole.first.sql).not.toContain('WHERE');
+    expect(whole.next.meta).toEqual({ table: 'dbo.items' });
+  });
+});

@@ -1,5 +1,6 @@
 import type { FakeSqlServer, Values } from './fake-server.js';
 import { SqlServerError } from './fake-server.js';
+import { pageFilter } from './where.js';
 
 export type Row = Record<string, unknown>;
 
@@ -416,7 +417,8 @@ export class FakeCdc {
       });
   }
 
-  private readPage(tableName: string, v: Values, q: { sql: string }): unknown[] {
+  private readPage(tableName: string, v: Values, q: { sql: string; meta?: Record<string, string> }): unknown[] {
+    const holds = pageFilter(q.meta, q.sql);
     const [schema, name] = tableName.split('.');
     const table = this.findTable(schema!, name!)!;
     const after = v.after === null || v.after === undefined ? null : (JSON.parse(v.after as string) as unknown[]);
@@ -428,7 +430,7 @@ export class FakeCdc {
       return 0;
     };
     return table.rows
-      .filter((r) => after === null || compareKeys(r, after) > 0)
+      .filter((r) => (after === null || compareKeys(r, after) > 0) && holds(r))
       .sort((a, b) => compareKeys(a, table.key.map((c) => b[c])))
       .slice(0, Number(v.limit))
       .map((r) => ({

@@ -1,5 +1,6 @@
 import { collate, type FakeColumn, type Row } from './fake-cdc.js';
 import type { FakeSqlServer, Values } from './fake-server.js';
+import { pageFilter } from './where.js';
 
 /** One SyncQueue row, with the values SQL Server would hold. */
 export interface QueueRecord {
@@ -136,7 +137,7 @@ export class FakeQueue {
         scale: c.type === 'decimal' ? 2 : 0,
       })),
     );
-    h.set('snapshot.read-page', (v, q) => this.readPage(q.meta!.table!, v, q.sql));
+    h.set('snapshot.read-page', (v, q) => this.readPage(q.meta!.table!, v, q.sql, pageFilter(q.meta, q.sql)));
     // sys.partitions.rows is bigint: the driver hands it over as a string.
     h.set('snapshot.count-rows', (v) => [{ total: String(this.tableByQuoted(v.table as string)?.rows.length ?? 0) }]);
     server.snapshots.push(() => {
@@ -320,7 +321,7 @@ export class FakeQueue {
     return this.rows.some((r) => r.Status === 'Pending' && r.RecordID === id && names.some((n) => same(n, r.TableName))) ? 1 : 0;
   }
 
-  private readPage(tableName: string, v: Values, sql: string): unknown[] {
+  private readPage(tableName: string, v: Values, sql: string, holds: (row: Row) => boolean): unknown[] {
     const table = this.table(tableName);
     const after = v.after === null || v.after === undefined ? null : (JSON.parse(v.after as string) as unknown[]);
     const compare = (r: Row, k: unknown[]) => {
@@ -331,7 +332,7 @@ export class FakeQueue {
       return 0;
     };
     return table.rows
-      .filter((r) => after === null || compare(r, after) > 0)
+      .filter((r) => (after === null || compare(r, after) > 0) && holds(r))
       .sort((a, b) => compare(a, table.key.map((c) => b[c])))
       .slice(0, Number(v.limit))
       .map((r) => ({
