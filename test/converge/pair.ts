@@ -155,7 +155,11 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
     const unequal = [...differences('a', a, 'b', b), ...differences('a', a, 'expected (the later change of each row wins; ties: a)', expected)];
     problems.push(...unequal.map((d) => d.text));
     const letters = (await this.inTurn(async () => (await this.a.deadLetters()) + (await this.b.deadLetters()))) - lettersBefore;
-    if (letters > 0) problems.push(`${letters} change(s) went to the dead letter`);
+    if (letters > 0) {
+      // With histories run side by side, a letter may be another one's: its key (in that history's range) says whose.
+      const lines = await this.inTurn(async () => [...((await this.a.deadLetterLines?.()) ?? []), ...((await this.b.deadLetterLines?.()) ?? [])]);
+      problems.push(`${letters} change(s) went to the dead letter (ids are absolute; this history's run from ${base}):\n${lines.map((l) => `  ${l}`).join('\n')}`);
+    }
     // Each user edit is written once on its own side and at most once on the other (twice for a key change: delete + insert).
     const crossing = [...changes.a, ...changes.b].reduce((n, c) => n + (c.before !== null && c.after !== null && c.before !== c.after ? 2 : 1), 0);
     const written = await this.inTurn(async () => ({ a: await this.a.writes(base), b: await this.b.writes(base) }));

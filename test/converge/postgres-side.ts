@@ -242,6 +242,16 @@ export class PostgresSide implements Side {
     return Number(row!.n);
   }
 
+  async deadLetterLines(): Promise<string[]> {
+    const [table] = await this.db.query<{ ok: boolean }>(`SELECT to_regclass('cdc_sync.dead_letters') IS NOT NULL AS ok`);
+    if (!table!.ok) return [];
+    const rows = await this.db.query<{ line: string }>(
+      `SELECT format('%s %s %s (%s, %s): %s', stream, table_name, key, reason, CASE WHEN retried_at IS NULL THEN 'open' ELSE 'retried' END, left(error, 200)) AS line
+         FROM cdc_sync.dead_letters ORDER BY id DESC LIMIT 10`,
+    );
+    return rows.map((r) => r.line);
+  }
+
   async conflicts(): Promise<number> {
     const [log] = await this.db.query<{ ok: boolean }>(`SELECT to_regclass('cdc_sync.conflicts') IS NOT NULL AS ok`);
     if (!log!.ok) return 0;

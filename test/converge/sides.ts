@@ -41,6 +41,8 @@ export interface Side {
   /** Row writes of any writer (the application's and cdc-sync's) in the case's key range, in order. */
   writes(base: number): Promise<Write[]>;
   deadLetters(): Promise<number>;
+  /** The newest dead letters as a person reads them (table, key, reason, error), for a failure report; where the side can tell. */
+  deadLetterLines?(): Promise<string[]>;
   conflicts(): Promise<number>;
   /** Runs `init-sql`'s script for this side. */
   setUp(script: string): Promise<void>;
