@@ -51,8 +51,10 @@ export type Step =
    * its control API (`cdc-sync snapshot`), of one table or all; at start,
    * cdc-sync is stopped, every stream that can copy is set to copy all its
    * tables at its next start (`cdc-sync snapshot` offline), and started.
+   * `from`: a copy of one table limited by `--where` to the case's ids from
+   * this one up (in the source's own condition syntax).
    */
-  | { copy: 'live'; stream: string; table: 'parent' | 'child' | null }
+  | { copy: 'live'; stream: string; table: 'parent' | 'child' | null; from?: number | null }
   | { copy: 'at-start' }
   /** Time for changes to cross before the next step. */
   | { settle: number }
@@ -133,7 +135,7 @@ export function history(options: {
   if (options.outages) steps.push(fc.constant({ fault: 'outage' as const }));
   if (options.copies?.length) {
     const stream = fc.constantFrom(...options.copies);
-    steps.push(fc.record({ copy: fc.constant('live' as const), stream, table: fc.constantFrom('parent' as const, 'child' as const, null) }));
+    steps.push(fc.record({ copy: fc.constant('live' as const), stream, table: fc.constantFrom('parent' as const, 'child' as const, null), from: fc.oneof(fc.constant(null), fc.constantFrom(0, 3, 8, 120)) }));
     if (options.copiesAtStart) steps.push(fc.constant({ copy: 'at-start' as const }));
   }
   const rest = fc.array(fc.oneof(...steps), { minLength: 1, maxLength: options.maxSteps ?? 12 });
@@ -167,7 +169,10 @@ export function describeHistory(steps: Step[], fault = 'kill -9 cdc-sync, start 
       if ('fault' in step && step.fault === 'restart') return `${i + 1}. crash the PostgreSQL server (pg_ctl stop -m immediate), start it again`;
       if ('fault' in step && step.fault === 'outage') return `${i + 1}. Realtime drops every connection and loses every change for 300 ms`;
       if ('fault' in step) return `${i + 1}. ${fault}`;
-      if ('copy' in step && step.copy === 'live') return `${i + 1}. cdc-sync snapshot --stream ${step.stream}${step.table ? ` --table ${step.table}` : ''} (the running process copies while it streams)`;
+      if ('copy' in step && step.copy === 'live') {
+        const where = step.table && typeof step.from === 'number' ? ` --where <ids from ${step.from} up>` : '';
+        return `${i + 1}. cdc-sync snapshot --stream ${step.stream}${step.table ? ` --table ${step.table}` : ''}${where} (the running process copies while it streams)`;
+      }
       if ('copy' in step) return `${i + 1}. stop cdc-sync; cdc-sync snapshot --stream <each> (offline: every table copied at the next start); start it again`;
       if ('settle' in step) return `${i + 1}. wait ${step.settle} ms`;
       if ('existing' in step) {

@@ -1,7 +1,7 @@
 import { runCliToEnd, writeConfig } from '../support/cli.js';
 import { describeHistory, replayCommand, type Edit, type Step } from './history.js';
 import { CliRunner, InProcessRunner, type Runner } from './runner.js';
-import { parentImage, type Side, type Snapshot, type UserChange, type Write } from './sides.js';
+import { SPAN, parentImage, type Side, type Snapshot, type UserChange, type Write } from './sides.js';
 
 /** The control API's bearer token in the checker's configuration. */
 const TOKEN = 'converge-token';
@@ -112,7 +112,11 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
       else if ('fault' in step && step.fault === 'restart') await this.inTurn(() => this.restartDatabase());
       else if ('fault' in step && step.fault === 'outage') await this.inTurn(() => this.options.outage!());
       else if ('fault' in step) await this.inTurn(() => this.restartCdcSync());
-      else if ('copy' in step && step.copy === 'live') await this.inTurn(() => this.copyLive(step.stream, step.table));
+      else if ('copy' in step && step.copy === 'live') {
+        const source = step.stream === 'a-to-b' ? this.a : this.b;
+        const where = step.table && typeof step.from === 'number' ? (source.idsBetween?.(base + step.from, base + SPAN) ?? `id >= ${base + step.from} AND id < ${base + SPAN}`) : undefined;
+        await this.inTurn(() => this.copyLive(step.stream, step.table, where));
+      }
       else if ('copy' in step) await this.inTurn(() => this.restartCdcSync(() => this.copyAtStart()));
       else if ('existing' in step) {
         const side = step.existing === 'a' ? this.a : this.b;
@@ -207,9 +211,9 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
   }
 
   /** `cdc-sync snapshot` through the running process (its control API): 202, or 409 while the stream reopens. */
-  private async copyLive(stream: string, table: 'parent' | 'child' | null): Promise<void> {
+  private async copyLive(stream: string, table: 'parent' | 'child' | null, where?: string): Promise<void> {
     const url = await this.runner!.url();
-    const args = ['snapshot', '--config', this.config, '--stream', stream, '--url', url, '--token', TOKEN, ...(table ? ['--table', table] : [])];
+    const args = ['snapshot', '--config', this.config, '--stream', stream, '--url', url, '--token', TOKEN, ...(table ? ['--table', table] : []), ...(where ? ['--where', where] : [])];
     const asked = await runCliToEnd(args, this.options.env);
     if (asked.code !== 0 && !/answered 409/.test(asked.stderr)) throw new Error(`cdc-sync snapshot failed (${asked.code}):\n${asked.stderr}`);
   }

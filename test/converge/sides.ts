@@ -41,6 +41,8 @@ export interface Side {
   /** Row writes of any writer (the application's and cdc-sync's) in the case's key range, in order. */
   writes(base: number): Promise<Write[]>;
   deadLetters(): Promise<number>;
+  /** `cdc-sync snapshot --where` for the ids in [lo, hi) of a stream reading this side (SQL unless the side reads otherwise). */
+  idsBetween?(lo: number, hi: number): string;
   /** The newest dead letters as a person reads them (table, key, reason, error), for a failure report; where the side can tell. */
   deadLetterLines?(): Promise<string[]>;
   conflicts(): Promise<number>;

@@ -74,6 +74,11 @@ export class SupabaseSide implements Side {
     return this.portal.writes(base);
   }
 
+  /** Its stream reads through PostgREST: filters, not SQL. */
+  idsBetween(lo: number, hi: number): string {
+    return `id.gte.${lo},id.lt.${hi}`;
+  }
+
   deadLetters(): Promise<number> {
     return this.portal.deadLetters();
   }
