@@ -30,8 +30,6 @@ export interface ChangedCheck {
  * check read in the same statement as the row).
  */
 export class TableSnapshot {
-  /** The page statements, per `--where` condition ('' for none). */
-  private readonly pages = new Map<string, ReturnType<typeof readPage>>();
   private shape: { name: string; columns: string; key: KeyColumn[] } | undefined;
   /** Rows read by this process since the copy (re)started, and the table's rows then, for the progress gauge. */
   private read = 0;
@@ -56,18 +54,6 @@ export class TableSnapshot {
       return { name: k, type: declaredType(column) };
     });
     this.shape = { name: `${schema}.${name}`, columns: columnList(columns), key: keyColumns };
-    this.pages.clear();
-  }
-
-  private async page(where: string | undefined): Promise<ReturnType<typeof readPage>> {
-    if (!this.shape) await this.prepare();
-    let page = this.pages.get(where ?? '');
-    if (!page) {
-      const { name, columns, key } = this.shape!;
-      page = readPage(name, columns, key, this.changed?.sql, where);
-      this.pages.set(where ?? '', page);
-    }
-    return page;
   }
 
   /**
@@ -77,7 +63,9 @@ export class TableSnapshot {
    * `where`: only the rows this condition holds for (`cdc-sync snapshot --where`).
    */
   async next(after: Value[] | null, limit: number, changedParams: Params = {}, where?: string): Promise<{ rows: Row[]; last: Value[] | null; read: number }> {
-    const page = await this.page(where);
+    if (!this.shape) await this.prepare();
+    // The statement text is built per page (a few strings, beside a round trip): the condition may change between copies.
+    const page = readPage(this.shape!.name, this.shape!.columns, this.shape!.key, this.changed?.sql, where);
     if (after === null || this.total === null) await this.countRows(after === null);
     const params = { ...this.changed?.params, ...changedParams, limit: { type: 'int' as const, value: limit } };
     const rows =
