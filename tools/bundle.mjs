@@ -9,7 +9,7 @@ import { build } from 'esbuild';
 import { chmodSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 
 const pkg = JSON.parse(readFileSync('package.json', 'utf8'));
-const EXTERNAL = ['better-sqlite3', 'mssql', '@supabase/supabase-js', '@electric-sql/pglite'];
+const EXTERNAL = ['better-sqlite3', 'mssql', '@supabase/supabase-js', '@electric-sql/pglite', '@nats-io/transport-node', '@nats-io/jetstream'];
 // Optional native helpers that pg and ws try to load inside try/catch and do without.
 const OPTIONAL = ['pg-native', 'bufferutil', 'utf-8-validate'];
 for (const name of EXTERNAL) {

@@ -8,6 +8,7 @@ import { WalSource } from './postgres/wal-source.js';
 import { DEFAULT_NAME } from './postgres/wal-setup.js';
 import { SqliteChangeLogSource } from './sqlite/changelog-source.js';
 import { SupabaseRealtimeSource } from './supabase/realtime-source.js';
+import { NatsSource } from './nats/nats-source.js';
 import type { Source } from './source.js';
 
 /**
@@ -82,6 +83,18 @@ export function createSource(config: StreamConfig, path: string, ownWrites = new
         private: source.private,
         retry: config.retry,
         ownWrites,
+      });
+    case 'nats':
+      return new NatsSource({
+        url: source.url,
+        ...source.nats,
+        tables: config.tables,
+        from: source.nats.from ?? config.name,
+        consumer: source.nats.consumer ?? `cdc-sync_${config.name.replace(/\./g, '_')}`,
+        readLimit: source.readLimit ?? config.batch.maxSize,
+        idleIntervalMs: source.idleIntervalMs,
+        retry: config.retry,
+        timeoutMs: config.liveness.timeoutMs,
       });
     default:
       throw new ConfigError(`${path}.source.type: "${source.type}" is not available in this version of cdc-sync`);

@@ -13,8 +13,9 @@ export const SOURCE_TYPES = [
   'postgres-wal',
   'postgres-changelog',
   'sqlite-changelog',
+  'nats',
 ] as const;
-export const SINK_TYPES = ['supabase', 'postgres', 'mssql', 'sqlite'] as const;
+export const SINK_TYPES = ['supabase', 'postgres', 'mssql', 'sqlite', 'nats'] as const;
 
 /**
  * A whole number, also when it came from \${VAR} substitution as text
@@ -53,6 +54,22 @@ export const tableSchema = z.strictObject({
   owns: z.array(z.string().min(1)).optional(),
   /** supabase-realtime: a column whose non-null value means deleted (catch-up reads cannot see hard deletes). */
   softDelete: z.string().min(1).optional(),
+});
+
+/** NATS JetStream (`type: nats` sources and sinks): where the changes are stored and under which subjects. */
+export const natsSchema = z.strictObject({
+  /** The JetStream stream; the sink creates it when missing. */
+  stream: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, "_" and "-" (a JetStream stream name)').default('CDC_SYNC'),
+  /** First token of every subject: `<subjectPrefix>.<stream>.<schema>.<table>`. */
+  subjectPrefix: z.string().regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'subject tokens of letters, digits, "_" and "-", separated by "."').default('cdc'),
+  /** sink: replicas of the stream it creates (3 in a three-node cluster). */
+  replicas: integer((n) => n.min(1).max(5)).default(1),
+  /** sink: JetStream drops a message id it stored within this window (a batch re-sent after a crash). */
+  duplicateWindowSeconds: integer((n) => n.positive()).default(120),
+  /** source: the publishing cdc-sync stream whose subjects it reads (default: this stream's name). */
+  from: z.string().min(1).optional(),
+  /** source: the durable consumer's name (default cdc-sync_<stream>). */
+  consumer: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, "_" and "-"').optional(),
 });
 
 export const sourceSchema = z.strictObject({
@@ -113,12 +130,14 @@ export const sourceSchema = z.strictObject({
    * two-way pair compares with the target's changes of this window).
    */
   retentionHours: z.preprocess((v) => (typeof v === 'string' && v.trim() !== '' ? Number(v) : v), z.number().positive()).default(72),
+  nats: natsSchema.prefault({}),
 });
 
 export const sinkSchema = z.strictObject({
   type: z.enum(SINK_TYPES),
   url: z.string().min(1),
   key: z.string().min(1).optional(),
+  nats: natsSchema.prefault({}),
 });
 
 export const streamSchema = z.strictObject({

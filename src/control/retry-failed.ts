@@ -105,6 +105,7 @@ export function deadLetterStoreFor(config: Config, streamName: string): DeadLett
     case 'postgres':
       return new PostgresDeadLetters(stream.sink.url);
     case 'supabase':
+    case 'nats':
       return new FileDeadLetters(config.deadLetters.path);
     case 'mssql':
       return new MssqlDeadLetters(stream.sink.url);

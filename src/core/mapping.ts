@@ -19,6 +19,12 @@ export interface TargetTable {
   uniqueKeys: string[][];
   /** Tables this one's foreign keys point at (the order a batch's tables are applied in); absent when the sink cannot tell. */
   references?: QualifiedName[];
+  /**
+   * A target without a schema (a message stream): every source column passes
+   * through unconverted, under its own name or its `columns:` rename, and
+   * the key is the source's unless `key:` names one.
+   */
+  open?: boolean;
 }
 
 /** One `tables:` entry of the configuration. */
@@ -95,16 +101,18 @@ export class TableMapping {
       if (!this.byMatchKey.has(columnMatchKey(column.name))) this.byMatchKey.set(columnMatchKey(column.name), column);
     }
     for (const [from, to] of Object.entries(this.explicit)) {
-      if (!this.byName.has(to)) {
+      if (!this.byName.has(to) && !target.open) {
         throw new ConfigError(`${path}.columns.${from}: target column "${to}" does not exist in ${config.target}`);
       }
     }
     this.targetKey = config.key ? config.key.map((k, i) => this.requireColumn(k, `${path}.key[${i}]`, config.target)) : target.primaryKey;
-    if (this.targetKey.length === 0) {
+    if (target.open) {
+      // Nothing to upsert into: each change names its own key.
+    } else if (this.targetKey.length === 0) {
       throw new ConfigError(`${path}.key: ${config.target} has no primary key; name the key columns`);
     }
     const keySet = [...this.targetKey].sort().join(',');
-    if (!target.uniqueKeys.some((u) => [...u].sort().join(',') === keySet)) {
+    if (!target.open && !target.uniqueKeys.some((u) => [...u].sort().join(',') === keySet)) {
       throw new ConfigError(
         `${path}.key: ${config.target} has no primary key or unique constraint on (${this.targetKey.join(', ')}); upserts need one`,
       );
@@ -190,6 +198,7 @@ export class TableMapping {
     const match = columnMatchKey(sourceColumn);
     if (this.excluded.has(match)) return null;
     const explicitName = this.explicit[sourceColumn];
+    if (this.target.open) return { name: explicitName ?? sourceColumn, type: 'other', generated: false };
     const column = explicitName ? this.byName.get(explicitName) : (this.byName.get(sourceColumn) ?? this.byMatchKey.get(match));
     if (!column) {
       this.warn('source column has no target column; skipped', { path: this.path, column: sourceColumn });
@@ -204,6 +213,7 @@ export class TableMapping {
 
   private requireColumn(sourceColumn: string, path: string, targetName: string): string {
     const name = this.explicit[sourceColumn] ?? sourceColumn;
+    if (this.target.open) return name;
     const column = this.byName.get(name) ?? this.byMatchKey.get(columnMatchKey(name));
     if (!column) throw new ConfigError(`${path}: column "${sourceColumn}" has no match in ${targetName}`);
     return column.name;

@@ -3,10 +3,18 @@ import { parseQualifiedName } from '../core/names.js';
 import { OwnWrites } from '../core/own-writes.js';
 import type { StreamConfig } from '../config/schema.js';
 import { MssqlSink } from './mssql/mssql-sink.js';
+import { NatsSink } from './nats/nats-sink.js';
 import { PostgresSink } from './postgres/postgres-sink.js';
 import { SqliteSink } from './sqlite/sqlite-sink.js';
 import { SupabaseSink } from './supabase/supabase-sink.js';
 import type { Sink } from './sink.js';
+
+/**
+ * A JetStream acknowledgement comes in milliseconds; while a stream elects a
+ * new leader (seconds) publishes go unanswered, and the batch is better sent
+ * again soon (the same message ids) than waited on for the liveness timeout.
+ */
+const PUBLISH_TIMEOUT_MS = 5_000;
 
 /** The target a stream's `sink.type` names; `all` the configuration's streams, for a target another stream reads. */
 export function createSink(config: StreamConfig, path: string, all: StreamConfig[] = [config], ownWrites = new OwnWrites()): Sink {
@@ -28,6 +36,8 @@ export function createSink(config: StreamConfig, path: string, all: StreamConfig
         queueTable: all.find((s) => s.source.type === 'mssql-queue' && s.source.url === sink.url)?.source.queueTable,
         preferIncoming,
       });
+    case 'nats':
+      return new NatsSink({ url: sink.url, ...sink.nats, connector: config.source.type, timeoutMs: Math.min(config.liveness.timeoutMs, PUBLISH_TIMEOUT_MS) });
     default:
       throw new ConfigError(`${path}.sink.type: "${sink.type}" is not available in this version of cdc-sync`);
   }

@@ -37,8 +37,10 @@ export async function rewriteCheckpoint(
 ): Promise<boolean> {
   const { config, sink, source, checkpoints } = parts;
   const name = config.name;
+  // A checkpoint kept apart from the sink is rewritten without it: the target need not be reachable.
+  const opened = checkpoints ? null : sink.open(context, config.tables);
   try {
-    await sink.open(context, config.tables);
+    await opened;
     const current = readCheckpointText(checkpoints ? await checkpoints.load(name) : await sink.readCheckpoint(name));
     const position = change(current.position, source);
     if (position === null || position === current.position) return false;
@@ -48,6 +50,6 @@ export async function rewriteCheckpoint(
     else await sink.apply({ changes: [], deadLetters: [], checkpoint: { stream: name, position: next } });
     return true;
   } finally {
-    await sink.close();
+    if (opened) await sink.close();
   }
 }

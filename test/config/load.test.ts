@@ -85,6 +85,26 @@ describe('parseConfig', () => {
     expect(() => parseConfig(pair(true), {})).not.toThrow();
   });
 
+  it('takes nats sinks and sources with their JetStream settings, and names a bad subject prefix by its key path', () => {
+    const text = [
+      'streams:',
+      '  - name: clinic-to-nats',
+      '    source: { type: postgres-changelog, url: postgres://localhost/clinic }',
+      '    sink: { type: nats, url: "nats://n1:4222,nats://n2:4222", nats: { stream: CLINIC, replicas: 3 } }',
+      '    tables: [{ source: public.patients }]',
+      '  - name: nats-to-cloud',
+      '    source: { type: nats, url: "nats://n1:4222", nats: { stream: CLINIC, from: clinic-to-nats } }',
+      '    sink: { type: postgres, url: postgres://localhost/cloud }',
+      '    tables: [{ source: public.patients, target: public.patients }]',
+      '',
+    ].join('\n');
+    const config = parseConfig(text, {});
+    expect(config.streams[0]!.sink.nats).toEqual({ stream: 'CLINIC', subjectPrefix: 'cdc', replicas: 3, duplicateWindowSeconds: 120 });
+    expect(config.streams[1]!.source.nats).toMatchObject({ stream: 'CLINIC', from: 'clinic-to-nats' });
+    const error = configError(text.replace('replicas: 3', 'subjectPrefix: "cdc.>"'));
+    expect(error.message).toContain('streams[0].sink.nats.subjectPrefix');
+  });
+
   it('keeps values given in the file', () => {
     const config = parseConfig(yaml({ extra: '    batch: { maxSize: 50 }\n    retry: { attempts: 3 }', tail: 'http: { port: 8080 }\ncheckpoints: { store: file, path: /tmp/c.json }' }), {});
     expect(config.streams[0]!.batch).toEqual({ maxSize: 50, maxWaitMs: 100 });

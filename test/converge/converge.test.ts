@@ -9,6 +9,7 @@ import { MSSQL_DRIVER, MssqlSide } from './mssql-side.js';
 import { MssqlQueueSide } from './mssql-queue-side.js';
 import { SupabaseSide } from './supabase-side.js';
 import type { PostgresCluster } from '../support/postgres-cluster.js';
+import { startNatsCluster, type NatsCluster } from '../support/nats-cluster.js';
 import { pgServer, startPrivateServer, type PgServer } from '../support/test-database.js';
 
 /**
@@ -63,6 +64,8 @@ interface PairSpec {
   tableOptions?: string;
   /** Streams whose source can copy existing rows, for the copy steps. */
   copies?: string[];
+  /** The forward stream goes through a three-node NATS JetStream cluster; its outages stop one node. */
+  viaNats?: boolean;
 }
 
 const BOTH = ['a-to-b', 'b-to-a'];
@@ -73,6 +76,8 @@ const PAIRS: PairSpec[] = [
   { name: 'sqlite-changelog ⇄ postgres', twoWay: true, copies: BOTH, sides: async (server) => [SqliteSide.create('a'), await PostgresSide.create('b', { server })] },
   { name: 'postgres-wal → postgres', twoWay: false, copies: ['a-to-b'], sides: async (server) => [await PostgresSide.create('a', { wal: true, server }), await PostgresSide.create('b', { server })] },
   { name: 'sqlite-changelog ⇄ pglite', twoWay: true, inProcess: true, copies: BOTH, sides: async () => [SqliteSide.create('a'), await PostgresSide.createPglite('b')] },
+  // Through NATS JetStream: a-to-b publishes the change log, nats-to-b applies it; an outage stops one of three nodes.
+  { name: 'postgres-changelog → nats → postgres', twoWay: false, copies: ['a-to-b'], viaNats: true, outages: true, sides: async (server) => [await PostgresSide.create('a', { server }), await PostgresSide.create('b', { server })] },
   // SQL Server through its stand-in (test/support/fake-mssql), which logs key changes both ways SQL Server does.
   {
     name: 'mssql-cdc (stand-in) → postgres',
@@ -118,11 +123,14 @@ for (const spec of PAIRS.filter((p) => !ONLY || ONLY.some((prefix) => p.name.sta
   describe(`convergence: ${spec.name}`, () => {
     let pair: Pair;
     let cluster: PostgresCluster | undefined;
+    let nats: NatsCluster | undefined;
+    let natsOutages = 0;
     /** Sides that can hold rows no change log saw, whose stream can copy them. */
     let existing: ('a' | 'b')[] = [];
 
     beforeAll(async () => {
       const started = spec.inProcess ? undefined : await startPrivateServer();
+      if (spec.viaNats) nats = await startNatsCluster(3);
       cluster = started?.cluster;
       const [a, b] = await spec.sides(started?.server ?? pgServer());
       const untracked = (side: Side) => side.applyUntracked !== undefined && !(side instanceof PostgresSide && side.wal);
@@ -134,7 +142,16 @@ for (const spec of PAIRS.filter((p) => !ONLY || ONLY.some((prefix) => p.name.sta
         ...(spec.env ? { env: spec.env } : {}),
         ...(spec.tableOptions ? { tableOptions: spec.tableOptions } : {}),
         ...(spec.copies ? { copies: spec.copies } : {}),
+        ...(nats ? { via: { nats: nats.url } } : {}),
         outage: async () => {
+          if (nats) {
+            // One node of three down for a moment (a crash): the streams' replicas keep a quorum.
+            const node = natsOutages++ % 3;
+            await nats.stopNode(node, 'SIGKILL');
+            await new Promise((r) => setTimeout(r, 300));
+            await nats.startNode(node);
+            return;
+          }
           if (!(a instanceof SupabaseSide)) throw new Error('this pair has no Realtime');
           await a.outage();
         },
@@ -146,6 +163,7 @@ for (const spec of PAIRS.filter((p) => !ONLY || ONLY.some((prefix) => p.name.sta
     afterAll(async () => {
       await pair?.stop();
       await cluster?.stop();
+      await nats?.stop();
     });
 
     it('ends with both sides equal to the winning edits, no dead letter and no echo, for random histories with kills', async () => {

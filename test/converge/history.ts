@@ -167,7 +167,7 @@ export function describeHistory(steps: Step[], fault = 'kill -9 cdc-sync, start 
   return steps
     .map((step, i) => {
       if ('fault' in step && step.fault === 'restart') return `${i + 1}. crash the PostgreSQL server (pg_ctl stop -m immediate), start it again`;
-      if ('fault' in step && step.fault === 'outage') return `${i + 1}. Realtime drops every connection and loses every change for 300 ms`;
+      if ('fault' in step && step.fault === 'outage') return `${i + 1}. an outage for 300 ms (Realtime drops every connection and loses every change; NATS: one of its three nodes is killed)`;
       if ('fault' in step) return `${i + 1}. ${fault}`;
       if ('copy' in step && step.copy === 'live') {
         const where = step.table && typeof step.from === 'number' ? ` --where <ids from ${step.from} up>` : '';

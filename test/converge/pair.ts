@@ -42,6 +42,11 @@ export class Pair {
       tableOptions?: string;
       /** Streams whose source can copy existing rows (copy steps). */
       copies?: string[];
+      /**
+       * The forward changes go through NATS JetStream: a-to-b publishes them
+       * (nats sink), a second stream applies them to b (nats source).
+       */
+      via?: { nats: string };
     },
   ) {}
 
@@ -59,13 +64,22 @@ export class Pair {
     tables: ${tables}
     batch: ${batch}`
       : '';
+    const via = this.options.via
+      ? `
+  - name: nats-to-b
+    source: { type: nats, url: "${this.options.via.nats}", idleIntervalMs: 100, nats: { stream: CONVERGE, from: a-to-b } }
+    sink: ${this.b.sink()}
+    tables: ${tables}
+    batch: ${batch}`
+      : '';
+    const forwardSink = this.options.via ? `{ type: nats, url: "${this.options.via.nats}", nats: { stream: CONVERGE, replicas: 3 } }` : this.b.sink();
     this.config = writeConfig(`
 streams:
   - name: a-to-b
     source: ${this.a.source()}
-    sink: ${this.b.sink()}
+    sink: ${forwardSink}
     tables: ${tables}
-    batch: ${batch}${reverse}
+    batch: ${batch}${via}${reverse}
 http: { port: 0, host: 127.0.0.1, token: ${TOKEN} }
 log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
 `);
@@ -206,8 +220,12 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
     await this.runner!.stop();
     this.a.cdcSyncKilled?.();
     this.b.cdcSyncKilled?.();
-    await meanwhile?.();
-    await this.runner!.start();
+    // Started again whatever happened meanwhile: the other histories run on.
+    try {
+      await meanwhile?.();
+    } finally {
+      await this.runner!.start();
+    }
   }
 
   /** `cdc-sync snapshot` through the running process (its control API): 202, or 409 while the stream reopens. */

@@ -48,6 +48,16 @@ function configError(fn: () => unknown): ConfigError {
 const commitTime = new Date('2024-01-01T00:00:00Z');
 
 describe('TableMapping', () => {
+  it('passes every column of a change through to a target without a schema (a message stream), renames and exclusions kept', () => {
+    const open: TargetTable = { name: { schema: 'dbo', name: 'tblPatients' }, columns: [], primaryKey: [], uniqueKeys: [], open: true };
+    const { m, warnings } = mapping({ columns: { FirstName: 'first' }, exclude: ['RowVer'] }, open);
+    const at = new Date('2021-01-01T00:00:00Z');
+    const event: ChangeEvent = { table: 'dbo.tblPatients', op: 'update', key: { PersonID: 1 }, row: { PersonID: 1, FirstName: 'Ann', RowVer: 7, At: at }, position: '1', commitTime: at };
+    expect(m.mapEvent(event)).toMatchObject({ key: { PersonID: 1 }, row: { PersonID: 1, first: 'Ann', At: at } });
+    expect(m.mapEvent(event).row).not.toHaveProperty('RowVer');
+    expect(warnings).toEqual([]);
+  });
+
   it('maps PascalCase source columns to snake_case target columns', () => {
     const { m, warnings } = mapping();
     expect(m.mapRow({ PersonID: 1, FirstName: 'Ann', AlignerBatchID: 7 })).toEqual({ person_id: 1, first_name: 'Ann', aligner_batch_id: 7 });

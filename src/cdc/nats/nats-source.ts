@@ -1,0 +1,256 @@
+import { Observable } from 'rxjs';
+import type { Consumer, JsMsg } from '@nats-io/jetstream';
+import { ConsumerFeed } from './consumer-feed.js';
+import type { ChangeEvent, RejectedChange, SourceChunk } from '../../core/change-event.js';
+import { ConfigError, TransientError } from '../../core/errors.js';
+import { append } from '../../core/arrays.js';
+import type { TableConfig } from '../../core/mapping.js';
+import { connectJetStream, type JetStreamConnection, type NatsStreamSettings } from '../../db/nats/connection.js';
+import { decodeChange, HEADERS, streamSubjects } from '../../db/nats/envelope.js';
+import { classifyNatsError } from '../../db/nats/errors.js';
+import type { StreamContext } from '../../streams/context.js';
+import type { RetryPolicy } from '../../streams/retry.js';
+import { countCaptured } from '../count-captured.js';
+import { ReadGeneration } from '../read-generation.js';
+import { readWithRetry } from '../read-with-retry.js';
+import { UnknownTables } from '../unknown-tables.js';
+import type { Source } from '../source.js';
+
+export interface NatsSourceOptions extends NatsStreamSettings {
+  url: string;
+  tables: TableConfig[];
+  /** The publishing cdc-sync stream whose subjects this source reads. */
+  from: string;
+  /** The durable consumer's name. */
+  consumer: string;
+  /** Messages per fetch. */
+  readLimit: number;
+  /** How long a fetch waits for messages when there are none. */
+  idleIntervalMs: number;
+  retry: RetryPolicy;
+  timeoutMs: number;
+}
+
+/**
+ * Applies the changes another cdc-sync stream published to JetStream (see
+ * sinks/nats), through a durable pull consumer filtered to that stream's
+ * subjects. The position is the JetStream stream sequence of the last
+ * message read; the checkpoint lives with the sink (in the target's own
+ * transaction where it can), so the effect is exactly once whatever JetStream
+ * redelivers.
+ *
+ * Each start puts the consumer at the checkpoint (deleted and created
+ * again: a consumer's start cannot be moved), so changes handed on but not
+ * applied before a restart come again at once instead of after the ack
+ * wait. A message is acknowledged (AckPolicy.All: with everything before
+ * it) once the sink committed it; the consumer's pending count is then
+ * what is left to apply. A fetch that ends inside a published batch (whole
+ * source transactions) reads on to the batch's end.
+ */
+export class NatsSource implements Source {
+  private nats: JetStreamConnection | undefined;
+  private context!: StreamContext;
+  private feed: ConsumerFeed | undefined;
+  /** Stream sequence to start at (the checkpoint's next). */
+  private start: NatsPosition | null = null;
+  /** `<JetStream stream>@<its creation time>` of the stream being read: a position names the stream it counts in. */
+  private identity = '';
+  /** Last stream sequence handed on: a redelivery of it or of an earlier one is dropped. */
+  private handed = 0;
+  /** The last message of each chunk handed on, to acknowledge once committed. */
+  private readonly unacked = new Map<string, JsMsg>();
+  private readonly tables = new Set<string>();
+  private readonly unknownTables = new UnknownTables((table) => this.tables.has(table));
+  private readonly generations = new ReadGeneration();
+
+  constructor(private readonly options: NatsSourceOptions) {
+    for (const table of options.tables) this.tables.add(table.source);
+  }
+
+  async open(context: StreamContext): Promise<void> {
+    this.context = context;
+    this.nats ??= await connectJetStream(this.options.url, `cdc-sync ${context.stream}`);
+    context.setConnected('source', true);
+  }
+
+  chunks(from: string | null, demand: Observable<void>): Observable<SourceChunk> {
+    return this.generations.chunks(
+      demand,
+      () => {
+        this.start = parsePosition(from);
+        this.handed = this.start?.seq ?? 0;
+        this.feed?.stop();
+        this.feed = undefined;
+        this.unacked.clear();
+      },
+      (stale) => this.nextChunk(stale),
+    );
+  }
+
+  async committed(position: string): Promise<void> {
+    const message = this.unacked.get(position);
+    const seq = parsePosition(position)?.seq ?? 0;
+    for (const [key, m] of this.unacked) if (m.seq <= seq) this.unacked.delete(key);
+    // Progress for the consumer's pending count only: the checkpoint is the sink's.
+    message?.ack();
+  }
+
+  wake(): void {}
+
+  async close(): Promise<void> {
+    const nats = this.nats;
+    this.nats = undefined;
+    this.feed?.stop();
+    this.feed = undefined;
+    await nats?.connection.close();
+  }
+
+  private async nextChunk(stale: () => boolean): Promise<SourceChunk | null> {
+    for (;;) {
+      if (stale() || this.context.stopping.aborted) return null;
+      const messages = await this.read(() => this.take());
+      if (stale()) return null;
+      const fresh = messages.filter((m) => m.seq > this.handed);
+      if (fresh.length > 0) return this.toChunk(fresh);
+      if (messages.length === 0) this.context.idle?.();
+    }
+  }
+
+  /**
+   * The messages received so far, up to `readLimit` (waiting up to the idle
+   * interval for a first one), read on while they end inside a published
+   * batch and the consumer has more.
+   */
+  private async take(): Promise<JsMsg[]> {
+    const feed = (this.feed ??= await this.startFeed());
+    const out: JsMsg[] = [];
+    for (;;) {
+      if (feed.failure !== undefined) {
+        this.feed = undefined;
+        feed.stop();
+        throw feed.failure;
+      }
+      // Up to readLimit; past it only to the end of the batch the last one belongs to.
+      const ends = feed.queue.findIndex(batchEnds);
+      append(out, feed.queue.splice(0, out.length < this.options.readLimit ? this.options.readLimit - out.length : ends < 0 ? feed.queue.length : ends + 1));
+      feed.resume();
+      const last = out.at(-1);
+      if (last && (batchEnds(last) || last.info.pending === 0)) break;
+      if (!(await feed.arrival(last ? this.options.timeoutMs : this.options.idleIntervalMs))) break;
+    }
+    const pending = out.at(-1)?.info.pending;
+    if (pending !== undefined) this.context.metrics.pending.set({ stream: this.context.stream, direction: this.context.direction }, pending);
+    return out;
+  }
+
+  /** The consumer, set at the checkpoint, and the messages it delivers, kept at most a few reads ahead. */
+  private async startFeed(): Promise<ConsumerFeed> {
+    const consumer = await this.createConsumer();
+    // A consumer deleted under it (a delete of an earlier try that the server carried out late) ends delivery
+    // instead of waiting quietly for it to come back: the source sets it up again.
+    const messages = await consumer.consume({ max_messages: this.options.readLimit, abort_on_missing_resource: true });
+    return new ConsumerFeed(messages, 2 * this.options.readLimit);
+  }
+
+  private async createConsumer(): Promise<Consumer> {
+    const { manager, client, api } = this.requireNats();
+    const { AckPolicy, DeliverPolicy } = api;
+    const info = await manager.streams.info(this.options.stream);
+    this.identity = `${this.options.stream}@${Date.parse(info.created)}`;
+    let startSeq = (this.start?.seq ?? 0) + 1;
+    if (this.start && this.start.identity !== this.identity) {
+      // Sequences count again from 1 in a stream deleted and created again (or another one configured).
+      this.context.log.warn({ checkpoint: this.start.identity, stream: this.identity }, 'the checkpoint counts in another JetStream stream (created again, or another one configured); reading this one from its start');
+      startSeq = 1;
+      this.handed = 0;
+    }
+    try {
+      await manager.consumers.delete(this.options.stream, this.options.consumer);
+    } catch (error) {
+      if ((error as { name?: string }).name !== 'ConsumerNotFoundError') throw error;
+    }
+    await manager.consumers.add(this.options.stream, {
+      durable_name: this.options.consumer,
+      filter_subject: streamSubjects(this.options.subjectPrefix, this.options.from),
+      ack_policy: AckPolicy.All,
+      ...(startSeq > 1 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: startSeq } : { deliver_policy: DeliverPolicy.All }),
+      // Messages wait for the sink's commit, which may retry for minutes: redeliveries are dropped anyway.
+      ack_wait: Math.max(this.options.timeoutMs, 30_000) * 1_000_000,
+      max_ack_pending: -1,
+    });
+    return client.consumers.get(this.options.stream, this.options.consumer);
+  }
+
+  private toChunk(messages: JsMsg[]): SourceChunk {
+    const events: ChangeEvent[] = [];
+    const rejected: RejectedChange[] = [];
+    for (const message of messages) {
+      const position = this.position(message.seq);
+      const headers = { get: (name: string) => message.headers?.get(name) ?? '' };
+      let event: ChangeEvent;
+      try {
+        event = decodeChange(new TextDecoder().decode(message.data), headers, position);
+      } catch (error) {
+        rejected.push({ table: message.subject, key: null, payload: new TextDecoder().decode(message.data), error: error as Error, position });
+        continue;
+      }
+      if (!this.tables.has(event.table)) {
+        this.unknownTables.skipped(event.table, this.context);
+        continue;
+      }
+      events.push(event);
+    }
+    const last = messages.at(-1)!;
+    this.handed = last.seq;
+    this.unacked.set(this.position(last.seq), last);
+    countCaptured(this.context, events);
+    return { events, rejected, position: this.position(last.seq), caughtUp: last.info.pending === 0 };
+  }
+
+  private position(seq: number): string {
+    return `${this.identity}:${seq}`;
+  }
+
+  private read<T>(run: () => Promise<T>): Promise<T> {
+    return readWithRetry(
+      this.context,
+      this.options.retry,
+      {
+        error: (error) => {
+          // A consumer deleted or lost with its stream's leader is set up again on the next try.
+          this.feed?.stop();
+          this.feed = undefined;
+          if ((error as { name?: string }).name === 'StreamNotFoundError') {
+            return new TransientError(`JetStream stream ${this.options.stream} does not exist (yet): the publishing stream creates it`, { context: { stream: this.context.stream }, cause: error });
+          }
+          return classifyNatsError(error, { stream: this.context.stream, position: this.position(this.handed) });
+        },
+        lostConnection: (error) => error.transient,
+      },
+      run,
+    );
+  }
+
+  private requireNats(): JetStreamConnection {
+    if (!this.nats) throw new ConfigError('nats source used before open()');
+    return this.nats;
+  }
+}
+
+function batchEnds(message: JsMsg): boolean {
+  const [order, size] = (message.headers?.get(HEADERS.batch) ?? '').split('/');
+  return order === undefined || order === '' || order === size;
+}
+
+interface NatsPosition {
+  identity: string;
+  seq: number;
+}
+
+/** `<JetStream stream>@<created ms>:<stream sequence>`. */
+function parsePosition(text: string | null): NatsPosition | null {
+  if (text === null || text === '') return null;
+  const match = /^(.+@\d+):(\d+)$/.exec(text);
+  if (!match) throw new ConfigError(`not a nats position: ${text}`);
+  return { identity: match[1]!, seq: Number(match[2]) };
+}

@@ -1,0 +1,179 @@
+import { createHash } from 'node:crypto';
+import { keyString, type ChangeEvent, type Row, type Value } from '../../core/change-event.js';
+import { parseJson } from '../../core/json.js';
+
+/**
+ * A change as the JSON value of a Debezium change event (the envelope with
+ * schemas disabled: `before`, `after`, `source`, `op`, `ts_ms`,
+ * `transaction`; https://debezium.io/documentation/reference/stable/connectors/postgresql.html#postgresql-change-events-value),
+ * so a consumer written for Debezium reads it unchanged. `op`: c(reate),
+ * u(pdate), d(elete), r(ead: a snapshot row), t(runcate).
+ */
+export interface Envelope {
+  before: Record<string, unknown> | null;
+  after: Record<string, unknown> | null;
+  source: {
+    version: string;
+    connector: string;
+    /** The cdc-sync stream that published it. */
+    name: string;
+    /** Commit (or capture) time of the change at the source. */
+    ts_ms: number;
+    snapshot: 'true' | 'false';
+    db: string;
+    schema: string;
+    table: string;
+    /** The source's own position of the change (opaque, ordered per stream). */
+    position: string;
+    /** Who wrote the change at the source, when the source could tell. */
+    origin?: string;
+  };
+  op: 'c' | 'u' | 'd' | 'r' | 't';
+  ts_ms: number;
+  /** Debezium's transaction block; here one published batch (whole source transactions). */
+  transaction: { id: string; total_order: number; data_collection_order: number } | null;
+}
+
+/**
+ * Headers beside the envelope. `Nats-Msg-Id` lets JetStream drop a re-sent
+ * change within its duplicate window
+ * (https://docs.nats.io/using-nats/developer/develop_jetstream/model_deep_dive#message-deduplication).
+ * JSON has no bytes, instants or 64-bit integers: `Cdc-Sync-Types` names the
+ * columns whose JSON string stands for one, so cdc-sync reads back the value
+ * it published; other consumers read base64, ISO 8601 and decimal text.
+ */
+export const HEADERS = { msgId: 'Nats-Msg-Id', key: 'Cdc-Sync-Key', types: 'Cdc-Sync-Types', batch: 'Cdc-Sync-Batch' } as const;
+
+type Tag = 'date' | 'bytes' | 'bigint' | 'number';
+
+export interface EncodedChange {
+  subject: string;
+  data: string;
+  headers: Record<string, string>;
+}
+
+const OPS = { insert: 'c', update: 'u', delete: 'd', truncate: 't' } as const;
+
+/**
+ * `<prefix>.<stream>.<schema>.<table>`: one subject per table, so a consumer
+ * subscribes to a table, a stream or everything with NATS wildcards.
+ * Characters NATS gives a meaning in subjects become `_`.
+ */
+export function subjectOf(prefix: string, stream: string, table: string): string {
+  const [schema, name] = table.includes('.') ? [table.slice(0, table.indexOf('.')), table.slice(table.indexOf('.') + 1)] : ['', table];
+  return `${prefix}.${token(stream)}.${token(schema)}.${token(name)}`;
+}
+
+/** Every subject a cdc-sync stream publishes to. */
+export function streamSubjects(prefix: string, stream: string): string {
+  return `${prefix}.${token(stream)}.>`;
+}
+
+function token(text: string): string {
+  return text.replace(/[\s.*>]/g, '_') || '_';
+}
+
+export function encodeChange(
+  event: ChangeEvent,
+  context: { prefix: string; stream: string; connector: string; batch: string; order: number; size: number; tableOrder: number },
+): EncodedChange {
+  const types: Record<string, Tag> = {};
+  const after = event.row ? plainRow(event.row, types) : null;
+  const before = event.op === 'delete' ? plainRow(event.before ?? event.key, types) : event.before ? plainRow(event.before, types) : null;
+  const key = plainRow(event.key, types);
+  const dot = event.table.indexOf('.');
+  const envelope: Envelope = {
+    before,
+    after,
+    source: {
+      version: 'cdc-sync',
+      connector: context.connector,
+      name: context.stream,
+      ts_ms: event.commitTime.getTime(),
+      snapshot: event.copied ? 'true' : 'false',
+      db: '',
+      schema: dot < 0 ? '' : event.table.slice(0, dot),
+      table: dot < 0 ? event.table : event.table.slice(dot + 1),
+      position: event.position,
+      ...(event.origin ? { origin: event.origin } : {}),
+    },
+    op: event.copied ? 'r' : OPS[event.op],
+    ts_ms: Date.now(),
+    transaction: { id: context.batch, total_order: context.order, data_collection_order: context.tableOrder },
+  };
+  const headers: Record<string, string> = {
+    [HEADERS.msgId]: messageId(context.stream, event),
+    [HEADERS.key]: JSON.stringify(key),
+    [HEADERS.batch]: `${context.order}/${context.size}`,
+  };
+  if (Object.keys(types).length > 0) headers[HEADERS.types] = JSON.stringify(types);
+  return { subject: subjectOf(context.prefix, context.stream, event.table), data: JSON.stringify(envelope), headers };
+}
+
+/**
+ * The same change re-sent after a crash gets the same id: the stream, the
+ * source position, the table, the key and the operation name it.
+ */
+export function messageId(stream: string, event: ChangeEvent): string {
+  const text = `${stream}\u0000${event.position}\u0000${event.table}\u0000${keyString(event.key)}\u0000${event.op}\u0000${event.copied ? 'r' : ''}`;
+  return createHash('sha256').update(text).digest('base64url').slice(0, 32);
+}
+
+/** A published change back as a ChangeEvent (table `schema.table` as published, position the JetStream sequence). */
+export function decodeChange(data: string, headers: { get(name: string): string }, position: string): ChangeEvent {
+  const envelope = parseJson(data) as unknown as Envelope;
+  if (!envelope || typeof envelope !== 'object' || !envelope.source || typeof envelope.op !== 'string') throw new Error('not a change event envelope');
+  const typesText = headers.get(HEADERS.types);
+  const types = typesText ? (JSON.parse(typesText) as Record<string, Tag>) : {};
+  const keyText = headers.get(HEADERS.key);
+  const table = envelope.source.schema ? `${envelope.source.schema}.${envelope.source.table}` : envelope.source.table;
+  const after = envelope.after ? typedRow(envelope.after, types) : null;
+  const before = envelope.before ? typedRow(envelope.before, types) : null;
+  const op = ({ c: 'insert', r: 'insert', u: 'update', d: 'delete', t: 'truncate' } as const)[envelope.op];
+  if (!op) throw new Error(`unknown op "${envelope.op}"`);
+  const key = keyText ? typedRow(parseJson(keyText) as Record<string, unknown>, types) : {};
+  const event: ChangeEvent = { table, op, key, row: op === 'delete' || op === 'truncate' ? null : after, before, position, commitTime: new Date(envelope.source.ts_ms) };
+  if (envelope.op === 'r') event.copied = true;
+  if (envelope.source.origin) event.origin = envelope.source.origin;
+  return event;
+}
+
+function plainRow(row: Row, types: Record<string, Tag>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [column, value] of Object.entries(row)) {
+    const [plain, tag] = plainValue(value);
+    if (tag) types[column] = tag;
+    Object.defineProperty(out, column, { value: plain, enumerable: true, writable: true, configurable: true });
+  }
+  return out;
+}
+
+function plainValue(value: Value): [unknown, Tag | undefined] {
+  if (value instanceof Date) return [value.toISOString(), 'date'];
+  if (value instanceof Uint8Array) return [Buffer.from(value).toString('base64'), 'bytes'];
+  if (typeof value === 'bigint') return [value.toString(), 'bigint'];
+  if (typeof value === 'number' && (!Number.isFinite(value) || Object.is(value, -0))) return [Object.is(value, -0) ? '-0' : String(value), 'number'];
+  return [value, undefined];
+}
+
+function typedRow(row: Record<string, unknown>, types: Record<string, Tag>): Row {
+  const out: Row = {};
+  for (const [column, value] of Object.entries(row)) {
+    const tag = Object.hasOwn(types, column) ? types[column] : undefined;
+    Object.defineProperty(out, column, { value: tag && typeof value === 'string' ? typedValue(value, tag) : (value as Value), enumerable: true, writable: true, configurable: true });
+  }
+  return out;
+}
+
+function typedValue(text: string, tag: Tag): Value {
+  switch (tag) {
+    case 'date':
+      return new Date(text);
+    case 'bytes':
+      return new Uint8Array(Buffer.from(text, 'base64'));
+    case 'bigint':
+      return BigInt(text);
+    case 'number':
+      return text === '-0' ? -0 : Number(text);
+  }
+}

@@ -1,0 +1,129 @@
+import type { PubAck } from '@nats-io/jetstream';
+import { ConfigError, PermanentError, errorMessage, isTransient } from '../../core/errors.js';
+import { keyString } from '../../core/change-event.js';
+import { parseQualifiedName } from '../../core/names.js';
+import type { TableConfig, TableMapping, TargetTable } from '../../core/mapping.js';
+import { connectJetStream, ensureStream, type JetStreamConnection, type NatsStreamSettings } from '../../db/nats/connection.js';
+import { encodeChange } from '../../db/nats/envelope.js';
+import { classifyNatsError } from '../../db/nats/errors.js';
+import type { StreamContext } from '../../streams/context.js';
+import type { ApplyResult, Sink, SinkBatch } from '../sink.js';
+
+export interface NatsSinkOptions extends NatsStreamSettings {
+  url: string;
+  /** The source type, the envelope's `source.connector`. */
+  connector: string;
+  /** How long a publish waits for JetStream's acknowledgement. */
+  timeoutMs: number;
+}
+
+/**
+ * Publishes each change of a batch to JetStream as a Debezium-shaped event
+ * (db/nats/envelope.ts). A batch counts as applied only when JetStream
+ * acknowledged every message of it (stored on a quorum of the stream's
+ * replicas), so the stream's checkpoint never passes an unstored change. A
+ * batch sent again after a failure or a crash carries the same message ids,
+ * which JetStream drops within its duplicate window; later re-sends reach
+ * consumers twice, which the sinks' idempotent apply makes harmless.
+ *
+ * Messages of one batch are sent without waiting for each other's
+ * acknowledgement (one connection keeps them in order); a batch has at most
+ * one change per key, and the next batch starts only after this one was
+ * acknowledged, so each key's changes are stored in order.
+ */
+export class NatsSink implements Sink {
+  readonly storesCheckpoints = false;
+  readonly storesDeadLetters = false;
+  readonly signalsSent = true;
+  private nats: JetStreamConnection | undefined;
+  private context: StreamContext | undefined;
+  /** Source table → the name it is published under (the `target:` of its entry). */
+  private readonly names = new Map<string, string>();
+
+  constructor(private readonly options: NatsSinkOptions) {}
+
+  async open(context: StreamContext, tables: TableConfig[]): Promise<TargetTable[]> {
+    this.context = context;
+    this.nats ??= await connectJetStream(this.options.url, `cdc-sync ${context.stream}`);
+    if (!context.checkOnly) await ensureStream(this.nats.manager, this.options);
+    context.setConnected('sink', true);
+    // A subject takes any row: every column passes through under its name (or its `columns:` rename).
+    return tables.map((config) => {
+      const name = parseQualifiedName(config.target || config.source);
+      return { name, columns: [], primaryKey: config.key ?? [], uniqueKeys: [], open: true };
+    });
+  }
+
+  bind(mappings: TableMapping[]): void {
+    for (const m of mappings) this.names.set(m.source, m.target.name.schema ? `${m.target.name.schema}.${m.target.name.name}` : m.target.name.name);
+  }
+
+  readCheckpoint(): Promise<string | null> {
+    return Promise.reject(new ConfigError('the nats sink keeps no checkpoints; use checkpoints.store "file" or "auto"'));
+  }
+
+  async apply(batch: SinkBatch): Promise<ApplyResult> {
+    if (batch.checkpoint) throw new ConfigError('the nats sink keeps no checkpoints; use checkpoints.store "file" or "auto"');
+    const nats = this.requireNats();
+    const stream = this.context?.stream ?? '';
+    const id = `${stream}:${batch.changes.at(-1)?.position ?? ''}`;
+    const tableOrder = new Map<string, number>();
+    const pending: { ack: Promise<PubAck>; table: string; key: string; position: string }[] = [];
+    for (const [i, event] of batch.changes.entries()) {
+      const table = this.names.get(event.table) ?? event.table;
+      const order = (tableOrder.get(table) ?? 0) + 1;
+      tableOrder.set(table, order);
+      let encoded;
+      try {
+        encoded = encodeChange({ ...event, table }, { prefix: this.options.subjectPrefix, stream, connector: this.options.connector, batch: id, order: i + 1, size: batch.changes.length, tableOrder: order });
+      } catch (error) {
+        throw new PermanentError(`cannot encode the change: ${errorMessage(error)}`, { context: { stream, table: event.table, key: keyString(event.key), position: event.position }, reason: 'invalid-data', cause: error });
+      }
+      const headers = nats.headers();
+      for (const [name, value] of Object.entries(encoded.headers)) headers.set(name, value);
+      const msgID = encoded.headers['Nats-Msg-Id']!;
+      const ack = nats.client.publish(encoded.subject, encoded.data, { msgID, headers, timeout: this.options.timeoutMs, expect: { streamName: this.options.stream } });
+      // Settled below; a rejection must not surface as unhandled meanwhile.
+      ack.catch(() => undefined);
+      pending.push({ ack, table: event.table, key: keyString(event.key), position: event.position });
+    }
+    batch.onSent?.();
+    let written = 0;
+    let failure: unknown;
+    for (const p of pending) {
+      try {
+        const ack = await p.ack;
+        if (!ack.duplicate) written += 1;
+      } catch (error) {
+        const classified = classifyNatsError(error, { stream, table: p.table, key: p.key, position: p.position });
+        // A permanent failure names its change; a transient one fails the whole batch, which is sent again.
+        if (failure === undefined || (isTransient(failure) && !classified.transient)) failure = classified;
+      }
+    }
+    if (failure !== undefined) {
+      if (isTransient(failure)) this.context?.setConnected('sink', false);
+      throw failure;
+    }
+    this.context?.setConnected('sink', true);
+    return { written };
+  }
+
+  async ping(): Promise<void> {
+    try {
+      await this.requireNats().connection.flush();
+    } catch (error) {
+      throw classifyNatsError(error, { stream: this.context?.stream, code: 'ping' });
+    }
+  }
+
+  async close(): Promise<void> {
+    const nats = this.nats;
+    this.nats = undefined;
+    await nats?.connection.close();
+  }
+
+  private requireNats(): JetStreamConnection {
+    if (!this.nats) throw new ConfigError('nats sink used before open()');
+    return this.nats;
+  }
+}

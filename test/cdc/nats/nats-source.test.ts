@@ -1,0 +1,158 @@
+import { Subject, firstValueFrom, take, toArray } from 'rxjs';
+import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NatsSource } from '../../../src/cdc/nats/nats-source.js';
+import type { SourceChunk } from '../../../src/core/change-event.js';
+import { encodeChange } from '../../../src/db/nats/envelope.js';
+import { startNatsCluster, type NatsCluster } from '../../support/nats-cluster.js';
+import { testContext } from '../../support/stream-context.js';
+
+/** The nats source against a real (one-node) JetStream server, fed the way the nats sink publishes. */
+let nats: NatsCluster;
+let client: NatsConnection;
+let streams = 0;
+
+beforeAll(async () => {
+  nats = await startNatsCluster(1);
+  client = await connect({ servers: nats.url });
+}, 30_000);
+
+afterAll(async () => {
+  await client?.close();
+  await nats?.stop();
+});
+
+/** A JetStream stream of its own, and `publish(batch)` as the sink sends one batch. */
+async function freshStream(): Promise<{ name: string; publish: (ids: number[], table?: string) => Promise<void> }> {
+  const name = `S${++streams}`;
+  await (await jetstreamManager(client)).streams.add({ name, subjects: [`${name.toLowerCase()}.>`] });
+  let position = 0;
+  return {
+    name,
+    async publish(ids, table = 'public.items') {
+      const js = jetstream(client);
+      for (const [i, id] of ids.entries()) {
+        const encoded = encodeChange(
+          { table, op: 'insert', key: { id }, row: { id, name: `n${id}` }, position: String(++position), commitTime: new Date() },
+          { prefix: name.toLowerCase(), stream: 'pub', connector: 'test', batch: 'b', order: i + 1, size: ids.length, tableOrder: i + 1 },
+        );
+        const h = headers();
+        for (const [k, v] of Object.entries(encoded.headers)) h.set(k, v);
+        await js.publish(encoded.subject, encoded.data, { headers: h });
+      }
+    },
+  };
+}
+
+function source(stream: string, readLimit = 100): { source: NatsSource; context: ReturnType<typeof testContext> } {
+  const context = testContext('sub');
+  const s = new NatsSource({
+    url: nats.url,
+    stream,
+    subjectPrefix: stream.toLowerCase(),
+    replicas: 1,
+    duplicateWindowSeconds: 120,
+    tables: [{ source: 'public.items', target: '' }],
+    from: 'pub',
+    consumer: 'cdc-sync_sub',
+    readLimit,
+    idleIntervalMs: 200,
+    retry: { attempts: 3, minDelayMs: 10, maxDelayMs: 50 },
+    timeoutMs: 5000,
+  });
+  return { source: s, context };
+}
+
+const ids = (chunk: SourceChunk) => chunk.events.map((e) => e.key.id);
+
+describe('nats source', () => {
+  it('reads past readLimit to the end of a published batch (whole source transactions)', async () => {
+    const { name, publish } = await freshStream();
+    await publish([1, 2, 3, 4, 5]);
+    await publish([6]);
+    const { source: s, context } = source(name, 2);
+    await s.open(context);
+    const chunks = await firstValueFrom(s.chunks(null, new Subject<void>()).pipe(take(1), toArray()));
+    expect(ids(chunks[0]!)).toEqual([1, 2, 3, 4, 5]);
+    expect(chunks[0]!.position).toMatch(new RegExp(`^${name}@\\d+:5$`));
+    await s.close();
+  });
+
+  it('hands on changes read but not committed again at once after a restart, and none before the checkpoint', async () => {
+    const { name, publish } = await freshStream();
+    await publish([1]);
+    await publish([2]);
+    await publish([3]);
+    const { source: s, context } = source(name, 1);
+    await s.open(context);
+    const demand = new Subject<void>();
+    const first: SourceChunk[] = [];
+    const subscription = s.chunks(null, demand).subscribe((c) => first.push(c));
+    await waitUntil(() => first.length === 1);
+    demand.next();
+    await waitUntil(() => first.length === 2);
+    subscription.unsubscribe();
+    // Only the first chunk was committed; the second (2) was handed on and never applied.
+    const started = Date.now();
+    const again = await firstValueFrom(s.chunks(first[0]!.position, new Subject<void>()));
+    expect(ids(again)).toEqual([2]);
+    // Not after the consumer's ack wait (30 s): the consumer starts at the checkpoint.
+    expect(Date.now() - started).toBeLessThan(10_000);
+    await s.close();
+  });
+
+  it('acknowledges what the sink committed, so the consumer shows what is left', async () => {
+    const { name, publish } = await freshStream();
+    await publish([1, 2]);
+    await publish([3]);
+    const { source: s, context } = source(name, 2);
+    await s.open(context);
+    const chunk = await firstValueFrom(s.chunks(null, new Subject<void>()));
+    expect(ids(chunk)).toEqual([1, 2]);
+    await s.committed(chunk.position);
+    const manager = await jetstreamManager(client);
+    await waitUntil(async () => (await manager.consumers.info(name, 'cdc-sync_sub')).ack_floor.stream_seq === 2);
+    const info = await manager.consumers.info(name, 'cdc-sync_sub');
+    expect(info.num_pending + info.num_ack_pending).toBe(1);
+    await s.close();
+  });
+
+  it('reads a JetStream stream from its start when the checkpoint counts in another one (deleted and created again)', async () => {
+    const { name, publish } = await freshStream();
+    await publish([1]);
+    const { source: s, context } = source(name);
+    await s.open(context);
+    const chunk = await firstValueFrom(s.chunks(`${name}@1:40`, new Subject<void>()));
+    expect(ids(chunk)).toEqual([1]);
+    await s.close();
+  });
+
+  it('skips and counts changes of tables the stream does not take', async () => {
+    const { name, publish } = await freshStream();
+    await publish([1], 'public.other');
+    await publish([2]);
+    const { source: s, context } = source(name);
+    await s.open(context);
+    const demand = new Subject<void>();
+    const chunks: SourceChunk[] = [];
+    const subscription = s.chunks(null, demand).subscribe((c) => {
+      chunks.push(c);
+      demand.next();
+    });
+    await waitUntil(() => chunks.flatMap(ids).length > 0);
+    subscription.unsubscribe();
+    expect(chunks.flatMap(ids)).toEqual([2]);
+    const suppressed = (await context.metrics.suppressed.get()).values.find((v) => v.labels.table === 'public.other' && v.labels.reason === 'unknown-table');
+    expect(suppressed?.value).toBe(1);
+    await s.close();
+  });
+});
+
+async function waitUntil(condition: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('condition not met');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
