@@ -85,6 +85,9 @@ export function createSource(config: StreamConfig, path: string, ownWrites = new
         ownWrites,
       });
     case 'nats':
+      if (source.nats.partition !== undefined && source.nats.partition >= source.nats.partitions) {
+        throw new ConfigError(`${path}.source.nats.partition: ${source.nats.partition} is not one of the ${source.nats.partitions} partitions (0 … ${source.nats.partitions - 1}); set nats.partitions as the publishing stream does`);
+      }
       return new NatsSource({
         url: source.url,
         ...source.nats,

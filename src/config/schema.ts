@@ -66,6 +66,14 @@ export const natsSchema = z.strictObject({
   replicas: integer((n) => n.min(1).max(5)).default(1),
   /** sink: JetStream drops a message id it stored within this window (a batch re-sent after a crash). */
   duplicateWindowSeconds: integer((n) => n.positive()).default(120),
+  /**
+   * sink: publish each change to one of this many partitions by its key (a
+   * last subject token), for as many applying streams; source: how many the
+   * publishing stream makes.
+   */
+  partitions: integer((n) => n.min(1).max(1024)).default(1),
+  /** source: the partition it applies (0 … partitions-1); unset: all changes. */
+  partition: integer((n) => n.nonnegative()).optional(),
   /** source: the publishing cdc-sync stream whose subjects it reads (default: this stream's name). */
   from: z.string().min(1).optional(),
   /** source: the durable consumer's name (default cdc-sync_<stream>). */

@@ -16,13 +16,18 @@ import { readWithRetry } from '../read-with-retry.js';
 import { UnknownTables } from '../unknown-tables.js';
 import type { Source } from '../source.js';
 
+/** An idle consumer (of a start whose process died) is removed by the server after this long. */
+const CONSUMER_IDLE_LIFETIME_MS = 60 * 60_000;
+
 export interface NatsSourceOptions extends NatsStreamSettings {
   url: string;
   tables: TableConfig[];
   /** The publishing cdc-sync stream whose subjects this source reads. */
   from: string;
-  /** The durable consumer's name. */
+  /** The durable consumers' name; each start makes one named `<consumer>_<start time>`. */
   consumer: string;
+  /** The one partition this stream applies (of `partitions`); unset: all changes. */
+  partition?: number | undefined;
   /** Messages per fetch. */
   readLimit: number;
   /** How long a fetch waits for messages when there are none. */
@@ -39,9 +44,9 @@ export interface NatsSourceOptions extends NatsStreamSettings {
  * transaction where it can), so the effect is exactly once whatever JetStream
  * redelivers.
  *
- * Each start puts the consumer at the checkpoint (deleted and created
- * again: a consumer's start cannot be moved), so changes handed on but not
- * applied before a restart come again at once instead of after the ack
+ * Each start makes a consumer at the checkpoint (a consumer's start cannot
+ * be moved) and removes those of earlier starts, so changes handed on but
+ * not applied before a restart come again at once instead of after the ack
  * wait. A message is acknowledged (AckPolicy.All: with everything before
  * it) once the sink committed it; the consumer's pending count is then
  * what is left to apply. A fetch that ends inside a published batch (whole
@@ -62,6 +67,8 @@ export class NatsSource implements Source {
   private readonly tables = new Set<string>();
   private readonly unknownTables = new UnknownTables((table) => this.tables.has(table));
   private readonly generations = new ReadGeneration();
+  /** Consumers made by this process (a part of their names). */
+  private starts = 0;
 
   constructor(private readonly options: NatsSourceOptions) {
     for (const table of options.tables) this.tables.add(table.source);
@@ -164,21 +171,36 @@ export class NatsSource implements Source {
       startSeq = 1;
       this.handed = 0;
     }
-    try {
-      await manager.consumers.delete(this.options.stream, this.options.consumer);
-    } catch (error) {
-      if ((error as { name?: string }).name !== 'ConsumerNotFoundError') throw error;
-    }
+    // A new consumer per start, at the checkpoint: deleting and creating one name again raced with deletes the
+    // server carried out late (an earlier try's, after a crash), and each waits on a replica group while a node is down.
+    const name = `${this.options.consumer}_${Date.now().toString(36)}${(this.starts += 1)}`;
     await manager.consumers.add(this.options.stream, {
-      durable_name: this.options.consumer,
-      filter_subject: streamSubjects(this.options.subjectPrefix, this.options.from),
+      durable_name: name,
+      filter_subject: streamSubjects(this.options.subjectPrefix, this.options.from, this.options.partition),
       ack_policy: AckPolicy.All,
       ...(startSeq > 1 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: startSeq } : { deliver_policy: DeliverPolicy.All }),
       // Messages wait for the sink's commit, which may retry for minutes: redeliveries are dropped anyway.
       ack_wait: Math.max(this.options.timeoutMs, 30_000) * 1_000_000,
       max_ack_pending: -1,
+      // A cursor, not state: the checkpoint is the sink's. One replica is quick to create, and a lost one is made again.
+      num_replicas: 1,
+      // Those of earlier starts that could not be removed go by themselves.
+      inactive_threshold: CONSUMER_IDLE_LIFETIME_MS * 1_000_000,
     });
-    return client.consumers.get(this.options.stream, this.options.consumer);
+    void this.removeEarlierConsumers(name);
+    return client.consumers.get(this.options.stream, name);
+  }
+
+  /** The consumers of this stream's earlier starts (best effort: they expire anyway). */
+  private async removeEarlierConsumers(current: string): Promise<void> {
+    const { manager } = this.requireNats();
+    try {
+      for await (const info of manager.consumers.list(this.options.stream)) {
+        if (info.name !== current && info.name.startsWith(`${this.options.consumer}_`)) await manager.consumers.delete(this.options.stream, info.name);
+      }
+    } catch (error) {
+      this.context.log.debug({ err: (error as Error).message }, 'earlier JetStream consumers not removed; they expire when idle');
+    }
   }
 
   private toChunk(messages: JsMsg[]): SourceChunk {

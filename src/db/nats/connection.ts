@@ -14,6 +14,8 @@ export interface NatsStreamSettings {
   replicas: number;
   /** JetStream drops a re-sent message id within this window. */
   duplicateWindowSeconds: number;
+  /** Partitions the changes are published into by key (1: none). */
+  partitions: number;
 }
 
 /**

@@ -56,17 +56,33 @@ const OPS = { insert: 'c', update: 'u', delete: 'd', truncate: 't' } as const;
 
 /**
  * `<prefix>.<stream>.<schema>.<table>`: one subject per table, so a consumer
- * subscribes to a table, a stream or everything with NATS wildcards.
- * Characters NATS gives a meaning in subjects become `_`.
+ * subscribes to a table, a stream or everything with NATS wildcards; with
+ * partitions, the key's partition is a last token. Characters NATS gives a
+ * meaning in subjects become `_`.
  */
-export function subjectOf(prefix: string, stream: string, table: string): string {
+export function subjectOf(prefix: string, stream: string, table: string, partition?: number): string {
   const [schema, name] = table.includes('.') ? [table.slice(0, table.indexOf('.')), table.slice(table.indexOf('.') + 1)] : ['', table];
-  return `${prefix}.${token(stream)}.${token(schema)}.${token(name)}`;
+  return `${prefix}.${token(stream)}.${token(schema)}.${token(name)}${partition === undefined ? '' : `.${partition}`}`;
 }
 
-/** Every subject a cdc-sync stream publishes to. */
-export function streamSubjects(prefix: string, stream: string): string {
-  return `${prefix}.${token(stream)}.>`;
+/** Every subject a cdc-sync stream publishes to, or those of one partition. */
+export function streamSubjects(prefix: string, stream: string, partition?: number): string {
+  return partition === undefined ? `${prefix}.${token(stream)}.>` : `${prefix}.${token(stream)}.*.*.${partition}`;
+}
+
+/**
+ * The partition of a key: FNV-1a (32 bits) of its text, modulo the count. A
+ * key always lands in the same partition, so one consumer applies all its
+ * changes, in order.
+ */
+export function partitionOf(key: Row, partitions: number): number {
+  const text = keyString(key);
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i += 1) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash % partitions;
 }
 
 function token(text: string): string {
@@ -75,7 +91,18 @@ function token(text: string): string {
 
 export function encodeChange(
   event: ChangeEvent,
-  context: { prefix: string; stream: string; connector: string; batch: string; order: number; size: number; tableOrder: number },
+  context: {
+    prefix: string;
+    stream: string;
+    connector: string;
+    batch: string;
+    /** Place in the batch (from 1) and the batch's size. */
+    order: number;
+    size: number;
+    tableOrder: number;
+    /** With partitions: the change's partition, and its place among the batch's changes of that partition. */
+    partition?: { index: number; order: number; size: number };
+  },
 ): EncodedChange {
   const types: Record<string, Tag> = {};
   const after = event.row ? plainRow(event.row, types) : null;
@@ -104,10 +131,11 @@ export function encodeChange(
   const headers: Record<string, string> = {
     [HEADERS.msgId]: messageId(context.stream, event),
     [HEADERS.key]: JSON.stringify(key),
-    [HEADERS.batch]: `${context.order}/${context.size}`,
+    // A reader of one partition sees only its share of the batch: the count is of that share.
+    [HEADERS.batch]: context.partition ? `${context.partition.order}/${context.partition.size}` : `${context.order}/${context.size}`,
   };
   if (Object.keys(types).length > 0) headers[HEADERS.types] = JSON.stringify(types);
-  return { subject: subjectOf(context.prefix, context.stream, event.table), data: JSON.stringify(envelope), headers };
+  return { subject: subjectOf(context.prefix, context.stream, event.table, context.partition?.index), data: JSON.stringify(envelope), headers };
 }
 
 /**

@@ -4,7 +4,7 @@ import { keyString } from '../../core/change-event.js';
 import { parseQualifiedName } from '../../core/names.js';
 import type { TableConfig, TableMapping, TargetTable } from '../../core/mapping.js';
 import { connectJetStream, ensureStream, type JetStreamConnection, type NatsStreamSettings } from '../../db/nats/connection.js';
-import { encodeChange } from '../../db/nats/envelope.js';
+import { encodeChange, partitionOf } from '../../db/nats/envelope.js';
 import { classifyNatsError } from '../../db/nats/errors.js';
 import type { StreamContext } from '../../streams/context.js';
 import type { ApplyResult, Sink, SinkBatch } from '../sink.js';
@@ -68,14 +68,28 @@ export class NatsSink implements Sink {
     const stream = this.context?.stream ?? '';
     const id = `${stream}:${batch.changes.at(-1)?.position ?? ''}`;
     const tableOrder = new Map<string, number>();
+    const { partitions } = this.options;
+    const partitionOfChange = partitions > 1 ? batch.changes.map((e) => partitionOf(e.key, partitions)) : [];
+    const partitionSize = new Map<number, number>();
+    for (const p of partitionOfChange) partitionSize.set(p, (partitionSize.get(p) ?? 0) + 1);
+    const partitionOrder = new Map<number, number>();
     const pending: { ack: Promise<PubAck>; table: string; key: string; position: string }[] = [];
     for (const [i, event] of batch.changes.entries()) {
       const table = this.names.get(event.table) ?? event.table;
       const order = (tableOrder.get(table) ?? 0) + 1;
       tableOrder.set(table, order);
+      let partition: { index: number; order: number; size: number } | undefined;
+      if (partitions > 1) {
+        const index = partitionOfChange[i]!;
+        partitionOrder.set(index, (partitionOrder.get(index) ?? 0) + 1);
+        partition = { index, order: partitionOrder.get(index)!, size: partitionSize.get(index)! };
+      }
       let encoded;
       try {
-        encoded = encodeChange({ ...event, table }, { prefix: this.options.subjectPrefix, stream, connector: this.options.connector, batch: id, order: i + 1, size: batch.changes.length, tableOrder: order });
+        encoded = encodeChange(
+          { ...event, table },
+          { prefix: this.options.subjectPrefix, stream, connector: this.options.connector, batch: id, order: i + 1, size: batch.changes.length, tableOrder: order, ...(partition ? { partition } : {}) },
+        );
       } catch (error) {
         throw new PermanentError(`cannot encode the change: ${errorMessage(error)}`, { context: { stream, table: event.table, key: keyString(event.key), position: event.position }, reason: 'invalid-data', cause: error });
       }

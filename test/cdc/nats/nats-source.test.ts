@@ -53,6 +53,7 @@ function source(stream: string, readLimit = 100): { source: NatsSource; context:
     subjectPrefix: stream.toLowerCase(),
     replicas: 1,
     duplicateWindowSeconds: 120,
+    partitions: 1,
     tables: [{ source: 'public.items', target: '' }],
     from: 'pub',
     consumer: 'cdc-sync_sub',
@@ -99,6 +100,13 @@ describe('nats source', () => {
     expect(ids(again)).toEqual([2]);
     // Not after the consumer's ack wait (30 s): the consumer starts at the checkpoint.
     expect(Date.now() - started).toBeLessThan(10_000);
+    // The first start's consumer is removed (one is left).
+    const manager = await jetstreamManager(client);
+    await waitUntil(async () => {
+      let n = 0;
+      for await (const c of manager.consumers.list(name)) n += c.name.startsWith('cdc-sync_sub_') ? 1 : 0;
+      return n === 1;
+    });
     await s.close();
   });
 
@@ -112,8 +120,15 @@ describe('nats source', () => {
     expect(ids(chunk)).toEqual([1, 2]);
     await s.committed(chunk.position);
     const manager = await jetstreamManager(client);
-    await waitUntil(async () => (await manager.consumers.info(name, 'cdc-sync_sub')).ack_floor.stream_seq === 2);
-    const info = await manager.consumers.info(name, 'cdc-sync_sub');
+    const consumers = async () => {
+      const all = [];
+      for await (const c of manager.consumers.list(name)) all.push(c);
+      return all;
+    };
+    const [current] = await consumers();
+    expect(current!.name).toMatch(/^cdc-sync_sub_/);
+    await waitUntil(async () => (await manager.consumers.info(name, current!.name)).ack_floor.stream_seq === 2);
+    const info = await manager.consumers.info(name, current!.name);
     expect(info.num_pending + info.num_ack_pending).toBe(1);
     await s.close();
   });

@@ -23,7 +23,7 @@ afterAll(async () => {
 });
 
 async function openSink(stream: string, prefix = stream.toLowerCase()): Promise<NatsSink> {
-  const sink = new NatsSink({ url: nats.url, stream, subjectPrefix: prefix, replicas: 1, duplicateWindowSeconds: 120, connector: 'postgres-changelog', timeoutMs: 5000 });
+  const sink = new NatsSink({ url: nats.url, stream, subjectPrefix: prefix, replicas: 1, duplicateWindowSeconds: 120, partitions: 1, connector: 'postgres-changelog', timeoutMs: 5000 });
   const tables = await sink.open(testContext('pub'), [{ source: 'public.items', target: '' }]);
   sink.bind([{ source: 'public.items', target: tables[0]! } as unknown as TableMapping]);
   return sink;
