@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import net from 'node:net';
 
 /** A TCP port on loopback that nothing listens on right now (the OS picks it). */
@@ -11,4 +12,14 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/** The end of a server's log file, for an error that says why it did not start. */
+export function logTail(logFile: string, maxChars = 3000): string {
+  try {
+    const text = fs.readFileSync(logFile, 'utf8');
+    return text.length > maxChars ? `…${text.slice(-maxChars)}` : text;
+  } catch {
+    return '(no server log)';
+  }
 }

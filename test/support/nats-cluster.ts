@@ -6,7 +6,9 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort } from './free-port.js';
+import { afterAll, beforeAll } from 'vitest';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { freePort, logTail } from './free-port.js';
 
 const HOST = '127.0.0.1';
 
@@ -91,11 +93,11 @@ function natsServer(): string {
 async function waitForPort(port: number, child: ChildProcess, logFile: string): Promise<void> {
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`nats-server exited (${child.exitCode}):\n${tail(logFile)}`);
+    if (child.exitCode !== null) throw new Error(`nats-server exited (${child.exitCode}):\n${logTail(logFile)}`);
     if (await connects(port)) return;
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error(`nats-server did not listen on ${port} within 15 s:\n${tail(logFile)}`);
+  throw new Error(`nats-server did not listen on ${port} within 15 s:\n${logTail(logFile)}`);
 }
 
 function connects(port: number): Promise<boolean> {
@@ -113,18 +115,28 @@ function connects(port: number): Promise<boolean> {
 async function waitForJetStreamCluster(dir: string, nodes: NatsNode[]): Promise<void> {
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
-    const logs = nodes.map((n) => tail(path.join(dir, `${n.name}.log`), 100_000)).join('\n');
+    const logs = nodes.map((n) => logTail(path.join(dir, `${n.name}.log`), 100_000)).join('\n');
     if (/JetStream cluster new metadata leader|Self is new JetStream cluster metadata leader/.test(logs)) return;
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`the JetStream cluster elected no meta leader within 30 s:\n${tail(path.join(dir, 'n1.log'))}`);
+  throw new Error(`the JetStream cluster elected no meta leader within 30 s:\n${logTail(path.join(dir, 'n1.log'))}`);
 }
 
-function tail(file: string, chars = 3000): string {
-  try {
-    const text = fs.readFileSync(file, 'utf8');
-    return text.length > chars ? `…${text.slice(-chars)}` : text;
-  } catch {
-    return '(no log)';
-  }
+/**
+ * A cluster of `size` nodes and a client for the tests of one file: started
+ * before them, stopped after.
+ */
+export function natsForTests(size = 1): { cluster: () => NatsCluster; client: () => NatsConnection } {
+  let cluster: NatsCluster | undefined;
+  let client: NatsConnection | undefined;
+  beforeAll(async () => {
+    cluster = await startNatsCluster(size);
+    const { connect } = await import('@nats-io/transport-node');
+    client = await connect({ servers: cluster.url.split(',') });
+  }, 60_000);
+  afterAll(async () => {
+    await client?.close();
+    await cluster?.stop();
+  });
+  return { cluster: () => cluster!, client: () => client! };
 }

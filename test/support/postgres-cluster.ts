@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { freePort } from './free-port.js';
+import { freePort, logTail } from './free-port.js';
 
 const execFileAsync = promisify(execFile);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -124,15 +124,6 @@ function chownToServerUser(dir: string): void {
   fs.chownSync(dir, uid, gid);
 }
 
-
-function logTail(logFile: string, maxChars = 3000): string {
-  try {
-    const text = fs.readFileSync(logFile, 'utf8');
-    return text.length > maxChars ? `…${text.slice(-maxChars)}` : text;
-  } catch {
-    return '(no server log)';
-  }
-}
 
 /**
  * Resolves once *our* server accepts sessions; rejects while it is down or still starting.

@@ -1,37 +1,26 @@
 import { Subject, firstValueFrom, take, toArray } from 'rxjs';
-import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
+import { headers } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { NatsSource } from '../../../src/cdc/nats/nats-source.js';
 import type { SourceChunk } from '../../../src/core/change-event.js';
 import { encodeChange } from '../../../src/db/nats/envelope.js';
-import { startNatsCluster, type NatsCluster } from '../../support/nats-cluster.js';
+import { natsForTests } from '../../support/nats-cluster.js';
 import { testContext } from '../../support/stream-context.js';
 
 /** The nats source against a real (one-node) JetStream server, fed the way the nats sink publishes. */
-let nats: NatsCluster;
-let client: NatsConnection;
+const nats = natsForTests(1);
 let streams = 0;
-
-beforeAll(async () => {
-  nats = await startNatsCluster(1);
-  client = await connect({ servers: nats.url });
-}, 30_000);
-
-afterAll(async () => {
-  await client?.close();
-  await nats?.stop();
-});
 
 /** A JetStream stream of its own, and `publish(batch)` as the sink sends one batch. */
 async function freshStream(): Promise<{ name: string; publish: (ids: number[], table?: string) => Promise<void> }> {
   const name = `S${++streams}`;
-  await (await jetstreamManager(client)).streams.add({ name, subjects: [`${name.toLowerCase()}.>`] });
+  await (await jetstreamManager(nats.client())).streams.add({ name, subjects: [`${name.toLowerCase()}.>`] });
   let position = 0;
   return {
     name,
     async publish(ids, table = 'public.items') {
-      const js = jetstream(client);
+      const js = jetstream(nats.client());
       for (const [i, id] of ids.entries()) {
         const encoded = encodeChange(
           { table, op: 'insert', key: { id }, row: { id, name: `n${id}` }, position: String(++position), commitTime: new Date() },
@@ -48,7 +37,7 @@ async function freshStream(): Promise<{ name: string; publish: (ids: number[], t
 function source(stream: string, readLimit = 100): { source: NatsSource; context: ReturnType<typeof testContext> } {
   const context = testContext('sub');
   const s = new NatsSource({
-    url: nats.url,
+    url: nats.cluster().url,
     stream,
     subjectPrefix: stream.toLowerCase(),
     replicas: 1,
@@ -101,7 +90,7 @@ describe('nats source', () => {
     // Not after the consumer's ack wait (30 s): the consumer starts at the checkpoint.
     expect(Date.now() - started).toBeLessThan(10_000);
     // The first start's consumer is removed (one is left).
-    const manager = await jetstreamManager(client);
+    const manager = await jetstreamManager(nats.client());
     await waitUntil(async () => {
       let n = 0;
       for await (const c of manager.consumers.list(name)) n += c.name.startsWith('cdc-sync_sub_') ? 1 : 0;
@@ -119,7 +108,7 @@ describe('nats source', () => {
     const chunk = await firstValueFrom(s.chunks(null, new Subject<void>()));
     expect(ids(chunk)).toEqual([1, 2]);
     await s.committed(chunk.position);
-    const manager = await jetstreamManager(client);
+    const manager = await jetstreamManager(nats.client());
     const consumers = async () => {
       const all = [];
       for await (const c of manager.consumers.list(name)) all.push(c);

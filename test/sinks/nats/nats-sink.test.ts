@@ -1,29 +1,17 @@
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ChangeEvent } from '../../../src/core/change-event.js';
 import { ConfigError, PermanentError } from '../../../src/core/errors.js';
 import type { TableMapping } from '../../../src/core/mapping.js';
 import { NatsSink } from '../../../src/sinks/nats/nats-sink.js';
-import { startNatsCluster, type NatsCluster } from '../../support/nats-cluster.js';
+import { natsForTests } from '../../support/nats-cluster.js';
 import { testContext } from '../../support/stream-context.js';
 
 /** The nats sink against a real (one-node) JetStream server. */
-let nats: NatsCluster;
-let client: NatsConnection;
-
-beforeAll(async () => {
-  nats = await startNatsCluster(1);
-  client = await connect({ servers: nats.url });
-}, 30_000);
-
-afterAll(async () => {
-  await client?.close();
-  await nats?.stop();
-});
+const nats = natsForTests(1);
 
 async function openSink(stream: string, prefix = stream.toLowerCase()): Promise<NatsSink> {
-  const sink = new NatsSink({ url: nats.url, stream, subjectPrefix: prefix, replicas: 1, duplicateWindowSeconds: 120, partitions: 1, connector: 'postgres-changelog', timeoutMs: 5000 });
+  const sink = new NatsSink({ url: nats.cluster().url, stream, subjectPrefix: prefix, replicas: 1, duplicateWindowSeconds: 120, partitions: 1, connector: 'postgres-changelog', timeoutMs: 5000 });
   const tables = await sink.open(testContext('pub'), [{ source: 'public.items', target: '' }]);
   sink.bind([{ source: 'public.items', target: tables[0]! } as unknown as TableMapping]);
   return sink;
@@ -39,7 +27,7 @@ describe('nats sink', () => {
     // After a crash the same changes come again (same stream, positions, keys): JetStream drops them.
     expect(await sink.apply(batch)).toEqual({ written: 0 });
     expect(await sink.apply({ changes: [change(2, '12', 'later')], deadLetters: [] })).toEqual({ written: 1 });
-    const info = await (await jetstreamManager(client)).streams.info('ONCE');
+    const info = await (await jetstreamManager(nats.client())).streams.info('ONCE');
     expect(info.state.messages).toBe(3);
     expect(info.config.subjects).toEqual(['once.>']);
     expect(info.config.duplicate_window).toBe(120 * 1e9);
@@ -55,7 +43,7 @@ describe('nats sink', () => {
   });
 
   it('refuses a JetStream stream that does not take its subjects, and a prefix another stream holds', async () => {
-    await (await jetstreamManager(client)).streams.add({ name: 'ELSEWHERE', subjects: ['orders.>'] });
+    await (await jetstreamManager(nats.client())).streams.add({ name: 'ELSEWHERE', subjects: ['orders.>'] });
     await expect(openSink('ELSEWHERE', 'cdc')).rejects.toThrow(ConfigError);
     await expect(openSink('ELSEWHERE', 'cdc')).rejects.toThrow(/takes orders\.>, not cdc\.>/);
     await expect(openSink('OTHER', 'orders')).rejects.toThrow(/overlaps the subjects of another JetStream stream/);
