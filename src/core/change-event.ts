@@ -74,6 +74,12 @@ export interface SourceChunk {
    * writes now instead of waiting for more.
    */
   caughtUp: boolean;
+  /**
+   * A read the source has scheduled may still bring older changes (a
+   * Realtime catch-up after the margin of a reconnection): a change held for
+   * its missing parent waits for it instead of going to the dead letter.
+   */
+  readsPending?: boolean;
 }
 
 /** A key as one string, the same whatever order its columns were listed in (an identity within the process, never stored). */

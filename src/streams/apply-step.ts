@@ -43,7 +43,8 @@ export async function applyStep(
   // Queue sources mark rows done by the batch's position (committed): nothing may be held back past it.
   const holds = !parts.source.committed;
   const settle = (failed: FailedChange[]) => {
-    const letters = holds ? parked.settle(failed, { caughtUp: batch.caughtUp ?? false }) : failed;
+    // Held until the source has nothing more to read, not even a read it has scheduled: then the parent is not coming.
+    const letters = holds ? parked.settle(failed, { caughtUp: (batch.caughtUp ?? false) && !batch.readsPending }) : failed;
     return { letters, checkpoint: { stream: name, position: parked.checkpoint(batch.position) } };
   };
   for (const e of noops) metrics.suppressed.inc({ ...labels, table: e.table, reason: 'no-op' });

@@ -37,6 +37,11 @@ export class CatchUpSchedule {
     this.followUps.add(timer);
   }
 
+  /** A catch-up is due, or one is set for after the margin of a (re)subscription: older changes may still come. */
+  get readsPending(): boolean {
+    return this.due || this.followUps.size > 0;
+  }
+
   every(intervalMs: number): void {
     this.timer ??= setInterval(() => this.request('interval'), intervalMs).unref();
   }

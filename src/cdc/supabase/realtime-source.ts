@@ -237,7 +237,7 @@ export class SupabaseRealtimeSource implements Source {
     this.context.metrics.bufferEvents.set({ stream: this.context.stream, direction: this.context.direction }, this.buffer.length);
     if (events.length > 0) countCaptured(this.context, events);
     const caughtUp = this.catchUp === null && this.buffer.length === 0 && !this.buffer.midBurst();
-    return { events, rejected: [], position: this.position.toString(), caughtUp, taken };
+    return { events, rejected: [], position: this.position.toString(), caughtUp, readsPending: this.schedule.readsPending, taken };
   }
 
   private startCatchUp(): void {
@@ -283,7 +283,7 @@ export class SupabaseRealtimeSource implements Source {
     // A copy that ends with this empty page still hands its position on: the checkpoint (and the status) must say it is done.
     if (events.length === 0 && !page.last && !after.copying) return null;
     countCaptured(this.context, events);
-    return { events, rejected: [], position: this.position.toString(), caughtUp: this.catchUp === null && this.buffer.length === 0 };
+    return { events, rejected: [], position: this.position.toString(), caughtUp: this.catchUp === null && this.buffer.length === 0, readsPending: this.schedule.readsPending };
   }
 
   private isNew(event: ChangeEvent, via: Via, changedDuringRead?: ChangedDuringRead): boolean {

@@ -9,6 +9,8 @@ export interface Batch {
   position: string;
   /** The source said its last chunk left nothing to read. */
   caughtUp?: boolean;
+  /** The source said a read it has scheduled may still bring older changes (SourceChunk.readsPending). */
+  readsPending?: boolean;
 }
 
 export interface BatchOptions {
@@ -50,8 +52,9 @@ export function batchChunks(options: BatchOptions): OperatorFunction<SourceChunk
             append(open.rejected, chunk.rejected);
             open.position = chunk.position;
             open.caughtUp = chunk.caughtUp;
+            open.readsPending = chunk.readsPending;
           } else {
-            open = { events: [...chunk.events], rejected: [...chunk.rejected], position: chunk.position, caughtUp: chunk.caughtUp };
+            open = { events: [...chunk.events], rejected: [...chunk.rejected], position: chunk.position, caughtUp: chunk.caughtUp, readsPending: chunk.readsPending };
             if (options.maxWaitMs > 0 && !chunk.caughtUp) timer = scheduler.schedule(flush, options.maxWaitMs);
           }
           if (chunk.caughtUp || options.maxWaitMs === 0 || open.events.length + open.rejected.length >= options.maxSize) {

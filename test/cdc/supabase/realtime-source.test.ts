@@ -42,7 +42,7 @@ afterAll(async () => {
   await cloud.drop();
 });
 
-async function openSource(snapshot: 'initial' | 'never' = 'initial', bufferSize = 10_000): Promise<{ source: SupabaseRealtimeSource; context: ReturnType<typeof testContext> }> {
+async function openSource(snapshot: 'initial' | 'never' = 'initial', bufferSize = 10_000, marginSeconds = 0): Promise<{ source: SupabaseRealtimeSource; context: ReturnType<typeof testContext> }> {
   const source = new SupabaseRealtimeSource({
     snapshot,
     url: realtime.url,
@@ -51,7 +51,7 @@ async function openSource(snapshot: 'initial' | 'never' = 'initial', bufferSize 
     maxSize: 100,
     bufferSize,
     // No margin: a catch-up read sees the newest commits, as a slow or late Realtime makes it see them.
-    catchUp: { intervalMinutes: 60, lookbackHours: 1, maxRecords: 100, marginSeconds: 0 },
+    catchUp: { intervalMinutes: 60, lookbackHours: 1, maxRecords: 100, marginSeconds },
     tombstones: true,
     private: false,
     retry: { attempts: 3, minDelayMs: 10, maxDelayMs: 50 },
@@ -172,6 +172,43 @@ describe('SupabaseRealtimeSource', () => {
     const again: SourceChunk[] = [];
     for (let chunk = await restarted.next(5000); chunk; chunk = await restarted.next(1500)) again.push(chunk);
     expect(applied(again)).toEqual(new Map([['1', 'taken, never applied'], ['2', 'taken, never applied']]));
+  });
+
+  it('says a read is still to come while the catch-up after a reconnection’s margin has not run, so a child waits for its lost parent', async () => {
+    const { source, context } = await openSource('never', 10_000, 3);
+    const reader = stepper(source, null);
+    cleanups.push(() => reader.stop());
+    for (let chunk = await reader.next(2000); chunk; chunk = await reader.next(1000));
+    await waitFor(async () => context.connected.source === true, 10_000);
+    // The start's catch-up after its margin has run: nothing is scheduled.
+    await new Promise((r) => setTimeout(r, 4500));
+    for (let chunk = await reader.next(500); chunk; chunk = await reader.next(500));
+    // An outage: the connection drops and the change made meanwhile (a parent) is lost with it.
+    // An outage, as the checker makes one: every change is lost for 300 ms (a parent) and the connections drop.
+    const sent = realtime.stats().messagesSent;
+    realtime.pause();
+    await cloud.query(`INSERT INTO notes (id, note) VALUES (1, 'parent, lost')`);
+    realtime.dropConnections();
+    await new Promise((r) => setTimeout(r, 300));
+    realtime.resume();
+    // Back, and a live change (the child) comes while the catch-up after the margin is still to run.
+    await waitFor(async () => {
+      await cloud.query(`INSERT INTO notes (id, note) VALUES (2, 'child, live') ON CONFLICT (id) DO UPDATE SET note = excluded.note || '.'`);
+      await new Promise((r) => setTimeout(r, 100));
+      return realtime.stats().messagesSent > sent;
+    }, 10_000);
+    const beforeMargin: SourceChunk[] = [];
+    while (!beforeMargin.some((c) => c.events.some((e) => e.key.id === 2))) beforeMargin.push((await reader.next(5000))!);
+    // Every chunk handed on before the read after the margin (which finds the lost parent) says that read is to come,
+    // caught up or not: the stream holds a child whose parent is missing instead of dead-lettering it.
+    expect(beforeMargin.map((c) => c.readsPending)).toEqual(beforeMargin.map(() => true));
+    // After the margin the follow-up catch-up has read what the outage lost; then nothing more is scheduled.
+    await new Promise((r) => setTimeout(r, 4500));
+    await cloud.query(`INSERT INTO notes (id, note) VALUES (3, 'later')`);
+    const afterMargin: SourceChunk[] = [];
+    while (!afterMargin.some((c) => c.events.some((e) => e.key.id === 3))) afterMargin.push((await reader.next(5000))!);
+    expect(afterMargin.at(-1)!.readsPending).toBe(false);
+    expect(applied([...beforeMargin, ...afterMargin]).get('1')).toBe('parent, lost');
   });
 
   it('hands on by catch-up the live changes a full buffer dropped', async () => {
