@@ -8,6 +8,8 @@ const TOKEN = 'converge-token';
 
 /** How long a history may take to settle before the checker calls it divergent. */
 const IDLE_TIMEOUT_MS = 20_000;
+/** …and at most this long while cdc-sync copies existing rows. */
+const COPY_TIMEOUT_MS = 120_000;
 
 /**
  * Two sides and one cdc-sync process between them, run from a config file
@@ -165,7 +167,7 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
   ): Promise<{ problems: string[]; keys: string[] }> {
     const settled = await this.settle(base);
     const problems: string[] = [];
-    if (!settled) problems.push(`the sides did not become equal within ${IDLE_TIMEOUT_MS} ms`);
+    if (!settled) problems.push(`the sides did not become equal within ${IDLE_TIMEOUT_MS} ms (${COPY_TIMEOUT_MS} ms while a copy ran)`);
     const [a, b] = await this.inTurn(async () => [await this.a.snapshot(base), await this.b.snapshot(base)]);
     const changes = await this.inTurn(async () => ({ a: await this.a.userChanges(base), b: await this.b.userChanges(base) }));
     for (const { side, change } of existing) changes[side].unshift(change);
@@ -191,12 +193,24 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
     return { problems, keys: unequal.map((d) => d.key) };
   }
 
-  /** Waits until both sides are equal and no side writes any more. */
+  /**
+   * Waits until both sides are equal and no side writes any more. A copy of
+   * existing rows still running is work, not divergence: the wait goes on
+   * while cdc-sync's status says a stream copies (the pair's tables hold the
+   * rows of every history so far, and a copy at start reads them all), up to
+   * COPY_TIMEOUT_MS.
+   */
   private async settle(base: number): Promise<boolean> {
-    const deadline = Date.now() + IDLE_TIMEOUT_MS;
+    let deadline = Date.now() + IDLE_TIMEOUT_MS;
+    const last = Date.now() + COPY_TIMEOUT_MS;
     let previous = '';
     let stableSince = 0;
+    let asked = 0;
     while (Date.now() < deadline) {
+      if (Date.now() - asked > 1000) {
+        asked = Date.now();
+        if (await this.copying()) deadline = Math.min(last, Math.max(deadline, Date.now() + IDLE_TIMEOUT_MS));
+      }
       const [a, b, writes] = await this.inTurn(async () => [await this.a.snapshot(base), await this.b.snapshot(base), `${(await this.a.writes(base)).length}|${(await this.b.writes(base)).length}`] as const);
       const state = `${JSON.stringify(sorted(a))}|${JSON.stringify(sorted(b))}|${writes}`;
       if (state !== previous) {
@@ -208,6 +222,17 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
       await sleep(100);
     }
     return false;
+  }
+
+  /** Whether a stream of the running process still copies existing rows (its status). */
+  private async copying(): Promise<boolean> {
+    try {
+      const answer = await fetch(`${await this.runner!.url()}/api/sync/status`, { headers: { authorization: `Bearer ${TOKEN}` } });
+      const { streams } = (await answer.json()) as { streams: { copying: string[] }[] };
+      return streams.some((s) => s.copying.length > 0);
+    } catch {
+      return false;
+    }
   }
 
   private inTurn<T>(work: () => Promise<T>): Promise<T> {
