@@ -56,12 +56,12 @@ export class NatsSource implements Source {
   private nats: JetStreamConnection | undefined;
   private context!: StreamContext;
   private feed: ConsumerFeed | undefined;
-  /** Stream sequence to start at (the checkpoint's next). */
-  private start: NatsPosition | null = null;
   /** `<JetStream stream>@<its creation time>` of the stream being read: a position names the stream it counts in. */
   private identity = '';
-  /** Last stream sequence handed on: a redelivery of it or of an earlier one is dropped. */
+  /** Last stream sequence handed on (at a start: the checkpoint's); a redelivery of it or of an earlier one is dropped. */
   private handed = 0;
+  /** The identity of the stream `handed` counts in (null: none yet). */
+  private handedIn: string | null = null;
   /** The last message of each chunk handed on, to acknowledge once committed. */
   private readonly unacked = new Map<string, JsMsg>();
   private readonly tables = new Set<string>();
@@ -84,8 +84,9 @@ export class NatsSource implements Source {
     return this.generations.chunks(
       demand,
       () => {
-        this.start = parsePosition(from);
-        this.handed = this.start?.seq ?? 0;
+        const start = parsePosition(from);
+        this.handed = start?.seq ?? 0;
+        this.handedIn = start?.identity ?? null;
         this.feed?.stop();
         this.feed = undefined;
         this.unacked.clear();
@@ -164,13 +165,14 @@ export class NatsSource implements Source {
     const { AckPolicy, DeliverPolicy } = api;
     const info = await manager.streams.info(this.options.stream);
     this.identity = `${this.options.stream}@${Date.parse(info.created)}`;
-    let startSeq = (this.start?.seq ?? 0) + 1;
-    if (this.start && this.start.identity !== this.identity) {
+    if (this.handedIn !== null && this.handedIn !== this.identity) {
       // Sequences count again from 1 in a stream deleted and created again (or another one configured).
-      this.context.log.warn({ checkpoint: this.start.identity, stream: this.identity }, 'the checkpoint counts in another JetStream stream (created again, or another one configured); reading this one from its start');
-      startSeq = 1;
+      this.context.log.warn({ checkpoint: this.handedIn, stream: this.identity }, 'the checkpoint counts in another JetStream stream (created again, or another one configured); reading this one from its start');
       this.handed = 0;
     }
+    this.handedIn = this.identity;
+    // After what this subscription handed on (at its start: the checkpoint); a consumer lost midway goes on from there.
+    const startSeq = this.handed + 1;
     // A new consumer per start, at the checkpoint: deleting and creating one name again raced with deletes the
     // server carried out late (an earlier try's, after a crash), and each waits on a replica group while a node is down.
     const name = `${this.options.consumer}_${Date.now().toString(36)}${(this.starts += 1)}`;
@@ -196,7 +198,9 @@ export class NatsSource implements Source {
     const { manager } = this.requireNats();
     try {
       for await (const info of manager.consumers.list(this.options.stream)) {
-        if (info.name !== current && info.name.startsWith(`${this.options.consumer}_`)) await manager.consumers.delete(this.options.stream, info.name);
+        // Only this stream's: another stream's name may start with this one's (`x` and `x_y`), never with a suffix of _[0-9a-z]+.
+        const earlier = info.name.startsWith(`${this.options.consumer}_`) && /^[0-9a-z]+$/.test(info.name.slice(this.options.consumer.length + 1));
+        if (earlier && info.name !== current) await manager.consumers.delete(this.options.stream, info.name);
       }
     } catch (error) {
       this.context.log.debug({ err: (error as Error).message }, 'earlier JetStream consumers not removed; they expire when idle');

@@ -99,6 +99,31 @@ describe('nats source', () => {
     await s.close();
   });
 
+  it('goes on after what it handed on when its consumer is lost midway (a node down), not from the checkpoint again', async () => {
+    const { name, publish } = await freshStream();
+    await publish([1]);
+    await publish([2]);
+    const { source: s, context } = source(name, 1);
+    await s.open(context);
+    const demand = new Subject<void>();
+    const chunks: SourceChunk[] = [];
+    const subscription = s.chunks(null, demand).subscribe((c) => chunks.push(c));
+    await waitUntil(() => chunks.length === 1);
+    demand.next();
+    await waitUntil(() => chunks.length === 2);
+    const manager = await jetstreamManager(nats.client());
+    for await (const c of manager.consumers.list(name)) await manager.consumers.delete(name, c.name);
+    await publish([3]);
+    demand.next();
+    await waitUntil(() => chunks.length === 3);
+    subscription.unsubscribe();
+    expect(chunks.map(ids)).toEqual([[1], [2], [3]]);
+    const made = [];
+    for await (const c of manager.consumers.list(name)) made.push(c);
+    expect(made.map((c) => c.config.opt_start_seq)).toEqual([3]);
+    await s.close();
+  });
+
   it('acknowledges what the sink committed, so the consumer shows what is left', async () => {
     const { name, publish } = await freshStream();
     await publish([1, 2]);
