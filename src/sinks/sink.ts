@@ -33,6 +33,13 @@ export interface SinkBatch {
    * start on the next batch as soon as this one is under way.
    */
   onSent?: () => void;
+  /**
+   * The source had more to read after this batch (not caught up, or a read
+   * scheduled): a sink that hands changes on to another stream (nats) says
+   * so, and that stream holds a change whose parent is missing until this
+   * one has caught up.
+   */
+  more?: boolean;
 }
 
 export interface ApplyResult {

@@ -52,7 +52,7 @@ export async function applyBatch(
   const isolate = async (part: ChangeEvent[]): Promise<void> => {
     if (part.length === 0) return;
     try {
-      const { written, conflicts = [], superseded = 0 } = await apply({ changes: part, deadLetters: [] });
+      const { written, conflicts = [], superseded = 0 } = await apply({ changes: part, deadLetters: [], ...(batch.more ? { more: true } : {}) });
       append(outcome.applied, part);
       outcome.written += written;
       outcome.superseded += superseded;

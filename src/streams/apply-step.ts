@@ -56,7 +56,7 @@ export async function applyStep(
   const letterStore = parts.deadLetters;
   const outcome = await applyBatch(
     sink,
-    { changes, deadLetters: letterStore ? [] : deadLetters, ...(checkpoint ? { checkpoint } : {}), onSent },
+    { changes, deadLetters: letterStore ? [] : deadLetters, ...(checkpoint ? { checkpoint } : {}), onSent, ...(!batch.caughtUp || batch.readsPending ? { more: true } : {}) },
     name,
     config.retry,
     health.retryHooks('sink'),

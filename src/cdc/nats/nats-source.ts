@@ -230,7 +230,9 @@ export class NatsSource implements Source {
     this.handed = last.seq;
     this.unacked.set(this.position(last.seq), last);
     countCaptured(this.context, events);
-    return { events, rejected, position: this.position(last.seq), caughtUp: last.info.pending === 0 };
+    // The publishing stream had more to read (a copy, a backlog): a child may have been published before its parent.
+    const readsPending = last.headers?.get(HEADERS.more) === '1';
+    return { events, rejected, position: this.position(last.seq), caughtUp: last.info.pending === 0, readsPending };
   }
 
   private position(seq: number): string {

@@ -42,7 +42,7 @@ export interface Envelope {
  * columns whose JSON string stands for one, so cdc-sync reads back the value
  * it published; other consumers read base64, ISO 8601 and decimal text.
  */
-export const HEADERS = { msgId: 'Nats-Msg-Id', key: 'Cdc-Sync-Key', types: 'Cdc-Sync-Types', batch: 'Cdc-Sync-Batch' } as const;
+export const HEADERS = { msgId: 'Nats-Msg-Id', key: 'Cdc-Sync-Key', types: 'Cdc-Sync-Types', batch: 'Cdc-Sync-Batch', more: 'Cdc-Sync-More' } as const;
 
 type Tag = 'date' | 'bytes' | 'bigint' | 'number';
 
@@ -102,6 +102,8 @@ export function encodeChange(
     tableOrder: number;
     /** With partitions: the change's partition, and its place among the batch's changes of that partition. */
     partition?: { index: number; order: number; size: number };
+    /** The publishing stream's source had more to read after this batch (SinkBatch.more). */
+    more?: boolean;
   },
 ): EncodedChange {
   const types: Record<string, Tag> = {};
@@ -135,6 +137,8 @@ export function encodeChange(
     [HEADERS.batch]: context.partition ? `${context.partition.order}/${context.partition.size}` : `${context.order}/${context.size}`,
   };
   if (Object.keys(types).length > 0) headers[HEADERS.types] = JSON.stringify(types);
+  // Upstream was copying or behind: a change of this batch whose parent is missing waits for it downstream.
+  if (context.more) headers[HEADERS.more] = '1';
   return { subject: subjectOf(context.prefix, context.stream, event.table, context.partition?.index), data: JSON.stringify(envelope), headers };
 }
 

@@ -88,7 +88,7 @@ export class NatsSink implements Sink {
       try {
         encoded = encodeChange(
           { ...event, table },
-          { prefix: this.options.subjectPrefix, stream, connector: this.options.connector, batch: id, order: i + 1, size: batch.changes.length, tableOrder: order, ...(partition ? { partition } : {}) },
+          { prefix: this.options.subjectPrefix, stream, connector: this.options.connector, batch: id, order: i + 1, size: batch.changes.length, tableOrder: order, ...(partition ? { partition } : {}), ...(batch.more ? { more: true } : {}) },
         );
       } catch (error) {
         throw new PermanentError(`cannot encode the change: ${errorMessage(error)}`, { context: { stream, table: event.table, key: keyString(event.key), position: event.position }, reason: 'invalid-data', cause: error });

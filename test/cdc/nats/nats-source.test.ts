@@ -13,18 +13,18 @@ const nats = natsForTests(1);
 let streams = 0;
 
 /** A JetStream stream of its own, and `publish(batch)` as the sink sends one batch. */
-async function freshStream(): Promise<{ name: string; publish: (ids: number[], table?: string) => Promise<void> }> {
+async function freshStream(): Promise<{ name: string; publish: (ids: number[], table?: string, more?: boolean) => Promise<void> }> {
   const name = `S${++streams}`;
   await (await jetstreamManager(nats.client())).streams.add({ name, subjects: [`${name.toLowerCase()}.>`] });
   let position = 0;
   return {
     name,
-    async publish(ids, table = 'public.items') {
+    async publish(ids, table = 'public.items', more = false) {
       const js = jetstream(nats.client());
       for (const [i, id] of ids.entries()) {
         const encoded = encodeChange(
           { table, op: 'insert', key: { id }, row: { id, name: `n${id}` }, position: String(++position), commitTime: new Date() },
-          { prefix: name.toLowerCase(), stream: 'pub', connector: 'test', batch: 'b', order: i + 1, size: ids.length, tableOrder: i + 1 },
+          { prefix: name.toLowerCase(), stream: 'pub', connector: 'test', batch: 'b', order: i + 1, size: ids.length, tableOrder: i + 1, more },
         );
         const h = headers();
         for (const [k, v] of Object.entries(encoded.headers)) h.set(k, v);
@@ -121,6 +121,23 @@ describe('nats source', () => {
     const made = [];
     for await (const c of manager.consumers.list(name)) made.push(c);
     expect(made.map((c) => c.config.opt_start_seq)).toEqual([3]);
+    await s.close();
+  });
+
+  it('says a read may still bring a missing parent while the publishing stream had more to read (it was copying, say)', async () => {
+    const { name, publish } = await freshStream();
+    await publish([1], 'public.items', true);
+    await publish([2]);
+    const { source: s, context } = source(name, 1);
+    await s.open(context);
+    const demand = new Subject<void>();
+    const chunks: SourceChunk[] = [];
+    const subscription = s.chunks(null, demand).subscribe((c) => chunks.push(c));
+    await waitUntil(() => chunks.length === 1);
+    demand.next();
+    await waitUntil(() => chunks.length === 2);
+    subscription.unsubscribe();
+    expect(chunks.map((c) => c.readsPending)).toEqual([true, false]);
     await s.close();
   });
 

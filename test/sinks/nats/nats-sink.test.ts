@@ -1,4 +1,4 @@
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { describe, expect, it } from 'vitest';
 import type { ChangeEvent } from '../../../src/core/change-event.js';
 import { ConfigError, PermanentError } from '../../../src/core/errors.js';
@@ -31,6 +31,17 @@ describe('nats sink', () => {
     expect(info.state.messages).toBe(3);
     expect(info.config.subjects).toEqual(['once.>']);
     expect(info.config.duplicate_window).toBe(120 * 1e9);
+    await sink.close();
+  });
+
+  it('marks the changes of a batch after which its source had more to read, so the applying stream holds a child for its parent', async () => {
+    const sink = await openSink('MORE');
+    await sink.apply({ changes: [change(1, '1')], deadLetters: [], more: true });
+    await sink.apply({ changes: [change(2, '2')], deadLetters: [] });
+    const consumer = await jetstream(nats.client()).consumers.get('MORE');
+    const marks = [];
+    for await (const m of await consumer.fetch({ max_messages: 2, expires: 1000 })) marks.push(m.headers?.get('Cdc-Sync-More') ?? '');
+    expect(marks).toEqual(['1', '']);
     await sink.close();
   });
 
