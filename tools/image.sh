@@ -22,7 +22,7 @@ fail() {
 }
 started=$(date +%s)
 
-if ! command -v podman >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2>&1; then
+if ! command -v podman >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing podman, runc and debootstrap" >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y podman runc debootstrap >>"$LOG" 2>&1 \
