@@ -1,6 +1,6 @@
 import { OwnWrites } from '../core/own-writes.js';
 import { ConfigError } from '../core/errors.js';
-import type { StreamConfig } from '../config/schema.js';
+import { natsSchema, type StreamConfig } from '../config/schema.js';
 import { MssqlCdcSource } from './mssql/cdc-source.js';
 import { MssqlQueueSource } from './mssql/queue-source.js';
 import { ChangeLogSource } from './postgres/changelog-source.js';
@@ -84,21 +84,23 @@ export function createSource(config: StreamConfig, path: string, ownWrites = new
         retry: config.retry,
         ownWrites,
       });
-    case 'nats':
-      if (source.nats.partition !== undefined && source.nats.partition >= source.nats.partitions) {
-        throw new ConfigError(`${path}.source.nats.partition: ${source.nats.partition} is not one of the ${source.nats.partitions} partitions (0 … ${source.nats.partitions - 1}); set nats.partitions as the publishing stream does`);
+    case 'nats': {
+      const nats = natsSchema.parse(source.nats ?? {});
+      if (nats.partition !== undefined && nats.partition >= nats.partitions) {
+        throw new ConfigError(`${path}.source.nats.partition: ${nats.partition} is not one of the ${nats.partitions} partitions (0 … ${nats.partitions - 1}); set nats.partitions as the publishing stream does`);
       }
       return new NatsSource({
         url: source.url,
-        ...source.nats,
+        ...nats,
         tables: config.tables,
-        from: source.nats.from ?? config.name,
-        consumer: source.nats.consumer ?? `cdc-sync_${config.name.replace(/\./g, '_')}`,
+        from: nats.from ?? config.name,
+        consumer: nats.consumer ?? `cdc-sync_${config.name.replace(/\./g, '_')}`,
         readLimit: source.readLimit ?? config.batch.maxSize,
         idleIntervalMs: source.idleIntervalMs,
         retry: config.retry,
         timeoutMs: config.liveness.timeoutMs,
       });
+    }
     default:
       throw new ConfigError(`${path}.source.type: "${source.type}" is not available in this version of cdc-sync`);
   }

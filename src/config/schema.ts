@@ -138,14 +138,16 @@ export const sourceSchema = z.strictObject({
    * two-way pair compares with the target's changes of this window).
    */
   retentionHours: z.preprocess((v) => (typeof v === 'string' && v.trim() !== '' ? Number(v) : v), z.number().positive()).default(72),
-  nats: natsSchema.prefault({}),
+  /** type nats only. */
+  nats: natsSchema.optional(),
 });
 
 export const sinkSchema = z.strictObject({
   type: z.enum(SINK_TYPES),
   url: z.string().min(1),
   key: z.string().min(1).optional(),
-  nats: natsSchema.prefault({}),
+  /** type nats only. */
+  nats: natsSchema.optional(),
 });
 
 export const streamSchema = z.strictObject({

@@ -1,7 +1,7 @@
 import { ConfigError } from '../core/errors.js';
 import { parseQualifiedName } from '../core/names.js';
 import { OwnWrites } from '../core/own-writes.js';
-import type { StreamConfig } from '../config/schema.js';
+import { natsSchema, type StreamConfig } from '../config/schema.js';
 import { MssqlSink } from './mssql/mssql-sink.js';
 import { NatsSink } from './nats/nats-sink.js';
 import { PostgresSink } from './postgres/postgres-sink.js';
@@ -37,7 +37,7 @@ export function createSink(config: StreamConfig, path: string, all: StreamConfig
         preferIncoming,
       });
     case 'nats':
-      return new NatsSink({ url: sink.url, ...sink.nats, connector: config.source.type, timeoutMs: Math.min(config.liveness.timeoutMs, PUBLISH_TIMEOUT_MS) });
+      return new NatsSink({ url: sink.url, ...natsSchema.parse(sink.nats ?? {}), connector: config.source.type, timeoutMs: Math.min(config.liveness.timeoutMs, PUBLISH_TIMEOUT_MS) });
     default:
       throw new ConfigError(`${path}.sink.type: "${sink.type}" is not available in this version of cdc-sync`);
   }
