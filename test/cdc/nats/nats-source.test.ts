@@ -7,6 +7,7 @@ import type { SourceChunk } from '../../../src/core/change-event.js';
 import { encodeChange } from '../../../src/db/nats/envelope.js';
 import { natsForTests } from '../../support/nats-cluster.js';
 import { testContext } from '../../support/stream-context.js';
+import { stepper } from '../../support/pull.js';
 
 /** The nats source against a real (one-node) JetStream server, fed the way the nats sink publishes. */
 const nats = natsForTests(1);
@@ -76,13 +77,9 @@ describe('nats source', () => {
     await publish([3]);
     const { source: s, context } = source(name, 1);
     await s.open(context);
-    const demand = new Subject<void>();
-    const first: SourceChunk[] = [];
-    const subscription = s.chunks(null, demand).subscribe((c) => first.push(c));
-    await waitUntil(() => first.length === 1);
-    demand.next();
-    await waitUntil(() => first.length === 2);
-    subscription.unsubscribe();
+    const reader = stepper(s, null);
+    const first = [(await reader.next(10_000))!, (await reader.next(10_000))!];
+    reader.stop();
     // Only the first chunk was committed; the second (2) was handed on and never applied.
     const started = Date.now();
     const again = await firstValueFrom(s.chunks(first[0]!.position, new Subject<void>()));
@@ -105,18 +102,13 @@ describe('nats source', () => {
     await publish([2]);
     const { source: s, context } = source(name, 1);
     await s.open(context);
-    const demand = new Subject<void>();
-    const chunks: SourceChunk[] = [];
-    const subscription = s.chunks(null, demand).subscribe((c) => chunks.push(c));
-    await waitUntil(() => chunks.length === 1);
-    demand.next();
-    await waitUntil(() => chunks.length === 2);
+    const reader = stepper(s, null);
+    const chunks = [(await reader.next(10_000))!, (await reader.next(10_000))!];
     const manager = await jetstreamManager(nats.client());
     for await (const c of manager.consumers.list(name)) await manager.consumers.delete(name, c.name);
     await publish([3]);
-    demand.next();
-    await waitUntil(() => chunks.length === 3);
-    subscription.unsubscribe();
+    chunks.push((await reader.next(10_000))!);
+    reader.stop();
     expect(chunks.map(ids)).toEqual([[1], [2], [3]]);
     const made = [];
     for await (const c of manager.consumers.list(name)) made.push(c);
@@ -130,13 +122,9 @@ describe('nats source', () => {
     await publish([2]);
     const { source: s, context } = source(name, 1);
     await s.open(context);
-    const demand = new Subject<void>();
-    const chunks: SourceChunk[] = [];
-    const subscription = s.chunks(null, demand).subscribe((c) => chunks.push(c));
-    await waitUntil(() => chunks.length === 1);
-    demand.next();
-    await waitUntil(() => chunks.length === 2);
-    subscription.unsubscribe();
+    const reader = stepper(s, null);
+    const chunks = [(await reader.next(10_000))!, (await reader.next(10_000))!];
+    reader.stop();
     expect(chunks.map((c) => c.readsPending)).toEqual([true, false]);
     await s.close();
   });
