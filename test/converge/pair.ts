@@ -10,6 +10,8 @@ const TOKEN = 'converge-token';
 const IDLE_TIMEOUT_MS = 20_000;
 /** …and at most this long while cdc-sync copies existing rows. */
 const COPY_TIMEOUT_MS = 120_000;
+/** How long a copy request may meet 409 (the stream reopening) before the history fails. */
+const COPY_ASK_TIMEOUT_MS = 60_000;
 
 /**
  * Two sides and one cdc-sync process between them, run from a config file
@@ -131,7 +133,7 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
       else if ('copy' in step && step.copy === 'live') {
         const source = step.stream === 'a-to-b' ? this.a : this.b;
         const where = step.table && typeof step.from === 'number' ? (source.idsBetween?.(base + step.from, base + SPAN) ?? `id >= ${base + step.from} AND id < ${base + SPAN}`) : undefined;
-        await this.inTurn(() => this.copyLive(step.stream, step.table, where));
+        await this.copyLiveUntilAsked(step.stream, step.table, where);
       }
       else if ('copy' in step) await this.inTurn(() => this.restartCdcSync(() => this.copyAtStart()));
       else if ('existing' in step) {
@@ -140,7 +142,7 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
         touched[step.existing] += await this.inTurn(() => retried(() => side.applyUntracked!(edits, base)));
         // No change log holds them: in the expected outcome they are older than any logged change, as the copy's rows are.
         existing.push(...step.parents.map((p, i) => ({ side: step.existing, change: { table: 'parent' as const, before: null, after: p.id, image: parentImage(p.id, p.values), time: -1, seq: -1 - i } })));
-        await this.inTurn(() => this.copyLive(step.existing === 'a' ? 'a-to-b' : 'b-to-a', 'parent'));
+        await this.copyLiveUntilAsked(step.existing === 'a' ? 'a-to-b' : 'b-to-a', 'parent');
       }
       else touched[step.side] += await this.inTurn(() => retried(() => (step.side === 'a' ? this.a : this.b).apply(step.edits, base)));
     }
@@ -253,12 +255,29 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
     }
   }
 
-  /** `cdc-sync snapshot` through the running process (its control API): 202, or 409 while the stream reopens. */
-  private async copyLive(stream: string, table: 'parent' | 'child' | null, where?: string): Promise<void> {
+  /**
+   * `cdc-sync snapshot` through the running process (its control API), asked
+   * again while it answers 409 (the stream reopens: after a restart, a failure
+   * or another copy request), as a user would. Each attempt takes its turn
+   * alone; the waits between them do not, so other histories go on meanwhile.
+   */
+  private async copyLiveUntilAsked(stream: string, table: 'parent' | 'child' | null, where?: string): Promise<void> {
+    const deadline = Date.now() + COPY_ASK_TIMEOUT_MS;
+    for (;;) {
+      const asked = await this.inTurn(() => this.copyLive(stream, table, where));
+      if (asked === 'asked') return;
+      if (Date.now() > deadline) throw new Error(`cdc-sync snapshot --stream ${stream}: still 409 after ${COPY_ASK_TIMEOUT_MS} ms: ${asked.busy}`);
+      await sleep(250);
+    }
+  }
+
+  private async copyLive(stream: string, table: 'parent' | 'child' | null, where?: string): Promise<'asked' | { busy: string }> {
     const url = await this.runner!.url();
     const args = ['snapshot', '--config', this.config, '--stream', stream, '--url', url, '--token', TOKEN, ...(table ? ['--table', table] : []), ...(where ? ['--where', where] : [])];
     const asked = await runCliToEnd(args, this.options.env);
-    if (asked.code !== 0 && !/answered 409/.test(asked.stderr)) throw new Error(`cdc-sync snapshot failed (${asked.code}):\n${asked.stderr}`);
+    if (asked.code === 0) return 'asked';
+    if (/answered 409/.test(asked.stderr)) return { busy: asked.stderr.trim() };
+    throw new Error(`cdc-sync snapshot failed (${asked.code}):\n${asked.stderr}`);
   }
 
   /** With cdc-sync stopped: every stream that can copy copies all its tables at the next start. */
