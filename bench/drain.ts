@@ -27,6 +27,12 @@ export interface DrainOptions {
   /** Extra Node.js options for the child (e.g. --max-old-space-size=96); none for the shipped behaviour. */
   nodeArgs?: string[] | undefined;
   onProgress?: (applied: number, elapsedSeconds: number, samples: Sample[], pid: number) => void;
+  /** The configuration's streams; default: one `postgres-changelog` → `postgres` stream, `bench`, with `batchSize`. */
+  streams?: Record<string, unknown>[] | undefined;
+  /** The streams whose applied changes count towards `changes` (default: all). */
+  counts?: ((stream: string) => boolean) | undefined;
+  /** Names the configuration file (default: the batch size). */
+  label?: string | undefined;
 }
 
 export interface DrainResult {
@@ -54,11 +60,12 @@ export interface DrainResult {
  * which must end it with exit code 0.
  */
 export async function drain(options: DrainOptions): Promise<DrainResult> {
-  const configPath = join(options.workDir, `cdc-sync-${options.batchSize}.yaml`);
+  const configPath = join(options.workDir, `cdc-sync-${options.label ?? options.batchSize}.yaml`);
+  const counted = (samples: Sample[], name: string) => sum(samples.filter((s) => options.counts?.(s.labels.stream ?? '') ?? true), name);
   writeFileSync(
     configPath,
     stringify({
-      streams: [
+      streams: options.streams ?? [
         {
           name: 'bench',
           source: { type: 'postgres-changelog', url: options.sourceUrl },
@@ -67,7 +74,9 @@ export async function drain(options: DrainOptions): Promise<DrainResult> {
           batch: { maxSize: options.batchSize, maxWaitMs: 100 },
         },
       ],
-      checkpoints: { store: 'auto' },
+      // Files (a nats sink's checkpoint, dead letters) in the run's own directory, never the working directory's ./data.
+      checkpoints: { store: 'auto', path: join(options.workDir, `checkpoints-${options.label ?? options.batchSize}.json`) },
+      deadLetters: { path: join(options.workDir, 'dead-letters.jsonl') },
       http: { port: 0, host: '127.0.0.1' },
       log: { level: 'info' },
     }),
@@ -112,7 +121,7 @@ export async function drain(options: DrainOptions): Promise<DrainResult> {
       const samples = parseMetrics(text);
       const failed = sum(samples, 'cdc_sync_events_failed_total');
       if (failed > 0) throw new Error(`${failed} changes were dead-lettered:\n${log.tail()}`);
-      const now = sum(samples, 'cdc_sync_events_applied_total');
+      const now = counted(samples, 'cdc_sync_events_applied_total');
       if (now > applied) lastProgress = Date.now();
       applied = now;
       options.onProgress?.(applied, (Date.now() - started) / 1000, samples, child.pid!);
@@ -129,7 +138,7 @@ export async function drain(options: DrainOptions): Promise<DrainResult> {
 
     const samples = parseMetrics(text);
     // The gauge is set right after the last batch committed: a finer end than the poll.
-    const lastApplied = sum(samples, 'cdc_sync_last_applied_timestamp_seconds');
+    const lastApplied = Math.max(0, ...samples.filter((s) => s.name === 'cdc_sync_last_applied_timestamp_seconds' && (options.counts?.(s.labels.stream ?? '') ?? true)).map((s) => s.value));
     const seconds = lastApplied * 1000 - started > 0 ? (lastApplied * 1000 - started) / 1000 : (Date.now() - started) / 1000;
     const h = histogram(samples, 'cdc_sync_batch_duration_seconds');
 

@@ -2,10 +2,12 @@ import { isSafeNumber, parse as parseLossless } from 'lossless-json';
 import type { Value } from './change-event.js';
 
 // Any decimal with at most 15 significant digits survives a trip through a
-// double, so JSON.parse is exact unless 16+ digits stand together (a decimal
-// point may sit among them). A run of 16 digit-or-dot characters is a cheap,
-// linear test for that; a false alarm only takes the slower exact parser.
-const LONG_DIGITS = /\d[\d.]{15}/;
+// double, so JSON.parse is exact unless a number token (after `:`, `,`, `[`
+// or at the start) has 16+ digits together (a decimal point may sit among
+// them). That is a cheap, linear test; long digit runs inside strings
+// (positions, phone numbers) keep the fast path, and a false alarm only
+// takes the slower exact parser.
+const LONG_DIGITS = /(?:^|[:,[])\s*-?\d[\d.]{15}/;
 
 /**
  * Parses JSON without losing precision: numbers a double cannot hold exactly

@@ -30,6 +30,12 @@ describe('parseJson', () => {
     expect(parseJson('{"phone":"12345678901234567890","n":7}')).toEqual({ phone: '12345678901234567890', n: 7 });
   });
 
+  it('keeps a big number exact beside strings that hold colons and long digit runs, with spaces as PostgreSQL writes them', () => {
+    expect(parseJson('{"position": "1266:1266:||0|1796418858884393", "id": 9007199254740993}')).toEqual({ position: '1266:1266:||0|1796418858884393', id: '9007199254740993' });
+    expect(parseJson('[1, \n 9007199254740993]')).toEqual([1, '9007199254740993']);
+    expect(parseJson(' 9007199254740993')).toBe('9007199254740993');
+  });
+
   it('parses literals, arrays and nesting', () => {
     expect(parseJson('[true,false,null,"x",{"a":[]}]')).toEqual([true, false, null, 'x', { a: [] }]);
   });

@@ -230,8 +230,9 @@ export class NatsSource implements Source {
     this.handed = last.seq;
     this.unacked.set(this.position(last.seq), last);
     countCaptured(this.context, events);
-    // The publishing stream had more to read (a copy, a backlog): a child may have been published before its parent.
-    const readsPending = last.headers?.get(HEADERS.more) === '1';
+    // A child's parent may still come: the publishing stream had more to read (a copy, a backlog), or the
+    // last batch is not whole (its publisher stopped midway and sends it again, its rest after a restart).
+    const readsPending = last.headers?.get(HEADERS.more) === '1' || !batchEnds(last);
     return { events, rejected, position: this.position(last.seq), caughtUp: last.info.pending === 0, readsPending };
   }
 

@@ -49,6 +49,7 @@ export interface JetStreamConnection {
   client: JetStreamClient;
   manager: JetStreamManager;
   headers(): import('@nats-io/transport-node').MsgHdrs;
+  createInbox(): string;
   /** The JetStream package (its constants). */
   api: typeof import('@nats-io/jetstream');
 }
@@ -65,7 +66,7 @@ export async function connectJetStream(url: string, name: string): Promise<JetSt
     throw classifyNatsError(error, { code: 'connect' });
   }
   try {
-    return { connection, client: js.jetstream(connection), manager: await js.jetstreamManager(connection), headers: nats.headers, api: js };
+    return { connection, client: js.jetstream(connection), manager: await js.jetstreamManager(connection), headers: nats.headers, createInbox: () => nats.createInbox(), api: js };
   } catch (error) {
     await connection.close().catch(() => undefined);
     throw classifyNatsError(error, { code: 'jetstream' });

@@ -1,4 +1,3 @@
-import type { PubAck } from '@nats-io/jetstream';
 import { ConfigError, PermanentError, errorMessage, isTransient } from '../../core/errors.js';
 import { keyString } from '../../core/change-event.js';
 import { parseQualifiedName } from '../../core/names.js';
@@ -6,6 +5,7 @@ import type { TableConfig, TableMapping, TargetTable } from '../../core/mapping.
 import { connectJetStream, ensureStream, type JetStreamConnection, type NatsStreamSettings } from '../../db/nats/connection.js';
 import { encodeChange, partitionOf } from '../../db/nats/envelope.js';
 import { classifyNatsError } from '../../db/nats/errors.js';
+import { AckedPublisher, type OutgoingMessage } from '../../db/nats/publisher.js';
 import type { StreamContext } from '../../streams/context.js';
 import type { ApplyResult, Sink, SinkBatch } from '../sink.js';
 
@@ -36,6 +36,7 @@ export class NatsSink implements Sink {
   readonly storesDeadLetters = false;
   readonly signalsSent = true;
   private nats: JetStreamConnection | undefined;
+  private publisher: AckedPublisher | undefined;
   private context: StreamContext | undefined;
   /** Source table → the name it is published under (the `target:` of its entry). */
   private readonly names = new Map<string, string>();
@@ -45,6 +46,7 @@ export class NatsSink implements Sink {
   async open(context: StreamContext, tables: TableConfig[]): Promise<TargetTable[]> {
     this.context = context;
     this.nats ??= await connectJetStream(this.options.url, `cdc-sync ${context.stream}`);
+    this.publisher ??= new AckedPublisher(this.nats);
     if (!context.checkOnly) await ensureStream(this.nats.manager, this.options);
     context.setConnected('sink', true);
     // A subject takes any row: every column passes through under its name (or its `columns:` rename).
@@ -65,6 +67,7 @@ export class NatsSink implements Sink {
   async apply(batch: SinkBatch): Promise<ApplyResult> {
     if (batch.checkpoint) throw new ConfigError('the nats sink keeps no checkpoints; use checkpoints.store "file" or "auto"');
     const nats = this.requireNats();
+    const publisher = this.publisher!;
     const stream = this.context?.stream ?? '';
     const id = `${stream}:${batch.changes.at(-1)?.position ?? ''}`;
     const tableOrder = new Map<string, number>();
@@ -73,7 +76,7 @@ export class NatsSink implements Sink {
     const partitionSize = new Map<number, number>();
     for (const p of partitionOfChange) partitionSize.set(p, (partitionSize.get(p) ?? 0) + 1);
     const partitionOrder = new Map<number, number>();
-    const pending: { ack: Promise<PubAck>; table: string; key: string; position: string }[] = [];
+    const messages: OutgoingMessage[] = [];
     for (const [i, event] of batch.changes.entries()) {
       const table = this.names.get(event.table) ?? event.table;
       const order = (tableOrder.get(table) ?? 0) + 1;
@@ -95,24 +98,23 @@ export class NatsSink implements Sink {
       }
       const headers = nats.headers();
       for (const [name, value] of Object.entries(encoded.headers)) headers.set(name, value);
-      const msgID = encoded.headers['Nats-Msg-Id']!;
-      const ack = nats.client.publish(encoded.subject, encoded.data, { msgID, headers, timeout: this.options.timeoutMs, expect: { streamName: this.options.stream } });
-      // Settled below; a rejection must not surface as unhandled meanwhile.
-      ack.catch(() => undefined);
-      pending.push({ ack, table: event.table, key: keyString(event.key), position: event.position });
+      // JetStream refuses the message unless this stream stores it (another one taking the subject, say).
+      headers.set('Nats-Expected-Stream', this.options.stream);
+      messages.push({ subject: encoded.subject, data: encoded.data, headers });
     }
+    const outcomes = publisher.publishAll(messages, this.options.timeoutMs);
     batch.onSent?.();
     let written = 0;
     let failure: unknown;
-    for (const p of pending) {
-      try {
-        const ack = await p.ack;
-        if (!ack.duplicate) written += 1;
-      } catch (error) {
-        const classified = classifyNatsError(error, { stream, table: p.table, key: p.key, position: p.position });
-        // A permanent failure names its change; a transient one fails the whole batch, which is sent again.
-        if (failure === undefined || (isTransient(failure) && !classified.transient)) failure = classified;
+    for (const [i, outcome] of (await outcomes).entries()) {
+      if ('ack' in outcome) {
+        if (!outcome.ack.duplicate) written += 1;
+        continue;
       }
+      const event = batch.changes[i]!;
+      const classified = classifyNatsError(outcome.error, { stream, table: event.table, key: keyString(event.key), position: event.position });
+      // A permanent failure names its change; a transient one fails the whole batch, which is sent again.
+      if (failure === undefined || (isTransient(failure) && !classified.transient)) failure = classified;
     }
     if (failure !== undefined) {
       if (isTransient(failure)) this.context?.setConnected('sink', false);
@@ -133,6 +135,8 @@ export class NatsSink implements Sink {
   async close(): Promise<void> {
     const nats = this.nats;
     this.nats = undefined;
+    this.publisher?.close();
+    this.publisher = undefined;
     await nats?.connection.close();
   }
 
