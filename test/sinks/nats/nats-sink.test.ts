@@ -1,7 +1,7 @@
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { describe, expect, it } from 'vitest';
 import type { ChangeEvent } from '../../../src/core/change-event.js';
-import { ConfigError, PermanentError } from '../../../src/core/errors.js';
+import { ConfigError, PermanentError, TransientError } from '../../../src/core/errors.js';
 import type { TableMapping } from '../../../src/core/mapping.js';
 import { NatsSink } from '../../../src/sinks/nats/nats-sink.js';
 import { natsForTests } from '../../support/nats-cluster.js';
@@ -10,8 +10,8 @@ import { testContext } from '../../support/stream-context.js';
 /** The nats sink against a real (one-node) JetStream server. */
 const nats = natsForTests(1);
 
-async function openSink(stream: string, prefix = stream.toLowerCase()): Promise<NatsSink> {
-  const sink = new NatsSink({ url: nats.cluster().url, stream, subjectPrefix: prefix, replicas: 1, duplicateWindowSeconds: 120, partitions: 1, connector: 'postgres-changelog', timeoutMs: 5000 });
+async function openSink(stream: string, prefix = stream.toLowerCase(), timeoutMs = 5000): Promise<NatsSink> {
+  const sink = new NatsSink({ url: nats.cluster().url, stream, subjectPrefix: prefix, replicas: 1, duplicateWindowSeconds: 120, partitions: 1, connector: 'postgres-changelog', timeoutMs });
   const tables = await sink.open(testContext('pub'), [{ source: 'public.items', target: '' }]);
   sink.bind([{ source: 'public.items', target: tables[0]! } as unknown as TableMapping]);
   return sink;
@@ -59,4 +59,34 @@ describe('nats sink', () => {
     await expect(openSink('ELSEWHERE', 'cdc')).rejects.toThrow(/takes orders\.>, not cdc\.>/);
     await expect(openSink('OTHER', 'orders')).rejects.toThrow(/overlaps the subjects of another JetStream stream/);
   });
+
+  it('fails a batch as transient when no JetStream stream takes it (the server answers 503, no responders)', async () => {
+    const sink = await openSink('GONE');
+    await (await jetstreamManager(nats.client())).streams.delete('GONE');
+    const error = await sink.apply({ changes: [change(1, '1')], deadLetters: [] }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TransientError);
+    expect((error as Error).message).toMatch(/no responders/);
+    await sink.close();
+  });
+
+  // Last: it stops the file's server.
+  it('fails a batch as transient when JetStream does not acknowledge in time, and stores it once when sent again', async () => {
+    const sink = await openSink('LATE', 'late', 1000);
+    const batch = { changes: [change(1, '1'), change(2, '2')], deadLetters: [] };
+    await nats.cluster().stopNode(0);
+    const error = await sink.apply(batch).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TransientError);
+    expect((error as Error).message).toMatch(/did not acknowledge within 1000 ms/);
+    await nats.cluster().startNode(0);
+    // The client sends what it buffered once it is back; the retried batch then duplicates it, or stores it.
+    for (let i = 0; ; i += 1) {
+      const applied = await sink.apply(batch).catch((e: unknown) => e);
+      if (!(applied instanceof Error)) break;
+      if (i > 50) throw applied;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const info = await (await jetstreamManager(nats.client())).streams.info('LATE');
+    expect(info.state.messages).toBe(2);
+    await sink.close();
+  }, 30_000);
 });
