@@ -41,6 +41,13 @@ export interface Source {
    */
   committed?(position: string, failed: { sourceRef: string | undefined; table: string; error: string }[]): Promise<void>;
   /**
+   * Progress is the source's own: `committed` marks its rows done (a queue
+   * table), not only acknowledges a log the checkpoint points into. A change
+   * held back for its parent would be marked done with its batch, so such a
+   * source holds nothing back.
+   */
+  readonly marksDone?: boolean;
+  /**
    * Called once `position` is stored as the stream's checkpoint (at start:
    * the one read back). A change log may then prune what every reader has
    * checkpointed.

@@ -63,6 +63,7 @@ export async function runConfig(config: Config, options: RunOptions = {}): Promi
     streams: () => streams.map((s) => s.status()),
     wake: () => streams.forEach((s) => s.wake()),
     token: config.http.token,
+    log,
     control: { trigger: control.trigger, retryFailed: control.retryFailed, snapshot: control.snapshot, logs: (limit) => batchLog.recent(limit) },
     webhook: {
       secret: config.http.webhookSecret,

@@ -1,5 +1,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { errorMessage } from '../core/errors.js';
 import type { StreamStatus } from '../streams/stream-status.js';
 import { bearerMatches } from './auth.js';
 import { registerControlApi, type ControlOptions } from './control.js';
@@ -15,6 +17,8 @@ export interface HttpOptions {
   webhook?: WebhookOptions;
   /** status, trigger, retry-failed, logs (off without `token`). */
   control?: Omit<ControlOptions, 'token' | 'registry' | 'streams'>;
+  /** Where a request that failed inside cdc-sync is logged (the answer says only 500 and the message). */
+  log?: Pick<Logger, 'error'>;
 }
 
 /**
@@ -25,6 +29,15 @@ export interface HttpOptions {
  */
 export function createHttpServer(options: HttpOptions): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
+
+  // Fastify's own refusals (malformed JSON, a body too large) keep their 4xx; anything else is a fault of ours,
+  // logged (fastify's logger is off) and answered with its message, which the CLI prints.
+  app.setErrorHandler((error, request, reply) => {
+    const code = (error as { statusCode?: unknown }).statusCode;
+    const status = typeof code === 'number' && code >= 400 && code < 500 ? code : 500;
+    if (status === 500) options.log?.error({ err: errorMessage(error), method: request.method, route: request.routeOptions.url }, 'HTTP request failed');
+    return reply.code(status).send({ error: errorMessage(error) });
+  });
 
   app.get('/metrics', async (_request, reply) => {
     reply.header('content-type', options.registry.contentType);

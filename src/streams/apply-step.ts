@@ -40,8 +40,9 @@ export async function applyStep(
   // Changes held back for a missing parent go again, in front: this batch's newer changes of a key supersede them.
   const retried = parked.events();
   if (retried.length > 0) changes = coalesce([...retried, ...changes], step.tableOrder());
-  // Queue sources mark rows done by the batch's position (committed): nothing may be held back past it.
-  const holds = !parts.source.committed;
+  // Queue sources mark rows done by the batch's position (committed): nothing may be held back past it. A log
+  // reader that only acknowledges (JetStream, a replication slot) holds: the held changes live in the checkpoint.
+  const holds = !parts.source.marksDone;
   const settle = (failed: FailedChange[]) => {
     // Held until the source has nothing more to read, not even a read it has scheduled: then the parent is not coming.
     const letters = holds ? parked.settle(failed, { caughtUp: (batch.caughtUp ?? false) && !batch.readsPending }) : failed;

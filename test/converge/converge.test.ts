@@ -86,6 +86,16 @@ const PAIRS: PairSpec[] = [
     env: { CDC_SYNC_MSSQL_DRIVER: MSSQL_DRIVER },
     sides: async (server) => [await MssqlSide.create('a'), await PostgresSide.create('b', { server })],
   },
+  // The same stand-in published to NATS JetStream and applied from there (issue 21: SQL Server → NATS → PostgreSQL).
+  {
+    name: 'mssql-cdc (stand-in) → nats → postgres',
+    twoWay: false,
+    copies: ['a-to-b'],
+    viaNats: true,
+    outages: true,
+    env: { CDC_SYNC_MSSQL_DRIVER: MSSQL_DRIVER },
+    sides: async (server) => [await MssqlSide.create('a'), await PostgresSide.create('b', { server })],
+  },
   // Both ways through the SyncQueue: the mssql sink resolves by change time against the queue the triggers fill.
   {
     name: 'mssql-queue (stand-in) ⇄ postgres',

@@ -1,3 +1,5 @@
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { runCliToEnd, writeConfig } from '../support/cli.js';
 import { describeHistory, replayCommand, type Edit, type Step } from './history.js';
 import { CliRunner, InProcessRunner, type Runner } from './runner.js';
@@ -87,6 +89,10 @@ streams:
 http: { port: 0, host: 127.0.0.1, token: ${TOKEN} }
 log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
 `);
+    // The files of streams whose sink keeps no checkpoint or dead letter (nats, supabase) in the pair's own directory:
+    // by default they are ./data/… of the working directory, where another pair's (or an earlier run's) would be read.
+    const files = dirname(this.config);
+    appendFileSync(this.config, `checkpoints: { path: "${join(files, 'checkpoints.json')}" }\ndeadLetters: { path: "${join(files, 'dead-letters.jsonl')}" }\n`);
     const init = await runCliToEnd(['init-sql', '--config', this.config], this.options.env);
     if (init.code !== 0) throw new Error(`init-sql failed:\n${init.stderr}`);
     // Each part of the script names the database it runs on in its first line; a side takes the parts naming its URL.
@@ -122,29 +128,34 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
   async run(steps: Step[]): Promise<void> {
     this.cases += 1;
     const base = this.cases * 1000;
-    const letters = await this.inTurn(async () => (await this.a.deadLetters()) + (await this.b.deadLetters()));
+    const letters = await this.inTurn(() => this.deadLetters());
     const touched = { a: 0, b: 0 };
     const existing: { side: 'a' | 'b'; change: UserChange }[] = [];
-    for (const step of steps) {
-      if ('settle' in step) await sleep(step.settle);
-      else if ('fault' in step && step.fault === 'restart') await this.inTurn(() => this.restartDatabase());
-      else if ('fault' in step && step.fault === 'outage') await this.inTurn(() => this.options.outage!());
-      else if ('fault' in step) await this.inTurn(() => this.restartCdcSync());
-      else if ('copy' in step && step.copy === 'live') {
-        const source = step.stream === 'a-to-b' ? this.a : this.b;
-        const where = step.table && typeof step.from === 'number' ? (source.idsBetween?.(base + step.from, base + SPAN) ?? `id >= ${base + step.from} AND id < ${base + SPAN}`) : undefined;
-        await this.copyLiveUntilAsked(step.stream, step.table, where);
+    try {
+      for (const step of steps) {
+        if ('settle' in step) await sleep(step.settle);
+        else if ('fault' in step && step.fault === 'restart') await this.inTurn(() => this.restartDatabase());
+        else if ('fault' in step && step.fault === 'outage') await this.inTurn(() => this.options.outage!());
+        else if ('fault' in step) await this.inTurn(() => this.restartCdcSync());
+        else if ('copy' in step && step.copy === 'live') {
+          const source = step.stream === 'a-to-b' ? this.a : this.b;
+          const where = step.table && typeof step.from === 'number' ? (source.idsBetween?.(base + step.from, base + SPAN) ?? `id >= ${base + step.from} AND id < ${base + SPAN}`) : undefined;
+          await this.copyLiveUntilAsked(step.stream, step.table, where);
+        }
+        else if ('copy' in step) await this.inTurn(() => this.restartCdcSync(() => this.copyAtStart()));
+        else if ('existing' in step) {
+          const side = step.existing === 'a' ? this.a : this.b;
+          const edits = step.parents.map((p): Edit => ({ kind: 'upsert-parent', id: p.id, values: p.values }));
+          touched[step.existing] += await this.inTurn(() => retried(() => side.applyUntracked!(edits, base)));
+          // No change log holds them: in the expected outcome they are older than any logged change, as the copy's rows are.
+          existing.push(...step.parents.map((p, i) => ({ side: step.existing, change: { table: 'parent' as const, before: null, after: p.id, image: parentImage(p.id, p.values), time: -1, seq: -1 - i } })));
+          await this.copyLiveUntilAsked(step.existing === 'a' ? 'a-to-b' : 'b-to-a', 'parent');
+        }
+        else touched[step.side] += await this.inTurn(() => retried(() => (step.side === 'a' ? this.a : this.b).apply(step.edits, base)));
       }
-      else if ('copy' in step) await this.inTurn(() => this.restartCdcSync(() => this.copyAtStart()));
-      else if ('existing' in step) {
-        const side = step.existing === 'a' ? this.a : this.b;
-        const edits = step.parents.map((p): Edit => ({ kind: 'upsert-parent', id: p.id, values: p.values }));
-        touched[step.existing] += await this.inTurn(() => retried(() => side.applyUntracked!(edits, base)));
-        // No change log holds them: in the expected outcome they are older than any logged change, as the copy's rows are.
-        existing.push(...step.parents.map((p, i) => ({ side: step.existing, change: { table: 'parent' as const, before: null, after: p.id, image: parentImage(p.id, p.values), time: -1, seq: -1 - i } })));
-        await this.copyLiveUntilAsked(step.existing === 'a' ? 'a-to-b' : 'b-to-a', 'parent');
-      }
-      else touched[step.side] += await this.inTurn(() => retried(() => (step.side === 'a' ? this.a : this.b).apply(step.edits, base)));
+    } catch (error) {
+      // A step itself failed (a command, a copy request): what cdc-sync logged meanwhile says why.
+      throw new Error(`${(error as Error).message}\n\ncdc-sync's last log lines:\n${this.runner?.logs() ?? ''}`, { cause: error });
     }
     const { problems, keys } = await this.verify(base, touched, letters, existing);
     if (problems.length > 0) {
@@ -176,10 +187,10 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
     const expected = expectedState(changes.a, changes.b);
     const unequal = [...differences('a', a, 'b', b), ...differences('a', a, 'expected (the later change of each row wins; ties: a)', expected)];
     problems.push(...unequal.map((d) => d.text));
-    const letters = (await this.inTurn(async () => (await this.a.deadLetters()) + (await this.b.deadLetters()))) - lettersBefore;
+    const letters = (await this.inTurn(() => this.deadLetters())) - lettersBefore;
     if (letters > 0) {
       // With histories run side by side, a letter may be another one's: its key (in that history's range) says whose.
-      const lines = await this.inTurn(async () => [...((await this.a.deadLetterLines?.()) ?? []), ...((await this.b.deadLetterLines?.()) ?? [])]);
+      const lines = await this.inTurn(async () => [...((await this.a.deadLetterLines?.()) ?? []), ...((await this.b.deadLetterLines?.()) ?? []), ...this.fileLetters().slice(-10)]);
       problems.push(`${letters} change(s) went to the dead letter (ids are absolute; this history's run from ${base}):\n${lines.map((l) => `  ${l}`).join('\n')}`);
     }
     // Each user edit is written once on its own side and at most once on the other (twice for a key change: delete + insert).
@@ -235,6 +246,17 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
     } catch {
       return false;
     }
+  }
+
+  /** Dead letters on both sides, and in the file of sinks that keep none in their target (supabase, nats). */
+  private async deadLetters(): Promise<number> {
+    return (await this.a.deadLetters()) + (await this.b.deadLetters()) + this.fileLetters().length;
+  }
+
+  private fileLetters(): string[] {
+    const file = join(dirname(this.config), 'dead-letters.jsonl');
+    if (!existsSync(file)) return [];
+    return readFileSync(file, 'utf8').split('\n').filter((line) => line.trim() !== '').map((line) => `(file) ${line.slice(0, 300)}`);
   }
 
   private inTurn<T>(work: () => Promise<T>): Promise<T> {

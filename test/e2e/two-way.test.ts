@@ -185,6 +185,9 @@ http: { port: 0, host: 127.0.0.1 }
     await d.query(`DELETE FROM cdc_sync.changes`);
     // Both edits are made before either crosses: d's is the later one.
     await c.query(`UPDATE notes SET body = 'edited on c' WHERE id = 1`);
+    // Change times compare in milliseconds and a tie goes to c (the forward stream's source): two statements
+    // a few hundred microseconds apart often share one, and c then wins both ways (seen as a flaky failure).
+    await new Promise((r) => setTimeout(r, 5));
     await d.query(`UPDATE notes SET body = 'edited on d' WHERE id = 1`);
     const cli = processes.add(runCli(['run', '--config', config]));
     const body = async (db: TestDatabase) => (await db.query<{ body: string }>(`SELECT body FROM notes WHERE id = 1`))[0]?.body;

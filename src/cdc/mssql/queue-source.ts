@@ -53,6 +53,8 @@ export interface MssqlQueueSourceOptions {
  * A stream without a checkpoint first copies its tables (keyset pages).
  */
 export class MssqlQueueSource implements Source {
+  /** Rows are marked done (or Failed) in SyncQueue by `committed`. */
+  readonly marksDone = true;
   private client: MssqlClient | undefined;
   private context!: StreamContext;
   private readonly wakeUp = new Subject<void>();

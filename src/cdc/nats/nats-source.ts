@@ -233,6 +233,7 @@ export class NatsSource implements Source {
     // A child's parent may still come: the publishing stream had more to read (a copy, a backlog), or the
     // last batch is not whole (its publisher stopped midway and sends it again, its rest after a restart).
     const readsPending = last.headers?.get(HEADERS.more) === '1' || !batchEnds(last);
+    this.context.log.debug({ first: messages[0]!.seq, last: last.seq, batch: last.headers?.get(HEADERS.batch), pending: last.info.pending, readsPending }, 'JetStream messages read');
     return { events, rejected, position: this.position(last.seq), caughtUp: last.info.pending === 0, readsPending };
   }
 

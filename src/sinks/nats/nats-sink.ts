@@ -121,6 +121,7 @@ export class NatsSink implements Sink {
       throw failure;
     }
     this.context?.setConnected('sink', true);
+    this.context?.log.debug({ changes: batch.changes.length, written, more: batch.more ?? false, first: batch.changes[0]?.position, last: batch.changes.at(-1)?.position }, 'batch published');
     return { written };
   }
 
