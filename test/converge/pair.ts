@@ -1,8 +1,8 @@
-import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { runCliToEnd, writeConfig } from '../support/cli.js';
 import { describeHistory, replayCommand, type Edit, type Step } from './history.js';
-import { CliRunner, InProcessRunner, type Runner } from './runner.js';
+import { CliRunner, InProcessRunner, SplitRunner, type Runner } from './runner.js';
 import { SPAN, parentImage, type Side, type Snapshot, type UserChange, type Write } from './sides.js';
 
 /** The control API's bearer token in the checker's configuration. */
@@ -79,20 +79,34 @@ export class Pair {
     batch: ${batch}`
       : '';
     const forwardSink = this.options.via ? `{ type: nats, url: "${this.options.via.nats}", nats: { stream: CONVERGE, replicas: 3 } }` : this.b.sink();
-    this.config = writeConfig(`
-streams:
+    const forward = `
   - name: a-to-b
     source: ${this.a.source()}
     sink: ${forwardSink}
     tables: ${tables}
-    batch: ${batch}${via}${reverse}
+    batch: ${batch}`;
+    this.config = writeConfig('');
+    // Every process of the pair keeps its files (checkpoints of sinks that store none, dead letters, counted) in the
+    // pair's directory: by default they are ./data/… of the working directory, where another pair's would be read.
+    const files = dirname(this.config);
+    const settings = (checkpoints: string) => `
 http: { port: 0, host: 127.0.0.1, token: ${TOKEN} }
 log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
-`);
-    // The files of streams whose sink keeps no checkpoint or dead letter (nats, supabase) in the pair's own directory:
-    // by default they are ./data/… of the working directory, where another pair's (or an earlier run's) would be read.
-    const files = dirname(this.config);
-    appendFileSync(this.config, `checkpoints: { path: "${join(files, 'checkpoints.json')}" }\ndeadLetters: { path: "${join(files, 'dead-letters.jsonl')}" }\n`);
+checkpoints: { path: "${join(files, checkpoints)}" }
+deadLetters: { path: "${join(files, 'dead-letters.jsonl')}" }
+`;
+    writeFileSync(this.config, `streams:${forward}${via}${reverse}${settings('checkpoints.json')}`);
+    // Through NATS the publishing and the applying stream run in processes of their own (SplitRunner).
+    const split = this.options.via && !this.options.inProcess && !this.options.twoWay;
+    const runner = () => {
+      if (this.options.inProcess) return new InProcessRunner(this.config);
+      if (!split) return new CliRunner(this.config, this.options.env);
+      const publisher = join(files, 'publisher.yaml');
+      const applier = join(files, 'applier.yaml');
+      writeFileSync(publisher, `streams:${forward}${settings('checkpoints.json')}`);
+      writeFileSync(applier, `streams:${via}${settings('checkpoints-applier.json')}`);
+      return new SplitRunner(new CliRunner(publisher, this.options.env), new CliRunner(applier, this.options.env));
+    };
     const init = await runCliToEnd(['init-sql', '--config', this.config], this.options.env);
     if (init.code !== 0) throw new Error(`init-sql failed:\n${init.stderr}`);
     // Each part of the script names the database it runs on in its first line; a side takes the parts naming its URL.
@@ -113,12 +127,12 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
     await this.a.setUp(partsOf(this.a));
     const forB = partsOf(this.b);
     if (forB) await this.b.setUp(forB);
-    this.runner = this.options.inProcess ? new InProcessRunner(this.config) : new CliRunner(this.config, this.options.env);
+    this.runner = runner();
     await this.runner.start();
   }
 
   async stop(): Promise<void> {
-    await this.runner?.stop();
+    await this.runner?.stop(true);
     this.runner = undefined;
     await this.a.close();
     await this.b.close();
@@ -266,7 +280,7 @@ log: { level: ${process.env.CONVERGE_LOG_LEVEL ?? 'info'} }
   }
 
   private async restartCdcSync(meanwhile?: () => Promise<void>): Promise<void> {
-    await this.runner!.stop();
+    await this.runner!.stop(meanwhile !== undefined);
     this.a.cdcSyncKilled?.();
     this.b.cdcSyncKilled?.();
     // Started again whatever happened meanwhile: the other histories run on.

@@ -8,8 +8,12 @@ export interface Runner {
   /** What `kill()` does, as a history step says it. */
   readonly fault: string;
   start(): Promise<void>;
-  /** Stops cdc-sync without warning where it can (a fault step then starts it again, from its checkpoints). */
-  stop(): Promise<void>;
+  /**
+   * Stops cdc-sync without warning where it can (a fault step then starts it
+   * again, from its checkpoints); `everything`: all its processes (before an
+   * offline command, at the end).
+   */
+  stop(everything?: boolean): Promise<void>;
   /** The last log lines, for a failure report. */
   logs(): string;
   /** Every log line (of this and earlier runs of the process) about a row with one of these ids, for a failure report. */
@@ -35,6 +39,10 @@ export class CliRunner implements Runner {
     await this.cli.port();
   }
 
+  get running(): boolean {
+    return this.cli !== undefined;
+  }
+
   async stop(): Promise<void> {
     const cli = this.cli;
     this.cli = undefined;
@@ -55,6 +63,45 @@ export class CliRunner implements Runner {
 
   async url(): Promise<string> {
     return `http://127.0.0.1:${await this.cli!.port()}`;
+  }
+}
+
+/**
+ * A pair through NATS run as issue 21 deploys it: the publishing stream in one
+ * process, the applying stream in another. A fault kills one of them or both,
+ * in turn (the publisher, the applier, both), so each dies at points the other
+ * does not notice.
+ */
+export class SplitRunner implements Runner {
+  readonly fault = 'kill -9 a cdc-sync process (in turn: the publisher, the applier, both), start it again';
+  private kills = 0;
+
+  constructor(
+    private readonly publisher: CliRunner,
+    private readonly applier: CliRunner,
+  ) {}
+
+  async start(): Promise<void> {
+    await Promise.all([this.publisher, this.applier].filter((r) => !r.running).map((r) => r.start()));
+  }
+
+  async stop(everything = false): Promise<void> {
+    const turn = everything ? 2 : this.kills++ % 3;
+    if (turn !== 1) await this.publisher.stop();
+    if (turn !== 0) await this.applier.stop();
+  }
+
+  logs(): string {
+    return `(publisher)\n${this.publisher.logs()}\n(applier)\n${this.applier.logs()}`;
+  }
+
+  about(ids: number[]): string {
+    return [this.publisher.about(ids), this.applier.about(ids)].filter((text) => text !== '').join('\n');
+  }
+
+  /** The publishing process: its streams copy and answer status. */
+  url(): Promise<string> {
+    return this.publisher.url();
   }
 }
 

@@ -16,6 +16,16 @@ import { readWithRetry } from '../read-with-retry.js';
 import { UnknownTables } from '../unknown-tables.js';
 import type { Source } from '../source.js';
 
+/**
+ * How long one pull of the consumer stays open. The client renews it, and
+ * misses the server's heartbeats (sent every half of it) twice before it
+ * checks the consumer and pulls again: a consumer whose node was lost and
+ * came back (its pull went with it) delivers again after about this long,
+ * not after the client's default of 30 s (the convergence checker saw
+ * changes wait that long after one node of three was killed).
+ */
+const PULL_EXPIRES_MS = 5_000;
+
 /** An idle consumer (of a start whose process died) is removed by the server after this long. */
 const CONSUMER_IDLE_LIFETIME_MS = 60 * 60_000;
 
@@ -156,7 +166,7 @@ export class NatsSource implements Source {
     const consumer = await this.createConsumer();
     // A consumer deleted under it (a delete of an earlier try that the server carried out late) ends delivery
     // instead of waiting quietly for it to come back: the source sets it up again.
-    const messages = await consumer.consume({ max_messages: this.options.readLimit, abort_on_missing_resource: true });
+    const messages = await consumer.consume({ max_messages: this.options.readLimit, expires: PULL_EXPIRES_MS, abort_on_missing_resource: true });
     return new ConsumerFeed(messages, 2 * this.options.readLimit);
   }
 
