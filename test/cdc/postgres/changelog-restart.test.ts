@@ -55,7 +55,7 @@ it('reads a transaction that got an id again after a crash, though its snapshot 
   try {
     const app = await connect();
     await app.query(`INSERT INTO items VALUES (1, 'before the crash')`);
-    await waitFor(() => chunks.length === 1, 10_000);
+    await waitFor(() => chunks.length === 1, 30_000);
     // Transactions that roll back: their ids are in no WAL record on disk.
     for (let i = 0; i < 5; i++) {
       await app.query('BEGIN');
