@@ -43,7 +43,10 @@ export async function startNatsCluster(size = 3): Promise<NatsCluster> {
     nodes.push({ name: `n${i + 1}`, port, clusterPort, url: `nats://${HOST}:${port}` });
   }
   const processes: (ChildProcess | undefined)[] = [];
+  // An outage step may start its node again after the test stopped the cluster (a time limit): it must not outlive it.
+  let stopped = false;
   const start = async (i: number): Promise<void> => {
+    if (stopped) return;
     const node = nodes[i]!;
     const routes = nodes.filter((n) => n !== node).map((n) => `nats://${HOST}:${n.clusterPort}`).join(',');
     const args = ['-a', HOST, '-p', String(node.port), '-n', node.name, '-js', '-sd', path.join(dir, node.name)];
@@ -75,6 +78,7 @@ export async function startNatsCluster(size = 3): Promise<NatsCluster> {
     stopNode,
     startNode: start,
     async stop() {
+      stopped = true;
       await Promise.all(nodes.map((_, i) => stopNode(i, 'SIGKILL')));
       // A node restarted by an outage step may still be writing its store while the test ends.
       fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
