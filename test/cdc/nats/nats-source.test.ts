@@ -55,6 +55,13 @@ function source(stream: string, readLimit = 100): { source: NatsSource; context:
   return { source: s, context };
 }
 
+/** A source opened on `stream`, read one chunk at a time from the start, as the stream does. */
+async function reading(stream: string, readLimit?: number): Promise<{ source: NatsSource; reader: ReturnType<typeof stepper> }> {
+  const { source: s, context } = source(stream, readLimit);
+  await s.open(context);
+  return { source: s, reader: stepper(s, null) };
+}
+
 const ids = (chunk: SourceChunk) => chunk.events.map((e) => e.key.id);
 
 describe('nats source', () => {
@@ -75,9 +82,7 @@ describe('nats source', () => {
     await publish([1]);
     await publish([2]);
     await publish([3]);
-    const { source: s, context } = source(name, 1);
-    await s.open(context);
-    const reader = stepper(s, null);
+    const { source: s, reader } = await reading(name, 1);
     const first = [(await reader.next(10_000))!, (await reader.next(10_000))!];
     reader.stop();
     // Only the first chunk was committed; the second (2) was handed on and never applied.
@@ -100,9 +105,7 @@ describe('nats source', () => {
     const { name, publish } = await freshStream();
     await publish([1]);
     await publish([2]);
-    const { source: s, context } = source(name, 1);
-    await s.open(context);
-    const reader = stepper(s, null);
+    const { source: s, reader } = await reading(name, 1);
     const chunks = [(await reader.next(10_000))!, (await reader.next(10_000))!];
     const manager = await jetstreamManager(nats.client());
     for await (const c of manager.consumers.list(name)) await manager.consumers.delete(name, c.name);
@@ -120,9 +123,7 @@ describe('nats source', () => {
     const { name, publish } = await freshStream();
     await publish([1], 'public.items', true);
     await publish([2]);
-    const { source: s, context } = source(name, 1);
-    await s.open(context);
-    const reader = stepper(s, null);
+    const { source: s, reader } = await reading(name, 1);
     const chunks = [(await reader.next(10_000))!, (await reader.next(10_000))!];
     reader.stop();
     expect(chunks.map((c) => c.readsPending)).toEqual([true, false]);
@@ -133,9 +134,7 @@ describe('nats source', () => {
     const { name, publish } = await freshStream();
     // Two of a batch of three: the publisher was killed (or a node lost) before the third, which comes when it sends the batch again.
     await publish([1, 2], 'public.items', false, 3);
-    const { source: s, context } = source(name);
-    await s.open(context);
-    const reader = stepper(s, null);
+    const { source: s, reader } = await reading(name);
     const chunk = (await reader.next(10_000))!;
     reader.stop();
     expect(ids(chunk)).toEqual([1, 2]);
