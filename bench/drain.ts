@@ -18,7 +18,8 @@ export interface DrainOptions {
   sourceUrl: string;
   sinkUrl: string;
   changes: number;
-  batchSize: number;
+  /** batch.maxSize of the configuration; undefined: no batch block (the default configuration). */
+  batchSize?: number | undefined;
   workDir: string;
   /** Postmaster pid, to count the CPU PostgreSQL spends. */
   postmaster: number;
@@ -36,7 +37,8 @@ export interface DrainOptions {
 }
 
 export interface DrainResult {
-  batchSize: number;
+  /** batch.maxSize; null: the default configuration's. */
+  batchSize: number | null;
   changes: number;
   /** Spawn of the CLI until the batch that applied the last change committed. */
   seconds: number;
@@ -54,14 +56,11 @@ export interface DrainResult {
   exitSignal: string | null;
 }
 
-/**
- * Drains the backlog with the real product: `cdc-sync run` as a child process,
- * watched through its own /metrics until every change is applied; then SIGINT,
- * which must end it with exit code 0.
- */
-export async function drain(options: DrainOptions): Promise<DrainResult> {
-  const configPath = join(options.workDir, `cdc-sync-${options.label ?? options.batchSize}.yaml`);
-  const counted = (samples: Sample[], name: string) => sum(samples.filter((s) => options.counts?.(s.labels.stream ?? '') ?? true), name);
+type ConfigOptions = Pick<DrainOptions, 'sourceUrl' | 'sinkUrl' | 'batchSize' | 'workDir' | 'streams' | 'label'>;
+
+function writeConfig(options: ConfigOptions): string {
+  const label = options.label ?? options.batchSize ?? 'default';
+  const configPath = join(options.workDir, `cdc-sync-${label}.yaml`);
   writeFileSync(
     configPath,
     stringify({
@@ -71,16 +70,44 @@ export async function drain(options: DrainOptions): Promise<DrainResult> {
           source: { type: 'postgres-changelog', url: options.sourceUrl },
           sink: { type: 'postgres', url: options.sinkUrl },
           tables: [{ source: 'public.items', target: 'public.items' }],
-          batch: { maxSize: options.batchSize, maxWaitMs: 100 },
+          ...(options.batchSize === undefined ? {} : { batch: { maxSize: options.batchSize } }),
         },
       ],
       // Files (a nats sink's checkpoint, dead letters) in the run's own directory, never the working directory's ./data.
-      checkpoints: { store: 'auto', path: join(options.workDir, `checkpoints-${options.label ?? options.batchSize}.json`) },
+      checkpoints: { store: 'auto', path: join(options.workDir, `checkpoints-${label}.json`) },
       deadLetters: { path: join(options.workDir, 'dead-letters.jsonl') },
       http: { port: 0, host: '127.0.0.1' },
       log: { level: 'info' },
     }),
   );
+  return configPath;
+}
+
+/**
+ * Starts the stream before the burst, as a user's stream runs before the
+ * burst arrives: `cdc-sync run --once` copies the (still empty) tables and
+ * stores a checkpoint at the log's end, so the drain reads the burst and
+ * nothing else (a first start would also copy the rows the burst left).
+ */
+export async function startStream(options: ConfigOptions): Promise<void> {
+  const configPath = writeConfig(options);
+  const env = { ...process.env };
+  delete env.SYNC_BATCH_SIZE;
+  delete env.NODE_OPTIONS;
+  const child = spawn(process.execPath, [CLI, 'run', '--once', '--config', configPath], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const log = childLog(child);
+  const exit = await new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  if (exit !== 0) throw new Error(`cdc-sync run --once exited with ${exit}:\n${log.tail()}`);
+}
+
+/**
+ * Drains the backlog with the real product: `cdc-sync run` as a child process,
+ * watched through its own /metrics until every change is applied; then SIGINT,
+ * which must end it with exit code 0.
+ */
+export async function drain(options: DrainOptions): Promise<DrainResult> {
+  const configPath = writeConfig(options);
+  const counted = (samples: Sample[], name: string) => sum(samples.filter((s) => options.counts?.(s.labels.stream ?? '') ?? true), name);
 
   const nodeArgs: string[] = [...(options.nodeArgs ?? [])];
   if (options.cpuProfileDir) {
@@ -148,7 +175,7 @@ export async function drain(options: DrainOptions): Promise<DrainResult> {
     if (exit.code !== 0) throw new Error(`cdc-sync exited with code ${exit.code} (signal ${exit.signal}) after SIGINT:\n${log.tail()}`);
 
     return {
-      batchSize: options.batchSize,
+      batchSize: options.batchSize ?? null,
       changes: options.changes,
       seconds,
       startupSeconds,

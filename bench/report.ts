@@ -70,12 +70,14 @@ export function checks(report: Report) {
   ];
 }
 
+const batchText = (r: DrainResult, report: Report) => (r.batchSize === null ? `default (${report.defaultBatchSize})` : String(r.batchSize));
+
 /** The console summary. */
 export function consoleTable(report: Report): string {
   const r = report.main;
   const rows: Array<[string, string]> = [
     ['changes drained', int(r.changes)],
-    ['batch.maxSize', String(r.batchSize)],
+    ['batch.maxSize', batchText(r, report)],
     ['drain time (incl. start-up)', `${r.seconds.toFixed(2)} s (start-up ${r.startupSeconds.toFixed(2)} s)`],
     ['throughput', `${int(r.changesPerSecond)} changes/s`],
     ['batches', `${int(r.batches)} (mean ${ms(r.meanBatchSeconds)})`],
@@ -96,7 +98,7 @@ export function consoleTable(report: Report): string {
   if (report.sweep.length > 1) {
     lines.push('', '  batch.maxSize sweep:');
     for (const s of report.sweep) {
-      lines.push(`    ${String(s.batchSize).padStart(6)}  ${int(s.changesPerSecond).padStart(8)} changes/s  p50 ${quantileText(s.p50)}  p99 ${quantileText(s.p99)}  RSS ${mb(s.peakRssBytes).toFixed(1)} MB`);
+      lines.push(`    ${batchText(s, report).padStart(12)}  ${int(s.changesPerSecond).padStart(8)} changes/s  p50 ${quantileText(s.p50)}  p99 ${quantileText(s.p99)}  RSS ${mb(s.peakRssBytes).toFixed(1)} MB`);
     }
   }
   return lines.join('\n');
@@ -120,7 +122,7 @@ export function markdownSection(report: Report): string {
         '|---:|---:|---:|---:|---:|---:|',
         ...report.sweep.map(
           (s) =>
-            `| ${s.batchSize} | ${int(s.changesPerSecond)} | ${s.p50 ? ms(s.p50.estimate) : 'n/a'} | ${s.p99 ? ms(s.p99.estimate) : 'n/a'} | ${ms(s.meanBatchSeconds)} | ${mb(s.peakRssBytes).toFixed(1)} MB |`,
+            `| ${batchText(s, report)} | ${int(s.changesPerSecond)} | ${s.p50 ? ms(s.p50.estimate) : 'n/a'} | ${s.p99 ? ms(s.p99.estimate) : 'n/a'} | ${ms(s.meanBatchSeconds)} | ${mb(s.peakRssBytes).toFixed(1)} MB |`,
         ),
       ]
     : [];
@@ -141,7 +143,7 @@ export function markdownSection(report: Report): string {
       `(${((report.mix.inserts / report.changes) * 100).toFixed(0)} / ${((report.mix.updates / report.changes) * 100).toFixed(0)} / ${((report.mix.deletes / report.changes) * 100).toFixed(0)} %), ` +
       `in statements of 8,000 / 1,500 / 500 rows, each its own transaction. Making the backlog took ${report.backlogSeconds.toFixed(1)} s (not part of the result). ` +
       '`cdc-sync run` (the built CLI, a child process) then drains it: source `postgres-changelog` on `src`, sink `postgres` on `dst` ' +
-      `(same table, no triggers), \`batch: { maxSize: ${r.batchSize}, maxWaitMs: 100 }\`, checkpoints in the sink's transaction` +
+      `(same table, no triggers), ${r.batchSize === null ? `the default configuration (no \`batch\` block: \`maxSize\` ${report.defaultBatchSize})` : `\`batch: { maxSize: ${r.batchSize} }\``}, checkpoints in the sink's transaction` +
       `, Node.js options as shipped (\`${SHIPPED_NODE_ARGS.join(' ')}\`)` +
       (report.nodeArgs.length > 0 ? ` plus \`${report.nodeArgs.join(' ')}\`. ` : '. ') +
       'The run ends when `cdc_sync_events_applied_total` reaches the backlog size; `dst.items` is then checked to equal `src.items` ' +
@@ -181,8 +183,8 @@ export function markdownSection(report: Report): string {
       `Other processes using ≥ 10 % of a CPU during the reported drain: ${busy(report.neighbours.drain)}; during the naive loop: ${busy(report.neighbours.naive)}.`,
     '',
     'Reproduce: `npm run bench` (builds, then runs `node --expose-gc dist/bench/run.js`; needs the PostgreSQL server binaries, ' +
-      'e.g. Debian `postgresql`). Environment: `BENCH_CHANGES` (backlog size, default 1000000), `BENCH_BATCH_SIZE` (default ' +
-      `${report.defaultBatchSize}), \`BENCH_BATCH_SIZES=500,1000,2000,5000\` (also drain with each size and record a sweep), \`BENCH_NAIVE_CHANGES\` / \`BENCH_NAIVE_SECONDS\` ` +
+      'e.g. Debian `postgresql`). Environment: `BENCH_CHANGES` (backlog size, default 1000000), ' +
+      '`BENCH_BATCH_SIZES=500,1000,2000,5000` (after the default configuration, also drain with each batch.maxSize and record a sweep), `BENCH_NAIVE_CHANGES` / `BENCH_NAIVE_SECONDS` ' +
       '(naive sample, default 20000 / 20), `BENCH_CPU_PROF=dir` (write a V8 CPU profile of cdc-sync there), `BENCH_NODE_ARGS` (extra Node.js options for cdc-sync, e.g. `--max-old-space-size=96`), `BENCH_WRITE=0` (do not touch BENCHMARKS.md).',
     '',
   ].join('\n');

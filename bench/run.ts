@@ -11,18 +11,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startPostgresCluster, type PostgresCluster } from '../test/support/postgres-cluster.js';
 import { makeBacklog, prepareSource, prepareTarget, tableDigest, withClient } from './backlog.js';
-import { drain, type DrainResult } from './drain.js';
+import { drain, startStream, type DrainResult } from './drain.js';
+import { streamSchema } from '../src/config/schema.js';
 import { naiveLoop } from './naive.js';
 import { NeighbourWatch, postmasterPid } from './proc.js';
 import { checks, consoleTable, machine, markdownSection, writeSection, type Report, envInt, runBenchmark, stopOnSignal } from './report.js';
-
-/**
- * The batch size the benchmark reports by default. In sweeps of
- * 500/1000/2000/5000 on the reference machine (2 vCPUs) 2000 was the fastest
- * or within a few per cent of it; 5000 was up to ~10 % faster in some runs,
- * but with two to three times the batch latency and the highest peak RSS.
- */
-export const DEFAULT_BATCH_SIZE = 2000;
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -32,7 +25,6 @@ function say(text: string): void {
 
 async function main(): Promise<number> {
   const changes = envInt('BENCH_CHANGES', 1_000_000);
-  const batchSize = envInt('BENCH_BATCH_SIZE', DEFAULT_BATCH_SIZE);
   const sweepSizes = (process.env.BENCH_BATCH_SIZES ?? '')
     .split(',')
     .filter((s) => s.trim() !== '')
@@ -41,7 +33,8 @@ async function main(): Promise<number> {
       if (!Number.isInteger(n) || n <= 0) throw new Error(`BENCH_BATCH_SIZES: ${JSON.stringify(s)} is not a positive integer`);
       return n;
     });
-  const sizes = [...new Set([...sweepSizes, batchSize])];
+  // The default configuration (no batch block) first, then the sweep's sizes.
+  const sizes: (number | undefined)[] = [undefined, ...new Set(sweepSizes)];
   const naiveChanges = envInt('BENCH_NAIVE_CHANGES', 20_000);
   const naiveSeconds = envInt('BENCH_NAIVE_SECONDS', 20);
   const cpuProfileDir = process.env.BENCH_CPU_PROF || undefined;
@@ -60,7 +53,7 @@ async function main(): Promise<number> {
 
   try {
     const loadBefore = os.loadavg();
-    say(`cdc-sync benchmark: change-log → PostgreSQL, ${changes.toLocaleString('en-US')} changes, batch.maxSize ${sizes.join(', ')}`);
+    say(`cdc-sync benchmark: change-log → PostgreSQL, ${changes.toLocaleString('en-US')} changes, default configuration${sweepSizes.length > 0 ? `, then batch.maxSize ${sweepSizes.join(', ')}` : ''}`);
     say('starting a private PostgreSQL cluster…');
     cluster = await startPostgresCluster();
     const postgresVersion = await withClient(cluster.url('postgres'), async (client) => {
@@ -73,6 +66,9 @@ async function main(): Promise<number> {
     await prepareSource(src);
     await prepareTarget(dst);
     await prepareTarget(cluster.url('naive'));
+    say('starting the stream on the empty tables (cdc-sync run --once)…');
+    await startStream({ sourceUrl: src, sinkUrl: dst, workDir });
+    const checkpoints = await withClient(dst, async (client) => (await client.query<{ stream: string; position: string }>('SELECT stream, position FROM cdc_sync.checkpoints')).rows);
 
     say(`making the backlog (${changes.toLocaleString('en-US')} changes)…`);
     const backlogStarted = performance.now();
@@ -96,17 +92,17 @@ async function main(): Promise<number> {
 
     const postmaster = postmasterPid(cluster.dataDir);
     const results: DrainResult[] = [];
-    const busyDuring = new Map<number, string[]>();
+    const busyDuring = new Map<number | null, string[]>();
     for (const [i, size] of sizes.entries()) {
       if (i > 0) {
-        // Same backlog again: empty the target and forget the checkpoint.
+        // Same burst again: empty the target and take the checkpoint back to before the burst.
         await withClient(dst, async (client) => {
           await client.query('TRUNCATE public.items, cdc_sync.dead_letters');
           await client.query('DELETE FROM cdc_sync.checkpoints');
-          await client.query('VACUUM ANALYZE public.items');
+          for (const c of checkpoints) await client.query('INSERT INTO cdc_sync.checkpoints (stream, position) VALUES ($1, $2)', [c.stream, c.position]);
         });
       }
-      say(`draining with cdc-sync run (batch.maxSize ${size})…`);
+      say(`draining with cdc-sync run (${size === undefined ? 'default configuration' : `batch.maxSize ${size}`})…`);
       let lastLine = 0;
       const watch = new NeighbourWatch();
       const result = await drain({
@@ -125,7 +121,7 @@ async function main(): Promise<number> {
           }
         },
       });
-      busyDuring.set(size, watch.stop());
+      busyDuring.set(size ?? null, watch.stop());
       process.stdout.write('\n');
       const actual = await tableDigest(dst);
       if (actual.rows !== expected.rows || actual.md5 !== expected.md5) {
@@ -142,12 +138,12 @@ async function main(): Promise<number> {
       changes,
       mix,
       backlogSeconds,
-      main: results.find((r) => r.batchSize === batchSize)!,
-      sweep: results.slice().sort((a, b) => a.batchSize - b.batchSize),
+      main: results[0]!,
+      sweep: results,
       naive,
       loadBefore,
-      neighbours: { drain: busyDuring.get(batchSize) ?? [], naive: naiveBusy },
-      defaultBatchSize: DEFAULT_BATCH_SIZE,
+      neighbours: { drain: busyDuring.get(null) ?? [], naive: naiveBusy },
+      defaultBatchSize: defaultBatchSize(),
       nodeArgs,
     };
     say('');
@@ -161,6 +157,11 @@ async function main(): Promise<number> {
   } finally {
     await stop();
   }
+}
+
+/** The default configuration's batch.maxSize, as the configuration schema gives it. */
+function defaultBatchSize(): number {
+  return streamSchema.parse({ name: 'x', source: { type: 'postgres-changelog', url: 'x' }, sink: { type: 'postgres', url: 'x' }, tables: [{ source: 'a', target: 'a' }] }).batch.maxSize;
 }
 
 runBenchmark(main);

@@ -5,9 +5,12 @@ import { READ_PAGE_SQL, TRANSACTIONS_END_SQL, type ChangeRow } from './changelog
 type Query = <T>(sql: string, params: unknown[]) => Promise<T[]>;
 
 /**
- * One page of the cursor's range: up to `limit` changes after
- * `cursor.after`, up to id `high`, read on to the end of their
- * transactions when the page is full. Fewer: the range is read (`rangeEnd`).
+ * One page of the cursor's range: the changes after `cursor.after` up to id
+ * `high`, read in id windows as wide as the page still has room for, until
+ * it holds at least half a page (windows are read whatever they hold, so a
+ * window of another range's ids costs one read, not one per id) and then on
+ * to the end of its transactions. `after`: where the next page starts
+ * (the last id read or the window's end); `rangeEnd`: the range is read.
  */
 export async function readChangePage(
   query: Query,
@@ -15,19 +18,21 @@ export async function readChangePage(
   tables: string[],
   high: bigint,
   limit: number,
-): Promise<{ rows: ChangeRow[]; rangeEnd: boolean }> {
-  const rows = await query<ChangeRow>(READ_PAGE_SQL, [
-    cursor.done,
-    cursor.upto,
-    tables,
-    cursor.after.toString(),
-    high.toString(),
-    limit,
-  ]);
-  const rangeEnd = rows.length < limit;
-  if (!rangeEnd) await readToTransactionsEnd(query, cursor, rows, tables);
-  return { rows, rangeEnd };
+): Promise<{ rows: ChangeRow[]; rangeEnd: boolean; after: bigint }> {
+  const rows: ChangeRow[] = [];
+  let after = cursor.after;
+  while (rows.length < Math.ceil(limit / 2) && after < high) {
+    const end = min(high, after + BigInt(limit - rows.length));
+    append(rows, await query<ChangeRow>(READ_PAGE_SQL, [cursor.done, cursor.upto, tables, after.toString(), end.toString()]));
+    after = end;
+  }
+  const rangeEnd = after >= high;
+  if (!rangeEnd && rows.length > 0) await readToTransactionsEnd(query, cursor, rows, tables);
+  const last = rows.length > 0 ? BigInt(rows.at(-1)!.id) : after;
+  return { rows, rangeEnd, after: last > after ? last : after };
 }
+
+const min = (a: bigint, b: bigint) => (a < b ? a : b);
 
 /**
  * A full page may end inside transactions: read on until every transaction
@@ -52,7 +57,7 @@ async function readToTransactionsEnd(query: Query, cursor: ChangeLogPosition, ro
     const [end] = await query<{ high: string | null }>(TRANSACTIONS_END_SQL, [cursor.done, cursor.upto, xids, last]);
     if (!end?.high) return;
     from = rows.length;
-    const more = await query<ChangeRow>(READ_PAGE_SQL, [cursor.done, cursor.upto, tables, last, end.high, null]);
+    const more = await query<ChangeRow>(READ_PAGE_SQL, [cursor.done, cursor.upto, tables, last, end.high]);
     append(rows, more);
   }
 }

@@ -22,22 +22,39 @@ export const CHECKPOINT_NEXT_XID_SQL = `SELECT next_xid FROM pg_control_checkpoi
 /**
  * Changes of the range (done, upto]: transactions committed at `upto` but not
  * at `done`. Of every table: the reader counts and reports changes of tables
- * it does not capture instead of passing over them unseen.
+ * it does not capture instead of passing over them unseen. No condition here
+ * can use an index: each statement adds the one index condition it is meant
+ * to run on, so its plan does not depend on statistics (a burst is read
+ * before autovacuum has analyzed it).
  */
 const IN_RANGE = `
-      ($1::text IS NULL OR (c.xid >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(c.xid, $1::pg_snapshot)))
+      ($1::text IS NULL OR NOT pg_visible_in_snapshot(c.xid, $1::pg_snapshot))
   AND pg_visible_in_snapshot(c.xid, $2::pg_snapshot)`;
 
 /**
  * Lowest and highest id of the range, found once per range through the xid
- * index so that pages can walk the id index between them.
+ * index (ids between the oldest transaction still running at `done` and the
+ * first not yet started at `upto`), so that pages can walk the id index
+ * between them. `+ 0`: a bare min(c.id) lets PostgreSQL walk the primary key
+ * from the log's start instead, past every retained change of earlier
+ * ranges (200,000 rows read for an answer of 18, without statistics, and
+ * again at every poll of an idle stream).
  */
 export const RANGE_BOUNDS_SQL = `
-SELECT min(c.id)::text AS low, max(c.id)::text AS high
+SELECT min(c.id + 0)::text AS low, max(c.id + 0)::text AS high
   FROM cdc_sync.changes c
- WHERE ${IN_RANGE}`;
+ WHERE ($1::text IS NULL OR c.xid >= pg_snapshot_xmin($1::pg_snapshot))
+   AND c.xid < pg_snapshot_xmax($2::pg_snapshot)
+   AND ${IN_RANGE}`;
 
-/** Row images only of the tables in $3: a change of another table is counted, not read. */
+/**
+ * The changes of the range with ids in ($4, $5], on the primary key. Row
+ * images only of the tables in $3: a change of another table is counted,
+ * not read. The reader keeps the id window as wide as a page: with a LIMIT
+ * over the whole rest of the range instead, PostgreSQL without statistics
+ * scanned and sorted all of it for every page (110 ms a page at the start of
+ * a 200,000-change burst, against 1 ms).
+ */
 export const READ_PAGE_SQL = `
 SELECT c.id::text AS id, c.table_name, c.op,
        CASE WHEN c.table_name = ANY($3::text[]) THEN c.row_data END AS row_data,
@@ -45,8 +62,7 @@ SELECT c.id::text AS id, c.table_name, c.op,
        c.origin, c.captured_at, c.xid::text AS xid
   FROM cdc_sync.changes c
  WHERE c.id > $4::bigint AND c.id <= $5::bigint AND ${IN_RANGE}
- ORDER BY c.id
- LIMIT $6`;
+ ORDER BY c.id`;
 
 /**
  * The last change id, past $4, of the transactions in $3 (xid8 text), so a

@@ -178,8 +178,8 @@ export class ChangeLogSource implements Source {
       if (this.cursor.after < BigInt(bounds.low)) this.cursor = this.cursor.advancedTo(BigInt(bounds.low) - 1n);
       this.high = BigInt(bounds.high!);
     }
-    const { rows, rangeEnd } = await readChangePage((sql, params) => this.query(sql, params), this.cursor, tables, this.high, this.options.readLimit);
-    this.cursor = rangeEnd ? this.cursor.completed() : this.cursor.advancedTo(BigInt(rows.at(-1)!.id));
+    const { rows, rangeEnd, after } = await readChangePage((sql, params) => this.query(sql, params), this.cursor, tables, this.high, this.options.readLimit);
+    this.cursor = rangeEnd ? this.cursor.completed() : this.cursor.advancedTo(after);
     if (rangeEnd) this.high = undefined;
     const held = rangeEnd && this.held !== null;
     const caughtUp = rangeEnd && this.copy === null;

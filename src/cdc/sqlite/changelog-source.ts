@@ -19,6 +19,7 @@ import type { Source } from '../source.js';
 import { TableCopy, splitCopy, withCopy, type CopyChunk, type CopyProgress } from '../table-copy.js';
 import { captureTriggerNames, rowImageSql } from '../../db/sqlite/changelog-setup.js';
 import { copyChunkSql, COUNT_ROWS_SQL } from './copy-queries.js';
+import { COUNT_CHANGES_SQL, PRUNE_SQL, READ_PAGE_SQL, SAVE_READER_SQL } from './changelog-queries.js';
 
 export interface SqliteChangeLogSourceOptions {
   url: string;
@@ -34,14 +35,6 @@ export interface SqliteChangeLogSourceOptions {
   /** Rows per chunk of that copy (default: readLimit). */
   chunkSize?: number;
 }
-
-const SAVE_READER_SQL = `INSERT INTO cdc_sync_readers (stream, after_id) VALUES (?, ?)
-ON CONFLICT (stream) DO UPDATE SET after_id = excluded.after_id, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`;
-// captured_at is ISO text in UTC with milliseconds, so text order is time order.
-const PRUNE_SQL = `DELETE FROM cdc_sync_changes
- WHERE id <= (SELECT min(after_id) FROM cdc_sync_readers)
-   AND captured_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', printf('-%f seconds', ? * 3600))`;
-const COUNT_CHANGES_SQL = `SELECT count(*) AS n FROM cdc_sync_changes`;
 
 interface ChangeRow {
   id: number | bigint;
@@ -172,14 +165,7 @@ export class SqliteChangeLogSource implements Source {
     const { rows, chunk } = await this.read((db) =>
       db.transaction(() => {
         const rows = db
-          .prepare(
-            // Every table's changes, row images only of captured ones: the others are counted (UnknownTables).
-            `SELECT id, table_name, op,
-                    CASE WHEN table_name IN (SELECT value FROM json_each(@tables)) THEN row_data END AS row_data,
-                    CASE WHEN table_name IN (SELECT value FROM json_each(@tables)) THEN old_data END AS old_data,
-                    origin, captured_at
-               FROM cdc_sync_changes WHERE id > @after ORDER BY id LIMIT @limit`,
-          )
+          .prepare(READ_PAGE_SQL)
           .safeIntegers(true)
           .all({ tables: JSON.stringify(tables), after: this.after, limit }) as ChangeRow[];
         // A full page first: the copy goes on once the log is caught up to the chunk's instant.

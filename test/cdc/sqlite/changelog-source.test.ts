@@ -6,6 +6,7 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { applySqliteChangelogSetup, sqliteChangelogSetupSql } from '../../../src/db/sqlite/changelog-setup.js';
 import { SqliteChangeLogSource } from '../../../src/cdc/sqlite/changelog-source.js';
+import { READ_PAGE_SQL } from '../../../src/cdc/sqlite/changelog-queries.js';
 import { ConfigError } from '../../../src/core/errors.js';
 import type { ChangeEvent } from '../../../src/core/change-event.js';
 import type { TableConfig } from '../../../src/core/mapping.js';
@@ -59,6 +60,20 @@ async function openSource(readLimit = 100, tables = TABLES): Promise<SqliteChang
 const lastContext = () => contexts.at(-1)!;
 
 describe('sqlite-changelog source', () => {
+  it('reads a page by seeking the change log\'s rowid, with or without statistics, so a read costs its page and not the backlog', () => {
+    db.exec(`WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < 5000)
+             INSERT INTO items (id, name, qty) SELECT 'k' || i, 'n', i FROM g`);
+    const plan = () =>
+      (db.prepare(`EXPLAIN QUERY PLAN ${READ_PAGE_SQL}`).all({ tables: '["items"]', after: 2500, limit: 100 }) as { detail: string }[])
+        .map((row) => row.detail)
+        .filter((detail) => detail.includes('cdc_sync_changes'));
+    // SQLite's own words for a seek of the rowid range (https://sqlite.org/eqp.html).
+    const seek = ['SEARCH cdc_sync_changes USING INTEGER PRIMARY KEY (rowid>?)'];
+    expect(plan()).toEqual(seek);
+    db.exec('ANALYZE');
+    expect(plan()).toEqual(seek);
+  });
+
   it('reads inserts, updates and deletes in commit order with keys and row images, in pages of readLimit', async () => {
     db.prepare(`INSERT INTO items (id, name, qty, photo) VALUES ('a', 'apple', 1, x'cafe')`).run();
     db.prepare(`INSERT INTO other (id) VALUES (1)`).run();
