@@ -1,5 +1,34 @@
+import fc from 'fast-check';
+import { isSafeNumber, parse as parseLossless } from 'lossless-json';
 import { describe, expect, it } from 'vitest';
 import { parseJson, toJsonText } from '../../src/core/json.js';
+
+/**
+ * A JSON number token: long plain decimals as PostgreSQL writes numeric, and
+ * short ones with exponents as it writes float8 (a long mantissa with an
+ * exponent can be an integer a double holds exactly, 1000000000.00e10, that
+ * lossless-json still calls unsafe: the two readers differ there by design).
+ */
+const numberToken = fc.oneof(
+  fc
+    .tuple(fc.boolean(), fc.oneof(fc.constant('0'), fc.stringMatching(/^[1-9][0-9]{0,24}$/)), fc.option(fc.stringMatching(/^[0-9]{1,20}$/), { nil: undefined }))
+    .map(([minus, int, frac]) => `${minus ? '-' : ''}${int}${frac === undefined ? '' : `.${frac}`}`),
+  fc
+    .tuple(fc.boolean(), fc.stringMatching(/^[0-9]$/), fc.option(fc.stringMatching(/^[0-9]{1,3}$/), { nil: undefined }), fc.constantFrom('e', 'E'), fc.constantFrom('', '+', '-'), fc.stringMatching(/^[0-9]{1,2}$/))
+    .map(([minus, int, frac, e, sign, exp]) => `${minus ? '-' : ''}${int}${frac === undefined ? '' : `.${frac}`}${e}${sign}${exp}`),
+);
+
+/** JSON text with raw number tokens among strings that hold quotes, backslashes, colons and digit runs. */
+const jsonText: fc.Arbitrary<string> = fc.letrec<{ value: string }>((tie) => ({
+  value: fc.oneof(
+    { depthSize: 'small' },
+    numberToken,
+    fc.string({ unit: fc.constantFrom('a', '1', '"', '\\', ':', ',', '[', ' ', '9', '.', 'é') }).map((t) => JSON.stringify(t)),
+    fc.constantFrom('true', 'false', 'null'),
+    fc.array(tie('value'), { maxLength: 5 }).map((items) => `[${items.join(', ')}]`),
+    fc.uniqueArray(fc.tuple(fc.string({ maxLength: 4 }), tie('value')), { maxLength: 5, selector: ([k]) => k }).map((entries) => `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${v}`).join(',')}}`),
+  ),
+})).value;
 
 describe('parseJson', () => {
   it('keeps a decimal with more digits than a double holds exact, as its text', () => {
@@ -40,9 +69,24 @@ describe('parseJson', () => {
     expect(parseJson('[true,false,null,"x",{"a":[]}]')).toEqual([true, false, null, 'x', { a: [] }]);
   });
 
+  it('reads any JSON text as lossless-json reads it: every number a double cannot hold exactly as its text, the rest as JSON.parse does', () => {
+    fc.assert(
+      fc.property(jsonText, (text) => {
+        // A token under 16 characters has at most 15 significant digits, which a double holds: a number (as
+        // JSON.parse reads it, also where lossless-json is stricter about large integers such as 1e20).
+        const expected = parseLossless(text, null, (digits: string) => (digits.length < 16 || isSafeNumber(digits) ? Number(digits) : digits));
+        expect(parseJson(text)).toEqual(expected);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
   it('throws on malformed JSON, on both paths', () => {
     expect(() => parseJson('{"a":')).toThrow();
     expect(() => parseJson('{"a":12345678901234567890')).toThrow();
+    // Quoting a long number must not make a broken token whole.
+    expect(() => parseJson('[12345678901234567890-5]')).toThrow();
+    expect(() => parseJson('["abc, 12345678901234567890]')).toThrow();
   });
 });
 
