@@ -12,6 +12,7 @@ export class ByteQueue {
   /** Segments before this one are read. */
   private head = 0;
   private count = 0;
+  private held = 0;
   /** The buffer of the message `next()` moved to; valid until the following `next()`. */
   bytes: Buffer = Buffer.alloc(0);
   start = 0;
@@ -22,10 +23,16 @@ export class ByteQueue {
     return this.count;
   }
 
+  /** Bytes of the messages waiting. */
+  get byteLength(): number {
+    return this.held;
+  }
+
   /** Queues `messages` whole CopyData messages, which are `bytes[start, end)`; the buffer must not change afterwards. */
   push(bytes: Buffer, start: number, end: number, messages: number): void {
     this.segments.push({ bytes, read: start, end });
     this.count += messages;
+    this.held += end - start;
   }
 
   /** Moves to the oldest message and takes it off the queue; false when there is none. */
@@ -38,6 +45,7 @@ export class ByteQueue {
         this.bytes = segment.bytes;
         this.start = segment.read + 5;
         this.end = end;
+        this.held -= end - segment.read;
         segment.read = end;
         this.count -= 1;
         return true;
@@ -57,6 +65,7 @@ export class ByteQueue {
     this.segments = [];
     this.head = 0;
     this.count = 0;
+    this.held = 0;
   }
 }
 

@@ -61,12 +61,16 @@ export class ReplicationConnection {
     });
   }
 
-  /** Pauses the socket while more than `capacity` changes wait (decoded or not), resumes below half of it. */
-  controlFlow(held: number, capacity: number): void {
-    if (!this.paused && held > capacity) {
+  /**
+   * Pauses the socket while more than `capacity` changes wait (decoded or
+   * not) or more than `byteCapacity` bytes of them wait undecoded; resumes
+   * once both are down to half.
+   */
+  controlFlow(held: number, capacity: number, heldBytes: number, byteCapacity: number): void {
+    if (!this.paused && (held > capacity || heldBytes > byteCapacity)) {
       this.paused = true;
       pgSocket(this.client)?.pause();
-    } else if (this.paused && held <= capacity / 2) {
+    } else if (this.paused && held <= capacity / 2 && heldBytes <= byteCapacity / 2) {
       this.paused = false;
       pgSocket(this.client)?.resume();
     }

@@ -32,6 +32,11 @@ export class WalDecoder {
     return this.pending.length;
   }
 
+  /** Bytes of the messages waiting. */
+  get byteLength(): number {
+    return this.pending.byteLength;
+  }
+
   push(bytes: Buffer, start: number, end: number, messages: number): void {
     this.pending.push(bytes, start, end, messages);
   }

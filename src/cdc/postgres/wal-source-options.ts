@@ -13,8 +13,10 @@ export interface WalSourceOptions {
   chunkSize?: number;
   /** Changes per chunk (whole transactions; one transaction may exceed it). */
   readLimit: number;
-  /** Decoded changes held in memory before the socket is paused. */
+  /** Changes held in memory (decoded or not) before the socket is paused. */
   bufferSize: number;
+  /** Bytes of undecoded changes held before the socket is paused. */
+  bufferBytes: number;
   statusIntervalMs: number;
   retainedIntervalMs?: number;
   /** How long a chunk that is not full waits for more after the last XLogData while the server sends no keepalive (default 100 ms; ten times that in all at most). */

@@ -168,6 +168,7 @@ export class WalStream {
         this.hold.xlogData();
         this.decoder.push(bytes, start, end, messages);
         this.controlFlow();
+        this.reportHeld();
         this.decoder.schedule();
       },
       keepalive: (walEnd, replyRequested) => this.onKeepalive(walEnd, replyRequested),
@@ -223,7 +224,7 @@ export class WalStream {
   }
 
   private controlFlow(): void {
-    this.connection.controlFlow(this.queue.size + this.decoder.length, this.options.bufferSize);
+    this.connection.controlFlow(this.queue.size + this.decoder.length, this.options.bufferSize, this.decoder.byteLength, this.options.bufferBytes);
   }
 
   /** Per slice and per chunk, not per message: a labelled gauge hashes its labels at every set. */

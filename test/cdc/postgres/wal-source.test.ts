@@ -71,6 +71,8 @@ async function openSource(
     snapshot?: 'initial' | 'never';
     url?: string;
     holdMs?: number;
+    bufferSize?: number;
+    bufferBytes?: number;
   } = {},
 ) {
   const source = new WalSource({
@@ -81,7 +83,8 @@ async function openSource(
     truncate: options.truncate ?? 'dead-letter',
     snapshot: options.snapshot ?? 'never',
     readLimit: options.readLimit ?? 100,
-    bufferSize: 1000,
+    bufferSize: options.bufferSize ?? 1000,
+    bufferBytes: options.bufferBytes ?? 8 * 1024 * 1024,
     statusIntervalMs: options.statusIntervalMs ?? 200,
     retry: { attempts: 3, minDelayMs: 20, maxDelayMs: 100 },
     ...(options.holdMs !== undefined ? { holdMs: options.holdMs } : {}),
@@ -327,6 +330,45 @@ describe('postgres-wal source', () => {
     }
   });
 
+  it('stops reading the socket when the undecoded changes waiting reach bufferBytes, however few they are: wide rows wait in the server, not in memory', async () => {
+    const { source, context } = await openSource({ readLimit: 10, bufferSize: 100_000, bufferBytes: 256 * 1024 });
+    // 300 transactions of one 20 kB row each (6 MB of WAL to send), a chunk of 10 changes read and no more asked for.
+    await db.query(`DO $$ BEGIN
+      FOR i IN 1 .. 300 LOOP
+        INSERT INTO items (id, big) VALUES (i, (SELECT string_agg(md5(i::text || g::text), '') FROM generate_series(1, 625) g));
+        COMMIT;
+      END LOOP;
+    END $$`);
+    const [{ lsn }] = (await db.query<{ lsn: string }>(`SELECT pg_current_wal_insert_lsn()::text AS lsn`)) as [{ lsn: string }];
+    await waitFor(async () => (await db.query<{ done: boolean }>(`SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn AS done`, [lsn]))[0]!.done);
+    const held = async () => (await context.metrics.bufferEvents.get()).values.reduce((n, v) => n + v.value, 0);
+    const demand = new Subject<void>();
+    const chunks: SourceChunk[] = [];
+    const subscription = source.chunks(null, demand).subscribe((chunk) => chunks.push(chunk));
+    try {
+      await waitFor(() => chunks.length === 1);
+      let most = 0;
+      for (let i = 0; i < 40; i += 1) {
+        most = Math.max(most, await held());
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+      // The gauge counts decoded changes (up to readLimit, 10) and undecoded messages: three a transaction here
+      // (BEGIN, INSERT, COMMIT). 256 kB is 13 rows; the socket pauses after the read that passed it (at most
+      // 64 kB more). Bounded by the count alone (100,000), all 300 transactions would be held: 900 messages.
+      expect(most).toBeGreaterThan(10);
+      expect(most).toBeLessThanOrEqual(10 + 3 * (13 + 4));
+      // Nothing lost by pausing: the rest comes as it is asked for, in order.
+      while (chunks.flatMap((c) => c.events).length < 300) {
+        const before = chunks.length;
+        demand.next();
+        await waitFor(() => chunks.length > before);
+      }
+      expect(chunks.flatMap((c) => c.events).map((e) => Number(e.key.id))).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
+    } finally {
+      subscription.unsubscribe();
+    }
+  });
+
   it('streams over TLS as hosted servers (Supabase) require, reading the replication messages off the TLS socket', async () => {
     const { source } = await openSource({ url: `${db.url}?sslmode=no-verify` });
     const pulled = pull(source, null, 2);
@@ -476,7 +518,7 @@ describe('postgres-wal source', () => {
     expect(JSON.parse(source.requestSnapshot('0/16B3748', ['items'])!)).toEqual({ lsn: '0/16B3748', copy: { tables: ['items'], after: null } });
     expect(() => source.requestSnapshot('0/16B3748', ['nope'])).toThrow(/not a table of this stream/);
     // Asked while a copy of other tables goes on: those stay to be copied, after the one asked for.
-    const two = new WalSource({ url: db.url, tables: [{ source: 'items', target: 'items' }, { source: 'other', target: 'other' }], slot, publication: slot, truncate: 'dead-letter', snapshot: 'never', readLimit: 10, bufferSize: 100, statusIntervalMs: 200, retry: { attempts: 1, minDelayMs: 1, maxDelayMs: 1 } });
+    const two = new WalSource({ url: db.url, tables: [{ source: 'items', target: 'items' }, { source: 'other', target: 'other' }], slot, publication: slot, truncate: 'dead-letter', snapshot: 'never', readLimit: 10, bufferSize: 100, bufferBytes: 8 * 1024 * 1024, statusIntervalMs: 200, retry: { attempts: 1, minDelayMs: 1, maxDelayMs: 1 } });
     const going = JSON.stringify({ lsn: '0/10', copy: { tables: ['other', 'items'], after: { id: '5' } } });
     expect(JSON.parse(two.requestSnapshot(going, ['items'])!)).toEqual({ lsn: '0/10', copy: { tables: ['items', 'other'], after: null } });
   });
