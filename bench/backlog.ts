@@ -66,6 +66,8 @@ export async function makeBacklog(
   onProgress?: (done: number) => void,
   changeLog = true,
   shape: BacklogShape = ITEMS_SHAPE,
+  /** Rows per transaction: each statement is cut into statements of this many rows (default: one statement each). */
+  transactionRows = Number.POSITIVE_INFINITY,
 ): Promise<BacklogMix> {
   const mix: BacklogMix = { inserts: 0, updates: 0, deletes: 0 };
   await withClient(url, async (client) => {
@@ -76,25 +78,29 @@ export async function makeBacklog(
       const deletes = Math.floor(size * 0.05);
       const inserts = size - updates - deletes;
       const base = nextId - 1;
-      await client.query(shape.insert, [base + 1, base + inserts]);
+      for (const [from, to] of pieces(1, inserts, transactionRows)) await client.query(shape.insert, [base + from, base + to]);
       if (updates > 0) {
         const stride = Math.floor(inserts / updates);
-        await client.query(
-          `UPDATE public.items AS t
-              SET ${shape.updateSet}
-             FROM generate_series(0, $2::int - 1) AS g
-            WHERE t.id = $1::bigint + 2 + g * $3::int`,
-          [base, updates, stride],
-        );
+        for (const [from, to] of pieces(0, updates - 1, transactionRows)) {
+          await client.query(
+            `UPDATE public.items AS t
+                SET ${shape.updateSet}
+               FROM generate_series($2::int, $3::int) AS g
+              WHERE t.id = $1::bigint + 2 + g * $4::int`,
+            [base, from, to, stride],
+          );
+        }
       }
       if (deletes > 0) {
         const stride = Math.floor(inserts / deletes);
-        await client.query(
-          `DELETE FROM public.items AS t
-            USING generate_series(0, $2::int - 1) AS g
-            WHERE t.id = $1::bigint + 4 + g * $3::int`,
-          [base, deletes, stride],
-        );
+        for (const [from, to] of pieces(0, deletes - 1, transactionRows)) {
+          await client.query(
+            `DELETE FROM public.items AS t
+              USING generate_series($2::int, $3::int) AS g
+              WHERE t.id = $1::bigint + 4 + g * $4::int`,
+            [base, from, to, stride],
+          );
+        }
       }
       mix.inserts += inserts;
       mix.updates += updates;
@@ -110,6 +116,13 @@ export async function makeBacklog(
     // No ANALYZE: a burst is read a moment after it was written, before autovacuum has looked at it.
   });
   return mix;
+}
+
+/** [from, to] cut into ranges of at most `size`. */
+function pieces(from: number, to: number, size: number): [number, number][] {
+  const out: [number, number][] = [];
+  for (let a = from; a <= to; a += size) out.push([a, Math.min(to, a + size - 1)]);
+  return out;
 }
 
 /** Row count and a hash of the whole table, in id order. */

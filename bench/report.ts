@@ -40,8 +40,10 @@ export interface Report {
   loadBefore: number[];
   /** Other processes that were busy (name and CPU share) during the reported drain and during the naive loop. */
   neighbours: { drain: string[]; naive: string[] };
-  /** The batch size `npm run bench` uses when BENCH_BATCH_SIZE is not set. */
+  /** The default configuration's batch.maxSize. */
   defaultBatchSize: number;
+  /** Rows per source transaction (BENCH_TX_ROWS); null: one transaction per statement of 8,000 / 1,500 / 500 rows. */
+  transactionRows: number | null;
   /** Extra Node.js options the cdc-sync child ran with (BENCH_NODE_ARGS) besides SHIPPED_NODE_ARGS; empty for the shipped behaviour. */
   nodeArgs: string[];
 }
@@ -141,7 +143,10 @@ export function markdownSection(report: Report): string {
       `\`src.public.items\` (id bigint, name text, price numeric(12,2), qty int, updated_at timestamptz, payload text of 64 chars) ` +
       `through the change-log trigger: ${int(report.mix.inserts)} inserts, ${int(report.mix.updates)} updates, ${int(report.mix.deletes)} deletes ` +
       `(${((report.mix.inserts / report.changes) * 100).toFixed(0)} / ${((report.mix.updates / report.changes) * 100).toFixed(0)} / ${((report.mix.deletes / report.changes) * 100).toFixed(0)} %), ` +
-      `in statements of 8,000 / 1,500 / 500 rows, each its own transaction. Making the backlog took ${report.backlogSeconds.toFixed(1)} s (not part of the result). ` +
+      (report.transactionRows === null
+        ? 'in statements of 8,000 / 1,500 / 500 rows, each its own transaction. '
+        : `in transactions of at most ${int(report.transactionRows)} rows (BENCH_TX_ROWS). `) +
+      `Making the backlog took ${report.backlogSeconds.toFixed(1)} s (not part of the result). ` +
       '`cdc-sync run` (the built CLI, a child process) then drains it: source `postgres-changelog` on `src`, sink `postgres` on `dst` ' +
       `(same table, no triggers), ${r.batchSize === null ? `the default configuration (no \`batch\` block: \`maxSize\` ${report.defaultBatchSize})` : `\`batch: { maxSize: ${r.batchSize} }\``}, checkpoints in the sink's transaction` +
       `, Node.js options as shipped (\`${SHIPPED_NODE_ARGS.join(' ')}\`)` +

@@ -35,6 +35,7 @@ async function main(): Promise<number> {
     });
   // The default configuration (no batch block) first, then the sweep's sizes.
   const sizes: (number | undefined)[] = [undefined, ...new Set(sweepSizes)];
+  const transactionRows = process.env.BENCH_TX_ROWS ? envInt('BENCH_TX_ROWS', 0) : null;
   const naiveChanges = envInt('BENCH_NAIVE_CHANGES', 20_000);
   const naiveSeconds = envInt('BENCH_NAIVE_SECONDS', 20);
   const cpuProfileDir = process.env.BENCH_CPU_PROF || undefined;
@@ -78,7 +79,7 @@ async function main(): Promise<number> {
         lastReport = done;
         process.stdout.write(`  ${done.toLocaleString('en-US')} changes\r`);
       }
-    });
+    }, true, undefined, transactionRows ?? undefined);
     const backlogSeconds = (performance.now() - backlogStarted) / 1000;
     say(`\nbacklog ready in ${backlogSeconds.toFixed(1)} s: ${mix.inserts} inserts, ${mix.updates} updates, ${mix.deletes} deletes`);
     const expected = await tableDigest(src);
@@ -144,6 +145,7 @@ async function main(): Promise<number> {
       loadBefore,
       neighbours: { drain: busyDuring.get(null) ?? [], naive: naiveBusy },
       defaultBatchSize: defaultBatchSize(),
+      transactionRows,
       nodeArgs,
     };
     say('');
