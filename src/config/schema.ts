@@ -169,7 +169,7 @@ export const streamSchema = z.strictObject({
   tables: z.array(tableSchema).min(1),
   batch: z
     .strictObject({
-      maxSize: integer((n) => n.positive().max(100_000)).default(500),
+      maxSize: integer((n) => n.positive().max(100_000)).default(1000),
       maxWaitMs: integer((n) => n.nonnegative()).default(100),
     })
     .prefault({}),

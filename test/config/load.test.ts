@@ -39,7 +39,7 @@ describe('parseConfig', () => {
   it('fills in the defaults', () => {
     const config = parseConfig(yaml(), {});
     const stream = config.streams[0]!;
-    expect(stream.batch).toEqual({ maxSize: 500, maxWaitMs: 100 });
+    expect(stream.batch).toEqual({ maxSize: 1000, maxWaitMs: 100 });
     expect(stream.retry).toEqual({ attempts: 10, minDelayMs: 200, maxDelayMs: 30_000 });
     expect(stream.direction).toBe('forward');
     // Unset: the newer change wins by change time (see TableMapping.byChangeTime).
@@ -201,7 +201,7 @@ describe('parseConfig', () => {
     });
 
     it('is ignored when it is not an integer', () => {
-      expect(parseConfig(yaml(), { SYNC_BATCH_SIZE: 'lots' }).streams[0]!.batch.maxSize).toBe(500);
+      expect(parseConfig(yaml(), { SYNC_BATCH_SIZE: 'lots' }).streams[0]!.batch.maxSize).toBe(1000);
     });
   });
 });

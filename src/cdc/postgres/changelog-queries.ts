@@ -8,7 +8,6 @@ import { quoteIdent, quoteLiteral } from '../../db/postgres/identifiers.js';
 /** The server run: its start time, in µs (see ChangeLogPosition.server). */
 const SERVER_RUN = `floor(extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint::text AS server`;
 
-export const CURRENT_SNAPSHOT_SQL = `SELECT pg_current_snapshot()::text AS snapshot, ${SERVER_RUN}`;
 
 export const SERVER_RUN_SQL = `SELECT ${SERVER_RUN}`;
 
@@ -46,6 +45,22 @@ SELECT min(c.id + 0)::text AS low, max(c.id + 0)::text AS high
  WHERE ($1::text IS NULL OR c.xid >= pg_snapshot_xmin($1::pg_snapshot))
    AND c.xid < pg_snapshot_xmax($2::pg_snapshot)
    AND ${IN_RANGE}`;
+
+/**
+ * The next range after $1 in one statement, as an idle stream polls for it
+ * once a second: the current snapshot, the server run, and the range's
+ * bounds as RANGE_BOUNDS_SQL finds them (both snapshots are the statement's own).
+ */
+export const NEXT_RANGE_SQL = `
+WITH s AS (SELECT pg_current_snapshot() AS snapshot, ${SERVER_RUN})
+SELECT s.snapshot::text AS snapshot, s.server, b.low, b.high
+  FROM s CROSS JOIN LATERAL (
+    SELECT min(c.id + 0)::text AS low, max(c.id + 0)::text AS high
+      FROM cdc_sync.changes c
+     WHERE ($1::text IS NULL OR c.xid >= pg_snapshot_xmin($1::pg_snapshot))
+       AND c.xid < pg_snapshot_xmax(s.snapshot)
+       AND ($1::text IS NULL OR NOT pg_visible_in_snapshot(c.xid, $1::pg_snapshot))
+       AND pg_visible_in_snapshot(c.xid, s.snapshot)) b`;
 
 /**
  * The changes of the range with ids in ($4, $5], on the primary key. Row

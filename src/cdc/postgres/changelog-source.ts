@@ -17,7 +17,7 @@ import { ChangeLogPosition } from './changelog-position.js';
 import { readChangePage } from './changelog-page.js';
 import {
   CHECKPOINT_NEXT_XID_SQL,
-  CURRENT_SNAPSHOT_SQL,
+  NEXT_RANGE_SQL,
   SERVER_RUN_SQL,
   PENDING_SQL,
   RANGE_BOUNDS_SQL,
@@ -34,6 +34,11 @@ import { TableCopy, splitCopy, withCopy, type CopyChunk, type CopyProgress } fro
 import { IdlePoll } from '../idle-wait.js';
 import { UnknownTables } from '../unknown-tables.js';
 import { ChangeLogPruning } from '../changelog-pruning.js';
+
+interface RangeBounds {
+  low: string | null;
+  high: string | null;
+}
 
 export interface ChangeLogSourceOptions {
   url: string;
@@ -156,19 +161,25 @@ export class ChangeLogSource implements Source {
 
   private async readPage(): Promise<SourceChunk | null> {
     const tables = [...this.tables.keys()];
+    let found: RangeBounds | undefined;
     if (this.cursor.upto === null) {
       // With a copy going, the next range ends at the snapshot its next chunk is read in.
-      const [snapshot] = this.copy ? await this.readCopyChunk(this.copy) : await this.query<{ snapshot: string; server: string }>(CURRENT_SNAPSHOT_SQL, []);
-      await this.checkServerRun(snapshot!.server);
-      this.cursor = this.cursor.withRange(snapshot!.snapshot);
+      const before = this.cursor;
+      const [next] = this.copy
+        ? await this.readCopyChunk(this.copy)
+        : await this.query<RangeBounds & { snapshot: string; server: string }>(NEXT_RANGE_SQL, [this.cursor.done]);
+      await this.checkServerRun(next!.server);
+      this.cursor = this.cursor.withRange(next!.snapshot);
       this.high = undefined;
+      // Found with the position as it was: good unless a restart of the server took it back.
+      if (!this.copy && this.cursor.done === before.done) found = next as RangeBounds;
     } else {
       const [run] = await this.query<{ server: string }>(SERVER_RUN_SQL, []);
       await this.checkServerRun(run!.server);
     }
     if (this.high === undefined) {
       // New range, or a restart inside one: find where its changes lie.
-      const [bounds] = await this.query<{ low: string | null; high: string | null }>(RANGE_BOUNDS_SQL, [this.cursor.done, this.cursor.upto]);
+      const [bounds] = found ? [found] : await this.query<RangeBounds>(RANGE_BOUNDS_SQL, [this.cursor.done, this.cursor.upto]);
       if (!bounds?.low || BigInt(bounds.high!) <= this.cursor.after) {
         this.cursor = this.cursor.completed();
         await this.reportPending(this.copy === null);
@@ -271,8 +282,8 @@ export class ChangeLogSource implements Source {
     const now = Date.now();
     if (!caughtUp && now - this.lastPendingCheck < 1000) return;
     this.lastPendingCheck = now;
-    const [row] = await this.query<{ high: string }>(PENDING_SQL, []);
-    const pending = caughtUp && this.cursor.upto === null ? 0 : Math.max(0, Number(BigInt(row!.high) - this.cursor.after));
+    // Caught up at a range's end: nothing is pending, and an idle poll sends no statement to say so.
+    const pending = caughtUp && this.cursor.upto === null ? 0 : Math.max(0, Number(BigInt((await this.query<{ high: string }>(PENDING_SQL, []))[0]!.high) - this.cursor.after));
     this.context.metrics.pending.set({ stream: this.context.stream, direction: this.context.direction }, pending);
     if (pending === 0) this.context.metrics.lag.set({ stream: this.context.stream, direction: this.context.direction }, 0);
   }

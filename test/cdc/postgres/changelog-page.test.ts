@@ -6,7 +6,7 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { changelogSetupSql } from '../../../src/cdc/postgres/changelog-setup.js';
 import { ChangeLogSource } from '../../../src/cdc/postgres/changelog-source.js';
-import { RANGE_BOUNDS_SQL, READ_PAGE_SQL, TRANSACTIONS_END_SQL } from '../../../src/cdc/postgres/changelog-queries.js';
+import { NEXT_RANGE_SQL, RANGE_BOUNDS_SQL, READ_PAGE_SQL, TRANSACTIONS_END_SQL } from '../../../src/cdc/postgres/changelog-queries.js';
 import type { SourceChunk } from '../../../src/core/change-event.js';
 import { createPool } from '../../../src/db/postgres/connection.js';
 import type { Pool } from '../../../src/db/postgres/pool.js';
@@ -155,10 +155,43 @@ describe.each(['PostgreSQL', 'PGlite'])('change-log reads without statistics on 
     const endReads = await Promise.all(ends.map((s) => rowsRead(backend, s.sql, s.params)));
     expect(Math.max(...endReads)).toBeLessThanOrEqual(READ_LIMIT + TRANSACTION);
 
-    const bounds = sent.filter((s) => s.sql === RANGE_BOUNDS_SQL && s.params[0] !== null);
+    const bounds = sent.filter((s) => (s.sql === RANGE_BOUNDS_SQL || s.sql === NEXT_RANGE_SQL) && s.params[0] !== null);
     expect(bounds.length).toBeGreaterThan(0);
     const boundReads = await Promise.all(bounds.map((s) => rowsRead(backend, s.sql, s.params)));
     // The range of the three updates: its own rows, not the 20,000 retained before it.
     expect(Math.max(...boundReads)).toBeLessThanOrEqual(10);
   }, 60_000);
+
+  it('poll an idle log with one statement a poll, which reads the new range, not the retained log', async () => {
+    const backend = backends[name]!;
+    const context = testContext();
+    const source = new ChangeLogSource({
+      url: backend.url,
+      tables: [{ source: 'items', target: 'items' }],
+      readLimit: READ_LIMIT,
+      pollIntervalMs: 0,
+      idleIntervalMs: 50,
+      retry: { attempts: 3, minDelayMs: 10, maxDelayMs: 50 },
+      snapshot: 'never',
+    });
+    await source.open(context);
+    // From the log's end: a caught-up stream with the whole burst retained behind it.
+    const [{ at, end }] = (await backend.query<{ at: string; end: string }>(`SELECT pg_current_snapshot()::text AS at, max(id)::text AS end FROM cdc_sync.changes`)) as [{ at: string; end: string }];
+    const steps = stepper(source, `${at}||${end}`);
+    try {
+      await steps.next(300);
+      const sent = backend.record();
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      vi.restoreAllMocks();
+      const polls = sent.filter((s) => s.sql === NEXT_RANGE_SQL);
+      expect(polls.length).toBeGreaterThanOrEqual(3);
+      expect(sent.map((s) => s.sql).filter((sql) => sql !== NEXT_RANGE_SQL)).toEqual([]);
+      const reads = await Promise.all(polls.map((s) => rowsRead(backend, s.sql, s.params)));
+      expect(Math.max(...reads)).toBeLessThanOrEqual(10);
+    } finally {
+      steps.stop();
+      context.controller.abort();
+      await source.close();
+    }
+  });
 });
