@@ -20,6 +20,8 @@ import { machine, publishSection, runBenchmark } from './report.js';
 import { childrenCpu, cpuBetween, cpuCounters, cpuDetail, cpuSeconds, postmasterPid, stealShare } from './proc.js';
 import { SHIPPED_NODE_ARGS } from './node-args.js';
 
+/** BENCH_WAL_BATCH: batch.maxSize of cdc-sync's run; unset, the default configuration (no batch block). */
+const BATCH = process.env.BENCH_WAL_BATCH ? Number(process.env.BENCH_WAL_BATCH) : undefined;
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const TITLE = '## postgres-wal → PostgreSQL vs. PostgreSQL logical replication';
 const CHANGES = Number(process.env.BENCH_WAL_CHANGES ?? 300_000);
@@ -82,8 +84,7 @@ async function runRound(cluster: PostgresCluster, work: string, round: number, s
     source: { type: postgres-wal, url: "${src}", slot: ${cdcSlot}, publication: ${cdcSlot}, snapshot: never }
     sink: { type: postgres, url: "${cdc}" }
     tables: [{ source: public.items, target: public.items }]
-    batch: { maxSize: 10000, maxWaitMs: 50 }
-http: { port: 0, host: 127.0.0.1 }
+${BATCH === undefined ? '' : `    batch: { maxSize: ${BATCH} }\n`}http: { port: 0, host: 127.0.0.1 }
 log: { level: warn }
 `,
   );
@@ -188,13 +189,13 @@ async function main(): Promise<number> {
       '| | changes/s | time |',
       '|---|---:|---:|',
       `| PostgreSQL logical replication (CREATE SUBSCRIPTION, copy_data off) | ${Math.round(nativeRate).toLocaleString('en')} | ${nativeSeconds.toFixed(2)} s |`,
-      `| cdc-sync postgres-wal → postgres (batch.maxSize 10000, start-up included) | ${Math.round(cdcRate).toLocaleString('en')} | ${cdcSeconds.toFixed(2)} s |`,
+      `| cdc-sync postgres-wal → postgres (${BATCH === undefined ? 'default configuration' : `batch.maxSize ${BATCH}`}, start-up included) | ${Math.round(cdcRate).toLocaleString('en')} | ${cdcSeconds.toFixed(2)} s |`,
       '',
       `CPU while catching up (2 CPUs, so at most ${(2 * cdcSeconds).toFixed(1)} CPU-seconds for cdc-sync's run): native ${nativeCpu.toFixed(2)} s in PostgreSQL (walsender and apply worker); cdc-sync ${cdcPgCpu.toFixed(2)} s in PostgreSQL (walsender and the sink's backend) plus ${cdcProcessCpu.toFixed(2)} s in the cdc-sync process (start-up included): ${(cdcPgCpu + cdcProcessCpu).toFixed(2)} CPU-seconds against native's ${nativeCpu.toFixed(2)}, on the same two CPUs.`,
       '',
       `Ratio cdc-sync ÷ native: **${ratio.toFixed(2)}×** (target ≥ 0.7×: ${ratio >= 0.7 ? 'pass' : 'FAIL'}). Both targets equal the source: ${equal ? 'yes' : 'NO'} (md5 of all rows in id order). cdc-sync exit after SIGINT: ${exit}.`,
       '',
-      'Reproduce: `npm run bench:wal` (`BENCH_WAL_CHANGES`, default 300000; `BENCH_WAL_ROUNDS`, default 5; `BENCH_WAL_DETAIL=1` prints the CPU of each PostgreSQL process).',
+      'Reproduce: `npm run bench:wal` (`BENCH_WAL_CHANGES`, default 300000; `BENCH_WAL_ROUNDS`, default 5; `BENCH_WAL_BATCH`, batch.maxSize, default none: the default configuration; `BENCH_WAL_DETAIL=1` prints the CPU of each PostgreSQL process).',
       '',
     ].join('\n');
     publishSection(section, TITLE);
