@@ -72,6 +72,12 @@ export const natsSchema = z.strictObject({
    * publishing stream makes.
    */
   partitions: integer((n) => n.min(1).max(1024)).default(1),
+  /**
+   * sink: also publish Debezium's transaction events, BEGIN before and END
+   * after each published batch (END with its event counts), to
+   * `<subjectPrefix>.<stream>`.
+   */
+  transactions: z.boolean().default(false),
   /** source: the partition it applies (0 … partitions-1); unset: all changes. */
   partition: integer((n) => n.nonnegative()).optional(),
   /** source: the publishing cdc-sync stream whose subjects it reads (default: this stream's name). */

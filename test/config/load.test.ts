@@ -99,7 +99,7 @@ describe('parseConfig', () => {
       '',
     ].join('\n');
     const config = parseConfig(text, {});
-    expect(config.streams[0]!.sink.nats).toEqual({ stream: 'CLINIC', subjectPrefix: 'cdc', replicas: 3, duplicateWindowSeconds: 120, partitions: 1 });
+    expect(config.streams[0]!.sink.nats).toEqual({ stream: 'CLINIC', subjectPrefix: 'cdc', replicas: 3, duplicateWindowSeconds: 120, partitions: 1, transactions: false });
     expect(config.streams[1]!.source.nats).toMatchObject({ stream: 'CLINIC', from: 'clinic-to-nats' });
     const error = configError(text.replace('replicas: 3', 'subjectPrefix: "cdc.>"'));
     expect(error.message).toContain('streams[0].sink.nats.subjectPrefix');

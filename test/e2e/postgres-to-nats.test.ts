@@ -32,13 +32,13 @@ const WRITES = `
   CREATE TRIGGER count_parent AFTER INSERT OR UPDATE OR DELETE ON parent FOR EACH ROW EXECUTE FUNCTION count_write();
   CREATE TRIGGER count_child AFTER INSERT OR UPDATE OR DELETE ON child FOR EACH ROW EXECUTE FUNCTION count_write();`;
 
-function config(stream: string, snapshot: 'initial' | 'never' = 'initial'): string {
+function config(stream: string, snapshot: 'initial' | 'never' = 'initial', transactions = false): string {
   const dir = mkdtempSync(join(tmpdir(), 'cdc-sync-nats-'));
   return writeConfig(`
 streams:
   - name: a-to-nats
     source: { type: postgres-changelog, url: "\${SOURCE_URL}", idleIntervalMs: 100, snapshot: ${snapshot} }
-    sink: { type: nats, url: "\${NATS_URL}", nats: { stream: ${stream}, subjectPrefix: ${stream.toLowerCase()}, replicas: 3 } }
+    sink: { type: nats, url: "\${NATS_URL}", nats: { stream: ${stream}, subjectPrefix: ${stream.toLowerCase()}, replicas: 3, transactions: ${transactions} } }
     tables: [{ source: public.parent }, { source: public.child }]
     batch: { maxSize: 100, maxWaitMs: 20 }
     retry: { attempts: 100, minDelayMs: 50, maxDelayMs: 500 }
@@ -94,9 +94,9 @@ afterAll(async () => {
 });
 
 describe('postgres-changelog → nats → postgres through the CLI', () => {
-  it('publishes Debezium-shaped events with message ids, and the consumer stream applies them exactly', async () => {
+  it('publishes Debezium-shaped events with message ids and transaction events around each batch, and the consumer stream applies them exactly', async () => {
     // No copy of existing rows: the messages below are the logged changes only.
-    const cli = start(config('CDC_ONE', 'never'));
+    const cli = start(config('CDC_ONE', 'never', true));
     await a.query(`INSERT INTO parent VALUES (1, 'one', '2021-01-01T00:00:00.123Z', '\\x00ff', 9007199254740993)`);
     // Applied before the next change of the row: a batch keeps the last change of each key.
     await waitFor(equal, 30_000, () => cli.stderr().slice(-3000));
@@ -126,7 +126,17 @@ describe('postgres-changelog → nats → postgres through the CLI', () => {
     expect(envelope.transaction).toMatchObject({ total_order: 1 });
     expect(first.headers?.get('Nats-Msg-Id')).toMatch(/^[\w-]{32}$/);
     expect(JSON.parse(first.headers!.get('Cdc-Sync-Key'))).toEqual({ id: 1 });
-    const ops = messages.map((m) => `${m.subject.split('.').at(-1)} ${(m.json() as { op: string }).op}`);
+    // nats.transactions: BEGIN, the batch's changes, END counting them by table, on the stream's own subject.
+    const changes = messages.filter((m) => m.subject !== 'cdc_one.a-to-nats');
+    const framing = messages.filter((m) => m.subject === 'cdc_one.a-to-nats').map((m) => m.json() as { status: string; id: string; event_count: number | null; data_collections: { data_collection: string; event_count: number }[] | null });
+    const batches = [...new Set(changes.map((m) => (m.json() as { transaction: { id: string } }).transaction.id))];
+    expect(framing.map((t) => t.status)).toEqual(batches.flatMap(() => ['BEGIN', 'END']));
+    for (const end of framing.filter((t) => t.status === 'END')) {
+      const own = changes.filter((m) => (m.json() as { transaction: { id: string } }).transaction.id === end.id);
+      expect(end.event_count).toBe(own.length);
+      expect(end.data_collections!.reduce((n, c) => n + c.event_count, 0)).toBe(own.length);
+    }
+    const ops = changes.map((m) => `${m.subject.split('.').at(-1)} ${(m.json() as { op: string }).op}`);
     // The key change as delete(old) + create(new); the delete of 10.
     expect(ops).toEqual(expect.arrayContaining(['child d', 'parent u']));
     expect(ops.filter((o) => o === 'child d')).toHaveLength(2);

@@ -65,6 +65,42 @@ export function subjectOf(prefix: string, stream: string, table: string, partiti
   return `${prefix}.${token(stream)}.${token(schema)}.${token(name)}${partition === undefined ? '' : `.${partition}`}`;
 }
 
+/**
+ * Where a stream's transaction events go (`nats.transactions`): the stream's
+ * own subject, two tokens, so no consumer of its change subjects
+ * (`<prefix>.<stream>.>`) receives them.
+ */
+export function transactionSubject(prefix: string, stream: string): string {
+  return `${prefix}.${token(stream)}`;
+}
+
+/**
+ * Debezium's transaction metadata event
+ * (https://debezium.io/documentation/reference/stable/connectors/postgresql.html#postgresql-transaction-metadata):
+ * BEGIN before a published batch, END after it with the count of its events
+ * and of each table's. The transaction is the published batch, as in the
+ * change events' `transaction` block; the message id makes a re-sent batch's
+ * events duplicates JetStream drops.
+ */
+export function encodeTransaction(
+  prefix: string,
+  stream: string,
+  id: string,
+  status: 'BEGIN' | 'END',
+  counts?: Map<string, number>,
+): EncodedChange {
+  const total = counts ? [...counts.values()].reduce((a, b) => a + b, 0) : null;
+  const event = {
+    status,
+    id,
+    ts_ms: Date.now(),
+    event_count: total,
+    data_collections: counts ? [...counts].map(([table, n]) => ({ data_collection: table, event_count: n })) : null,
+  };
+  const msgId = createHash('sha256').update(`${stream}\u0000${id}\u0000${status}`).digest('base64url').slice(0, 32);
+  return { subject: transactionSubject(prefix, stream), data: JSON.stringify(event), headers: { [HEADERS.msgId]: msgId } };
+}
+
 /** Every subject a cdc-sync stream publishes to, or those of one partition. */
 export function streamSubjects(prefix: string, stream: string, partition?: number): string {
   return partition === undefined ? `${prefix}.${token(stream)}.>` : `${prefix}.${token(stream)}.*.*.${partition}`;

@@ -3,7 +3,7 @@ import { keyString } from '../../core/change-event.js';
 import { parseQualifiedName } from '../../core/names.js';
 import type { TableConfig, TableMapping, TargetTable } from '../../core/mapping.js';
 import { connectJetStream, ensureStream, type JetStreamConnection, type NatsStreamSettings } from '../../db/nats/connection.js';
-import { encodeChange, partitionOf } from '../../db/nats/envelope.js';
+import { encodeChange, encodeTransaction, partitionOf, type EncodedChange } from '../../db/nats/envelope.js';
 import { classifyNatsError } from '../../db/nats/errors.js';
 import { AckedPublisher, type OutgoingMessage } from '../../db/nats/publisher.js';
 import type { StreamContext } from '../../streams/context.js';
@@ -15,6 +15,8 @@ export interface NatsSinkOptions extends NatsStreamSettings {
   connector: string;
   /** How long a publish waits for JetStream's acknowledgement. */
   timeoutMs: number;
+  /** Publish BEGIN and END of each batch to the stream's transaction subject (Debezium's transaction metadata). */
+  transactions?: boolean;
 }
 
 /**
@@ -66,7 +68,7 @@ export class NatsSink implements Sink {
 
   async apply(batch: SinkBatch): Promise<ApplyResult> {
     if (batch.checkpoint) throw new ConfigError('the nats sink keeps no checkpoints; use checkpoints.store "file" or "auto"');
-    const nats = this.requireNats();
+    this.requireNats();
     const publisher = this.publisher!;
     const stream = this.context?.stream ?? '';
     const id = `${stream}:${batch.changes.at(-1)?.position ?? ''}`;
@@ -96,23 +98,29 @@ export class NatsSink implements Sink {
       } catch (error) {
         throw new PermanentError(`cannot encode the change: ${errorMessage(error)}`, { context: { stream, table: event.table, key: keyString(event.key), position: event.position }, reason: 'invalid-data', cause: error });
       }
-      const headers = nats.headers();
-      for (const [name, value] of Object.entries(encoded.headers)) headers.set(name, value);
-      // JetStream refuses the message unless this stream stores it (another one taking the subject, say).
-      headers.set('Nats-Expected-Stream', this.options.stream);
-      messages.push({ subject: encoded.subject, data: encoded.data, headers });
+      messages.push(this.message(encoded));
+    }
+    // BEGIN and END around the batch's changes, on one connection and so in this order in the stream.
+    const framed = this.options.transactions ?? false;
+    if (framed) {
+      messages.unshift(this.message(encodeTransaction(this.options.subjectPrefix, stream, id, 'BEGIN')));
+      messages.push(this.message(encodeTransaction(this.options.subjectPrefix, stream, id, 'END', tableOrder)));
     }
     const outcomes = publisher.publishAll(messages, this.options.timeoutMs);
     batch.onSent?.();
     let written = 0;
     let failure: unknown;
-    for (const [i, outcome] of (await outcomes).entries()) {
+    for (const [m, outcome] of (await outcomes).entries()) {
+      const i = framed ? m - 1 : m;
+      const event = batch.changes[i];
       if ('ack' in outcome) {
-        if (!outcome.ack.duplicate) written += 1;
+        if (!outcome.ack.duplicate && event) written += 1;
         continue;
       }
-      const event = batch.changes[i]!;
-      const classified = classifyNatsError(outcome.error, { stream, table: event.table, key: keyString(event.key), position: event.position });
+      const classified = classifyNatsError(
+        outcome.error,
+        event ? { stream, table: event.table, key: keyString(event.key), position: event.position } : { stream, position: batch.changes.at(-1)?.position },
+      );
       // A permanent failure names its change; a transient one fails the whole batch, which is sent again.
       if (failure === undefined || (isTransient(failure) && !classified.transient)) failure = classified;
     }
@@ -123,6 +131,14 @@ export class NatsSink implements Sink {
     this.context?.setConnected('sink', true);
     this.context?.log.debug({ changes: batch.changes.length, written, more: batch.more ?? false, first: batch.changes[0]?.position, last: batch.changes.at(-1)?.position }, 'batch published');
     return { written };
+  }
+
+  private message(encoded: EncodedChange): OutgoingMessage {
+    const headers = this.requireNats().headers();
+    for (const [name, value] of Object.entries(encoded.headers)) headers.set(name, value);
+    // JetStream refuses the message unless this stream stores it (another one taking the subject, say).
+    headers.set('Nats-Expected-Stream', this.options.stream);
+    return { subject: encoded.subject, data: encoded.data, headers };
   }
 
   async ping(): Promise<void> {

@@ -4,7 +4,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { describe, expect, it } from 'vitest';
 import { NatsSource } from '../../../src/cdc/nats/nats-source.js';
 import type { SourceChunk } from '../../../src/core/change-event.js';
-import { encodeChange } from '../../../src/db/nats/envelope.js';
+import { encodeChange, encodeTransaction } from '../../../src/db/nats/envelope.js';
 import { natsForTests } from '../../support/nats-cluster.js';
 import { testContext } from '../../support/stream-context.js';
 import { stepper } from '../../support/pull.js';
@@ -74,6 +74,25 @@ describe('nats source', () => {
     const chunks = await firstValueFrom(s.chunks(null, new Subject<void>()).pipe(take(1), toArray()));
     expect(ids(chunks[0]!)).toEqual([1, 2, 3, 4, 5]);
     expect(chunks[0]!.position).toMatch(new RegExp(`^${name}@\\d+:5$`));
+    await s.close();
+  });
+
+  it("passes over the publishing stream's transaction events (nats.transactions): its consumer takes only the change subjects", async () => {
+    const { name, publish } = await freshStream();
+    const js = jetstream(nats.client());
+    const prefix = name.toLowerCase();
+    const begin = encodeTransaction(prefix, 'pub', 'b', 'BEGIN');
+    await js.publish(begin.subject, begin.data);
+    await publish([1, 2]);
+    const end = encodeTransaction(prefix, 'pub', 'b', 'END', new Map([['public.items', 2]]));
+    await js.publish(end.subject, end.data);
+    await publish([3]);
+    const { source: s, reader } = await reading(name);
+    const first = (await reader.next(5000))!;
+    const read = [...ids(first), ...(first.events.length < 3 ? ids((await reader.next(5000))!) : [])];
+    expect(read).toEqual([1, 2, 3]);
+    expect(first.rejected).toEqual([]);
+    reader.stop();
     await s.close();
   });
 

@@ -10,8 +10,8 @@ import { testContext } from '../../support/stream-context.js';
 /** The nats sink against a real (one-node) JetStream server. */
 const nats = natsForTests(1);
 
-async function openSink(stream: string, prefix = stream.toLowerCase(), timeoutMs = 5000): Promise<NatsSink> {
-  const sink = new NatsSink({ url: nats.cluster().url, stream, subjectPrefix: prefix, replicas: 1, duplicateWindowSeconds: 120, partitions: 1, connector: 'postgres-changelog', timeoutMs });
+async function openSink(stream: string, prefix = stream.toLowerCase(), timeoutMs = 5000, transactions = false): Promise<NatsSink> {
+  const sink = new NatsSink({ url: nats.cluster().url, stream, subjectPrefix: prefix, replicas: 1, duplicateWindowSeconds: 120, partitions: 1, connector: 'postgres-changelog', timeoutMs, transactions });
   const tables = await sink.open(testContext('pub'), [{ source: 'public.items', target: '' }]);
   sink.bind([{ source: 'public.items', target: tables[0]! } as unknown as TableMapping]);
   return sink;
@@ -31,6 +31,32 @@ describe('nats sink', () => {
     expect(info.state.messages).toBe(3);
     expect(info.config.subjects).toEqual(['once.>']);
     expect(info.config.duplicate_window).toBe(120 * 1e9);
+    await sink.close();
+  });
+
+  it('with nats.transactions, frames each batch with Debezium transaction events on the stream subject: BEGIN, the changes, END with the counts per table; a batch sent again adds none', async () => {
+    const sink = await openSink('TX', 'tx', 5000, true);
+    const other = { ...change(3, '12'), table: 'public.orders' };
+    const batch = { changes: [change(1, '10'), change(2, '11'), other], deadLetters: [] };
+    expect(await sink.apply(batch)).toEqual({ written: 3 });
+    expect(await sink.apply(batch)).toEqual({ written: 0 });
+    const consumer = await jetstream(nats.client()).consumers.get('TX');
+    const stored: { subject: string; body: Record<string, unknown> }[] = [];
+    expect((await (await jetstreamManager(nats.client())).streams.info('TX')).state.messages).toBe(5);
+    for await (const m of await consumer.fetch({ max_messages: 5, expires: 1000 })) stored.push({ subject: m.subject, body: m.json() });
+    expect(stored.map((m) => m.subject)).toEqual(['tx.pub', 'tx.pub.public.items', 'tx.pub.public.items', 'tx.pub.public.orders', 'tx.pub']);
+    const [begin, , , , end] = stored.map((m) => m.body);
+    const id = (stored[1]!.body.transaction as { id: string }).id;
+    expect(begin).toMatchObject({ status: 'BEGIN', id, event_count: null, data_collections: null });
+    expect(end).toMatchObject({
+      status: 'END',
+      id,
+      event_count: 3,
+      data_collections: [
+        { data_collection: 'public.items', event_count: 2 },
+        { data_collection: 'public.orders', event_count: 1 },
+      ],
+    });
     await sink.close();
   });
 
