@@ -22,19 +22,19 @@
  * BENCH_WRITE=0 (do not touch BENCHMARKS.md). Exit 0 when every target is
  * met, 1 when one is not, 2 on error.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { changelogSetupSql } from '../src/cdc/postgres/changelog-setup.js';
 import { applySqliteChangelogSetup } from '../src/db/sqlite/changelog-setup.js';
-import { startPostgresCluster, type PostgresCluster } from '../test/support/postgres-cluster.js';
+import type { PostgresCluster } from '../test/support/postgres-cluster.js';
 import { withClient } from './backlog.js';
 import { checks, ms, section, SOURCES, summary, TITLE, WARMUP_SECONDS, type Run, type SourceType } from './latency-report.js';
 import { failedChanges, measureIdle, startCdcSync, waitReady, type CdcSync } from './latency-stream.js';
 import { percentiles, PG_ITEMS_SQL, SQLITE_ITEMS_SQL, writePostgres, writeSqlite } from './latency-writer.js';
 import { NeighbourWatch, postmasterPid } from './proc.js';
-import { envInt, publishSection, runBenchmark, stopOnSignal } from './report.js';
+import { envInt, publishSection, runBenchmark } from './report.js';
+import { benchWorkspace } from './workspace.js';
 
 /** After the writer's last row: longer than this until the target has every row fails the run. */
 const CATCH_UP_TIMEOUT_MS = 120_000;
@@ -156,18 +156,11 @@ async function main(): Promise<number> {
     return s as SourceType;
   });
   const loadBefore = os.loadavg();
-  const work = mkdtempSync(join(os.tmpdir(), 'cdc-sync-bench-latency-'));
-  let cluster: PostgresCluster | undefined;
-  const stop = async () => {
-    const c = cluster;
-    cluster = undefined;
-    await c?.stop();
-    rmSync(work, { recursive: true, force: true });
-  };
-  stopOnSignal(stop, say);
+  const workspace = benchWorkspace('latency', say);
+  const work = workspace.dir;
   try {
     say(`cdc-sync latency at ${int(rate)} changes/s and idle cost, default configuration (load average ${loadBefore.map((l) => l.toFixed(2)).join(' / ')})`);
-    cluster = await startPostgresCluster({ extraSettings: { track_commit_timestamp: 'on' } });
+    const cluster = await workspace.start({ extraSettings: { track_commit_timestamp: 'on' } });
     const postgres = await withClient(cluster.url('postgres'), async (c) => (await c.query<{ v: string }>(`SELECT current_setting('server_version') AS v`)).rows[0]!.v);
     const runs: Run[] = [];
     for (const source of sources) runs.push(await measure(cluster, source, work, rate, seconds, idleSeconds));
@@ -178,7 +171,7 @@ async function main(): Promise<number> {
     publishSection(section(runs, { rate, seconds, idleSeconds, asyncCommit: writerOptions() === '', loadBefore, postgres }), TITLE);
     return checks(runs).every((c) => c.pass) ? 0 : 1;
   } finally {
-    await stop();
+    await workspace.stop();
   }
 }
 

@@ -21,18 +21,18 @@
  * BENCH_WRITE=0 (do not touch BENCHMARKS.md).
  */
 import { spawn } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { changelogSetupSql } from '../src/cdc/postgres/changelog-setup.js';
-import { startPostgresCluster, type PostgresCluster } from '../test/support/postgres-cluster.js';
+import type { PostgresCluster } from '../test/support/postgres-cluster.js';
 import { makeBacklog, tableDigest, withClient, type BacklogMix, type BacklogShape } from './backlog.js';
 import { parseMetrics, sum, type Sample } from './prometheus.js';
 import { NeighbourWatch, cpuSeconds, memory } from './proc.js';
-import { machine, writeSection, envInt, runBenchmark, stopOnSignal } from './report.js';
+import { machine, writeSection, envInt, runBenchmark } from './report.js';
+import { benchWorkspace } from './workspace.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CLI = join(ROOT, 'dist/cdc-sync.mjs');
@@ -446,19 +446,11 @@ async function main(): Promise<number> {
       if (!(SOURCES as readonly string[]).includes(s)) throw new Error(`BENCH_MEMORY_SOURCES: ${s} is not one of ${SOURCES.join(', ')}`);
       return s as SourceType;
     });
-  const workDir = mkdtempSync(join(os.tmpdir(), 'cdc-sync-bench-memory-'));
-  let cluster: PostgresCluster | undefined;
-  const stop = async () => {
-    const c = cluster;
-    cluster = undefined;
-    await c?.stop();
-    if (process.env.BENCH_MEMORY_KEEP) say(`kept ${workDir}`);
-    else rmSync(workDir, { recursive: true, force: true });
-  };
-  stopOnSignal(stop, say);
+  const workspace = benchWorkspace('memory', say, Boolean(process.env.BENCH_MEMORY_KEEP));
+  const workDir = workspace.dir;
   try {
     say(`cdc-sync peak memory: ${int(changes)} changes of a realistic table, default configuration, NODE_OPTIONS="${nodeOptions}"`);
-    cluster = await startPostgresCluster();
+    const cluster = await workspace.start();
     const postgres = await withClient(cluster.url('postgres'), async (c) =>
       (await c.query<{ version: string }>('SELECT version()')).rows[0]!.version.replace(/ on .*/, '').replace(/ \(.*/, ''),
     );
@@ -489,7 +481,7 @@ async function main(): Promise<number> {
     }
     return 0;
   } finally {
-    await stop();
+    await workspace.stop();
   }
 }
 

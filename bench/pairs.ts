@@ -7,17 +7,17 @@
  * default configuration drains it; the target must then equal the source.
  * Recorded, no targets: exit code 0 when both pairs ran, 2 when one failed.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { startPostgresCluster, type PostgresCluster } from '../test/support/postgres-cluster.js';
+import type { PostgresCluster } from '../test/support/postgres-cluster.js';
 import { streamSchema } from '../src/config/schema.js';
 import { makeBacklog, prepareSource, prepareTarget, withClient, type BacklogMix } from './backlog.js';
 import { drain, startStream, type DrainResult } from './drain.js';
 import type { NaiveResult } from './naive.js';
 import { SHIPPED_NODE_ARGS } from './node-args.js';
 import { NeighbourWatch, postmasterPid } from './proc.js';
-import { envInt, machine, publishSection, runBenchmark, stopOnSignal, type Machine } from './report.js';
+import { envInt, machine, publishSection, runBenchmark, type Machine } from './report.js';
+import { benchWorkspace } from './workspace.js';
 import {
   createSqliteItems,
   makeSqliteBacklog,
@@ -168,21 +168,14 @@ async function main(): Promise<number> {
   const changes = envInt('BENCH_PAIRS_CHANGES', 200_000);
   const naiveChanges = envInt('BENCH_NAIVE_CHANGES', 20_000);
   const naiveSeconds = envInt('BENCH_NAIVE_SECONDS', 20);
-  const workDir = mkdtempSync(join(os.tmpdir(), 'cdc-sync-bench-pairs-'));
-  let cluster: PostgresCluster | undefined;
-  const stop = async () => {
-    const c = cluster;
-    cluster = undefined;
-    await c?.stop();
-    rmSync(workDir, { recursive: true, force: true });
-  };
-  stopOnSignal(stop, say);
+  const workspace = benchWorkspace('pairs', say);
+  const workDir = workspace.dir;
 
   try {
     const loadBefore = os.loadavg();
     say(`cdc-sync benchmark: SQLite pairs, ${int(changes)} changes each, default configuration`);
     say('starting a private PostgreSQL cluster…');
-    cluster = await startPostgresCluster();
+    const cluster = await workspace.start();
     const postgresVersion = await withClient(cluster.url('postgres'), async (client) => {
       for (const db of ['lite_dst', 'lite_naive', 'pg_src']) await client.query(`CREATE DATABASE ${db}`);
       const { rows } = await client.query<{ version: string }>('SELECT version()');
@@ -197,7 +190,7 @@ async function main(): Promise<number> {
     publishSection(section(results, { date: new Date(), machine: machine(postgresVersion), settings, loadBefore, workDir }), TITLE);
     return 0;
   } finally {
-    await stop();
+    await workspace.stop();
   }
 }
 

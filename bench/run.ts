@@ -5,17 +5,16 @@
  * measured and how). Exit code 0 when every target is met, 1 when one is
  * missed, 2 when the benchmark itself failed.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startPostgresCluster, type PostgresCluster } from '../test/support/postgres-cluster.js';
 import { makeBacklog, prepareSource, prepareTarget, tableDigest, withClient } from './backlog.js';
 import { drain, startStream, type DrainResult } from './drain.js';
 import { streamSchema } from '../src/config/schema.js';
 import { naiveLoop } from './naive.js';
 import { NeighbourWatch, postmasterPid } from './proc.js';
-import { checks, consoleTable, machine, markdownSection, writeSection, type Report, envInt, runBenchmark, stopOnSignal } from './report.js';
+import { checks, consoleTable, machine, markdownSection, writeSection, type Report, envInt, runBenchmark } from './report.js';
+import { benchWorkspace } from './workspace.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -42,21 +41,14 @@ async function main(): Promise<number> {
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(/\s+/).filter((a) => a !== '');
   const write = process.env.BENCH_WRITE !== '0';
 
-  const workDir = mkdtempSync(join(os.tmpdir(), 'cdc-sync-bench-'));
-  let cluster: PostgresCluster | undefined;
-  const stop = async () => {
-    const c = cluster;
-    cluster = undefined;
-    await c?.stop();
-    rmSync(workDir, { recursive: true, force: true });
-  };
-  stopOnSignal(stop, say);
+  const workspace = benchWorkspace('drain', say);
+  const workDir = workspace.dir;
 
   try {
     const loadBefore = os.loadavg();
     say(`cdc-sync benchmark: change-log → PostgreSQL, ${changes.toLocaleString('en-US')} changes, default configuration${sweepSizes.length > 0 ? `, then batch.maxSize ${sweepSizes.join(', ')}` : ''}`);
     say('starting a private PostgreSQL cluster…');
-    cluster = await startPostgresCluster();
+    const cluster = await workspace.start();
     const postgresVersion = await withClient(cluster.url('postgres'), async (client) => {
       for (const db of ['src', 'dst', 'naive']) await client.query(`CREATE DATABASE ${db}`);
       const { rows } = await client.query<{ version: string }>('SELECT version()');
@@ -157,7 +149,7 @@ async function main(): Promise<number> {
     }
     return checks(report).every((c) => c.pass) ? 0 : 1;
   } finally {
-    await stop();
+    await workspace.stop();
   }
 }
 

@@ -105,21 +105,26 @@ function recordStatements(prototype: { query: (...args: never[]) => unknown }): 
   return sent;
 }
 
+async function openSource(backend: Backend, idleIntervalMs: number): Promise<{ source: ChangeLogSource; context: ReturnType<typeof testContext> }> {
+  const context = testContext();
+  const source = new ChangeLogSource({
+    url: backend.url,
+    tables: [{ source: 'items', target: 'items' }],
+    readLimit: READ_LIMIT,
+    pollIntervalMs: 0,
+    idleIntervalMs,
+    retry: { attempts: 3, minDelayMs: 10, maxDelayMs: 50 },
+    snapshot: 'never',
+  });
+  await source.open(context);
+  return { source, context };
+}
+
 describe.each(['PostgreSQL', 'PGlite'])('change-log reads without statistics on %s', (name) => {
   it('read a burst page by page, each read touching about a page of changes, and find a new range past the retained ones touching only its own', async () => {
     const backend = backends[name]!;
     const sent = backend.record();
-    const context = testContext();
-    const source = new ChangeLogSource({
-      url: backend.url,
-      tables: [{ source: 'items', target: 'items' }],
-      readLimit: READ_LIMIT,
-      pollIntervalMs: 0,
-      idleIntervalMs: 20,
-      retry: { attempts: 3, minDelayMs: 10, maxDelayMs: 50 },
-      snapshot: 'never',
-    });
-    await source.open(context);
+    const { source, context } = await openSource(backend, 20);
     const steps = stepper(source, null);
     const chunks: SourceChunk[] = [];
     try {
@@ -164,17 +169,7 @@ describe.each(['PostgreSQL', 'PGlite'])('change-log reads without statistics on 
 
   it('poll an idle log with one statement a poll, which reads the new range, not the retained log', async () => {
     const backend = backends[name]!;
-    const context = testContext();
-    const source = new ChangeLogSource({
-      url: backend.url,
-      tables: [{ source: 'items', target: 'items' }],
-      readLimit: READ_LIMIT,
-      pollIntervalMs: 0,
-      idleIntervalMs: 50,
-      retry: { attempts: 3, minDelayMs: 10, maxDelayMs: 50 },
-      snapshot: 'never',
-    });
-    await source.open(context);
+    const { source, context } = await openSource(backend, 50);
     // From the log's end: a caught-up stream with the whole burst retained behind it.
     const [{ at, end }] = (await backend.query<{ at: string; end: string }>(`SELECT pg_current_snapshot()::text AS at, max(id)::text AS end FROM cdc_sync.changes`)) as [{ at: string; end: string }];
     const steps = stepper(source, `${at}||${end}`);

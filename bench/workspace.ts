@@ -1,0 +1,33 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { startPostgresCluster, type PostgresCluster, type PostgresClusterOptions } from '../test/support/postgres-cluster.js';
+import { stopOnSignal } from './report.js';
+
+export interface Workspace {
+  /** The benchmark's temporary directory. */
+  dir: string;
+  /** Starts the benchmark's private PostgreSQL cluster (one per workspace). */
+  start(options?: PostgresClusterOptions): Promise<PostgresCluster>;
+  /** Stops the cluster and removes the directory (kept when `keep`); also run on SIGINT and SIGTERM. */
+  stop(): Promise<void>;
+}
+
+/** What every benchmark sets up first and takes down last, whatever ends it. */
+export function benchWorkspace(name: string, say: (text: string) => void, keep = false): Workspace {
+  const dir = mkdtempSync(join(os.tmpdir(), `cdc-sync-bench-${name}-`));
+  let cluster: PostgresCluster | undefined;
+  const stop = async () => {
+    const c = cluster;
+    cluster = undefined;
+    await c?.stop();
+    if (keep) say(`kept ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
+  };
+  stopOnSignal(stop, say);
+  return {
+    dir,
+    start: async (options) => (cluster = await startPostgresCluster(options)),
+    stop,
+  };
+}
