@@ -53,6 +53,37 @@ const ITEMS_SHAPE: BacklogShape = {
   round: 10_000,
 };
 
+/** One round of a backlog: new ids base+1 … base+inserts, then updates and deletes of rows of those, each every `stride` rows. */
+export interface BacklogRound {
+  base: number;
+  inserts: number;
+  updates: number;
+  deletes: number;
+  updateStride: number;
+  deleteStride: number;
+}
+
+/**
+ * The rounds of a backlog of `total` changes, `round` changes each: 80 %
+ * inserts of new ids, 15 % updates and 5 % deletes of rows the round
+ * inserted; `mix` counts them as they are handed out.
+ */
+export function* backlogRounds(total: number, round: number, mix: BacklogMix): Generator<BacklogRound> {
+  let nextId = 1;
+  for (let done = 0; done < total; ) {
+    const size = Math.min(round, total - done);
+    const updates = Math.floor(size * 0.15);
+    const deletes = Math.floor(size * 0.05);
+    const inserts = size - updates - deletes;
+    yield { base: nextId - 1, inserts, updates, deletes, updateStride: updates > 0 ? Math.floor(inserts / updates) : 0, deleteStride: deletes > 0 ? Math.floor(inserts / deletes) : 0 };
+    mix.inserts += inserts;
+    mix.updates += updates;
+    mix.deletes += deletes;
+    nextId += inserts;
+    done += size;
+  }
+}
+
 /**
  * Writes `total` changes to src.items with set-based statements, so that the
  * capture trigger fills cdc_sync.changes: per round of 10,000 changes 80 %
@@ -71,42 +102,27 @@ export async function makeBacklog(
 ): Promise<BacklogMix> {
   const mix: BacklogMix = { inserts: 0, updates: 0, deletes: 0 };
   await withClient(url, async (client) => {
-    let nextId = 1;
-    for (let done = 0; done < total; ) {
-      const size = Math.min(shape.round, total - done);
-      const updates = Math.floor(size * 0.15);
-      const deletes = Math.floor(size * 0.05);
-      const inserts = size - updates - deletes;
-      const base = nextId - 1;
+    let done = 0;
+    for (const { base, inserts, updates, deletes, updateStride, deleteStride } of backlogRounds(total, shape.round, mix)) {
       for (const [from, to] of pieces(1, inserts, transactionRows)) await client.query(shape.insert, [base + from, base + to]);
-      if (updates > 0) {
-        const stride = Math.floor(inserts / updates);
-        for (const [from, to] of pieces(0, updates - 1, transactionRows)) {
-          await client.query(
-            `UPDATE public.items AS t
-                SET ${shape.updateSet}
-               FROM generate_series($2::int, $3::int) AS g
-              WHERE t.id = $1::bigint + 2 + g * $4::int`,
-            [base, from, to, stride],
-          );
-        }
+      for (const [from, to] of pieces(0, updates - 1, transactionRows)) {
+        await client.query(
+          `UPDATE public.items AS t
+              SET ${shape.updateSet}
+             FROM generate_series($2::int, $3::int) AS g
+            WHERE t.id = $1::bigint + 2 + g * $4::int`,
+          [base, from, to, updateStride],
+        );
       }
-      if (deletes > 0) {
-        const stride = Math.floor(inserts / deletes);
-        for (const [from, to] of pieces(0, deletes - 1, transactionRows)) {
-          await client.query(
-            `DELETE FROM public.items AS t
-              USING generate_series($2::int, $3::int) AS g
-              WHERE t.id = $1::bigint + 4 + g * $4::int`,
-            [base, from, to, stride],
-          );
-        }
+      for (const [from, to] of pieces(0, deletes - 1, transactionRows)) {
+        await client.query(
+          `DELETE FROM public.items AS t
+            USING generate_series($2::int, $3::int) AS g
+            WHERE t.id = $1::bigint + 4 + g * $4::int`,
+          [base, from, to, deleteStride],
+        );
       }
-      mix.inserts += inserts;
-      mix.updates += updates;
-      mix.deletes += deletes;
-      nextId += inserts;
-      done += size;
+      done += inserts + updates + deletes;
       onProgress?.(done);
     }
     if (changeLog) {

@@ -25,7 +25,8 @@ ON CONFLICT (id) DO UPDATE
        updated_at = EXCLUDED.updated_at, payload = EXCLUDED.payload`;
 const DELETE = `DELETE FROM public.items WHERE id = $1`;
 
-interface ItemRow {
+/** A row image of `items` as either change log holds it. */
+export interface ItemRow {
   id: number;
   name: string;
   price: number | null;

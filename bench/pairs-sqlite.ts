@@ -9,8 +9,8 @@ import pg from 'pg';
 import { applySqliteChangelogSetup } from '../src/db/sqlite/changelog-setup.js';
 import { openSqlite, type SqliteDatabase } from '../src/db/sqlite/connection.js';
 import { instantMicros } from '../src/core/timestamps.js';
-import { withClient, type BacklogMix } from './backlog.js';
-import type { NaiveResult } from './naive.js';
+import { backlogRounds, withClient, type BacklogMix } from './backlog.js';
+import type { ItemRow, NaiveResult } from './naive.js';
 
 /**
  * ITEMS_TABLE_SQL (bench/backlog.ts) in SQLite: REAL for numeric(12,2) (the
@@ -68,13 +68,8 @@ export function makeSqliteBacklog(path: string, total: number, onProgress?: (don
     const one = (changes: number, what: string) => {
       if (changes !== 1) throw new Error(`${what} touched ${changes} rows`);
     };
-    let nextId = 1;
-    for (let done = 0; done < total; ) {
-      const size = Math.min(ROUND, total - done);
-      const updates = Math.floor(size * 0.15);
-      const deletes = Math.floor(size * 0.05);
-      const inserts = size - updates - deletes;
-      const base = nextId - 1;
+    let done = 0;
+    for (const { base, inserts, updates, deletes, updateStride, deleteStride } of backlogRounds(total, ROUND, mix)) {
       db.transaction(() => {
         for (let id = base + 1; id <= base + inserts; id += 1) {
           const price = (id % 100_000) / 100;
@@ -82,23 +77,13 @@ export function makeSqliteBacklog(path: string, total: number, onProgress?: (don
           one(insert.run(id, `item ${id}`, price, id % 1000, at, md5(String(id)) + md5(String(id * 7))).changes, `insert ${id}`);
         }
       })();
-      if (updates > 0) {
-        const stride = Math.floor(inserts / updates);
-        db.transaction(() => {
-          for (let g = 0; g < updates; g += 1) one(update.run(base + 2 + g * stride).changes, `update ${base + 2 + g * stride}`);
-        })();
-      }
-      if (deletes > 0) {
-        const stride = Math.floor(inserts / deletes);
-        db.transaction(() => {
-          for (let g = 0; g < deletes; g += 1) one(remove.run(base + 4 + g * stride).changes, `delete ${base + 4 + g * stride}`);
-        })();
-      }
-      mix.inserts += inserts;
-      mix.updates += updates;
-      mix.deletes += deletes;
-      nextId += inserts;
-      done += size;
+      db.transaction(() => {
+        for (let g = 0; g < updates; g += 1) one(update.run(base + 2 + g * updateStride).changes, `update ${base + 2 + g * updateStride}`);
+      })();
+      db.transaction(() => {
+        for (let g = 0; g < deletes; g += 1) one(remove.run(base + 4 + g * deleteStride).changes, `delete ${base + 4 + g * deleteStride}`);
+      })();
+      done += inserts + updates + deletes;
       onProgress?.(done);
     }
     const { n } = db.prepare('SELECT count(*) AS n FROM cdc_sync_changes').get() as { n: number };
@@ -176,15 +161,6 @@ export interface NaiveOptions {
   maxSeconds: number;
 }
 
-/** A row image of `items` as either change log holds it. */
-interface ItemImage {
-  id: number;
-  name: string;
-  price: number | null;
-  qty: number | null;
-  updated_at: string;
-  payload: string | null;
-}
 
 interface ChangeRow {
   id: number | string;
@@ -215,7 +191,7 @@ async function loop(options: NaiveOptions, next: (after: string, limit: number) 
   return { changes, seconds, changesPerSecond: changes / seconds };
 }
 
-const image = (change: ChangeRow) => JSON.parse((change.op === 'D' ? change.old_data : change.row_data)!) as ItemImage;
+const image = (change: ChangeRow) => JSON.parse((change.op === 'D' ? change.old_data : change.row_data)!) as ItemRow;
 
 const PG_UPSERT = `INSERT INTO public.items (id, name, price, qty, updated_at, payload) VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, price = EXCLUDED.price, qty = EXCLUDED.qty, updated_at = EXCLUDED.updated_at, payload = EXCLUDED.payload`;
