@@ -44,6 +44,13 @@ export function createMetrics(registry = new Registry(), options: { defaultMetri
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     }),
+    publishAck: new Histogram({
+      name: `${PREFIX}publish_ack_seconds`,
+      help: 'nats sink: time from sending a batch to JetStream until its last message was acknowledged (each attempt).',
+      labelNames: STREAM,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    }),
     lag: new Gauge({ name: `${PREFIX}lag_seconds`, help: 'Now minus commit time of the last applied change; 0 when caught up.', labelNames: STREAM, registers }),
     changeLogRows: new Gauge({
       name: `${PREFIX}changelog_rows`,

@@ -106,11 +106,14 @@ export class NatsSink implements Sink {
       messages.unshift(this.message(encodeTransaction(this.options.subjectPrefix, stream, id, 'BEGIN')));
       messages.push(this.message(encodeTransaction(this.options.subjectPrefix, stream, id, 'END', tableOrder)));
     }
+    const sent = performance.now();
     const outcomes = publisher.publishAll(messages, this.options.timeoutMs);
     batch.onSent?.();
+    const settled = await outcomes;
+    if (this.context) this.context.metrics.publishAck.observe({ stream, direction: this.context.direction }, (performance.now() - sent) / 1000);
     let written = 0;
     let failure: unknown;
-    for (const [m, outcome] of (await outcomes).entries()) {
+    for (const [m, outcome] of settled.entries()) {
       const i = framed ? m - 1 : m;
       const event = batch.changes[i];
       if ('ack' in outcome) {

@@ -60,6 +60,22 @@ describe('nats sink', () => {
     await sink.close();
   });
 
+  it('times each publish from sending the batch to its last acknowledgement (cdc_sync_publish_ack_seconds)', async () => {
+    const sink = new NatsSink({ url: nats.cluster().url, stream: 'TIMED', subjectPrefix: 'timed', replicas: 1, duplicateWindowSeconds: 120, partitions: 1, connector: 'postgres-changelog', timeoutMs: 5000 });
+    const context = testContext('pub');
+    const tables = await sink.open(context, [{ source: 'public.items', target: '' }]);
+    sink.bind([{ source: 'public.items', target: tables[0]! } as unknown as TableMapping]);
+    await sink.apply({ changes: [change(1, '1'), change(2, '2')], deadLetters: [] });
+    await sink.apply({ changes: [change(3, '3')], deadLetters: [] });
+    const series = (await context.metrics.publishAck.get()).values;
+    const count = series.find((v) => v.metricName === 'cdc_sync_publish_ack_seconds_count' && v.labels.stream === 'pub');
+    const total = series.find((v) => v.metricName === 'cdc_sync_publish_ack_seconds_sum' && v.labels.stream === 'pub');
+    expect(count?.value).toBe(2);
+    expect(total!.value).toBeGreaterThan(0);
+    expect(total!.value).toBeLessThan(5);
+    await sink.close();
+  });
+
   it('marks the changes of a batch after which its source had more to read, so the applying stream holds a child for its parent', async () => {
     const sink = await openSink('MORE');
     await sink.apply({ changes: [change(1, '1')], deadLetters: [], more: true });
