@@ -8,7 +8,6 @@ import { quoteIdent, quoteLiteral } from '../../db/postgres/identifiers.js';
 /** The server run: its start time, in µs (see ChangeLogPosition.server). */
 const SERVER_RUN = `floor(extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint::text AS server`;
 
-
 export const SERVER_RUN_SQL = `SELECT ${SERVER_RUN}`;
 
 /**
@@ -26,9 +25,10 @@ export const CHECKPOINT_NEXT_XID_SQL = `SELECT next_xid FROM pg_control_checkpoi
  * to run on, so its plan does not depend on statistics (a burst is read
  * before autovacuum has analyzed it).
  */
-const IN_RANGE = `
+const inRange = (upto: string) => `
       ($1::text IS NULL OR NOT pg_visible_in_snapshot(c.xid, $1::pg_snapshot))
-  AND pg_visible_in_snapshot(c.xid, $2::pg_snapshot)`;
+  AND pg_visible_in_snapshot(c.xid, ${upto})`;
+const IN_RANGE = inRange('$2::pg_snapshot');
 
 /**
  * Lowest and highest id of the range, found once per range through the xid
@@ -39,12 +39,13 @@ const IN_RANGE = `
  * ranges (200,000 rows read for an answer of 18, without statistics, and
  * again at every poll of an idle stream).
  */
-export const RANGE_BOUNDS_SQL = `
+const boundsOf = (upto: string) => `
 SELECT min(c.id + 0)::text AS low, max(c.id + 0)::text AS high
   FROM cdc_sync.changes c
  WHERE ($1::text IS NULL OR c.xid >= pg_snapshot_xmin($1::pg_snapshot))
-   AND c.xid < pg_snapshot_xmax($2::pg_snapshot)
-   AND ${IN_RANGE}`;
+   AND c.xid < pg_snapshot_xmax(${upto})
+   AND ${inRange(upto)}`;
+export const RANGE_BOUNDS_SQL = boundsOf('$2::pg_snapshot');
 
 /**
  * The next range after $1 in one statement, as an idle stream polls for it
@@ -54,13 +55,7 @@ SELECT min(c.id + 0)::text AS low, max(c.id + 0)::text AS high
 export const NEXT_RANGE_SQL = `
 WITH s AS (SELECT pg_current_snapshot() AS snapshot, ${SERVER_RUN})
 SELECT s.snapshot::text AS snapshot, s.server, b.low, b.high
-  FROM s CROSS JOIN LATERAL (
-    SELECT min(c.id + 0)::text AS low, max(c.id + 0)::text AS high
-      FROM cdc_sync.changes c
-     WHERE ($1::text IS NULL OR c.xid >= pg_snapshot_xmin($1::pg_snapshot))
-       AND c.xid < pg_snapshot_xmax(s.snapshot)
-       AND ($1::text IS NULL OR NOT pg_visible_in_snapshot(c.xid, $1::pg_snapshot))
-       AND pg_visible_in_snapshot(c.xid, s.snapshot)) b`;
+  FROM s CROSS JOIN LATERAL (${boundsOf('s.snapshot')}) b`;
 
 /**
  * The changes of the range with ids in ($4, $5], on the primary key. Row
