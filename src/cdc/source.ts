@@ -53,6 +53,13 @@ export interface Source {
    * checkpointed.
    */
   checkpointed?(position: string): void;
+  /**
+   * Called after each batch (and at start) with the count of changes the
+   * stream holds back for a missing parent. A source whose parents may come
+   * through another stream (one key partition of several) reads again while
+   * it holds any, so they are tried again when nothing new arrives.
+   */
+  holding?(count: number): void;
   /** Push sources: changes that arrived another way (a webhook) join the same buffer. */
   push?(events: ChangeEvent[]): void;
   /** Read now instead of at the next poll (queue-notify, trigger). */

@@ -45,7 +45,7 @@ export async function applyStep(
   const holds = !parts.source.marksDone;
   const settle = (failed: FailedChange[]) => {
     // Held until the source has nothing more to read, not even a read it has scheduled: then the parent is not coming.
-    const letters = holds ? parked.settle(failed, { caughtUp: (batch.caughtUp ?? false) && !batch.readsPending }) : failed;
+    const letters = holds ? parked.settle(failed, { caughtUp: batch.caughtUp ?? false, readsPending: batch.readsPending ?? false }) : failed;
     return { letters, checkpoint: { stream: name, position: parked.checkpoint(batch.position) } };
   };
   for (const e of noops) metrics.suppressed.inc({ ...labels, table: e.table, reason: 'no-op' });
@@ -66,6 +66,7 @@ export async function applyStep(
   // Applied whole: nothing is held any more.
   if (outcome.failed.length === 0 && parked.size > 0 && outcome.applied.length === changes.length) settle([]);
   const stored = parked.checkpoint(batch.position);
+  parts.source.holding?.(parked.size);
   // A sink without transactions cannot keep dead letters: they are stored before the checkpoint moves past them.
   if (letterStore) await letterStore.append([...deadLetters, ...outcome.failed.map((f) => deadLetterFor(name, f))]);
   await parts.conflictLog?.append(outcome.conflicts.flatMap((c) => (c.entry ? [c.entry] : [])));

@@ -16,10 +16,23 @@ import { eventsFromJson, eventsToJson } from '../core/event-json.js';
  * which would set their rows back to older values for a while and write
  * them twice. A held change that fails again in a batch after which the
  * source had nothing more to read goes to the dead letter (its parent is
- * not coming).
+ * not coming). A source that has nothing more but may still bring a parent
+ * (`readsPending`: a scheduled catch-up, another key partition's stream)
+ * has the change held up to `HOLD_LIMIT_MS` after it was first held.
  */
+/**
+ * How long a change waits for a parent that a source with nothing more to
+ * read says may still come: long enough for another partition's stream to
+ * be restarted, short enough that a parent that never comes is seen.
+ */
+export const HOLD_LIMIT_MS = 5 * 60_000;
+
 export class ParkedChanges {
   private readonly changes = new Map<string, ChangeEvent>();
+  /** When each key's change was first held (in this process: a restart starts the wait again). */
+  private readonly since = new Map<string, number>();
+
+  constructor(private readonly now: () => number = Date.now) {}
 
   get size(): number {
     return this.changes.size;
@@ -30,14 +43,27 @@ export class ParkedChanges {
     return [...this.changes.values()];
   }
 
-  /** After a batch: which failures to hold (the rest go to the dead letter). */
-  settle(failed: FailedChange[], options: { caughtUp: boolean }): FailedChange[] {
+  /**
+   * After a batch: which failures to hold (the rest go to the dead letter).
+   * `caughtUp`: the source had nothing more to read; `readsPending`: it may
+   * still bring older changes.
+   */
+  settle(failed: FailedChange[], options: { caughtUp: boolean; readsPending?: boolean }): FailedChange[] {
+    const since = new Map(this.since);
     this.changes.clear();
-    if (options.caughtUp) return failed;
+    this.since.clear();
+    if (options.caughtUp && !options.readsPending) return failed;
+    const now = this.now();
     const letters: FailedChange[] = [];
     for (const f of failed) {
-      if (f.reason === 'missing-parent') this.changes.set(`${f.event.table}\u0000${keyString(f.event.key)}`, f.event);
-      else letters.push(f);
+      const id = `${f.event.table}\u0000${keyString(f.event.key)}`;
+      const first = since.get(id) ?? now;
+      if (f.reason !== 'missing-parent' || (options.caughtUp && now - first >= HOLD_LIMIT_MS)) {
+        letters.push(f);
+        continue;
+      }
+      this.changes.set(id, f.event);
+      this.since.set(id, first);
     }
     return letters;
   }
@@ -45,7 +71,13 @@ export class ParkedChanges {
   /** At start: the changes the stored checkpoint holds (none: nothing is held). */
   restore(events: ChangeEvent[]): void {
     this.changes.clear();
-    for (const e of events) this.changes.set(`${e.table}\u0000${keyString(e.key)}`, e);
+    this.since.clear();
+    const now = this.now();
+    for (const e of events) {
+      const id = `${e.table}\u0000${keyString(e.key)}`;
+      this.changes.set(id, e);
+      this.since.set(id, now);
+    }
   }
 
   /** Whether this very change is held (not a newer one of its key). */

@@ -131,6 +131,7 @@ export class Stream {
     this.position = stored.position;
     this.drain.lastRead = this.position;
     this.parked.restore(stored.held);
+    source.holding?.(this.parked.size);
     if (this.position !== null) source.checkpointed?.(this.position);
     this.state = 'running';
     this.ranOnce = true;

@@ -66,6 +66,8 @@ interface PairSpec {
   copies?: string[];
   /** The forward stream goes through a three-node NATS JetStream cluster; its outages stop one node. */
   viaNats?: boolean;
+  /** Through NATS: key partitions, each applied by a stream of its own. */
+  partitions?: number;
 }
 
 const BOTH = ['a-to-b', 'b-to-a'];
@@ -78,6 +80,16 @@ const PAIRS: PairSpec[] = [
   { name: 'sqlite-changelog ⇄ pglite', twoWay: true, inProcess: true, copies: BOTH, sides: async () => [SqliteSide.create('a'), await PostgresSide.createPglite('b')] },
   // Through NATS JetStream: a-to-b publishes the change log, nats-to-b applies it; an outage stops one of three nodes.
   { name: 'postgres-changelog → nats → postgres', twoWay: false, copies: ['a-to-b'], viaNats: true, outages: true, sides: async (server) => [await PostgresSide.create('a', { server }), await PostgresSide.create('b', { server })] },
+  // The same with two key partitions applied concurrently: a child may now come before its parent (held until it is there).
+  {
+    name: 'postgres-changelog → nats (2 partitions) → postgres',
+    twoWay: false,
+    copies: ['a-to-b'],
+    viaNats: true,
+    partitions: 2,
+    outages: true,
+    sides: async (server) => [await PostgresSide.create('a', { server }), await PostgresSide.create('b', { server })],
+  },
   // SQL Server through its stand-in (test/support/fake-mssql), which logs key changes both ways SQL Server does.
   {
     name: 'mssql-cdc (stand-in) → postgres',
@@ -152,7 +164,7 @@ for (const spec of PAIRS.filter((p) => !ONLY || ONLY.some((prefix) => p.name.sta
         ...(spec.env ? { env: spec.env } : {}),
         ...(spec.tableOptions ? { tableOptions: spec.tableOptions } : {}),
         ...(spec.copies ? { copies: spec.copies } : {}),
-        ...(nats ? { via: { nats: nats.url } } : {}),
+        ...(nats ? { via: { nats: nats.url, ...(spec.partitions ? { partitions: spec.partitions } : {}) } } : {}),
         outage: async () => {
           if (nats) {
             // One node of three down for a moment (a crash): the streams' replicas keep a quorum.

@@ -52,7 +52,7 @@ export class Pair {
        * The forward changes go through NATS JetStream: a-to-b publishes them
        * (nats sink), a second stream applies them to b (nats source).
        */
-      via?: { nats: string };
+      via?: { nats: string; partitions?: number };
     },
   ) {}
 
@@ -70,15 +70,16 @@ export class Pair {
     tables: ${tables}
     batch: ${batch}`
       : '';
-    const via = this.options.via
-      ? `
-  - name: nats-to-b
-    source: { type: nats, url: "${this.options.via.nats}", idleIntervalMs: 100, nats: { stream: CONVERGE, from: a-to-b } }
+    // With partitions, one applying stream per key partition, all in the applying process.
+    const partitions = this.options.via?.partitions ?? 1;
+    const applying = (p: number | undefined) => `
+  - name: nats-to-b${p === undefined ? '' : `-${p}`}
+    source: { type: nats, url: "${this.options.via!.nats}", idleIntervalMs: 100, nats: { stream: CONVERGE, from: a-to-b${p === undefined ? '' : `, partitions: ${partitions}, partition: ${p}`} } }
     sink: ${this.b.sink()}
     tables: ${tables}
-    batch: ${batch}`
-      : '';
-    const forwardSink = this.options.via ? `{ type: nats, url: "${this.options.via.nats}", nats: { stream: CONVERGE, replicas: 3 } }` : this.b.sink();
+    batch: ${batch}`;
+    const via = !this.options.via ? '' : partitions > 1 ? Array.from({ length: partitions }, (_, p) => applying(p)).join('') : applying(undefined);
+    const forwardSink = this.options.via ? `{ type: nats, url: "${this.options.via.nats}", nats: { stream: CONVERGE, replicas: 3, partitions: ${partitions} } }` : this.b.sink();
     const forward = `
   - name: a-to-b
     source: ${this.a.source()}

@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -7,6 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 import { CliProcesses, runCli, runCliToEnd, waitFor, writeConfig, type CliProcess } from '../support/cli.js';
 import { startNatsCluster, type NatsCluster } from '../support/nats-cluster.js';
+import { partitionOf } from '../../src/db/nats/envelope.js';
 
 /**
  * PostgreSQL → NATS JetStream → PostgreSQL through the CLI: one stream
@@ -187,6 +188,48 @@ http: { port: 0, host: 127.0.0.1 }
     const metrics = await cli.metrics();
     for (const p of [0, 1]) expect(metrics).toMatch(new RegExp(`cdc_sync_events_applied_total\\{[^}]*stream="nats-to-b-${p}"[^}]*\\} [1-9]`));
     await processes.stop(cli);
+  }, 120_000);
+
+  it('holds a child whose parent another partition applies, and applies it once that partition brought the parent', async () => {
+    await a.query(`TRUNCATE child, parent, cdc_sync.changes`);
+    await b.query(`TRUNCATE child, parent, writes`);
+    // A parent and its child whose keys hash to different partitions.
+    const parentId = [1, 2, 3, 4, 5, 6, 7, 8].find((id) => partitionOf({ id }, 2) === 0)!;
+    const childId = [101, 102, 103, 104, 105, 106, 107, 108].find((id) => partitionOf({ id }, 2) === 1)!;
+    const dir = mkdtempSync(join(tmpdir(), 'cdc-sync-nats-'));
+    const applying = (p: number) => `
+  - name: nats-to-b-${p}
+    source: { type: nats, url: "\${NATS_URL}", idleIntervalMs: 100, nats: { stream: CDC_HELD, subjectPrefix: held, from: a-to-nats, partitions: 2, partition: ${p} } }
+    sink: { type: postgres, url: "\${SINK_URL}" }
+    tables: [{ source: public.parent, target: public.parent }, { source: public.child, target: public.child }]
+    batch: { maxSize: 50, maxWaitMs: 5 }
+    retry: { attempts: 100, minDelayMs: 50, maxDelayMs: 500 }`;
+    const files = (name: string) => `
+checkpoints: { path: ${dir}/${name}-checkpoints.json }
+deadLetters: { path: ${dir}/${name}-dead-letters.jsonl }
+http: { port: 0, host: 127.0.0.1 }
+log: { level: debug }
+`;
+    // The publisher and the child's partition first; the parent's partition only later (its process was down).
+    const first = start(
+      writeConfig(`
+streams:
+  - name: a-to-nats
+    source: { type: postgres-changelog, url: "\${SOURCE_URL}", idleIntervalMs: 50, snapshot: never }
+    sink: { type: nats, url: "\${NATS_URL}", nats: { stream: CDC_HELD, subjectPrefix: held, replicas: 3, partitions: 2 } }
+    tables: [{ source: public.parent }, { source: public.child }]
+    batch: { maxSize: 50, maxWaitMs: 5 }${applying(1)}${files('first')}`),
+    );
+    await a.query(`BEGIN; INSERT INTO child VALUES (${childId}, ${parentId}, 'waits'); INSERT INTO parent VALUES (${parentId}, 'comes later', NULL, NULL, NULL); COMMIT`);
+    // The child's partition read it and found no parent.
+    await waitFor(() => /"stream":"nats-to-b-1".*JetStream messages read/.test(first.stderr()), 30_000, () => first.stderr().slice(-3000));
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await b.query(`SELECT id FROM child`)).toEqual([]);
+    const second = start(writeConfig(`\nstreams:${applying(0)}${files('second')}`));
+    await waitFor(equal, 60_000, () => `${first.stderr().slice(-3000)}\n${second.stderr().slice(-2000)}`);
+    expect(existsSync(`${dir}/first-dead-letters.jsonl`) ? readFileSync(`${dir}/first-dead-letters.jsonl`, 'utf8') : '').toBe('');
+    await processes.stop(first);
+    await processes.stop(second);
   }, 120_000);
 
   it('ends equal with each change applied at most once, through kill -9 of cdc-sync and a stopped NATS node', async () => {

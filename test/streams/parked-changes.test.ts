@@ -10,6 +10,8 @@ import { createLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import type { ApplyResult, DeadLetter, Sink, SinkBatch } from '../../src/sinks/sink.js';
 import { Stream } from '../../src/streams/stream.js';
+import { HOLD_LIMIT_MS, ParkedChanges } from '../../src/streams/parked-changes.js';
+import type { FailedChange } from '../../src/streams/apply-batch.js';
 import { ITEMS_TARGET } from '../support/items-target.js';
 
 /**
@@ -184,5 +186,42 @@ describe('a change held back for a missing parent', () => {
     await run.running;
     expect(sink.deadLetters).toEqual([]);
     expect(source.acknowledged).toEqual(['1', '2']);
+  });
+});
+
+describe('ParkedChanges.settle', () => {
+  const missing = (id: number): FailedChange => ({ event: item(id, `child ${id}`, id), error: new PermanentError('no parent', { reason: 'missing-parent' }), reason: 'missing-parent' });
+  const invalid: FailedChange = { event: item(3, 'bad', 3), error: new PermanentError('bad value', { reason: 'invalid-data' }), reason: 'invalid-data' };
+
+  it('holds a missing parent while the source has more to read, however long, and letters any other failure', () => {
+    let now = 0;
+    const parked = new ParkedChanges(() => now);
+    expect(parked.settle([missing(10), invalid], { caughtUp: false })).toEqual([invalid]);
+    now = HOLD_LIMIT_MS * 10;
+    expect(parked.settle([missing(10)], { caughtUp: false })).toEqual([]);
+    expect(parked.size).toBe(1);
+  });
+
+  it('letters a missing parent at once when the source is caught up with nothing pending', () => {
+    const parked = new ParkedChanges(() => 0);
+    const child = missing(10);
+    expect(parked.settle([child], { caughtUp: true })).toEqual([child]);
+    expect(parked.size).toBe(0);
+  });
+
+  it('holds a missing parent that a pending read may bring (another partition) up to the limit after it was first held, then letters it', () => {
+    let now = 1_000;
+    const parked = new ParkedChanges(() => now);
+    const first = missing(10);
+    expect(parked.settle([first], { caughtUp: true, readsPending: true })).toEqual([]);
+    now += HOLD_LIMIT_MS - 1;
+    // Held again batch after batch: the wait counts from the first time, not from the last batch.
+    expect(parked.settle([first, missing(11)], { caughtUp: true, readsPending: true })).toEqual([]);
+    now += 1;
+    expect(parked.settle([first, missing(11)], { caughtUp: true, readsPending: true })).toEqual([first]);
+    expect(parked.events().map((e) => e.key)).toEqual([{ id: 11 }]);
+    // Applied (its parent came): the wait of a later hold of the key starts afresh.
+    parked.settle([], { caughtUp: true, readsPending: true });
+    expect(parked.settle([first], { caughtUp: true, readsPending: true })).toEqual([]);
   });
 });

@@ -79,6 +79,8 @@ export class NatsSource implements Source {
   private readonly generations = new ReadGeneration();
   /** Consumers made by this process (a part of their names). */
   private starts = 0;
+  /** Changes the stream holds back for a missing parent (`holding`). */
+  private held = 0;
 
   constructor(private readonly options: NatsSourceOptions) {
     for (const table of options.tables) this.tables.add(table.source);
@@ -115,6 +117,10 @@ export class NatsSource implements Source {
 
   wake(): void {}
 
+  holding(count: number): void {
+    this.held = count;
+  }
+
   async close(): Promise<void> {
     const nats = this.nats;
     this.nats = undefined;
@@ -130,7 +136,11 @@ export class NatsSource implements Source {
       if (stale()) return null;
       const fresh = messages.filter((m) => m.seq > this.handed);
       if (fresh.length > 0) return this.toChunk(fresh);
-      if (messages.length === 0) this.context.idle?.();
+      if (messages.length > 0) continue;
+      this.context.idle?.();
+      // A held child's parent may come through another partition's stream: nothing new here, so the stream
+      // tries the held changes again (an empty chunk) once per idle read.
+      if (this.partitioned && this.held > 0) return { events: [], rejected: [], position: this.position(this.handed), caughtUp: true, readsPending: true };
     }
   }
 
@@ -240,11 +250,17 @@ export class NatsSource implements Source {
     this.handed = last.seq;
     this.unacked.set(this.position(last.seq), last);
     countCaptured(this.context, events);
-    // A child's parent may still come: the publishing stream had more to read (a copy, a backlog), or the
-    // last batch is not whole (its publisher stopped midway and sends it again, its rest after a restart).
-    const readsPending = last.headers?.get(HEADERS.more) === '1' || !batchEnds(last);
+    // A child's parent may still come: the publishing stream had more to read (a copy, a backlog), the
+    // last batch is not whole (its publisher stopped midway and sends it again, its rest after a restart),
+    // or it is in another key partition, which another stream applies.
+    const readsPending = this.partitioned || last.headers?.get(HEADERS.more) === '1' || !batchEnds(last);
     this.context.log.debug({ first: messages[0]!.seq, last: last.seq, batch: last.headers?.get(HEADERS.batch), pending: last.info.pending, readsPending }, 'JetStream messages read');
     return { events, rejected, position: this.position(last.seq), caughtUp: last.info.pending === 0, readsPending };
+  }
+
+  /** One key partition of several: a change's parent may be in another. */
+  private get partitioned(): boolean {
+    return this.options.partition !== undefined && this.options.partitions > 1;
   }
 
   private position(seq: number): string {

@@ -35,7 +35,7 @@ async function freshStream(): Promise<{ name: string; publish: (ids: number[], t
   };
 }
 
-function source(stream: string, readLimit = 100): { source: NatsSource; context: ReturnType<typeof testContext> } {
+function source(stream: string, readLimit = 100, partition?: { of: number; index: number }): { source: NatsSource; context: ReturnType<typeof testContext> } {
   const context = testContext('sub');
   const s = new NatsSource({
     url: nats.cluster().url,
@@ -43,7 +43,8 @@ function source(stream: string, readLimit = 100): { source: NatsSource; context:
     subjectPrefix: stream.toLowerCase(),
     replicas: 1,
     duplicateWindowSeconds: 120,
-    partitions: 1,
+    partitions: partition?.of ?? 1,
+    partition: partition?.index,
     tables: [{ source: 'public.items', target: '' }],
     from: 'pub',
     consumer: 'cdc-sync_sub',
@@ -92,6 +93,31 @@ describe('nats source', () => {
     const read = [...ids(first), ...(first.events.length < 3 ? ids((await reader.next(5000))!) : [])];
     expect(read).toEqual([1, 2, 3]);
     expect(first.rejected).toEqual([]);
+    reader.stop();
+    await s.close();
+  });
+
+  it('of one key partition, idle while the stream holds changes for a missing parent, hands on an empty chunk so they are tried again; idle holding none, nothing', async () => {
+    const { name } = await freshStream();
+    const encoded = encodeChange(
+      { table: 'public.items', op: 'insert', key: { id: 1 }, row: { id: 1, name: 'child' }, position: '1', commitTime: new Date() },
+      { prefix: name.toLowerCase(), stream: 'pub', connector: 'test', batch: 'b', order: 1, size: 1, tableOrder: 1, partition: { index: 1, order: 1, size: 1 } },
+    );
+    const h = headers();
+    for (const [k, v] of Object.entries(encoded.headers)) h.set(k, v);
+    await jetstream(nats.client()).publish(encoded.subject, encoded.data, { headers: h });
+    const { source: s, context } = source(name, 100, { of: 2, index: 1 });
+    await s.open(context);
+    const reader = stepper(s, null);
+    const first = (await reader.next(5000))!;
+    expect(ids(first)).toEqual([1]);
+    // Its parent may be in the other partition: not "nothing pending", though this partition has nothing more.
+    expect(first.readsPending).toBe(true);
+    s.holding(0);
+    expect(await reader.next(1000)).toBeNull();
+    s.holding(1);
+    const retry = (await reader.next(2000))!;
+    expect(retry).toEqual({ events: [], rejected: [], position: first.position, caughtUp: true, readsPending: true });
     reader.stop();
     await s.close();
   });
