@@ -232,12 +232,14 @@ export class NatsSource implements Source {
     const rejected: RejectedChange[] = [];
     for (const message of messages) {
       const position = this.position(message.seq);
-      const headers = { get: (name: string) => message.headers?.get(name) ?? '' };
+      const messageHeaders = message.headers;
+      const headers = { get: (name: string) => messageHeaders?.get(name) ?? '' };
+      const text = UTF8.decode(message.data);
       let event: ChangeEvent;
       try {
-        event = decodeChange(new TextDecoder().decode(message.data), headers, position);
+        event = decodeChange(text, headers, position);
       } catch (error) {
-        rejected.push({ table: message.subject, key: null, payload: new TextDecoder().decode(message.data), error: error as Error, position });
+        rejected.push({ table: message.subject, key: null, payload: text, error: error as Error, position });
         continue;
       }
       if (!this.tables.has(event.table)) {
@@ -292,6 +294,9 @@ export class NatsSource implements Source {
     return this.nats;
   }
 }
+
+/** One decoder for every message: each one made is a native object the garbage collector must finalize. */
+const UTF8 = new TextDecoder();
 
 function batchEnds(message: JsMsg): boolean {
   const [order, size] = (message.headers?.get(HEADERS.batch) ?? '').split('/');

@@ -3,6 +3,9 @@ import type { PubAck } from '@nats-io/jetstream';
 import { TransientError } from '../../core/errors.js';
 import type { JetStreamConnection } from './connection.js';
 
+/** One decoder for every acknowledgement (one made per message is a native object for the garbage collector to finalize). */
+const UTF8 = new TextDecoder();
+
 export interface OutgoingMessage {
   subject: string;
   data: Uint8Array | string;
@@ -74,7 +77,7 @@ export class AckedPublisher {
       return;
     }
     try {
-      const answer = JSON.parse(new TextDecoder().decode(msg.data)) as PubAck & { error?: { code: number; err_code: number; description: string } };
+      const answer = JSON.parse(UTF8.decode(msg.data)) as PubAck & { error?: { code: number; err_code: number; description: string } };
       if (answer.error) this.settle(token, { error: new this.nats.api.JetStreamApiError(answer.error) });
       else this.settle(token, { ack: { ...answer, duplicate: answer.duplicate ?? false } });
     } catch (cause) {
