@@ -1,5 +1,5 @@
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import type { CheckpointStore } from './checkpoint-store.js';
 
 interface FileContent {
@@ -50,6 +50,7 @@ export class FileCheckpointStore implements CheckpointStore {
 
   private async read(): Promise<FileContent> {
     if (this.cache) return this.cache;
+    await this.removeStaleTemporaries();
     try {
       const parsed = JSON.parse(await readFile(this.path, 'utf8')) as FileContent;
       this.cache = { version: 1, streams: parsed.streams ?? {} };
@@ -58,6 +59,28 @@ export class FileCheckpointStore implements CheckpointStore {
       this.cache = { version: 1, streams: {} };
     }
     return this.cache;
+  }
+
+  /**
+   * A process killed between writing its temporary file and renaming it left
+   * `<file>.<pid>.tmp` behind; outside a container the next one has another
+   * pid, so each crash would leave one more. Those of processes that are gone
+   * are removed at the first read (a live one's may be mid-save).
+   */
+  private async removeStaleTemporaries(): Promise<void> {
+    const folder = dirname(this.path);
+    const prefix = `${basename(this.path)}.`;
+    let names: string[];
+    try {
+      names = await readdir(folder);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const middle = name.startsWith(prefix) && name.endsWith('.tmp') ? name.slice(prefix.length, -'.tmp'.length) : '';
+      const pid = /^\d+$/.test(middle) ? Number(middle) : 0;
+      if (pid > 0 && pid !== process.pid && !alive(pid)) await rm(join(folder, name), { force: true });
+    }
   }
 
   private async write(content: FileContent): Promise<void> {
@@ -78,5 +101,15 @@ export class FileCheckpointStore implements CheckpointStore {
     } finally {
       await dir.close();
     }
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists, as another user's.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

@@ -101,3 +101,21 @@ describe('FileCheckpointStore', () => {
     expect(await new FileCheckpointStore(join(blocked, 'checkpoints.json')).load('s')).toBe('2');
   });
 });
+
+describe('FileCheckpointStore after a crash', () => {
+  it("removes the temporary file a killed process left between writing and renaming, but not a live process's", async () => {
+    await new FileCheckpointStore(path).save('a', '1');
+    // A pid that is gone: a child that has exited.
+    const { spawnSync } = await import('node:child_process');
+    const gone = spawnSync(process.execPath, ['-e', '0']).pid!;
+    const stale = `${path}.${gone}.tmp`;
+    const live = `${path}.${process.ppid}.tmp`;
+    const other = `${path}.backup.tmp`;
+    for (const file of [stale, live, other]) await writeFile(file, '{"version":1,"streams":{"a":{"position":"torn"}}}');
+    const store = new FileCheckpointStore(path);
+    expect(await store.load('a')).toBe('1');
+    const left = await readdir(join(dir, 'state'));
+    expect(left).not.toContain(`checkpoints.json.${gone}.tmp`);
+    expect(left).toEqual(expect.arrayContaining(['checkpoints.json', `checkpoints.json.${process.ppid}.tmp`, 'checkpoints.json.backup.tmp']));
+  });
+});
