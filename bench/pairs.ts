@@ -10,13 +10,12 @@
 import os from 'node:os';
 import { join } from 'node:path';
 import type { PostgresCluster } from '../test/support/postgres-cluster.js';
-import { streamSchema } from '../src/config/schema.js';
 import { makeBacklog, prepareSource, prepareTarget, withClient, type BacklogMix } from './backlog.js';
 import { drain, startStream, type DrainResult } from './drain.js';
 import type { NaiveResult } from './naive.js';
 import { SHIPPED_NODE_ARGS } from './node-args.js';
 import { NeighbourWatch, postmasterPid } from './proc.js';
-import { envInt, machine, publishSection, runBenchmark, type Machine } from './report.js';
+import { envInt, machine, publishSection, runBenchmark, type Machine, defaultBatchSize } from './report.js';
 import { benchWorkspace } from './workspace.js';
 import {
   createSqliteItems,
@@ -205,10 +204,6 @@ function consoleLine(r: PairResult): string {
   );
 }
 
-/** The default configuration's batch.maxSize, as the configuration schema gives it. */
-function defaultBatchSize(): number {
-  return streamSchema.parse({ name: 'x', source: { type: 'postgres-changelog', url: 'x' }, sink: { type: 'postgres', url: 'x' }, tables: [{ source: 'a', target: 'a' }] }).batch.maxSize;
-}
 
 interface SectionInput {
   date: Date;

@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import type { BacklogMix } from './backlog.js';
+import { streamSchema } from '../src/config/schema.js';
 import { SHIPPED_NODE_ARGS } from './node-args.js';
 import type { DrainResult } from './drain.js';
 import type { NaiveResult } from './naive.js';
@@ -244,4 +245,9 @@ export function envInt(name: string, fallback: number): number {
 export function publishSection(section: string, title: string): void {
   process.stdout.write(`${section}\n`);
   if (process.env.BENCH_WRITE !== '0') writeSection(fileURLToPath(new URL('../../BENCHMARKS.md', import.meta.url)), section, title);
+}
+
+/** The default configuration's batch.maxSize, as the configuration schema gives it. */
+export function defaultBatchSize(): number {
+  return streamSchema.parse({ name: 'x', source: { type: 'postgres-changelog', url: 'x' }, sink: { type: 'postgres', url: 'x' }, tables: [{ source: 'a', target: 'a' }] }).batch.maxSize;
 }

@@ -10,10 +10,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeBacklog, prepareSource, prepareTarget, tableDigest, withClient } from './backlog.js';
 import { drain, startStream, type DrainResult } from './drain.js';
-import { streamSchema } from '../src/config/schema.js';
 import { naiveLoop } from './naive.js';
 import { NeighbourWatch, postmasterPid } from './proc.js';
-import { checks, consoleTable, machine, markdownSection, writeSection, type Report, envInt, runBenchmark } from './report.js';
+import { checks, consoleTable, machine, markdownSection, writeSection, type Report, envInt, runBenchmark, defaultBatchSize } from './report.js';
 import { benchWorkspace } from './workspace.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -153,9 +152,5 @@ async function main(): Promise<number> {
   }
 }
 
-/** The default configuration's batch.maxSize, as the configuration schema gives it. */
-function defaultBatchSize(): number {
-  return streamSchema.parse({ name: 'x', source: { type: 'postgres-changelog', url: 'x' }, sink: { type: 'postgres', url: 'x' }, tables: [{ source: 'a', target: 'a' }] }).batch.maxSize;
-}
 
 runBenchmark(main);
