@@ -44,7 +44,8 @@ export async function applyStep(
   // reader that only acknowledges (JetStream, a replication slot) holds: the held changes live in the checkpoint.
   const holds = !parts.source.marksDone;
   const settle = (failed: FailedChange[]) => {
-    // Held until the source has nothing more to read, not even a read it has scheduled: then the parent is not coming.
+    // Held while the source has more to read; while a read it has scheduled (or another partition) may still bring
+    // the parent, for up to HOLD_LIMIT_MS; then the parent is not coming.
     const letters = holds ? parked.settle(failed, { caughtUp: batch.caughtUp ?? false, readsPending: batch.readsPending ?? false }) : failed;
     return { letters, checkpoint: { stream: name, position: parked.checkpoint(batch.position) } };
   };

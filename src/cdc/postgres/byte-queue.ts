@@ -13,7 +13,7 @@ const KEPT_SLABS = 16;
  * Runs are copied into slabs that are used again once read. Held instead,
  * the socket's buffers outlived two scavenges and were promoted, and their
  * memory (outside V8's heap) waited for a full collection: 48 MiB of it at
- * the peak of a 1M-change drain (bench:memory), against 19 MiB with slabs.
+ * the peak of a 1M-change drain (bench:memory), against 18 MiB with slabs.
  * A message larger than a slab keeps the buffer it arrived in.
  */
 export class ByteQueue {
