@@ -68,6 +68,10 @@ export async function applyStep(
   if (outcome.failed.length === 0 && parked.size > 0 && outcome.applied.length === changes.length) settle([]);
   const stored = parked.checkpoint(batch.position);
   parts.source.holding?.(parked.size);
+  // Caught up, a held change may wait long (its parent comes through another partition, or never): say so once.
+  if (batch.caughtUp && parked.newlyHeld.size > 0) {
+    log.info({ tables: Object.fromEntries(parked.newlyHeld), held: parked.size }, 'changes held until their parent arrives (tried again with each read, dead-lettered if it does not come)');
+  }
   // A sink without transactions cannot keep dead letters: they are stored before the checkpoint moves past them.
   if (letterStore) await letterStore.append([...deadLetters, ...outcome.failed.map((f) => deadLetterFor(name, f))]);
   await parts.conflictLog?.append(outcome.conflicts.flatMap((c) => (c.entry ? [c.entry] : [])));

@@ -32,6 +32,9 @@ export class ParkedChanges {
   /** When each key's change was first held (in this process: a restart starts the wait again). */
   private readonly since = new Map<string, number>();
 
+  /** Per table, the changes the last `settle` began to hold (held before: not counted). */
+  newlyHeld = new Map<string, number>();
+
   constructor(private readonly now: () => number = Date.now) {}
 
   get size(): number {
@@ -52,6 +55,7 @@ export class ParkedChanges {
     const since = new Map(this.since);
     this.changes.clear();
     this.since.clear();
+    this.newlyHeld = new Map();
     if (options.caughtUp && !options.readsPending) return failed;
     const now = this.now();
     const letters: FailedChange[] = [];
@@ -64,6 +68,7 @@ export class ParkedChanges {
       }
       this.changes.set(id, f.event);
       this.since.set(id, first);
+      if (!since.has(id)) this.newlyHeld.set(f.event.table, (this.newlyHeld.get(f.event.table) ?? 0) + 1);
     }
     return letters;
   }

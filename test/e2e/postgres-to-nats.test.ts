@@ -225,6 +225,8 @@ streams:
     await waitFor(() => /"stream":"nats-to-b-1".*JetStream messages read/.test(first.stderr()), 30_000, () => first.stderr().slice(-3000));
     await new Promise((r) => setTimeout(r, 1500));
     expect(await b.query(`SELECT id FROM child`)).toEqual([]);
+    // The operator is told once, with the table (never the row).
+    expect(first.stderr().match(/"stream":"nats-to-b-1".*"tables":\{"public.child":1\}.*changes held until their parent arrives/g)).toHaveLength(1);
     const second = start(writeConfig(`\nstreams:${applying(0)}${files('second')}`));
     await waitFor(equal, 60_000, () => `${first.stderr().slice(-3000)}\n${second.stderr().slice(-2000)}`);
     expect(existsSync(`${dir}/first-dead-letters.jsonl`) ? readFileSync(`${dir}/first-dead-letters.jsonl`, 'utf8') : '').toBe('');

@@ -214,9 +214,13 @@ describe('ParkedChanges.settle', () => {
     const parked = new ParkedChanges(() => now);
     const first = missing(10);
     expect(parked.settle([first], { caughtUp: true, readsPending: true })).toEqual([]);
+    expect(parked.newlyHeld).toEqual(new Map([['public.items', 1]]));
     now += HOLD_LIMIT_MS - 1;
     // Held again batch after batch: the wait counts from the first time, not from the last batch.
     expect(parked.settle([first, missing(11)], { caughtUp: true, readsPending: true })).toEqual([]);
+    // Only the change held for the first time counts as newly held (the log line says it once).
+    expect(parked.newlyHeld).toEqual(new Map([['public.items', 1]]));
+    expect(parked.size).toBe(2);
     now += 1;
     expect(parked.settle([first, missing(11)], { caughtUp: true, readsPending: true })).toEqual([first]);
     expect(parked.events().map((e) => e.key)).toEqual([{ id: 11 }]);
