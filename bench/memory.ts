@@ -32,7 +32,7 @@ import { makeBacklog, tableDigest, withClient, type BacklogMix, type BacklogShap
 import { parseMetrics, sum, type Sample } from './prometheus.js';
 import { NeighbourWatch, cpuSeconds, memory } from './proc.js';
 import { machine, writeSection, envInt, runBenchmark, defaultBatchSize } from './report.js';
-import { benchWorkspace } from './workspace.js';
+import { benchWorkspace, serverVersion } from './workspace.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CLI = join(ROOT, 'dist/cdc-sync.mjs');
@@ -451,9 +451,7 @@ async function main(): Promise<number> {
   try {
     say(`cdc-sync peak memory: ${int(changes)} changes of a realistic table, default configuration, NODE_OPTIONS="${nodeOptions}"`);
     const cluster = await workspace.start();
-    const postgres = await withClient(cluster.url('postgres'), async (c) =>
-      (await c.query<{ version: string }>('SELECT version()')).rows[0]!.version.replace(/ on .*/, '').replace(/ \(.*/, ''),
-    );
+    const postgres = await serverVersion(cluster);
     // As the image's build does: one start leaves V8's code cache for these options (tools/launcher.mjs).
     const warm = startCli(['--help'], nodeOptions, workDir, 'help.log');
     const warmExit = await warm.exited;

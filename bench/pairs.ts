@@ -16,7 +16,7 @@ import type { NaiveResult } from './naive.js';
 import { SHIPPED_NODE_ARGS } from './node-args.js';
 import { NeighbourWatch, postmasterPid } from './proc.js';
 import { envInt, machine, publishSection, runBenchmark, type Machine, defaultBatchSize } from './report.js';
-import { benchWorkspace } from './workspace.js';
+import { benchWorkspace, createDatabases } from './workspace.js';
 import {
   createSqliteItems,
   makeSqliteBacklog,
@@ -175,11 +175,7 @@ async function main(): Promise<number> {
     say(`cdc-sync benchmark: SQLite pairs, ${int(changes)} changes each, default configuration`);
     say('starting a private PostgreSQL cluster…');
     const cluster = await workspace.start();
-    const postgresVersion = await withClient(cluster.url('postgres'), async (client) => {
-      for (const db of ['lite_dst', 'lite_naive', 'pg_src']) await client.query(`CREATE DATABASE ${db}`);
-      const { rows } = await client.query<{ version: string }>('SELECT version()');
-      return rows[0]!.version.replace(/ on .*/, '').replace(/ \(.*/, '');
-    });
+    const postgresVersion = await createDatabases(cluster, ['lite_dst', 'lite_naive', 'pg_src']);
     const settings: Settings = { changes, naiveChanges, naiveSeconds, workDir, postmaster: postmasterPid(cluster.dataDir) };
     const results = [await runPair(await sqliteToPostgres(cluster, settings), settings), await runPair(await postgresToSqlite(cluster, settings), settings)];
 

@@ -13,7 +13,7 @@ import { drain, startStream, type DrainResult } from './drain.js';
 import { naiveLoop } from './naive.js';
 import { NeighbourWatch, postmasterPid } from './proc.js';
 import { checks, consoleTable, machine, markdownSection, writeSection, type Report, envInt, runBenchmark, defaultBatchSize } from './report.js';
-import { benchWorkspace } from './workspace.js';
+import { benchWorkspace, createDatabases } from './workspace.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -48,11 +48,7 @@ async function main(): Promise<number> {
     say(`cdc-sync benchmark: change-log → PostgreSQL, ${changes.toLocaleString('en-US')} changes, default configuration${sweepSizes.length > 0 ? `, then batch.maxSize ${sweepSizes.join(', ')}` : ''}`);
     say('starting a private PostgreSQL cluster…');
     const cluster = await workspace.start();
-    const postgresVersion = await withClient(cluster.url('postgres'), async (client) => {
-      for (const db of ['src', 'dst', 'naive']) await client.query(`CREATE DATABASE ${db}`);
-      const { rows } = await client.query<{ version: string }>('SELECT version()');
-      return rows[0]!.version.replace(/ on .*/, '').replace(/ \(.*/, '');
-    });
+    const postgresVersion = await createDatabases(cluster, ['src', 'dst', 'naive']);
     const src = cluster.url('src');
     const dst = cluster.url('dst');
     await prepareSource(src);

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { startPostgresCluster, type PostgresCluster, type PostgresClusterOptions } from '../test/support/postgres-cluster.js';
+import { withClient } from './backlog.js';
 import { stopOnSignal } from './report.js';
 
 export interface Workspace {
@@ -30,4 +31,20 @@ export function benchWorkspace(name: string, say: (text: string) => void, keep =
     start: async (options) => (cluster = await startPostgresCluster(options)),
     stop,
   };
+}
+
+/** Creates `databases` on the cluster; returns the server's version (serverVersion). */
+export async function createDatabases(cluster: PostgresCluster, databases: string[]): Promise<string> {
+  await withClient(cluster.url('postgres'), async (client) => {
+    for (const db of databases) await client.query(`CREATE DATABASE ${db}`);
+  });
+  return serverVersion(cluster);
+}
+
+/** The server's version as the reports name it (`PostgreSQL 15.18`). */
+export function serverVersion(cluster: PostgresCluster): Promise<string> {
+  return withClient(cluster.url('postgres'), async (client) => {
+    const { rows } = await client.query<{ version: string }>('SELECT version()');
+    return rows[0]!.version.replace(/ on .*/, '').replace(/ \(.*/, '');
+  });
 }

@@ -3,6 +3,13 @@ import type { FailedChange } from './apply-batch.js';
 import { eventsFromJson, eventsToJson } from '../core/event-json.js';
 
 /**
+ * How long a change waits for a parent that a source with nothing more to
+ * read says may still come: long enough for another partition's stream to
+ * be restarted, short enough that a parent that never comes is seen.
+ */
+export const HOLD_LIMIT_MS = 5 * 60_000;
+
+/**
  * Changes whose parent had not arrived yet (reason `missing-parent`), held
  * back and applied again with the next batch instead of going to the dead
  * letter at once: a source that cannot tell where its transactions end (the
@@ -20,17 +27,9 @@ import { eventsFromJson, eventsToJson } from '../core/event-json.js';
  * (`readsPending`: a scheduled catch-up, another key partition's stream)
  * has the change held up to `HOLD_LIMIT_MS` after it was first held.
  */
-/**
- * How long a change waits for a parent that a source with nothing more to
- * read says may still come: long enough for another partition's stream to
- * be restarted, short enough that a parent that never comes is seen.
- */
-export const HOLD_LIMIT_MS = 5 * 60_000;
-
 export class ParkedChanges {
-  private readonly changes = new Map<string, ChangeEvent>();
-  /** When each key's change was first held (in this process: a restart starts the wait again). */
-  private readonly since = new Map<string, number>();
+  /** Per table and key, the change held and when a change of that key was first held (in this process: a restart starts the wait again). */
+  private held = new Map<string, { event: ChangeEvent; since: number }>();
 
   /** Per table, the changes the last `settle` began to hold (held before: not counted). */
   newlyHeld = new Map<string, number>();
@@ -38,12 +37,12 @@ export class ParkedChanges {
   constructor(private readonly now: () => number = Date.now) {}
 
   get size(): number {
-    return this.changes.size;
+    return this.held.size;
   }
 
   /** The held changes, oldest first, to go in front of the next batch (its newer changes of a key supersede them). */
   events(): ChangeEvent[] {
-    return [...this.changes.values()];
+    return [...this.held.values()].map((h) => h.event);
   }
 
   /**
@@ -52,48 +51,44 @@ export class ParkedChanges {
    * still bring older changes.
    */
   settle(failed: FailedChange[], options: { caughtUp: boolean; readsPending?: boolean }): FailedChange[] {
-    const since = new Map(this.since);
-    this.changes.clear();
-    this.since.clear();
+    const before = this.held;
+    this.held = new Map();
     this.newlyHeld = new Map();
     if (options.caughtUp && !options.readsPending) return failed;
     const now = this.now();
     const letters: FailedChange[] = [];
     for (const f of failed) {
-      const id = `${f.event.table}\u0000${keyString(f.event.key)}`;
-      const first = since.get(id) ?? now;
-      if (f.reason !== 'missing-parent' || (options.caughtUp && now - first >= HOLD_LIMIT_MS)) {
+      const id = idOf(f.event);
+      const since = before.get(id)?.since ?? now;
+      if (f.reason !== 'missing-parent' || (options.caughtUp && now - since >= HOLD_LIMIT_MS)) {
         letters.push(f);
         continue;
       }
-      this.changes.set(id, f.event);
-      this.since.set(id, first);
-      if (!since.has(id)) this.newlyHeld.set(f.event.table, (this.newlyHeld.get(f.event.table) ?? 0) + 1);
+      this.held.set(id, { event: f.event, since });
+      if (!before.has(id)) this.newlyHeld.set(f.event.table, (this.newlyHeld.get(f.event.table) ?? 0) + 1);
     }
     return letters;
   }
 
   /** At start: the changes the stored checkpoint holds (none: nothing is held). */
   restore(events: ChangeEvent[]): void {
-    this.changes.clear();
-    this.since.clear();
     const now = this.now();
-    for (const e of events) {
-      const id = `${e.table}\u0000${keyString(e.key)}`;
-      this.changes.set(id, e);
-      this.since.set(id, now);
-    }
+    this.held = new Map(events.map((event) => [idOf(event), { event, since: now }]));
   }
 
   /** Whether this very change is held (not a newer one of its key). */
   holds(event: ChangeEvent): boolean {
-    return this.changes.get(`${event.table}\u0000${keyString(event.key)}`) === event;
+    return this.held.get(idOf(event))?.event === event;
   }
 
   /** The checkpoint to store after a batch: its position, with the changes held now. */
   checkpoint(batchPosition: string): string {
     return checkpointText(batchPosition, this.events());
   }
+}
+
+function idOf(event: ChangeEvent): string {
+  return `${event.table}\u0000${keyString(event.key)}`;
 }
 
 /** Between the source's position and the held changes of a stored checkpoint (no source's position holds a newline). */
