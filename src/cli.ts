@@ -3,6 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { loadConfigFile } from './config/load.js';
+import { configWarnings } from './config/warnings.js';
 import { ConfigError, errorMessage } from './core/errors.js';
 import { EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, runCommand } from './commands/run.js';
 import { demoCommand } from './commands/demo.js';
@@ -54,6 +55,7 @@ function program(): Command {
       // The checks `run` makes at start, one stream after the other; the first that fails exits 2 (configuration) or 1 (a database did not answer).
       if (!options.offline) for (const stream of streams) await stream.check();
       const checked = options.offline ? 'the file only' : 'against the databases';
+      for (const warning of configWarnings(config)) process.stderr.write(`${options.config}: warning: ${warning.path}: ${warning.message}\n`);
       process.stdout.write(`${options.config}: valid, checked ${checked} (${config.streams.map((s) => s.name).join(', ')})\n`);
     });
 

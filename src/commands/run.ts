@@ -7,6 +7,7 @@ import { createMetrics, type Metrics } from '../metrics/metrics.js';
 import { createHttpServer } from '../server/http.js';
 import { webhookRow } from '../server/webhook.js';
 import { buildStreams } from '../streams/build.js';
+import { configWarnings } from '../config/warnings.js';
 import { BatchLog } from '../control/batch-log.js';
 import { controller } from '../control/controller.js';
 import { CronSchedule, runOnSchedule } from './schedule.js';
@@ -57,6 +58,7 @@ export async function runConfig(config: Config, options: RunOptions = {}): Promi
   // --once (cron, Task Scheduler): each stream stops when its source has nothing more to read.
   const once = options.once ?? false;
   const streams = buildStreams(config, metrics, log, { batchLog, once });
+  for (const warning of configWarnings(config)) log.warn({ path: warning.path }, warning.message);
   const control = controller(config, streams);
   const server = createHttpServer({
     registry: metrics.registry,
