@@ -251,6 +251,27 @@ export const configSchema = z
           });
         }
       });
+      // Two-way with postgres-wal on one side: the change-time rule compares with the target's change log, which a
+      // WAL-read database does not keep. The other stream then writes its older changes over newer ones there, and
+      // the two sides end with each other's edit. The row's updated-at column is what both sides can compare.
+      const walSide = config.streams.findIndex(
+        (other) => other.source.type === 'postgres-wal' && other.source.url === stream.sink.url && other.sink.url === stream.source.url,
+      );
+      if (walSide >= 0 && walSide !== i) {
+        for (const [k, s] of [[walSide, config.streams[walSide]!], [i, stream]] as const) {
+          s.tables.forEach((table, t) => {
+            if (table.conflict === 'source-wins' || (table.conflict === 'newer-wins' && table.updatedAt !== undefined)) return;
+            ctx.addIssue({
+              code: 'custom',
+              path: ['streams', k, 'tables', t, 'updatedAt'],
+              message:
+                `streams[${walSide}] ("${config.streams[walSide]!.name}") reads with postgres-wal the database streams[${i}] ("${stream.name}") writes into, and the two run both ways: ` +
+                'a WAL-read database keeps no change log for the change-time rule to compare with, so ' +
+                'concurrent edits would end swapped. Set conflict: newer-wins with updatedAt (the row\'s updated-at column) on the tables of both streams, or conflict: source-wins',
+            });
+          });
+        }
+      }
       // Two-way with Supabase: only a tombstone tells the portal that a key was deleted after an older insert arrives.
       if (stream.source.type === 'supabase-realtime' && !stream.source.tombstones) {
         const writer = config.streams.findIndex((s) => s.sink.type === 'supabase' && s.sink.url === stream.source.url);

@@ -183,6 +183,31 @@ describe('parseConfig', () => {
     expect(noSource.message).not.toMatch(/received undefined/);
   });
 
+  it('refuses a postgres-wal pair that would resolve by change time, per table of both streams, and takes updatedAt or source-wins', () => {
+    const pair = (forward: string, back: string) => `streams:
+  - name: a-to-b
+    source: { type: postgres-wal, url: "postgres://h/a" }
+    sink: { type: postgres, url: "postgres://h/b" }
+    tables: [${forward}]
+  - name: b-to-a
+    direction: reverse
+    source: { type: postgres-changelog, url: "postgres://h/b" }
+    sink: { type: postgres, url: "postgres://h/a" }
+    tables: [${back}]
+`;
+    const byColumn = '{ source: public.items, conflict: newer-wins, updatedAt: updated_at }';
+    const error = configError(pair('{ source: public.items }', `${byColumn}, { source: public.notes }`));
+    expect(error.message).toContain('streams[0].tables[0].updatedAt: streams[0] ("a-to-b") reads with postgres-wal the database streams[1] ("b-to-a") writes into');
+    expect(error.message).toContain('streams[1].tables[1].updatedAt');
+    expect(error.message).not.toContain('streams[1].tables[0]');
+    // updatedAt alone keeps the change-time rule (conflict unset): refused too.
+    expect(configError(pair('{ source: public.items, updatedAt: updated_at }', byColumn)).message).toContain('streams[0].tables[0].updatedAt');
+    expect(parseConfig(pair(byColumn, byColumn), {}).streams).toHaveLength(2);
+    expect(parseConfig(pair('{ source: public.items, conflict: source-wins }', '{ source: public.items, conflict: source-wins }'), {}).streams).toHaveLength(2);
+    // One way, or the way back into another database: nothing to refuse.
+    expect(parseConfig(pair('{ source: public.items }', '{ source: public.items }').replace('url: "postgres://h/a" }\n    tables: [{ source: public.items }]\n', 'url: "postgres://h/c" }\n    tables: [{ source: public.items }]\n'), {}).streams).toHaveLength(2);
+  });
+
   it('rejects text that is not YAML', () => {
     expect(configError('streams: [\n').message).toMatch(/not valid YAML/);
   });
