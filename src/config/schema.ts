@@ -257,7 +257,8 @@ export const configSchema = z
       const walSide = config.streams.findIndex(
         (other) => other.source.type === 'postgres-wal' && other.source.url === stream.sink.url && other.sink.url === stream.source.url,
       );
-      if (walSide >= 0 && walSide !== i) {
+      // Both read with postgres-wal: the pair is judged once, from its second stream.
+      if (walSide >= 0 && walSide !== i && (stream.source.type !== 'postgres-wal' || walSide < i)) {
         for (const [k, s] of [[walSide, config.streams[walSide]!], [i, stream]] as const) {
           s.tables.forEach((table, t) => {
             if (table.conflict === 'source-wins' || (table.conflict === 'newer-wins' && table.updatedAt !== undefined)) return;

@@ -204,6 +204,10 @@ describe('parseConfig', () => {
     expect(configError(pair('{ source: public.items, updatedAt: updated_at }', byColumn)).message).toContain('streams[0].tables[0].updatedAt');
     expect(parseConfig(pair(byColumn, byColumn), {}).streams).toHaveLength(2);
     expect(parseConfig(pair('{ source: public.items, conflict: source-wins }', '{ source: public.items, conflict: source-wins }'), {}).streams).toHaveLength(2);
+    // Both sides read with postgres-wal: each table named once.
+    const bothWal = configError(pair('{ source: public.items }', '{ source: public.items }').replace('type: postgres-changelog, url: "postgres://h/b"', 'type: postgres-wal, url: "postgres://h/b"'));
+    expect(bothWal.message.match(/streams\[0\]\.tables\[0\]\.updatedAt/g)).toHaveLength(1);
+    expect(bothWal.message.match(/streams\[1\]\.tables\[0\]\.updatedAt/g)).toHaveLength(1);
     // One way, or the way back into another database: nothing to refuse.
     expect(parseConfig(pair('{ source: public.items }', '{ source: public.items }').replace('url: "postgres://h/a" }\n    tables: [{ source: public.items }]\n', 'url: "postgres://h/c" }\n    tables: [{ source: public.items }]\n'), {}).streams).toHaveLength(2);
   });
