@@ -115,8 +115,10 @@ describe('postgres-wal ⇄ postgres-changelog', () => {
     };
     await waitFor(converged, 30_000, () => `${seen}\n${cli.stderr()}`);
     expect(await rows(a)).toBe(await rows(b));
-    // Settled: nothing comes back and forth any more.
+    // Settled: B sends the row-2 conflict it won back once (a lost conflict is pinged back); then nothing moves.
+    await waitFor(async () => metricValue(await cli.metrics(), 'cdc_sync_events_applied_total', { stream: 'b-to-a', op: 'update' }) === 3, 20_000, () => cli.stderr());
     const settled = await applied(cli);
+    expect(settled).toBe(5);
     await new Promise((r) => setTimeout(r, 1500));
     expect(await applied(cli)).toBe(settled);
     expect(await rows(a)).toBe(await rows(b));
