@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { isCronExpression } from '../core/cron.js';
+import { conflictRule } from '../core/mapping.js';
 
 /**
  * The configuration contract of DESIGN.md. Keys may be added; none renamed
@@ -241,8 +242,9 @@ export const configSchema = z
       seen.add(stream.name);
       // The two streams of a pair (one's source is the other's sink) must give a tie of change times to the same database, or they swap values.
       const preferred = (s: typeof stream) => ((s.prefer ?? (s.direction === 'reverse' ? 'sink' : 'source')) === 'source' ? s.source.url : s.sink.url);
+      const runsBack = (other: typeof stream) => other.source.url === stream.sink.url && other.sink.url === stream.source.url;
       config.streams.slice(0, i).forEach((other, j) => {
-        if (other.source.url !== stream.sink.url || other.sink.url !== stream.source.url) return;
+        if (!runsBack(other)) return;
         if (preferred(other) !== preferred(stream)) {
           ctx.addIssue({
             code: 'custom',
@@ -254,14 +256,12 @@ export const configSchema = z
       // Two-way with postgres-wal on one side: the change-time rule compares with the target's change log, which a
       // WAL-read database does not keep. The other stream then writes its older changes over newer ones there, and
       // the two sides end with each other's edit. The row's updated-at column is what both sides can compare.
-      const walSide = config.streams.findIndex(
-        (other) => other.source.type === 'postgres-wal' && other.source.url === stream.sink.url && other.sink.url === stream.source.url,
-      );
+      const walSide = config.streams.findIndex((other) => other.source.type === 'postgres-wal' && runsBack(other));
       // Both read with postgres-wal: the pair is judged once, from its second stream.
       if (walSide >= 0 && walSide !== i && (stream.source.type !== 'postgres-wal' || walSide < i)) {
         for (const [k, s] of [[walSide, config.streams[walSide]!], [i, stream]] as const) {
           s.tables.forEach((table, t) => {
-            if (table.conflict === 'source-wins' || (table.conflict === 'newer-wins' && table.updatedAt !== undefined)) return;
+            if (conflictRule(table) !== 'change-time') return;
             ctx.addIssue({
               code: 'custom',
               path: ['streams', k, 'tables', t, 'updatedAt'],

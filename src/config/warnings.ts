@@ -1,4 +1,4 @@
-import { columnMatchKey } from '../core/names.js';
+import { tableMatchKey } from '../core/target-match.js';
 import type { Config } from './schema.js';
 
 /** A configuration that runs but does not do what its streams suggest; `run` logs it, `validate` prints it. */
@@ -6,9 +6,6 @@ export interface ConfigWarning {
   path: string;
   message: string;
 }
-
-/** A table as the sink matches an unnamed target (target-match.ts): its name without schema, case or underscores. */
-const tableKey = (table: string) => columnMatchKey(table.slice(table.lastIndexOf('.') + 1));
 
 /**
  * A `supabase` sink and a `postgres-wal` source that read each other back: the
@@ -26,10 +23,10 @@ function walBackFromSupabase(config: Config): ConfigWarning[] {
   const warnings: ConfigWarning[] = [];
   config.streams.forEach((back, i) => {
     if (back.source.type !== 'postgres-wal') return;
-    const read = new Set(back.tables.map((t) => tableKey(t.source)));
+    const read = new Set(back.tables.map((t) => tableMatchKey(t.source)));
     config.streams.forEach((forward, j) => {
       if (forward.sink.type !== 'supabase' || forward.source.url !== back.sink.url) return;
-      const shared = forward.tables.map((t) => t.target || t.source).filter((t) => read.has(tableKey(t)));
+      const shared = forward.tables.map((t) => t.target || t.source).filter((t) => read.has(tableMatchKey(t)));
       if (shared.length === 0) return;
       warnings.push({
         path: `streams[${i}].source.type`,

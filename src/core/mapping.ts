@@ -47,6 +47,16 @@ export interface TableConfig {
   owns?: string[] | undefined;
 }
 
+/**
+ * How a table's changes meet the target's: every one applied, the newer by
+ * the `updatedAt` column (only with `conflict: newer-wins` said), or the
+ * newer by change time (the default).
+ */
+export function conflictRule(config: Pick<TableConfig, 'conflict' | 'updatedAt'>): 'source-wins' | 'updated-at' | 'change-time' {
+  if (config.conflict === 'source-wins') return 'source-wins';
+  return config.conflict === 'newer-wins' && config.updatedAt !== undefined ? 'updated-at' : 'change-time';
+}
+
 /** The column list of the last row mapped and the target column of each (mapRow). */
 interface Shape {
   names: string[];
@@ -93,7 +103,8 @@ export class TableMapping {
     this.source = config.source;
     this.target = target;
     this.conflict = config.conflict ?? 'newer-wins';
-    const byColumn = config.conflict === 'newer-wins' && config.updatedAt !== undefined;
+    const rule = conflictRule(config);
+    const byColumn = rule === 'updated-at';
     this.explicit = Object.assign(Object.create(null) as Record<string, string>, config.columns);
     this.excluded = new Set((config.exclude ?? []).map(columnMatchKey));
     for (const column of target.columns) {
@@ -120,7 +131,7 @@ export class TableMapping {
     // updatedAt also names the source's column for catch-up reads; the target needs it only for newer-wins.
     // Unset conflict keeps updatedAt a source column only (the clinic example excludes it from the target).
     this.targetUpdatedAt = byColumn ? this.requireColumn(config.updatedAt!, `${path}.updatedAt`, config.target) : undefined;
-    this.byChangeTime = this.conflict === 'newer-wins' && !byColumn;
+    this.byChangeTime = rule === 'change-time';
     this.owned = config.owns ? config.owns.map((c, i) => this.requireColumn(c, `${path}.owns[${i}]`, config.target)) : null;
   }
 

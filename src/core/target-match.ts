@@ -9,8 +9,8 @@ import { columnMatchKey } from './names.js';
  * `candidates` are the sink's tables as `schema.name` (or `name`).
  */
 export function matchTarget(source: string, candidates: readonly string[], path: string): string {
-  const wanted = columnMatchKey(baseName(source));
-  const found = candidates.filter((c) => columnMatchKey(baseName(c)) === wanted);
+  const wanted = tableMatchKey(source);
+  const found = candidates.filter((c) => tableMatchKey(c) === wanted);
   if (found.length === 1) return found[0]!;
   if (found.length === 0) {
     throw new ConfigError(`${path}.target: no table of the sink database is named like ${source} (ignoring case and underscores); name the target table`);
@@ -18,6 +18,7 @@ export function matchTarget(source: string, candidates: readonly string[], path:
   throw new ConfigError(`${path}.target: several tables of the sink database are named like ${source} (${found.join(', ')}); name the target table`);
 }
 
-function baseName(table: string): string {
-  return table.slice(table.lastIndexOf('.') + 1);
+/** A table's name as unnamed targets are matched: without its schema, case or underscores. */
+export function tableMatchKey(table: string): string {
+  return columnMatchKey(table.slice(table.lastIndexOf('.') + 1));
 }
