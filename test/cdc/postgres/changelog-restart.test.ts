@@ -46,6 +46,9 @@ it('reads a transaction that got an id again after a crash, though its snapshot 
     readLimit: 100,
     pollIntervalMs: 10,
     idleIntervalMs: 20,
+    // Only the log is under test: a first copy of the table (the default) would race the insert below and hand
+    // row 1 over twice, or in a chunk of its own (both seen in CI).
+    snapshot: 'never',
     // Slow to reconnect, so the new transaction commits before the reader's first snapshot of the new server run.
     retry: { attempts: 20, minDelayMs: 1500, maxDelayMs: 3000 },
   });
@@ -55,7 +58,7 @@ it('reads a transaction that got an id again after a crash, though its snapshot 
   try {
     const app = await connect();
     await app.query(`INSERT INTO items VALUES (1, 'before the crash')`);
-    await waitFor(() => chunks.length === 1, 30_000);
+    await waitFor(() => chunks.some((c) => c.events.some((e) => e.key.id === 1)), 30_000);
     // Transactions that roll back: their ids are in no WAL record on disk.
     for (let i = 0; i < 5; i++) {
       await app.query('BEGIN');
@@ -80,12 +83,11 @@ it('reads a transaction that got an id again after a crash, though its snapshot 
 
     await waitFor(() => chunks.some((c) => c.events.some((e) => e.key.id === 2)), 15_000, () => JSON.stringify(chunks.map((c) => c.position)));
     const rows = chunks.flatMap((c) => c.events.map((e) => [e.op, e.key.id]));
-    // Nothing lost, in order. Once in a CI run change 1 came again after the crash (read twice, which the
-    // sinks' upserts absorb; reissuedFrom means to prevent it, cause not found yet): only a repeat of what had
-    // been delivered is allowed here, never a gap.
-    expect(rows.at(-1)).toEqual(['insert', 2]);
-    expect(rows.slice(0, -1).every(([op, id]) => op === 'insert' && id === 1)).toBe(true);
-    expect(rows[0]).toEqual(['insert', 1]);
+    // Nothing lost, nothing read twice, in order.
+    expect(rows).toEqual([
+      ['insert', 1],
+      ['insert', 2],
+    ]);
   } finally {
     following.stop();
     context.controller.abort();
