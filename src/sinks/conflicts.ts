@@ -30,6 +30,20 @@ export function incomingLoses(storedTime: Date, incoming: ChangeEvent, preferInc
   return newer > 0 || (newer === 0 && !preferIncoming);
 }
 
+/**
+ * Whether a change is judged by change time against the target's change log.
+ * Under the default rule every change is. Under newer-wins by the updated-at
+ * column (`updatedAtRule`) the column decides between two updates of a row,
+ * but a delete leaves no updated-at to compare: a change that meets one (an
+ * incoming delete, or an incoming upsert of a row deleted here) is judged by
+ * change time, so both sides of a pair compare the same two times. By the
+ * column alone, each side applied the other's change and the row ended
+ * deleted on one side only.
+ */
+export function judgedByChangeTime(updatedAtRule: boolean, incoming: ChangeEvent, stored: unknown): boolean {
+  return !updatedAtRule || incoming.op === 'delete' || stored === null;
+}
+
 /** A batch's row changes of the tables that resolve by change time, per source table, in batch order. */
 export function byChangeTimeTable(changes: ChangeEvent[], resolves: (table: string) => boolean): Map<string, ChangeEvent[]> {
   const byTable = new Map<string, ChangeEvent[]>();

@@ -1,7 +1,8 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { changelogSetupSql } from '../../src/cdc/postgres/changelog-setup.js';
 import { MARKER_TABLE_SQL } from '../../src/cdc/postgres/wal-setup.js';
-import { metricValue, runCli, runCliToEnd, waitFor, writeConfig, CliProcesses, type CliProcess } from '../support/cli.js';
+import { metricValue, runCli, runCliToEnd, waitFor, CliProcesses, type CliProcess } from '../support/cli.js';
+import { TWO_WAY_ITEMS_SQL, twoWayItemsConfig } from '../support/two-way-items.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
 /**
@@ -18,27 +19,9 @@ let b: TestDatabase;
 const processes = new CliProcesses();
 let run = 0;
 
-const SCHEMA = `CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())`;
-
 function config(tableOptions: string): string {
   run += 1;
-  const tables = `[{ source: public.items, target: public.items${tableOptions} }]`;
-  return writeConfig(`
-streams:
-  - name: a-to-b
-    source: { type: postgres-wal, url: "\${A_URL}", slot: two_way_${run}, publication: two_way_${run}, snapshot: never }
-    sink: { type: postgres, url: "\${B_URL}" }
-    tables: ${tables}
-    batch: { maxSize: 200, maxWaitMs: 20 }
-  - name: b-to-a
-    direction: reverse
-    source: { type: postgres-changelog, url: "\${B_URL}", snapshot: never, idleIntervalMs: 20 }
-    sink: { type: postgres, url: "\${A_URL}" }
-    tables: ${tables}
-    batch: { maxSize: 200, maxWaitMs: 20 }
-http: { port: 0, host: 127.0.0.1 }
-log: { level: info }
-`);
+  return twoWayItemsConfig(`type: postgres-wal, slot: two_way_${run}, publication: two_way_${run}, snapshot: never`, tableOptions);
 }
 
 const env = () => ({ A_URL: a.url, B_URL: b.url });
@@ -56,8 +39,8 @@ async function applied(cli: CliProcess): Promise<number> {
 beforeAll(async () => {
   a = await createTestDatabase('wal_two_way_a');
   b = await createTestDatabase('wal_two_way_b');
-  await a.query(SCHEMA);
-  await b.query(SCHEMA);
+  await a.query(TWO_WAY_ITEMS_SQL);
+  await b.query(TWO_WAY_ITEMS_SQL);
   await a.query(MARKER_TABLE_SQL);
   await b.query(changelogSetupSql(['public.items']));
 });

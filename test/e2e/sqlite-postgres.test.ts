@@ -201,6 +201,27 @@ describe('SQLite ↔ PostgreSQL two-way, through the CLI', () => {
     expect(await processes.stop(cli)).toBe(0);
   });
 
+  it('ends equal when a delete races an update of the same row under newer-wins by updated_at: the later of the two wins on both sides', async () => {
+    // A delete has no updated_at: a change that meets one is judged by change time (judgedByChangeTime), 20 ms apart here.
+    const pause = () => new Promise((r) => setTimeout(r, 20));
+    sqlite.prepare(`DELETE FROM orders WHERE id = 'ord_003'`).run();
+    await pause();
+    await pg.query(`UPDATE orders SET qty = 33, updated_at = '2030-07-01T00:00:00Z' WHERE id = 'ord_003'`);
+    await pause();
+    await pg.query(`UPDATE orders SET qty = 101, updated_at = '2030-07-01T00:00:00Z' WHERE id = 'ord_101'`);
+    await pause();
+    sqlite.prepare(`DELETE FROM orders WHERE id = 'ord_101'`).run();
+    const cli = start();
+    await waitFor(
+      async () => (await ordersEqual()) && sqliteOrders().find((o) => o.id === 'ord_003')?.qty === 33 && !sqliteOrders().some((o) => o.id === 'ord_101'),
+      30_000,
+      () => `${JSON.stringify(sqliteOrders())}\n${cli.stderr().slice(-3000)}`,
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await ordersEqual()).toBe(true);
+    expect(await processes.stop(cli)).toBe(0);
+  });
+
   it("keeps timestamps the same instant both ways: SQLite's own notation locally, read as UTC in the cloud whatever its time zone", async () => {
     // Neither the cloud database's time zone nor the process's may move a zone-less SQLite timestamp.
     await pg.query(`ALTER DATABASE ${pg.name} SET timezone TO 'Asia/Tokyo'`);

@@ -2,7 +2,7 @@ import type { MssqlExecutor, Params } from '../../db/mssql/client.js';
 import type { ChangeEvent, Row } from '../../core/change-event.js';
 import { parseJson, toJsonText } from '../../core/json.js';
 import type { QualifiedName } from '../../core/names.js';
-import { incomingLoses, lostToDeletes, lostToStored, type ConflictEntry } from '../conflicts.js';
+import { incomingLoses, judgedByChangeTime, lostToDeletes, lostToStored, type ConflictEntry } from '../conflicts.js';
 import { INSERT_CONFLICTS, localChangesSql, lockKeysSql, pingBackSql, type QueueClock } from './change-time-queries.js';
 
 export interface ChangeTimeTarget {
@@ -11,6 +11,8 @@ export interface ChangeTimeTarget {
   clock: QueueClock;
   /** The batch's keys as the sink sends rows (see encodeRows). */
   encode: (keys: Row[]) => string;
+  /** newer-wins by the updated-at column: only changes that meet a delete are judged by change time (judgedByChangeTime). */
+  deletesOnly: boolean;
 }
 
 function tableParam(target: ChangeTimeTarget): Params {
@@ -41,6 +43,7 @@ export async function resolveByChangeTime(
   const entries: ConflictEntry[] = [];
   for (const { idx, local_time, stored } of found) {
     const event = events[idx]!;
+    if (!judgedByChangeTime(target.deletesOnly, event, stored)) continue;
     if (!incomingLoses(local_time, event, options.preferIncoming)) continue;
     losers.push(event);
     entries.push(lostToStored(options.stream, event, stored === null ? null : (parseJson(stored) as Row), local_time));

@@ -2,7 +2,7 @@ import { append } from '../../core/arrays.js';
 import type { ChangeEvent, Row } from '../../core/change-event.js';
 import { parseJson, toJsonText } from '../../core/json.js';
 import type { QualifiedName } from '../../core/names.js';
-import { byChangeTimeTable, incomingLoses, lostToDeletes, lostToStored, type ConflictEntry } from '../conflicts.js';
+import { byChangeTimeTable, incomingLoses, judgedByChangeTime, lostToDeletes, lostToStored, type ConflictEntry } from '../conflicts.js';
 import type { PoolClient } from '../../db/postgres/connection.js';
 import { INSERT_CONFLICTS_SQL, PING_BACK_DELETES_SQL, localChangesSql, lockRowsSql } from './queries.js';
 import type { TargetInfo } from './target-info.js';
@@ -25,7 +25,7 @@ export interface ChangeTimeResolution {
  */
 export async function resolveByChangeTime(
   client: PoolClient,
-  target: { table: QualifiedName; qualified: string; key: string[] },
+  target: { table: QualifiedName; qualified: string; key: string[]; deletesByChangeTime?: boolean },
   events: ChangeEvent[],
   options: { stream: string; preferIncoming: boolean },
 ): Promise<ChangeTimeResolution> {
@@ -43,6 +43,7 @@ export async function resolveByChangeTime(
   const entries: ConflictEntry[] = [];
   for (const { idx, local_time, stored } of found.rows) {
     const event = events[idx]!;
+    if (!judgedByChangeTime(target.deletesByChangeTime === true, event, stored)) continue;
     if (!incomingLoses(local_time, event, options.preferIncoming)) continue;
     losers.push(event);
     entries.push(lostToStored(options.stream, event, stored === null ? null : (parseJson(stored) as Row), local_time));
@@ -60,7 +61,7 @@ export async function resolveChangeTimeConflicts(
   const losers = new Set<ChangeEvent>();
   const logged: ConflictEntry[] = [];
   const unlocked: ChangeEvent[] = [];
-  const byTable = byChangeTimeTable(changes, (table) => target(table).byChangeTime);
+  const byTable = byChangeTimeTable(changes, (table) => target(table).byChangeTime || target(table).deletesByChangeTime);
   for (const [source, events] of byTable) {
     const resolved = await resolveByChangeTime(client, { ...target(source), table: target(source).table.name }, events, options);
     for (const e of resolved.losers) losers.add(e);

@@ -11,6 +11,8 @@ export interface TargetInfo {
   qualified: string;
   /** newer-wins by change time against this database's own change log (captured tables only). */
   byChangeTime: boolean;
+  /** newer-wins by the updated-at column on a captured table: changes that meet a delete are judged by change time (judgedByChangeTime). */
+  deletesByChangeTime: boolean;
   /** json and jsonb columns (COPY writes their JSON text; upserts compare them as text). */
   jsonColumns: string[];
 }
@@ -27,6 +29,7 @@ export function targetInfo(m: TableMapping, capturedTables: Set<string>): Target
     captured,
     qualified,
     byChangeTime: captured && m.byChangeTime,
+    deletesByChangeTime: captured && m.conflict === 'newer-wins' && m.targetUpdatedAt !== undefined,
     jsonColumns: m.target.columns.filter((c) => c.type === 'json').map((c) => c.name),
   };
 }

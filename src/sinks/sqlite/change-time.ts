@@ -1,7 +1,7 @@
 import type { Statement } from 'better-sqlite3';
 import type { ChangeEvent, Row } from '../../core/change-event.js';
 import { parseJson, toJsonText } from '../../core/json.js';
-import { incomingLoses, lostToStored, type ConflictEntry } from '../conflicts.js';
+import { incomingLoses, judgedByChangeTime, lostToStored, type ConflictEntry } from '../conflicts.js';
 import { INSERT_CONFLICTS_SQL, localChangesSql } from './queries.js';
 
 /**
@@ -11,7 +11,7 @@ import { INSERT_CONFLICTS_SQL, localChangesSql } from './queries.js';
  */
 export function resolveByChangeTime(
   statement: (sql: string) => Statement<unknown[]>,
-  target: { table: string; key: string[]; imageColumns: string[] },
+  target: { table: string; key: string[]; imageColumns: string[]; deletesByChangeTime?: boolean },
   events: ChangeEvent[],
   keys: string,
   options: { stream: string; preferIncoming: boolean },
@@ -27,6 +27,7 @@ export function resolveByChangeTime(
   const entries: ConflictEntry[] = [];
   for (const { idx, local_time, stored } of found) {
     const event = events[idx]!;
+    if (!judgedByChangeTime(target.deletesByChangeTime === true, event, stored)) continue;
     const storedTime = new Date(local_time);
     if (!incomingLoses(storedTime, event, options.preferIncoming)) continue;
     losers.push(event);

@@ -47,6 +47,8 @@ interface TargetInfo {
   imageColumns: string[];
   /** newer-wins by change time against this database's own change log (captured tables only). */
   byChangeTime: boolean;
+  /** newer-wins by the updated-at column on a captured table: changes that meet a delete are judged by change time (judgedByChangeTime). */
+  deletesByChangeTime: boolean;
   foreignKeys: ForeignKey[];
 }
 
@@ -119,6 +121,7 @@ export class SqliteSink implements Sink {
         captured: found.captured,
         imageColumns: m.target.columns.map((c) => c.name),
         byChangeTime: found.captured && m.byChangeTime,
+        deletesByChangeTime: found.captured && m.conflict === 'newer-wins' && m.targetUpdatedAt !== undefined,
         foreignKeys: found.foreignKeys,
       });
     }
@@ -220,7 +223,7 @@ export class SqliteSink implements Sink {
   private resolveConflicts(changes: ChangeEvent[]): { losers: Set<ChangeEvent>; logged: ConflictEntry[] } {
     const losers = new Set<ChangeEvent>();
     const logged: ConflictEntry[] = [];
-    const byTable = byChangeTimeTable(changes, (table) => this.target(table).byChangeTime);
+    const byTable = byChangeTimeTable(changes, (table) => this.target(table).byChangeTime || this.target(table).deletesByChangeTime);
     for (const [source, events] of byTable) {
       const target = this.target(source);
       const resolved = resolveByChangeTime((sql) => this.statement(sql), target, events, keysJson(events, target), {

@@ -115,3 +115,51 @@ describe('mssql sink, newer-wins by change time against the SyncQueue', () => {
     expect(queue.rows).toEqual([]);
   });
 });
+
+describe('mssql sink, newer-wins by UpdatedAt in a SyncQueue pair', () => {
+  const NOTES = [
+    { name: 'NoteID', type: 'int' },
+    { name: 'Text', type: 'nvarchar', maxLength: -1 },
+    { name: 'UpdatedAt', type: 'nvarchar', maxLength: -1 },
+  ];
+  const notes: TableConfig = { source: 'public.notes', target: 'dbo.tblNotes', key: ['note_id'], conflict: 'newer-wins', updatedAt: 'updated_at' };
+
+  async function openNotes() {
+    queue.createTable('dbo', 'tblNotes', NOTES, ['NoteID']);
+    target.createTable('dbo.tblNotes', NOTES, ['NoteID'], [], { rows: queue.rowsOf('dbo.tblNotes'), typed: true });
+    const sink = new MssqlSink({ url: 'fake', identityInsert: new Set(), queueTable: 'dbo.SyncQueue', preferIncoming: false, connect: server.connect });
+    const [table] = await sink.open(testContext('cloud-to-clinic'), [notes]);
+    const mapping = new TableMapping(notes, table!, 'tables[0]', () => {});
+    sink.bind([mapping]);
+    const change = (op: ChangeEvent['op'], id: number, text: string | null, updatedAt: string | null, commitTime: Date): ChangeEvent =>
+      mapping.mapEvent({ table: notes.source, op, key: { note_id: id }, row: op === 'delete' ? null : { note_id: id, text, updated_at: updatedAt }, position: 'p', commitTime });
+    return { change, apply: (...changes: ChangeEvent[]) => sink.apply({ changes, deadLetters: [] }) };
+  }
+  const noteRows = () => queue.rowsOf('dbo.tblNotes').map((r) => ({ ...r }));
+
+  it('lets the column decide between two updates, whatever the change times', async () => {
+    const { change, apply } = await openNotes();
+    queue.insert('dbo.tblNotes', { NoteID: 1, Text: 'clinic', UpdatedAt: '2030-01-01T00:00:00' });
+    // Changed before the clinic's edit was queued, but its UpdatedAt is the later one.
+    await apply(change('update', 1, 'portal', '2030-01-02T00:00:00', new Date(Date.now() - 60_000)));
+    expect(noteRows()).toEqual([{ NoteID: 1, Text: 'portal', UpdatedAt: '2030-01-02T00:00:00' }]);
+  });
+
+  it('judges a delete by change time: an older incoming delete loses to the clinic edit queued after it', async () => {
+    const { change, apply } = await openNotes();
+    queue.insert('dbo.tblNotes', { NoteID: 1, Text: 'clinic', UpdatedAt: '2030-01-01T00:00:00' });
+    const result = await apply(change('delete', 1, null, null, new Date(Date.now() - 60_000)));
+    expect(noteRows()).toEqual([{ NoteID: 1, Text: 'clinic', UpdatedAt: '2030-01-01T00:00:00' }]);
+    expect(result.conflicts).toEqual([{ table: 'public.notes', key: { NoteID: 1 } }]);
+  });
+
+  it('judges an update of a row the clinic deleted by change time: the older update loses and the delete is queued again', async () => {
+    const { change, apply } = await openNotes();
+    queue.insert('dbo.tblNotes', { NoteID: 1, Text: 'clinic', UpdatedAt: '2030-01-01T00:00:00' });
+    const deleted = queue.delete('dbo.tblNotes', { NoteID: 1 })!;
+    const before = queue.rows.length;
+    await apply(change('update', 1, 'portal', '2031-01-01T00:00:00', new Date(deleted.CreatedAt.getTime() - 500)));
+    expect(noteRows()).toEqual([]);
+    expect(queue.rows.slice(before)).toEqual([expect.objectContaining({ TableName: 'dbo.tblNotes', RecordID: '1', Operation: 'DELETE' })]);
+  });
+});
