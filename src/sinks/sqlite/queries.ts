@@ -170,6 +170,9 @@ VALUES (@table, 'D', @key, 'cdc-sync ping-back', @at)`;
  * before image, and the stored row as the triggers image it. The sink's
  * BEGIN IMMEDIATE keeps every other writer out meanwhile. Key column names
  * go into JSON paths quoted; a name with a double quote cannot be matched.
+ * Both CTEs are MATERIALIZED: inlined, SQLite scanned the batch's keys once
+ * per recent local change (948 ms for 1,000 keys against 6,000 changes);
+ * materialized it indexes them (7 ms).
  */
 export function localChangesSql(table: string, key: string[], imageColumns: string[]): string {
   const picked = (image: string) => key.map((k, i) => `json_extract(${image}, '$."${k.replace(/'/g, "''")}"') AS k${i}`).join(', ');
@@ -177,8 +180,8 @@ export function localChangesSql(table: string, key: string[], imageColumns: stri
   const from = (image: string) =>
     `SELECT ${picked(image)}, captured_at AS t FROM cdc_sync_changes
       WHERE table_name = @table AND captured_at >= @since AND ${image} IS NOT NULL AND origin IS NOT 'cdc-sync ping-back'`;
-  return `WITH s AS (SELECT CAST(j.key AS INTEGER) AS idx, ${key.map((_, i) => `j.value ->> ${i} AS k${i}`).join(', ')} FROM json_each(@keys) AS j),
-l AS (SELECT ${ks}, max(t) AS local_time FROM (${from('row_data')} UNION ALL ${from('old_data')}) GROUP BY ${ks})
+  return `WITH s AS MATERIALIZED (SELECT CAST(j.key AS INTEGER) AS idx, ${key.map((_, i) => `j.value ->> ${i} AS k${i}`).join(', ')} FROM json_each(@keys) AS j),
+l AS MATERIALIZED (SELECT ${ks}, max(t) AS local_time FROM (${from('row_data')} UNION ALL ${from('old_data')}) GROUP BY ${ks})
 SELECT s.idx AS idx, l.local_time AS local_time,
        (SELECT ${rowImageSql('t', imageColumns)} FROM ${quoteIdent(table)} AS t WHERE ${key.map((k, i) => `t.${quoteIdent(k)} = s.k${i}`).join(' AND ')}) AS stored
   FROM s JOIN l ON ${key.map((_, i) => `l.k${i} = s.k${i}`).join(' AND ')}`;
