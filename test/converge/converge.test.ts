@@ -75,6 +75,14 @@ const BOTH = ['a-to-b', 'b-to-a'];
 // Each pair has its own PostgreSQL server, so a history can crash and restart it.
 const PAIRS: PairSpec[] = [
   { name: 'postgres-changelog ⇄ postgres', twoWay: true, copies: BOTH, sides: async (server) => [await PostgresSide.create('a', { server }), await PostgresSide.create('b', { server })] },
+  // newer-wins by the rows' updated-at column (an application's trigger keeps it): the column decides between updates, change times where a delete is involved.
+  {
+    name: 'postgres-changelog ⇄ postgres, newer-wins by updatedAt',
+    twoWay: true,
+    copies: BOTH,
+    tableOptions: 'conflict: newer-wins, updatedAt: updated_at',
+    sides: async (server) => [await PostgresSide.create('a', { server, updatedAt: true }), await PostgresSide.create('b', { server, updatedAt: true })],
+  },
   { name: 'sqlite-changelog ⇄ postgres', twoWay: true, copies: BOTH, sides: async (server) => [SqliteSide.create('a'), await PostgresSide.create('b', { server })] },
   { name: 'postgres-wal → postgres', twoWay: false, copies: ['a-to-b'], sides: async (server) => [await PostgresSide.create('a', { wal: true, server }), await PostgresSide.create('b', { server })] },
   { name: 'sqlite-changelog ⇄ pglite', twoWay: true, inProcess: true, copies: BOTH, sides: async () => [SqliteSide.create('a'), await PostgresSide.createPglite('b')] },

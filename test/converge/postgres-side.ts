@@ -26,6 +26,21 @@ END $$;
 CREATE TRIGGER log_write AFTER INSERT OR UPDATE OR DELETE ON parent FOR EACH ROW EXECUTE FUNCTION log_write();
 CREATE TRIGGER log_write AFTER INSERT OR UPDATE OR DELETE ON child FOR EACH ROW EXECUTE FUNCTION log_write();`;
 
+/**
+ * For pairs under `conflict: newer-wins` with `updatedAt: updated_at`: the column as an application keeps it, the time
+ * of its own last write; a row cdc-sync writes (its origin marker set) keeps the time it brings, so both sides agree.
+ */
+const UPDATED_AT_SCHEMA = `
+ALTER TABLE parent ADD COLUMN updated_at timestamptz NOT NULL DEFAULT clock_timestamp();
+ALTER TABLE child ADD COLUMN updated_at timestamptz NOT NULL DEFAULT clock_timestamp();
+CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF coalesce(current_setting('cdc_sync.origin', true), '') = '' THEN NEW.updated_at := clock_timestamp(); END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER touch BEFORE INSERT OR UPDATE ON parent FOR EACH ROW EXECUTE FUNCTION touch();
+CREATE TRIGGER touch BEFORE INSERT OR UPDATE ON child FOR EACH ROW EXECUTE FUNCTION touch();`;
+
 const PG_AT = `(timestamp '1970-01-01' + $4::bigint * interval '1 millisecond')`;
 
 /** The side's database for reading (snapshots, change log, counts). */
@@ -80,6 +95,7 @@ export class PostgresSide implements Side {
     private readonly db: SideDatabase,
     private readonly sessions: Sessions,
     readonly wal: boolean,
+    private readonly spaced = false,
   ) {}
 
   /**
@@ -88,13 +104,14 @@ export class PostgresSide implements Side {
    * triggers are set up anyway, only as the record of the application's
    * edits the expected outcome is worked out from.
    */
-  static async create(label: string, options: { wal?: boolean; portal?: boolean; server?: PgServer } = {}): Promise<PostgresSide> {
+  static async create(label: string, options: { wal?: boolean; portal?: boolean; updatedAt?: boolean; server?: PgServer } = {}): Promise<PostgresSide> {
     const db = await createTestDatabase(`converge_${label}`, options.server);
     await db.query(PG_SCHEMA);
+    if (options.updatedAt) await db.query(UPDATED_AT_SCHEMA);
     // A Supabase portal's tables carry the updated-at column its catch-up reads need (the trigger init-sql prints keeps it).
     if (options.portal) for (const t of ['parent', 'child']) await db.query(`ALTER TABLE ${t} ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now()`);
     if (options.wal || options.portal) await db.query(changelogSetupSql(['public.parent', 'public.child']));
-    return new PostgresSide(label, db, serverSessions(db.url, await connect(db.url)), options.wal ?? false);
+    return new PostgresSide(label, db, serverSessions(db.url, await connect(db.url)), options.wal ?? false, options.updatedAt ?? false);
   }
 
   /** The database's URL, for stand-ins that serve it (PostgREST, Realtime). */
@@ -160,6 +177,9 @@ export class PostgresSide implements Side {
         await q('ROLLBACK', []);
         throw error;
       }
+      // The expected outcome orders changes by their capture time in milliseconds, ties to side a, as the change-time
+      // rule does; the updated-at column is finer. Steps a millisecond apart or more order the same by both.
+      if (this.spaced) await new Promise((r) => setTimeout(r, 2));
       return touched;
     });
   }

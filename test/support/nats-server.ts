@@ -35,6 +35,17 @@ export interface NatsCluster {
  * and `--routes` the others' (https://docs.nats.io/running-a-nats-service/configuration/clustering).
  */
 export async function startNatsCluster(size = 3): Promise<NatsCluster> {
+  // A port found free can be taken before its node binds it (freePort): then the cluster starts again on new ports.
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await startOnce(size);
+    } catch (error) {
+      if (attempt >= 3 || !/address already in use/.test(String(error))) throw error;
+    }
+  }
+}
+
+async function startOnce(size: number): Promise<NatsCluster> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nats-test-'));
   const nodes: NatsNode[] = [];
   for (let i = 0; i < size; i += 1) {
@@ -70,6 +81,7 @@ export async function startNatsCluster(size = 3): Promise<NatsCluster> {
     if (size > 1) await waitForJetStreamCluster(dir, nodes);
   } catch (error) {
     await Promise.all(nodes.map((_, i) => stopNode(i, 'SIGKILL')));
+    fs.rmSync(dir, { recursive: true, force: true });
     throw error;
   }
   return {
