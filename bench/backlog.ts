@@ -68,8 +68,8 @@ export interface BacklogRound {
  * inserts of new ids, 15 % updates and 5 % deletes of rows the round
  * inserted; `mix` counts them as they are handed out.
  */
-export function* backlogRounds(total: number, round: number, mix: BacklogMix): Generator<BacklogRound> {
-  let nextId = 1;
+export function* backlogRounds(total: number, round: number, mix: BacklogMix, firstId = 1): Generator<BacklogRound> {
+  let nextId = firstId;
   for (let done = 0; done < total; ) {
     const size = Math.min(round, total - done);
     const updates = Math.floor(size * 0.15);
@@ -91,19 +91,22 @@ export function* backlogRounds(total: number, round: number, mix: BacklogMix): G
  * inserted. Every update changes a value and every delete hits an existing
  * row, so each statement row is exactly one captured change.
  */
-export async function makeBacklog(
-  url: string,
-  total: number,
-  onProgress?: (done: number) => void,
-  changeLog = true,
-  shape: BacklogShape = ITEMS_SHAPE,
+export interface BacklogOptions {
+  /** The table has the capture trigger: check that it logged exactly `total` changes (default true). */
+  changeLog?: boolean;
+  shape?: BacklogShape;
   /** Rows per transaction: each statement is cut into statements of this many rows (default: one statement each). */
-  transactionRows = Number.POSITIVE_INFINITY,
-): Promise<BacklogMix> {
+  transactionRows?: number;
+  /** The first new id (default 1): two backlogs of one table, or of two databases synced both ways, apart. */
+  firstId?: number;
+}
+
+export async function makeBacklog(url: string, total: number, onProgress?: (done: number) => void, options: BacklogOptions = {}): Promise<BacklogMix> {
+  const { changeLog = true, shape = ITEMS_SHAPE, transactionRows = Number.POSITIVE_INFINITY, firstId = 1 } = options;
   const mix: BacklogMix = { inserts: 0, updates: 0, deletes: 0 };
   await withClient(url, async (client) => {
     let done = 0;
-    for (const { base, inserts, updates, deletes, updateStride, deleteStride } of backlogRounds(total, shape.round, mix)) {
+    for (const { base, inserts, updates, deletes, updateStride, deleteStride } of backlogRounds(total, shape.round, mix, firstId)) {
       for (const [from, to] of pieces(1, inserts, transactionRows)) await client.query(shape.insert, [base + from, base + to]);
       for (const [from, to] of pieces(0, updates - 1, transactionRows)) {
         await client.query(

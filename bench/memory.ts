@@ -345,7 +345,7 @@ async function measure(cluster: PostgresCluster, source: SourceType, changes: nu
       lastReport = done;
       process.stdout.write(`  ${int(done)} changes\r`);
     }
-  }, source === 'postgres-changelog', shape);
+  }, { changeLog: source === 'postgres-changelog', shape });
   const backlogSeconds = (performance.now() - backlogStarted) / 1000;
   process.stdout.write('\n');
   if (source === 'postgres-changelog') {

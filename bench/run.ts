@@ -66,7 +66,7 @@ async function main(): Promise<number> {
         lastReport = done;
         process.stdout.write(`  ${done.toLocaleString('en-US')} changes\r`);
       }
-    }, true, undefined, transactionRows ?? undefined);
+    }, transactionRows === null ? {} : { transactionRows });
     const backlogSeconds = (performance.now() - backlogStarted) / 1000;
     say(`\nbacklog ready in ${backlogSeconds.toFixed(1)} s: ${mix.inserts} inserts, ${mix.updates} updates, ${mix.deletes} deletes`);
     const expected = await tableDigest(src);

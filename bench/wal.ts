@@ -103,7 +103,7 @@ log: { level: warn }
 
   say(`round ${round}: writing ${CHANGES.toLocaleString('en')} changes…`);
   // No change-log triggers here: both sides read the WAL.
-  const mix = await makeBacklog(src, CHANGES, undefined, false);
+  const mix = await makeBacklog(src, CHANGES, undefined, { changeLog: false });
   // The insert position, not pg_current_wal_lsn() (the write position): with the cluster's synchronous_commit off
   // the last commits may not be written yet, and a side that had confirmed only up to there was stopped with the
   // backlog's last transaction still to apply (1 round in 10 left 500 deleted rows in cdc-sync's target).
