@@ -83,6 +83,13 @@ const PAIRS: PairSpec[] = [
     tableOptions: 'conflict: newer-wins, updatedAt: updated_at',
     sides: async (server) => [await PostgresSide.create('a', { server, updatedAt: true }), await PostgresSide.create('b', { server, updatedAt: true })],
   },
+  {
+    name: 'sqlite-changelog ⇄ postgres, newer-wins by updatedAt',
+    twoWay: true,
+    copies: BOTH,
+    tableOptions: 'conflict: newer-wins, updatedAt: updated_at',
+    sides: async (server) => [SqliteSide.create('a', { updatedAt: true }), await PostgresSide.create('b', { server, updatedAt: true })],
+  },
   { name: 'sqlite-changelog ⇄ postgres', twoWay: true, copies: BOTH, sides: async (server) => [SqliteSide.create('a'), await PostgresSide.create('b', { server })] },
   { name: 'postgres-wal → postgres', twoWay: false, copies: ['a-to-b'], sides: async (server) => [await PostgresSide.create('a', { wal: true, server }), await PostgresSide.create('b', { server })] },
   { name: 'sqlite-changelog ⇄ pglite', twoWay: true, inProcess: true, copies: BOTH, sides: async () => [SqliteSide.create('a'), await PostgresSide.createPglite('b')] },

@@ -26,21 +26,36 @@ function sqliteTime(ms: number | null): string | null {
   return ms === null ? null : new Date(ms).toISOString().replace('T', ' ').replace('Z', '');
 }
 
+/**
+ * For pairs under `conflict: newer-wins` with `updatedAt: updated_at`: every application write sets the column to
+ * the time of the write (SQLite's trigger cannot change the row being written, so the statements do). New rows take
+ * the default. cdc-sync's writes carry the time they bring. SQLite's own text for an instant (datetime()'s, with
+ * milliseconds), which the sqlite sink writes too: in another form (ISO with `Z`) an unchanged row copied back from
+ * PostgreSQL reads as changed and is written once more (not captured: no echo, but one write more than the checker allows).
+ */
+const UPDATED_AT_SCHEMA = `
+ALTER TABLE parent ADD COLUMN updated_at DATETIME NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now'));
+ALTER TABLE child ADD COLUMN updated_at DATETIME NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now'));`;
+const TOUCH = `, updated_at = strftime('%Y-%m-%d %H:%M:%f', 'now')`;
+
 export class SqliteSide implements Side {
   private constructor(
     readonly label: string,
     private readonly path: string,
     private readonly db: Database.Database,
+    /** The application keeps updated_at (UPDATED_AT_SCHEMA): this is added to every SET. */
+    private readonly touch = '',
   ) {}
 
-  static create(label: string): SqliteSide {
+  static create(label: string, options: { updatedAt?: boolean } = {}): SqliteSide {
     const path = join(mkdtempSync(join(tmpdir(), 'cdc-sync-converge-')), `${label}.db`);
     const db = new Database(path);
     db.pragma('journal_mode = WAL');
     db.pragma('foreign_keys = ON');
     db.pragma('busy_timeout = 10000');
     db.exec(SQLITE_SCHEMA);
-    return new SqliteSide(label, path, db);
+    if (options.updatedAt) db.exec(UPDATED_AT_SCHEMA);
+    return new SqliteSide(label, path, db, options.updatedAt ? TOUCH : '');
   }
 
   source(): string {
@@ -58,7 +73,10 @@ export class SqliteSide implements Side {
   async apply(edits: Edit[], base: number): Promise<number> {
     const run = (sql: string, ...params: unknown[]) => this.db.prepare(sql).run(...params).changes;
     const transaction = this.db.transaction(() => edits.reduce((n, e) => n + this.edit(run, e, base), 0));
-    return transaction.immediate();
+    const touched = transaction.immediate();
+    // As PostgresSide's: steps a millisecond apart order the same by capture time and by updated_at.
+    if (this.touch) await new Promise((r) => setTimeout(r, 2));
+    return touched;
   }
 
   async applyUntracked(edits: Edit[], base: number): Promise<number> {
@@ -79,7 +97,7 @@ export class SqliteSide implements Side {
         const v = e.values;
         return run(
           `INSERT INTO parent (id, name, qty, at, flag, data) VALUES (?, ?, ?, ?, ?, ?)
-           ON CONFLICT (id) DO UPDATE SET name = excluded.name, qty = excluded.qty, at = excluded.at, flag = excluded.flag, data = excluded.data`,
+           ON CONFLICT (id) DO UPDATE SET name = excluded.name, qty = excluded.qty, at = excluded.at, flag = excluded.flag, data = excluded.data${this.touch}`,
           base + e.id,
           v.name,
           v.qty,
@@ -89,30 +107,30 @@ export class SqliteSide implements Side {
         );
       }
       case 'update-parent':
-        return run(`UPDATE parent SET name = ?, qty = ? WHERE id = ?`, e.name, e.qty, base + e.id);
+        return run(`UPDATE parent SET name = ?, qty = ?${this.touch} WHERE id = ?`, e.name, e.qty, base + e.id);
       case 'delete-parent':
         return run(`DELETE FROM parent WHERE id = ?`, base + e.id);
       case 'move-parent':
         if (e.from === e.to) return 0;
-        return run(`UPDATE parent SET id = ? WHERE id = ? AND NOT EXISTS (SELECT 1 FROM parent WHERE id = ?)`, base + e.to, base + e.from, base + e.to);
+        return run(`UPDATE parent SET id = ?${this.touch} WHERE id = ? AND NOT EXISTS (SELECT 1 FROM parent WHERE id = ?)`, base + e.to, base + e.from, base + e.to);
       case 'family': {
         let n = 0;
         for (const c of e.children) {
           n += run(
-            `INSERT INTO child (id, parent_id, note) VALUES (?, ?, 'born') ON CONFLICT (id) DO UPDATE SET parent_id = excluded.parent_id, note = excluded.note`,
+            `INSERT INTO child (id, parent_id, note) VALUES (?, ?, 'born') ON CONFLICT (id) DO UPDATE SET parent_id = excluded.parent_id, note = excluded.note${this.touch}`,
             base + c,
             base + e.parent,
           );
         }
-        return n + run(`INSERT INTO parent (id, name) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name`, base + e.parent, e.name);
+        return n + run(`INSERT INTO parent (id, name) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name${this.touch}`, base + e.parent, e.name);
       }
       case 'update-child':
-        return run(`UPDATE child SET note = ?, parent_id = ? WHERE id = ? AND EXISTS (SELECT 1 FROM parent WHERE id = ?)`, e.note, base + e.parent, base + e.id, base + e.parent);
+        return run(`UPDATE child SET note = ?, parent_id = ?${this.touch} WHERE id = ? AND EXISTS (SELECT 1 FROM parent WHERE id = ?)`, e.note, base + e.parent, base + e.id, base + e.parent);
       case 'delete-child':
         return run(`DELETE FROM child WHERE id = ?`, base + e.id);
       case 'move-child':
         if (e.from === e.to) return 0;
-        return run(`UPDATE child SET id = ? WHERE id = ? AND NOT EXISTS (SELECT 1 FROM child WHERE id = ?)`, base + e.to, base + e.from, base + e.to);
+        return run(`UPDATE child SET id = ?${this.touch} WHERE id = ? AND NOT EXISTS (SELECT 1 FROM child WHERE id = ?)`, base + e.to, base + e.from, base + e.to);
     }
   }
 
