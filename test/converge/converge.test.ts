@@ -162,6 +162,8 @@ for (const spec of PAIRS.filter((p) => !ONLY || ONLY.some((prefix) => p.name.sta
     let cluster: PostgresCluster | undefined;
     let nats: NatsCluster | undefined;
     let natsOutages = 0;
+    /** The NATS outage under way: lanes of a parallel run take turns, so only one node of three is ever down (a quorum stays). */
+    let natsOutage: Promise<void> = Promise.resolve();
     /** Sides that can hold rows no change log saw, whose stream can copy them. */
     let existing: ('a' | 'b')[] = [];
 
@@ -182,11 +184,18 @@ for (const spec of PAIRS.filter((p) => !ONLY || ONLY.some((prefix) => p.name.sta
         ...(nats ? { via: { nats: nats.url, ...(spec.partitions ? { partitions: spec.partitions } : {}) } } : {}),
         outage: async () => {
           if (nats) {
-            // One node of three down for a moment (a crash): the streams' replicas keep a quorum.
-            const node = natsOutages++ % 3;
-            await nats.stopNode(node, 'SIGKILL');
-            await new Promise((r) => setTimeout(r, 300));
-            await nats.startNode(node);
+            // One node of three down for a moment (a crash): the streams' replicas keep a quorum. Two lanes' outages at
+            // once took two nodes down, and JetStream answered nothing until both were back (two failures in a long run).
+            const cluster = nats;
+            const outage = natsOutage.then(async () => {
+              const node = natsOutages++ % 3;
+              await cluster.stopNode(node, 'SIGKILL');
+              await new Promise((r) => setTimeout(r, 300));
+              await cluster.startNode(node);
+            });
+            // The next outage waits until the node has had time to rejoin the cluster, not only to listen.
+            natsOutage = outage.then(() => new Promise((r) => setTimeout(r, 2000))).catch(() => undefined) as Promise<void>;
+            await outage;
             return;
           }
           if (!(a instanceof SupabaseSide)) throw new Error('this pair has no Realtime');

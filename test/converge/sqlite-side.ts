@@ -29,9 +29,10 @@ function sqliteTime(ms: number | null): string | null {
 /**
  * For pairs under `conflict: newer-wins` with `updatedAt: updated_at`: every application write sets the column to
  * the time of the write (SQLite's trigger cannot change the row being written, so the statements do). New rows take
- * the default. cdc-sync's writes carry the time they bring. SQLite's own text for an instant (datetime()'s, with
- * milliseconds), which the sqlite sink writes too: in another form (ISO with `Z`) an unchanged row copied back from
- * PostgreSQL reads as changed and is written once more (not captured: no echo, but one write more than the checker allows).
+ * the default. cdc-sync's writes carry the time they bring. Declared DATETIME, so the sqlite sink compares it by
+ * instant (src/sinks/sqlite/queries.ts, differsSql): declared TEXT, an unchanged row copied back from PostgreSQL read
+ * as changed (`…Z` against the sink's `… …`) and was written once more (not captured: no echo, but one write more than
+ * the checker allows).
  */
 const UPDATED_AT_SCHEMA = `
 ALTER TABLE parent ADD COLUMN updated_at DATETIME NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now'));
