@@ -84,6 +84,8 @@ export class TableMapping {
    * change of the key (sinks whose target captures its changes: two-way).
    */
   readonly byChangeTime: boolean;
+  /** newer-wins by the `updatedAt` column (`targetUpdatedAt`): a change that meets a delete is still judged by change time (judgedByChangeTime). */
+  readonly byUpdatedAt: boolean;
   /** Target columns this stream may update on existing rows, or null for all. */
   readonly owned: string[] | null;
   private readonly byName = new Map<string, TargetColumn>();
@@ -132,6 +134,7 @@ export class TableMapping {
     // Unset conflict keeps updatedAt a source column only (the clinic example excludes it from the target).
     this.targetUpdatedAt = byColumn ? this.requireColumn(config.updatedAt!, `${path}.updatedAt`, config.target) : undefined;
     this.byChangeTime = rule === 'change-time';
+    this.byUpdatedAt = byColumn;
     this.owned = config.owns ? config.owns.map((c, i) => this.requireColumn(c, `${path}.owns[${i}]`, config.target)) : null;
   }
 

@@ -194,7 +194,10 @@ for (const spec of PAIRS.filter((p) => !ONLY || ONLY.some((prefix) => p.name.sta
               await cluster.startNode(node);
             });
             // The next outage waits until the node has had time to rejoin the cluster, not only to listen.
-            natsOutage = outage.then(() => new Promise((r) => setTimeout(r, 2000))).catch(() => undefined) as Promise<void>;
+            natsOutage = outage.then(
+              () => new Promise<void>((r) => setTimeout(r, 2000)),
+              () => undefined,
+            );
             await outage;
             return;
           }

@@ -6,7 +6,7 @@ import { changelogSetupSql } from '../../src/cdc/postgres/changelog-setup.js';
 import { createPool, type Pool } from '../../src/db/postgres/connection.js';
 import { createTestDatabase, type PgServer } from '../support/test-database.js';
 import type { Edit, ParentValues } from './history.js';
-import { imageChange, inRange, snapshotOf, SPAN, type Side, type Snapshot, type UserChange, type Write } from './sides.js';
+import { imageChange, inRange, snapshotOf, SPAN, stepApart, type Side, type Snapshot, type UserChange, type Write } from './sides.js';
 
 const PG_SCHEMA = `
 CREATE TABLE parent (id int PRIMARY KEY, name text, qty bigint, at timestamp(3), flag boolean, data bytea);
@@ -177,9 +177,7 @@ export class PostgresSide implements Side {
         await q('ROLLBACK', []);
         throw error;
       }
-      // The expected outcome orders changes by their capture time in milliseconds, ties to side a, as the change-time
-      // rule does; the updated-at column is finer. Steps a millisecond apart or more order the same by both.
-      if (this.spaced) await new Promise((r) => setTimeout(r, 2));
+      if (this.spaced) await stepApart();
       return touched;
     });
   }

@@ -55,6 +55,15 @@ export interface Side {
   close(): Promise<void>;
 }
 
+/**
+ * After an application step of a side that keeps an updated-at column: the expected outcome orders changes by their
+ * capture time in milliseconds, ties to side a, as the change-time rule does; the column is finer. Steps a
+ * millisecond apart or more order the same by both.
+ */
+export function stepApart(): Promise<void> {
+  return new Promise((r) => setTimeout(r, 2));
+}
+
 /** Ids of one case: base … base + SPAN. */
 export const SPAN = 1000;
 

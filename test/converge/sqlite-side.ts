@@ -3,7 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Edit } from './history.js';
-import { imageChange, inRange, instant, snapshotOf, SPAN, type Side, type Snapshot, type UserChange, type Write } from './sides.js';
+import { imageChange, inRange, instant, snapshotOf, SPAN, stepApart, type Side, type Snapshot, type UserChange, type Write } from './sides.js';
 
 const SQLITE_SCHEMA = `
 CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER, at DATETIME, flag BOOLEAN, data BLOB);
@@ -75,8 +75,7 @@ export class SqliteSide implements Side {
     const run = (sql: string, ...params: unknown[]) => this.db.prepare(sql).run(...params).changes;
     const transaction = this.db.transaction(() => edits.reduce((n, e) => n + this.edit(run, e, base), 0));
     const touched = transaction.immediate();
-    // As PostgresSide's: steps a millisecond apart order the same by capture time and by updated_at.
-    if (this.touch) await new Promise((r) => setTimeout(r, 2));
+    if (this.touch) await stepApart();
     return touched;
   }
 

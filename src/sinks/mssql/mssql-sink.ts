@@ -94,7 +94,6 @@ export class MssqlSink implements Sink {
       const declared = this.declared.get(id)!;
       const typed = (names: string[]) => names.map((name) => ({ name, type: declared.get(name) ?? 'nvarchar(max)' }));
       const clock = this.clocks.get(id);
-      const byColumn = m.conflict === 'newer-wins' && m.targetUpdatedAt !== undefined;
       this.targets.set(m.source, {
         table: m.target,
         declared,
@@ -104,7 +103,7 @@ export class MssqlSink implements Sink {
         identityInsert: this.options.identityInsert.has(id) || this.options.identityInsert.has(m.target.name.name),
         identity: this.identities.get(id),
         changeTime:
-          clock && (m.byChangeTime || byColumn)
+          clock && (m.byChangeTime || m.byUpdatedAt)
             ? { name: m.target.name, key: typed(m.targetKey), clock, encode: (keys) => encodeRows(keys, m.target.columns), deletesOnly: !m.byChangeTime }
             : undefined,
       });

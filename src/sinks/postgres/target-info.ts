@@ -29,7 +29,7 @@ export function targetInfo(m: TableMapping, capturedTables: Set<string>): Target
     captured,
     qualified,
     byChangeTime: captured && m.byChangeTime,
-    deletesByChangeTime: captured && m.conflict === 'newer-wins' && m.targetUpdatedAt !== undefined,
+    deletesByChangeTime: captured && m.byUpdatedAt,
     jsonColumns: m.target.columns.filter((c) => c.type === 'json').map((c) => c.name),
   };
 }

@@ -121,7 +121,7 @@ export class SqliteSink implements Sink {
         captured: found.captured,
         imageColumns: m.target.columns.map((c) => c.name),
         byChangeTime: found.captured && m.byChangeTime,
-        deletesByChangeTime: found.captured && m.conflict === 'newer-wins' && m.targetUpdatedAt !== undefined,
+        deletesByChangeTime: found.captured && m.byUpdatedAt,
         foreignKeys: found.foreignKeys,
       });
     }
