@@ -170,3 +170,59 @@ export function stealShare(before: { steal: number; total: number }, after: { st
   const total = after.total - before.total;
   return total > 0 ? (after.steal - before.steal) / total : 0;
 }
+
+/** A process's title (its command line), or its pid once it is gone. */
+function title(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim() || String(pid);
+  } catch {
+    return String(pid);
+  }
+}
+
+/**
+ * CPU of the children of `parent` and of `others()` sampled every `everyMs`:
+ * per interval, the share of one CPU each busy process used. Totals alone
+ * hide whether the processes of a pipeline ran at once or waited for each
+ * other (BENCH_WAL_TIMELINE).
+ */
+export class CpuTimeline {
+  private readonly samples: { at: number; cpu: Map<number, number> }[] = [];
+  private readonly timer: NodeJS.Timeout;
+  private readonly started = performance.now();
+
+  constructor(
+    private readonly parent: number,
+    private readonly others: () => number[] = () => [],
+    everyMs = 100,
+  ) {
+    this.sample();
+    this.timer = setInterval(() => this.sample(), everyMs);
+  }
+
+  /** Stops sampling; returns the table: one column per process that used at least `minimum` CPU-seconds, then their sum. */
+  stop(minimum = 0.2): string[] {
+    clearInterval(this.timer);
+    this.sample();
+    const first = this.samples[0]!.cpu;
+    const last = this.samples.at(-1)!.cpu;
+    const pids = [...last.keys()].filter((pid) => last.get(pid)! - (first.get(pid) ?? 0) >= minimum);
+    pids.sort((a, b) => last.get(b)! - (first.get(b) ?? 0) - (last.get(a)! - (first.get(a) ?? 0)));
+    const lines = pids.map((pid, i) => `  [${i + 1}] ${title(pid).slice(0, 90)}`);
+    lines.push(`  ${'ms'.padStart(6)} ${pids.map((_, i) => `[${i + 1}]`.padStart(5)).join(' ')}   sum (% of one CPU)`);
+    for (let i = 1; i < this.samples.length; i += 1) {
+      const [a, b] = [this.samples[i - 1]!, this.samples[i]!];
+      const seconds = (b.at - a.at) / 1000;
+      const shares = pids.map((pid) => ((b.cpu.get(pid) ?? 0) - (a.cpu.get(pid) ?? b.cpu.get(pid) ?? 0)) / seconds);
+      const cells = shares.map((s) => (s * 100).toFixed(0).padStart(5));
+      lines.push(`  ${Math.round(b.at).toString().padStart(6)} ${cells.join(' ')}   ${(shares.reduce((x, y) => x + y, 0) * 100).toFixed(0).padStart(3)}`);
+    }
+    return lines;
+  }
+
+  private sample(): void {
+    const cpu = childrenCpu(this.parent);
+    for (const pid of this.others()) cpu.set(pid, cpuSeconds(pid));
+    this.samples.push({ at: performance.now() - this.started, cpu });
+  }
+}

@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { startPostgresCluster, type PostgresCluster } from '../test/support/postgres-cluster.js';
 import { makeBacklog, prepareTarget, tableDigest, withClient, type BacklogMix } from './backlog.js';
 import { machine, publishSection, runBenchmark } from './report.js';
-import { childrenCpu, cpuBetween, cpuCounters, cpuDetail, cpuSeconds, postmasterPid, stealShare } from './proc.js';
+import { childrenCpu, cpuBetween, cpuCounters, cpuDetail, cpuSeconds, CpuTimeline, postmasterPid, stealShare } from './proc.js';
 import { SHIPPED_NODE_ARGS } from './node-args.js';
 
 /** Issue 18: at least as fast as PostgreSQL's own logical replication. */
@@ -111,10 +111,14 @@ log: { level: warn }
 
   // CPU of the PostgreSQL processes (walsender, apply worker or backend) while each side catches up, read before they exit.
   const postmaster = postmasterPid(cluster.dataDir);
+  // BENCH_WAL_TIMELINE=1: per 100 ms, the CPU each process used while catching up.
+  const timeline = (others?: () => number[]) => (process.env.BENCH_WAL_TIMELINE ? new CpuTimeline(postmaster, others) : undefined);
   let pgBefore = childrenCpu(postmaster);
   let started = performance.now();
+  let sampling = timeline();
   await withClient(native, (c) => c.query(`ALTER SUBSCRIPTION ${nativeSlot} ENABLE`));
   const nativeSeconds = await confirmed(src, nativeSlot, end, started);
+  for (const line of sampling?.stop() ?? []) say(line);
   let pgAfter = childrenCpu(postmaster);
   const nativeCpu = cpuBetween(pgBefore, pgAfter);
   if (process.env.BENCH_WAL_DETAIL) for (const line of cpuDetail(pgBefore, pgAfter)) say(`    ${line}`);
@@ -125,7 +129,9 @@ log: { level: warn }
   pgBefore = childrenCpu(postmaster);
   started = performance.now();
   child = run();
+  sampling = timeline(() => [child.pid!]);
   const cdcSeconds = await confirmed(src, cdcSlot, end, started);
+  for (const line of sampling?.stop() ?? []) say(line);
   pgAfter = childrenCpu(postmaster);
   const cdcPgCpu = cpuBetween(pgBefore, pgAfter);
   if (process.env.BENCH_WAL_DETAIL) for (const line of cpuDetail(pgBefore, pgAfter)) say(`    ${line}`);
@@ -210,7 +216,7 @@ async function main(): Promise<number> {
       '',
       `Ratio cdc-sync ÷ native: **${ratio.toFixed(2)}×** (target ≥ ${TARGET.toFixed(1)}×: ${ratio >= TARGET ? 'pass' : '**FAIL**'}). Both targets equal the source: ${equal ? 'yes' : 'NO'} (md5 of all rows in id order). cdc-sync exit after SIGINT: ${exit}.`,
       '',
-      'Reproduce: `npm run bench:wal` (`BENCH_WAL_CHANGES`, default 300000; `BENCH_WAL_ROUNDS`, default 5; `BENCH_WAL_BATCH`, batch.maxSize, default none: the default configuration; `BENCH_WAL_DETAIL=1` prints the CPU of each PostgreSQL process).',
+      'Reproduce: `npm run bench:wal` (`BENCH_WAL_CHANGES`, default 300000; `BENCH_WAL_ROUNDS`, default 5; `BENCH_WAL_BATCH`, batch.maxSize, default none: the default configuration; `BENCH_WAL_DETAIL=1` prints the CPU of each PostgreSQL process; `BENCH_WAL_TIMELINE=1` the CPU of each busy process per 100 ms).',
       '',
     ].join('\n');
     publishSection(section, TITLE);
