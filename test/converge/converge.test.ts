@@ -133,6 +133,15 @@ const PAIRS: PairSpec[] = [
     env: { CDC_SYNC_MSSQL_DRIVER: MSSQL_DRIVER },
     sides: async (server) => [await MssqlQueueSide.create('a'), await PostgresSide.create('b', { server })],
   },
+  // The same under newer-wins by the rows' updated-at column: the mssql sink's MERGE compares it, and a change that meets a delete is judged by change time against the queue.
+  {
+    name: 'mssql-queue (stand-in) ⇄ postgres, newer-wins by updatedAt',
+    twoWay: true,
+    copies: BOTH,
+    tableOptions: 'key: [id], conflict: newer-wins, updatedAt: updated_at',
+    env: { CDC_SYNC_MSSQL_DRIVER: MSSQL_DRIVER },
+    sides: async (server) => [await MssqlQueueSide.create('a', { updatedAt: true }), await PostgresSide.create('b', { server, updatedAt: true })],
+  },
   // Supabase through its PostgREST and Realtime stand-ins (Supabase's roles and grants), with Realtime outages as faults.
   {
     name: 'supabase-realtime (stand-ins) → postgres',

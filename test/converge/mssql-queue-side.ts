@@ -4,7 +4,7 @@ import { FakeQueueSink } from '../support/fake-mssql/fake-queue-sink.js';
 import { FakeSqlServer } from '../support/fake-mssql/fake-server.js';
 import { FakeTarget, type TargetColumnSpec } from '../support/fake-mssql/fake-target.js';
 import type { Edit } from './history.js';
-import { SPAN, caseChanges, snapshotOf, type RecordedChange, type Side, type Snapshot, type UserChange, type Write } from './sides.js';
+import { SPAN, caseChanges, snapshotOf, stepApart, type RecordedChange, type Side, type Snapshot, type UserChange, type Write } from './sides.js';
 
 type Table = 'parent' | 'child';
 
@@ -23,6 +23,13 @@ const COLUMNS: Record<Table, (FakeColumn & TargetColumnSpec)[]> = {
     { name: 'note', type: 'nvarchar', max: true, maxLength: -1 },
   ],
 };
+
+/**
+ * For pairs under `conflict: newer-wins` with `updatedAt: updated_at`: the column as an application on SQL Server
+ * keeps it, `SET updated_at = SYSUTCDATETIME()` in each of its writes (a trigger cannot change the row it fires for
+ * without writing it again), declared datetime2(3). cdc-sync's writes carry the time they bring.
+ */
+const UPDATED_AT: FakeColumn & TargetColumnSpec = { name: 'updated_at', type: 'datetime2', scale: 3 };
 
 /**
  * SQL Server with cdc-sync's SyncQueue triggers, both ways: the
@@ -45,14 +52,19 @@ export class MssqlQueueSide implements Side {
   private url = '';
   private seq = 0;
 
-  private constructor(readonly label: string) {}
+  private constructor(
+    readonly label: string,
+    /** The application keeps updated_at (UPDATED_AT). */
+    private readonly updatedAt: boolean,
+  ) {}
 
-  static async create(label: string): Promise<MssqlQueueSide> {
-    const side = new MssqlQueueSide(label);
+  static async create(label: string, options: { updatedAt?: boolean } = {}): Promise<MssqlQueueSide> {
+    const side = new MssqlQueueSide(label, options.updatedAt ?? false);
     for (const table of ['parent', 'child'] as const) {
-      side.queue.createTable('dbo', table, COLUMNS[table], ['id'], { trigger: false });
+      const columns = side.updatedAt ? [...COLUMNS[table], UPDATED_AT] : COLUMNS[table];
+      side.queue.createTable('dbo', table, columns, ['id'], { trigger: false });
       const references = table === 'child' ? [{ columns: ['parent_id'], table: 'dbo.parent', referenced: ['id'] }] : [];
-      side.target.createTable(`dbo.${table}`, COLUMNS[table], ['id'], [], { rows: side.queue.rowsOf(`dbo.${table}`), references, typed: true });
+      side.target.createTable(`dbo.${table}`, columns, ['id'], [], { rows: side.queue.rowsOf(`dbo.${table}`), references, typed: true });
     }
     side.target.onWrite = (table, row) => side.written.push([table.endsWith('child') ? 'child' : 'parent', Number(row.id)]);
     // A write of a transaction that rolls back (a killed cdc-sync's) is undone with it, as a trigger's write log would be.
@@ -82,7 +94,14 @@ export class MssqlQueueSide implements Side {
   }
 
   async apply(edits: Edit[], base: number): Promise<number> {
-    return this.server.exclusive(() => this.applyNow(edits, base));
+    const touched = await this.server.exclusive(() => this.applyNow(edits, base));
+    if (this.updatedAt) await stepApart();
+    return touched;
+  }
+
+  /** The row as the application writes it: with updated_at set to the server's UTC clock, as datetime2(3) keeps it. */
+  private touch(row: Row): Row {
+    return this.updatedAt ? { ...row, updated_at: this.queue.now().toISOString().slice(0, 23) } : row;
   }
 
   private applyNow(edits: Edit[], base: number): number {
@@ -99,14 +118,15 @@ export class MssqlQueueSide implements Side {
     const upsert = (table: Table, row: Row) => {
       const id = Number(row.id);
       const exists = rows(table).has(id);
-      record(table, exists ? id : null, id, [exists ? this.queue.update(`dbo.${table}`, row) : this.queue.insert(`dbo.${table}`, row)]);
+      const written = this.touch(row);
+      record(table, exists ? id : null, id, [exists ? this.queue.update(`dbo.${table}`, written) : this.queue.insert(`dbo.${table}`, written)]);
     };
     const remove = (table: Table, id: number) => {
       if (rows(table).has(id)) record(table, id, null, [this.queue.delete(`dbo.${table}`, { id })]);
     };
     const move = (table: Table, from: number, to: number) => {
       const current = rows(table);
-      if (from !== to && current.has(from) && !current.has(to)) record(table, from, to, this.queue.move(`dbo.${table}`, { id: from }, { id: to }));
+      if (from !== to && current.has(from) && !current.has(to)) record(table, from, to, this.queue.move(`dbo.${table}`, { id: from }, this.touch({ id: to })));
     };
     const children = () => [...rows('child').values()];
     for (const e of edits) {
