@@ -3,8 +3,6 @@ import { quote, splitTable } from '../../db/mssql/identifiers.js';
 
 /** T-SQL of the initial snapshot: a keyset walk over the table's key, compared by SQL Server itself. */
 
-export const SNAPSHOT_MAX_LSN: Query = { name: 'snapshot.max-lsn', sql: `SELECT sys.fn_cdc_get_max_lsn() AS lsn` };
-
 /** Rows of the table as its partitions count them: no scan, for the copy's progress gauge only. */
 export const TABLE_ROWS: Query = {
   name: 'snapshot.count-rows',

@@ -210,7 +210,6 @@ export class FakeCdc {
         scale: c.type === 'decimal' ? 10 : 0,
       }));
     });
-    h.set('snapshot.max-lsn', () => [{ lsn: this.publishedLsn === 0n ? null : lsnBuffer(this.publishedLsn) }]);
     h.set('snapshot.read-page', (v, q) => this.readPage(q.meta!.table!, v, q));
     // sys.partitions.rows is bigint: the driver hands it over as a string.
     h.set('snapshot.count-rows', (v) => {

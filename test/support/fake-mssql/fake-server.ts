@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { MssqlClient, MssqlConnect, Params, Query } from '../../../src/db/mssql/client.js';
 import { classifyMssqlError } from '../../../src/db/mssql/errors.js';
+import { tsqlSyntaxErrors } from '../tsql/tsql-grammar.js';
 import { decode, encode } from './codec.js';
 
 /** Plain parameter values, as the statement would see them. */
@@ -63,6 +64,10 @@ export class FakeSqlServer {
   execute(query: Query, params: Params = {}): unknown[] {
     const values = Object.fromEntries(Object.entries(params).map(([k, p]) => [k, p.value]));
     this.executed.push({ name: query.name, values, types: Object.fromEntries(Object.entries(params).map(([k, p]) => [k, p.type])) });
+    // SQL Server parses a batch before it runs any of it, and refuses text that does not parse (Msg 102, "Incorrect
+    // syntax near …"). The stand-in answers by statement name, so without this check it would answer any text.
+    const syntax = tsqlSyntaxErrors(query.sql);
+    if (syntax.length > 0) throw new SqlServerError(`Incorrect syntax in ${query.name} (T-SQL grammar, test/support/tsql): ${syntax.slice(0, 3).join('; ')}`, 102);
     const failure = this.failures.findIndex((f) => !f.name || f.name === query.name);
     if (failure >= 0) throw this.failures.splice(failure, 1)[0]!.error;
     const handler = this.handlers.get(query.name);
@@ -161,7 +166,10 @@ export class FakeSqlServer {
       if (open?.id !== request.tx) throw Object.assign(new Error('the connection was reset; its transaction was rolled back'), { code: 'ECONNRESET' });
       open.idle.refresh();
       try {
-        return this.execute(request.query, request.params);
+        const rows = this.execute(request.query, request.params);
+        // Idle from the answer on: a statement the stand-in took long to check (its first parse) is not the client's silence.
+        open.idle.refresh();
+        return rows;
       } catch (error) {
         // SET XACT_ABORT ON semantics, as the driver's transaction ends on any error.
         this.end(open.id, false);
