@@ -33,7 +33,7 @@ export function parseJson(text: string): Value {
   return JSON.parse(text.replace(STRING_OR_NUMBER, quoteUnsafe)) as Value;
 }
 
-/** JSON text for database parameters: binary as PostgreSQL hex, bigint as digits. */
+/** JSON text for database parameters: binary as PostgreSQL hex, bigint as digits, NaN, the infinities and -0 as their text (JSON has no such numbers). */
 export function toJsonText(value: unknown): string {
   return JSON.stringify(value, jsonReplacer);
 }
@@ -43,5 +43,6 @@ function jsonReplacer(this: unknown, key: string, value: unknown): unknown {
   const raw = (this as Record<string, unknown>)[key];
   if (raw instanceof Uint8Array) return `\\x${Buffer.from(raw).toString('hex')}`;
   if (typeof value === 'bigint') return value.toString();
+  if (typeof value === 'number' && (!Number.isFinite(value) || Object.is(value, -0))) return Object.is(value, -0) ? '-0' : String(value);
   return value;
 }

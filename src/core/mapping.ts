@@ -9,6 +9,8 @@ export interface TargetColumn {
   type: LogicalType;
   /** Generated or identity-always columns: never written. */
   generated: boolean;
+  /** The database's own name of the column's type (a domain's base type), where the sink reads it. */
+  dbType?: string;
 }
 
 export interface TargetTable {

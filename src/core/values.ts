@@ -22,6 +22,21 @@ export type LogicalType =
   | 'other';
 
 /**
+ * A float as a number where JSON and a database parameter carry it exactly;
+ * NaN, Infinity, -Infinity and -0 as their text, which PostgreSQL's float
+ * input reads back (as numbers JSON writes NaN and the infinities as null,
+ * and -0 as 0). A database that has no such values refuses the text.
+ */
+export function toFloat(value: Value): Value {
+  const n = typeof value === 'string' ? Number(value) : value;
+  if (typeof n !== 'number') return value;
+  if (Number.isNaN(n)) return 'NaN';
+  if (n === Infinity) return 'Infinity';
+  if (n === -Infinity) return '-Infinity';
+  return Object.is(n, -0) ? '-0' : n;
+}
+
+/**
  * Converts a source value to the canonical form for a target column type.
  * Exactness first: decimals and 64-bit integers stay decimal strings when a
  * JavaScript number cannot hold them; timestamps keep all their digits.
@@ -36,7 +51,7 @@ export function convertValue(value: Value | undefined, type: LogicalType): Value
     case 'decimal':
       return toDecimal(value);
     case 'float':
-      return typeof value === 'string' ? Number(value) : value;
+      return toFloat(value);
     case 'text':
       return toText(value);
     case 'uuid':

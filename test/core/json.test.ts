@@ -91,6 +91,10 @@ describe('parseJson', () => {
 });
 
 describe('toJsonText', () => {
+  it('writes NaN, the infinities and -0 as their text, where JSON.stringify writes null and 0', () => {
+    expect(toJsonText({ a: Number.NaN, b: Number.POSITIVE_INFINITY, c: Number.NEGATIVE_INFINITY, z: -0, n: 1.5 })).toBe('{"a":"NaN","b":"Infinity","c":"-Infinity","z":"-0","n":1.5}');
+  });
+
   it('writes a Buffer as PostgreSQL \\x-hex text', () => {
     expect(toJsonText({ data: Buffer.from([0x00, 0xab, 0xff]) })).toBe('{"data":"\\\\x00abff"}');
     expect(JSON.parse(toJsonText({ data: Buffer.from([0x00, 0xab, 0xff]) }))).toEqual({ data: '\\x00abff' });

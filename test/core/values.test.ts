@@ -85,6 +85,16 @@ describe('convertValue', () => {
     expect(convertValue('1.5', 'float')).toBe(1.5);
   });
 
+  it('keeps NaN, the infinities and -0 of a float as the text PostgreSQL reads back (JSON writes them as null and 0)', () => {
+    expect(convertValue('NaN', 'float')).toBe('NaN');
+    expect(convertValue('-Infinity', 'float')).toBe('-Infinity');
+    expect(convertValue(Number.POSITIVE_INFINITY, 'float')).toBe('Infinity');
+    expect(convertValue(-0, 'float')).toBe('-0');
+    expect(convertValue('-0', 'float')).toBe('-0');
+    expect(convertValue(0, 'float')).toBe(0);
+    expect(convertValue('1e-300', 'float')).toBe(1e-300);
+  });
+
   describe('dates and times', () => {
     const at = new Date('2024-02-29T13:45:06.789Z');
 

@@ -22,8 +22,9 @@ export function fromText(typeOid: number, text: string): Value {
       return Number(text);
     case FLOAT4:
     case FLOAT8: {
+      // NaN, the infinities and -0 stay text: as numbers JSON would write them as null and 0 (see toFloat).
       const n = Number(text);
-      return Number.isFinite(n) ? n : text;
+      return Number.isFinite(n) && !Object.is(n, -0) ? n : text;
     }
     case BYTEA:
       return text.startsWith('\\x') ? new Uint8Array(Buffer.from(text.slice(2), 'hex')) : text;

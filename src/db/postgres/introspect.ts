@@ -69,7 +69,7 @@ export async function introspectTable(pool: Pool, name: QualifiedName): Promise<
   const references = await pool.query<{ schema: string; name: string }>(REFERENCES_SQL, [qualified]);
   return {
     name: { schema: name.schema ?? 'public', name: name.name },
-    columns: columns.rows.map((c) => ({ name: c.name, type: TYPES[c.type] ?? 'other', generated: c.generated })),
+    columns: columns.rows.map((c) => ({ name: c.name, type: TYPES[c.type] ?? 'other', generated: c.generated, dbType: c.type })),
     primaryKey: unique.rows.find((u) => u.primary)?.columns ?? [],
     uniqueKeys: unique.rows.map((u) => u.columns),
     references: references.rows.map((r) => ({ schema: r.schema, name: r.name })),

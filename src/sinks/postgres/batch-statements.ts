@@ -20,7 +20,7 @@ export function upsertShape(group: StatementGroup, target: TargetInfo): UpsertSh
     key: target.key,
     newerWinsBy: target.newerWinsBy,
     updatable: target.updatable,
-    jsonColumns: target.jsonColumns,
+    textCompared: target.textCompared,
   };
 }
 
@@ -70,13 +70,15 @@ function splitNewRows(group: StatementGroup, target: (table: string) => TargetIn
  * The statement parameter: toJsonText's replacer only changes binary and
  * bigint values, so rows of plain values (text, numbers, booleans, null,
  * Dates) go through JSON.stringify without one, which is several times
- * faster. Anything else (binary, bigint, nested json) takes toJsonText.
+ * faster. Anything else (binary, bigint, nested json, NaN, the infinities
+ * and -0) takes toJsonText.
  */
 function rowsJson(rows: Row[]): string {
   for (const row of rows) {
     for (const column in row) {
       const value = row[column];
       if (typeof value === 'bigint' || (typeof value === 'object' && value !== null && !(value instanceof Date))) return toJsonText(rows);
+      if (typeof value === 'number' && (!Number.isFinite(value) || Object.is(value, -0))) return toJsonText(rows);
     }
   }
   return JSON.stringify(rows);

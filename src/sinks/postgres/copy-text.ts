@@ -8,8 +8,8 @@ import { toJsonText } from '../../core/json.js';
  * is exactly the text json_populate_recordset would hand the column's
  * input function for the same row (so both statements write the same
  * values): strings as they are, numbers and bigints as digits, booleans as
- * true/false, Dates as ISO 8601, binary as bytea hex, and null for what
- * JSON has no value for (NaN, Infinity, an invalid Date).
+ * true/false (NaN, Infinity and -0 as such: see toFloat), Dates as ISO
+ * 8601, binary as bytea hex, and null for an invalid Date.
  *
  * A json or jsonb column gets the value's JSON text, as
  * json_populate_recordset hands such a column the JSON value itself (a
@@ -72,7 +72,8 @@ function fieldText(value: Value | undefined): string | undefined {
     case 'string':
       return escape(value);
     case 'number':
-      return Number.isFinite(value) ? String(value) : '\\N';
+      // PostgreSQL's float input reads these; an integer or numeric column refuses them rather than storing NULL.
+      return Object.is(value, -0) ? '-0' : String(value);
     case 'bigint':
       return value.toString();
     case 'boolean':

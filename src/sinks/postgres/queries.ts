@@ -60,14 +60,14 @@ export interface UpsertShape {
   newerWinsBy?: string | undefined;
   /** Column ownership: the only columns an existing row may have changed (null: all). */
   updatable?: string[] | null | undefined;
-  /** json and jsonb columns: json has no equality operator, so rows are compared on their text. */
-  jsonColumns?: string[] | undefined;
+  /** Columns compared by their text: types whose equality is wider than identity, or missing (TargetInfo.textCompared). */
+  textCompared?: string[] | undefined;
 }
 
-/** `(a.x, a.y) IS DISTINCT FROM (b.x, b.y)`, json columns compared as text. */
+/** `(a.x, a.y) IS DISTINCT FROM (b.x, b.y)`, the `textCompared` columns by their text. */
 function differs(shape: UpsertShape, columns: string[], a: string, b: string): string {
   const side = (alias: string) =>
-    columns.map((c) => `${alias}.${quoteIdent(c)}${shape.jsonColumns?.includes(c) ? '::text' : ''}`).join(', ');
+    columns.map((c) => `${alias}.${quoteIdent(c)}${shape.textCompared?.includes(c) ? '::text' : ''}`).join(', ');
   return `(${side(a)}) IS DISTINCT FROM (${side(b)})`;
 }
 

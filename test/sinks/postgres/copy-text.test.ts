@@ -21,8 +21,9 @@ describe('copyData', () => {
     expect(copyText([row], plain('t', 'f', 'big', 'at', 'bin', 'n'))).toBe('true\tfalse\t9007199254740993\t2024-02-29T23:59:59.123Z\t\\\\x0001ff\t1.5\n');
   });
 
-  it('writes null where JSON has no value: NaN, Infinity, an invalid Date', () => {
-    expect(copyText([{ a: Number.NaN, b: Number.POSITIVE_INFINITY, c: new Date('nope') }], plain('a', 'b', 'c'))).toBe('\\N\t\\N\t\\N\n');
+  it("writes NaN, the infinities and -0 as PostgreSQL's float input reads them (not null), and null for an invalid Date", () => {
+    const row = { a: Number.NaN, b: Number.POSITIVE_INFINITY, c: Number.NEGATIVE_INFINITY, z: -0, d: new Date('nope') };
+    expect(copyText([row], plain('a', 'b', 'c', 'z', 'd'))).toBe('NaN\tInfinity\t-Infinity\t-0\t\\N\n');
   });
 
   it('writes the JSON text of values bound for json columns, strings included', () => {

@@ -79,7 +79,7 @@ const ROWS: Row[] = [
     arr: '{a,"b c",NULL}',
     iv: '1 day 02:03:04',
   },
-  { id: 2, t: '', n: '-0.5', i8: -1n, f8: Number.NaN, b: false, ts: null, tsn: null, d: null, u: null, by: Buffer.alloc(0), j: 'just a string', js: 5, arr: '{}', iv: null },
+  { id: 2, t: '', n: '-0.5', i8: -1n, f8: Number.NEGATIVE_INFINITY, b: false, ts: null, tsn: null, d: null, u: null, by: Buffer.alloc(0), j: 'just a string', js: 5, arr: '{}', iv: null },
   { id: 3, t: null, n: null, i8: null, f8: 'NaN', b: 't', ts: '2024-01-01T00:00:00+05:00', tsn: new Date('2024-01-01T00:00:00Z'), d: null, u: null, by: null, j: null, js: null, arr: null, iv: null },
 ];
 
@@ -103,7 +103,8 @@ describe('PostgresSink with COPY', () => {
     expect(a).toHaveLength(3);
     expect(await db.query(`${COMPARE} kinds_b ORDER BY id`)).toEqual(a);
     expect(a[0]).toMatchObject({ t: ROWS[0]!.t, n: '12345678901234567890.0123456789', i8: '9007199254740993', by: Buffer.from([0, 1, 92, 255]) });
-    expect(a[1]).toMatchObject({ t: '', f8: null, j: '"just a string"', js: '5' });
+    // Not null: JSON has no -Infinity, so both statements carry it as PostgreSQL's text for it.
+    expect(a[1]).toMatchObject({ t: '', f8: '-Infinity', j: '"just a string"', js: '5' });
     expect(a[2]).toMatchObject({ f8: 'NaN', b: true });
     expect(await sink.readCheckpoint('copy')).toBe('c1');
   });
