@@ -1,8 +1,6 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { runCliToEnd } from '../support/cli.js';
+import { runCliToEnd, writeConfig } from '../support/cli.js';
 import { tsqlSyntaxErrors } from '../support/tsql/tsql-grammar.js';
 
 /**
@@ -22,11 +20,7 @@ describe('the T-SQL cdc-sync writes parses', () => {
   });
 
   it('init-sql for tables whose names need quoting: spaces, a bracket, a quote, a composite key', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cdc-sync-tsql-'));
-    const config = join(dir, 'cdc-sync.yaml');
-    writeFileSync(
-      config,
-      `streams:
+    const config = writeConfig(`streams:
   - name: queue
     source: { type: mssql-queue, url: "\${MSSQL_URL}" }
     sink: { type: postgres, url: "\${SINK_URL}" }
@@ -39,8 +33,7 @@ describe('the T-SQL cdc-sync writes parses', () => {
     tables:
       - { source: "dbo.Order Lines", target: public.order_lines_cdc }
       - { source: "sales.O'Brien", target: public.obrien_cdc }
-`,
-    );
+`);
     const result = await runCliToEnd(['init-sql', '--config', config, '--target', 'mssql'], env);
     expect(result.code).toBe(0);
     expect(result.stdout).toContain('[Line]]No]');
