@@ -33,6 +33,15 @@ export function parseJson(text: string): Value {
   return JSON.parse(text.replace(STRING_OR_NUMBER, quoteUnsafe)) as Value;
 }
 
+/**
+ * The text of a number JSON has no token for: NaN, Infinity, -Infinity (JSON.stringify writes null) and -0 (it
+ * writes 0); PostgreSQL's float input reads each back. Undefined for every other number.
+ */
+export function jsonlessNumberText(n: number): string | undefined {
+  if (Number.isFinite(n)) return Object.is(n, -0) ? '-0' : undefined;
+  return String(n);
+}
+
 /** JSON text for database parameters: binary as PostgreSQL hex, bigint as digits, NaN, the infinities and -0 as their text (JSON has no such numbers). */
 export function toJsonText(value: unknown): string {
   return JSON.stringify(value, jsonReplacer);
@@ -43,6 +52,6 @@ function jsonReplacer(this: unknown, key: string, value: unknown): unknown {
   const raw = (this as Record<string, unknown>)[key];
   if (raw instanceof Uint8Array) return `\\x${Buffer.from(raw).toString('hex')}`;
   if (typeof value === 'bigint') return value.toString();
-  if (typeof value === 'number' && (!Number.isFinite(value) || Object.is(value, -0))) return Object.is(value, -0) ? '-0' : String(value);
+  if (typeof value === 'number') return jsonlessNumberText(value) ?? value;
   return value;
 }

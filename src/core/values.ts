@@ -1,6 +1,6 @@
 import type { Value } from './change-event.js';
 import { PermanentError } from './errors.js';
-import { parseJson } from './json.js';
+import { jsonlessNumberText, parseJson } from './json.js';
 
 /**
  * Column types as far as conversion cares. Each adapter maps its native types
@@ -29,11 +29,7 @@ export type LogicalType =
  */
 export function toFloat(value: Value): Value {
   const n = typeof value === 'string' ? Number(value) : value;
-  if (typeof n !== 'number') return value;
-  if (Number.isNaN(n)) return 'NaN';
-  if (n === Infinity) return 'Infinity';
-  if (n === -Infinity) return '-Infinity';
-  return Object.is(n, -0) ? '-0' : n;
+  return typeof n === 'number' ? (jsonlessNumberText(n) ?? n) : value;
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { Value } from '../../core/change-event.js';
+import { jsonlessNumberText } from '../../core/json.js';
 
 /** Type OIDs (pg_type) whose text form becomes a JS value; all others stay text, which PostgreSQL casts back losslessly. */
 const BOOL = 16;
@@ -22,9 +23,9 @@ export function fromText(typeOid: number, text: string): Value {
       return Number(text);
     case FLOAT4:
     case FLOAT8: {
-      // NaN, the infinities and -0 stay text: as numbers JSON would write them as null and 0 (see toFloat).
+      // NaN, the infinities and -0 stay text: JSON has no number for them (see toFloat).
       const n = Number(text);
-      return Number.isFinite(n) && !Object.is(n, -0) ? n : text;
+      return jsonlessNumberText(n) === undefined ? n : text;
     }
     case BYTEA:
       return text.startsWith('\\x') ? new Uint8Array(Buffer.from(text.slice(2), 'hex')) : text;

@@ -1,5 +1,5 @@
 import type { ChangeEvent, Row } from '../../core/change-event.js';
-import { toJsonText } from '../../core/json.js';
+import { jsonlessNumberText, toJsonText } from '../../core/json.js';
 import { groupStatements, type StatementGroup } from '../statement-groups.js';
 import { copyData } from './copy-text.js';
 import { deleteSql, emptyTableSql, upsertSql, type UpsertShape } from './queries.js';
@@ -78,7 +78,7 @@ function rowsJson(rows: Row[]): string {
     for (const column in row) {
       const value = row[column];
       if (typeof value === 'bigint' || (typeof value === 'object' && value !== null && !(value instanceof Date))) return toJsonText(rows);
-      if (typeof value === 'number' && (!Number.isFinite(value) || Object.is(value, -0))) return toJsonText(rows);
+      if (typeof value === 'number' && jsonlessNumberText(value) !== undefined) return toJsonText(rows);
     }
   }
   return JSON.stringify(rows);

@@ -1,5 +1,5 @@
 import type { Row, Value } from '../../core/change-event.js';
-import { toJsonText } from '../../core/json.js';
+import { jsonlessNumberText, toJsonText } from '../../core/json.js';
 
 /**
  * Rows as COPY data in text format (https://www.postgresql.org/docs/current/sql-copy.html,
@@ -73,7 +73,7 @@ function fieldText(value: Value | undefined): string | undefined {
       return escape(value);
     case 'number':
       // PostgreSQL's float input reads these; an integer or numeric column refuses them rather than storing NULL.
-      return Object.is(value, -0) ? '-0' : String(value);
+      return jsonlessNumberText(value) ?? String(value);
     case 'bigint':
       return value.toString();
     case 'boolean':
