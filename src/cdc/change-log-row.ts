@@ -1,6 +1,6 @@
 import type { ChangeEvent, Op, RejectedChange, Row } from '../core/change-event.js';
 import { PermanentError } from '../core/errors.js';
-import { parseJson } from '../core/json.js';
+import { JsonText, jsonMembers, parseJson } from '../core/json.js';
 import { keyChange, sameKey } from './key-change.js';
 
 /** A row of a trigger-fed change table (PostgreSQL `cdc_sync.changes`, SQLite `cdc_sync_changes`). */
@@ -26,15 +26,15 @@ export type ChangeLogResult = ChangeEvent | [ChangeEvent, ChangeEvent] | Rejecte
  */
 export function changeLogEvent(
   row: ChangeLogRow,
-  table: { source: string; key: string[] },
+  table: ChangeLogTable,
   position: string,
   commitTime: Date,
   stream: string,
 ): ChangeLogResult {
   const op = OPS[row.op];
   try {
-    const after = row.row_data === null ? null : asRow(parseJson(row.row_data));
-    const before = row.old_data === null ? null : asRow(parseJson(row.old_data));
+    const after = row.row_data === null ? null : rowImage(row.row_data, table.json);
+    const before = row.old_data === null ? null : rowImage(row.old_data, table.json);
     const image = after ?? before;
     if (!op || !image) throw new Error(`change ${row.id} has no ${op ? 'row image' : 'known operation'}`);
     const key: Row = {};
@@ -69,9 +69,27 @@ export function changeLogEvent(
   }
 }
 
-function asRow(value: unknown): Row {
+/** A change-log table as the reader knows it. */
+export interface ChangeLogTable {
+  source: string;
+  key: string[];
+  /** Its json and jsonb columns: their values are kept as the image writes them (JsonText). */
+  json?: ReadonlySet<string> | undefined;
+}
+
+/**
+ * A row image. A json column's text and a jsonb column's output are taken
+ * from the image as written; a JSON `null` there is SQL NULL, as the image
+ * writes both alike.
+ */
+function rowImage(text: string, json: ReadonlySet<string> | undefined): Row {
+  const value = parseJson(text);
   if (!value || typeof value !== 'object' || Array.isArray(value)) throw new Error('row image is not a JSON object');
-  return value as Row;
+  const row = value as Row;
+  if (json !== undefined && json.size > 0) {
+    for (const [name, raw] of jsonMembers(text, json)) if (raw !== 'null') row[name] = new JsonText(raw);
+  }
+  return row;
 }
 
 /** A page's changes (a key change's two in source order), apart from those that go to the dead letter unread. */

@@ -1,7 +1,7 @@
 import type { ChangeEvent, RejectedChange } from '../core/change-event.js';
 import { ConfigError } from '../core/errors.js';
 import type { StreamContext } from '../streams/context.js';
-import { changeLogEvent, splitRejected } from './change-log-row.js';
+import { changeLogEvent, splitRejected, type ChangeLogTable } from './change-log-row.js';
 
 /**
  * A copy of existing rows in progress: `tables` still to copy, the first one
@@ -71,7 +71,7 @@ export class TableCopy {
    */
   constructor(
     options: { tables: { source: string }[]; snapshot?: 'initial' | 'never'; chunkSize?: number; readLimit: number },
-    private readonly tables: Map<string, { source: string; key: string[] }>,
+    private readonly tables: Map<string, ChangeLogTable>,
   ) {
     this.configured = options.tables.map((t) => t.source);
     this.snapshot = options.snapshot ?? 'initial';

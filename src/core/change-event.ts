@@ -1,7 +1,10 @@
 /**
  * The one record every source produces and every sink consumes.
- * Values are plain data (see `values.ts`): no driver types beyond Date and Uint8Array.
+ * Values are plain data (see `values.ts`): no driver types beyond Date and
+ * Uint8Array, and JsonText for the exact text of a json or jsonb value.
  */
+import type { JsonText } from './json.js';
+
 export type Op = 'insert' | 'update' | 'delete' | 'truncate';
 
 export type Value =
@@ -12,6 +15,7 @@ export type Value =
   | bigint
   | Date
   | Uint8Array
+  | JsonText
   | Value[]
   | { [key: string]: Value };
 

@@ -1,8 +1,9 @@
 import type { ChangeEvent, Value } from './change-event.js';
+import { JsonText } from './json.js';
 
 /**
  * Changes as JSON text that reads back with the same value types (Date,
- * Uint8Array, bigint, non-finite numbers), for state a stream keeps with its
+ * Uint8Array, bigint, non-finite numbers, JsonText), for state a stream keeps with its
  * checkpoint. Plain JSON would turn bytes and instants into strings, and a
  * change read back must compare and apply as the one that was written.
  */
@@ -23,6 +24,7 @@ function tag(value: Value | undefined): unknown {
   if (typeof value === 'bigint') return { $bigint: value.toString() };
   if (value instanceof Date) return { $date: value.toISOString() };
   if (value instanceof Uint8Array) return { $bytes: Buffer.from(value).toString('hex') };
+  if (value instanceof JsonText) return { $json: value.text };
   if (Array.isArray(value)) return value.map(tag);
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value)) if (v !== undefined) own(out, k, tag(v));
@@ -40,6 +42,7 @@ function untag(value: unknown): Value {
     if (only === '$date') return new Date(text);
     if (only === '$bytes') return new Uint8Array(Buffer.from(text, 'hex'));
     if (only === '$bigint') return BigInt(text);
+    if (only === '$json') return new JsonText(text);
     if (only === '$number') return text === '-0' ? -0 : Number(text);
   }
   const fields = only === '$object' && Object.keys(o).length === 1 ? (o.$object as Record<string, unknown>) : o;

@@ -42,16 +42,173 @@ export function jsonlessNumberText(n: number): string | undefined {
   return String(n);
 }
 
-/** JSON text for database parameters: binary as PostgreSQL hex, bigint as digits, NaN, the infinities and -0 as their text (JSON has no such numbers). */
-export function toJsonText(value: unknown): string {
-  return JSON.stringify(value, jsonReplacer);
+/**
+ * A json or jsonb value exactly as its source wrote it. Parsed into
+ * JavaScript values it would lose what PostgreSQL keeps: json's own text
+ * (spaces, key order, duplicate keys), a jsonb number's trailing zeros and
+ * digits beyond a double's, a JSON `null` as against SQL NULL, a string
+ * that reads as JSON. Sinks write `text` itself; a path that knows nothing
+ * of it serializes the parsed value (`toJSON`), as before this kind existed.
+ */
+export class JsonText {
+  constructor(readonly text: string) {}
+
+  toJSON(): unknown {
+    // toJsonText embeds the text itself: no parse wasted on a value it replaces.
+    return embedding > 0 ? this : parseJson(this.text);
+  }
 }
 
-function jsonReplacer(this: unknown, key: string, value: unknown): unknown {
-  // Buffer.toJSON runs before the replacer sees it; look at the holder instead.
-  const raw = (this as Record<string, unknown>)[key];
-  if (raw instanceof Uint8Array) return `\\x${Buffer.from(raw).toString('hex')}`;
-  if (typeof value === 'bigint') return value.toString();
-  if (typeof value === 'number') return jsonlessNumberText(value) ?? value;
-  return value;
+/** A value bound for a json column as its JSON text: JsonText as written, anything else as toJsonText writes it. */
+export function jsonTextOf(value: Value): string {
+  return value instanceof JsonText ? value.text : toJsonText(value);
+}
+
+let embedding = 0;
+
+/**
+ * A JsonText's place in JSON text that JSON.stringify writes, to be replaced
+ * by its own text (`embedRawJson`): its text in base64 behind lone
+ * surrogates, which JSON.stringify writes escaped (\udfff\udbff) and text
+ * from a database never holds. Stateless, so a marker may be written long
+ * before the replacement (supabase-js stringifies the rows it is given).
+ */
+export function rawJsonMarker(text: string): string {
+  return `${RAW_MARK}${Buffer.from(text).toString('base64')}`;
+}
+
+const RAW_MARK = '\udfff\udbffjson:';
+const RAW_SPOT = /"\\udfff\\udbffjson:([A-Za-z0-9+/=]*)"/g;
+
+/** JSON text with each JsonText's marker (a whole JSON string) replaced by the JsonText's own text. */
+export function embedRawJson(json: string): string {
+  return json.includes('\\udfff\\udbffjson:') ? json.replace(RAW_SPOT, (_, base64: string) => Buffer.from(base64, 'base64').toString()) : json;
+}
+
+/**
+ * JSON text for database parameters: binary as PostgreSQL hex, bigint as
+ * digits, NaN, the infinities and -0 as their text (JSON has no such
+ * numbers), a JsonText as its own text.
+ */
+export function toJsonText(value: unknown): string {
+  let raw = false;
+  embedding += 1;
+  let text: string;
+  try {
+    text = JSON.stringify(value, function (this: unknown, key: string, value: unknown): unknown {
+      // Buffer.toJSON runs before the replacer sees it; look at the holder instead.
+      const held = (this as Record<string, unknown>)[key];
+      if (held instanceof Uint8Array) return `\\x${Buffer.from(held).toString('hex')}`;
+      if (held instanceof JsonText) {
+        raw = true;
+        return rawJsonMarker(held.text);
+      }
+      if (typeof value === 'bigint') return value.toString();
+      if (typeof value === 'number') return jsonlessNumberText(value) ?? value;
+      return value;
+    });
+  } finally {
+    embedding -= 1;
+  }
+  return raw ? embedRawJson(text) : text;
+}
+
+/**
+ * The text of the members `names` of a JSON object's top level, as written
+ * (a change log's row image holds a json column's text and a jsonb column's
+ * output there, which JSON.parse would turn into JavaScript values). The
+ * text must be valid JSON: the caller has parsed it already.
+ */
+export function jsonMembers(text: string, names: ReadonlySet<string>): Map<string, string> {
+  const found = new Map<string, string>();
+  items(text, 0, (name, start, end) => {
+    if (typeof name === 'string' && names.has(name)) found.set(name, text.slice(start, end));
+    return false;
+  });
+  return found;
+}
+
+/** The text of the value at `path` (member names and array indexes) in valid JSON text, as written; undefined when there is none. */
+export function jsonAt(text: string, path: readonly (string | number)[]): string | undefined {
+  let start = skipSpace(text, 0);
+  let end = valueEnd(text, start);
+  for (const step of path) {
+    let found = false;
+    items(text, start, (name, from, to) => {
+      if (name !== step) return false;
+      [start, end, found] = [from, to, true];
+      return true;
+    });
+    if (!found) return undefined;
+  }
+  return text.slice(start, end);
+}
+
+/**
+ * Walks the members of the object or the items of the array that starts at
+ * `at`, handing each one's name (an index in an array) and the bounds of its
+ * value to `visit` until it returns true.
+ */
+function items(text: string, at: number, visit: (name: string | number, start: number, end: number) => boolean): void {
+  let i = skipSpace(text, at);
+  const open = text.charCodeAt(i);
+  if (open !== 0x7b /* { */ && open !== 0x5b /* [ */) return;
+  i = skipSpace(text, i + 1);
+  for (let index = 0; i < text.length; index += 1) {
+    const c = text.charCodeAt(i);
+    if (c === 0x7d || c === 0x5d /* } ] */) return;
+    let name: string | number = index;
+    if (open === 0x7b) {
+      const keyEnd = stringEnd(text, i);
+      name = JSON.parse(text.slice(i, keyEnd)) as string;
+      i = skipSpace(text, skipSpace(text, keyEnd) + 1 /* : */);
+    }
+    const end = valueEnd(text, i);
+    if (visit(name, i, trimmedEnd(text, i, end))) return;
+    i = skipSpace(text, end);
+    if (text.charCodeAt(i) !== 0x2c /* , */) return;
+    i = skipSpace(text, i + 1);
+  }
+}
+
+function trimmedEnd(text: string, start: number, end: number): number {
+  while (end > start && isSpace(text.charCodeAt(end - 1))) end -= 1;
+  return end;
+}
+
+function isSpace(c: number): boolean {
+  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+}
+
+function skipSpace(text: string, i: number): number {
+  while (i < text.length && isSpace(text.charCodeAt(i))) i += 1;
+  return i;
+}
+
+/** The index after the string that starts at `i` (its opening quote). */
+function stringEnd(text: string, i: number): number {
+  for (let j = i + 1; j < text.length; j += 1) {
+    const c = text.charCodeAt(j);
+    if (c === 0x5c /* \ */) j += 1;
+    else if (c === 0x22) return j + 1;
+  }
+  return text.length;
+}
+
+/** The index after the value that starts at `i`: its closing bracket or quote, or the `,` or `}` after a scalar. */
+function valueEnd(text: string, i: number): number {
+  let depth = 0;
+  for (let j = i; j < text.length; j += 1) {
+    const c = text.charCodeAt(j);
+    if (c === 0x22) {
+      j = stringEnd(text, j) - 1;
+      if (depth === 0) return j + 1;
+    } else if (c === 0x7b || c === 0x5b /* { [ */) depth += 1;
+    else if (c === 0x7d || c === 0x5d /* } ] */) {
+      if (depth === 0) return j;
+      depth -= 1;
+      if (depth === 0) return j + 1;
+    } else if (c === 0x2c && depth === 0) return j;
+  }
+  return text.length;
 }

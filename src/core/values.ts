@@ -1,6 +1,6 @@
 import type { Value } from './change-event.js';
 import { PermanentError } from './errors.js';
-import { jsonlessNumberText, parseJson } from './json.js';
+import { JsonText, jsonlessNumberText } from './json.js';
 
 /**
  * Column types as far as conversion cares. Each adapter maps its native types
@@ -62,7 +62,7 @@ export function convertValue(value: Value | undefined, type: LogicalType): Value
     case 'binary':
       return toBinary(value);
     case 'json':
-      return typeof value === 'string' ? tryParseJson(value) : value;
+      return typeof value === 'string' ? jsonOrString(value) : value;
     default:
       return value;
   }
@@ -94,6 +94,7 @@ function toDecimal(value: Value): Value {
 
 function toText(value: Value): Value {
   if (typeof value === 'string') return value;
+  if (value instanceof JsonText) return value.text;
   if (value instanceof Date) return value.toISOString();
   if (value instanceof Uint8Array) return Buffer.from(value).toString('base64');
   if (typeof value === 'object') return JSON.stringify(value);
@@ -110,9 +111,11 @@ function toBinary(value: Value): Value {
   throw new PermanentError(`cannot convert ${typeName(value)} to binary`, { reason: 'invalid-data' });
 }
 
-function tryParseJson(text: string): Value {
+/** Text that is JSON keeps its exact text (a column of text or nvarchar holding JSON, bound for a json one); other text stays a string. */
+function jsonOrString(text: string): Value {
   try {
-    return parseJson(text);
+    JSON.parse(text);
+    return new JsonText(text);
   } catch {
     return text;
   }
@@ -138,6 +141,8 @@ function canonicalize(value: Value): unknown {
   if (value === null) return null;
   if (value instanceof Date) return value.toISOString();
   if (value instanceof Uint8Array) return `\\x${Buffer.from(value).toString('hex')}`;
+  // Its text: json values written otherwise (1.0 and 1.00, key order) are different values to PostgreSQL's json.
+  if (value instanceof JsonText) return { '\u0000json': value.text };
   if (typeof value === 'bigint') return value.toString();
   if (typeof value === 'number') return String(value);
   if (Array.isArray(value)) return value.map(canonicalize);

@@ -4,7 +4,7 @@ import fc from 'fast-check';
  * Random histories for the convergence checker. Keys are small numbers
  * (offsets inside a case's own key range), so edits of both sides meet on
  * the same rows. The schema (see sides.ts):
- *   parent(id, name, qty, at, flag, data) — ids 0–5 are free (deleted, moved),
+ *   parent(id, name, qty, at, flag, data, doc) — ids 0–5 are free (deleted, moved),
  *     ids 10–13 are anchors: children point at them, so they are never
  *     deleted or moved (two sides could not agree on a child whose parent one
  *     of them deleted concurrently without cascades);
@@ -23,6 +23,8 @@ export interface ParentValues {
   at: number | null;
   flag: boolean | null;
   data: Uint8Array | null;
+  /** JSON text as PostgreSQL's jsonb writes it (see `doc`), so every side holds the same text. */
+  doc: string | null;
 }
 
 export type Edit =
@@ -76,12 +78,52 @@ const qty = fc.oneof(fc.constantFrom(0, -1, 1, 2 ** 31 - 1, -(2 ** 31), Number.M
 const at = fc.oneof(fc.constantFrom(0, -2208988800000, 946684799999, 7258118400000), fc.integer({ min: -2208988800000, max: 7258118400000 }));
 const bytes = fc.oneof(fc.constant(new Uint8Array(0)), fc.uint8Array({ maxLength: 8 }));
 
+/**
+ * A JSON number as numeric writes it: decimals with their trailing zeros,
+ * more digits than a double holds, no exponent and no negative zero
+ * (https://www.postgresql.org/docs/current/datatype-json.html: jsonb keeps
+ * a number as numeric).
+ */
+const jsonNumber = fc
+  .tuple(fc.boolean(), fc.oneof(fc.constant('0'), fc.stringMatching(/^[1-9][0-9]{0,29}$/)), fc.option(fc.stringMatching(/^[0-9]{1,6}$/), { nil: undefined }))
+  .map(([minus, int, frac]) => {
+    const digits = `${int}${frac === undefined ? '' : `.${frac}`}`;
+    return minus && /[1-9]/.test(digits) ? `-${digits}` : digits;
+  });
+const jsonString = fc.oneof(fc.constantFrom('1.0', 'true', 'null', '{"a": 1}', '', 'tab\tq"uote\\', 'é 😀', '12345678901234567890'), fc.string({ maxLength: 6 }).map((s) => s.replace(/\u0000/g, '')));
+type Json = { number: string } | string | boolean | null | Json[] | { object: [string, Json][] };
+/** jsonb's key order: shorter keys first, then by their bytes (src/backend/utils/adt/jsonb_util.c, lengthCompareJsonbString). */
+const jsonbKeyOrder = (a: string, b: string) => Buffer.byteLength(a) - Buffer.byteLength(b) || Buffer.compare(Buffer.from(a), Buffer.from(b));
+const jsonValue: fc.Arbitrary<Json> = fc.letrec<{ value: Json }>((tie) => ({
+  value: fc.oneof(
+    { depthSize: 'small', maxDepth: 3 },
+    jsonNumber.map((number) => ({ number })),
+    jsonString,
+    fc.boolean(),
+    fc.constant(null),
+    fc.array(tie('value'), { maxLength: 3 }),
+    fc.uniqueArray(fc.tuple(fc.oneof(fc.constantFrom('a', 'bb', 'é', 'n'), fc.string({ maxLength: 3 }).map((s) => s.replace(/\u0000/g, ''))), tie('value')), { maxLength: 3, selector: ([k]) => k })
+      .map((entries) => ({ object: entries.sort(([a], [b]) => jsonbKeyOrder(a, b)) })),
+  ),
+})).value;
+/** The text jsonb's output function writes: `, ` between items, `: ` after keys, strings escaped as JSON.stringify escapes them. */
+function jsonbText(value: Json): string {
+  if (value === null || typeof value === 'boolean') return String(value);
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (Array.isArray(value)) return `[${value.map(jsonbText).join(', ')}]`;
+  if ('number' in value) return value.number;
+  return `{${value.object.map(([k, v]) => `${JSON.stringify(k)}: ${jsonbText(v)}`).join(', ')}}`;
+}
+// A JSON null as the whole value is left out: the change-log row image writes it as it writes SQL NULL (README).
+const doc = jsonValue.filter((v) => v !== null).map(jsonbText);
+
 const values: fc.Arbitrary<ParentValues> = fc.record({
   name: nullable(text),
   qty: nullable(qty),
   at: nullable(at),
   flag: nullable(fc.boolean()),
   data: nullable(bytes),
+  doc: nullable(doc),
 });
 
 const freeParent = fc.constantFrom(...FREE_PARENTS);

@@ -16,6 +16,7 @@ const COLUMNS: Record<Table, (FakeColumn & TargetColumnSpec)[]> = {
     { name: 'at', type: 'datetime2', scale: 3 },
     { name: 'flag', type: 'bit' },
     { name: 'data', type: 'varbinary', max: true, maxLength: -1 },
+    { name: 'doc', type: 'nvarchar', max: true, maxLength: -1 },
   ],
   child: [
     { name: 'id', type: 'int' },
@@ -133,7 +134,7 @@ export class MssqlQueueSide implements Side {
       switch (e.kind) {
         case 'upsert-parent': {
           const v = e.values;
-          upsert('parent', { id: base + e.id, name: v.name, qty: v.qty === null ? null : String(v.qty), at: v.at === null ? null : new Date(v.at).toISOString().slice(0, 23), flag: v.flag, data: v.data === null ? null : Buffer.from(v.data) });
+          upsert('parent', { id: base + e.id, name: v.name, qty: v.qty === null ? null : String(v.qty), at: v.at === null ? null : new Date(v.at).toISOString().slice(0, 23), flag: v.flag, data: v.data === null ? null : Buffer.from(v.data), doc: v.doc });
           break;
         }
         case 'update-parent':
@@ -147,7 +148,7 @@ export class MssqlQueueSide implements Side {
           break;
         case 'family':
           // SQL Server checks a foreign key per statement: the parent goes first (the children-first order is for deferred checks).
-          upsert('parent', rows('parent').has(base + e.parent) ? { id: base + e.parent, name: e.name } : { id: base + e.parent, name: e.name, qty: null, at: null, flag: null, data: null });
+          upsert('parent', rows('parent').has(base + e.parent) ? { id: base + e.parent, name: e.name } : { id: base + e.parent, name: e.name, qty: null, at: null, flag: null, data: null, doc: null });
           for (const c of e.children) upsert('child', { id: base + c, parent_id: base + e.parent, note: 'born' });
           break;
         case 'update-child':

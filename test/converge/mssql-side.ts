@@ -36,6 +36,7 @@ export class MssqlSide implements Side {
       { name: 'at', type: 'datetime2' },
       { name: 'flag', type: 'bit' },
       { name: 'data', type: 'varbinary', max: true },
+      { name: 'doc', type: 'nvarchar', max: true },
     ], ['id']);
     side.cdc.createTable('dbo', 'child', [{ name: 'id', type: 'int' }, { name: 'parent_id', type: 'int' }, { name: 'note', type: 'nvarchar' }], ['id']);
     side.url = await side.server.listen();
@@ -93,7 +94,7 @@ export class MssqlSide implements Side {
       switch (e.kind) {
         case 'upsert-parent': {
           const v = e.values;
-          upsert('parent', parents, { id: base + e.id, name: v.name, qty: v.qty === null ? null : String(v.qty), at: v.at === null ? null : new Date(v.at).toISOString().slice(0, 23), flag: v.flag, data: v.data === null ? null : Buffer.from(v.data) });
+          upsert('parent', parents, { id: base + e.id, name: v.name, qty: v.qty === null ? null : String(v.qty), at: v.at === null ? null : new Date(v.at).toISOString().slice(0, 23), flag: v.flag, data: v.data === null ? null : Buffer.from(v.data), doc: v.doc });
           break;
         }
         case 'update-parent':
@@ -107,7 +108,7 @@ export class MssqlSide implements Side {
           break;
         case 'family':
           for (const c of e.children) upsert('child', children, { id: base + c, parent_id: base + e.parent, note: 'born' });
-          upsert('parent', parents, parents.has(base + e.parent) ? { id: base + e.parent, name: e.name } : { id: base + e.parent, name: e.name, qty: null, at: null, flag: null, data: null });
+          upsert('parent', parents, parents.has(base + e.parent) ? { id: base + e.parent, name: e.name } : { id: base + e.parent, name: e.name, qty: null, at: null, flag: null, data: null, doc: null });
           break;
         case 'update-child':
           if (children.has(base + e.id) && parents.has(base + e.parent)) upsert('child', children, { id: base + e.id, note: e.note, parent_id: base + e.parent });

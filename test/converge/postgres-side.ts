@@ -9,7 +9,7 @@ import type { Edit, ParentValues } from './history.js';
 import { imageChange, inRange, snapshotOf, SPAN, stepApart, type Side, type Snapshot, type UserChange, type Write } from './sides.js';
 
 const PG_SCHEMA = `
-CREATE TABLE parent (id int PRIMARY KEY, name text, qty bigint, at timestamp(3), flag boolean, data bytea);
+CREATE TABLE parent (id int PRIMARY KEY, name text, qty bigint, at timestamp(3), flag boolean, data bytea, doc jsonb);
 CREATE TABLE child (id int PRIMARY KEY, parent_id int NOT NULL REFERENCES parent (id) DEFERRABLE INITIALLY IMMEDIATE, note text);
 -- Every row write, whoever makes it: the measure of echoes and write storms. SECURITY DEFINER:
 -- a writer through Supabase's API (service_role) has no grant on the harness's table.
@@ -187,9 +187,9 @@ export class PostgresSide implements Side {
       case 'upsert-parent': {
         const v: ParentValues = e.values;
         return q(
-          `INSERT INTO parent (id, name, qty, at, flag, data) VALUES ($1, $2, $3, ${PG_AT}, $5, $6)
-           ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, qty = EXCLUDED.qty, at = EXCLUDED.at, flag = EXCLUDED.flag, data = EXCLUDED.data`,
-          [base + e.id, v.name, v.qty, v.at, v.flag, v.data === null ? null : Buffer.from(v.data)],
+          `INSERT INTO parent (id, name, qty, at, flag, data, doc) VALUES ($1, $2, $3, ${PG_AT}, $5, $6, $7)
+           ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, qty = EXCLUDED.qty, at = EXCLUDED.at, flag = EXCLUDED.flag, data = EXCLUDED.data, doc = EXCLUDED.doc`,
+          [base + e.id, v.name, v.qty, v.at, v.flag, v.data === null ? null : Buffer.from(v.data), v.doc],
         );
       }
       case 'update-parent':
@@ -227,7 +227,7 @@ export class PostgresSide implements Side {
   async snapshot(base: number): Promise<Snapshot> {
     const range = [base, base + SPAN];
     const parents = await this.db.query<Record<string, unknown>>(
-      `SELECT id, name, qty::text AS qty, to_char(at, 'YYYY-MM-DD"T"HH24:MI:SS.MS') AS at, flag, data FROM parent WHERE id >= $1 AND id < $2`,
+      `SELECT id, name, qty::text AS qty, to_char(at, 'YYYY-MM-DD"T"HH24:MI:SS.MS') AS at, flag, data, doc::text AS doc FROM parent WHERE id >= $1 AND id < $2`,
       range,
     );
     const children = await this.db.query<Record<string, unknown>>(`SELECT id, parent_id, note FROM child WHERE id >= $1 AND id < $2`, range);
@@ -243,7 +243,7 @@ export class PostgresSide implements Side {
          FROM cdc_sync.changes WHERE origin IS DISTINCT FROM 'cdc-sync ping-back' ORDER BY id`,
     );
     return rows
-      .map((r) => imageChange(r.table_name, r.row_data, r.old_data, Number(r.ms), Number(r.id), base))
+      .map((r) => imageChange(r.table_name, r.row_data, r.old_data, Number(r.ms), Number(r.id), base, true))
       .filter((c) => inRange(c));
   }
 

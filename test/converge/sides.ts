@@ -1,3 +1,4 @@
+import { jsonMembers } from '../../src/core/json.js';
 import type { Edit, ParentValues } from './history.js';
 
 /** A row as both kinds of database are compared: ids relative to the case, values in one form. */
@@ -67,7 +68,7 @@ export function stepApart(): Promise<void> {
 /** Ids of one case: base … base + SPAN. */
 export const SPAN = 1000;
 
-function parentRow(id: number, name: unknown, qty: unknown, at: unknown, flag: unknown, data: unknown): Record<string, unknown> {
+function parentRow(id: number, name: unknown, qty: unknown, at: unknown, flag: unknown, data: unknown, doc: unknown): Record<string, unknown> {
   return {
     id,
     name: name ?? null,
@@ -75,6 +76,8 @@ function parentRow(id: number, name: unknown, qty: unknown, at: unknown, flag: u
     at: at === null || at === undefined ? null : instant(at),
     flag: flag === null || flag === undefined ? null : Boolean(flag),
     data: data === null || data === undefined ? null : hex(data),
+    // Its text, compared exactly: every side holds jsonb's own text (history.ts).
+    doc: doc ?? null,
   };
 }
 
@@ -94,12 +97,12 @@ function hex(value: unknown): string {
 function relative(row: Record<string, unknown>, base: number): Record<string, unknown> {
   return 'parent_id' in row
     ? { id: Number(row.id) - base, parent_id: Number(row.parent_id) - base, note: row.note ?? null }
-    : parentRow(Number(row.id) - base, row.name, row.qty, row.at, row.flag, row.data);
+    : parentRow(Number(row.id) - base, row.name, row.qty, row.at, row.flag, row.data, row.doc);
 }
 
 /** A parent row as snapshots and change images hold it, from the values a history wrote. */
 export function parentImage(id: number, v: ParentValues): Record<string, unknown> {
-  return parentRow(id, v.name, v.qty, v.at === null ? null : new Date(v.at), v.flag, v.data);
+  return parentRow(id, v.name, v.qty, v.at === null ? null : new Date(v.at), v.flag, v.data, v.doc);
 }
 
 export function snapshotOf(parents: Record<string, unknown>[], children: Record<string, unknown>[], base: number): Snapshot {
@@ -109,8 +112,13 @@ export function snapshotOf(parents: Record<string, unknown>[], children: Record<
   return out;
 }
 
-export function imageChange(table: string, rowData: string | null, oldData: string | null, time: number, seq: number, base: number): UserChange {
+/** `jsonDoc`: the image holds `doc` as a JSON value (PostgreSQL's row_to_json), not as a string of its text (SQLite's json_object). */
+export function imageChange(table: string, rowData: string | null, oldData: string | null, time: number, seq: number, base: number, jsonDoc = false): UserChange {
   const after = rowData === null ? null : (JSON.parse(rowData) as Record<string, unknown>);
+  if (after && jsonDoc && 'doc' in after) {
+    const text = jsonMembers(rowData!, new Set(['doc'])).get('doc');
+    after.doc = text === undefined || text === 'null' ? null : text;
+  }
   const before = oldData === null ? null : (JSON.parse(oldData) as Record<string, unknown>);
   return {
     table: table.endsWith('child') ? 'child' : 'parent',

@@ -6,14 +6,14 @@ import type { Edit } from './history.js';
 import { imageChange, inRange, instant, snapshotOf, SPAN, stepApart, type Side, type Snapshot, type UserChange, type Write } from './sides.js';
 
 const SQLITE_SCHEMA = `
-CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER, at DATETIME, flag BOOLEAN, data BLOB);
+CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER, at DATETIME, flag BOOLEAN, data BLOB, doc TEXT);
 CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER NOT NULL REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED, note TEXT);
 CREATE TABLE write_log (n INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT, id INTEGER, detail TEXT);
 -- cdc-sync's change-log set-up makes it too; the write log's triggers name it, so it exists first.
 CREATE TABLE IF NOT EXISTS cdc_sync_origin (origin TEXT);
 ${['parent', 'child']
   .map((t) => {
-    const image = (row: string) => (t === 'parent' ? `json_object('name', ${row}.name, 'qty', ${row}.qty, 'at', ${row}.at, 'flag', ${row}.flag, 'data', quote(${row}.data))` : `json_object('parent_id', ${row}.parent_id, 'note', ${row}.note)`);
+    const image = (row: string) => (t === 'parent' ? `json_object('name', ${row}.name, 'qty', ${row}.qty, 'at', ${row}.at, 'flag', ${row}.flag, 'data', quote(${row}.data), 'doc', ${row}.doc)` : `json_object('parent_id', ${row}.parent_id, 'note', ${row}.note)`);
     const detail = (op: string, row: string) => `'${op} by ' || coalesce((SELECT origin FROM cdc_sync_origin), 'the application') || ' row ' || ${image(row)}`;
     return `CREATE TRIGGER log_${t}_i AFTER INSERT ON ${t} BEGIN INSERT INTO write_log (tbl, id, detail) VALUES ('${t}', NEW.id, ${detail('INSERT', 'NEW')}); END;
 CREATE TRIGGER log_${t}_u AFTER UPDATE ON ${t} BEGIN INSERT INTO write_log (tbl, id, detail) VALUES ('${t}', NEW.id, ${detail('UPDATE', 'NEW')}); END;
@@ -96,14 +96,15 @@ export class SqliteSide implements Side {
       case 'upsert-parent': {
         const v = e.values;
         return run(
-          `INSERT INTO parent (id, name, qty, at, flag, data) VALUES (?, ?, ?, ?, ?, ?)
-           ON CONFLICT (id) DO UPDATE SET name = excluded.name, qty = excluded.qty, at = excluded.at, flag = excluded.flag, data = excluded.data${this.touch}`,
+          `INSERT INTO parent (id, name, qty, at, flag, data, doc) VALUES (?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (id) DO UPDATE SET name = excluded.name, qty = excluded.qty, at = excluded.at, flag = excluded.flag, data = excluded.data, doc = excluded.doc${this.touch}`,
           base + e.id,
           v.name,
           v.qty,
           sqliteTime(v.at),
           v.flag === null ? null : v.flag ? 1 : 0,
           v.data === null ? null : Buffer.from(v.data),
+          v.doc,
         );
       }
       case 'update-parent':
@@ -135,7 +136,7 @@ export class SqliteSide implements Side {
   }
 
   async snapshot(base: number): Promise<Snapshot> {
-    const parents = this.db.prepare(`SELECT id, name, qty, at, flag, data FROM parent WHERE id >= ? AND id < ?`).all(base, base + SPAN) as Record<string, unknown>[];
+    const parents = this.db.prepare(`SELECT id, name, qty, at, flag, data, doc FROM parent WHERE id >= ? AND id < ?`).all(base, base + SPAN) as Record<string, unknown>[];
     const children = this.db.prepare(`SELECT id, parent_id, note FROM child WHERE id >= ? AND id < ?`).all(base, base + SPAN) as Record<string, unknown>[];
     return snapshotOf(parents, children, base);
   }

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { isSafeNumber, parse as parseLossless } from 'lossless-json';
 import { describe, expect, it } from 'vitest';
-import { parseJson, toJsonText } from '../../src/core/json.js';
+import { JsonText, jsonAt, jsonMembers, jsonTextOf, parseJson, toJsonText } from '../../src/core/json.js';
 
 /**
  * A JSON number token: long plain decimals as PostgreSQL writes numeric, and
@@ -116,5 +116,73 @@ describe('toJsonText', () => {
 
   it('writes nested binary and bigint values', () => {
     expect(JSON.parse(toJsonText({ row: { key: [5n], blob: Buffer.from('hi') } }))).toEqual({ row: { key: ['5'], blob: '\\x6869' } });
+  });
+});
+
+describe('JsonText', () => {
+  it('goes into toJsonText as its own text, wherever it sits', () => {
+    const a = new JsonText('{ "b" : 2, "n": 1.50, "big": 123456789012345678901234567890, "b": 3 }');
+    expect(toJsonText({ row: { a, list: [new JsonText('null'), new JsonText('"1.0"')] }, n: 1 })).toBe(
+      '{"row":{"a":{ "b" : 2, "n": 1.50, "big": 123456789012345678901234567890, "b": 3 },"list":[null,"1.0"]},"n":1}',
+    );
+    expect(toJsonText(new JsonText('[1.0]'))).toBe('[1.0]');
+  });
+
+  it('keeps strings that look like its marker as strings', () => {
+    const lookalike = '\\udfff\\udbffjson:MS4w';
+    expect(JSON.parse(toJsonText({ s: lookalike, j: new JsonText('1.0') }))).toEqual({ s: lookalike, j: 1 });
+    expect(toJsonText({ j: new JsonText('1.0'), s: lookalike })).toBe(`{"j":1.0,"s":${JSON.stringify(lookalike)}}`);
+  });
+
+  it('reads as its parsed value where a path knows nothing of it (JSON.stringify)', () => {
+    expect(JSON.stringify({ a: new JsonText('{"x": 1.50, "id": 9007199254740993}') })).toBe('{"a":{"x":1.5,"id":"9007199254740993"}}');
+  });
+
+  it('is written as its text for a json column, any other value as its JSON', () => {
+    expect(jsonTextOf(new JsonText(' [1.0] '))).toBe(' [1.0] ');
+    expect(jsonTextOf({ a: 1 })).toBe('{"a":1}');
+    expect(jsonTextOf('x')).toBe('"x"');
+  });
+});
+
+describe('jsonMembers', () => {
+  it("finds members' text as written: nested, with strings holding brackets, quotes and commas, and spaces around", () => {
+    const text = '{"id":1, "j" : { "x" :1.000, "s": "a}\\"b],c" } ,"k":[1, [2, {"y":null}]], "n": -1.50e3 , "t":"x","z":null}';
+    expect(Object.fromEntries(jsonMembers(text, new Set(['j', 'k', 'n', 't', 'z', 'missing'])))).toEqual({
+      j: '{ "x" :1.000, "s": "a}\\"b],c" }',
+      k: '[1, [2, {"y":null}]]',
+      n: '-1.50e3',
+      t: '"x"',
+      z: 'null',
+    });
+  });
+
+  it('finds a member whose name is escaped', () => {
+    expect(jsonMembers('{"a\\"b":[1.0]}', new Set(['a"b'])).get('a"b')).toBe('[1.0]');
+  });
+
+  it('reads back every member of any object exactly as written', () => {
+    const member = fc.tuple(fc.string({ maxLength: 6 }), jsonText, fc.constantFrom('', ' ', '\n '), fc.constantFrom('', ' '));
+    fc.assert(
+      fc.property(fc.uniqueArray(member, { maxLength: 6, selector: ([k]) => k }), (members) => {
+        const text = `{${members.map(([k, v, before, after]) => `${before}${JSON.stringify(k)}${after}:${before}${v}${after}`).join(',')}}`;
+        const found = jsonMembers(text, new Set(members.map(([k]) => k)));
+        expect(Object.fromEntries(found)).toEqual(Object.fromEntries(members.map(([k, v]) => [k, v])));
+      }),
+      { numRuns: 1000 },
+    );
+  });
+});
+
+describe('jsonAt', () => {
+  it('finds the text of a value by member names and array indexes, as written', () => {
+    const frame = '["1", "2", "realtime:x", "postgres_changes", {"ids": [1], "data": {"record": {"doc": {"n": 2.50}, "s": "]}"}, "old_record": {}}}]';
+    expect(jsonAt(frame, [4, 'data', 'record'])).toBe('{"doc": {"n": 2.50}, "s": "]}"}');
+    expect(jsonAt(frame, [4, 'data', 'record', 'doc'])).toBe('{"n": 2.50}');
+    expect(jsonAt(frame, [4, 'ids', 0])).toBe('1');
+    expect(jsonAt(frame, [2])).toBe('"realtime:x"');
+    expect(jsonAt(frame, [4, 'data', 'missing'])).toBeUndefined();
+    expect(jsonAt(frame, [9])).toBeUndefined();
+    expect(jsonAt(frame, [0, 'x'])).toBeUndefined();
   });
 });

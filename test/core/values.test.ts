@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { CdcSyncError, PermanentError } from '../../src/core/errors.js';
+import { JsonText } from '../../src/core/json.js';
 import { canonicalValue, convertValue, valuesEqual } from '../../src/core/values.js';
 
 describe('convertValue', () => {
@@ -139,12 +140,22 @@ describe('convertValue', () => {
   });
 
   describe('json', () => {
-    it('parses JSON text', () => {
-      expect(convertValue('{"a":[1,"x",null],"b":{"c":true}}', 'json')).toEqual({ a: [1, 'x', null], b: { c: true } });
+    it('keeps JSON text as written (a column of text holding JSON, bound for a json column)', () => {
+      const text = '{ "a":[1,"x",null], "b":{"c":true}, "n": 1.50 }';
+      expect(convertValue(text, 'json')).toEqual(new JsonText(text));
     });
 
     it('keeps big numbers inside JSON exact', () => {
-      expect(convertValue('{"id":9007199254740993}', 'json')).toEqual({ id: '9007199254740993' });
+      expect(convertValue('{"id":9007199254740993}', 'json')).toEqual(new JsonText('{"id":9007199254740993}'));
+    });
+
+    it('keeps a JsonText as it is', () => {
+      const json = new JsonText('[1.0]');
+      expect(convertValue(json, 'json')).toBe(json);
+    });
+
+    it('gives a text column the JSON text itself', () => {
+      expect(convertValue(new JsonText('{"b": 1.50, "a": 2}'), 'text')).toBe('{"b": 1.50, "a": 2}');
     });
 
     it('keeps text that is not JSON as text', () => {
@@ -183,5 +194,12 @@ describe('canonicalValue / valuesEqual', () => {
     expect(valuesEqual(null, '')).toBe(false);
     expect(valuesEqual([1, 2], [2, 1])).toBe(false);
     expect(canonicalValue(Buffer.from('ab'))).not.toBe(canonicalValue(Buffer.from('ac')));
+  });
+
+  it('compares JSON texts by their text: 1.0 and 1.00 are different json values, the same text is the same', () => {
+    expect(valuesEqual(new JsonText('{"a": 1.0}'), new JsonText('{"a": 1.0}'))).toBe(true);
+    expect(valuesEqual(new JsonText('{"a": 1.0}'), new JsonText('{"a": 1.00}'))).toBe(false);
+    expect(valuesEqual(new JsonText('"x"'), 'x')).toBe(false);
+    expect(valuesEqual(new JsonText('null'), null)).toBe(false);
   });
 });

@@ -9,7 +9,9 @@ import { createTestDatabase, type TestDatabase } from '../support/test-database.
  * (upserts) and deletes, through the change log and through the WAL.
  * Edge values throughout: extremes, NaN and infinities, -0, text with tabs,
  * newlines, backslashes, quotes and characters outside the BMP, JSON whose
- * text a json column keeps as written, arrays with NULLs and quotes.
+ * text a json column keeps as written (spaces, duplicate keys), jsonb
+ * numbers with trailing zeros and more digits than a double holds, a jsonb
+ * string that reads as JSON, arrays with NULLs and quotes.
  */
 const TYPES = `
   CREATE EXTENSION IF NOT EXISTS citext;
@@ -30,21 +32,21 @@ const TYPES = `
 const ROWS = [
   `-32768, -2147483648, -9223372036854775808, 'NaN', -99999999999999999999.9999999999, '-Infinity', '-Infinity',
    false, E'tab\\there\\nnew line\\\\ back \\\\N quote '' "dq"', '', '', '\\x00ff10', '-infinity', '-infinity', '4713-01-01 BC', '00:00', '00:00+14', '-178000000 years',
-   '00000000-0000-0000-0000-000000000000', '{"b":2,"a":[1,2.5,"x"]}', '{"n": 2.5, "s": "\\u00e9\\ud83d\\ude00", "t": "tab\\there"}',
+   '00000000-0000-0000-0000-000000000000', '{ "b" : 2, "a":[1, 2.50,"x"], "b": 3 }', '{"n": 2.50, "big": 123456789012345678901234567890.000, "s": "\\u00e9\\ud83d\\ude00", "t": "tab\\there"}',
    '{}', '{NULL, "", "a,b", "q\\"uote", "back\\\\slash", "NULL"}', '{{1,2},{3,NULL}}',
    'happy, really', '::1', '10.0.0.0/8', '08:00:2b:01:02:03', '-92233720368547758.08', B'', 'a:1 b:2,3', '<a x="1">&amp;</a>',
    '(-0,1e-300)', 'empty', '', '("",)', 'Straße'`,
   `32767, 2147483647, 9223372036854775807, 'Infinity', 99999999999999999999.9999999999, 'NaN', 'NaN',
    true, E'emoji \\U0001F600 and é and \\u4e2d', 'twenty characters!!!', 'abc', '', 'infinity', 'infinity', '5874897-12-31', '24:00', '23:59:59.999999-15:59', '1 mon -2 days 03:04:05.678901',
-   'ffffffff-ffff-ffff-ffff-ffffffffffff', '[]', '[null, true, {"": ""}]', '{1,NULL,-3}', '{}', '{}',
+   'ffffffff-ffff-ffff-ffff-ffffffffffff', '[]', '[null, true, {"": ""}, -0.0000000000000000000001000]', '{1,NULL,-3}', '{}', '{}',
    'sad', '2001:db8::ff00:42:8329/64', '2001:db8::/32', 'ff:ff:ff:ff:ff:ff', '92233720368547758.07', B'1010101010101010', '', '<?xml version="1.0"?><r/>',
    '(1.5,-2.25)', '[1,10)', 'x', '(label,1.5)', ''`,
   `0, 0, 0, 0, 0, '-0', '-0', NULL, ' ', NULL, ' x ', '\\x', '2000-01-01 00:00:00.000001', '1970-01-01 00:00:00+00', '2000-02-29', '12:34:56.789', '12:00-03:30', '0 seconds',
-   'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '"just a string"', '"a \\"quoted\\" string"', '{}', '{"{}", "}{"}', NULL,
+   'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '"just a string"', '"1.0"', '{}', '{"{}", "}{"}', NULL,
    'ok', '192.168.0.1/24', '192.168.0.0/24', '00:00:00:00:00:00', '0', B'0', '''quoted'' word', NULL,
    '(0,0)', '(,)', NULL, NULL, 'mixed Case'`,
   `1, 2, 3, 1e-40, 0.0000000001, 1.17549435e-38, 4.9e-324, true, 'plain', 'plain', 'plain', '\\xdeadbeef', '2026-12-05 11:25:00.5', '2026-12-05 11:25:00.5+01', '2026-12-05', '11:25', '11:25+01', '1 day',
-   '123e4567-e89b-12d3-a456-426614174000', '1.5', '-2', '{1}', '{plain}', '{{1}}',
+   '123e4567-e89b-12d3-a456-426614174000', '1.50', '-2.000', '{1}', '{plain}', '{{1}}',
    'ok', '10.1.2.3', '10.1.2.0/24', '01:02:03:04:05:06', '12.34', B'1', 'plain', '<p>plain</p>', '(1,2)', '[1,2]', 'plain', '(plain,2)', NULL`,
 ];
 const COLUMNS = 'i2, i4, i8, num, num_s, f4, f8, flag, t, vc, ch, bin, ts, tstz, d, tm, tmtz, iv, u, j, jb, ai, at, grid, m, net, block, mac, cash, bits, doc, x, pt, span, st, pr, cit';
@@ -132,7 +134,19 @@ log: { level: info }
     if (type === 'postgres-wal') await waitFor(() => cli.logs.some((l) => l.msg === 'logical replication started'), 30_000, () => cli.stderr());
     await writeHistory();
     expect((await rows(a)).length).toBe(10);
+    expect(await a.query(`SELECT jb->>'big' AS big, j::text AS j FROM kinds WHERE id = 1`)).toEqual([
+      { big: '123456789012345678901234567890.000', j: '{ "b" : 2, "a":[1, 2.50,"x"], "b": 3 }' },
+    ]);
     await waitFor(() => equal(), 30_000, () => `${lastDifference}\n${cli.stderr()}`);
+    // A JSON null in a json or jsonb column, by an update (upsert) and an insert (COPY). The WAL sends it as
+    // written; the change log's row image (row_to_json) writes it as it writes SQL NULL, so it arrives as NULL.
+    await a.query(`UPDATE kinds SET j = 'null', jb = 'null' WHERE id = 2`);
+    await a.query(`INSERT INTO kinds (id, j, jb) VALUES (40, 'null', 'null')`);
+    if (type === 'postgres-wal') await waitFor(() => equal(), 30_000, () => `${lastDifference}\n${cli.stderr()}`);
+    else {
+      const nulls = () => b.query<{ id: string; j: string | null; jb: string | null }>(`SELECT id::text, j::text, jb::text FROM kinds WHERE id IN (2, 40) ORDER BY id`);
+      await waitFor(async () => (await nulls()).length === 2 && (await nulls()).every((r) => r.j === null && r.jb === null), 30_000, () => cli.stderr());
+    }
     expect(await b.query(`SELECT count(*)::int AS n FROM cdc_sync.dead_letters`)).toEqual([{ n: 0 }]);
     if (type === 'postgres-wal') {
       await processes.killAll();

@@ -121,7 +121,10 @@ SELECT to_regclass($1) IS NOT NULL AS exists,
                    FROM pg_index i
                    CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
                    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-                  WHERE i.indrelid = to_regclass($1) AND i.indisprimary), '{}') AS primary_key`;
+                  WHERE i.indrelid = to_regclass($1) AND i.indisprimary), '{}') AS primary_key,
+       coalesce((SELECT array_agg(a.attname::text) FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid
+                  WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+                    AND (a.atttypid IN ('json'::regtype, 'jsonb'::regtype) OR ty.typbasetype IN ('json'::regtype, 'jsonb'::regtype))), '{}') AS json_columns`;
 
 export interface ChangeRow {
   id: string;

@@ -11,7 +11,7 @@ import { readRows } from './read-rows.js';
 import { append } from '../../core/arrays.js';
 import { countCaptured } from '../count-captured.js';
 import { checkSourceColumns } from '../check-columns.js';
-import { changeLogEvent, splitRejected, type ChangeLogResult } from '../change-log-row.js';
+import { changeLogEvent, splitRejected, type ChangeLogResult, type ChangeLogTable } from '../change-log-row.js';
 import type { Source } from '../source.js';
 import { ChangeLogPosition } from './changelog-position.js';
 import { readChangePage } from './changelog-page.js';
@@ -67,7 +67,7 @@ export class ChangeLogSource implements Source {
   private context!: StreamContext;
   private readonly wakeUp = new Subject<void>();
   /** Qualified table name (as the trigger writes it) → configured source name and key columns. */
-  private readonly tables = new Map<string, { source: string; key: string[] }>();
+  private readonly tables = new Map<string, ChangeLogTable>();
   private cursor = ChangeLogPosition.start;
   /** Highest change id of the current range; undefined until looked up. */
   private high: bigint | undefined;
@@ -108,7 +108,7 @@ export class ChangeLogSource implements Source {
     this.pool ??= createPool(this.options.url, { log: context.log, timeoutMs: this.options.timeoutMs, urlKey: 'source.url' });
     for (const [i, table] of this.options.tables.entries()) {
       const qualified = qualifiedText(table.source);
-      const info = await this.query<{ exists: boolean; changelog: boolean; captured: boolean; columns: string[]; primary_key: string[] }>(
+      const info = await this.query<{ exists: boolean; changelog: boolean; captured: boolean; columns: string[]; primary_key: string[]; json_columns: string[] }>(
         TABLE_INFO_SQL,
         [quoteTable(qualify(table.source))],
       );
@@ -119,7 +119,7 @@ export class ChangeLogSource implements Source {
         throw new ConfigError(`${path}.source: ${table.source} has no cdc-sync capture trigger; apply the output of \`cdc-sync init-sql\``);
       }
       const key = checkSourceColumns(table, path, row.columns, row.primary_key);
-      this.tables.set(qualified, { source: table.source, key });
+      this.tables.set(qualified, { source: table.source, key, json: new Set(row.json_columns) });
     }
     context.setConnected('source', true);
   }

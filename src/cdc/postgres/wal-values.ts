@@ -1,7 +1,7 @@
 import type { Value } from '../../core/change-event.js';
-import { jsonlessNumberText } from '../../core/json.js';
+import { JsonText, jsonlessNumberText } from '../../core/json.js';
 
-/** Type OIDs (pg_type) whose text form becomes a JS value; all others stay text, which PostgreSQL casts back losslessly. */
+/** Type OIDs (pg_type) whose text form becomes a JS value (json and jsonb a JsonText); all others stay text, which PostgreSQL casts back losslessly. */
 const BOOL = 16;
 const BYTEA = 17;
 const INT2 = 21;
@@ -31,11 +31,8 @@ export function fromText(typeOid: number, text: string): Value {
       return text.startsWith('\\x') ? new Uint8Array(Buffer.from(text.slice(2), 'hex')) : text;
     case JSON_OID:
     case JSONB:
-      try {
-        return JSON.parse(text) as Value;
-      } catch {
-        return text;
-      }
+      // Exactly as written: parsed, jsonb's numbers lose digits and trailing zeros, json its own text.
+      return new JsonText(text);
     default:
       return text;
   }

@@ -1,6 +1,8 @@
 import type { SupabaseClient } from '@supabase/supabase-js';
 import type { Row, Value } from '../../core/change-event.js';
 import { ConfigError, TransientError } from '../../core/errors.js';
+import { JsonText } from '../../core/json.js';
+import type { OpenApiDocument } from '../../db/supabase/introspect.js';
 import type { Watermark } from './realtime-position.js';
 
 export interface CatchUpTable {
@@ -10,6 +12,48 @@ export interface CatchUpTable {
   name: string;
   key: string[];
   updatedAt: string;
+  /** Its json and jsonb columns (learnJsonColumns): read as their text, so their values arrive as written (JsonText). */
+  json?: string[];
+}
+
+/**
+ * Each table's json and jsonb columns, from PostgREST's OpenAPI root of its
+ * schema (a property's `format` is the column's type: PostgREST/postgrest,
+ * src/PostgREST/Response/OpenAPI.hs). Names PostgREST's select syntax takes
+ * unquoted only; others are read as parsed JSON.
+ */
+export async function learnJsonColumns(tables: CatchUpTable[], describe: (schema: string) => Promise<OpenApiDocument>): Promise<void> {
+  const documents = new Map<string, OpenApiDocument>();
+  for (const table of tables) {
+    let document = documents.get(table.schema);
+    if (!document) documents.set(table.schema, (document = await describe(table.schema)));
+    const properties = document.definitions?.[table.name]?.properties ?? {};
+    table.json = Object.keys(properties).filter((c) => /^jsonb?$/.test(properties[c]!.format ?? '') && /^[A-Za-z_][A-Za-z0-9_]*$/.test(c));
+  }
+}
+
+/** `*`, and each json column again as its text under an alias of its own (PostgREST casts: `alias:column::text`). */
+function selectList(table: CatchUpTable): string {
+  return ['*', ...(table.json ?? []).map((c, i) => `${JSON_ALIAS}${i}:${c}::text`)].join(',');
+}
+
+const JSON_ALIAS = 'cdc_sync_json_';
+
+/**
+ * Rows with each json column's text (the alias) in the column's place, as
+ * JsonText. A JSON `null` is SQL NULL, as Realtime's record writes both alike.
+ */
+function withJsonText(rows: Row[], table: CatchUpTable): Row[] {
+  const json = table.json ?? [];
+  if (json.length === 0) return rows;
+  for (const row of rows) {
+    json.forEach((column, i) => {
+      const text = row[`${JSON_ALIAS}${i}`];
+      delete row[`${JSON_ALIAS}${i}`];
+      if (column in row) row[column] = typeof text === 'string' && text !== 'null' ? new JsonText(text) : null;
+    });
+  }
+  return rows;
 }
 
 /**
@@ -29,7 +73,7 @@ export async function readChangedRows(
   let query = client
     .schema(table.schema)
     .from(table.name)
-    .select('*')
+    .select(selectList(table))
     .lt(table.updatedAt, cutoff)
     .order(table.updatedAt, { ascending: true });
   if (after.at) query = query.or(keysetFilter(table, after));
@@ -38,7 +82,7 @@ export async function readChangedRows(
   for (const k of table.key) query = query.order(k, { ascending: true });
   const { data, error } = await query.limit(limit);
   if (error) throw error;
-  const rows = (data ?? []) as Row[];
+  const rows = withJsonText((data ?? []) as unknown as Row[], table);
   const lastRow = rows.at(-1);
   return {
     rows,
@@ -81,9 +125,9 @@ export function checkPostgrestWhere(where: string | undefined): void {
 
 /** The row of one key (a record Realtime cut down); null when it is gone. */
 export async function readRowByKey(client: SupabaseClient, table: CatchUpTable, key: Row, stream: string): Promise<Row | null> {
-  let query = client.schema(table.schema).from(table.name).select('*');
+  let query = client.schema(table.schema).from(table.name).select(selectList(table));
   for (const k of table.key) query = query.eq(k, key[k] as string);
   const { data, error } = await query.limit(1);
   if (error) throw new TransientError(`reading ${table.source} by key failed: ${error.message}`, { context: { stream, table: table.source } });
-  return ((data ?? []) as Row[])[0] ?? null;
+  return withJsonText((data ?? []) as unknown as Row[], table)[0] ?? null;
 }

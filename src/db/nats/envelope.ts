@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { keyString, type ChangeEvent, type Row, type Value } from '../../core/change-event.js';
-import { parseJson } from '../../core/json.js';
+import { JsonText, jsonMembers, parseJson, toJsonText } from '../../core/json.js';
 
 /**
  * A change as the JSON value of a Debezium change event (the envelope with
@@ -40,11 +40,13 @@ export interface Envelope {
  * (https://docs.nats.io/using-nats/developer/develop_jetstream/model_deep_dive#message-deduplication).
  * JSON has no bytes, instants or 64-bit integers: `Cdc-Sync-Types` names the
  * columns whose JSON string stands for one, so cdc-sync reads back the value
- * it published; other consumers read base64, ISO 8601 and decimal text.
+ * it published; other consumers read base64, ISO 8601 and decimal text. It
+ * also names the json columns (`json`), written as their own JSON text,
+ * which cdc-sync reads back as written.
  */
 export const HEADERS = { msgId: 'Nats-Msg-Id', key: 'Cdc-Sync-Key', types: 'Cdc-Sync-Types', batch: 'Cdc-Sync-Batch', more: 'Cdc-Sync-More' } as const;
 
-type Tag = 'date' | 'bytes' | 'bigint' | 'number';
+type Tag = 'date' | 'bytes' | 'bigint' | 'number' | 'json';
 
 export interface EncodedChange {
   subject: string;
@@ -175,7 +177,8 @@ export function encodeChange(
   if (Object.keys(types).length > 0) headers[HEADERS.types] = JSON.stringify(types);
   // Upstream was copying or behind: a change of this batch whose parent is missing waits for it downstream.
   if (context.more) headers[HEADERS.more] = '1';
-  return { subject: subjectOf(context.prefix, context.stream, event.table, context.partition?.index), data: JSON.stringify(envelope), headers };
+  // toJsonText: a json column's value (JsonText) goes as its own text.
+  return { subject: subjectOf(context.prefix, context.stream, event.table, context.partition?.index), data: toJsonText(envelope), headers };
 }
 
 /**
@@ -197,6 +200,7 @@ export function decodeChange(data: string, headers: { get(name: string): string 
   const table = envelope.source.schema ? `${envelope.source.schema}.${envelope.source.table}` : envelope.source.table;
   const after = envelope.after ? typedRow(envelope.after, types) : null;
   const before = envelope.before ? typedRow(envelope.before, types) : null;
+  rawJsonColumns(data, types, { after, before });
   const op = ({ c: 'insert', r: 'insert', u: 'update', d: 'delete', t: 'truncate' } as const)[envelope.op];
   if (!op) throw new Error(`unknown op "${envelope.op}"`);
   const key = keyText ? typedRow(parseJson(keyText) as Record<string, unknown>, types) : {};
@@ -221,6 +225,8 @@ function plainValue(value: Value): [unknown, Tag | undefined] {
   if (value instanceof Uint8Array) return [Buffer.from(value).toString('base64'), 'bytes'];
   if (typeof value === 'bigint') return [value.toString(), 'bigint'];
   if (typeof value === 'number' && (!Number.isFinite(value) || Object.is(value, -0))) return [Object.is(value, -0) ? '-0' : String(value), 'number'];
+  // Written as its own JSON text (toJsonText); read back from it (rawJsonColumns).
+  if (value instanceof JsonText) return [value, 'json'];
   return [value, undefined];
 }
 
@@ -233,6 +239,19 @@ function typedRow(row: Record<string, unknown>, types: Record<string, Tag>): Row
   return out;
 }
 
+/** The json columns' values as the message wrote them (JsonText): parsed, they would lose what the json value held exactly. */
+function rawJsonColumns(data: string, types: Record<string, Tag>, images: { after: Row | null; before: Row | null }): void {
+  const json = new Set(Object.keys(types).filter((column) => types[column] === 'json'));
+  if (json.size === 0) return;
+  const texts = jsonMembers(data, new Set(['after', 'before']));
+  for (const side of ['after', 'before'] as const) {
+    const image = images[side];
+    const text = texts.get(side);
+    if (!image || text === undefined) continue;
+    for (const [column, raw] of jsonMembers(text, json)) if (raw !== 'null') image[column] = new JsonText(raw);
+  }
+}
+
 function typedValue(text: string, tag: Tag): Value {
   switch (tag) {
     case 'date':
@@ -243,5 +262,8 @@ function typedValue(text: string, tag: Tag): Value {
       return BigInt(text);
     case 'number':
       return text === '-0' ? -0 : Number(text);
+    case 'json':
+      // A JSON string; rawJsonColumns puts the value's own text in its place.
+      return text;
   }
 }

@@ -1,4 +1,4 @@
-import { parseJson } from '../../core/json.js';
+import { JsonText, embedRawJson, jsonAt, jsonMembers, parseJson } from '../../core/json.js';
 
 /**
  * postgrest-js and realtime-js parse JSON with JSON.parse: an int8 key above
@@ -24,10 +24,15 @@ export class ServerClock {
   }
 }
 
-/** A fetch for supabase-js whose JSON bodies keep every digit (numbers a double cannot hold become strings). */
+/**
+ * A fetch for supabase-js whose JSON bodies keep every digit (numbers a
+ * double cannot hold become strings), and whose request bodies carry a json
+ * value's own text where the rows held its marker (rawJsonMarker).
+ */
 export function losslessFetch(clock: ServerClock): typeof fetch {
   return async (input, init) => {
-    const response = await fetch(input, init);
+    const sent = init?.body;
+    const response = await fetch(input, typeof sent === 'string' ? { ...init, body: embedRawJson(sent) } : init);
     clock.observe(response.headers.get('date'));
     if (!/json/.test(response.headers.get('content-type') ?? '') || [204, 205, 304].includes(response.status)) return response;
     const text = await response.text();
@@ -59,6 +64,7 @@ export function losslessDecode(raw: unknown, callback: (message: Message | Recor
   if (event === 'postgres_changes') {
     keepLongNumbers(payload);
     restoreByteaPrefix(payload);
+    keepJsonText(payload, raw);
   }
   return callback({ join_ref, ref, topic, event, payload });
 }
@@ -85,6 +91,25 @@ function restoreByteaPrefix(payload: unknown): void {
       const value = image?.[column.name];
       if (typeof value === 'string' && !value.startsWith('\\x')) image![column.name] = `\\x${value}`;
     }
+  }
+}
+
+/**
+ * A json or jsonb column's value as the message wrote it (JsonText):
+ * parsed, a number would lose its trailing zeros and digits beyond a
+ * double's, and realtime-js parses a JSON string that reads as JSON
+ * (lib/transformers.ts, toJson: JSON.parse of any string), so "1.0" would
+ * become 1. toJson hands any value that is not a string on as it is.
+ */
+function keepJsonText(payload: unknown, raw: string): void {
+  const data = changeData(payload);
+  const json = new Set((data?.columns ?? []).filter((c) => c.type === 'json' || c.type === 'jsonb').map((c) => c.name));
+  if (!data || json.size === 0) return;
+  for (const side of ['record', 'old_record'] as const) {
+    const image = data[side];
+    const text = image ? jsonAt(raw, [4, 'data', side]) : undefined;
+    if (!image || text === undefined) continue;
+    for (const [column, value] of jsonMembers(text, json)) if (value !== 'null') image[column] = new JsonText(value);
   }
 }
 

@@ -1,5 +1,5 @@
 import type { ChangeEvent, Row } from '../../core/change-event.js';
-import { jsonlessNumberText, toJsonText } from '../../core/json.js';
+import { jsonlessNumberText, jsonTextOf, toJsonText } from '../../core/json.js';
 import { groupStatements, type StatementGroup } from '../statement-groups.js';
 import { copyData } from './copy-text.js';
 import { deleteSql, emptyTableSql, upsertSql, type UpsertShape } from './queries.js';
@@ -21,6 +21,7 @@ export function upsertShape(group: StatementGroup, target: TargetInfo): UpsertSh
     newerWinsBy: target.newerWinsBy,
     updatable: target.updatable,
     textCompared: target.textCompared,
+    jsonColumns: target.jsonColumns,
   };
 }
 
@@ -41,10 +42,11 @@ export function groupsOf(changes: ChangeEvent[], target: (table: string) => Targ
     if (group.op === 'upsert' && copyAllowed(group.table)) {
       const { copy, rest } = splitNewRows(group, target);
       if (copy) prepared.push(copy);
-      if (rest.events.length > 0) prepared.push({ group: rest, copy: null, param: rowsJson(rest.events.map((e) => e.row!)) });
+      if (rest.events.length > 0) prepared.push({ group: rest, copy: null, param: rowsJson(rest.events.map((e) => e.row!), target(group.table)) });
       continue;
     }
-    prepared.push({ group, copy: null, param: rowsJson(group.events.map((e) => (group.op === 'delete' ? e.key : e.row!))) });
+    const rows = group.op === 'delete' ? group.events.map((e) => e.key) : group.events.map((e) => e.row!);
+    prepared.push({ group, copy: null, param: rowsJson(rows, group.op === 'delete' ? undefined : target(group.table)) });
   }
   return prepared;
 }
@@ -56,7 +58,7 @@ function splitNewRows(group: StatementGroup, target: (table: string) => TargetIn
   const json = target(group.table).jsonColumns;
   const data = copyData(
     inserts.map((e) => e.row!),
-    group.columns.map((name) => ({ name, json: json.includes(name) })),
+    group.columns.map((name) => ({ name, json: json.some((j) => j.name === name) })),
   );
   if (data === null) return { copy: null, rest: group };
   const others = inserts.length === group.events.length ? [] : group.events.filter((e) => e.op !== 'insert');
@@ -71,9 +73,13 @@ function splitNewRows(group: StatementGroup, target: (table: string) => TargetIn
  * bigint values, so rows of plain values (text, numbers, booleans, null,
  * Dates) go through JSON.stringify without one, which is several times
  * faster. Anything else (binary, bigint, nested json, NaN, the infinities
- * and -0) takes toJsonText.
+ * and -0) takes toJsonText. Upserted rows carry a json column's value as a
+ * JSON string of its text, which the statement reads back (incomingRows in
+ * queries.ts).
  */
-function rowsJson(rows: Row[]): string {
+function rowsJson(rows: Row[], target?: TargetInfo): string {
+  const json = target?.jsonColumns ?? [];
+  if (json.length > 0) rows = rows.map((row) => withJsonTexts(row, json));
   for (const row of rows) {
     for (const column in row) {
       const value = row[column];
@@ -82,4 +88,13 @@ function rowsJson(rows: Row[]): string {
     }
   }
   return JSON.stringify(rows);
+}
+
+function withJsonTexts(row: Row, json: readonly { name: string }[]): Row {
+  const out = { ...row };
+  for (const { name } of json) {
+    const value = row[name];
+    if (value !== null && value !== undefined) out[name] = jsonTextOf(value);
+  }
+  return out;
 }

@@ -1,5 +1,5 @@
 import type { Row, Value } from '../../core/change-event.js';
-import { jsonlessNumberText, toJsonText } from '../../core/json.js';
+import { jsonTextOf, jsonlessNumberText } from '../../core/json.js';
 
 /**
  * Rows as COPY data in text format (https://www.postgresql.org/docs/current/sql-copy.html,
@@ -11,9 +11,8 @@ import { jsonlessNumberText, toJsonText } from '../../core/json.js';
  * true/false (NaN, Infinity and -0 as such: see toFloat), Dates as ISO
  * 8601, binary as bytea hex, and null for an invalid Date.
  *
- * A json or jsonb column gets the value's JSON text, as
- * json_populate_recordset hands such a column the JSON value itself (a
- * string stays a JSON string).
+ * A json or jsonb column gets the value's JSON text (a JsonText's own), as
+ * the upsert reads it (a string stays a JSON string).
  *
  * Returns null when a value has no single text form here (objects and
  * arrays bound for other columns, which json_populate_recordset maps onto
@@ -63,7 +62,7 @@ function escape(text: string): string {
 }
 
 function jsonField(value: Value | undefined): string {
-  return value === null || value === undefined ? '\\N' : escape(toJsonText(value));
+  return value === null || value === undefined ? '\\N' : escape(jsonTextOf(value));
 }
 
 /** The field as COPY text, or undefined when the value must go as json. */

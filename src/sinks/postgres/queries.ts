@@ -62,6 +62,26 @@ export interface UpsertShape {
   updatable?: string[] | null | undefined;
   /** Columns compared by their text: types whose equality is wider than identity, or missing (TargetInfo.textCompared). */
   textCompared?: string[] | undefined;
+  /** json and jsonb columns (`type` the one to read their text as): their values travel in `$1` as JSON strings of their text. */
+  jsonColumns?: { name: string; type: string }[] | undefined;
+}
+
+/**
+ * The rows of `$1` with the table's row type. A json or jsonb value travels
+ * as a JSON string holding its text and is read back from it (`#>>`, then a
+ * cast): nested as itself, json_populate_recordset would read a JSON `null`
+ * as SQL NULL.
+ */
+function incomingRows(shape: UpsertShape): string {
+  const table = quoteTable(shape.table);
+  const source = `json_populate_recordset(NULL::${table}, $1::json)`;
+  const json = shape.jsonColumns?.filter((j) => shape.columns.includes(j.name)) ?? [];
+  if (json.length === 0) return `SELECT ${shape.columns.map(quoteIdent).join(', ')} FROM ${source}`;
+  const list = shape.columns.map((c) => {
+    const type = json.find((j) => j.name === c)?.type;
+    return type ? `(${quoteIdent(c)} #>> '{}')::${type} AS ${quoteIdent(c)}` : quoteIdent(c);
+  });
+  return `SELECT ${list.join(', ')} FROM ${source}`;
 }
 
 /** `(a.x, a.y) IS DISTINCT FROM (b.x, b.y)`, the `textCompared` columns by their text. */
@@ -74,7 +94,7 @@ function differs(shape: UpsertShape, columns: string[], a: string, b: string): s
 export function upsertSql(shape: UpsertShape): string {
   const table = quoteTable(shape.table);
   const cols = shape.columns.map(quoteIdent).join(', ');
-  const head = `INSERT INTO ${table} AS t (${cols}) SELECT ${cols} FROM json_populate_recordset(NULL::${table}, $1::json)`;
+  const head = `INSERT INTO ${table} AS t (${cols}) ${incomingRows(shape)}`;
   const conflict = shape.key.map(quoteIdent).join(', ');
   const updatable = shape.columns.filter((c) => !shape.key.includes(c) && (!shape.updatable || shape.updatable.includes(c)));
   if (updatable.length === 0) return `${head} ON CONFLICT (${conflict}) DO NOTHING`;
@@ -99,7 +119,7 @@ export function conflictSql(shape: UpsertShape & { newerWinsBy: string }): strin
   const compared = shape.columns.filter((c) => !shape.key.includes(c));
   const different = compared.length ? ` AND ${differs(shape, compared, 't', 's')}` : '';
   return `SELECT ${shape.key.map((k) => `s.${quoteIdent(k)}`).join(', ')}, row_to_json(s)::text AS "cdc_sync incoming", row_to_json(t)::text AS "cdc_sync stored"
-  FROM json_populate_recordset(NULL::${table}, $1::json) AS s JOIN ${table} AS t ON ${match}
+  FROM (${incomingRows(shape)}) AS s JOIN ${table} AS t ON ${match}
  WHERE t.${by} > s.${by}${different}`;
 }
 

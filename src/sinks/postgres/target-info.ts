@@ -13,8 +13,8 @@ export interface TargetInfo {
   byChangeTime: boolean;
   /** newer-wins by the updated-at column on a captured table: changes that meet a delete are judged by change time (judgedByChangeTime). */
   deletesByChangeTime: boolean;
-  /** json and jsonb columns (COPY writes their JSON text). */
-  jsonColumns: string[];
+  /** json and jsonb columns (their JSON text goes as it is), `type` the one to read the text as (a domain's base type). */
+  jsonColumns: { name: string; type: string }[];
   /** Columns an upsert compares by their text (see IDENTICAL_WHEN_EQUAL). */
   textCompared: string[];
 }
@@ -44,7 +44,7 @@ export function targetInfo(m: TableMapping, capturedTables: Set<string>): Target
     qualified,
     byChangeTime: captured && m.byChangeTime,
     deletesByChangeTime: captured && m.byUpdatedAt,
-    jsonColumns: m.target.columns.filter((c) => c.type === 'json').map((c) => c.name),
+    jsonColumns: m.target.columns.filter((c) => c.type === 'json').map((c) => ({ name: c.name, type: c.dbType === 'json' ? 'json' : 'jsonb' })),
     textCompared: m.target.columns.filter((c) => !IDENTICAL_WHEN_EQUAL.has(c.dbType ?? '')).map((c) => c.name),
   };
 }

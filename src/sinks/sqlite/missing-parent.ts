@@ -1,6 +1,7 @@
 import type { Statement } from 'better-sqlite3';
 import type { Value } from '../../core/change-event.js';
 import { PermanentError } from '../../core/errors.js';
+import { JsonText } from '../../core/json.js';
 import type { LogicalType } from '../../core/values.js';
 import { quoteIdent } from '../../db/sqlite/connection.js';
 import type { StatementGroup } from '../statement-groups.js';
@@ -55,6 +56,7 @@ function bindable(value: Value, type: LogicalType): string | number | bigint | B
 function text(value: Value): string {
   if (value instanceof Date) return value.toISOString();
   if (value instanceof Uint8Array) return `\\x${Buffer.from(value).toString('hex')}`;
+  if (value instanceof JsonText) return value.text;
   if (value !== null && typeof value === 'object') return JSON.stringify(value);
   return String(value);
 }

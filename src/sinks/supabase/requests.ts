@@ -1,5 +1,6 @@
 import { groupStatements } from '../statement-groups.js';
 import type { ChangeEvent, Row, Value } from '../../core/change-event.js';
+import { JsonText, rawJsonMarker } from '../../core/json.js';
 
 /**
  * How a batch becomes PostgREST requests: rows and keys in PostgREST's JSON
@@ -36,7 +37,8 @@ export function groupRequests(changes: ChangeEvent[]): RequestGroup[] {
  * A row as PostgREST reads it: PostgREST builds rows with json_to_recordset
  * against the column types (PostgREST/postgrest: src/PostgREST/Query/SqlFragment.hs,
  * fromJsonBodyF), so a JSON string goes through the column's input function.
- * Exact numbers therefore travel as strings, binary as bytea hex (`\x…`).
+ * Exact numbers therefore travel as strings, binary as bytea hex (`\x…`),
+ * and a json value as its own text (a JSON `null` there is SQL NULL to PostgREST).
  */
 export function toJsonRow(row: Row): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -45,6 +47,8 @@ export function toJsonRow(row: Row): Record<string, unknown> {
 }
 
 function jsonValue(value: Value): unknown {
+  // supabase-js stringifies the rows; losslessFetch puts the JSON's own text in the marker's place.
+  if (value instanceof JsonText) return rawJsonMarker(value.text);
   if (value instanceof Uint8Array) return `\\x${Buffer.from(value).toString('hex')}`;
   if (typeof value === 'bigint') return value.toString();
   if (value instanceof Date) return value.toISOString();

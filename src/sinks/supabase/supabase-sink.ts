@@ -11,7 +11,7 @@ import { classifyPostgrestError, type PostgrestFailure } from './errors.js';
 import { tableFromOpenApi, type OpenApiDocument } from '../../db/supabase/introspect.js';
 import { DEFAULT_LIMITS, chunkRows, deleteFilters, fieldName, groupRequests, toJsonRow, type ChunkLimits, type DeleteFilter } from './requests.js';
 import { importModule } from '../../core/import-module.js';
-import { readDefinitions } from './definitions.js';
+import { readDefinitions } from '../../db/supabase/definitions.js';
 import type { OwnWrites } from '../../core/own-writes.js';
 import { ServerClock, losslessFetch } from '../../db/supabase/lossless.js';
 import { keyString, type ChangeEvent, type Row } from '../../core/change-event.js';

@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SupabaseRealtimeSource } from '../../../src/cdc/supabase/realtime-source.js';
 import { supabaseSourceSetupSql } from '../../../src/db/supabase/setup.js';
 import type { SourceChunk } from '../../../src/core/change-event.js';
+import { JsonText } from '../../../src/core/json.js';
 import type { TableConfig } from '../../../src/core/mapping.js';
 import { startPostgrest, type PostgrestStandIn } from '../../support/postgrest/server.js';
 import { publishTables, startRealtimeServer, type RealtimeServer } from '../../support/realtime/index.js';
@@ -23,7 +24,7 @@ const cleanups: (() => Promise<void> | void)[] = [];
 
 beforeAll(async () => {
   cloud = await createTestDatabase('realtime_source');
-  await cloud.query(`CREATE TABLE notes (id bigint PRIMARY KEY, note text NOT NULL, updated_at timestamptz)`);
+  await cloud.query(`CREATE TABLE notes (id bigint PRIMARY KEY, note text NOT NULL, updated_at timestamptz, doc jsonb)`);
   rest = await startPostgrest({ databaseUrl: cloud.url });
   realtime = await startRealtimeServer({ databaseUrl: cloud.url, forwardHttpTo: rest.url });
   await cloud.query(supabaseSourceSetupSql(TABLES, true));
@@ -76,6 +77,21 @@ function applied(chunks: SourceChunk[]): Map<string, string> {
 const buffered = (context: ReturnType<typeof testContext>) => context.metrics.bufferEvents.get().then((m) => m.values[0]?.value ?? 0);
 
 describe('SupabaseRealtimeSource', () => {
+  it('hands on json values as written, read by the catch-up and live: trailing zeros, digits beyond a double, a string that reads as JSON', async () => {
+    await cloud.query(`INSERT INTO notes (id, note, doc) VALUES (1, 'a', '{"n": 2.50, "big": 123456789012345678901234567890}'), (2, 'b', '"1.0"'), (3, 'c', NULL)`);
+    const { source, context } = await openSource();
+    const reader = stepper(source, null);
+    cleanups.push(() => reader.stop());
+    const read: SourceChunk[] = [];
+    for (let chunk = await reader.next(2000); chunk; chunk = await reader.next(1000)) read.push(chunk);
+    const docs = (chunks: SourceChunk[]) => Object.fromEntries(chunks.flatMap((c) => c.events).map((e) => [String(e.key.id), e.row?.doc]));
+    expect(docs(read)).toEqual({ 1: new JsonText('{"n": 2.50, "big": 123456789012345678901234567890}'), 2: new JsonText('"1.0"'), 3: null });
+    await waitFor(async () => context.connected.source === true, 10_000, () => JSON.stringify([context.connected, realtime.stats()]));
+    await cloud.query(`UPDATE notes SET doc = '[1.0, "2.0", {"x": 1.000}]' WHERE id = 1`);
+    const live = await reader.next(5000);
+    expect(docs([live!])).toEqual({ 1: new JsonText('[1.0, "2.0", {"x": 1.000}]') });
+  });
+
   it('hands on live changes that waited in its buffer before a catch-up read of newer images, never after them', async () => {
     const { source, context } = await openSource();
     const reader = stepper(source, null);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ChangeEvent } from '../../../src/core/change-event.js';
+import { JsonText } from '../../../src/core/json.js';
 import { HEADERS, decodeChange, encodeChange, messageId, streamSubjects, subjectOf } from '../../../src/db/nats/envelope.js';
 
 const CONTEXT = { prefix: 'cdc', stream: 'clinic-to-cloud', connector: 'mssql-cdc', batch: 'b1', order: 1, size: 1, tableOrder: 1 };
@@ -45,6 +46,18 @@ describe('the Debezium-shaped envelope', () => {
     expect(Object.is(back.row!.minus, -0)).toBe(true);
     expect(Object.keys(back.row!)).toContain('__proto__');
     expect(back).toMatchObject({ table: 'public.patients', op: 'insert', position: 'CDC@1:5', commitTime: event.commitTime });
+  });
+
+  it('writes a json value (JsonText) as its own JSON text and reads it back as written, in both images', () => {
+    const doc = new JsonText('{ "n" : 2.50, "big": 123456789012345678901234567890, "s": "1.0" }');
+    const event = change({ row: { id: 7, doc, text: '"1.0"' }, before: { id: 7, doc: new JsonText('[1.0]'), text: 'x' } });
+    const encoded = encodeChange(event, CONTEXT);
+    expect(encoded.data).toContain('"doc":{ "n" : 2.50, "big": 123456789012345678901234567890, "s": "1.0" }');
+    // What another consumer reads: the JSON value itself.
+    expect((JSON.parse(encoded.data) as { after: { doc: unknown } }).after.doc).toEqual({ n: 2.5, big: 1.2345678901234568e29, s: '1.0' });
+    const back = decodeChange(encoded.data, headersOf(encoded.headers), 'CDC@1:6');
+    expect(back.row).toEqual({ id: 7, doc, text: '"1.0"' });
+    expect(back.before).toEqual({ id: 7, doc: new JsonText('[1.0]'), text: 'x' });
   });
 
   it('reads an event another Debezium producer wrote (no cdc-sync headers) with its values as JSON gave them', () => {

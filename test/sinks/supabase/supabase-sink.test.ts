@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ChangeEvent } from '../../../src/core/change-event.js';
+import { JsonText } from '../../../src/core/json.js';
 import { ConfigError, PermanentError, TransientError, type CdcSyncError } from '../../../src/core/errors.js';
 import { TableMapping, type TableConfig } from '../../../src/core/mapping.js';
 import { skipNoopSetupSql } from '../../../src/sinks/supabase/skip-noop-sql.js';
@@ -197,6 +198,22 @@ describe('SupabaseSink: keys and values', () => {
       active: false,
       origin: 's1', // x-cdc-sync-origin, seen by the database as request.headers
     });
+  });
+
+  it('writes a json value (JsonText) as its own text: trailing zeros, digits beyond a double, a string that reads as JSON', async () => {
+    const doc = '{"n": 2.50, "big": 123456789012345678901234567890.000, "s": "1.0", "deep": [1.0, {"x": -0.10}]}';
+    await sink.apply({
+      changes: [
+        change('dbo.Parents', 'insert', { parent_id: 1 }, { parent_id: 1, name: 'p' }),
+        change('dbo.Items', 'insert', { item_id: 1 }, { item_id: 1, parent_id: 1, name: 'a', doc: new JsonText(doc) }),
+        change('dbo.Items', 'insert', { item_id: 2 }, { item_id: 2, parent_id: 1, name: 'b', doc: new JsonText('"1.0"') }),
+      ],
+      deadLetters: [],
+    });
+    expect(await db.query(`SELECT item_id, doc::text AS doc FROM items ORDER BY item_id`)).toEqual([
+      { item_id: '1', doc: '{"n": 2.50, "s": "1.0", "big": 123456789012345678901234567890.000, "deep": [1.0, {"x": -0.10}]}' },
+      { item_id: '2', doc: '"1.0"' },
+    ]);
   });
 });
 

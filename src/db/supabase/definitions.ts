@@ -1,6 +1,6 @@
 import { ConfigError, errorMessage, type CdcSyncError } from '../../core/errors.js';
-import type { PostgrestFailure } from './errors.js';
-import type { OpenApiDocument } from '../../db/supabase/introspect.js';
+import type { PostgrestFailure } from '../../sinks/supabase/errors.js';
+import type { OpenApiDocument } from './introspect.js';
 
 /**
  * The OpenAPI root of one schema (`GET /rest/v1/` with `Accept-Profile`).
@@ -14,6 +14,7 @@ export async function readDefinitions(
   schema: string,
   path: string,
   fail: (failure: PostgrestFailure) => CdcSyncError,
+  keyPath = 'sink.key',
 ): Promise<OpenApiDocument> {
   let response: Response;
   try {
@@ -40,7 +41,7 @@ export async function readDefinitions(
   if (response.ok) return body as OpenApiDocument;
   const failure = { ...(body as Omit<PostgrestFailure, 'status'>), status: response.status };
   if (response.status === 401 || response.status === 403) {
-    throw new ConfigError(`sink.key: the Supabase REST API refused the key (${response.status} ${failure.message ?? ''}); the sink needs the project's service-role (secret) key`);
+    throw new ConfigError(`${keyPath}: the Supabase REST API refused the key (${response.status} ${failure.message ?? ''}); cdc-sync needs the project's service-role (secret) key`);
   }
   if (failure.code === 'PGRST106' || failure.code === 'PGRST126') {
     throw new ConfigError(`${path}: the Supabase REST API cannot describe schema "${schema}" (${failure.code}: ${failure.message ?? ''} ${failure.hint ?? ''})`);
