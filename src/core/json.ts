@@ -121,21 +121,38 @@ export function toJsonText(value: unknown): string {
  */
 export function jsonMembers(text: string, names: ReadonlySet<string>): Map<string, string> {
   const found = new Map<string, string>();
-  items(text, 0, (name, start, end) => {
-    if (typeof name === 'string' && names.has(name)) found.set(name, text.slice(start, end));
-    return false;
+  let wanted = quotedNames.get(names);
+  if (!wanted) quotedNames.set(names, (wanted = [...names].map((name) => ({ name, quoted: JSON.stringify(name) }))));
+  items(text, 0, (keyStart, keyEnd, start, end) => {
+    const match = wanted.find((w) => keyIs(text, keyStart, keyEnd, w.name, w.quoted));
+    if (match) found.set(match.name, detached(text.slice(start, end)));
+    return found.size === wanted.length;
   });
   return found;
 }
 
+/**
+ * A copy of a part of a string that does not hold on to the whole: V8 makes
+ * a substring a view of its parent, so a value kept from a row image would
+ * keep the image alive as long as the change is buffered (10 MiB more at the
+ * peak of `npm run bench:memory`'s change-log drain).
+ */
+function detached(part: string): string {
+  return Buffer.from(part, 'utf8').toString('utf8');
+}
+
+/** The names a caller looks for, each with its JSON string: callers keep their set, so it is made once. */
+const quotedNames = new WeakMap<ReadonlySet<string>, { name: string; quoted: string }[]>();
+
 /** The text of the value at `path` (member names and array indexes) in valid JSON text, as written; undefined when there is none. */
 export function jsonAt(text: string, path: readonly (string | number)[]): string | undefined {
   let start = skipSpace(text, 0);
-  let end = valueEnd(text, start);
+  let end = trimmedEnd(text, start, valueEnd(text, start));
   for (const step of path) {
+    const quoted = JSON.stringify(step);
     let found = false;
-    items(text, start, (name, from, to) => {
-      if (name !== step) return false;
+    items(text, start, (keyStart, keyEnd, from, to) => {
+      if (typeof step === 'number' ? keyStart !== -1 || keyEnd !== step : keyStart === -1 || !keyIs(text, keyStart, keyEnd, step, quoted)) return false;
       [start, end, found] = [from, to, true];
       return true;
     });
@@ -144,12 +161,21 @@ export function jsonAt(text: string, path: readonly (string | number)[]): string
   return text.slice(start, end);
 }
 
+/** Whether the member name whose JSON string spans keyStart…keyEnd is `name`; `quoted` is JSON.stringify(name). */
+function keyIs(text: string, keyStart: number, keyEnd: number, name: string, quoted: string): boolean {
+  if (keyEnd - keyStart === quoted.length && text.startsWith(quoted, keyStart)) return true;
+  // Written with other escapes than JSON.stringify's (\u0061 for a): decode it.
+  const escaped = text.indexOf('\\', keyStart);
+  return escaped !== -1 && escaped < keyEnd && JSON.parse(text.slice(keyStart, keyEnd)) === name;
+}
+
 /**
  * Walks the members of the object or the items of the array that starts at
- * `at`, handing each one's name (an index in an array) and the bounds of its
- * value to `visit` until it returns true.
+ * `at`, handing each one's name (the bounds of its JSON string; -1 and the
+ * index for an array's item) and the bounds of its value to `visit` until it
+ * returns true.
  */
-function items(text: string, at: number, visit: (name: string | number, start: number, end: number) => boolean): void {
+function items(text: string, at: number, visit: (keyStart: number, keyEnd: number, start: number, end: number) => boolean): void {
   let i = skipSpace(text, at);
   const open = text.charCodeAt(i);
   if (open !== 0x7b /* { */ && open !== 0x5b /* [ */) return;
@@ -157,14 +183,15 @@ function items(text: string, at: number, visit: (name: string | number, start: n
   for (let index = 0; i < text.length; index += 1) {
     const c = text.charCodeAt(i);
     if (c === 0x7d || c === 0x5d /* } ] */) return;
-    let name: string | number = index;
+    let keyStart = -1;
+    let keyEnd = index;
     if (open === 0x7b) {
-      const keyEnd = stringEnd(text, i);
-      name = JSON.parse(text.slice(i, keyEnd)) as string;
+      keyStart = i;
+      keyEnd = stringEnd(text, i);
       i = skipSpace(text, skipSpace(text, keyEnd) + 1 /* : */);
     }
     const end = valueEnd(text, i);
-    if (visit(name, i, trimmedEnd(text, i, end))) return;
+    if (visit(keyStart, keyEnd, i, trimmedEnd(text, i, end))) return;
     i = skipSpace(text, end);
     if (text.charCodeAt(i) !== 0x2c /* , */) return;
     i = skipSpace(text, i + 1);
@@ -185,17 +212,19 @@ function skipSpace(text: string, i: number): number {
   return i;
 }
 
-/** The index after the string that starts at `i` (its opening quote). */
+/** The index after the string that starts at `i` (its opening quote): the next quote not escaped by an odd run of backslashes. */
 function stringEnd(text: string, i: number): number {
-  for (let j = i + 1; j < text.length; j += 1) {
-    const c = text.charCodeAt(j);
-    if (c === 0x5c /* \ */) j += 1;
-    else if (c === 0x22) return j + 1;
+  for (let from = i + 1; ; ) {
+    const quote = text.indexOf('"', from);
+    if (quote === -1) return text.length;
+    let backslash = quote - 1;
+    while (backslash > i && text.charCodeAt(backslash) === 0x5c) backslash -= 1;
+    if ((quote - 1 - backslash) % 2 === 0) return quote + 1;
+    from = quote + 1;
   }
-  return text.length;
 }
 
-/** The index after the value that starts at `i`: its closing bracket or quote, or the `,` or `}` after a scalar. */
+/** The index after the value that starts at `i`: its closing bracket or quote, or the `,`, `}` or `]` after a scalar. */
 function valueEnd(text: string, i: number): number {
   let depth = 0;
   for (let j = i; j < text.length; j += 1) {
