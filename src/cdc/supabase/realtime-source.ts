@@ -12,7 +12,7 @@ import { countCaptured } from '../count-captured.js';
 import type { Source } from '../source.js';
 import { checkPostgrestWhere, learnJsonColumns, readChangedRows, readRowByKey } from './catch-up.js';
 import { readDefinitions } from '../../db/supabase/definitions.js';
-import { classifyPostgrestError } from '../../sinks/supabase/errors.js';
+import { classifyPostgrestError } from '../../db/supabase/errors.js';
 import { RealtimePosition, type Watermark } from './realtime-position.js';
 import { importModule } from '../../core/import-module.js';
 import { ServerClock, losslessDecode, losslessFetch } from '../../db/supabase/lossless.js';

@@ -1,5 +1,5 @@
 import { ConfigError, errorMessage, type CdcSyncError } from '../../core/errors.js';
-import type { PostgrestFailure } from '../../sinks/supabase/errors.js';
+import type { PostgrestFailure } from './errors.js';
 import type { OpenApiDocument } from './introspect.js';
 
 /**

@@ -7,7 +7,7 @@ import { parseQualifiedName, type QualifiedName } from '../../core/names.js';
 import type { StreamContext } from '../../streams/context.js';
 import { lostToStored, type ConflictEntry } from '../conflicts.js';
 import type { ApplyResult, Sink, SinkBatch } from '../sink.js';
-import { classifyPostgrestError, type PostgrestFailure } from './errors.js';
+import { classifyPostgrestError, type PostgrestFailure } from '../../db/supabase/errors.js';
 import { tableFromOpenApi, type OpenApiDocument } from '../../db/supabase/introspect.js';
 import { DEFAULT_LIMITS, chunkRows, deleteFilters, fieldName, groupRequests, toJsonRow, type ChunkLimits, type DeleteFilter } from './requests.js';
 import { importModule } from '../../core/import-module.js';

@@ -1,5 +1,5 @@
 import { ConfigError, CdcSyncError, PermanentError, TransientError, type ErrorContext, type FailureReason } from '../../core/errors.js';
-import { classifyPgError } from '../../db/postgres/errors.js';
+import { classifyPgError } from '../postgres/errors.js';
 
 /**
  * What supabase-js hands back for a failed request: PostgREST's error JSON

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/core/errors.js';
-import { classifyPostgrestError } from '../../../src/sinks/supabase/errors.js';
+import { classifyPostgrestError } from '../../../src/db/supabase/errors.js';
 
 describe('classifyPostgrestError', () => {
   it('stops the stream on "permission denied" (42501) with the GRANT to run, instead of dead-lettering every change', () => {
