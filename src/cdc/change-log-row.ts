@@ -1,6 +1,6 @@
 import type { ChangeEvent, Op, RejectedChange, Row } from '../core/change-event.js';
 import { PermanentError } from '../core/errors.js';
-import { JsonText, jsonMembers, parseJson } from '../core/json.js';
+import { keepJsonTexts, parseJson } from '../core/json.js';
 import { keyChange, sameKey } from './key-change.js';
 
 /** A row of a trigger-fed change table (PostgreSQL `cdc_sync.changes`, SQLite `cdc_sync_changes`). */
@@ -86,9 +86,7 @@ function rowImage(text: string, json: ReadonlySet<string> | undefined): Row {
   const value = parseJson(text);
   if (!value || typeof value !== 'object' || Array.isArray(value)) throw new Error('row image is not a JSON object');
   const row = value as Row;
-  if (json !== undefined && json.size > 0) {
-    for (const [name, raw] of jsonMembers(text, json)) if (raw !== 'null') row[name] = new JsonText(raw);
-  }
+  if (json !== undefined && json.size > 0) keepJsonTexts(row, text, json);
   return row;
 }
 

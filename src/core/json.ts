@@ -132,6 +132,15 @@ export function jsonMembers(text: string, names: ReadonlySet<string>): Map<strin
 }
 
 /**
+ * Sets `row`'s json columns to their text in `text`, the JSON object the row
+ * was parsed from, as JsonText. A JSON `null` stays SQL NULL: the row images
+ * this reads (row_to_json, Realtime's record, the NATS envelope) write both alike.
+ */
+export function keepJsonTexts(row: Record<string, unknown>, text: string, columns: ReadonlySet<string>): void {
+  for (const [column, raw] of jsonMembers(text, columns)) if (raw !== 'null') row[column] = new JsonText(raw);
+}
+
+/**
  * A copy of a part of a string that does not hold on to the whole: V8 makes
  * a substring a view of its parent, so a value kept from a row image would
  * keep the image alive as long as the change is buffered (10 MiB more at the

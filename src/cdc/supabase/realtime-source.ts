@@ -11,7 +11,7 @@ import { ReadGeneration } from '../read-generation.js';
 import { countCaptured } from '../count-captured.js';
 import type { Source } from '../source.js';
 import { checkPostgrestWhere, learnJsonColumns, readChangedRows, readRowByKey } from './catch-up.js';
-import { readDefinitions } from '../../db/supabase/definitions.js';
+import { readDefinitions, restUrlOf } from '../../db/supabase/definitions.js';
 import { classifyPostgrestError } from '../../db/supabase/errors.js';
 import { RealtimePosition, type Watermark } from './realtime-position.js';
 import { importModule } from '../../core/import-module.js';
@@ -93,9 +93,8 @@ export class SupabaseRealtimeSource implements Source {
       realtime: { transport: WebSocket as never, vsn: '2.0.0', decode: losslessDecode as never },
     });
     await checkTables(this.client, this.tables, this.options.tables, context.stream);
-    const restUrl = new URL('rest/v1/', this.options.url.endsWith('/') ? this.options.url : `${this.options.url}/`).href;
     await learnJsonColumns(this.tables, (schema) =>
-      readDefinitions(restUrl, this.options.key, 30_000, schema, 'tables', (failure) => classifyPostgrestError(failure, { stream: context.stream }), 'source.key'),
+      readDefinitions(restUrlOf(this.options.url), this.options.key, 30_000, schema, 'tables', (failure) => classifyPostgrestError(failure, { stream: context.stream }), 'source.key'),
     );
     if (context.checkOnly) return;
     const labels = { stream: context.stream, direction: context.direction };

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { keyString, type ChangeEvent, type Row, type Value } from '../../core/change-event.js';
-import { JsonText, jsonMembers, parseJson, toJsonText } from '../../core/json.js';
+import { JsonText, jsonMembers, keepJsonTexts, parseJson, toJsonText } from '../../core/json.js';
 
 /**
  * A change as the JSON value of a Debezium change event (the envelope with
@@ -248,7 +248,7 @@ function rawJsonColumns(data: string, types: Record<string, Tag>, images: { afte
     const image = images[side];
     const text = texts.get(side);
     if (!image || text === undefined) continue;
-    for (const [column, raw] of jsonMembers(text, json)) if (raw !== 'null') image[column] = new JsonText(raw);
+    keepJsonTexts(image, text, json);
   }
 }
 

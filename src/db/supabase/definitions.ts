@@ -2,6 +2,11 @@ import { ConfigError, errorMessage, type CdcSyncError } from '../../core/errors.
 import type { PostgrestFailure } from './errors.js';
 import type { OpenApiDocument } from './introspect.js';
 
+/** The project's REST API root (PostgREST behind Supabase's gateway). */
+export function restUrlOf(projectUrl: string): string {
+  return new URL('rest/v1/', projectUrl.endsWith('/') ? projectUrl : `${projectUrl}/`).href;
+}
+
 /**
  * The OpenAPI root of one schema (`GET /rest/v1/` with `Accept-Profile`).
  * supabase-js has no call for it, so this is a plain fetch with the headers

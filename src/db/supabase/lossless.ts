@@ -1,4 +1,4 @@
-import { JsonText, embedRawJson, jsonAt, jsonMembers, parseJson } from '../../core/json.js';
+import { embedRawJson, jsonAt, keepJsonTexts, parseJson } from '../../core/json.js';
 
 /**
  * postgrest-js and realtime-js parse JSON with JSON.parse: an int8 key above
@@ -109,7 +109,7 @@ function keepJsonText(payload: unknown, raw: string): void {
     const image = data[side];
     const text = image ? jsonAt(raw, [4, 'data', side]) : undefined;
     if (!image || text === undefined) continue;
-    for (const [column, value] of jsonMembers(text, json)) if (value !== 'null') image[column] = new JsonText(value);
+    keepJsonTexts(image, text, json);
   }
 }
 

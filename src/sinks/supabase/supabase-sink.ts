@@ -11,7 +11,7 @@ import { classifyPostgrestError, type PostgrestFailure } from '../../db/supabase
 import { tableFromOpenApi, type OpenApiDocument } from '../../db/supabase/introspect.js';
 import { DEFAULT_LIMITS, chunkRows, deleteFilters, fieldName, groupRequests, toJsonRow, type ChunkLimits, type DeleteFilter } from './requests.js';
 import { importModule } from '../../core/import-module.js';
-import { readDefinitions } from '../../db/supabase/definitions.js';
+import { readDefinitions, restUrlOf } from '../../db/supabase/definitions.js';
 import type { OwnWrites } from '../../core/own-writes.js';
 import { ServerClock, losslessFetch } from '../../db/supabase/lossless.js';
 import { keyString, type ChangeEvent, type Row } from '../../core/change-event.js';
@@ -74,7 +74,7 @@ export class SupabaseSink implements Sink {
 
   constructor(private readonly options: SupabaseSinkOptions) {
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
-    this.restUrl = new URL('rest/v1/', options.url.endsWith('/') ? options.url : `${options.url}/`).href;
+    this.restUrl = restUrlOf(options.url);
   }
 
   async open(context: StreamContext, tables: TableConfig[]): Promise<TargetTable[]> {
