@@ -34,6 +34,12 @@ export interface Source {
    */
   order?(tables: string[]): void;
   /**
+   * The configured source tables whose rows the sink writes as text rows
+   * (core/row-text.ts), given before `open`: a source that reads rows as
+   * PostgreSQL's text may hand them on so, undecoded.
+   */
+  textRows?(tables: string[]): void;
+  /**
    * Called after the sink committed everything up to `position` (and it was
    * checkpointed). `failed` lists the changes that went to the dead letter, so
    * a queue can mark them Failed and the rest done; a log reader may now

@@ -1,6 +1,7 @@
 import type { ChangeEvent, Row } from './change-event.js';
 import { ConfigError } from './errors.js';
 import { columnMatchKey, type QualifiedName } from './names.js';
+import { plainRow, rowText, type RowText } from './row-text.js';
 import { convertValue, type LogicalType } from './values.js';
 
 /** What the sink found out about a target table (introspection). */
@@ -27,6 +28,8 @@ export interface TargetTable {
    * the key is the source's unless `key:` names one.
    */
   open?: boolean;
+  /** The sink writes text rows (core/row-text.ts) from their text: a text row the mapping leaves as it is reaches it undecoded. */
+  textRows?: boolean;
 }
 
 /** One `tables:` entry of the configuration. */
@@ -95,6 +98,8 @@ export class TableMapping {
   private readonly resolved = new Map<string, TargetColumn | null>();
   private readonly rowShape: Shape = { names: [], columns: [] };
   private readonly keyShape: Shape = { names: [], columns: [] };
+  /** keepsText's answer for the last column list it was asked about (one per Relation message of the source). */
+  private textColumns: { columns: readonly string[] | null; keeps: boolean } = { columns: null, keeps: false };
   private readonly explicit: Record<string, string>;
   private readonly excluded: Set<string>;
 
@@ -195,9 +200,12 @@ export class TableMapping {
     for (const k of this.targetKey) {
       if (!(k in key)) throw new ConfigError(`${this.path}: change on ${this.source} has no value for key column ${k}`);
     }
+    const text = event.row ? rowText(event.row) : undefined;
+    if (text && this.keepsText(text)) return key === event.key ? event : { ...event, key };
     let row: Row | null = null;
     if (event.row) {
-      row = this.mapRow(event.row);
+      // A text row the sink would not write as text is decoded here: mapped rows are plain objects.
+      row = this.mapRow(text ? plainRow(event.row) : event.row);
       for (const k in key) {
         if (row[k] === key[k]) continue;
         if (row === event.row) row = { ...row };
@@ -208,6 +216,25 @@ export class TableMapping {
     // Nothing to rename or convert: the event itself (events are never changed after capture).
     if (key === event.key && row === event.row && before === event.before) return event;
     return { ...event, key, row, before };
+  }
+
+  /**
+   * Whether rows of `text`'s columns map onto themselves, so the row may stay
+   * text: the sink writes text rows, and every column keeps its name and goes
+   * to a written column of the logical type that reads its text unchanged
+   * (what mapRow would find, value by value). Asked once per column list.
+   */
+  private keepsText(text: RowText): boolean {
+    if (this.textColumns.columns !== text.columns) {
+      const keeps =
+        this.target.textRows === true &&
+        text.columns.every((name, i) => {
+          const column = this.columnFor(name);
+          return column !== null && column.name === name && text.shape.types[i] !== undefined && column.type === text.shape.types[i];
+        });
+      this.textColumns = { columns: text.columns, keeps };
+    }
+    return this.textColumns.keeps;
   }
 
   private resolve(sourceColumn: string): TargetColumn | null {

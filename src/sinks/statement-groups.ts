@@ -1,12 +1,13 @@
 import type { ChangeEvent } from '../core/change-event.js';
 import { PermanentError } from '../core/errors.js';
+import { rowText } from '../core/row-text.js';
 
 /** Changes one set-based statement (or request) applies. */
 export interface StatementGroup {
   table: string;
   /** `truncate`: every row of the table goes (a TRUNCATE the source applied); no columns, no rows. */
   op: 'delete' | 'upsert' | 'truncate';
-  /** Sorted column names of the rows (key columns for deletes). */
+  /** Sorted column names of the rows (key columns for deletes); a COPY of text rows names them in its lines' order (batch-statements.ts). */
   columns: string[];
   events: ChangeEvent[];
 }
@@ -25,7 +26,7 @@ export function groupStatements(changes: ChangeEvent[]): StatementGroup[] {
   const byShape = new Map<string, StatementGroup>();
   // Rows of one table nearly always list their columns in the same order:
   // the previous row's group is taken again when this row has its columns, checked without a copy of the names.
-  let previous: { keys: string[]; group: StatementGroup } | undefined;
+  let previous: { keys: readonly string[]; group: StatementGroup } | undefined;
   for (const event of changes) {
     const op = event.op === 'delete' || event.op === 'truncate' ? event.op : 'upsert';
     if (event.table !== runTable || op !== runOp) {
@@ -35,11 +36,13 @@ export function groupStatements(changes: ChangeEvent[]): StatementGroup[] {
       previous = undefined;
     }
     const row = op === 'truncate' ? {} : op === 'delete' ? event.key : (event.row ?? {});
-    if (previous && hasColumns(row, previous.keys)) {
+    // A text row's columns are its text's (asked of the row, they would decode it).
+    const text = op === 'upsert' ? rowText(row) : undefined;
+    if (previous && (text ? sameNames(text.columns, previous.keys) : hasColumns(row, previous.keys))) {
       previous.group.events.push(event);
       continue;
     }
-    const keys = Object.keys(row);
+    const keys = text ? text.columns : Object.keys(row);
     const columns = [...keys].sort();
     const shape = columns.join('\u0001');
     let group = byShape.get(shape);
@@ -55,13 +58,17 @@ export function groupStatements(changes: ChangeEvent[]): StatementGroup[] {
 }
 
 /** Whether `row`'s own columns are exactly `keys`, in that order. */
-function hasColumns(row: object, keys: string[]): boolean {
+function hasColumns(row: object, keys: readonly string[]): boolean {
   let i = 0;
   for (const name in row) {
     if (name !== keys[i]) return false;
     i += 1;
   }
   return i === keys.length;
+}
+
+function sameNames(names: readonly string[], keys: readonly string[]): boolean {
+  return names === keys || (names.length === keys.length && names.every((name, i) => name === keys[i]));
 }
 
 /** For sinks that cannot empty a table: configuration validation keeps TRUNCATE from reaching them, this says so if one does. */

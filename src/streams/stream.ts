@@ -126,6 +126,7 @@ export class Stream {
     this.counters.problems = [];
     await this.tables.open();
     source.order?.(this.tables.order);
+    source.textRows?.([...this.tables.mappings.values()].filter((m) => m.target.textRows).map((m) => m.source));
     await retryTransient(() => source.open(this.context), config.retry, this.health.retryHooks('source'));
     const stored = await loadCheckpoint(this.parts, this.health.retryHooks('sink'));
     this.position = stored.position;

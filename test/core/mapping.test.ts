@@ -3,6 +3,8 @@ import type { ChangeEvent, Row } from '../../src/core/change-event.js';
 import { ConfigError } from '../../src/core/errors.js';
 import { TableMapping, type TableConfig, type TargetColumn, type TargetTable } from '../../src/core/mapping.js';
 import type { LogicalType } from '../../src/core/values.js';
+import { CopyLines, TupleShape } from '../../src/cdc/postgres/wal-row-text.js';
+import { rowText } from '../../src/core/row-text.js';
 
 const column = (name: string, type: LogicalType, generated = false): TargetColumn => ({ name, type, generated });
 
@@ -260,5 +262,64 @@ describe('TableMapping', () => {
         m.mapEvent({ table: 'dbo.tblPatients', op: 'insert', key: { PersonID: 1 }, row: { IsActive: 'maybe' }, position: '1', commitTime }),
       ).toThrow(expect.objectContaining({ reason: 'invalid-data' }));
     });
+  });
+});
+
+describe('TableMapping.mapEvent with text rows (postgres-wal inserts, core/row-text.ts)', () => {
+  const items = (overrides: Partial<TargetTable> = {}): TargetTable => ({
+    name: { schema: 'public', name: 'items' },
+    columns: [column('id', 'integer'), column('name', 'text'), column('qty', 'integer'), column('doc', 'json')],
+    primaryKey: ['id'],
+    uniqueKeys: [['id']],
+    textRows: true,
+    ...overrides,
+  });
+  const relation = [
+    { name: 'id', typeOid: 20, key: true },
+    { name: 'name', typeOid: 25, key: false },
+    { name: 'qty', typeOid: 23, key: false },
+    { name: 'doc', typeOid: 3802, key: false },
+  ];
+  function inserted(values: (string | null)[]): ChangeEvent {
+    const parts: Buffer[] = [Buffer.from('I'), Buffer.alloc(4), Buffer.from('N'), Buffer.from([0, values.length])];
+    for (const v of values) {
+      if (v === null) parts.push(Buffer.from('n'));
+      else {
+        const length = Buffer.alloc(4);
+        length.writeInt32BE(Buffer.byteLength(v));
+        parts.push(Buffer.from('t'), length, Buffer.from(v));
+      }
+    }
+    const { key, row } = new TupleShape(relation, ['id']).insert(Buffer.concat(parts), 0, new CopyLines())!;
+    return { table: 'public.items', op: 'insert', key, row, before: null, position: '0/1', commitTime: new Date(0) };
+  }
+  const mapOf = (target: TargetTable, config: Partial<TableConfig> = {}) =>
+    new TableMapping({ source: 'public.items', target: 'public.items', ...config }, target, 'tables[0]', () => {});
+
+  it('hands the event on as it is, its row undecoded, when every column keeps its name and a type that reads its text unchanged', () => {
+    const event = inserted(['1', 'a\tb', '3', '{"x": 1.50}']);
+    expect(mapOf(items()).mapEvent(event)).toBe(event);
+    expect(rowText(event.row!)!.row).toBeUndefined();
+  });
+
+  it('decodes the row into a plain one, mapped as any row, when the sink does not write text rows', () => {
+    const event = inserted(['1', 'a', '3', null]);
+    const mapped = mapOf(items({ textRows: false })).mapEvent(event);
+    expect(rowText(mapped.row!)).toBeUndefined();
+    expect(mapped.row).toEqual({ id: '1', name: 'a', qty: 3, doc: null });
+  });
+
+  it('decodes and maps the row when a column is renamed, excluded, of another logical type or missing on the target', () => {
+    const cases: [TargetTable, Partial<TableConfig>, Row][] = [
+      [items({ columns: [column('id', 'integer'), column('title', 'text'), column('qty', 'integer'), column('doc', 'json')] }), { columns: { name: 'title' } }, { id: '1', title: 'a', qty: 3, doc: null }],
+      [items(), { exclude: ['doc'] }, { id: '1', name: 'a', qty: 3 }],
+      [items({ columns: [column('id', 'integer'), column('name', 'text'), column('qty', 'text'), column('doc', 'json')] }), {}, { id: '1', name: 'a', qty: '3', doc: null }],
+      [items({ columns: [column('id', 'integer'), column('name', 'text'), column('qty', 'integer')] }), {}, { id: '1', name: 'a', qty: 3 }],
+    ];
+    for (const [target, config, row] of cases) {
+      const mapped = mapOf(target, config).mapEvent(inserted(['1', 'a', '3', null]));
+      expect(rowText(mapped.row!)).toBeUndefined();
+      expect(mapped.row).toEqual(row);
+    }
   });
 });

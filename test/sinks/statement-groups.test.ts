@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { ChangeEvent, Row } from '../../src/core/change-event.js';
 import { groupStatements } from '../../src/sinks/statement-groups.js';
+import { CopyLines, TupleShape } from '../../src/cdc/postgres/wal-row-text.js';
+import { rowText } from '../../src/core/row-text.js';
 
 const at = new Date(0);
 const upsert = (table: string, row: Row): ChangeEvent => ({ table, op: 'update', key: { id: row.id ?? null }, row, position: '1', commitTime: at });
@@ -10,6 +12,28 @@ describe('groupStatements', () => {
   it('puts rows of one table and kind with the same columns in one group, whatever order they list them in', () => {
     const groups = groupStatements([upsert('a', { id: 1, x: 1 }), upsert('a', { x: 2, id: 2 }), upsert('a', { id: 3, x: 3 })]);
     expect(groups.map((g) => [g.table, g.op, g.columns, g.events.map((e) => e.key.id)])).toEqual([['a', 'upsert', ['id', 'x'], [1, 2, 3]]]);
+  });
+
+  it('groups text rows by their columns without decoding them, with plain rows of the same columns', () => {
+    const shape = new TupleShape(
+      [
+        { name: 'x', typeOid: 25, key: false },
+        { name: 'id', typeOid: 23, key: true },
+      ],
+      ['id'],
+    );
+    const lines = new CopyLines();
+    const text = (id: number): ChangeEvent => {
+      const value = String(id);
+      const message = Buffer.concat([Buffer.from('I'), Buffer.alloc(4), Buffer.from('N'), Buffer.from([0, 2]), Buffer.from('t'), Buffer.from([0, 0, 0, 1]), Buffer.from('v'), Buffer.from('t'), Buffer.from([0, 0, 0, value.length]), Buffer.from(value)]);
+      const { key, row } = shape.insert(message, 0, lines)!;
+      return { table: 'a', op: 'insert', key, row, position: '1', commitTime: at };
+    };
+    const events = [text(1), upsert('a', { id: 2, x: 'p' }), text(3)];
+    const groups = groupStatements(events);
+    expect(groups.map((g) => [g.columns, g.events.map((e) => e.key.id)])).toEqual([[['id', 'x'], [1, 2, 3]]]);
+    expect(rowText(events[0]!.row!)!.row).toBeUndefined();
+    expect(rowText(events[2]!.row!)!.row).toBeUndefined();
   });
 
   it('splits rows whose columns differ, so a column one row lacks is never written as null', () => {

@@ -30,6 +30,7 @@ export class WalSource implements Source {
   private pool: Pool | undefined;
   private context!: StreamContext;
   private readonly tables = new Map<string, WalTable>();
+  private readonly textTables = new Set<string>();
   private readonly stream: WalStream;
   /** The copy's last page was read: "finished" is logged once a checkpoint without a copy is committed. */
   private copyEnding = false;
@@ -41,6 +42,7 @@ export class WalSource implements Source {
   constructor(private readonly options: WalSourceOptions) {
     this.stream = new WalStream(options, {
       tables: this.tables,
+      textTables: this.textTables,
       messages: () => this.messages,
       query: <T>(sql: string, params: unknown[]) => this.query<T>(sql, params),
     });
@@ -115,6 +117,12 @@ export class WalSource implements Source {
   /** The stream's apply order (parents first): tables are copied in it, so no copied child meets a missing parent. */
   order(tables: string[]): void {
     this.tableOrder = tables;
+  }
+
+  /** Their inserts go on as COPY lines (wal-row-text.ts), from the next Relation message on. */
+  textRows(tables: string[]): void {
+    this.textTables.clear();
+    for (const table of tables) this.textTables.add(table);
   }
 
   copying(position: string): string[] {

@@ -21,6 +21,8 @@ import { TransactionAssembler, type WalTransaction } from './wal-transactions.js
 /** What the stream uses of its WalSource. */
 export interface WalStreamSource {
   readonly tables: Map<string, WalTable>;
+  /** Configured source tables whose inserts go on as text rows (Source.textRows). */
+  readonly textTables: ReadonlySet<string>;
   /** PostgreSQL 14 and later send logical messages (the copy's watermarks) when asked. */
   messages(): boolean;
   query<T>(sql: string, params: unknown[]): Promise<T[]>;
@@ -151,6 +153,7 @@ export class WalStream {
     this.skipUntil = this.skipUntil > this.lastEmitted ? this.skipUntil : this.lastEmitted;
     this.assembler = new TransactionAssembler({
       tables: this.source.tables,
+      textTables: this.source.textTables,
       truncate: this.options.truncate,
       stream: this.context.stream,
       unknownTable: (table) => this.unknownTables.skipped(table, this.context),

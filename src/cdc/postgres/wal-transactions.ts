@@ -2,6 +2,7 @@ import type { ChangeEvent, Op, RejectedChange, Row } from '../../core/change-eve
 import { PermanentError } from '../../core/errors.js';
 import { formatLsn } from './wal-lsn.js';
 import { decodePgOutput, insertRow, type PgOutputMessage, type RelationColumn, type TupleColumn } from './wal-protocol.js';
+import { CopyLines, TupleShape } from './wal-row-text.js';
 import { fromText } from './wal-values.js';
 import { toJsonText } from '../../core/json.js';
 import { keyChange, sameKey } from '../key-change.js';
@@ -29,6 +30,8 @@ interface Relation {
   keyColumns: string[];
   /** Every column, null: rows start as a copy of it, so each column is set on a property the row has already. */
   template: Row;
+  /** Its inserts become text rows (wal-row-text.ts): the sink writes the table's rows as text. */
+  shape: TupleShape | undefined;
 }
 
 export interface AssemblerOptions {
@@ -38,6 +41,8 @@ export interface AssemblerOptions {
   stream: string;
   /** A change of a published table this stream does not capture (a publication FOR ALL TABLES, or shared): skipped, but reported. */
   unknownTable?: (qualified: string) => void;
+  /** Configured source tables whose inserts the sink takes as text rows (Source.textRows). */
+  textTables?: ReadonlySet<string>;
 }
 
 /**
@@ -47,6 +52,7 @@ export interface AssemblerOptions {
  */
 export class TransactionAssembler {
   private readonly relations = new Map<number, Relation>();
+  private readonly lines = new CopyLines();
   private current: (WalTransaction & { position: string }) | null = null;
 
   constructor(private readonly options: AssemblerOptions) {}
@@ -58,17 +64,27 @@ export class TransactionAssembler {
 
   /**
    * Feeds the pgoutput message at `offset` of `message`; returns the
-   * transaction its Commit completes. Inserts of captured tables are read
-   * straight into rows (most of a backlog), the rest through `decodePgOutput`.
+   * transaction its Commit completes. Inserts of captured tables (most of a
+   * backlog) are read straight into rows, or into text rows where the sink
+   * takes them, the rest through `decodePgOutput`.
    */
   receive(message: Buffer, offset: number): WalTransaction | null {
     const tx = this.current;
     if (tx !== null && message[offset] === 0x49 /* I */) {
       const relation = this.relations.get(message.readUInt32BE(offset + 1));
-      const row = relation?.table ? insertRow(message, offset, relation.columns, relation.template, fromText) : undefined;
-      if (row) {
-        tx.events.push(change(relation!.table!.source, 'insert', keyOf(relation!.keyColumns, row), row, null, tx.commitTime));
-        return null;
+      const table = relation?.table;
+      if (table && relation.shape) {
+        const inserted = relation.shape.insert(message, offset, this.lines);
+        if (inserted) {
+          tx.events.push(change(table.source, 'insert', inserted.key, inserted.row, null, tx.commitTime));
+          return null;
+        }
+      } else if (table) {
+        const row = insertRow(message, offset, relation.columns, relation.template, fromText);
+        if (row) {
+          tx.events.push(change(table.source, 'insert', keyOf(relation.keyColumns, row), row, null, tx.commitTime));
+          return null;
+        }
       }
     }
     return this.push(decodePgOutput(message, offset));
@@ -80,12 +96,14 @@ export class TransactionAssembler {
       case 'relation': {
         const qualified = `${message.schema}.${message.name}`;
         const table = qualified === ORIGIN_MARKER_TABLE ? undefined : this.options.tables.get(qualified);
+        const keyColumns = table?.key.length ? table.key : message.columns.filter((c) => c.key).map((c) => c.name);
         this.relations.set(message.relationId, {
           qualified,
           columns: message.columns,
           table,
-          keyColumns: table?.key.length ? table.key : message.columns.filter((c) => c.key).map((c) => c.name),
+          keyColumns,
           template: Object.fromEntries(message.columns.map((c) => [c.name, null])),
+          shape: table && this.options.textTables?.has(table.source) ? new TupleShape(message.columns, keyColumns) : undefined,
         });
         return null;
       }

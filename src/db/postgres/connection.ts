@@ -151,7 +151,7 @@ export function createPool(url: string, options: PoolOptions = {}): Pool {
           const results = (await withDeadline(client, timeoutMs, url, () => client.query(sql))) as unknown as pg.QueryResult | pg.QueryResult[];
           return (Array.isArray(results) ? results : [results]).map((r) => r.rowCount ?? 0);
         },
-        copyFrom: (sql: string, data: Buffer, sent?: () => void) =>
+        copyFrom: (sql: string, data: Buffer[], sent?: () => void) =>
           withDeadline(
             client,
             timeoutMs,
@@ -162,8 +162,9 @@ export function createPool(url: string, options: PoolOptions = {}): Pool {
                 copy.on('error', reject);
                 // 'finish' comes once the server has answered CommandComplete and ReadyForQuery (pg-copy-streams 4+).
                 copy.on('finish', () => resolve(copy.rowCount));
-                // The write's callback runs once the data is on the socket (after the server's CopyInResponse).
-                copy.write(data, () => sent?.());
+                // The last write's callback runs once the data is on the socket (after the server's CopyInResponse).
+                data.forEach((piece, i) => copy.write(piece, i === data.length - 1 ? () => sent?.() : undefined));
+                if (data.length === 0) sent?.();
                 copy.end();
               }),
           ),

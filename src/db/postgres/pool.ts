@@ -22,7 +22,7 @@ export interface PoolClient {
    * Servers only: PGlite has no COPY sub-protocol here, and callers use
    * ordinary statements instead.
    */
-  copyFrom?(sql: string, data: Buffer, sent?: () => void): Promise<number>;
+  copyFrom?(sql: string, data: Buffer[], sent?: () => void): Promise<number>;
   /** `broken`: the connection is in an unknown state and must not be reused. */
   release(broken?: boolean): void;
 }

@@ -1,5 +1,6 @@
 import type { ChangeEvent, Row } from '../../core/change-event.js';
 import { jsonlessNumberText, jsonTextOf, toJsonText } from '../../core/json.js';
+import { rowText } from '../../core/row-text.js';
 import { groupStatements, type StatementGroup } from '../statement-groups.js';
 import { copyData } from './copy-text.js';
 import { deleteSql, emptyTableSql, upsertSql, type UpsertShape } from './queries.js';
@@ -8,7 +9,7 @@ import type { TargetInfo } from './target-info.js';
 export interface PreparedGroup {
   group: StatementGroup;
   /** New rows only: their COPY text, written with `copyInSql`; null: the json statement. */
-  copy: Buffer | null;
+  copy: Buffer[] | null;
   /** The rows as the json statement's parameter ('' for a copy or a truncate). */
   param: string;
 }
@@ -56,14 +57,17 @@ function splitNewRows(group: StatementGroup, target: (table: string) => TargetIn
   const inserts = group.events.filter((e) => e.op === 'insert');
   if (inserts.length === 0) return { copy: null, rest: group };
   const json = target(group.table).jsonColumns;
+  // COPY names its columns in the order of the first row's text, if it is one: text rows are their lines already.
+  const text = rowText(inserts[0]!.row!);
+  const columns = text && text.columns.length === group.columns.length && text.columns.every((c) => group.columns.includes(c)) ? [...text.columns] : group.columns;
   const data = copyData(
     inserts.map((e) => e.row!),
-    group.columns.map((name) => ({ name, json: json.some((j) => j.name === name) })),
+    columns.map((name) => ({ name, json: json.some((j) => j.name === name) })),
   );
   if (data === null) return { copy: null, rest: group };
   const others = inserts.length === group.events.length ? [] : group.events.filter((e) => e.op !== 'insert');
   return {
-    copy: { group: { ...group, events: inserts }, copy: data, param: '' },
+    copy: { group: { ...group, columns, events: inserts }, copy: data, param: '' },
     rest: { ...group, events: others },
   };
 }

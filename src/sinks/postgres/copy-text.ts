@@ -1,5 +1,6 @@
 import type { Row, Value } from '../../core/change-event.js';
 import { jsonTextOf, jsonlessNumberText } from '../../core/json.js';
+import { rowText, type RowText } from '../../core/row-text.js';
 
 /**
  * Rows as COPY data in text format (https://www.postgresql.org/docs/current/sql-copy.html,
@@ -14,19 +15,45 @@ import { jsonTextOf, jsonlessNumberText } from '../../core/json.js';
  * A json or jsonb column gets the value's JSON text (a JsonText's own), as
  * the upsert reads it (a string stays a JSON string).
  *
- * Returns null when a value has no single text form here (objects and
- * arrays bound for other columns, which json_populate_recordset maps onto
- * arrays and composites by the column's type): those rows take the json
- * statement.
+ * A text row (core/row-text.ts) whose columns are these, in this order, is
+ * its line already: it goes as it is, not copied, a run of such lines that
+ * follow each other in their source's buffer as one piece. The mapping kept
+ * the row as text only for columns of its type, whose input reads that text
+ * as the value itself.
+ *
+ * The data comes in pieces, in order. Returns null when a value has no
+ * single text form here (objects and arrays bound for other columns, which
+ * json_populate_recordset maps onto arrays and composites by the column's
+ * type): those rows take the json statement.
  */
-export function copyData(rows: Row[], columns: { name: string; json: boolean }[]): Buffer | null {
+export function copyData(rows: Row[], columns: { name: string; json: boolean }[]): Buffer[] | null {
   // Each line is written out as soon as it is made, from its fields joined at once: no text of the
   // whole batch, and no string per field and tab, for the garbage collector to carry.
   let data = Buffer.allocUnsafe(Math.max(1024, rows.length * 128)) as Utf8Writing;
   let length = 0;
   const fields: string[] = new Array<string>(columns.length);
+  const pieces: Buffer[] = [];
+  /** Where the lines written to `data` since the last piece start. */
+  let written = 0;
+  let run: { bytes: Buffer; start: number; end: number } | undefined;
+  const endRun = () => {
+    if (run) pieces.push(run.bytes.subarray(run.start, run.end));
+    run = undefined;
+  };
   for (let r = 0; r < rows.length; r += 1) {
     const row = rows[r]!;
+    const text = rowText(row);
+    if (text && inOrder(text, columns)) {
+      if (length > written) pieces.push(data.subarray(written, length));
+      written = length;
+      if (run && run.bytes === text.bytes && run.end === text.start) run.end = text.end;
+      else {
+        endRun();
+        run = { bytes: text.bytes, start: text.start, end: text.end };
+      }
+      continue;
+    }
+    endRun();
     for (let c = 0; c < columns.length; c += 1) {
       const column = columns[c]!;
       const value = row[column.name];
@@ -38,16 +65,31 @@ export function copyData(rows: Row[], columns: { name: string; json: boolean }[]
     // At most three UTF-8 bytes per UTF-16 code unit, and the newline.
     const room = line.length * 3 + 1;
     if (data.length - length < room) {
-      // Sized by the rows written so far, so a batch grows its buffer about once.
+      // Sized by the rows written so far, so a batch grows its buffer about once; the lines already made a piece stay where they are.
+      if (length > written) pieces.push(data.subarray(written, length));
       const estimate = Math.ceil((length / (r + 1)) * rows.length * 1.1);
-      const larger = Buffer.allocUnsafe(Math.max(2 * data.length, estimate, length + room)) as Utf8Writing;
-      data.copy(larger, 0, 0, length);
-      data = larger;
+      data = Buffer.allocUnsafe(Math.max(data.length, estimate - length, room)) as Utf8Writing;
+      length = 0;
+      written = 0;
     }
     length += data.utf8Write(line, length);
     data[length++] = 0x0a;
   }
-  return data.subarray(0, length);
+  endRun();
+  if (length > written) pieces.push(data.subarray(written, length));
+  return pieces;
+}
+
+/** The last column list inOrder compared: a batch's text rows nearly all share one. */
+let compared: { text: readonly string[]; columns: readonly { name: string }[]; same: boolean } | undefined;
+
+/** Whether a text row's line has exactly these columns, in this order. */
+function inOrder(text: RowText, columns: readonly { name: string }[]): boolean {
+  if (compared?.text !== text.columns || compared.columns !== columns) {
+    const same = text.columns.length === columns.length && columns.every((c, i) => c.name === text.columns[i]);
+    compared = { text: text.columns, columns, same };
+  }
+  return compared.same;
 }
 
 /** Node.js Buffers have utf8Write (what write(…, 'utf8') calls); it is not in @types/node. */

@@ -34,7 +34,7 @@ export class NewRowCopy {
   }
 
   /** COPY of new rows; refused (not a connection or other transient failure): CopyRefused, and the batch goes again without it. */
-  async copy(client: PoolClient, target: QualifiedName, group: StatementGroup, data: Buffer, stream: string | undefined, sent?: () => void): Promise<number> {
+  async copy(client: PoolClient, target: QualifiedName, group: StatementGroup, data: Buffer[], stream: string | undefined, sent?: () => void): Promise<number> {
     let written: number;
     try {
       written = await client.copyFrom!(copyInSql(target, group.columns), data, sent);

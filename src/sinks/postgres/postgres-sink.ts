@@ -90,7 +90,8 @@ export class PostgresSink implements Sink {
         const target = config.target || matchTarget(config.source, (names ??= (await this.pool.query<{ name: string }>(TABLE_NAMES_SQL)).rows.map((r) => r.name)), `tables[${i}]`);
         const table = await introspectTable(this.pool, parseQualifiedName(target));
         if (!table) throw new ConfigError(`tables[${i}].target: table ${target} does not exist in the sink database`);
-        found.push(table);
+        // New rows go with COPY, whose text a text row already is (copy-text.ts).
+        found.push({ ...table, textRows: this.copyIn });
         const [row] = (await this.pool.query<{ captured: boolean }>(CAPTURED_SQL, [quoteTable(table.name)])).rows;
         if (row?.captured) this.captured.add(`${table.name.schema}.${table.name.name}`);
       }

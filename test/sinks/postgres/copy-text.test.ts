@@ -1,10 +1,40 @@
 import { describe, expect, it } from 'vitest';
+import { CopyLines, TupleShape } from '../../../src/cdc/postgres/wal-row-text.js';
+import type { Row } from '../../../src/core/change-event.js';
+import { rowText } from '../../../src/core/row-text.js';
 import { copyData } from '../../../src/sinks/postgres/copy-text.js';
 
 const plain = (...names: string[]) => names.map((name) => ({ name, json: false }));
 
 /** The COPY data as text. */
-const copyText = (...args: Parameters<typeof copyData>) => copyData(...args)?.toString('utf8') ?? null;
+const copyText = (...args: Parameters<typeof copyData>) => {
+  const pieces = copyData(...args);
+  return pieces && Buffer.concat(pieces).toString('utf8');
+};
+
+/** Text rows as the postgres-wal source makes them (pgoutput Inserts of id int8, name text, qty int4). */
+function textRows(values: (string | null)[][], lines = new CopyLines()): Row[] {
+  const shape = new TupleShape(
+    [
+      { name: 'id', typeOid: 20, key: true },
+      { name: 'name', typeOid: 25, key: false },
+      { name: 'qty', typeOid: 23, key: false },
+    ],
+    ['id'],
+  );
+  return values.map((row) => {
+    const parts: Buffer[] = [Buffer.from('I'), Buffer.alloc(4), Buffer.from('N'), Buffer.from([0, row.length])];
+    for (const v of row) {
+      if (v === null) parts.push(Buffer.from('n'));
+      else {
+        const length = Buffer.alloc(4);
+        length.writeInt32BE(Buffer.byteLength(v));
+        parts.push(Buffer.from('t'), length, Buffer.from(v));
+      }
+    }
+    return shape.insert(Buffer.concat(parts), 0, lines)!.row;
+  });
+}
 
 describe('copyData', () => {
   it('writes one tab-separated line per row, in the given column order, with \\N for null and missing values', () => {
@@ -34,6 +64,29 @@ describe('copyData', () => {
   it('declines rows with an object bound for a column that is not json (arrays, composites go as json)', () => {
     expect(copyText([{ tags: ['a', 'b'] }], plain('tags'))).toBeNull();
     expect(copyText([{ a: 1 }, { a: { x: 1 } }], plain('a'))).toBeNull();
+  });
+
+  it('sends text rows as their lines, undecoded, consecutive lines of one buffer as one piece of it', () => {
+    const rows = textRows([
+      ['1', 'a\tb', '3'],
+      ['2', null, '4'],
+      ['3', 'c', null],
+    ]);
+    const pieces = copyData(rows, plain('id', 'name', 'qty'))!;
+    expect(pieces).toHaveLength(1);
+    expect(pieces[0]!.buffer).toBe(rowText(rows[0]!)!.bytes.buffer);
+    expect(Buffer.concat(pieces).toString('utf8')).toBe('1\ta\\tb\t3\n2\t\\N\t4\n3\tc\t\\N\n');
+    expect(rows.every((row) => rowText(row)!.row === undefined)).toBe(true);
+  });
+
+  it('keeps the order of text rows and plain rows mixed, and writes a text row of other columns from its values', () => {
+    const [a, b] = textRows([
+      ['1', 'a', '3'],
+      ['2', 'b', '4'],
+    ]);
+    const rows = [a!, { id: '9', name: 'plain', qty: 1 }, b!];
+    expect(copyText(rows, plain('id', 'name', 'qty'))).toBe('1\ta\t3\n9\tplain\t1\n2\tb\t4\n');
+    expect(copyText(rows, plain('qty', 'id', 'name'))).toBe('3\t1\ta\n1\t9\tplain\n4\t2\tb\n');
   });
 
   it('writes nothing for no rows', () => {
