@@ -290,7 +290,9 @@ describe('TableMapping.mapEvent with text rows (postgres-wal inserts, core/row-t
         parts.push(Buffer.from('t'), length, Buffer.from(v));
       }
     }
-    const { key, row } = new TupleShape(relation, ['id']).insert(Buffer.concat(parts), 0, new CopyLines())!;
+    const shape = new TupleShape(relation, ['id']);
+    const row = shape.insert(Buffer.concat(parts), 0, new CopyLines())!;
+    const key = shape.key;
     return { table: 'public.items', op: 'insert', key, row, before: null, position: '0/1', commitTime: new Date(0) };
   }
   const mapOf = (target: TargetTable, config: Partial<TableConfig> = {}) =>

@@ -26,7 +26,8 @@ describe('groupStatements', () => {
     const text = (id: number): ChangeEvent => {
       const value = String(id);
       const message = Buffer.concat([Buffer.from('I'), Buffer.alloc(4), Buffer.from('N'), Buffer.from([0, 2]), Buffer.from('t'), Buffer.from([0, 0, 0, 1]), Buffer.from('v'), Buffer.from('t'), Buffer.from([0, 0, 0, value.length]), Buffer.from(value)]);
-      const { key, row } = shape.insert(message, 0, lines)!;
+      const row = shape.insert(message, 0, lines)!;
+      const key = shape.key;
       return { table: 'a', op: 'insert', key, row, position: '1', commitTime: at };
     };
     const events = [text(1), upsert('a', { id: 2, x: 'p' }), text(3)];

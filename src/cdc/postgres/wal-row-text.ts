@@ -67,6 +67,8 @@ export class TupleShape implements RowTextShape {
   private readonly template: Row;
   /** Per column, the index of the key column it is, or -1. */
   private readonly keyOf: Int32Array;
+  /** Every key column, null. */
+  private readonly keyTemplate: Row;
 
   constructor(
     columns: readonly RelationColumn[],
@@ -77,21 +79,25 @@ export class TupleShape implements RowTextShape {
     this.oids = columns.map((c) => c.typeOid);
     this.template = Object.fromEntries(this.columns.map((name) => [name, null]));
     this.keyOf = Int32Array.from(this.columns, (name) => keyColumns.indexOf(name));
+    this.keyTemplate = Object.fromEntries(keyColumns.map((name) => [name, null]));
   }
+
+  /** The key of the row `insert` returned last. */
+  key: Row = {};
 
   /**
    * An Insert's new tuple written to `lines` as a COPY line, and the row as
-   * text over it, with its key read as `decode` would read it. Undefined when
-   * the message is not an Insert whose tuple has one plain value or null per
-   * column.
+   * text over it; its key, read as `decode` would read it, in `key`.
+   * Undefined when the message is not an Insert whose tuple has one plain
+   * value or null per column.
    */
-  insert(message: Buffer, offset: number, lines: CopyLines): { key: Row; row: Row } | undefined {
+  insert(message: Buffer, offset: number, lines: CopyLines): Row | undefined {
     const count = this.columns.length;
     // 'I', relation id, 'N', column count, then per column 'n', or 't', a 32-bit length and the text
     // (https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html).
     if (message[offset] !== 0x49 || message[offset + 5] !== 0x4e || message.readInt16BE(offset + 6) !== count) return undefined;
-    const key: Row = {};
-    for (const name of this.keyColumns) key[name] = null;
+    // A copy of the template is an object of exactly the key's size; one built up from {} has room for four columns.
+    const key: Row = { ...this.keyTemplate };
     let at = offset + 8;
     for (let i = 0; i < count; i += 1) {
       const kind = message[at];
@@ -131,7 +137,8 @@ export class TupleShape implements RowTextShape {
     }
     out[o++] = 0x0a;
     lines.at = o;
-    return { key, row: textRow(new RowText(this, out, start, o)) };
+    this.key = key;
+    return textRow(new RowText(this, out, start, o));
   }
 
   /** A line `insert` wrote, read into values as the source reads a tuple (fromText). */

@@ -74,9 +74,9 @@ export class TransactionAssembler {
       const relation = this.relations.get(message.readUInt32BE(offset + 1));
       const table = relation?.table;
       if (table && relation.shape) {
-        const inserted = relation.shape.insert(message, offset, this.lines);
-        if (inserted) {
-          tx.events.push(change(table.source, 'insert', inserted.key, inserted.row, null, tx.commitTime));
+        const row = relation.shape.insert(message, offset, this.lines);
+        if (row) {
+          tx.events.push(change(table.source, 'insert', relation.shape.key, row, null, tx.commitTime));
           return null;
         }
       } else if (table) {

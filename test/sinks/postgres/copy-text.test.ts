@@ -32,7 +32,7 @@ function textRows(values: (string | null)[][], lines = new CopyLines()): Row[] {
         parts.push(Buffer.from('t'), length, Buffer.from(v));
       }
     }
-    return shape.insert(Buffer.concat(parts), 0, lines)!.row;
+    return shape.insert(Buffer.concat(parts), 0, lines)!;
   });
 }
 
