@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { ChangeEvent, Op, Row } from '../../../src/core/change-event.js';
 import { keyChange } from '../../../src/cdc/key-change.js';
@@ -186,6 +187,73 @@ describe('coalesce', () => {
     const ab = change('lines', 'insert', { a: 1, b: 2 });
     const ba = change('lines', 'update', { b: 2, a: 1 });
     expect(coalesce([text, number, ab, ba], ORDER)).toEqual([text, number, { ...ba, op: 'insert' }]);
+  });
+});
+
+/**
+ * What coalesce promises, said as plainly as possible: per table, a TRUNCATE
+ * forgets the changes before it; per key (a text and a number apart, a
+ * composite whatever its column order) the newest change stays, an insert if
+ * the key's first change inserted it, else an update (deletes stay deletes);
+ * TRUNCATEs, then deletes, children first, then upserts, parents first, each
+ * in source order.
+ */
+function coalesceModel(events: ChangeEvent[], order: string[]): ChangeEvent[] {
+  const rank = (table: string) => (order.includes(table) ? order.indexOf(table) : order.length);
+  const identity = (key: Row) => JSON.stringify(Object.keys(key).sort().map((c) => [c, typeof key[c], key[c]]));
+  const perTable = new Map<string, Map<string, { index: number; firstOp: Op }>>();
+  const truncates = new Map<string, number>();
+  events.forEach((e, index) => {
+    if (e.op === 'truncate') {
+      perTable.set(e.table, new Map());
+      truncates.set(e.table, index);
+      return;
+    }
+    const keys = perTable.get(e.table) ?? new Map<string, { index: number; firstOp: Op }>();
+    perTable.set(e.table, keys);
+    const id = identity(e.key);
+    keys.set(id, { index, firstOp: keys.get(id)?.firstOp ?? e.op });
+  });
+  const kept = [...truncates.values()].map((index) => ({ index, e: events[index]! }));
+  for (const keys of perTable.values()) {
+    for (const { index, firstOp } of keys.values()) {
+      const e = events[index]!;
+      const op: Op = e.op === 'delete' ? 'delete' : firstOp === 'insert' ? 'insert' : 'update';
+      kept.push({ index, e: op === e.op ? e : { ...e, op } });
+    }
+  }
+  const part = (wanted: (op: Op) => boolean, direction: number) =>
+    kept
+      .filter(({ e }) => wanted(e.op))
+      .sort((x, y) => direction * (rank(x.e.table) - rank(y.e.table)) || x.index - y.index)
+      .map(({ e }) => e);
+  return [...part((op) => op === 'truncate', -1), ...part((op) => op === 'delete', -1), ...part((op) => op === 'insert' || op === 'update', 1)];
+}
+
+describe('coalesce, against its model', () => {
+  it('gives what the model gives for random batches: text, number and composite keys, repeats, TRUNCATEs, unknown tables (property)', () => {
+    const keyOf = (table: string, n: number, flip: boolean): Row =>
+      table === 'orders' ? { id: n } : table === 'lines' ? (flip ? { b: n % 3, a: Math.floor(n / 3) } : { a: Math.floor(n / 3), b: n % 3 }) : { id: n % 4 === 0 ? n : String(n) };
+    const arbitraryChange = fc.record({
+      table: fc.constantFrom('customers', 'orders', 'lines', 'other'),
+      op: fc.constantFrom<Op>('insert', 'update', 'delete', 'insert', 'update', 'delete', 'truncate'),
+      n: fc.integer({ min: 0, max: 15 }),
+      flip: fc.boolean(),
+    });
+    fc.assert(
+      fc.property(fc.array(arbitraryChange, { maxLength: 300, size: 'max' }), (changes) => {
+        const events = changes.map(({ table, op, n, flip }) => (op === 'truncate' ? change(table, 'truncate', {}, null) : change(table, op, keyOf(table, n, flip))));
+        expect(coalesce(events, ORDER)).toEqual(coalesceModel(events, ORDER));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('keeps every key of a batch of thousands of new text keys, and the newest change of each key changed twice or three times', () => {
+    const events = Array.from({ length: 5000 }, (_, i) => change('customers', 'insert', { id: `k${i}` }));
+    events.push(...Array.from({ length: 2500 }, (_, i) => change('customers', 'update', { id: `k${i * 2}` })));
+    events.push(...Array.from({ length: 1250 }, (_, i) => change('customers', 'delete', { id: `k${i * 4}` })));
+    expect(coalesce(events, ORDER)).toEqual(coalesceModel(events, ORDER));
   });
 });
 
