@@ -271,7 +271,8 @@ export class WalStream {
       this.requests -= 1;
       this.lastEmitted = end;
       if (this.skippedEnd <= end) this.skippedEnd = 0n;
-      countCaptured(this.context, events.filter((e) => !e.copied));
+      // Copied rows are not captured changes; most chunks have none (no copy of the chunk then).
+      countCaptured(this.context, events.some((e) => e.copied) ? events.filter((e) => !e.copied) : events);
       this.controlFlow();
       this.reportHeld();
       const caughtUp = this.queue.length === 0 && this.decoder.length === 0 && this.hold.serverIdle && !copier?.active;

@@ -54,7 +54,7 @@ export function groupsOf(changes: ChangeEvent[], target: (table: string) => Targ
 
 /** The group's new rows as one COPY (when every value has a text form), and the group of the others. */
 function splitNewRows(group: StatementGroup, target: (table: string) => TargetInfo): { copy: PreparedGroup | null; rest: StatementGroup } {
-  const inserts = group.events.filter((e) => e.op === 'insert');
+  const inserts = group.events.every((e) => e.op === 'insert') ? group.events : group.events.filter((e) => e.op === 'insert');
   if (inserts.length === 0) return { copy: null, rest: group };
   const json = target(group.table).jsonColumns;
   // COPY names its columns in the order of the first row's text, if it is one: text rows are their lines already.
