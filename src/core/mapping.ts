@@ -201,7 +201,7 @@ export class TableMapping {
       if (!(k in key)) throw new ConfigError(`${this.path}: change on ${this.source} has no value for key column ${k}`);
     }
     const text = event.row ? rowText(event.row) : undefined;
-    if (text && this.keepsText(text)) return key === event.key ? event : { ...event, key };
+    if (text && key === event.key && this.keepsText(text)) return event;
     let row: Row | null = null;
     if (event.row) {
       // A text row the sink would not write as text is decoded here: mapped rows are plain objects.

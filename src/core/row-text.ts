@@ -1,6 +1,20 @@
 import type { Row } from './change-event.js';
 import type { LogicalType } from './values.js';
 
+/** What the text rows of one source table share: their columns, and how a line of them reads. */
+export interface RowTextShape {
+  /** Column names in the line's order: the row's own keys, in order. */
+  readonly columns: readonly string[];
+  /**
+   * Per column, the logical type whose values the text reads as unchanged
+   * (`convertValue` of the decoded value for a column of this type gives the
+   * value back); undefined where no type does.
+   */
+  readonly types: readonly (LogicalType | undefined)[];
+  /** The line `bytes[start, end)` read into JavaScript values, as the source reads a row it decodes at once. */
+  decode(bytes: Buffer, start: number, end: number): Row;
+}
+
 /**
  * A row still in its source's text form: one line of PostgreSQL's COPY text
  * format (https://www.postgresql.org/docs/current/sql-copy.html, "Text
@@ -19,19 +33,6 @@ import type { LogicalType } from './values.js';
  * value, a key or a property decodes the whole row once (`decode`), as the
  * source would have, and the row answers from that from then on.
  */
-export interface RowTextShape {
-  /** Column names in the line's order: the row's own keys, in order. */
-  readonly columns: readonly string[];
-  /**
-   * Per column, the logical type whose values the text reads as unchanged
-   * (`convertValue` of the decoded value for a column of this type gives the
-   * value back); undefined where no type does.
-   */
-  readonly types: readonly (LogicalType | undefined)[];
-  /** The line `bytes[start, end)` read into JavaScript values, as the source reads a row it decodes at once. */
-  decode(bytes: Buffer, start: number, end: number): Row;
-}
-
 export class RowText {
   /** The decoded row, once something read it. */
   row: Row | undefined = undefined;

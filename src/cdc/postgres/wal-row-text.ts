@@ -69,6 +69,8 @@ export class TupleShape implements RowTextShape {
   private readonly keyOf: Int32Array;
   /** Every key column, null. */
   private readonly keyTemplate: Row;
+  /** The key of the row `insert` returned last. */
+  key: Row = {};
 
   constructor(
     columns: readonly RelationColumn[],
@@ -81,9 +83,6 @@ export class TupleShape implements RowTextShape {
     this.keyOf = Int32Array.from(this.columns, (name) => keyColumns.indexOf(name));
     this.keyTemplate = Object.fromEntries(keyColumns.map((name) => [name, null]));
   }
-
-  /** The key of the row `insert` returned last. */
-  key: Row = {};
 
   /**
    * An Insert's new tuple written to `lines` as a COPY line, and the row as
