@@ -5,6 +5,7 @@ import { TableMapping, type TableConfig, type TargetColumn, type TargetTable } f
 import type { LogicalType } from '../../src/core/values.js';
 import { CopyLines, TupleShape } from '../../src/cdc/postgres/wal-row-text.js';
 import { rowText } from '../../src/core/row-text.js';
+import { pgoutputInsert } from '../support/pg-messages.js';
 
 const column = (name: string, type: LogicalType, generated = false): TargetColumn => ({ name, type, generated });
 
@@ -281,17 +282,8 @@ describe('TableMapping.mapEvent with text rows (postgres-wal inserts, core/row-t
     { name: 'doc', typeOid: 3802, key: false },
   ];
   function inserted(values: (string | null)[]): ChangeEvent {
-    const parts: Buffer[] = [Buffer.from('I'), Buffer.alloc(4), Buffer.from('N'), Buffer.from([0, values.length])];
-    for (const v of values) {
-      if (v === null) parts.push(Buffer.from('n'));
-      else {
-        const length = Buffer.alloc(4);
-        length.writeInt32BE(Buffer.byteLength(v));
-        parts.push(Buffer.from('t'), length, Buffer.from(v));
-      }
-    }
     const shape = new TupleShape(relation, ['id']);
-    const row = shape.insert(Buffer.concat(parts), 0, new CopyLines())!;
+    const row = shape.insert(pgoutputInsert(values), 0, new CopyLines())!;
     const key = shape.key;
     return { table: 'public.items', op: 'insert', key, row, before: null, position: '0/1', commitTime: new Date(0) };
   }

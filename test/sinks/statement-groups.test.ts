@@ -3,6 +3,7 @@ import type { ChangeEvent, Row } from '../../src/core/change-event.js';
 import { groupStatements } from '../../src/sinks/statement-groups.js';
 import { CopyLines, TupleShape } from '../../src/cdc/postgres/wal-row-text.js';
 import { rowText } from '../../src/core/row-text.js';
+import { pgoutputInsert } from '../support/pg-messages.js';
 
 const at = new Date(0);
 const upsert = (table: string, row: Row): ChangeEvent => ({ table, op: 'update', key: { id: row.id ?? null }, row, position: '1', commitTime: at });
@@ -24,9 +25,7 @@ describe('groupStatements', () => {
     );
     const lines = new CopyLines();
     const text = (id: number): ChangeEvent => {
-      const value = String(id);
-      const message = Buffer.concat([Buffer.from('I'), Buffer.alloc(4), Buffer.from('N'), Buffer.from([0, 2]), Buffer.from('t'), Buffer.from([0, 0, 0, 1]), Buffer.from('v'), Buffer.from('t'), Buffer.from([0, 0, 0, value.length]), Buffer.from(value)]);
-      const row = shape.insert(message, 0, lines)!;
+      const row = shape.insert(pgoutputInsert(['v', String(id)]), 0, lines)!;
       const key = shape.key;
       return { table: 'a', op: 'insert', key, row, position: '1', commitTime: at };
     };

@@ -1,28 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { pgoutputInsert, UNCHANGED } from '../../support/pg-messages.js';
 import { CopyLines, TupleShape } from '../../../src/cdc/postgres/wal-row-text.js';
 import { decodePgOutput, type RelationColumn } from '../../../src/cdc/postgres/wal-protocol.js';
 import { fromText } from '../../../src/cdc/postgres/wal-values.js';
 import { rowText } from '../../../src/core/row-text.js';
 import { JsonText } from '../../../src/core/json.js';
 
-/** pgoutput Insert ('I', relation id, 'N', tuple): https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html */
-function insert(columns: (string | null | 'unchanged')[]): Buffer {
-  const parts: Buffer[] = [Buffer.from('I'), Buffer.alloc(4), Buffer.from('N'), Buffer.alloc(2)];
-  parts[1]!.writeUInt32BE(16384);
-  parts[3]!.writeInt16BE(columns.length);
-  for (const column of columns) {
-    if (column === null) parts.push(Buffer.from('n'));
-    else if (column === 'unchanged') parts.push(Buffer.from('u'));
-    else {
-      const bytes = Buffer.from(column, 'utf8');
-      const length = Buffer.alloc(4);
-      length.writeInt32BE(bytes.length);
-      parts.push(Buffer.from('t'), length, bytes);
-    }
-  }
-  return Buffer.concat(parts);
-}
 
 const COLUMNS: RelationColumn[] = [
   { name: 'id', typeOid: 20, key: true },
@@ -42,7 +26,7 @@ function decodedAtOnce(message: Buffer, offset = 0): Record<string, unknown> {
 describe('TupleShape.insert', () => {
   it('keeps an Insert as a text row that reads as the row decodePgOutput gives, with its key read at once', () => {
     const shape = new TupleShape(COLUMNS, ['id']);
-    const message = Buffer.concat([Buffer.from('prefix'), insert(['42', 'Zoë ✓\ttab', null, '{"a": 2.50}', '{x,"y z"}'])]);
+    const message = Buffer.concat([Buffer.from('prefix'), pgoutputInsert(['42', 'Zoë ✓\ttab', null, '{"a": 2.50}', '{x,"y z"}'])]);
     const inserted = { row: shape.insert(message, 6, new CopyLines())!, key: shape.key };
     expect(inserted.key).toEqual({ id: '42' });
     const text = rowText(inserted.row)!;
@@ -59,7 +43,7 @@ describe('TupleShape.insert', () => {
 
   it('answers every way a plain row does once read: keys in order, in, JSON, spread, assignment', () => {
     const shape = new TupleShape(COLUMNS, ['id']);
-    const row = shape.insert(insert(['7', 'seven', '3', null, null]), 0, new CopyLines())!;
+    const row = shape.insert(pgoutputInsert(['7', 'seven', '3', null, null]), 0, new CopyLines())!;
     expect(Object.keys(row)).toEqual(['id', 'name', 'qty', 'doc', 'tags']);
     const names: string[] = [];
     for (const name in row) names.push(name);
@@ -74,26 +58,26 @@ describe('TupleShape.insert', () => {
 
   it('reads a key of several columns, in the configured order, and a configured key column the relation lacks as null', () => {
     const shape = new TupleShape(COLUMNS, ['qty', 'id', 'missing']);
-    shape.insert(insert(['1', 'a', '5', null, null]), 0, new CopyLines());
+    shape.insert(pgoutputInsert(['1', 'a', '5', null, null]), 0, new CopyLines());
     expect(shape.key).toEqual({ qty: 5, id: '1', missing: null });
   });
 
   it('declines what it does not read, for decodePgOutput to take: an unchanged TOAST column, another column count, not an Insert', () => {
     const shape = new TupleShape(COLUMNS, ['id']);
-    expect(shape.insert(insert(['1', 'unchanged', '3', null, null]), 0, new CopyLines())).toBeUndefined();
-    expect(shape.insert(insert(['1', 'a']), 0, new CopyLines())).toBeUndefined();
-    const update = insert(['1', 'a', '3', null, null]);
+    expect(shape.insert(pgoutputInsert(['1', UNCHANGED, '3', null, null]), 0, new CopyLines())).toBeUndefined();
+    expect(shape.insert(pgoutputInsert(['1', 'a']), 0, new CopyLines())).toBeUndefined();
+    const update = pgoutputInsert(['1', 'a', '3', null, null]);
     update[0] = 0x55; // 'U'
     expect(shape.insert(update, 0, new CopyLines())).toBeUndefined();
   });
 
   it('writes a line COPY reads as the values, and decodes back to the row decodePgOutput gives, for any text (property)', () => {
-    const value = fc.option(fc.string({ unit: 'binary', maxLength: 40 }).filter((v) => v !== 'unchanged'), { nil: null });
+    const value = fc.option(fc.string({ unit: 'binary', maxLength: 40 }), { nil: null });
     const shape = new TupleShape(COLUMNS.map((c) => ({ ...c, typeOid: 25 })), ['id']);
     const lines = new CopyLines();
     fc.assert(
       fc.property(fc.tuple(value, value, value, value, value), (values) => {
-        const message = insert(values);
+        const message = pgoutputInsert(values);
         const text = rowText(shape.insert(message, 0, lines)!)!;
         // COPY's text format, read as the server reads it: split on tabs, \N is NULL, then the four escapes.
         const line = text.bytes.toString('latin1', text.start, text.end);
@@ -108,7 +92,7 @@ describe('TupleShape.insert', () => {
   it('writes the lines of consecutive inserts one after the other in one buffer, a new buffer when one is full', () => {
     const shape = new TupleShape(COLUMNS, ['id']);
     const lines = new CopyLines();
-    const texts = Array.from({ length: 3000 }, (_, i) => rowText(shape.insert(insert([String(i), 'x'.repeat(100), null, null, null]), 0, lines)!)!);
+    const texts = Array.from({ length: 3000 }, (_, i) => rowText(shape.insert(pgoutputInsert([String(i), 'x'.repeat(100), null, null, null]), 0, lines)!)!);
     let follows = 0;
     for (let i = 1; i < texts.length; i += 1) if (texts[i]!.bytes === texts[i - 1]!.bytes && texts[i]!.start === texts[i - 1]!.end) follows += 1;
     // 3000 lines of ~110 bytes in 256 KiB buffers: two buffers, one break.

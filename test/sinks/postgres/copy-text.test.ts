@@ -3,6 +3,7 @@ import { CopyLines, TupleShape } from '../../../src/cdc/postgres/wal-row-text.js
 import type { Row } from '../../../src/core/change-event.js';
 import { rowText } from '../../../src/core/row-text.js';
 import { copyData } from '../../../src/sinks/postgres/copy-text.js';
+import { pgoutputInsert } from '../../support/pg-messages.js';
 
 const plain = (...names: string[]) => names.map((name) => ({ name, json: false }));
 
@@ -22,18 +23,7 @@ function textRows(values: (string | null)[][], lines = new CopyLines()): Row[] {
     ],
     ['id'],
   );
-  return values.map((row) => {
-    const parts: Buffer[] = [Buffer.from('I'), Buffer.alloc(4), Buffer.from('N'), Buffer.from([0, row.length])];
-    for (const v of row) {
-      if (v === null) parts.push(Buffer.from('n'));
-      else {
-        const length = Buffer.alloc(4);
-        length.writeInt32BE(Buffer.byteLength(v));
-        parts.push(Buffer.from('t'), length, Buffer.from(v));
-      }
-    }
-    return shape.insert(Buffer.concat(parts), 0, lines)!;
-  });
+  return values.map((row) => shape.insert(pgoutputInsert(row), 0, lines)!);
 }
 
 describe('copyData', () => {
