@@ -138,8 +138,8 @@ export class SupabaseRealtimeSource implements Source {
         this.schedule.request('overflow');
         break;
       }
-      if (!this.isNew(event, via)) continue;
-      this.buffer.add(event);
+      const admitted = this.admit(event, via);
+      if (admitted) this.buffer.add(admitted);
     }
     this.context.metrics.bufferEvents.set(labels, this.buffer.length);
     this.wakeUp.next();
@@ -182,7 +182,7 @@ export class SupabaseRealtimeSource implements Source {
     const row = await retryTransient(async () => readRowByKey(this.client!, table, key, this.context.stream), this.options.retry, { signal: this.context.stopping });
     // Gone since: the row's current state is "deleted".
     const event: ChangeEvent = row ? rowEvent(table, row) : { table: table.source, op: 'delete', key, row: null, position: '', commitTime: new Date(this.clock.now()) };
-    return this.isNew(event, 'fetch') ? event : null;
+    return this.admit(event, 'fetch');
   }
 
   /**
@@ -283,7 +283,8 @@ export class SupabaseRealtimeSource implements Source {
     if (!page.last && after.copying) this.context.log.info({ table: table.source }, 'copy of existing rows finished');
     const events = page.rows
       .map((row) => (table === TOMBSTONE_TABLE ? tombstoneEvent(this.tables, row) : rowEvent(table, row)))
-      .filter((e): e is ChangeEvent => e !== null && this.isNew(e, 'catch-up', changedDuringRead));
+      .map((e) => e && this.admit(e, 'catch-up', changedDuringRead))
+      .filter((e): e is ChangeEvent => e !== null);
     this.context.metrics.catchUpRows.inc({ stream: this.context.stream, direction: this.context.direction, table: table.source }, events.length);
     // A copy that ends with this empty page still hands its position on: the checkpoint (and the status) must say it is done.
     if (events.length === 0 && !page.last && !after.copying) return null;
@@ -291,12 +292,23 @@ export class SupabaseRealtimeSource implements Source {
     return { events, rejected: [], position: this.position.toString(), caughtUp: this.catchUp === null && this.buffer.length === 0, readsPending: this.schedule.readsPending };
   }
 
-  private isNew(event: ChangeEvent, via: Via, changedDuringRead?: ChangedDuringRead): boolean {
+  /**
+   * The change when it was not handed on yet, else null. Realtime delivers at
+   * most once, so an update's before-image is what the target holds only when
+   * that very image was handed on here. Otherwise (the insert or an earlier
+   * update was lost, or forgotten at a restart) the update goes on without it,
+   * and the sink writes it even when it changes nothing (dropNoops) instead of
+   * skipping a row the target never got.
+   */
+  private admit(event: ChangeEvent, via: Via, changedDuringRead?: ChangedDuringRead): ChangeEvent | null {
     const table = this.tables.find((t) => t.source === event.table);
-    if (!table) return false;
+    if (!table) return null;
+    const continues = event.op !== 'update' || !event.before || this.seen.isLast(event, event.before);
     const verdict = this.seen.judge(event, via, () => isEcho(this.options.ownWrites, this.options.url, event, table, via), changedDuringRead);
-    if (verdict === 'new') return true;
-    this.context.metrics.suppressed.inc({ stream: this.context.stream, direction: this.context.direction, table: event.table, reason: verdict });
-    return false;
+    if (verdict !== 'new') {
+      this.context.metrics.suppressed.inc({ stream: this.context.stream, direction: this.context.direction, table: event.table, reason: verdict });
+      return null;
+    }
+    return continues ? event : { ...event, before: null };
   }
 }

@@ -54,6 +54,11 @@ export class SeenImages {
     }
   }
 
+  /** Is `image` the last image of the event's key handed on (and not forgotten since)? */
+  isLast(event: ChangeEvent, image: Row): boolean {
+    return this.seen.get(`${event.table}\u0000${keyString(event.key)}`) === imageText(image);
+  }
+
   /**
    * Was this change not handed on yet? The same image of a key twice (live
    * and by catch-up, or an echo of a forward write) counts once; a delete

@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SupabaseRealtimeSource } from '../../../src/cdc/supabase/realtime-source.js';
 import { supabaseSourceSetupSql } from '../../../src/db/supabase/setup.js';
-import type { SourceChunk } from '../../../src/core/change-event.js';
+import type { ChangeEvent, SourceChunk } from '../../../src/core/change-event.js';
 import { JsonText } from '../../../src/core/json.js';
 import type { TableConfig } from '../../../src/core/mapping.js';
 import { startPostgrest, type PostgrestStandIn } from '../../support/postgrest/server.js';
@@ -10,6 +10,7 @@ import { createTestDatabase, type TestDatabase } from '../../support/test-databa
 import { testContext } from '../../support/stream-context.js';
 import { stepper } from '../../support/pull.js';
 import { waitFor } from '../../support/cli.js';
+import { dropNoops } from '../../../src/streams/operators/drop-noops.js';
 
 /**
  * The supabase-realtime source driven directly, with the real supabase-js
@@ -225,6 +226,45 @@ describe('SupabaseRealtimeSource', () => {
     while (!afterMargin.some((c) => c.events.some((e) => e.key.id === 3))) afterMargin.push((await reader.next(5000))!);
     expect(afterMargin.at(-1)!.readsPending).toBe(false);
     expect(applied([...beforeMargin, ...afterMargin]).get('1')).toBe('parent, lost');
+  });
+
+  it('hands on without its before-image a live update of a key whose earlier image it never handed on (an insert lost in an outage), so a sink that skips updates changing nothing still writes the row', async () => {
+    // A margin longer than the test: no catch-up reads the lost insert, only the live feed tells of the row.
+    const { source, context } = await openSource('never', 10_000, 30);
+    const reader = stepper(source, null);
+    cleanups.push(() => reader.stop());
+    for (let chunk = await reader.next(2000); chunk; chunk = await reader.next(1000));
+    await waitFor(async () => context.connected.source === true, 10_000);
+    const sent = realtime.stats().messagesSent;
+    realtime.pause();
+    await cloud.query(`INSERT INTO notes (id, note) VALUES (1, 'insert lost')`);
+    realtime.dropConnections();
+    await new Promise((r) => setTimeout(r, 300));
+    realtime.resume();
+    // The same values written again by a write that keeps its time (as cdc-sync's own do): an update that changes
+    // nothing, whose before-image the target never received. Again until the resubscribed feed sends one.
+    const sameAgain = `BEGIN; SET LOCAL cdc_sync.origin = 'portal'; UPDATE notes SET note = note WHERE id = 1; COMMIT`;
+    await waitFor(async () => {
+      await cloud.query(sameAgain);
+      await new Promise((r) => setTimeout(r, 100));
+      return realtime.stats().messagesSent > sent;
+    }, 10_000);
+    const live: SourceChunk[] = [];
+    while (!live.some((c) => c.events.some((e) => e.key.id === 1))) live.push((await reader.next(5000))!);
+    const first = live.flatMap((c) => c.events).find((e) => e.key.id === 1)!;
+    expect(first.op).toBe('update');
+    expect(first.before ?? null).toBeNull();
+    expect(applied([{ ...live[0]!, events: dropNoops(live.flatMap((c) => c.events)).kept }]).get('1')).toBe('insert lost');
+
+    // Once an image of the key was handed on, an update from it keeps its before-image (a sink may skip it when the
+    // columns it keeps are the same: here only updated_at moves).
+    for (let chunk = await reader.next(300); chunk; chunk = await reader.next(300)) live.push(chunk);
+    const handedOn = live.flatMap((c) => c.events).filter((e) => e.key.id === 1).at(-1)!;
+    await cloud.query(`UPDATE notes SET note = note WHERE id = 1`);
+    let update: ChangeEvent | undefined;
+    while (!update) update = (await reader.next(5000))?.events.find((e) => e.key.id === 1);
+    expect(update.before).toEqual(handedOn.row);
+    expect(update.row!.updated_at).not.toEqual(handedOn.row!.updated_at);
   });
 
   it('hands on by catch-up the live changes a full buffer dropped', async () => {
