@@ -7,6 +7,7 @@
 // CommonJS, not an ES module: V8's code cache is open to scripts only (vm.Script).
 import { build } from 'esbuild';
 import { chmodSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 const pkg = JSON.parse(readFileSync('package.json', 'utf8'));
 const EXTERNAL = ['better-sqlite3', 'mssql', '@supabase/supabase-js', '@electric-sql/pglite', '@nats-io/transport-node', '@nats-io/jetstream'];
@@ -31,6 +32,15 @@ const nodeOnlyPg = {
   },
 };
 
+// rxjs's package sends Node.js to its CommonJS build, which esbuild cannot tree-shake: the bundle held and evaluated
+// all of rxjs (350 kB). Its ES module build (the one its exports map gives bundlers, "es2015") is the same code.
+const rxjsModules = {
+  name: 'rxjs-modules',
+  setup(b) {
+    b.onResolve({ filter: /^rxjs(\/operators)?$/ }, (args) => ({ path: fileURLToPath(new URL(`../node_modules/rxjs/dist/esm/${args.path === 'rxjs' ? '' : 'operators/'}index.js`, import.meta.url)) }));
+  },
+};
+
 // Written whole, then renamed into place: a process that starts while the bundle is being rebuilt reads the old
 // file or the new one, never half of one.
 const built = await build({
@@ -44,8 +54,10 @@ const built = await build({
   external: [...EXTERNAL, ...OPTIONAL],
   sourcemap: 'linked',
   legalComments: 'none',
+  minifyWhitespace: true,
+  minifySyntax: true,
   logLevel: 'warning',
-  plugins: [nodeOnlyPg],
+  plugins: [nodeOnlyPg, rxjsModules],
 });
 for (const file of built.outputFiles) replaceWhole(file.path, file.path.endsWith('.cjs') ? asciiOnly(file.text) : file.contents);
 

@@ -29,13 +29,13 @@ export interface Source {
   copying?(position: string): string[];
   /**
    * The order the stream applies the tables in (parents first, by the
-   * target's foreign keys), given before `open`: a source that copies tables
+   * target's foreign keys), given before `chunks`: a source that copies tables
    * copies them in it, so no copied child waits for a parent copied later.
    */
   order?(tables: string[]): void;
   /**
    * The configured source tables whose rows the sink writes as text rows
-   * (core/row-text.ts), given before `open`: a source that reads rows as
+   * (core/row-text.ts), given before `chunks`: a source that reads rows as
    * PostgreSQL's text may hand them on so, undecoded.
    */
   textRows?(tables: string[]): void;

@@ -83,11 +83,6 @@ export async function runConfig(config: Config, options: RunOptions = {}): Promi
       },
     },
   });
-  // A one-shot drain serves no HTTP: the port may belong to a long-running process.
-  if (!once) await server.listen({ port: config.http.port, host: config.http.host });
-  const address = once ? null : server.server.address();
-  log.info({ port: typeof address === 'object' ? address?.port : address, streams: streams.map((s) => s.name), once }, 'cdc-sync running');
-
   let stopping = false;
   let deadline: NodeJS.Timeout | undefined;
   const stopAll = (reason: string) => {
@@ -117,10 +112,15 @@ export async function runConfig(config: Config, options: RunOptions = {}): Promi
   const unguard = guardProcess(log, (error) => {
     if (!stopping) for (const stream of streams) stream.reopen(error);
   });
+  const cleanUp = () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    unguard();
+  };
 
-  options.started?.({ metrics, port: typeof address === 'object' && address ? address.port : null, stop: stopAll });
+  // The streams start first: their connections are under way while the HTTP server gets ready.
   let exitCode = EXIT_OK;
-  await Promise.all(
+  const running = Promise.all(
     streams.map((stream) =>
       stream
         .run()
@@ -137,12 +137,25 @@ export async function runConfig(config: Config, options: RunOptions = {}): Promi
         }),
     ),
   );
+  // A one-shot drain serves no HTTP: the port may belong to a long-running process.
+  try {
+    if (!once) await server.listen({ port: config.http.port, host: config.http.host });
+  } catch (error) {
+    // The port is taken, say: nothing may run without its metrics and health checks.
+    stopAll('HTTP server failed');
+    await running;
+    clearTimeout(deadline);
+    cleanUp();
+    throw error;
+  }
+  const address = once ? null : server.server.address();
+  log.info({ port: typeof address === 'object' ? address?.port : address, streams: streams.map((s) => s.name), once }, 'cdc-sync running');
+  options.started?.({ metrics, port: typeof address === 'object' && address ? address.port : null, stop: stopAll });
+  await running;
   // Stopped in time: a caller that goes on in this process (the demo, tests) must not be exited later.
   clearTimeout(deadline);
   await server.close();
-  process.off('SIGINT', onSignal);
-  process.off('SIGTERM', onSignal);
-  unguard();
+  cleanUp();
   log.info({ exitCode }, 'stopped');
   return exitCode;
 }

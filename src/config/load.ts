@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import type { z } from 'zod';
+import type * as z from 'zod';
 import { ConfigError } from '../core/errors.js';
 import { applyLegacyEnvironment } from './legacy-env.js';
 import { configSchema, type Config } from './schema.js';

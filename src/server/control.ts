@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { BatchRecord } from '../control/batch-log.js';
 import type { RetryResult } from '../control/retry-failed.js';
 import type { StreamStatus } from '../streams/stream-status.js';

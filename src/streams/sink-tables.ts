@@ -2,7 +2,7 @@ import type { TableMapping } from '../core/mapping.js';
 import type { Sink } from '../sinks/sink.js';
 import type { StreamContext } from './context.js';
 import { mapTables } from './map-tables.js';
-import { retryTransient } from './retry.js';
+import { retryTransient, type RetryHooks } from './retry.js';
 import type { StreamHealth } from './stream-health.js';
 import type { StreamParts } from './stream-parts.js';
 import { parentsFirst } from './table-order.js';
@@ -18,9 +18,10 @@ export class SinkTables {
     private readonly health: StreamHealth,
   ) {}
 
-  async open(): Promise<void> {
+  /** `hooks`: the retries' (the stream's by default). */
+  async open(hooks: RetryHooks = this.health.retryHooks('sink')): Promise<void> {
     const { config, sink } = this.parts;
-    const targets = await retryTransient(() => sink.open(this.context, config.tables), config.retry, this.health.retryHooks('sink'));
+    const targets = await retryTransient(() => sink.open(this.context, config.tables), config.retry, hooks);
     const mappings = mapTables(config.tables, targets, this.context.log);
     this.mappings = new Map(mappings.map((m) => [m.source, m]));
     this.order = parentsFirst(mappings);

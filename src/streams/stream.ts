@@ -124,11 +124,32 @@ export class Stream {
   private async open(): Promise<void> {
     const { config, source } = this.parts;
     this.counters.problems = [];
-    await this.tables.open();
+    // The sink and the source open at once: a start waits for the slower of the two, not for both. When one fails,
+    // the other stops retrying and is waited for, so that the next attempt never overlaps it.
+    const attempt = new AbortController();
+    const hooks = (part: 'source' | 'sink') => {
+      const stream = this.health.retryHooks(part);
+      return { ...stream, signal: stream.signal ? AbortSignal.any([stream.signal, attempt.signal]) : attempt.signal };
+    };
+    let cause: unknown;
+    const failed = (error: unknown): never => {
+      if (!attempt.signal.aborted) {
+        cause = error;
+        attempt.abort();
+      }
+      throw error;
+    };
+    const [sinkSide, sourceSide] = await Promise.allSettled([
+      this.tables
+        .open(hooks('sink'))
+        .then(() => loadCheckpoint(this.parts, hooks('sink')))
+        .catch(failed),
+      retryTransient(() => source.open(this.context), config.retry, hooks('source')).catch(failed),
+    ]);
+    if (sinkSide.status === 'rejected' || sourceSide.status === 'rejected') throw cause;
     source.order?.(this.tables.order);
     source.textRows?.([...this.tables.mappings.values()].filter((m) => m.target.textRows).map((m) => m.source));
-    await retryTransient(() => source.open(this.context), config.retry, this.health.retryHooks('source'));
-    const stored = await loadCheckpoint(this.parts, this.health.retryHooks('sink'));
+    const stored = sinkSide.value;
     this.position = stored.position;
     this.drain.lastRead = this.position;
     this.parked.restore(stored.held);

@@ -1,3 +1,5 @@
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
@@ -123,6 +125,29 @@ http: { port: 0, host: 127.0.0.1 }
       const said = () => `SIGTERM ${afterMs} ms after ${when}:\n${cli.stderr()}`;
       expect(await processes.stop(cli, 'SIGTERM'), said()).toBe(0);
       expect(cli.logs.some((l) => /^stop/.test(String(l.msg))), said()).toBe(true);
+    }
+  });
+
+  it('exits 1 saying why when its HTTP port is taken, after stopping the streams that began opening meanwhile', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (taken.address() as AddressInfo).port;
+      const file = writeConfig(`
+streams:
+  - name: a-to-b
+    source: { type: postgres-changelog, url: "${a.url}", idleIntervalMs: 50 }
+    sink: { type: postgres, url: "${b.url}" }
+    tables: [{ source: public.items, target: public.items }]
+http: { port: ${port}, host: 127.0.0.1 }
+`);
+      const ended = await runCliToEnd(['run', '--config', file]);
+      expect(ended.code, ended.stderr).toBe(1);
+      expect(ended.stderr).toMatch(/EADDRINUSE/);
+      expect(ended.stderr).toMatch(/stopping: finishing batches in flight/);
+      expect(ended.stderr).not.toMatch(/cdc-sync running/);
+    } finally {
+      taken.close();
     }
   });
 });

@@ -12,6 +12,7 @@ import type { ApplyResult, Sink, SinkBatch } from '../../src/sinks/sink.js';
 import { Stream } from '../../src/streams/stream.js';
 import { FileConflictLog } from '../../src/dead-letters/file-conflict-log.js';
 import { lostToStored } from '../../src/sinks/conflicts.js';
+import { ConfigError, TransientError } from '../../src/core/errors.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -237,5 +238,68 @@ describe('Stream.check (cdc-sync validate)', () => {
     const stream = new Stream({ config, path: 'streams[0]', source, sink, checkpoints: null, metrics: createMetrics(new Registry()), log: createLogger('silent') });
     await expect(stream.check()).rejects.toThrow(/name/);
     expect(opened).toEqual(['sink']);
+  });
+});
+
+describe('Stream, opening', () => {
+  const config = (name: string) =>
+    streamSchema.parse({
+      name,
+      source: { type: 'postgres-changelog', url: 'postgres://unused' },
+      sink: { type: 'postgres', url: 'postgres://unused' },
+      tables: [{ source: 'public.items', target: 'public.items' }],
+      retry: { attempts: 3, minDelayMs: 5, maxDelayMs: 5 },
+    });
+
+  it('opens the source and the sink at once, and gives the source the table order and text rows before its chunks', async () => {
+    const calls: string[] = [];
+    let sinkOpened!: () => void;
+    const sink = new GatedSink();
+    sink.open = async () => {
+      calls.push('sink open');
+      // The sink answers only once the source has begun opening: opened one after the other, this never ends.
+      await new Promise<void>((resolve) => (sinkOpened = resolve));
+      return [{ ...TARGET, textRows: true }];
+    };
+    const source = new ScriptedSource();
+    source.open = async () => {
+      calls.push('source open');
+      sinkOpened();
+    };
+    const withOrder = Object.assign(source, {
+      order: (tables: string[]) => calls.push(`order ${tables.join(',')}`),
+      textRows: (tables: string[]) => calls.push(`text rows ${tables.join(',')}`),
+    });
+    const chunks = source.chunks.bind(source);
+    source.chunks = (from, demand) => {
+      calls.push('chunks');
+      return chunks(from, demand);
+    };
+    const stream = new Stream({ config: config('both'), path: 'streams[0]', source: withOrder, sink, checkpoints: null, metrics: createMetrics(new Registry()), log: createLogger('silent') });
+    const running = stream.run();
+    await until(() => calls.includes('chunks'));
+    expect(calls.slice(0, 2).sort()).toEqual(['sink open', 'source open']);
+    expect(calls.slice(2)).toEqual(['order public.items', 'text rows public.items', 'chunks']);
+    await stopFinishing(stream, running, sink);
+  });
+
+  it('fails with the sink’s configuration error while the source is still being retried, and stops retrying the source', async () => {
+    let sourceAttempts = 0;
+    const source = new ScriptedSource();
+    source.open = async () => {
+      sourceAttempts += 1;
+      throw new TransientError('source database unreachable');
+    };
+    const sink = new GatedSink();
+    sink.open = async () => {
+      await new Promise((r) => setTimeout(r, 30));
+      throw new ConfigError('tables[0].target: table public.items does not exist in the sink database');
+    };
+    const stream = new Stream({ config: config('sink-wrong'), path: 'streams[0]', source, sink, checkpoints: null, metrics: createMetrics(new Registry()), log: createLogger('silent') });
+    await expect(stream.run()).rejects.toThrow(/does not exist in the sink database/);
+    const attempts = sourceAttempts;
+    expect(attempts).toBeGreaterThan(1);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(sourceAttempts).toBe(attempts);
   });
 });

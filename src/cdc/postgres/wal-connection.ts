@@ -15,6 +15,8 @@ export class ReplicationConnection {
   private lastServerMessageAt = 0;
   private livenessTimer: NodeJS.Timeout | undefined;
   private statusTimer: NodeJS.Timeout | undefined;
+  /** The client connectAhead began connecting, until `open` takes it. */
+  private ahead: Promise<pg.Client> | undefined;
 
   constructor(
     private readonly url: string,
@@ -26,8 +28,36 @@ export class ReplicationConnection {
     this.paused = false;
   }
 
+  /** Starts connecting the client the next `open` returns, while the source opens; `open` reports its failure. */
+  connectAhead(onError: (error: Error) => void): void {
+    if (this.ahead) return;
+    const client = this.newClient(onError);
+    this.client = client;
+    this.ahead = this.connect(client);
+    // Reported by `open`, or dropped with the client by `close`.
+    this.ahead.catch(() => {});
+  }
+
   /** A client in replication mode, connected; it is `client` from before it connects, so a stop ends it while it does. */
   async open(onError: (error: Error) => void): Promise<pg.Client> {
+    const ahead = this.ahead;
+    this.ahead = undefined;
+    if (ahead) return ahead;
+    const client = this.newClient(onError);
+    this.client = client;
+    return this.connect(client);
+  }
+
+  private async connect(client: pg.Client): Promise<pg.Client> {
+    try {
+      await client.connect();
+    } catch (error) {
+      throw connectError(error, 'source.url');
+    }
+    return client;
+  }
+
+  private newClient(onError: (error: Error) => void): pg.Client {
     const client = new pg.Client({
       connectionString: this.url,
       replication: 'database',
@@ -38,12 +68,6 @@ export class ReplicationConnection {
     } as pg.ClientConfig);
     // pg emits 'error' when the connection dies; the query in progress (START_REPLICATION) fails with it and the loop reconnects.
     client.on('error', onError);
-    this.client = client;
-    try {
-      await client.connect();
-    } catch (error) {
-      throw connectError(error, 'source.url');
-    }
     return client;
   }
 
@@ -129,5 +153,6 @@ export class ReplicationConnection {
     const client = this.client;
     this.client = undefined;
     void client?.end().catch(() => {});
+    this.ahead = undefined;
   }
 }

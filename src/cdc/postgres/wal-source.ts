@@ -51,6 +51,8 @@ export class WalSource implements Source {
   async open(context: StreamContext): Promise<void> {
     this.context = context;
     this.stream.reopen(context);
+    // A new backend takes a while to start: the replication connection's starts while the tables are checked.
+    if (!context.checkOnly) this.stream.connectAhead();
     this.pool ??= createPool(this.options.url, { log: context.log, timeoutMs: this.options.timeoutMs, urlKey: 'source.url' });
     const qualifiedNames: string[] = [];
     for (const [i, table] of this.options.tables.entries()) {

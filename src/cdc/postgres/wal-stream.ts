@@ -75,6 +75,13 @@ export class WalStream {
     this.unknownTables = new UnknownTables((table) => source.tables.has(table));
   }
 
+  /** The replication connection starts connecting while the source opens (its checks, publication and slot). */
+  connectAhead(): void {
+    this.connection.connectAhead(this.connectionError);
+  }
+
+  private readonly connectionError = (error: Error) => this.context.log.debug({ err: error.message }, 'replication connection error');
+
   /** The source is opened (again). */
   reopen(context: StreamContext): void {
     this.context = context;
@@ -158,7 +165,7 @@ export class WalStream {
       stream: this.context.stream,
       unknownTable: (table) => this.unknownTables.skipped(table, this.context),
     });
-    const client = await this.connection.open((error) => this.context.log.debug({ err: error.message }, 'replication connection error'));
+    const client = await this.connection.open(this.connectionError);
     if (this.stopped) return;
     const [slot] = await this.source.query<{ confirmed: string | null }>(SLOT_SQL, [this.options.slot]);
     if (!slot) throw new ConfigError(`source.slot: replication slot ${this.options.slot} disappeared`);

@@ -40,6 +40,9 @@ beforeEach(async () => {
 afterEach(async () => {
   for (const c of contexts.splice(0)) c.controller.abort();
   await Promise.all(sources.splice(0).map((s) => s.close()));
+  // The cluster has max_replication_slots for every file: a test's slot would hold one for good.
+  await waitFor(async () => (await db.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active`, [slot])).length === 0, 5000);
+  await db.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
 });
 
 /** Pulls chunks (demanding the next as each arrives) until `done` holds for all events so far. */
@@ -130,6 +133,30 @@ function transactions(chunk: SourceChunk): SourceChunk[] {
 }
 
 describe('postgres-wal source', () => {
+  it('connects for replication while it opens, and streams on that connection: one walsender, none left by a close before streaming', async () => {
+    const walsenders = async () =>
+      (await db.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE backend_type = 'walsender' AND application_name = 'cdc-sync-wal' AND datname = current_database()`)).map((r) => r.pid);
+    const { source } = await openSource();
+    // Opened: the replication connection is made (or being made) before anything asks for chunks.
+    await waitFor(async () => (await walsenders()).length === 1, 5000);
+    const [ahead] = await walsenders();
+    await db.query(`INSERT INTO items (id, name) VALUES (1, 'a')`);
+    const streaming = follow(source, null);
+    try {
+      await waitFor(() => streaming.chunks.some((c) => c.events.length > 0), 10_000);
+      expect(await walsenders()).toEqual([ahead]);
+    } finally {
+      streaming.stop();
+    }
+
+    await waitFor(async () => (await walsenders()).length === 0, 5000);
+
+    const { source: unused } = await openSource();
+    await waitFor(async () => (await walsenders()).length === 1, 5000);
+    await unused.close();
+    await waitFor(async () => (await walsenders()).length === 0, 5000);
+  });
+
   it('emits each transaction whole, in commit order, with keys, images and the commit end LSN as position', async () => {
     const { source, context } = await openSource();
     await db.query(`INSERT INTO items (id, name, amount, flag, n) VALUES (1, 'a', 1.5, true, 7), (2, 'b', NULL, false, 8)`);
