@@ -51,9 +51,14 @@ afterAll(async () => {
 async function started(): Promise<CliProcess> {
   const cli = processes.add(runCli(['run', '--config', configPath]));
   await waitFor(async () => metricValue(await cli.metrics(), 'cdc_sync_connected', { stream: 'cloud-to-clinic' }) === 1, 30_000, () => cli.stderr());
-  // Listening: "Subscribed to PostgreSQL" started the second catch-up (the first runs at start). Changes before it
-  // would only come with the catch-up after the margin.
-  await waitFor(async () => (metricValue(await cli.metrics(), 'cdc_sync_catchup_runs_total', { stream: 'cloud-to-clinic' }) ?? 0) >= 2, 30_000, () => cli.stderr());
+  // Listening: the server holds the subscription (it sent "Subscribed to PostgreSQL"), and the stream has begun its
+  // catch-up reads. Changes made before would only come with the catch-up after the margin. (Not "two catch-ups
+  // ran": a subscription confirmed before the stream's first read is caught up by that read alone.)
+  await waitFor(
+    async () => realtime.stats().activeSubscriptions > 0 && (metricValue(await cli.metrics(), 'cdc_sync_catchup_runs_total', { stream: 'cloud-to-clinic' }) ?? 0) >= 1,
+    30_000,
+    () => cli.stderr(),
+  );
   return cli;
 }
 
