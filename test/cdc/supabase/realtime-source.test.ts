@@ -64,6 +64,16 @@ async function openSource(snapshot: 'initial' | 'never' = 'initial', bufferSize 
   return { source, context };
 }
 
+/** A source without the initial copy, its start's reads done and its feed connected, read one chunk at a time. */
+async function readingLive(marginSeconds: number) {
+  const { source, context } = await openSource('never', 10_000, marginSeconds);
+  const reader = stepper(source, null);
+  cleanups.push(() => reader.stop());
+  for (let chunk = await reader.next(2000); chunk; chunk = await reader.next(1000));
+  await waitFor(async () => context.connected.source === true, 10_000);
+  return { source, context, reader };
+}
+
 /** What a sink ends with after applying the chunks in the order given. */
 function applied(chunks: SourceChunk[]): Map<string, string> {
   const rows = new Map<string, string>();
@@ -192,11 +202,7 @@ describe('SupabaseRealtimeSource', () => {
   });
 
   it('says a read is still to come while the catch-up after a reconnection’s margin has not run, so a child waits for its lost parent', async () => {
-    const { source, context } = await openSource('never', 10_000, 3);
-    const reader = stepper(source, null);
-    cleanups.push(() => reader.stop());
-    for (let chunk = await reader.next(2000); chunk; chunk = await reader.next(1000));
-    await waitFor(async () => context.connected.source === true, 10_000);
+    const { reader } = await readingLive(3);
     // The start's catch-up after its margin has run: nothing is scheduled.
     await new Promise((r) => setTimeout(r, 4500));
     for (let chunk = await reader.next(500); chunk; chunk = await reader.next(500));
@@ -230,11 +236,7 @@ describe('SupabaseRealtimeSource', () => {
 
   it('hands on without its before-image a live update of a key whose earlier image it never handed on (an insert lost in an outage), so a sink that skips updates changing nothing still writes the row', async () => {
     // A margin longer than the test: no catch-up reads the lost insert, only the live feed tells of the row.
-    const { source, context } = await openSource('never', 10_000, 30);
-    const reader = stepper(source, null);
-    cleanups.push(() => reader.stop());
-    for (let chunk = await reader.next(2000); chunk; chunk = await reader.next(1000));
-    await waitFor(async () => context.connected.source === true, 10_000);
+    const { reader } = await readingLive(30);
     const sent = realtime.stats().messagesSent;
     realtime.pause();
     await cloud.query(`INSERT INTO notes (id, note) VALUES (1, 'insert lost')`);
