@@ -1,7 +1,7 @@
 import { Subject, concatMap, defer, from, fromEvent, map, takeUntil, tap } from 'rxjs';
 import type { Source } from '../cdc/source.js';
 import type { CheckpointStore } from '../checkpoints/checkpoint-store.js';
-import { ConfigError, TransientError, errorMessage } from '../core/errors.js';
+import { ConfigError, TransientError, errorMessage, isTransient } from '../core/errors.js';
 import type { Logger } from '../log.js';
 import { initStreamSeries } from '../metrics/metrics.js';
 import type { Sink } from '../sinks/sink.js';
@@ -131,11 +131,12 @@ export class Stream {
       const stream = this.health.retryHooks(part);
       return { ...stream, signal: stream.signal ? AbortSignal.any([stream.signal, attempt.signal]) : attempt.signal };
     };
+    const stopped = new Error('the other side of the stream failed to open');
     let cause: unknown;
     const failed = (error: unknown): never => {
       if (!attempt.signal.aborted) {
         cause = error;
-        attempt.abort();
+        attempt.abort(stopped);
       }
       throw error;
     };
@@ -146,7 +147,12 @@ export class Stream {
         .catch(failed),
       retryTransient(() => source.open(this.context), config.retry, hooks('source')).catch(failed),
     ]);
-    if (sinkSide.status === 'rejected' || sourceSide.status === 'rejected') throw cause;
+    if (sinkSide.status === 'rejected' || sourceSide.status === 'rejected') {
+      // Which side fails first is a race; what is reported must not be. A permanent error is reported before a
+      // transient one, and the sink's before the source's, as when they opened one after the other.
+      const errors = [sinkSide, sourceSide].flatMap((side) => (side.status === 'rejected' && side.reason !== stopped ? [side.reason] : []));
+      throw errors.find((error) => !isTransient(error)) ?? cause;
+    }
     source.order?.(this.tables.order);
     source.textRows?.([...this.tables.mappings.values()].filter((m) => m.target.textRows).map((m) => m.source));
     const stored = sinkSide.value;

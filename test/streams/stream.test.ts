@@ -302,4 +302,19 @@ describe('Stream, opening', () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(sourceAttempts).toBe(attempts);
   });
+
+  it('reports the sink’s configuration error when both sides are misconfigured, whichever fails first', async () => {
+    const source = new ScriptedSource();
+    source.open = async () => {
+      throw new ConfigError('tables[0].source: table public.items does not exist in the source database');
+    };
+    const sink = new GatedSink();
+    sink.open = async () => {
+      // The sink answers later than the source, as a cold database does: the report must not depend on who is faster.
+      await new Promise((r) => setTimeout(r, 20));
+      throw new ConfigError('tables[0].target: table public.items does not exist in the sink database');
+    };
+    const stream = new Stream({ config: config('both-wrong'), path: 'streams[0]', source, sink, checkpoints: null, metrics: createMetrics(new Registry()), log: createLogger('silent') });
+    await expect(stream.run()).rejects.toThrow(/does not exist in the sink database/);
+  });
 });
