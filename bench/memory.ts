@@ -412,8 +412,8 @@ function section(results: Result[], nodeOptions: string, changes: number, insert
       `name 30–60 characters, attrs a JSON object of five keys, blob 64 bytes, a third of note NULL. A fresh backlog of ${int(changes)} changes ` +
       `(${int(mix.inserts)} inserts, ${int(mix.updates)} updates, ${int(mix.deletes)} deletes), written in transactions of ${int(insertsPerRound)} inserts, ` +
       `${int(updates)} updates and ${int(deletes)} deletes, one source at a time on fresh databases of a private cluster (fsync off). ` +
-      `\`cdc-sync run\` with the **default configuration** (no \`batch\`, \`readLimit\` or \`bufferSize\`: \`batch.maxSize\` ${int(defaultBatchSize())}; a postgres-wal batch keeps whole source transactions, ` +
-      `so here its batches are those transactions) and the image's \`NODE_OPTIONS="${nodeOptions}"\` drains it into an empty copy of the table (sink \`postgres\`). ` +
+      `\`cdc-sync run\` with the **default configuration** (no \`batch\`, \`readLimit\` or \`bufferSize\`: \`batch.maxSize\` ${int(defaultBatchSize())} for postgres-changelog and ${int(defaultBatchSize('postgres-wal'))} for postgres-wal; ` +
+      `batches keep whole source transactions, so here postgres-changelog's are those transactions and postgres-wal's one of each kind) and the image's \`NODE_OPTIONS="${nodeOptions}"\` drains it into an empty copy of the table (sink \`postgres\`). ` +
       "Peak RSS is the process's VmHWM once the last change was applied; the target then equals the source (md5 of all rows in id order) and SIGINT ends the process with 0.",
     '',
     '| source → sink | peak RSS | drain time (start-up included) | changes/s | batches | highest V8 heap (total) / external memory |',

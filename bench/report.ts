@@ -247,7 +247,7 @@ export function publishSection(section: string, title: string): void {
   if (process.env.BENCH_WRITE !== '0') writeSection(fileURLToPath(new URL('../../BENCHMARKS.md', import.meta.url)), section, title);
 }
 
-/** The default configuration's batch.maxSize, as the configuration schema gives it. */
-export function defaultBatchSize(): number {
-  return streamSchema.parse({ name: 'x', source: { type: 'postgres-changelog', url: 'x' }, sink: { type: 'postgres', url: 'x' }, tables: [{ source: 'a', target: 'a' }] }).batch.maxSize;
+/** The default configuration's batch.maxSize for a source type, as the configuration schema gives it. */
+export function defaultBatchSize(source: 'postgres-changelog' | 'postgres-wal' = 'postgres-changelog'): number {
+  return streamSchema.parse({ name: 'x', source: { type: source, url: 'x' }, sink: { type: 'postgres', url: 'x' }, tables: [{ source: 'a', target: 'a' }] }).batch.maxSize;
 }

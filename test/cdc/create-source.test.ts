@@ -2,9 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { walBufferSize } from '../../src/cdc/index.js';
 
 describe('walBufferSize', () => {
-  it('holds four reads by default, at least 10,000 changes, so the walsender is not paused every batch', () => {
+  it('holds one read by default, at least 10,000 changes, so the walsender is not paused every small batch', () => {
     expect(walBufferSize(undefined, 500)).toBe(10_000);
-    expect(walBufferSize(undefined, 10_000)).toBe(40_000);
+    expect(walBufferSize(undefined, 10_000)).toBe(10_000);
+    expect(walBufferSize(undefined, 25_000)).toBe(25_000);
   });
 
   it('takes the configured size as it is', () => {

@@ -36,6 +36,14 @@ function configError(text: string, env: Environment = {}): ConfigError {
 }
 
 describe('parseConfig', () => {
+  it('gives a postgres-wal stream batches of 10,000 changes unless configured, every other source 1,000', () => {
+    const wal = (extra?: string) => parseConfig(yaml({ extra }).replace('type: postgres-changelog', 'type: postgres-wal'), {}).streams[0]!.batch;
+    expect(wal()).toEqual({ maxSize: 10_000, maxWaitMs: 100 });
+    expect(wal('    batch: { maxSize: 500 }')).toEqual({ maxSize: 500, maxWaitMs: 100 });
+    expect(parseConfig(yaml({ extra: '    batch: { maxWaitMs: 5 }' }), {}).streams[0]!.batch).toEqual({ maxSize: 1000, maxWaitMs: 5 });
+    expect(parseConfig(yaml().replace('type: postgres-changelog', 'type: postgres-wal'), { SYNC_BATCH_SIZE: '50' }).streams[0]!.batch.maxSize).toBe(50);
+  });
+
   it('fills in the defaults', () => {
     const config = parseConfig(yaml(), {});
     const stream = config.streams[0]!;

@@ -283,7 +283,7 @@ describe('TableMapping.mapEvent with text rows (postgres-wal inserts, core/row-t
   ];
   function inserted(values: (string | null)[]): ChangeEvent {
     const shape = new TupleShape(relation, ['id']);
-    const row = shape.insert(pgoutputInsert(values), 0, new CopyLines())!;
+    const row = shape.newTuple(pgoutputInsert(values), 0, new CopyLines())!;
     const key = shape.key;
     return { table: 'public.items', op: 'insert', key, row, before: null, position: '0/1', commitTime: new Date(0) };
   }

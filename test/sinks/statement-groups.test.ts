@@ -25,7 +25,7 @@ describe('groupStatements', () => {
     );
     const lines = new CopyLines();
     const text = (id: number): ChangeEvent => {
-      const row = shape.insert(pgoutputInsert(['v', String(id)]), 0, lines)!;
+      const row = shape.newTuple(pgoutputInsert(['v', String(id)]), 0, lines)!;
       const key = shape.key;
       return { table: 'a', op: 'insert', key, row, position: '1', commitTime: at };
     };

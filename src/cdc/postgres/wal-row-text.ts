@@ -69,7 +69,7 @@ export class TupleShape implements RowTextShape {
   private readonly keyOf: Int32Array;
   /** Every key column, null. */
   private readonly keyTemplate: Row;
-  /** The key of the row `insert` returned last. */
+  /** The key of the row `newTuple` returned last. */
   key: Row = {};
 
   constructor(
@@ -85,16 +85,18 @@ export class TupleShape implements RowTextShape {
   }
 
   /**
-   * An Insert's new tuple written to `lines` as a COPY line, and the row as
-   * text over it; its key, read as `decode` would read it, in `key`.
-   * Undefined when the message is not an Insert whose tuple has one plain
-   * value or null per column.
+   * The new tuple of an Insert, or of an Update that carries no old tuple
+   * (its key did not change), written to `lines` as a COPY line, and the row
+   * as text over it; its key, read as `decode` would read it, in `key`.
+   * Undefined when the message is neither, or its tuple lacks one plain value
+   * or null per column (an unchanged TOAST value).
    */
-  insert(message: Buffer, offset: number, lines: CopyLines): Row | undefined {
+  newTuple(message: Buffer, offset: number, lines: CopyLines): Row | undefined {
     const count = this.columns.length;
-    // 'I', relation id, 'N', column count, then per column 'n', or 't', a 32-bit length and the text
-    // (https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html).
-    if (message[offset] !== 0x49 || message[offset + 5] !== 0x4e || message.readInt16BE(offset + 6) !== count) return undefined;
+    // 'I' or 'U', relation id, 'N', column count, then per column 'n', or 't', a 32-bit length and the text. An
+    // Update with an old tuple has 'K' or 'O' where the 'N' is (https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html).
+    const tag = message[offset];
+    if ((tag !== 0x49 && tag !== 0x55) || message[offset + 5] !== 0x4e || message.readInt16BE(offset + 6) !== count) return undefined;
     // A copy of the template is an object of exactly the key's size; one built up from {} has room for four columns.
     const key: Row = { ...this.keyTemplate };
     let at = offset + 8;
@@ -140,7 +142,7 @@ export class TupleShape implements RowTextShape {
     return textRow(new RowText(this, out, start, o));
   }
 
-  /** A line `insert` wrote, read into values as the source reads a tuple (fromText). */
+  /** A line `newTuple` wrote, read into values as the source reads a tuple (fromText). */
   decode(bytes: Buffer, start: number, end: number): Row {
     const row: Row = { ...this.template };
     let at = start;
@@ -165,7 +167,7 @@ export class TupleShape implements RowTextShape {
   }
 }
 
-/** A COPY text field with its escapes (the four `insert` writes) undone, as UTF-8 text. */
+/** A COPY text field with its escapes (the four `newTuple` writes) undone, as UTF-8 text. */
 function unescaped(bytes: Buffer, start: number, end: number): string {
   const out = Buffer.allocUnsafe(end - start);
   let o = 0;

@@ -66,20 +66,23 @@ export class TransactionAssembler {
    * Feeds the pgoutput message at `offset` of `message`; returns the
    * transaction its Commit completes. Inserts of captured tables (most of a
    * backlog) are read straight into rows, or into text rows where the sink
-   * takes them, the rest through `decodePgOutput`.
+   * takes them, as are updates that keep their key there; the rest go
+   * through `decodePgOutput`.
    */
   receive(message: Buffer, offset: number): WalTransaction | null {
     const tx = this.current;
-    if (tx !== null && message[offset] === 0x49 /* I */) {
+    const tag = message[offset];
+    if (tx !== null && (tag === 0x49 /* I */ || tag === 0x55 /* U */)) {
       const relation = this.relations.get(message.readUInt32BE(offset + 1));
       const table = relation?.table;
       if (table && relation.shape) {
-        const row = relation.shape.insert(message, offset, this.lines);
+        // An insert, or an update that keeps its key (no old tuple).
+        const row = relation.shape.newTuple(message, offset, this.lines);
         if (row) {
-          tx.events.push(change(table.source, 'insert', relation.shape.key, row, null, tx.commitTime));
+          tx.events.push(change(table.source, tag === 0x49 ? 'insert' : 'update', relation.shape.key, row, null, tx.commitTime));
           return null;
         }
-      } else if (table) {
+      } else if (table && tag === 0x49) {
         const row = insertRow(message, offset, relation.columns, relation.template, fromText);
         if (row) {
           tx.events.push(change(table.source, 'insert', keyOf(relation.keyColumns, row), row, null, tx.commitTime));

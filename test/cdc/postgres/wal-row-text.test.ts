@@ -23,11 +23,11 @@ function decodedAtOnce(message: Buffer, offset = 0): Record<string, unknown> {
   return Object.fromEntries(COLUMNS.map((c, i) => [c.name, decoded.newTuple[i] === null ? null : fromText(c.typeOid, decoded.newTuple[i]!)]));
 }
 
-describe('TupleShape.insert', () => {
+describe('TupleShape.newTuple', () => {
   it('keeps an Insert as a text row that reads as the row decodePgOutput gives, with its key read at once', () => {
     const shape = new TupleShape(COLUMNS, ['id']);
     const message = Buffer.concat([Buffer.from('prefix'), pgoutputInsert(['42', 'Zoë ✓\ttab', null, '{"a": 2.50}', '{x,"y z"}'])]);
-    const inserted = { row: shape.insert(message, 6, new CopyLines())!, key: shape.key };
+    const inserted = { row: shape.newTuple(message, 6, new CopyLines())!, key: shape.key };
     expect(inserted.key).toEqual({ id: '42' });
     const text = rowText(inserted.row)!;
     expect(text.columns).toEqual(['id', 'name', 'qty', 'doc', 'tags']);
@@ -43,7 +43,7 @@ describe('TupleShape.insert', () => {
 
   it('answers every way a plain row does once read: keys in order, in, JSON, spread, assignment', () => {
     const shape = new TupleShape(COLUMNS, ['id']);
-    const row = shape.insert(pgoutputInsert(['7', 'seven', '3', null, null]), 0, new CopyLines())!;
+    const row = shape.newTuple(pgoutputInsert(['7', 'seven', '3', null, null]), 0, new CopyLines())!;
     expect(Object.keys(row)).toEqual(['id', 'name', 'qty', 'doc', 'tags']);
     const names: string[] = [];
     for (const name in row) names.push(name);
@@ -58,17 +58,36 @@ describe('TupleShape.insert', () => {
 
   it('reads a key of several columns, in the configured order, and a configured key column the relation lacks as null', () => {
     const shape = new TupleShape(COLUMNS, ['qty', 'id', 'missing']);
-    shape.insert(pgoutputInsert(['1', 'a', '5', null, null]), 0, new CopyLines());
+    shape.newTuple(pgoutputInsert(['1', 'a', '5', null, null]), 0, new CopyLines());
     expect(shape.key).toEqual({ qty: 5, id: '1', missing: null });
   });
 
-  it('declines what it does not read, for decodePgOutput to take: an unchanged TOAST column, another column count, not an Insert', () => {
+  it('keeps the new tuple of an Update without old tuple (its key unchanged) as a text row too', () => {
     const shape = new TupleShape(COLUMNS, ['id']);
-    expect(shape.insert(pgoutputInsert(['1', UNCHANGED, '3', null, null]), 0, new CopyLines())).toBeUndefined();
-    expect(shape.insert(pgoutputInsert(['1', 'a']), 0, new CopyLines())).toBeUndefined();
-    const update = pgoutputInsert(['1', 'a', '3', null, null]);
-    update[0] = 0x55; // 'U'
-    expect(shape.insert(update, 0, new CopyLines())).toBeUndefined();
+    // 'U', relation id, 'N', the new tuple: the Insert's layout with another tag.
+    const update = pgoutputInsert(['9', 'nine', '4', null, null]);
+    update[0] = 0x55;
+    const row = shape.newTuple(update, 0, new CopyLines())!;
+    expect(shape.key).toEqual({ id: '9' });
+    const text = rowText(row)!;
+    expect(text.bytes.toString('utf8', text.start, text.end)).toBe('9\tnine\t4\t\\N\t\\N\n');
+    expect({ ...row }).toEqual({ id: '9', name: 'nine', qty: 4, doc: null, tags: null });
+  });
+
+  it('declines what it does not read, for decodePgOutput to take: an unchanged TOAST column, another column count, an Update with an old tuple, a Delete', () => {
+    const shape = new TupleShape(COLUMNS, ['id']);
+    expect(shape.newTuple(pgoutputInsert(['1', UNCHANGED, '3', null, null]), 0, new CopyLines())).toBeUndefined();
+    expect(shape.newTuple(pgoutputInsert(['1', 'a']), 0, new CopyLines())).toBeUndefined();
+    // An Update whose key changed: 'U', relation id, 'K' and the old key's tuple, then 'N' and the new tuple.
+    const oldKey = pgoutputInsert(['1', null, null, null, null]);
+    const newTuple = pgoutputInsert(['2', 'a', '3', null, null]);
+    const keyChanged = Buffer.concat([Buffer.from('U'), oldKey.subarray(1, 5), Buffer.from('K'), oldKey.subarray(6), newTuple.subarray(5)]);
+    expect(decodePgOutput(keyChanged)).toMatchObject({ tag: 'update', oldKind: 'K', newTuple: ['2', 'a', '3', null, null] });
+    expect(shape.newTuple(keyChanged, 0, new CopyLines())).toBeUndefined();
+    const deleted = Buffer.from(oldKey);
+    deleted[0] = 0x44; // 'D'
+    deleted[5] = 0x4b; // 'K'
+    expect(shape.newTuple(deleted, 0, new CopyLines())).toBeUndefined();
   });
 
   it('writes a line COPY reads as the values, and decodes back to the row decodePgOutput gives, for any text (property)', () => {
@@ -78,7 +97,7 @@ describe('TupleShape.insert', () => {
     fc.assert(
       fc.property(fc.tuple(value, value, value, value, value), (values) => {
         const message = pgoutputInsert(values);
-        const text = rowText(shape.insert(message, 0, lines)!)!;
+        const text = rowText(shape.newTuple(message, 0, lines)!)!;
         // COPY's text format, read as the server reads it: split on tabs, \N is NULL, then the four escapes.
         const line = text.bytes.toString('latin1', text.start, text.end);
         expect(line.endsWith('\n')).toBe(true);
@@ -92,7 +111,7 @@ describe('TupleShape.insert', () => {
   it('writes the lines of consecutive inserts one after the other in one buffer, a new buffer when one is full', () => {
     const shape = new TupleShape(COLUMNS, ['id']);
     const lines = new CopyLines();
-    const texts = Array.from({ length: 3000 }, (_, i) => rowText(shape.insert(pgoutputInsert([String(i), 'x'.repeat(100), null, null, null]), 0, lines)!)!);
+    const texts = Array.from({ length: 3000 }, (_, i) => rowText(shape.newTuple(pgoutputInsert([String(i), 'x'.repeat(100), null, null, null]), 0, lines)!)!);
     let follows = 0;
     for (let i = 1; i < texts.length; i += 1) if (texts[i]!.bytes === texts[i - 1]!.bytes && texts[i]!.start === texts[i - 1]!.end) follows += 1;
     // 3000 lines of ~110 bytes in 256 KiB buffers: two buffers, one break.

@@ -23,7 +23,7 @@ function textRows(values: (string | null)[][], lines = new CopyLines()): Row[] {
     ],
     ['id'],
   );
-  return values.map((row) => shape.insert(pgoutputInsert(row), 0, lines)!);
+  return values.map((row) => shape.newTuple(pgoutputInsert(row), 0, lines)!);
 }
 
 describe('copyData', () => {
