@@ -1,4 +1,5 @@
-import { keyString, type ChangeEvent } from '../../core/change-event.js';
+import { keyString, type ChangeEvent, type Row } from '../../core/change-event.js';
+import { rowText } from '../../core/row-text.js';
 
 /**
  * Keeps the last change per key (source order decides) and puts them in an
@@ -8,7 +9,9 @@ import { keyString, type ChangeEvent } from '../../core/change-event.js';
  * update+delete → delete. Whether the row is new is the first change's
  * word: insert+update → insert (of the last image), delete+insert or
  * update+insert → update, so a sink may write new rows the cheaper way
- * (COPY) and upsert the others.
+ * (COPY) and upsert the others. A column the last change's row lacks (an
+ * unchanged TOAST value, which pgoutput does not send) keeps the value of
+ * the key's earlier image in the batch.
  * Tables a TRUNCATE emptied come first (children first), without the
  * changes that preceded the TRUNCATE.
  * A copied row (`copied`, see TableCopy) after a logged change of its key
@@ -28,6 +31,8 @@ export function coalesce(events: ChangeEvent[], tableOrder: string[]): ChangeEve
   const truncates = new Map<string, number>();
   // Per copied change that follows a logged one of its key: the newest logged change's time (rare: no array otherwise).
   let loggedTime: Map<number, Date> | undefined;
+  // Per change whose row lacks columns of its key's earlier image in the batch: the row with them (rare).
+  let filled: Map<number, Row> | undefined;
   for (let i = 0; i < events.length; i += 1) {
     const event = events[i]!;
     let ids = tables.get(event.table);
@@ -56,6 +61,12 @@ export function coalesce(events: ChangeEvent[], tableOrder: string[]): ChangeEve
     if (previous !== undefined) {
       newest[previous] = 0;
       first[i] = first[previous] === -1 ? previous : first[previous]!;
+      // A row without a column its key's earlier image has (pgoutput leaves an unchanged TOAST value out): the
+      // earlier value still holds, and a row that is new to the target must not lose it. Text rows are whole.
+      if (event.row && !rowText(event.row)) {
+        const earlier = filled?.get(previous) ?? events[previous]!.row;
+        if (earlier && lacksColumnOf(event.row, earlier)) (filled ??= new Map()).set(i, { ...earlier, ...event.row });
+      }
       if (event.copied) {
         const time = events[previous]!.copied ? loggedTime?.get(previous) : events[previous]!.commitTime;
         if (time) (loggedTime ??= new Map()).set(i, time);
@@ -72,6 +83,8 @@ export function coalesce(events: ChangeEvent[], tableOrder: string[]): ChangeEve
     let e = first[i] === -1 ? events[i]! : withFirstWord(events[i]!, events[first[i]!]!.op);
     const time = loggedTime?.get(i);
     if (time) e = { ...e, commitTime: time };
+    const row = filled?.get(i);
+    if (row) e = { ...e, row };
     (e.op === 'truncate' ? emptied : e.op === 'delete' ? deletes : upserts)[rank.get(e.table) ?? tableOrder.length]!.push(e);
   }
   return [...emptied.reverse().flat(), ...deletes.reverse().flat(), ...upserts.flat()];
@@ -82,6 +95,11 @@ function withFirstWord(newest: ChangeEvent, firstOp: ChangeEvent['op']): ChangeE
   if (newest.op === 'delete' || newest.op === 'truncate') return newest;
   const op = firstOp === 'insert' ? 'insert' : 'update';
   return op === newest.op ? newest : { ...newest, op };
+}
+
+function lacksColumnOf(row: Row, earlier: Row): boolean {
+  for (const column in earlier) if (!(column in row)) return true;
+  return false;
 }
 
 /** The key's value when it is one column of text or number; undefined otherwise. */

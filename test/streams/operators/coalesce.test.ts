@@ -27,6 +27,19 @@ describe('coalesce', () => {
     expect(update.op).toBe('update');
   });
 
+  it('keeps the columns an update left out (an unchanged TOAST value, not sent) from the earlier image of its key in the batch', () => {
+    const insert = change('customers', 'insert', { id: 1 }, { id: 1, name: 'Ann', notes: 'x'.repeat(9000) });
+    // pgoutput leaves an unchanged TOAST value out of the new tuple: the row lacks the column.
+    const update = change('customers', 'update', { id: 1 }, { id: 1, name: 'Anne' });
+    const again = change('customers', 'update', { id: 1 }, { id: 1, name: 'Annie' });
+    expect(coalesce([insert, update, again], ORDER)).toEqual([{ ...again, op: 'insert', row: { id: 1, name: 'Annie', notes: 'x'.repeat(9000) } }]);
+    // Across a delete the earlier image is gone: the new row is what the insert says.
+    const deleted = change('customers', 'delete', { id: 1 });
+    const fresh = change('customers', 'insert', { id: 1 }, { id: 1, name: 'Bo' });
+    expect(coalesce([insert, deleted, fresh], ORDER)).toEqual([fresh]);
+    expect(update.row).toEqual({ id: 1, name: 'Anne' });
+  });
+
   it('update then delete becomes the delete', () => {
     const update = change('customers', 'update', { id: 1 }, { id: 1, name: 'B' });
     const del = change('customers', 'delete', { id: 1 });
