@@ -56,17 +56,37 @@ describe('copyData', () => {
     expect(copyText([{ a: 1 }, { a: { x: 1 } }], plain('a'))).toBeNull();
   });
 
-  it('sends text rows as their lines, undecoded, consecutive lines of one buffer as one piece of it', () => {
+  it('sends text rows as their lines, undecoded, a long run of consecutive lines of one buffer as one piece of it', () => {
     const rows = textRows([
       ['1', 'a\tb', '3'],
       ['2', null, '4'],
       ['3', 'c', null],
     ]);
-    const pieces = copyData(rows, plain('id', 'name', 'qty'))!;
-    expect(pieces).toHaveLength(1);
-    expect(pieces[0]!.buffer).toBe(rowText(rows[0]!)!.bytes.buffer);
-    expect(Buffer.concat(pieces).toString('utf8')).toBe('1\ta\\tb\t3\n2\t\\N\t4\n3\tc\t\\N\n');
+    expect(copyText(rows, plain('id', 'name', 'qty'))).toBe('1\ta\\tb\t3\n2\t\\N\t4\n3\tc\t\\N\n');
     expect(rows.every((row) => rowText(row)!.row === undefined)).toBe(true);
+    const long = textRows(Array.from({ length: 1000 }, (_, i) => [String(i), 'x'.repeat(100), '1']));
+    const pieces = copyData(long, plain('id', 'name', 'qty'))!;
+    expect(pieces).toHaveLength(1);
+    expect(pieces[0]!.buffer).toBe(rowText(long[0]!)!.bytes.buffer);
+    expect(long.every((row) => rowText(row)!.row === undefined)).toBe(true);
+  });
+
+  it('copies short runs of text rows (a batch whose updates were folded into its inserts), so the data goes in a few pieces, not one per run', () => {
+    const rows = textRows(Array.from({ length: 3000 }, (_, i) => [String(i), `row ${i}`, String(i % 7)]));
+    // Every other row dropped: 1,500 runs of one line each.
+    const kept = rows.filter((_, i) => i % 2 === 0);
+    const pieces = copyData(kept, plain('id', 'name', 'qty'))!;
+    expect(pieces.length).toBeLessThanOrEqual(3);
+    const expected = kept.map((_, k) => `${2 * k}\trow ${2 * k}\t${(2 * k) % 7}\n`).join('');
+    expect(Buffer.concat(pieces).toString('utf8')).toBe(expected);
+    expect(kept.every((row) => rowText(row)!.row === undefined)).toBe(true);
+    // Short runs, long lines and plain rows between them, past the first guess of the size: every byte in order.
+    const wide = textRows(Array.from({ length: 400 }, (_, i) => [String(i), 'w'.repeat(i * 37), null]));
+    const mixed = wide.flatMap((row, i) => (i % 3 === 0 ? [] : i % 3 === 1 ? [row] : [row, { id: `p${i}`, name: 'plain\tone', qty: i }]));
+    const expectedMixed = wide
+      .flatMap((_, i) => (i % 3 === 0 ? [] : i % 3 === 1 ? [`${i}\t${'w'.repeat(i * 37)}\t\\N\n`] : [`${i}\t${'w'.repeat(i * 37)}\t\\N\n`, `p${i}\tplain\\tone\t${i}\n`]))
+      .join('');
+    expect(copyText(mixed, plain('id', 'name', 'qty'))).toBe(expectedMixed);
   });
 
   it('keeps the order of text rows and plain rows mixed, and writes a text row of other columns from its values', () => {
