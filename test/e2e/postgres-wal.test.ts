@@ -111,13 +111,20 @@ describe('postgres-wal → postgres through the CLI', () => {
     await a.query(`UPDATE items SET name = name || ' (edited)', price = 12345678901234.5678 WHERE id % 7 = 0`);
     await a.query(`DELETE FROM items WHERE id % 11 = 0`);
     await a.query(`BEGIN; UPDATE items SET name = 'tx' WHERE id = 1; UPDATE items SET name = 'tx' WHERE id = 2; COMMIT`);
+    // A new row with a TOAST value, then updated in the same transaction (so in one batch): the update's tuple
+    // leaves the value out, and the row, new to B, must still arrive with it.
+    await a.query(`DO $$ BEGIN
+      INSERT INTO items VALUES (900, 'toasted', 1, (SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 1000)));
+      UPDATE items SET name = 'toasted, then renamed' WHERE id = 900;
+    END $$`);
     await waitFor(() => inSync(), 30_000, () => `${lastDifference}\n${cli.stderr()}`);
+    expect((await b.query<{ n: number }>(`SELECT length(note) AS n FROM items WHERE id = 900`))[0]!.n).toBe(32_000);
     // The TOAST value was not sent with the update (unchanged), and B still has it.
     expect((await b.query<{ n: string }>(`SELECT count(*)::text AS n FROM items WHERE note = $1`, [big]))[0]!.n).toBe('46');
 
     const text = await cli.metrics();
     const labels = { stream, table: 'public.items' };
-    expect(metricValue(text, 'cdc_sync_events_applied_total', { ...labels, op: 'insert' })).toBe(500);
+    expect(metricValue(text, 'cdc_sync_events_applied_total', { ...labels, op: 'insert' })).toBe(501);
     expect(metricValue(text, 'cdc_sync_events_applied_total', { ...labels, op: 'delete' })).toBe(45);
     await waitFor(async () => (metricValue(await cli.metrics(), 'cdc_sync_source_retained_bytes', { stream }) ?? -1) >= 0, 10_000);
 
