@@ -251,6 +251,16 @@ describe('Stream, opening', () => {
       retry: { attempts: 3, minDelayMs: 5, maxDelayMs: 5 },
     });
 
+  /** A stream of `source` whose sink finds its target table missing after `delayMs`. */
+  const failingToOpen = (name: string, source: ScriptedSource, delayMs: number) => {
+    const sink = new GatedSink();
+    sink.open = async () => {
+      await new Promise((r) => setTimeout(r, delayMs));
+      throw new ConfigError('tables[0].target: table public.items does not exist in the sink database');
+    };
+    return new Stream({ config: config(name), path: 'streams[0]', source, sink, checkpoints: null, metrics: createMetrics(new Registry()), log: createLogger('silent') });
+  };
+
   it('opens the source and the sink at once, and gives the source the table order and text rows before its chunks', async () => {
     const calls: string[] = [];
     let sinkOpened!: () => void;
@@ -290,13 +300,7 @@ describe('Stream, opening', () => {
       sourceAttempts += 1;
       throw new TransientError('source database unreachable');
     };
-    const sink = new GatedSink();
-    sink.open = async () => {
-      await new Promise((r) => setTimeout(r, 30));
-      throw new ConfigError('tables[0].target: table public.items does not exist in the sink database');
-    };
-    const stream = new Stream({ config: config('sink-wrong'), path: 'streams[0]', source, sink, checkpoints: null, metrics: createMetrics(new Registry()), log: createLogger('silent') });
-    await expect(stream.run()).rejects.toThrow(/does not exist in the sink database/);
+    await expect(failingToOpen('sink-wrong', source, 30).run()).rejects.toThrow(/does not exist in the sink database/);
     const attempts = sourceAttempts;
     expect(attempts).toBeGreaterThan(1);
     await new Promise((r) => setTimeout(r, 50));
@@ -308,13 +312,7 @@ describe('Stream, opening', () => {
     source.open = async () => {
       throw new ConfigError('tables[0].source: table public.items does not exist in the source database');
     };
-    const sink = new GatedSink();
-    sink.open = async () => {
-      // The sink answers later than the source, as a cold database does: the report must not depend on who is faster.
-      await new Promise((r) => setTimeout(r, 20));
-      throw new ConfigError('tables[0].target: table public.items does not exist in the sink database');
-    };
-    const stream = new Stream({ config: config('both-wrong'), path: 'streams[0]', source, sink, checkpoints: null, metrics: createMetrics(new Registry()), log: createLogger('silent') });
-    await expect(stream.run()).rejects.toThrow(/does not exist in the sink database/);
+    // The sink answers later than the source, as a cold database does: the report must not depend on who is faster.
+    await expect(failingToOpen('both-wrong', source, 20).run()).rejects.toThrow(/does not exist in the sink database/);
   });
 });
