@@ -15,7 +15,9 @@ export function countByTableAndOp(events: ChangeEvent[], skip?: (event: ChangeEv
   let table: string | undefined;
   let op: ChangeEvent['op'] = 'insert';
   let run = 0;
-  for (const e of events) {
+  // An index loop: a for-of over 10,000 changes, in code V8 has not optimized yet, makes an iterator result per change.
+  for (let i = 0; i < events.length; i += 1) {
+    const e = events[i]!;
     if (skip?.(e)) continue;
     if (e.table === table && e.op === op) {
       run += 1;

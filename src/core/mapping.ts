@@ -197,7 +197,8 @@ export class TableMapping {
   mapEvent(event: ChangeEvent): ChangeEvent {
     if (event.op === 'truncate') return event; // the whole table: no key, no row
     const key = this.mapRow(event.key, this.keyShape);
-    for (const k of this.targetKey) {
+    for (let i = 0; i < this.targetKey.length; i += 1) {
+      const k = this.targetKey[i]!;
       if (!(k in key)) throw new ConfigError(`${this.path}: change on ${this.source} has no value for key column ${k}`);
     }
     const text = event.row ? rowText(event.row) : undefined;

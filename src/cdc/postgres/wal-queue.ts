@@ -32,7 +32,7 @@ export class WalQueue {
    * returned ones, after them. `delivered` hears of each copied chunk taken.
    */
   take(limit: number, end: bigint, copy: WalCopy | null, delivered: (copy: WalCopy | null) => void): { events: ChangeEvent[]; rejected: RejectedChange[]; end: bigint; copy: WalCopy | null } {
-    const events: ChangeEvent[] = [];
+    let events: ChangeEvent[] = [];
     const rejected: RejectedChange[] = [];
     while (this.items.length > 0) {
       const item = this.items[0]!;
@@ -52,7 +52,9 @@ export class WalQueue {
         for (const e of item.events) e.position = position;
         for (const r of item.rejected) r.position = position;
       }
-      append(events, item.events);
+      // The first transaction's own array, taken over (it leaves the queue): most chunks are one transaction.
+      if (events.length === 0) events = item.events;
+      else append(events, item.events);
       append(rejected, item.rejected);
     }
     return { events, rejected, end, copy };

@@ -1,3 +1,4 @@
+import { append } from '../../core/arrays.js';
 import { keyString, type ChangeEvent, type Row } from '../../core/change-event.js';
 import { rowText } from '../../core/row-text.js';
 
@@ -87,7 +88,9 @@ export function coalesce(events: ChangeEvent[], tableOrder: string[]): ChangeEve
     if (row) e = { ...e, row };
     (e.op === 'truncate' ? emptied : e.op === 'delete' ? deletes : upserts)[rank.get(e.table) ?? tableOrder.length]!.push(e);
   }
-  return [...emptied.reverse().flat(), ...deletes.reverse().flat(), ...upserts.flat()];
+  const ordered: ChangeEvent[] = [];
+  for (const bucket of [...emptied.reverse(), ...deletes.reverse(), ...upserts]) append(ordered, bucket);
+  return ordered;
 }
 
 /** The newest change of a key, its op saying whether the row is new (the first change inserted it) or existed. */

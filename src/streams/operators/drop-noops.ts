@@ -7,10 +7,16 @@ import { valuesEqual } from '../../core/values.js';
  * columns, or the same values again). Writing them would wake the other side.
  */
 export function dropNoops(events: ChangeEvent[]): { kept: ChangeEvent[]; noops: ChangeEvent[] } {
-  const kept: ChangeEvent[] = [];
-  const noops: ChangeEvent[] = [];
-  for (const event of events) {
-    if (event.op === 'update' && event.before && event.row && sameImage(event.before, event.row)) noops.push(event);
+  const noop = (event: ChangeEvent) => event.op === 'update' && !!event.before && !!event.row && sameImage(event.before, event.row);
+  // Most batches have none (updates without a before-image never are): then `events` itself is what is kept.
+  let first = 0;
+  while (first < events.length && !noop(events[first]!)) first += 1;
+  if (first === events.length) return { kept: events, noops: [] };
+  const kept = events.slice(0, first);
+  const noops = [events[first]!];
+  for (let i = first + 1; i < events.length; i += 1) {
+    const event = events[i]!;
+    if (noop(event)) noops.push(event);
     else kept.push(event);
   }
   return { kept, noops };

@@ -397,6 +397,30 @@ describe('postgres-wal source', () => {
     }
   });
 
+  it('shows the changes it holds in cdc_sync_buffer_events once a burst has come in, though reads report at most every 100 ms', async () => {
+    const { source, context } = await openSource({ readLimit: 10 });
+    const held = async () => (await context.metrics.bufferEvents.get()).values.reduce((n, v) => n + v.value, 0);
+    const demand = new Subject<void>();
+    const chunks: SourceChunk[] = [];
+    const subscription = source.chunks(null, demand).subscribe((chunk) => chunks.push(chunk));
+    try {
+      await db.query(`INSERT INTO items (id) SELECT g FROM generate_series(1, 10) g`);
+      await waitFor(() => chunks.length === 1);
+      // Right after the chunk's own report: these come in within the 100 ms its reads do not report in.
+      await db.query(`INSERT INTO items (id) SELECT g FROM generate_series(11, 15) g`);
+      await db.query(`INSERT INTO items (id) SELECT g FROM generate_series(16, 22) g`);
+      await waitFor(async () => (await held()) === 12);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      expect(await held()).toBe(12);
+      demand.next();
+      await waitFor(() => chunks.length === 2);
+      expect(chunks[1]!.events).toHaveLength(5);
+      await waitFor(async () => (await held()) === 7);
+    } finally {
+      subscription.unsubscribe();
+    }
+  });
+
   it('streams over TLS as hosted servers (Supabase) require, reading the replication messages off the TLS socket', async () => {
     const { source } = await openSource({ url: `${db.url}?sslmode=no-verify` });
     const pulled = pull(source, null, 2);
