@@ -49,7 +49,7 @@ COPY sql ./sql
 RUN mkdir -p /etc/cdc-sync /app/data && chown node:node /app/data
 USER node
 
-# Heap cap: measured 128 MiB (change log) and 162 MiB (postgres-wal) peak RSS draining 1M changes with the defaults
+# Heap cap: measured 132 MiB (change log) and 135–142 MiB (postgres-wal) peak RSS draining 1M changes with the defaults
 # (BENCHMARKS.md); raise it for a very large batch.maxSize or postgres-wal source transactions of 80,000+ rows.
 # A young generation of 8 MB semi-spaces (the bin's shebang says the same) costs no throughput and ~15 MB of RSS less.
 ENV CDC_SYNC_CONFIG=/etc/cdc-sync/cdc-sync.yaml \
