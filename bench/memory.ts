@@ -31,7 +31,8 @@ import type { PostgresCluster } from '../test/support/postgres-cluster.js';
 import { makeBacklog, tableDigest, withClient, type BacklogMix, type BacklogShape } from './backlog.js';
 import { parseMetrics, sum, type Sample } from './prometheus.js';
 import { NeighbourWatch, cpuSeconds, memory } from './proc.js';
-import { machine, writeSection, envInt, runBenchmark, defaultBatchSize } from './report.js';
+import { machine, writeSection, envInt, runBenchmark } from './report.js';
+import { defaultBatchSize } from '../src/config/schema.js';
 import { benchWorkspace, serverVersion } from './workspace.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -412,7 +413,7 @@ function section(results: Result[], nodeOptions: string, changes: number, insert
       `name 30–60 characters, attrs a JSON object of five keys, blob 64 bytes, a third of note NULL. A fresh backlog of ${int(changes)} changes ` +
       `(${int(mix.inserts)} inserts, ${int(mix.updates)} updates, ${int(mix.deletes)} deletes), written in transactions of ${int(insertsPerRound)} inserts, ` +
       `${int(updates)} updates and ${int(deletes)} deletes, one source at a time on fresh databases of a private cluster (fsync off). ` +
-      `\`cdc-sync run\` with the **default configuration** (no \`batch\`, \`readLimit\` or \`bufferSize\`: \`batch.maxSize\` ${int(defaultBatchSize())} for postgres-changelog and ${int(defaultBatchSize('postgres-wal'))} for postgres-wal; ` +
+      `\`cdc-sync run\` with the **default configuration** (no \`batch\`, \`readLimit\` or \`bufferSize\`: \`batch.maxSize\` ${int(defaultBatchSize('postgres-changelog'))} for postgres-changelog and ${int(defaultBatchSize('postgres-wal'))} for postgres-wal; ` +
       `batches keep whole source transactions, so here postgres-changelog's are those transactions and postgres-wal's one of each kind) and the image's \`NODE_OPTIONS="${nodeOptions}"\` drains it into an empty copy of the table (sink \`postgres\`). ` +
       "Peak RSS is the process's VmHWM once the last change was applied; the target then equals the source (md5 of all rows in id order) and SIGINT ends the process with 0.",
     '',

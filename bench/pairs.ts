@@ -15,7 +15,8 @@ import { drain, startStream, type DrainResult } from './drain.js';
 import type { NaiveResult } from './naive.js';
 import { SHIPPED_NODE_ARGS } from './node-args.js';
 import { NeighbourWatch, postmasterPid } from './proc.js';
-import { envInt, machine, publishSection, runBenchmark, type Machine, defaultBatchSize } from './report.js';
+import { envInt, machine, publishSection, runBenchmark, type Machine } from './report.js';
+import { defaultBatchSize } from '../src/config/schema.js';
 import { benchWorkspace, createDatabases } from './workspace.js';
 import {
   createSqliteItems,
@@ -238,7 +239,7 @@ function section(results: PairResult[], input: SectionInput): string {
       'as transactions of 8,000 / 1,500 / 500 rows: on PostgreSQL bench/backlog.ts\'s `makeBacklog` (set-based statements through the change-log trigger), on SQLite the same rows and values written by better-sqlite3 one prepared statement per row inside each transaction, through the `sqlite-changelog` capture triggers (`applySqliteChangelogSetup`). ' +
       `Making the burst took ${results.map((r) => `${r.burstSeconds.toFixed(1)} s (${r.name})`).join(', ')}, not part of the result. ` +
       '`cdc-sync run` (the built CLI, a child process) then drains it with the **default configuration** ' +
-      `(no \`batch\` block: \`maxSize\` ${defaultBatchSize()}), checkpoints in the sink, Node.js options as shipped (\`${SHIPPED_NODE_ARGS.join(' ')}\`), ` +
+      `(no \`batch\` block: \`maxSize\` ${defaultBatchSize('postgres-changelog')}), checkpoints in the sink, Node.js options as shipped (\`${SHIPPED_NODE_ARGS.join(' ')}\`), ` +
       'until `cdc_sync_events_applied_total` reaches the burst; the target is then checked to equal the source (row count and md5 of all rows in id order, see below) and the process, stopped with SIGINT, must exit 0. ' +
       'PostgreSQL is a private throw-away cluster (fsync, synchronous_commit and full_page_writes off); the SQLite files are in a temporary directory on the local disk.',
     '',

@@ -2,7 +2,6 @@ import { fileURLToPath } from 'node:url';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import type { BacklogMix } from './backlog.js';
-import { streamSchema } from '../src/config/schema.js';
 import { SHIPPED_NODE_ARGS } from './node-args.js';
 import type { DrainResult } from './drain.js';
 import type { NaiveResult } from './naive.js';
@@ -245,9 +244,4 @@ export function envInt(name: string, fallback: number): number {
 export function publishSection(section: string, title: string): void {
   process.stdout.write(`${section}\n`);
   if (process.env.BENCH_WRITE !== '0') writeSection(fileURLToPath(new URL('../../BENCHMARKS.md', import.meta.url)), section, title);
-}
-
-/** The default configuration's batch.maxSize for a source type, as the configuration schema gives it. */
-export function defaultBatchSize(source: 'postgres-changelog' | 'postgres-wal' = 'postgres-changelog'): number {
-  return streamSchema.parse({ name: 'x', source: { type: source, url: 'x' }, sink: { type: 'postgres', url: 'x' }, tables: [{ source: 'a', target: 'a' }] }).batch.maxSize;
 }

@@ -12,7 +12,8 @@ import { makeBacklog, prepareSource, prepareTarget, tableDigest, withClient } fr
 import { drain, startStream, type DrainResult } from './drain.js';
 import { naiveLoop } from './naive.js';
 import { NeighbourWatch, postmasterPid } from './proc.js';
-import { checks, consoleTable, machine, markdownSection, writeSection, type Report, envInt, runBenchmark, defaultBatchSize } from './report.js';
+import { checks, consoleTable, machine, markdownSection, writeSection, type Report, envInt, runBenchmark } from './report.js';
+import { defaultBatchSize } from '../src/config/schema.js';
 import { benchWorkspace, createDatabases } from './workspace.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -131,7 +132,7 @@ async function main(): Promise<number> {
       naive,
       loadBefore,
       neighbours: { drain: busyDuring.get(null) ?? [], naive: naiveBusy },
-      defaultBatchSize: defaultBatchSize(),
+      defaultBatchSize: defaultBatchSize('postgres-changelog'),
       transactionRows,
       nodeArgs,
     };

@@ -12,7 +12,8 @@ import { makeBacklog, prepareSource, tableDigest, type BacklogMix } from './back
 import { drain, startStream } from './drain.js';
 import { SHIPPED_NODE_ARGS } from './node-args.js';
 import { NeighbourWatch, postmasterPid } from './proc.js';
-import { defaultBatchSize, envInt, machine, publishSection, runBenchmark } from './report.js';
+import { envInt, machine, publishSection, runBenchmark } from './report.js';
+import { defaultBatchSize } from '../src/config/schema.js';
 import { benchWorkspace, createDatabases } from './workspace.js';
 
 const TITLE = '## Two-way: a burst on both sides';
@@ -87,7 +88,7 @@ async function main(): Promise<number> {
           `Load average (1/5/15 min) at the start: ${loadBefore.map((l) => l.toFixed(2)).join(' / ')}.`,
         '',
         `**Workload**: two databases of one private cluster (fsync, synchronous_commit and full_page_writes off), each with bench/run.ts's \`items\` table and the change-log set-up, synced both ways by one \`cdc-sync run\` (streams a-to-b and b-to-a) with the **default configuration**: ` +
-          `no \`batch\` block (\`maxSize\` ${defaultBatchSize()}), no \`conflict\` setting, so each sink judges every incoming batch by change time against its own database's change log (README "Conflicts"). ` +
+          `no \`batch\` block (\`maxSize\` ${defaultBatchSize('postgres-changelog')}), no \`conflict\` setting, so each sink judges every incoming batch by change time against its own database's change log (README "Conflicts"). ` +
           'Both streams first start on the empty tables (`cdc-sync run --once`). ' +
           `Then a burst of ${int(changes)} changes is written on each side at once (${share(mix.inserts)} % inserts, ${share(mix.updates)} % updates, ${share(mix.deletes)} % deletes, in set-based statements of up to 8,000 rows, bench/backlog.ts; side b's ids from ${int(B_FIRST_ID)}), ` +
           `taking ${burstSeconds.toFixed(1)} s, not part of the result, with no ANALYZE after it. ` +

@@ -19,21 +19,17 @@ export interface PreparedBatch {
 /** Maps a batch to target names and types and orders it for the sink; changes that cannot be mapped are set aside. */
 export function prepareBatch(batch: Batch, mappings: Map<string, TableMapping>, tableOrder: string[]): PreparedBatch {
   const events = batch.events;
-  // Sized once (a batch is up to 10,000 changes), not grown by push.
-  const mapped = new Array<ChangeEvent>(events.length);
-  let count = 0;
+  const mapped: ChangeEvent[] = [];
   const failures: FailedChange[] = [];
+  // An index loop, as in countByTableAndOp: no iterator result per change.
   for (let i = 0; i < events.length; i += 1) {
     const event = events[i]!;
     try {
-      const mappedEvent = mappings.get(event.table)!.mapEvent(event);
-      mapped[count] = mappedEvent;
-      count += 1;
+      mapped.push(mappings.get(event.table)!.mapEvent(event));
     } catch (error) {
       failures.push({ event, error: error as Error, reason: failureReason(error) });
     }
   }
-  mapped.length = count;
   const { kept, noops } = dropNoops(mapped);
   const changes = coalesce(kept, tableOrder);
   return { batch, kept, noops, failures, changes };

@@ -18,7 +18,7 @@ import { SLOT_SQL, startReplicationSql } from './wal-setup.js';
 import type { WalSourceOptions } from './wal-source-options.js';
 import { TransactionAssembler, type WalTransaction } from './wal-transactions.js';
 
-/** How often the socket's reads may report the changes held (the gauges); slices and chunks report each time. */
+/** How often the socket's reads and the decode slices may report the changes held (the gauges); a chunk delivered reports at once. */
 const HELD_REPORT_MS = 100;
 
 /** What the stream uses of its WalSource. */
